@@ -1,0 +1,289 @@
+"""Start and stop the real processes a local mesh needs: Consul, Redis, meshgate itself.
+
+Used by ``meshgate demo`` and by the integration tests, so both run exactly the
+same binaries the same way. Every process is started on ports chosen by the
+caller (usually free ones from :func:`free_port`), in its own process group, and
+is told to die with its parent (``PR_SET_PDEATHSIG``) so that a killed demo or
+test run leaves nothing behind.
+
+Binaries are found in this order: the ``CONSUL_BIN`` / ``REDIS_BIN`` variables,
+``PATH``, then the project's ``.tools`` folder filled by ``scripts/bootstrap``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TOOLS_DIR = PROJECT_ROOT / ".tools"
+
+
+class BinaryNotFound(RuntimeError):
+    """A required binary is neither configured, on PATH, nor in the tools folder."""
+
+
+def find_binary(name: str, env_var: str, tools_relpath: str) -> str:
+    """Return the path of ``name``: ``$env_var``, then PATH, then ``.tools/<tools_relpath>``.
+
+    Raises BinaryNotFound with a message telling the user how to get it.
+    """
+    configured = os.environ.get(env_var)
+    if configured:
+        if not os.access(configured, os.X_OK):
+            raise BinaryNotFound(f"{env_var}={configured} is not an executable file")
+        return configured
+    on_path = shutil.which(name)
+    if on_path:
+        return on_path
+    bundled = TOOLS_DIR / tools_relpath
+    if os.access(bundled, os.X_OK):
+        return str(bundled)
+    raise BinaryNotFound(
+        f"{name} not found: set {env_var}, put it on PATH, or run scripts/bootstrap to install it"
+    )
+
+
+def consul_binary() -> str:
+    return find_binary("consul", "CONSUL_BIN", "consul/usr/bin/consul")
+
+
+def redis_binary() -> str:
+    return find_binary("redis-server", "REDIS_BIN", "redis/usr/bin/redis-server")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago (the usual bind-to-0 trick)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: ask Linux to SIGTERM this child when its parent dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
+    """Poll ``check`` until it returns True; raise TimeoutError naming ``what`` otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def http_ok(url: str, timeout: float = 1.0) -> bool:
+    """True when GET ``url`` answers 2xx."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return 200 <= int(resp.status) < 300
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+@dataclass
+class ManagedProcess:
+    """One child process with its log file. ``stop()`` is idempotent."""
+
+    name: str
+    argv: Sequence[str]
+    env: Mapping[str, str] | None = None
+    log_path: Path | None = None
+    cwd: str | None = None
+    proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    def start(self) -> ManagedProcess:
+        if self.log_path is None:
+            fd, path = tempfile.mkstemp(prefix=f"meshgate-{self.name}-", suffix=".log")
+            os.close(fd)
+            self.log_path = Path(path)
+        env = dict(os.environ)
+        if self.env:
+            env.update(self.env)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                list(self.argv),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=self.cwd,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, f"{self.name} was not started"
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def send_signal(self, sig: int) -> None:
+        if self.alive():
+            assert self.proc is not None
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, sig)
+
+    def stop(self, timeout: float = 10.0, sig: int = signal.SIGTERM) -> int | None:
+        """Send ``sig``, wait up to ``timeout``, then SIGKILL the whole group. Returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        # Anything the child left in its group goes too.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL now, no grace (for crash tests)."""
+        self.stop(timeout=5, sig=signal.SIGKILL)
+
+    def log_tail(self, lines: int = 40) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+
+@dataclass
+class ConsulAgent:
+    """A ``consul agent -dev`` with every port chosen, so several can run side by side."""
+
+    http_port: int = field(default_factory=free_port)
+    data_dir: str | None = None
+    process: ManagedProcess | None = field(default=None, init=False)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.http_port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+    def start(self, timeout: float = 30.0) -> ConsulAgent:
+        if self.data_dir is None:
+            self.data_dir = tempfile.mkdtemp(prefix="meshgate-consul-")
+        ports = {
+            "http": self.http_port,
+            "dns": free_port(),
+            "serf_lan": free_port(),
+            "serf_wan": free_port(),
+            "server": free_port(),
+            "grpc": -1,
+        }
+        config = (
+            "ports { "
+            + " ".join(f"{k} = {v}" for k, v in ports.items())
+            + " }\n"
+            # Quick leader election and check reaping keep tests fast.
+            'performance { raft_multiplier = 1 }\n'
+        )
+        config_file = Path(self.data_dir) / "ports.hcl"
+        config_file.write_text(config)
+        argv = [
+            consul_binary(), "agent", "-dev",
+            "-bind", "127.0.0.1", "-client", "127.0.0.1",
+            "-node", f"meshgate-{self.http_port}",
+            "-config-file", str(config_file),
+            "-log-level", "warn",
+        ]
+        self.process = ManagedProcess("consul", argv).start()
+        try:
+            wait_until(self._leader_elected, timeout, f"consul on {self.address}")
+        except TimeoutError:
+            raise TimeoutError(f"consul did not start:\n{self.process.log_tail()}") from None
+        return self
+
+    def _leader_elected(self) -> bool:
+        if self.process is not None and not self.process.alive():
+            raise RuntimeError(f"consul exited:\n{self.process.log_tail()}")
+        try:
+            with urllib.request.urlopen(f"{self.url}/v1/status/leader", timeout=1) as resp:
+                return resp.read().strip() not in (b"", b'""')
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+
+
+@dataclass
+class RedisServer:
+    """A throwaway ``redis-server`` on a chosen port, without persistence."""
+
+    port: int = field(default_factory=free_port)
+    extra_args: Sequence[str] = ()
+    process: ManagedProcess | None = field(default=None, init=False)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 15.0) -> RedisServer:
+        argv = [
+            redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+            "--save", "", "--appendonly", "no", "--protected-mode", "no",
+            *self.extra_args,
+        ]
+        self.process = ManagedProcess(f"redis-{self.port}", argv).start()
+        try:
+            wait_until(lambda: port_open("127.0.0.1", self.port), timeout, f"redis on {self.port}")
+        except TimeoutError:
+            raise TimeoutError(f"redis did not start:\n{self.process.log_tail()}") from None
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+
+
+def meshgate_argv(*args: str) -> list[str]:
+    """argv that runs the ``meshgate`` command with this interpreter."""
+    return [sys.executable, "-m", "meshgate", *args]

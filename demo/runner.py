@@ -1,0 +1,192 @@
+"""``meshgate demo``: the demo mesh as local processes, no Docker needed.
+
+Starts, in order: a Consul dev agent, a redis-server, the demo services
+``users`` and ``orders`` each with its own sidecar, and the edge. ``users`` is
+routed by the edge config; ``orders`` declares its own route in its Consul
+service meta, to show both ways. Ctrl-C (or SIGTERM) stops everything in
+reverse order; every child also dies with this process (PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from demo.processes import (
+    BinaryNotFound,
+    ConsulAgent,
+    ManagedProcess,
+    RedisServer,
+    free_port,
+    http_ok,
+    meshgate_argv,
+    port_open,
+    wait_until,
+)
+
+DEMO_SERVICES = ("users", "orders")
+
+
+@dataclass
+class SidecarPorts:
+    app: int
+    inbound: int
+    outbound: int
+    admin: int
+
+
+def _pick(preferred: int) -> int:
+    return preferred if not port_open("127.0.0.1", preferred) else free_port()
+
+
+def edge_config(consul: str, port: int, admin_port: int) -> dict[str, Any]:
+    return {
+        "listen": {"host": "0.0.0.0", "port": port},
+        "admin": {"host": "127.0.0.1", "port": admin_port},
+        "consul": {"address": consul},
+        "routes": [{"prefix": "/api/users", "service": "users", "prefix_rewrite": "/users"}],
+        "consul_routes": True,
+    }
+
+
+def sidecar_config(name: str, consul: str, ports: SidecarPorts) -> dict[str, Any]:
+    meta: dict[str, str] = {"version": "demo"}
+    if name == "orders":
+        # orders exposes itself: registering in Consul is enough for the edge.
+        meta.update({"meshgate-route": "/api/orders", "meshgate-route-rewrite": "/orders"})
+    return {
+        "service": {"name": name, "id": f"{name}-1", "address": "127.0.0.1",
+                    "tags": ["demo"], "meta": meta},
+        "app": {"address": f"127.0.0.1:{ports.app}", "health_path": "/health"},
+        "inbound": {"host": "127.0.0.1", "port": ports.inbound},
+        "outbound": {"host": "127.0.0.1", "port": ports.outbound},
+        "admin": {"host": "127.0.0.1", "port": ports.admin},
+        "consul": {"address": consul},
+    }
+
+
+class DemoMesh:
+    """The demo's processes; ``start`` brings them up, ``stop`` takes them all down."""
+
+    def __init__(self, workdir: Path, edge_port: int = 8080) -> None:
+        self.workdir = workdir
+        self.edge_port = edge_port
+        self.admin_port = _pick(9901)
+        self.consul = ConsulAgent(http_port=_pick(8500))
+        self.redis = RedisServer(port=_pick(6379))
+        self.processes: list[ManagedProcess] = []
+        self.sidecars: dict[str, SidecarPorts] = {}
+
+    def _spawn(self, name: str, argv: list[str]) -> ManagedProcess:
+        proc = ManagedProcess(name, argv, log_path=self.workdir / f"{name}.log").start()
+        self.processes.append(proc)
+        return proc
+
+    def _write(self, name: str, data: dict[str, Any]) -> Path:
+        path = self.workdir / name
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    def start(self) -> None:
+        self.consul.start()
+        self.redis.start()
+        for name in DEMO_SERVICES:
+            ports = SidecarPorts(free_port(), free_port(), free_port(), free_port())
+            self.sidecars[name] = ports
+            self._spawn(f"{name}-app", [sys.executable, "-m", "demo.service",
+                                        "--name", name, "--port", str(ports.app),
+                                        "--instance", f"{name}-1"])
+            cfg = self._write(f"sidecar-{name}.yaml", sidecar_config(name, self.consul.address, ports))
+            self._spawn(f"{name}-sidecar", meshgate_argv("sidecar", "--config", str(cfg)))
+        cfg = self._write("edge.yaml", edge_config(self.consul.address, self.edge_port, self.admin_port))
+        self._spawn("edge", meshgate_argv("edge", "--config", str(cfg)))
+        for proc in self.processes:
+            if not proc.alive():
+                raise RuntimeError(f"{proc.name} exited at start:\n{proc.log_tail()}")
+        base = f"http://127.0.0.1:{self.edge_port}"
+        for name in DEMO_SERVICES:
+            wait_until(lambda n=name: http_ok(f"{base}/api/{n}/echo"), 30,
+                       f"{base}/api/{name}/echo to answer through the mesh")
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes):
+            proc.stop()
+        self.redis.stop()
+        self.consul.stop()
+
+    def describe(self) -> str:
+        base = f"http://127.0.0.1:{self.edge_port}"
+        lines = [
+            "meshgate demo is running:",
+            f"  consul      {self.consul.url}/ui",
+            f"  redis       {self.redis.url}",
+            f"  edge        {base}   (admin http://127.0.0.1:{self.admin_port})",
+        ]
+        for name, p in self.sidecars.items():
+            lines.append(
+                f"  {name:<10}  app :{p.app}  sidecar inbound :{p.inbound}  "
+                f"outbound :{p.outbound}  admin :{p.admin}"
+            )
+        lines += [
+            "",
+            "Try:",
+            f"  curl {base}/api/users/echo",
+            f"  curl {base}/api/orders/echo",
+            f"  curl http://127.0.0.1:{self.admin_port}/routes",
+            f"  curl http://127.0.0.1:{self.sidecars['orders'].outbound}/users/users/echo"
+            "   # orders' outbound → users",
+            "",
+            f"Configs and logs: {self.workdir}",
+            "Press Ctrl-C to stop everything.",
+        ]
+        return "\n".join(lines)
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def run_demo(edge_port: int = 8080, workdir: str | None = None) -> int:
+    wd = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="meshgate-demo-"))
+    wd.mkdir(parents=True, exist_ok=True)
+    if port_open("127.0.0.1", edge_port):
+        print(f"meshgate demo: port {edge_port} is in use; pass --edge-port", file=sys.stderr)
+        return 1
+    mesh = DemoMesh(wd, edge_port)
+    with _stop_on_signals() as stop:
+        try:
+            mesh.start()
+            print(mesh.describe(), flush=True)
+            while not stop.wait(0.5):
+                dead = [p for p in mesh.processes if not p.alive()]
+                if dead:
+                    print(f"meshgate demo: {dead[0].name} exited:\n{dead[0].log_tail()}",
+                          file=sys.stderr)
+                    return 1
+            print("\nstopping the demo mesh ...", flush=True)
+            return 0
+        except (BinaryNotFound, TimeoutError, RuntimeError) as exc:
+            print(f"meshgate demo: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            mesh.stop()

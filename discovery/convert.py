@@ -1,0 +1,50 @@
+"""Pure conversion of Consul's answers into snapshot entries (no I/O, table-tested).
+
+An instance is healthy when every one of its checks (the node's and the
+service's) is ``passing``, the same rule as ``/v1/health/service/<name>?passing``.
+We ask Consul for all instances and apply the rule here, so the snapshot also
+knows the unhealthy ones: for metrics by health, and so that routes a service
+declares in its meta survive while all of its instances are critical (the
+caller then gets 503 "no healthy instance", not 404 "no route").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from mesh.snapshot import Instance, ServiceEntry, Snapshot, make_snapshot
+
+
+def entry_to_instance(service_name: str, entry: Mapping[str, Any]) -> Instance | None:
+    """One element of ``/v1/health/service/<name>`` → Instance; None if it is unusable."""
+    svc = entry.get("Service") or {}
+    node = entry.get("Node") or {}
+    port = svc.get("Port")
+    address = svc.get("Address") or node.get("Address")
+    if not isinstance(port, int) or port <= 0 or not address:
+        return None
+    checks: Sequence[Mapping[str, Any]] = entry.get("Checks") or ()
+    healthy = all(c.get("Status") == "passing" for c in checks)
+    meta = svc.get("Meta") or {}
+    return Instance(
+        id=str(svc.get("ID") or f"{service_name}-{address}-{port}"),
+        service=service_name,
+        address=str(address),
+        port=port,
+        healthy=healthy,
+        tags=tuple(str(t) for t in (svc.get("Tags") or ())),
+        meta=tuple(sorted((str(k), str(v)) for k, v in meta.items())),
+        node=str(node.get("Node", "")),
+    )
+
+
+def service_entry(name: str, entries: Iterable[Mapping[str, Any]]) -> ServiceEntry:
+    instances = [i for i in (entry_to_instance(name, e) for e in entries) if i is not None]
+    instances.sort(key=lambda i: i.id)
+    return ServiceEntry(name=name, instances=tuple(instances))
+
+
+def build_snapshot(raw: Mapping[str, Sequence[Mapping[str, Any]]], source: str = "consul") -> Snapshot:
+    """``{service name: health entries}`` → Snapshot; deterministic for equal input."""
+    return make_snapshot({name: service_entry(name, raw[name]) for name in sorted(raw)}, source)

@@ -1,0 +1,83 @@
+"""The edge's configuration file: schema and loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+
+from discovery.settings import ConsulSettings, DiscoverySettings
+from mesh.config.loader import load_config
+from mesh.config.sections import AdminConfig, LoggingConfig, ProxyConfig, ShutdownConfig
+from mesh.config.types import Duration, Frozen, Port
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
+
+
+class RouteConfig(Frozen):
+    prefix: str
+    """Path prefix, matched on segment boundaries: ``/api/users`` matches
+    ``/api/users`` and ``/api/users/7``, not ``/api/usersX``."""
+    service: str
+    name: str | None = None
+    host: str | None = None
+    methods: tuple[str, ...] | None = None
+    strip_prefix: bool = False
+    """Send the path without the matched prefix (``/api/users/7`` → ``/7``)."""
+    prefix_rewrite: str | None = None
+    """Replace the matched prefix with this (``/api/users/7`` → ``/users/7``)."""
+    timeout: Duration | None = None
+    """Bound for the whole upstream exchange; default: the proxy's response timeout."""
+
+    @field_validator("prefix", "prefix_rewrite")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError("must start with '/'")
+        return value
+
+    @field_validator("methods")
+    @classmethod
+    def _known_methods(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        upper = tuple(m.upper() for m in value)
+        unknown = [m for m in upper if m not in _METHODS]
+        if unknown:
+            raise ValueError(f"unknown HTTP method {unknown[0]!r}")
+        return upper
+
+    @model_validator(mode="after")
+    def _one_rewrite(self) -> RouteConfig:
+        if self.strip_prefix and self.prefix_rewrite is not None:
+            raise ValueError("use either strip_prefix or prefix_rewrite, not both")
+        return self
+
+
+class ListenConfig(Frozen):
+    host: str = "0.0.0.0"
+    port: Port = 8080
+
+
+class EdgeConfig(Frozen):
+    listen: ListenConfig = ListenConfig()
+    admin: AdminConfig = AdminConfig()
+    consul: ConsulSettings = Field(default_factory=ConsulSettings)
+    discovery: DiscoverySettings = DiscoverySettings()
+    proxy: ProxyConfig = ProxyConfig()
+    shutdown: ShutdownConfig = ShutdownConfig()
+    logging: LoggingConfig = LoggingConfig()
+    routes: tuple[RouteConfig, ...] = ()
+    consul_routes: bool = True
+    """Also expose the routes services declare in their Consul meta."""
+
+    @model_validator(mode="after")
+    def _static_needs_file(self) -> EdgeConfig:
+        if self.discovery.provider == "static" and not self.discovery.static_file:
+            raise ValueError("discovery.static_file is required when discovery.provider is static")
+        return self
+
+
+def load_edge_config(path: str | Path) -> EdgeConfig:
+    """Raises mesh.config.errors.ConfigError naming the file, key path and problem."""
+    return load_config(path, EdgeConfig)

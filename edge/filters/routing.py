@@ -1,0 +1,36 @@
+"""Routing filter: match the normalised path to a route and mark the exchange with it."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from edge.routes import RouteTable
+from mesh.chain import Handler
+from mesh.exchange import Exchange
+
+
+class RoutingFilter:
+    """404 problem when no route matches, 405 (with Allow) when the method is not accepted."""
+
+    def __init__(self, table: RouteTable) -> None:
+        self._table = table
+
+    async def __call__(self, ex: Exchange, next_handler: Handler) -> web.StreamResponse:
+        match = self._table.match(ex.request.headers.get("Host"), ex.path, ex.method)
+        route = match.route
+        if route is None:
+            return ex.problem(404, "No route", f"no route matches {ex.path}", slug="no-route")
+        if not match.method_allowed:
+            allow = ", ".join(sorted(route.methods or ()))
+            return ex.problem(
+                405,
+                "Method not allowed",
+                f"{ex.method} is not accepted on {route.prefix}",
+                slug="method-not-allowed",
+                headers={"Allow": allow},
+            )
+        ex.route = route.name
+        ex.service = route.service
+        ex.upstream_path = route.upstream_path(ex.path)
+        ex.timeout = route.timeout
+        return await next_handler(ex)

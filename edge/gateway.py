@@ -1,0 +1,93 @@
+"""The edge's request pipeline, rebuilt whenever the snapshot changes.
+
+Filter order (outermost first): metrics → routing → proxy. The route table
+(config routes plus routes declared in Consul meta) is compiled once per
+snapshot; a request reads ``chain`` once, so it runs entirely against one
+route table and one snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from edge.config import EdgeConfig
+from edge.filters.routing import RoutingFilter
+from edge.meta_routes import MetaProblem, all_meta_routes
+from edge.routes import Route, RouteTable, make_route
+from mesh.chain import Filter, Handler, build_chain
+from mesh.filters.metrics import MetricsFilter
+from mesh.proxy import Proxy
+from mesh.snapshot import Snapshot, SnapshotStore
+from mesh.telemetry.metrics import ProxyMetrics
+
+log = logging.getLogger(__name__)
+
+
+def config_routes(config: EdgeConfig) -> list[Route]:
+    return [
+        make_route(
+            prefix=r.prefix,
+            service=r.service,
+            source="config",
+            name=r.name,
+            host=r.host,
+            methods=r.methods,
+            strip_prefix=r.strip_prefix,
+            prefix_rewrite=r.prefix_rewrite,
+            timeout=r.timeout,
+        )
+        for r in config.routes
+    ]
+
+
+class EdgeGateway:
+    def __init__(
+        self, config: EdgeConfig, store: SnapshotStore, proxy: Proxy, metrics: ProxyMetrics
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._proxy = proxy
+        self._metrics_filter = MetricsFilter(metrics)
+        self._static_routes = config_routes(config)
+        self.table = RouteTable(self._static_routes)
+        self.meta_problems: list[MetaProblem] = []
+        self.handler: Handler = self._build(self.table)
+        store.subscribe(self._on_snapshot)
+
+    def chain(self) -> Handler:
+        return self.handler
+
+    def _build(self, table: RouteTable) -> Handler:
+        filters: list[Filter] = [self._metrics_filter, RoutingFilter(table)]
+        return build_chain(filters, self._proxy)
+
+    def _on_snapshot(self, snapshot: Snapshot) -> None:
+        routes = list(self._static_routes)
+        problems: list[MetaProblem] = []
+        if self._config.consul_routes:
+            meta_routes, problems = all_meta_routes(snapshot.services.values())
+            routes += meta_routes
+        for p in problems:
+            if p not in self.meta_problems:
+                log.warning("service %s: meta %s: %s", p.service, p.key, p.problem)
+        table = RouteTable(routes)
+        for c in table.conflicts:
+            log.debug("route conflict: %s", c)
+        self.meta_problems = problems
+        self.table = table
+        self.handler = self._build(table)
+
+    def routes_view(self) -> dict[str, Any]:
+        snapshot = self._store.current
+        instances = {
+            name: [
+                {"id": i.id, "address": i.authority, "healthy": i.healthy}
+                for i in entry.instances
+            ]
+            for name, entry in snapshot.services.items()
+        }
+        view = self.table.describe(instances)
+        view["meta_problems"] = [p.__dict__ for p in self.meta_problems]
+        view["catalog"] = {"source": snapshot.source, "age_seconds": self._store.age()}
+        return view

@@ -1,0 +1,102 @@
+"""Routes that services declare themselves in their Consul service meta (pure).
+
+Registering a service with these meta keys is enough to expose it at the edge:
+
+==============================  ==============================================
+``meshgate-route``              comma-separated path prefixes (required)
+``meshgate-route-host``         only for this Host
+``meshgate-route-methods``      comma-separated methods, e.g. ``GET,POST``
+``meshgate-route-strip-prefix`` ``true`` sends the path without the prefix
+``meshgate-route-rewrite``      replace the prefix with this path
+``meshgate-route-timeout``      e.g. ``5s`` or ``500ms``
+==============================  ==============================================
+
+Instances of one service normally agree; if they do not, the union of the
+prefixes declared by its instances is used, and the settings of the instance
+whose id sorts first. Invalid values are reported, not fatal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from edge.routes import Route, make_route
+from mesh.config.types import parse_duration
+from mesh.snapshot import ServiceEntry
+
+PREFIX_KEY = "meshgate-route"
+HOST_KEY = "meshgate-route-host"
+METHODS_KEY = "meshgate-route-methods"
+STRIP_KEY = "meshgate-route-strip-prefix"
+REWRITE_KEY = "meshgate-route-rewrite"
+TIMEOUT_KEY = "meshgate-route-timeout"
+
+
+@dataclass(frozen=True)
+class MetaProblem:
+    service: str
+    key: str
+    problem: str
+
+
+def routes_from_meta(entry: ServiceEntry) -> tuple[list[Route], list[MetaProblem]]:
+    routes: list[Route] = []
+    problems: list[MetaProblem] = []
+    declaring = [i for i in entry.instances if PREFIX_KEY in i.meta_dict()]
+    if not declaring:
+        return routes, problems
+    meta = declaring[0].meta_dict()
+    prefixes: list[str] = []
+    for inst in declaring:
+        for p in inst.meta_dict()[PREFIX_KEY].split(","):
+            p = p.strip()
+            if p and p not in prefixes:
+                prefixes.append(p)
+
+    def problem(key: str, text: str) -> None:
+        problems.append(MetaProblem(entry.name, key, text))
+
+    timeout: float | None = None
+    if TIMEOUT_KEY in meta:
+        try:
+            timeout = parse_duration(meta[TIMEOUT_KEY])
+        except ValueError as exc:
+            problem(TIMEOUT_KEY, str(exc))
+    methods = _split(meta.get(METHODS_KEY, ""))
+    strip = meta.get(STRIP_KEY, "false").strip().lower() in ("true", "1", "yes")
+    rewrite = meta.get(REWRITE_KEY) or None
+    if rewrite is not None and not rewrite.startswith("/"):
+        problem(REWRITE_KEY, "must start with '/'")
+        rewrite = None
+    for prefix in prefixes:
+        if not prefix.startswith("/"):
+            problem(PREFIX_KEY, f"prefix {prefix!r} must start with '/'")
+            continue
+        routes.append(
+            make_route(
+                prefix=prefix,
+                service=entry.name,
+                source=f"consul:{entry.name}",
+                host=meta.get(HOST_KEY) or None,
+                methods=[m.upper() for m in methods] or None,
+                strip_prefix=strip and rewrite is None,
+                prefix_rewrite=rewrite,
+                timeout=timeout,
+            )
+        )
+    return routes, problems
+
+
+def _split(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def all_meta_routes(entries: Iterable[ServiceEntry]) -> tuple[list[Route], list[MetaProblem]]:
+    routes: list[Route] = []
+    problems: list[MetaProblem] = []
+    for entry in entries:
+        r, p = routes_from_meta(entry)
+        routes += r
+        problems += p
+    return routes, problems

@@ -1,0 +1,61 @@
+"""The admin listener shared by edge and sidecar: health, readiness, routes, metrics.
+
+It runs on its own port so that probes and scrapes never compete with, or get
+rate-limited like, user traffic.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+JsonView = Callable[[], Mapping[str, Any]]
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=json.dumps(data, indent=2, sort_keys=True, default=str).encode(),
+        status=status,
+        content_type="application/json",
+    )
+
+
+def build_admin_app(
+    *,
+    ready: Callable[[], tuple[bool, Mapping[str, Any]]],
+    views: Mapping[str, JsonView],
+    registry: CollectorRegistry | Callable[[], bytes],
+) -> web.Application:
+    """``ready`` returns (is_ready, details); each view is served as JSON at its path."""
+    app = web.Application()
+
+    async def healthz(_: web.Request) -> web.Response:
+        return _json({"status": "alive"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        ok, details = ready()
+        return _json({"ready": ok, **details}, 200 if ok else 503)
+
+    async def metrics(_: web.Request) -> web.Response:
+        body = registry() if callable(registry) else generate_latest(registry)
+        resp = web.Response(body=body)
+        resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return resp
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    for path, view in views.items():
+        app.router.add_get(path, _view_handler(view))
+    return app
+
+
+def _view_handler(view: JsonView) -> Callable[[web.Request], Any]:
+    async def handle(_: web.Request) -> web.Response:
+        return _json(view())
+
+    return handle

@@ -1,0 +1,37 @@
+"""Filters and the chain that runs them.
+
+A filter has one shape, in both directions: it gets the exchange and the next
+handler, and returns a response. It may answer itself instead of calling
+``next`` (Envoy's StopIteration), or edit the exchange before and the response
+after. The chain is composed once (per snapshot), not per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
+
+from aiohttp import web
+
+from mesh.exchange import Exchange
+
+Handler = Callable[[Exchange], Awaitable[web.StreamResponse]]
+
+
+class Filter(Protocol):
+    async def __call__(self, ex: Exchange, next_handler: Handler) -> web.StreamResponse: ...
+
+
+def build_chain(filters: Sequence[Filter], terminal: Handler) -> Handler:
+    """Compose ``filters`` (outermost first) around ``terminal`` into one handler."""
+    handler = terminal
+    for flt in reversed(filters):
+        handler = _bind(flt, handler)
+    return handler
+
+
+def _bind(flt: Filter, next_handler: Handler) -> Handler:
+    async def handle(ex: Exchange) -> web.StreamResponse:
+        return await flt(ex, next_handler)
+
+    return handle

@@ -1,0 +1,57 @@
+"""Field types shared by the edge and sidecar configuration schemas."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: object) -> float:
+    """``1.5`` → 1.5 s; ``"250ms"``, ``"5s"``, ``"2m"``, ``"1h"`` → seconds. Negative is an error."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 250ms, 5s or 1m")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m:
+            return float(m.group(1)) * _UNITS[m.group(2)]
+    raise ValueError(f"expected a duration such as 250ms, 5s or 1m, got {value!r}")
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+"""Seconds, written as a number or with a unit (ms, s, m, h)."""
+
+Port = Annotated[int, Field(ge=0, le=65535)]
+
+
+class Frozen(BaseModel):
+    """Base for every configuration section: immutable, and unknown keys are errors."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Listener(Frozen):
+    host: str = "0.0.0.0"
+    port: Port
+
+
+def split_host_port(value: str, default_port: int) -> tuple[str, int]:
+    """``"host:port"`` / ``"host"`` / ``"http://host:port"`` → (host, port)."""
+    rest = value.split("://", 1)[-1].rstrip("/")
+    if rest.startswith("["):  # [v6]:port
+        host, _, port = rest[1:].partition("]")
+        return host, int(port.lstrip(":") or default_port)
+    host, sep, port = rest.rpartition(":")
+    if not sep:
+        return rest, default_port
+    if not port.isdigit():
+        raise ValueError(f"bad port in {value!r}")
+    return host, int(port)

@@ -1,0 +1,76 @@
+"""The per-request context that filters read and write.
+
+One :class:`Exchange` is created by the ingress for every request, after the
+path has been normalised and the hop-by-hop headers removed. Filters decide on
+``path`` (never on the raw target) and edit ``upstream_headers``; the proxy
+sends exactly those headers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from mesh.http.problem import problem_response
+from mesh.snapshot import Instance
+
+
+@dataclass(slots=True, eq=False)
+class Exchange:
+    request: web.BaseRequest
+    path: str
+    """Normalised path (no query); the one path used for every decision."""
+    query: str
+    request_id: str
+    client_ip: str
+    upstream_headers: CIMultiDict[str]
+    """End-to-end request headers as they will be sent upstream; filters edit them."""
+    started: float = field(default_factory=time.monotonic)
+    service: str | None = None
+    """Service the request goes to, set by routing."""
+    route: str | None = None
+    """Name of the matched route (for logs and metrics)."""
+    upstream_path: str | None = None
+    """Path to send upstream when it differs from ``path`` (prefix rewrite)."""
+    timeout: float | None = None
+    """Upper bound, in seconds, for the whole upstream exchange."""
+    instance: Instance | None = None
+    response_headers: list[tuple[str, str]] = field(default_factory=list)
+    """Headers to add to whatever response goes back (request id, rate limits, ...)."""
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def method(self) -> str:
+        return self.request.method
+
+    def target(self) -> str:
+        """Path and query to send upstream."""
+        path = self.upstream_path if self.upstream_path is not None else self.path
+        return f"{path}?{self.query}" if self.query else path
+
+    def problem(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        *,
+        slug: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> web.Response:
+        """A JSON problem reply carrying this request's id."""
+        return problem_response(
+            status, title, detail, self.request_id, slug=slug, extra=extra, headers=headers
+        )
+
+    def apply_response_headers(self, response: web.StreamResponse) -> None:
+        """Add ``response_headers`` to ``response`` once (call before it is prepared)."""
+        if self.response_headers and not response.prepared:
+            for name, value in self.response_headers:
+                response.headers[name] = value
+            self.response_headers = []

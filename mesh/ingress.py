@@ -1,0 +1,102 @@
+"""Where every request enters: normalise, identify, strip hop-by-hop, then run the chain.
+
+The ingress is the aiohttp low-level handler of a listener. It turns the raw
+request into an :class:`Exchange` and hands it to the current chain; it owns
+the rules that must hold for every request whatever the chain does:
+
+* the path is normalised once (400 problem if it cannot be);
+* ``X-Request-Id`` is kept if valid, generated otherwise, sent upstream and
+  returned on the response;
+* hop-by-hop headers, and every header named in ``Connection``, never travel;
+* ``X-Forwarded-For/-Proto/-Host`` are appended, trusting the client's own
+  values only for ``trusted_hops`` proxies;
+* an unexpected error becomes a 500 problem, not a dropped connection.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+
+from aiohttp import web
+
+from mesh.chain import Handler
+from mesh.exchange import Exchange
+from mesh.http import request_id
+from mesh.http.headers import client_address, end_to_end, forwarded_chain
+from mesh.http.path import PathRejected, normalise_path, split_target
+from mesh.http.problem import problem_response
+
+log = logging.getLogger(__name__)
+
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class Ingress:
+    def __init__(
+        self,
+        chain: Callable[[], Handler],
+        *,
+        trusted_hops: int = 0,
+        scheme: str = "http",
+        strip_headers: Iterable[str] = (),
+    ) -> None:
+        """``chain`` returns the handler to run now (it changes with each snapshot).
+
+        ``strip_headers`` (lower-case names) are removed from every request
+        before any filter runs, e.g. identity headers a client might spoof.
+        """
+        self._chain = chain
+        self._trusted_hops = trusted_hops
+        self._scheme = scheme
+        self._strip = frozenset(h.lower() for h in strip_headers) | {"expect"}
+
+    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        rid = request_id.accept_or_generate(request.headers.get(request_id.HEADER))
+        try:
+            raw_path, query = split_target(request.raw_path)
+            path = normalise_path(raw_path)
+        except PathRejected as exc:
+            return _with_id(
+                problem_response(400, "Bad request path", exc.reason, rid, slug="bad-path"), rid
+            )
+        headers = request.headers
+        peer = request.remote or ""
+        chain = forwarded_chain(headers.get("X-Forwarded-For"), self._trusted_hops)
+        upstream = end_to_end(headers, self._strip)
+        upstream["X-Forwarded-For"] = ", ".join([*chain, peer])
+        trusted = self._trusted_hops > 0
+        proto = headers.get("X-Forwarded-Proto") if trusted else None
+        upstream["X-Forwarded-Proto"] = proto or self._scheme
+        fwd_host = headers.get("X-Forwarded-Host") if trusted else None
+        host = fwd_host or headers.get("Host")
+        if host:
+            upstream["X-Forwarded-Host"] = host
+        upstream[request_id.HEADER] = rid
+        ex = Exchange(
+            request=request,
+            path=path,
+            query=query,
+            request_id=rid,
+            client_ip=client_address(peer, chain),
+            upstream_headers=upstream,
+        )
+        ex.response_headers.append((request_id.HEADER, rid))
+        if headers.get("Expect", "").lower() == "100-continue" and request.body_exists:
+            # The low-level server does not answer Expect itself; the upstream
+            # never sees it (we consumed it), so we must say "go ahead".
+            await request.writer.write(_CONTINUE)
+        try:
+            response = await self._chain()(ex)
+        except Exception:
+            log.exception("unhandled error for %s %s (request %s)", request.method, path, rid)
+            response = ex.problem(
+                500, "Internal error", "the gateway failed to handle the request", slug="internal"
+            )
+        ex.apply_response_headers(response)
+        return response
+
+
+def _with_id(response: web.Response, rid: str) -> web.Response:
+    response.headers[request_id.HEADER] = rid
+    return response

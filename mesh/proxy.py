@@ -1,0 +1,182 @@
+"""The terminal handler: send the exchange to an instance and stream the answer back.
+
+Contract:
+* the instance comes from the service's healthy instances in the current
+  snapshot, through the configured balancer;
+* a failed TCP connect is retried on another instance (nothing was sent, so
+  this is safe for any method), up to ``connect_attempts`` instances;
+* 503 + Retry-After when the service has no healthy instance, 502 when the
+  upstream fails, 504 when it does not answer in time, all as problem bodies;
+* request and response bodies stream: neither is ever held whole in memory.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from mesh.balancing import Balancer
+from mesh.exchange import Exchange
+from mesh.http.headers import end_to_end
+from mesh.snapshot import Instance, Snapshot
+from mesh.transport.base import (
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamRequest,
+    UpstreamResponse,
+    UpstreamTimeout,
+    UpstreamTransport,
+)
+
+# Headers aiohttp's StreamResponse manages itself when it prepares the response.
+_RESPONSE_MANAGED = frozenset({"content-length", "date", "server"})
+_BODYLESS_STATUS = frozenset({204, 304})
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySettings:
+    connect_timeout: float = 1.0
+    response_timeout: float = 15.0
+    connect_attempts: int = 3
+    no_instance_retry_after: int = 5
+
+
+class Proxy:
+    """Terminal handler shared by the edge and the sidecar."""
+
+    def __init__(
+        self,
+        transport: UpstreamTransport,
+        snapshot: Callable[[], Snapshot],
+        balancer: Balancer,
+        settings: ProxySettings,
+    ) -> None:
+        self._transport = transport
+        self._snapshot = snapshot
+        self._balancer = balancer
+        self._settings = settings
+
+    async def __call__(self, ex: Exchange) -> web.StreamResponse:
+        service = ex.service
+        if service is None:
+            return ex.problem(404, "No route", f"no route for {ex.path}", slug="no-route")
+        entry = self._snapshot().service(service)
+        instances = entry.healthy if entry is not None else ()
+        if not instances:
+            retry_after = str(self._settings.no_instance_retry_after)
+            return ex.problem(
+                503,
+                "No healthy instance",
+                f"service {service!r} has no healthy instance",
+                slug="no-healthy-instance",
+                extra={"service": service},
+                headers={"Retry-After": retry_after},
+            )
+        return await self.forward(ex, instances)
+
+    async def forward(self, ex: Exchange, instances: tuple[Instance, ...]) -> web.StreamResponse:
+        """Pick, connect (moving on when a connect fails), and stream the response."""
+        selector = self._balancer.selector(ex.service or "")
+        in_flight = self._balancer.in_flight
+        tried: set[str] = set()
+        last_error: Exception | None = None
+        deadline = ex.started + ex.timeout if ex.timeout else None
+        for _ in range(max(1, self._settings.connect_attempts)):
+            instance = selector.pick(instances, tried)
+            if instance is None:
+                break
+            tried.add(instance.id)
+            ex.instance = instance
+            request = self._upstream_request(ex, deadline)
+            if request is None:
+                return _timeout_problem(ex, "the request's time ran out")
+            in_flight.acquire(instance.id)
+            try:
+                try:
+                    upstream = await self._transport.send(instance.address, instance.port, request)
+                except UpstreamConnectError as exc:
+                    last_error = exc
+                    continue
+                except UpstreamTimeout as exc:
+                    return _timeout_problem(ex, str(exc))
+                except UpstreamError as exc:
+                    return _bad_gateway(ex, str(exc))
+                return await stream_response(ex, upstream)
+            finally:
+                in_flight.release(instance.id)
+        detail = str(last_error) if last_error else "no instance could be tried"
+        return _bad_gateway(ex, f"could not connect to any instance of {ex.service!r}: {detail}")
+
+    def _upstream_request(self, ex: Exchange, deadline: float | None) -> UpstreamRequest | None:
+        response_timeout = self._settings.response_timeout
+        connect_timeout = self._settings.connect_timeout
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            response_timeout = min(response_timeout, left)
+            connect_timeout = min(connect_timeout, left)
+        req = ex.request
+        body = req.content if req.body_exists else None
+        return UpstreamRequest(
+            method=req.method,
+            target=ex.target(),
+            headers=ex.upstream_headers,
+            body=body,
+            connect_timeout=connect_timeout,
+            response_timeout=response_timeout,
+        )
+
+
+async def stream_response(ex: Exchange, upstream: UpstreamResponse) -> web.StreamResponse:
+    """Copy status, end-to-end headers and the body from ``upstream`` to the client.
+
+    Once the first byte has gone to the client, an upstream failure can only
+    be signalled by cutting the connection, which is what this does.
+    """
+    response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+    try:
+        headers = end_to_end(upstream.headers)
+        length = headers.get("Content-Length")
+        for name in _RESPONSE_MANAGED:
+            headers.popall(name, None)
+        response.headers.extend(headers)
+        ex.apply_response_headers(response)
+        bodyless = ex.request.method == "HEAD" or upstream.status in _BODYLESS_STATUS
+        if length is not None and length.isdigit():
+            if bodyless:
+                response.headers["Content-Length"] = length
+            else:
+                response.content_length = int(length)
+        await response.prepare(ex.request)
+        if not bodyless:
+            async for chunk in upstream.chunks():
+                await response.write(chunk)
+        await response.write_eof()
+        return response
+    except (UpstreamError, ConnectionResetError):
+        # Mid-stream failure: the status line is gone, so the honest signal to
+        # the client is a cut connection rather than a truncated "success".
+        if ex.request.transport is not None:
+            ex.request.transport.close()
+        return response
+    finally:
+        upstream.release()
+
+
+def _bad_gateway(ex: Exchange, detail: str) -> web.Response:
+    return ex.problem(502, "Bad gateway", detail, slug="bad-gateway", extra=_where(ex))
+
+
+def _timeout_problem(ex: Exchange, detail: str) -> web.Response:
+    return ex.problem(504, "Gateway timeout", detail, slug="gateway-timeout", extra=_where(ex))
+
+
+def _where(ex: Exchange) -> dict[str, str | None]:
+    return {
+        "service": ex.service,
+        "instance": ex.instance.id if ex.instance is not None else None,
+    }

@@ -1,0 +1,101 @@
+"""Listeners and their lifecycle: start, then drain in a written-down order.
+
+Drain order on shutdown (uvicorn/aiohttp style):
+1. the owner fails readiness and deregisters (done by the caller first);
+2. ``drain_delay`` passes so load balancers notice;
+3. listeners stop accepting;
+4. in-flight requests finish, up to ``shutdown_timeout``;
+5. connections close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+
+class Listener:
+    """One TCP listener running an aiohttp low-level handler (or an Application)."""
+
+    def __init__(
+        self,
+        name: str,
+        handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]] | web.Application,
+        host: str,
+        port: int,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        reuse_port: bool = False,
+        shutdown_timeout: float = 30.0,
+    ) -> None:
+        self.name = name
+        self.host = host
+        self.port = port
+        self._ssl = ssl_context
+        self._reuse_port = reuse_port
+        runner: web.BaseRunner[web.BaseRequest] | web.AppRunner
+        if isinstance(handler, web.Application):
+            runner = web.AppRunner(
+                handler, handle_signals=False, access_log=None, shutdown_timeout=shutdown_timeout
+            )
+        else:
+            server = web.Server(handler, access_log=None)
+            runner = web.ServerRunner(
+                server, handle_signals=False, shutdown_timeout=shutdown_timeout
+            )
+        self._runner = runner
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        site = web.TCPSite(
+            self._runner,
+            self.host,
+            self.port,
+            ssl_context=self._ssl,
+            reuse_port=self._reuse_port or None,
+            backlog=1024,
+        )
+        await site.start()
+        if self.port == 0 and self._runner.addresses:
+            self.port = int(self._runner.addresses[0][1])
+        log.info("%s listening on %s:%s", self.name, self.host, self.port)
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight requests finish (up to the shutdown timeout), close."""
+        await self._runner.cleanup()
+
+
+async def wait_for_termination() -> str:
+    """Return the name of the first SIGTERM/SIGINT received."""
+    loop = asyncio.get_running_loop()
+    received: asyncio.Future[str] = loop.create_future()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+
+        def on_signal(s: signal.Signals = sig) -> None:
+            if not received.done():
+                received.set_result(s.name)
+
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        return await received
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+
+
+def install_fast_loop() -> None:
+    """Use uvloop when it is installed: same semantics, a faster event loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())

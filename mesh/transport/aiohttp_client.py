@@ -1,0 +1,103 @@
+"""Upstream transport on aiohttp's ClientSession, with keep-alive pooling."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiohttp
+from multidict import CIMultiDictProxy
+
+from mesh.transport.base import (
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamRequest,
+    UpstreamTimeout,
+)
+
+# ClientSession adds these unless told not to; a proxy must send only what it got.
+_SKIP_AUTO = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+_CHUNK = 64 * 1024
+
+
+class _Response:
+    __slots__ = ("_resp", "headers", "reason", "status")
+
+    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+        self._resp = resp
+        self.status = resp.status
+        self.reason = resp.reason
+        self.headers: CIMultiDictProxy[str] = resp.headers
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._resp.content.iter_chunked(_CHUNK):
+                yield chunk
+        except TimeoutError as exc:
+            raise UpstreamTimeout("upstream stopped sending the body") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise UpstreamError(f"upstream body failed: {exc}") from exc
+
+    def release(self) -> None:
+        self._resp.release()
+
+
+class AiohttpTransport:
+    """Keeps a pool of keep-alive connections per upstream address."""
+
+    def __init__(self, pool_size_per_host: int = 256, keepalive_s: float = 30.0) -> None:
+        self._pool_size = pool_size_per_host
+        self._keepalive = keepalive_s
+        self._session: aiohttp.ClientSession | None = None
+
+    def _session_or_new(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=0,
+                limit_per_host=self._pool_size,
+                keepalive_timeout=self._keepalive,
+                use_dns_cache=True,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                auto_decompress=False,
+                skip_auto_headers=_SKIP_AUTO,
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+        return self._session
+
+    async def send(self, host: str, port: int, request: UpstreamRequest) -> _Response:
+        session = self._session_or_new()
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=None,
+            sock_connect=request.connect_timeout,
+            sock_read=request.response_timeout,
+        )
+        url = f"http://{host}:{port}{request.target}"
+        try:
+            resp = await session.request(
+                request.method,
+                aiohttp.client.URL(url, encoded=True),
+                headers=request.headers,
+                data=request.body,
+                allow_redirects=False,
+                timeout=timeout,
+                # The ingress already decided on Host; keep it.
+                skip_auto_headers=_SKIP_AUTO,
+            )
+        except aiohttp.ClientConnectorError as exc:
+            raise UpstreamConnectError(f"cannot connect to {host}:{port}: {exc.os_error}") from exc
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise UpstreamConnectError(f"connect to {host}:{port} timed out") from exc
+        except TimeoutError as exc:
+            raise UpstreamTimeout(f"{host}:{port} did not answer in time") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise UpstreamError(f"{host}:{port} failed: {exc}") from exc
+        return _Response(resp)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        await asyncio.sleep(0)

@@ -1,0 +1,3 @@
+from meshgate.cli import main
+
+raise SystemExit(main())

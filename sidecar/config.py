@@ -1,0 +1,95 @@
+"""The sidecar's configuration file: schema and loading."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+
+from discovery.settings import ConsulSettings, DiscoverySettings
+from mesh.config.loader import load_config
+from mesh.config.sections import AdminConfig, LoggingConfig, ProxyConfig, ShutdownConfig
+from mesh.config.types import Duration, Frozen, Port, split_host_port
+
+
+class ServiceConfig(Frozen):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+    id: str | None = None
+    """Instance id in Consul; default ``<name>-<hostname>-<inbound port>``."""
+    address: str = "127.0.0.1"
+    """The address other proxies reach this sidecar's inbound listener at."""
+    tags: tuple[str, ...] = ()
+    meta: dict[str, str] = Field(default_factory=dict)
+
+
+class InboundConfig(Frozen):
+    host: str = "0.0.0.0"
+    port: Port = 15000
+    trusted_hops: int = Field(default=1, ge=0, le=10)
+    """Inbound traffic comes from the edge or another sidecar, whose X-Forwarded-* we keep."""
+
+
+class OutboundConfig(Frozen):
+    host: str = "127.0.0.1"
+    port: Port = 15001
+
+
+class AppConfig(Frozen):
+    address: str = "127.0.0.1:8000"
+    """Where the local app listens (``host:port``)."""
+    health_path: str = "/health"
+
+    @field_validator("address")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, _ = split_host_port(value, 80)
+        if not host:
+            raise ValueError("expected host:port")
+        return value
+
+    @field_validator("health_path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with '/'")
+        return value
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return split_host_port(self.address, 80)
+
+
+class RegistrationConfig(Frozen):
+    enabled: bool = True
+    check_interval: Duration = 1.0
+    check_timeout: Duration = 1.0
+    deregister_critical_after: Duration = 60.0
+
+
+class SidecarConfig(Frozen):
+    service: ServiceConfig
+    app: AppConfig = AppConfig()
+    inbound: InboundConfig = InboundConfig()
+    outbound: OutboundConfig = OutboundConfig()
+    admin: AdminConfig = AdminConfig(port=15002)
+    consul: ConsulSettings = Field(default_factory=ConsulSettings)
+    discovery: DiscoverySettings = DiscoverySettings()
+    registration: RegistrationConfig = RegistrationConfig()
+    proxy: ProxyConfig = ProxyConfig()
+    shutdown: ShutdownConfig = ShutdownConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @model_validator(mode="after")
+    def _static_needs_file(self) -> SidecarConfig:
+        if self.discovery.provider == "static" and not self.discovery.static_file:
+            raise ValueError("discovery.static_file is required when discovery.provider is static")
+        return self
+
+    def instance_id(self, inbound_port: int) -> str:
+        return self.service.id or f"{self.service.name}-{socket.gethostname()}-{inbound_port}"
+
+
+def load_sidecar_config(path: str | Path) -> SidecarConfig:
+    """Raises mesh.config.errors.ConfigError naming the file, key path and problem."""
+    return load_config(path, SidecarConfig)

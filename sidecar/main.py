@@ -1,0 +1,145 @@
+"""Run a sidecar: inbound (to the local app), outbound (the app's calls), registration.
+
+Drain order on SIGTERM/SIGINT:
+1. readiness fails and the instance is deregistered from Consul (callers stop
+   picking it within one catalog update);
+2. ``shutdown.drain_delay`` passes for requests already routed here;
+3. listeners stop accepting; in-flight requests finish (up to
+   ``shutdown.timeout``);
+4. discovery, upstream connections and the admin listener close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from prometheus_client import CollectorRegistry
+
+from discovery.consul_client import make_consul
+from discovery.provider import make_provider
+from discovery.registration import Registration, RegistrationSpec
+from mesh.admin import build_admin_app
+from mesh.balancing import Balancer
+from mesh.chain import build_chain
+from mesh.filters.metrics import MetricsFilter
+from mesh.ingress import Ingress
+from mesh.proxy import Proxy, ProxySettings
+from mesh.server import Listener, wait_for_termination
+from mesh.snapshot import SnapshotStore
+from mesh.telemetry.metrics import ProxyMetrics
+from mesh.transport.aiohttp_client import AiohttpTransport
+from sidecar.config import SidecarConfig
+from sidecar.filters.outbound_routing import OutboundRoutingFilter
+from sidecar.local_app import LocalApp
+
+log = logging.getLogger("meshgate.sidecar")
+
+
+def _consul_duration(seconds: float) -> str:
+    return f"{max(1, round(seconds * 1000))}ms"
+
+
+async def run_sidecar(config: SidecarConfig) -> None:
+    store = SnapshotStore()
+    registry = CollectorRegistry()
+    in_metrics = ProxyMetrics(registry, "sidecar")
+    in_metrics.follow(store)
+    transport = AiohttpTransport(config.proxy.pool_size_per_host)
+    p = config.proxy
+    settings = ProxySettings(p.connect_timeout, p.response_timeout, p.connect_attempts)
+    inbound_proxy = Proxy(transport, lambda: store.current, Balancer("round_robin"), settings)
+    outbound_proxy = Proxy(transport, lambda: store.current, Balancer(p.load_balancer), settings)
+    metrics_filter = MetricsFilter(in_metrics)
+
+    app_host, app_port = config.app.host_port
+    inbound_chain = build_chain(
+        [metrics_filter], LocalApp(inbound_proxy, config.service.name, app_host, app_port)
+    )
+    outbound_chain = build_chain(
+        [metrics_filter, OutboundRoutingFilter(lambda: store.current)], outbound_proxy
+    )
+    inbound = Listener(
+        "inbound",
+        Ingress(lambda: inbound_chain, trusted_hops=config.inbound.trusted_hops),
+        config.inbound.host,
+        config.inbound.port,
+        shutdown_timeout=config.shutdown.timeout,
+    )
+    outbound = Listener(
+        "outbound",
+        Ingress(lambda: outbound_chain, trusted_hops=0),
+        config.outbound.host,
+        config.outbound.port,
+        shutdown_timeout=config.shutdown.timeout,
+    )
+    provider = make_provider(config.discovery, config.consul, store)
+    registration: Registration | None = None
+    draining = False
+
+    def ready() -> tuple[bool, dict[str, object]]:
+        registered = registration is None or registration.registered
+        ok = store.ready.is_set() and registered and not draining
+        return ok, {"catalog": store.ready.is_set(), "registered": registered, "draining": draining}
+
+    def upstreams_view() -> dict[str, object]:
+        snap = store.current
+        return {
+            "service": config.service.name,
+            "app": config.app.address,
+            "upstreams": {
+                name: [
+                    {"id": i.id, "address": i.authority, "healthy": i.healthy}
+                    for i in entry.instances
+                ]
+                for name, entry in snap.services.items()
+            },
+            "catalog": {"source": snap.source, "age_seconds": store.age()},
+        }
+
+    admin = Listener(
+        "admin",
+        build_admin_app(ready=ready, views={"/routes": upstreams_view}, registry=registry),
+        config.admin.host,
+        config.admin.port,
+    )
+    await admin.start()
+    await provider.start()
+    await inbound.start()
+    await outbound.start()
+    consul_client = None
+    if config.registration.enabled:
+        consul_client = make_consul(config.consul)
+        r = config.registration
+        svc = config.service
+        spec = RegistrationSpec(
+            name=svc.name,
+            service_id=config.instance_id(inbound.port),
+            address=svc.address,
+            port=inbound.port,
+            check_url=f"http://{svc.address}:{inbound.port}{config.app.health_path}",
+            tags=svc.tags,
+            meta=dict(svc.meta),
+            check_interval=_consul_duration(r.check_interval),
+            check_timeout=_consul_duration(r.check_timeout),
+            deregister_critical_after=_consul_duration(r.deregister_critical_after),
+        )
+        registration = Registration(consul_client, spec)
+        await registration.start()
+    log.info(
+        "sidecar for %s: inbound :%s → app %s, outbound 127.0.0.1:%s",
+        config.service.name, inbound.port, config.app.address, outbound.port,
+    )
+    signame = await wait_for_termination()
+    log.info("%s received: draining", signame)
+    draining = True
+    if registration is not None:
+        await registration.deregister()
+    await asyncio.sleep(config.shutdown.drain_delay)
+    await asyncio.gather(inbound.stop(), outbound.stop())
+    await provider.stop()
+    await transport.close()
+    if consul_client is not None:
+        await consul_client.close()
+    await admin.stop()
+    log.info("sidecar stopped")
