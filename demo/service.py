@@ -7,6 +7,7 @@
 * ``GET /health``: 200 (or 503 after ``POST /admin/health`` with ``{"healthy": false}``);
 * ``POST /<name>/upload``: reads the body in chunks and answers its size and SHA-256
   (for the streaming test), never holding it whole;
+* ``GET /<name>/download?mb=N``: streams N MiB, with their SHA-256 in a header;
 * ``GET /<name>/slow?ms=N``: answers after N ms.
 """
 
@@ -46,6 +47,22 @@ def create_app(name: str, instance: str) -> web.Application:
             size += len(chunk)
         return web.json_response({"instance": instance, "bytes": size, "sha256": digest.hexdigest()})
 
+    async def download(request: web.Request) -> web.StreamResponse:
+        mb = int(request.query.get("mb", "1"))
+        chunk = hashlib.sha256(instance.encode()).digest() * (1024 * 1024 // 32)
+        digest = hashlib.sha256()
+        for _ in range(mb):
+            digest.update(chunk)
+        response = web.StreamResponse()
+        response.content_length = mb * len(chunk)
+        # The digest goes first, in a header, so the body itself can stream.
+        response.headers["X-Content-SHA256"] = digest.hexdigest()
+        await response.prepare(request)
+        for _ in range(mb):
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+
     async def slow(request: web.Request) -> web.Response:
         await asyncio.sleep(int(request.query.get("ms", "1000")) / 1000)
         return web.json_response({"instance": instance, "slept_ms": request.query.get("ms")})
@@ -68,6 +85,7 @@ def create_app(name: str, instance: str) -> web.Application:
     app.router.add_get("/admin/stats", stats)
     app.router.add_post(f"/{name}/upload", upload)
     app.router.add_get(f"/{name}/slow", slow)
+    app.router.add_get(f"/{name}/download", download)
     app.router.add_route("*", f"/{name}/{{tail:.*}}", echo)
     app.router.add_route("*", f"/{name}", echo)
     return app

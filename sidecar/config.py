@@ -65,6 +65,8 @@ class RegistrationConfig(Frozen):
     check_interval: Duration = 1.0
     check_timeout: Duration = 1.0
     deregister_critical_after: Duration = 60.0
+    resync_interval: Duration = 5.0
+    """How often the sidecar checks that the agent still has its instance (and re-registers)."""
 
 
 class SidecarConfig(Frozen):

@@ -124,7 +124,7 @@ async def run_sidecar(config: SidecarConfig) -> None:
             check_timeout=_consul_duration(r.check_timeout),
             deregister_critical_after=_consul_duration(r.deregister_critical_after),
         )
-        registration = Registration(consul_client, spec)
+        registration = Registration(consul_client, spec, keep_interval_s=r.resync_interval)
         await registration.start()
     log.info(
         "sidecar for %s: inbound :%s → app %s, outbound 127.0.0.1:%s",

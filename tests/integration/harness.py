@@ -1,0 +1,239 @@
+"""Real processes for integration tests: demo apps, sidecars and edges on free ports.
+
+Everything here starts the same binaries a user runs (``python -m meshgate ...``,
+``python -m demo.service ...``) against a real Consul agent; nothing is faked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from demo.processes import (
+    ConsulAgent,
+    ManagedProcess,
+    free_port,
+    http_ok,
+    meshgate_argv,
+    port_open,
+    wait_until,
+)
+
+
+@dataclass
+class App:
+    name: str
+    port: int
+    instance: str
+    process: ManagedProcess
+
+
+@dataclass
+class Sidecar:
+    name: str
+    instance_id: str
+    inbound: int
+    outbound: int
+    admin: int
+    process: ManagedProcess
+
+
+@dataclass
+class Edge:
+    port: int
+    admin: int
+    process: ManagedProcess
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def deep_merge(base: dict[str, Any], extra: dict[str, Any] | None) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in (extra or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@dataclass
+class Mesh:
+    """The processes of one test; ``close`` stops them all (also on failure)."""
+
+    workdir: Path
+    consul: ConsulAgent
+    processes: list[ManagedProcess] = field(default_factory=list)
+
+    def _spawn(self, name: str, argv: list[str]) -> ManagedProcess:
+        log = self.workdir / f"{name}.log"
+        proc = ManagedProcess(name, argv, log_path=log).start()
+        self.processes.append(proc)
+        return proc
+
+    def _write(self, name: str, data: dict[str, Any]) -> Path:
+        path = self.workdir / name
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    def app(self, name: str, instance: str | None = None) -> App:
+        port = free_port()
+        instance = instance or f"{name}-{port}"
+        proc = self._spawn(
+            f"app-{instance}",
+            [sys.executable, "-m", "demo.service", "--name", name, "--port", str(port),
+             "--instance", instance],
+        )
+        wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/health"), 15, f"app {instance}")
+        return App(name, port, instance, proc)
+
+    def sidecar(
+        self, app: App, instance_id: str | None = None, extra: dict[str, Any] | None = None,
+        wait_ready: bool = True,
+    ) -> Sidecar:
+        inbound, outbound, admin = free_port(), free_port(), free_port()
+        instance_id = instance_id or f"{app.name}-{inbound}"
+        config = deep_merge({
+            "service": {"name": app.name, "id": instance_id, "address": "127.0.0.1"},
+            "app": {"address": f"127.0.0.1:{app.port}", "health_path": "/health"},
+            "inbound": {"host": "127.0.0.1", "port": inbound},
+            "outbound": {"host": "127.0.0.1", "port": outbound},
+            "admin": {"host": "127.0.0.1", "port": admin},
+            "consul": {"address": self.consul.address, "wait": "10s"},
+            "registration": {"check_interval": "500ms", "resync_interval": "1s"},
+            "shutdown": {"drain_delay": "200ms", "timeout": "10s"},
+        }, extra)
+        path = self._write(f"sidecar-{instance_id}.yaml", config)
+        proc = self._spawn(f"sidecar-{instance_id}", meshgate_argv("sidecar", "--config", str(path)))
+        sidecar = Sidecar(app.name, instance_id, inbound, outbound, admin, proc)
+        if wait_ready:
+            self.wait_ready(proc, admin)
+            if config.get("registration", {}).get("enabled", True):
+                wait_until(
+                    lambda: instance_id in passing_ids(self.consul, app.name), 15,
+                    f"{instance_id} passing in Consul",
+                )
+        return sidecar
+
+    def edge(self, routes: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> Edge:
+        port, admin = free_port(), free_port()
+        config = deep_merge({
+            "listen": {"host": "127.0.0.1", "port": port},
+            "admin": {"host": "127.0.0.1", "port": admin},
+            "consul": {"address": self.consul.address, "wait": "10s"},
+            "routes": routes,
+            "shutdown": {"drain_delay": "100ms", "timeout": "10s"},
+        }, extra)
+        path = self._write(f"edge-{port}.yaml", config)
+        proc = self._spawn(f"edge-{port}", meshgate_argv("edge", "--config", str(path)))
+        self.wait_ready(proc, admin)
+        return Edge(port, admin, proc)
+
+    def wait_ready(self, proc: ManagedProcess, admin: int, timeout: float = 20) -> None:
+        def ready() -> bool:
+            if not proc.alive():
+                raise RuntimeError(f"{proc.name} exited:\n{proc.log_tail()}")
+            return http_ok(f"http://127.0.0.1:{admin}/readyz")
+
+        try:
+            wait_until(ready, timeout, f"{proc.name} ready")
+        except TimeoutError:
+            raise TimeoutError(f"{proc.name} not ready:\n{proc.log_tail()}") from None
+
+    def close(self) -> None:
+        for proc in reversed(self.processes):
+            proc.stop(timeout=5)
+
+
+def consul_api(consul: ConsulAgent, method: str, path: str, body: Any = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(f"{consul.url}{path}", data=data, method=method)
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        raw = resp.read()
+    return json.loads(raw) if raw.strip() else None
+
+
+def passing_ids(consul: ConsulAgent, service: str) -> set[str]:
+    entries = consul_api(consul, "GET", f"/v1/health/service/{service}?passing=1")
+    return {e["Service"]["ID"] for e in entries}
+
+
+def registered_ids(consul: ConsulAgent, service: str) -> set[str]:
+    entries = consul_api(consul, "GET", f"/v1/health/service/{service}")
+    return {e["Service"]["ID"] for e in entries}
+
+
+async def raw_request(port: int, head: bytes, host: str = "127.0.0.1") -> tuple[int, dict[str, str], bytes]:
+    """Send exactly ``head`` (request line and headers, no body) and read one response.
+
+    For tests that need byte-exact requests (paths clients would normalise,
+    hop-by-hop headers clients would rewrite).
+    """
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(head)
+        await writer.drain()
+        status_line = await reader.readline()
+        status = int(status_line.split()[1])
+        headers: dict[str, str] = {}
+        while True:
+            line = await reader.readline()
+            if line in (b"\r\n", b"\n", b""):
+                break
+            k, _, v = line.decode("latin-1").partition(":")
+            headers[k.strip().lower()] = v.strip()
+        length = int(headers.get("content-length", "0"))
+        body = await reader.readexactly(length) if length else b""
+        return status, headers, body
+    finally:
+        writer.close()
+
+
+def rss_kib(pid: int, field_name: str = "VmRSS") -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field_name + ":"):
+            return int(line.split()[1])
+    raise KeyError(field_name)
+
+
+def descendants(pid: int) -> set[int]:
+    """All live descendant pids of ``pid`` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    out: set[int] = set()
+    stack = [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in out:
+                out.add(child)
+                stack.append(child)
+    return out
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+__all__ = ["App", "Edge", "Mesh", "Sidecar", "port_open"]

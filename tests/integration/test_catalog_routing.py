@@ -1,0 +1,105 @@
+"""Traffic follows Consul's health-checked catalog, and survives Consul going away."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+
+import aiohttp
+
+from demo.processes import ConsulAgent
+from tests.integration.harness import Mesh, consul_api, passing_ids, registered_ids
+
+ROUTES = [{"prefix": "/api/users", "service": "users", "prefix_rewrite": "/users"}]
+
+
+async def instances_hit(session: aiohttp.ClientSession, url: str, n: int) -> Counter[str]:
+    seen: Counter[str] = Counter()
+    for _ in range(n):
+        async with session.get(url) as resp:
+            assert resp.status == 200, await resp.text()
+            seen[(await resp.json())["instance"]] += 1
+    return seen
+
+
+async def seconds_until_only(
+    session: aiohttp.ClientSession, url: str, allowed: set[str], limit: float
+) -> float:
+    """Time until 10 consecutive requests only reach ``allowed`` instances."""
+    start = time.monotonic()
+    streak = 0
+    while time.monotonic() - start < limit:
+        async with session.get(url) as resp:
+            instance = (await resp.json())["instance"] if resp.status == 200 else None
+        streak = streak + 1 if instance in allowed else 0
+        if streak >= 10:
+            return time.monotonic() - start
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"traffic still reached instances outside {allowed} after {limit}s")
+
+
+async def test_traffic_follows_the_catalog_and_survives_consul_outage(
+    mesh: Mesh, consul: ConsulAgent
+) -> None:
+    app_a, app_b = mesh.app("users", "users-a"), mesh.app("users", "users-b")
+    mesh.sidecar(app_a, "users-a")
+    sidecar_b = mesh.sidecar(app_b, "users-b")
+    edge = mesh.edge(ROUTES)
+    url = f"{edge.url}/api/users/echo"
+
+    async with aiohttp.ClientSession() as session:
+        # Both instances are passing in Consul: they share the traffic.
+        seen = await instances_hit(session, url, 20)
+        assert set(seen) == {"users-a", "users-b"}
+        assert min(seen.values()) >= 5, seen
+
+        # users-b turns critical (maintenance mode adds a critical check at once).
+        consul_api(consul, "PUT", "/v1/agent/service/maintenance/users-b?enable=true&reason=test")
+        elapsed = await seconds_until_only(session, url, {"users-a"}, limit=5)
+        assert elapsed < 2.0, f"critical instance kept getting traffic for {elapsed:.2f}s"
+        consul_api(consul, "PUT", "/v1/agent/service/maintenance/users-b?enable=false")
+        await seconds_until_only(session, url, {"users-a", "users-b"}, limit=5)
+        assert set(await instances_hit(session, url, 10)) == {"users-a", "users-b"}
+
+        # Consul goes away: the last snapshot keeps serving, and its age shows.
+        consul.kill()
+        assert set(await instances_hit(session, url, 10)) == {"users-a", "users-b"}
+        await asyncio.sleep(1.5)
+        async with session.get(f"http://127.0.0.1:{edge.admin}/routes") as resp:
+            routes = await resp.json()
+        assert routes["catalog"]["age_seconds"] >= 1.0
+        assert set(await instances_hit(session, url, 10)) == {"users-a", "users-b"}
+
+        # Consul comes back empty (a dev agent keeps no data); the sidecars
+        # register again and the edge follows changes again.
+        consul.start()  # same port, a fresh agent
+        deadline = time.monotonic() + 15
+        while registered_ids(consul, "users") != {"users-a", "users-b"}:
+            assert time.monotonic() < deadline, "sidecars did not re-register"
+            await asyncio.sleep(0.2)
+        while passing_ids(consul, "users") != {"users-a", "users-b"}:
+            assert time.monotonic() < deadline, "instances did not turn healthy"
+            await asyncio.sleep(0.2)
+        consul_api(consul, "PUT", "/v1/agent/service/maintenance/users-a?enable=true")
+        await seconds_until_only(session, url, {"users-b"}, limit=10)
+        consul_api(consul, "PUT", "/v1/agent/service/maintenance/users-a?enable=false")
+
+        # Every instance deregistered (sidecars stopped): 503 with a problem body.
+        for proc in [p for p in mesh.processes if p.name.startswith("sidecar-")]:
+            proc.stop()
+        assert sidecar_b.process.proc is not None
+        deadline = time.monotonic() + 5
+        while True:
+            async with session.get(url) as resp:
+                if resp.status == 503:
+                    assert resp.headers["Content-Type"] == "application/problem+json"
+                    assert int(resp.headers["Retry-After"]) > 0
+                    body = await resp.json()
+                    break
+            assert time.monotonic() < deadline, "edge kept routing to deregistered instances"
+            await asyncio.sleep(0.05)
+        assert body["status"] == 503
+        assert body["service"] == "users"
+        assert set(body) >= {"type", "title", "status", "detail", "request_id"}
+        assert body["request_id"] == resp.headers["X-Request-Id"]
