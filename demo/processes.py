@@ -80,7 +80,9 @@ def _die_with_parent() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
+def wait_until(
+    check: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
+) -> None:
     """Poll ``check`` until it returns True; raise TimeoutError naming ``what`` otherwise."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -155,7 +157,7 @@ class ManagedProcess:
                 os.kill(self.proc.pid, sig)
 
     def stop(self, timeout: float = 10.0, sig: int = signal.SIGTERM) -> int | None:
-        """Send ``sig``, wait up to ``timeout``, then SIGKILL the whole group. Returns the exit code."""
+        """Send ``sig``, wait up to ``timeout``, then SIGKILL the group; return the exit code."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
@@ -210,20 +212,26 @@ class ConsulAgent:
             "grpc": -1,
         }
         config = (
-            "ports { "
-            + " ".join(f"{k} = {v}" for k, v in ports.items())
-            + " }\n"
+            "ports { " + " ".join(f"{k} = {v}" for k, v in ports.items()) + " }\n"
             # Quick leader election and check reaping keep tests fast.
-            'performance { raft_multiplier = 1 }\n'
+            "performance { raft_multiplier = 1 }\n"
         )
         config_file = Path(self.data_dir) / "ports.hcl"
         config_file.write_text(config)
         argv = [
-            consul_binary(), "agent", "-dev",
-            "-bind", "127.0.0.1", "-client", "127.0.0.1",
-            "-node", f"meshgate-{self.http_port}",
-            "-config-file", str(config_file),
-            "-log-level", "warn",
+            consul_binary(),
+            "agent",
+            "-dev",
+            "-bind",
+            "127.0.0.1",
+            "-client",
+            "127.0.0.1",
+            "-node",
+            f"meshgate-{self.http_port}",
+            "-config-file",
+            str(config_file),
+            "-log-level",
+            "warn",
         ]
         self.process = ManagedProcess("consul", argv).start()
         try:
@@ -264,8 +272,17 @@ class RedisServer:
 
     def start(self, timeout: float = 15.0) -> RedisServer:
         argv = [
-            redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--protected-mode", "no",
+            redis_binary(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
             *self.extra_args,
         ]
         self.process = ManagedProcess(f"redis-{self.port}", argv).start()

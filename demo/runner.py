@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,13 @@ def sidecar_config(name: str, consul: str, ports: SidecarPorts) -> dict[str, Any
         # orders exposes itself: registering in Consul is enough for the edge.
         meta.update({"meshgate-route": "/api/orders", "meshgate-route-rewrite": "/orders"})
     return {
-        "service": {"name": name, "id": f"{name}-1", "address": "127.0.0.1",
-                    "tags": ["demo"], "meta": meta},
+        "service": {
+            "name": name,
+            "id": f"{name}-1",
+            "address": "127.0.0.1",
+            "tags": ["demo"],
+            "meta": meta,
+        },
         "app": {"address": f"127.0.0.1:{ports.app}", "health_path": "/health"},
         "inbound": {"host": "127.0.0.1", "port": ports.inbound},
         "outbound": {"host": "127.0.0.1", "port": ports.outbound},
@@ -102,20 +108,35 @@ class DemoMesh:
         for name in DEMO_SERVICES:
             ports = SidecarPorts(free_port(), free_port(), free_port(), free_port())
             self.sidecars[name] = ports
-            self._spawn(f"{name}-app", [sys.executable, "-m", "demo.service",
-                                        "--name", name, "--port", str(ports.app),
-                                        "--instance", f"{name}-1"])
-            cfg = self._write(f"sidecar-{name}.yaml", sidecar_config(name, self.consul.address, ports))
+            self._spawn(
+                f"{name}-app",
+                [
+                    sys.executable,
+                    "-m",
+                    "demo.service",
+                    "--name",
+                    name,
+                    "--port",
+                    str(ports.app),
+                    "--instance",
+                    f"{name}-1",
+                ],
+            )
+            cfg = self._write(
+                f"sidecar-{name}.yaml", sidecar_config(name, self.consul.address, ports)
+            )
             self._spawn(f"{name}-sidecar", meshgate_argv("sidecar", "--config", str(cfg)))
-        cfg = self._write("edge.yaml", edge_config(self.consul.address, self.edge_port, self.admin_port))
+        cfg = self._write(
+            "edge.yaml", edge_config(self.consul.address, self.edge_port, self.admin_port)
+        )
         self._spawn("edge", meshgate_argv("edge", "--config", str(cfg)))
         for proc in self.processes:
             if not proc.alive():
                 raise RuntimeError(f"{proc.name} exited at start:\n{proc.log_tail()}")
         base = f"http://127.0.0.1:{self.edge_port}"
         for name in DEMO_SERVICES:
-            wait_until(lambda n=name: http_ok(f"{base}/api/{n}/echo"), 30,
-                       f"{base}/api/{name}/echo to answer through the mesh")
+            url = f"{base}/api/{name}/echo"
+            wait_until(partial(http_ok, url), 30, f"{url} to answer through the mesh")
 
     def stop(self) -> None:
         for proc in reversed(self.processes):
@@ -180,8 +201,10 @@ def run_demo(edge_port: int = 8080, workdir: str | None = None) -> int:
             while not stop.wait(0.5):
                 dead = [p for p in mesh.processes if not p.alive()]
                 if dead:
-                    print(f"meshgate demo: {dead[0].name} exited:\n{dead[0].log_tail()}",
-                          file=sys.stderr)
+                    print(
+                        f"meshgate demo: {dead[0].name} exited:\n{dead[0].log_tail()}",
+                        file=sys.stderr,
+                    )
                     return 1
             print("\nstopping the demo mesh ...", flush=True)
             return 0

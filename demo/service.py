@@ -30,14 +30,16 @@ def create_app(name: str, instance: str) -> web.Application:
     async def echo(request: web.Request) -> web.Response:
         state["requests"] += 1
         body = await request.read()
-        return web.json_response({
-            "service": name,
-            "instance": instance,
-            "method": request.method,
-            "path": request.raw_path,
-            "headers": [[k, v] for k, v in request.headers.items()],
-            "body_bytes": len(body),
-        })
+        return web.json_response(
+            {
+                "service": name,
+                "instance": instance,
+                "method": request.method,
+                "path": request.raw_path,
+                "headers": [[k, v] for k, v in request.headers.items()],
+                "body_bytes": len(body),
+            }
+        )
 
     async def upload(request: web.Request) -> web.Response:
         digest = hashlib.sha256()
@@ -45,7 +47,9 @@ def create_app(name: str, instance: str) -> web.Application:
         async for chunk in request.content.iter_chunked(256 * 1024):
             digest.update(chunk)
             size += len(chunk)
-        return web.json_response({"instance": instance, "bytes": size, "sha256": digest.hexdigest()})
+        return web.json_response(
+            {"instance": instance, "bytes": size, "sha256": digest.hexdigest()}
+        )
 
     async def download(request: web.Request) -> web.StreamResponse:
         mb = int(request.query.get("mb", "1"))

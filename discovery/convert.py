@@ -45,6 +45,8 @@ def service_entry(name: str, entries: Iterable[Mapping[str, Any]]) -> ServiceEnt
     return ServiceEntry(name=name, instances=tuple(instances))
 
 
-def build_snapshot(raw: Mapping[str, Sequence[Mapping[str, Any]]], source: str = "consul") -> Snapshot:
+def build_snapshot(
+    raw: Mapping[str, Sequence[Mapping[str, Any]]], source: str = "consul"
+) -> Snapshot:
     """``{service name: health entries}`` → Snapshot; deterministic for equal input."""
     return make_snapshot({name: service_entry(name, raw[name]) for name in sorted(raw)}, source)

@@ -20,7 +20,9 @@ class Provider(Protocol):
 class ConsulProvider:
     """Owns the Consul client used for watching; closes it on stop."""
 
-    def __init__(self, settings: ConsulSettings, discovery: DiscoverySettings, store: SnapshotStore):
+    def __init__(
+        self, settings: ConsulSettings, discovery: DiscoverySettings, store: SnapshotStore
+    ):
         self.client = make_consul(settings)
         self.watcher = CatalogWatcher(
             self.client, store, services=discovery.services, wait_s=settings.wait

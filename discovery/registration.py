@@ -33,12 +33,13 @@ class RegistrationSpec:
     deregister_critical_after: str = "1m"
 
     def check(self) -> dict[str, object]:
-        return consul.Check.http(
+        check: dict[str, object] = consul.Check.http(
             self.check_url,
             self.check_interval,
             timeout=self.check_timeout,
             deregister=self.deregister_critical_after,
         )
+        return check
 
 
 class Registration:

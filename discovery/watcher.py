@@ -101,10 +101,11 @@ class CatalogWatcher:
     async def _follow_catalog(self) -> None:
         index: str | None = None
         while True:
+            async def query(i: str | None = index) -> Any:
+                return await self._consul.catalog.services(index=i, wait=self._wait)
+
             try:
-                index, services = await self._query(
-                    lambda i=index: self._consul.catalog.services(index=i, wait=self._wait)
-                )
+                index, services = await self._query(query)
             except Exception:
                 index = None
                 continue
@@ -124,6 +125,7 @@ class CatalogWatcher:
     async def _follow_service(self, name: str) -> None:
         index: str | None = None
         while True:
+
             async def query(i: str | None = index) -> Any:
                 return await self._consul.health.service(name, index=i, wait=self._wait)
 

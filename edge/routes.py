@@ -38,7 +38,7 @@ class Route:
         """Path to send upstream, or None when it is ``path`` unchanged."""
         if self.rewrite is None:
             return None
-        rest = path[len(self.prefix):] if self.prefix != "/" else path
+        rest = path[len(self.prefix) :] if self.prefix != "/" else path
         base = self.rewrite.rstrip("/")
         out = base + rest
         return out if out.startswith("/") else "/" + out
@@ -98,13 +98,15 @@ class RouteTable:
             if winner is None:
                 chosen[key] = route
             else:
-                conflicts.append({
-                    "host": route.host,
-                    "prefix": route.prefix,
-                    "winner": winner.describe(),
-                    "ignored": route.describe(),
-                    "rule": "config beats consul meta; then service name order",
-                })
+                conflicts.append(
+                    {
+                        "host": route.host,
+                        "prefix": route.prefix,
+                        "winner": winner.describe(),
+                        "ignored": route.describe(),
+                        "rule": "config beats consul meta; then service name order",
+                    }
+                )
         # Host-specific first, then longer prefixes first.
         self.routes: tuple[Route, ...] = tuple(
             sorted(chosen.values(), key=lambda r: (r.host is None, -len(r.prefix), r.name))

@@ -41,7 +41,7 @@ class Listener:
         self.port = port
         self._ssl = ssl_context
         self._reuse_port = reuse_port
-        runner: web.BaseRunner[web.BaseRequest] | web.AppRunner
+        runner: web.BaseRunner
         if isinstance(handler, web.Application):
             runner = web.AppRunner(
                 handler, handle_signals=False, access_log=None, shutdown_timeout=shutdown_timeout

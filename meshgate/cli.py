@@ -68,7 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the edge gateway: routes outside traffic to services found in Consul.",
     )
     edge.add_argument(
-        "-c", "--config", required=True, metavar="FILE",
+        "-c",
+        "--config",
+        required=True,
+        metavar="FILE",
         help="edge configuration (YAML); see deploy/examples/edge.yaml",
     )
     edge.set_defaults(func=_cmd_edge)
@@ -82,7 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     sidecar.add_argument(
-        "-c", "--config", required=True, metavar="FILE",
+        "-c",
+        "--config",
+        required=True,
+        metavar="FILE",
         help="sidecar configuration (YAML); see deploy/examples/sidecar.yaml",
     )
     sidecar.set_defaults(func=_cmd_sidecar)
@@ -97,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--edge-port", type=int, default=8080, help="edge port (default 8080)")
     demo.add_argument(
-        "--workdir", default=None, metavar="DIR",
+        "--workdir",
+        default=None,
+        metavar="DIR",
         help="where generated configs and logs go (default: a new temporary directory)",
     )
     demo.set_defaults(func=_cmd_demo)

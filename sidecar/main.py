@@ -128,7 +128,10 @@ async def run_sidecar(config: SidecarConfig) -> None:
         await registration.start()
     log.info(
         "sidecar for %s: inbound :%s → app %s, outbound 127.0.0.1:%s",
-        config.service.name, inbound.port, config.app.address, outbound.port,
+        config.service.name,
+        inbound.port,
+        config.app.address,
+        outbound.port,
     )
     signame = await wait_for_termination()
     log.info("%s received: draining", signame)

@@ -12,7 +12,10 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
 def parse_duration(value: object) -> float:
-    """``1.5`` → 1.5 s; ``"250ms"``, ``"5s"``, ``"2m"``, ``"1h"`` → seconds. Negative is an error."""
+    """``1.5`` → 1.5 s; ``"250ms"``, ``"5s"``, ``"2m"``, ``"1h"`` → seconds.
+
+    Negative values and anything else are errors.
+    """
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 250ms, 5s or 1m")
     if isinstance(value, int | float):

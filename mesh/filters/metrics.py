@@ -27,7 +27,9 @@ class MetricsFilter:
         finally:
             route = ex.route or "none"
             service = ex.service or "none"
-            self._m.requests.labels(self._role, route, service, _CLASSES.get(status // 100, "5xx")).inc()
+            self._m.requests.labels(
+                self._role, route, service, _CLASSES.get(status // 100, "5xx")
+            ).inc()
             self._m.duration.labels(self._role, route, service).observe(
                 time.monotonic() - ex.started
             )

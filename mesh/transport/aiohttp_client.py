@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from multidict import CIMultiDictProxy
+from yarl import URL
 
 from mesh.transport.base import (
     UpstreamConnectError,
@@ -78,7 +79,7 @@ class AiohttpTransport:
         try:
             resp = await session.request(
                 request.method,
-                aiohttp.client.URL(url, encoded=True),
+                URL(url, encoded=True),
                 headers=request.headers,
                 data=request.body,
                 allow_redirects=False,

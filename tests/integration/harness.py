@@ -91,49 +91,70 @@ class Mesh:
         instance = instance or f"{name}-{port}"
         proc = self._spawn(
             f"app-{instance}",
-            [sys.executable, "-m", "demo.service", "--name", name, "--port", str(port),
-             "--instance", instance],
+            [
+                sys.executable,
+                "-m",
+                "demo.service",
+                "--name",
+                name,
+                "--port",
+                str(port),
+                "--instance",
+                instance,
+            ],
         )
         wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/health"), 15, f"app {instance}")
         return App(name, port, instance, proc)
 
     def sidecar(
-        self, app: App, instance_id: str | None = None, extra: dict[str, Any] | None = None,
+        self,
+        app: App,
+        instance_id: str | None = None,
+        extra: dict[str, Any] | None = None,
         wait_ready: bool = True,
     ) -> Sidecar:
         inbound, outbound, admin = free_port(), free_port(), free_port()
         instance_id = instance_id or f"{app.name}-{inbound}"
-        config = deep_merge({
-            "service": {"name": app.name, "id": instance_id, "address": "127.0.0.1"},
-            "app": {"address": f"127.0.0.1:{app.port}", "health_path": "/health"},
-            "inbound": {"host": "127.0.0.1", "port": inbound},
-            "outbound": {"host": "127.0.0.1", "port": outbound},
-            "admin": {"host": "127.0.0.1", "port": admin},
-            "consul": {"address": self.consul.address, "wait": "10s"},
-            "registration": {"check_interval": "500ms", "resync_interval": "1s"},
-            "shutdown": {"drain_delay": "200ms", "timeout": "10s"},
-        }, extra)
+        config = deep_merge(
+            {
+                "service": {"name": app.name, "id": instance_id, "address": "127.0.0.1"},
+                "app": {"address": f"127.0.0.1:{app.port}", "health_path": "/health"},
+                "inbound": {"host": "127.0.0.1", "port": inbound},
+                "outbound": {"host": "127.0.0.1", "port": outbound},
+                "admin": {"host": "127.0.0.1", "port": admin},
+                "consul": {"address": self.consul.address, "wait": "10s"},
+                "registration": {"check_interval": "500ms", "resync_interval": "1s"},
+                "shutdown": {"drain_delay": "200ms", "timeout": "10s"},
+            },
+            extra,
+        )
         path = self._write(f"sidecar-{instance_id}.yaml", config)
-        proc = self._spawn(f"sidecar-{instance_id}", meshgate_argv("sidecar", "--config", str(path)))
+        proc = self._spawn(
+            f"sidecar-{instance_id}", meshgate_argv("sidecar", "--config", str(path))
+        )
         sidecar = Sidecar(app.name, instance_id, inbound, outbound, admin, proc)
         if wait_ready:
             self.wait_ready(proc, admin)
             if config.get("registration", {}).get("enabled", True):
                 wait_until(
-                    lambda: instance_id in passing_ids(self.consul, app.name), 15,
+                    lambda: instance_id in passing_ids(self.consul, app.name),
+                    15,
                     f"{instance_id} passing in Consul",
                 )
         return sidecar
 
     def edge(self, routes: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> Edge:
         port, admin = free_port(), free_port()
-        config = deep_merge({
-            "listen": {"host": "127.0.0.1", "port": port},
-            "admin": {"host": "127.0.0.1", "port": admin},
-            "consul": {"address": self.consul.address, "wait": "10s"},
-            "routes": routes,
-            "shutdown": {"drain_delay": "100ms", "timeout": "10s"},
-        }, extra)
+        config = deep_merge(
+            {
+                "listen": {"host": "127.0.0.1", "port": port},
+                "admin": {"host": "127.0.0.1", "port": admin},
+                "consul": {"address": self.consul.address, "wait": "10s"},
+                "routes": routes,
+                "shutdown": {"drain_delay": "100ms", "timeout": "10s"},
+            },
+            extra,
+        )
         path = self._write(f"edge-{port}.yaml", config)
         proc = self._spawn(f"edge-{port}", meshgate_argv("edge", "--config", str(path)))
         self.wait_ready(proc, admin)
@@ -173,7 +194,9 @@ def registered_ids(consul: ConsulAgent, service: str) -> set[str]:
     return {e["Service"]["ID"] for e in entries}
 
 
-async def raw_request(port: int, head: bytes, host: str = "127.0.0.1") -> tuple[int, dict[str, str], bytes]:
+async def raw_request(
+    port: int, head: bytes, host: str = "127.0.0.1"
+) -> tuple[int, dict[str, str], bytes]:
     """Send exactly ``head`` (request line and headers, no body) and read one response.
 
     For tests that need byte-exact requests (paths clients would normalise,

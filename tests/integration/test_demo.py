@@ -1,0 +1,56 @@
+"""``meshgate demo`` brings a working mesh up and Ctrl-C takes every process down."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+from demo.processes import free_port, http_ok, meshgate_argv, port_open, wait_until
+from tests.integration.harness import descendants, pid_alive
+
+
+def test_demo_serves_through_sidecars_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
+    port = 8080 if not port_open("127.0.0.1", 8080) else free_port()
+    log = (tmp_path / "demo.out").open("w")
+    proc = subprocess.Popen(
+        meshgate_argv("demo", "--edge-port", str(port), "--workdir", str(tmp_path / "demo")),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    children: set[int] = set()
+    try:
+        url = f"http://127.0.0.1:{port}/api/users/echo"
+        wait_until(
+            lambda: http_ok(url) and "Press Ctrl-C" in (tmp_path / "demo.out").read_text(),
+            90,
+            "the demo mesh",
+        )
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            assert resp.status == 200
+            body = json.loads(resp.read())
+        assert body["service"] == "users"
+        headers = {k.lower(): v for k, v in body["headers"]}
+        # Two hops appended X-Forwarded-For: the edge (client) and the sidecar (edge).
+        assert len(headers["x-forwarded-for"].split(",")) == 2
+        children = descendants(proc.pid)
+        assert len(children) >= 7  # consul, redis, 2 apps, 2 sidecars, edge
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+        deadline = time.monotonic() + 5
+        while any(pid_alive(p) for p in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = [p for p in children if pid_alive(p)]
+        assert not left, f"processes left behind: {left}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in children:
+            if pid_alive(pid):
+                subprocess.run(["kill", "-9", str(pid)], check=False)
+        log.close()
+        print((tmp_path / "demo.out").read_text())
