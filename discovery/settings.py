@@ -21,7 +21,7 @@ def _env_token() -> str:
 class ConsulSettings(Frozen):
     """Where Consul is. Defaults follow Consul's own CLI: CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN."""
 
-    address: str = Field(default_factory=_env_addr)
+    address: str = Field(default_factory=_env_addr, validate_default=True)
     """``host:port`` or ``http(s)://host:port``."""
     token: str = Field(default_factory=_env_token, repr=False)
     datacenter: str | None = None

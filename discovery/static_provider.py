@@ -8,7 +8,7 @@ File format::
           port: 9001
           id: users-1          # optional, default <service>-<address>-<port>
           tags: [v1]           # optional
-          meta: {meshgate-route-prefix: /api/users}   # optional, as in Consul
+          meta: {meshgate-route: /api/users}   # optional, as in Consul
 """
 
 from __future__ import annotations

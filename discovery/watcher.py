@@ -101,6 +101,7 @@ class CatalogWatcher:
     async def _follow_catalog(self) -> None:
         index: str | None = None
         while True:
+
             async def query(i: str | None = index) -> Any:
                 return await self._consul.catalog.services(index=i, wait=self._wait)
 

@@ -7,11 +7,10 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 
 from discovery.settings import ConsulSettings, DiscoverySettings
+from edge.routes import HTTP_METHODS
 from mesh.config.loader import load_config
 from mesh.config.sections import AdminConfig, LoggingConfig, ProxyConfig, ShutdownConfig
 from mesh.config.types import Duration, Frozen, Port
-
-_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
 
 
 class RouteConfig(Frozen):
@@ -42,7 +41,7 @@ class RouteConfig(Frozen):
         if value is None:
             return None
         upper = tuple(m.upper() for m in value)
-        unknown = [m for m in upper if m not in _METHODS]
+        unknown = [m for m in upper if m not in HTTP_METHODS]
         if unknown:
             raise ValueError(f"unknown HTTP method {unknown[0]!r}")
         return upper

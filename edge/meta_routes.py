@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from edge.routes import Route, make_route
+from edge.routes import HTTP_METHODS, Route, make_route
 from mesh.config.types import parse_duration
 from mesh.snapshot import ServiceEntry
 
@@ -31,6 +31,8 @@ METHODS_KEY = "meshgate-route-methods"
 STRIP_KEY = "meshgate-route-strip-prefix"
 REWRITE_KEY = "meshgate-route-rewrite"
 TIMEOUT_KEY = "meshgate-route-timeout"
+
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ def routes_from_meta(entry: ServiceEntry) -> tuple[list[Route], list[MetaProblem
     for inst in declaring:
         for p in inst.meta_dict()[PREFIX_KEY].split(","):
             p = p.strip()
+            if p.startswith("/"):
+                p = p.rstrip("/") or "/"  # /api/ and /api are the same prefix
             if p and p not in prefixes:
                 prefixes.append(p)
 
@@ -63,12 +67,21 @@ def routes_from_meta(entry: ServiceEntry) -> tuple[list[Route], list[MetaProblem
             timeout = parse_duration(meta[TIMEOUT_KEY])
         except ValueError as exc:
             problem(TIMEOUT_KEY, str(exc))
-    methods = _split(meta.get(METHODS_KEY, ""))
-    strip = meta.get(STRIP_KEY, "false").strip().lower() in ("true", "1", "yes")
+    methods = [m.upper() for m in _split(meta.get(METHODS_KEY, ""))]
+    unknown = [m for m in methods if m not in HTTP_METHODS]
+    if unknown:
+        problem(METHODS_KEY, f"unknown HTTP method {unknown[0]!r}; method filter ignored")
+        methods = []
+    strip_value = meta.get(STRIP_KEY, "false").strip().lower()
+    if strip_value not in _BOOLEANS:
+        problem(STRIP_KEY, f"expected true or false, got {strip_value!r}")
+    strip = _BOOLEANS.get(strip_value, False)
     rewrite = meta.get(REWRITE_KEY) or None
     if rewrite is not None and not rewrite.startswith("/"):
         problem(REWRITE_KEY, "must start with '/'")
         rewrite = None
+    if strip and rewrite is not None:
+        problem(STRIP_KEY, f"ignored: {REWRITE_KEY} is set too, and the rewrite wins")
     for prefix in prefixes:
         if not prefix.startswith("/"):
             problem(PREFIX_KEY, f"prefix {prefix!r} must start with '/'")
@@ -79,7 +92,7 @@ def routes_from_meta(entry: ServiceEntry) -> tuple[list[Route], list[MetaProblem
                 service=entry.name,
                 source=f"consul:{entry.name}",
                 host=meta.get(HOST_KEY) or None,
-                methods=[m.upper() for m in methods] or None,
+                methods=methods or None,
                 strip_prefix=strip and rewrite is None,
                 prefix_rewrite=rewrite,
                 timeout=timeout,

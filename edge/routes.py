@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
+
 
 @dataclass(frozen=True, slots=True)
 class Route:
@@ -75,7 +77,7 @@ def make_route(
         prefix=norm,
         service=service,
         source=source,
-        host=host.lower() if host else None,
+        host=_bare_host(host) if host else None,
         methods=frozenset(m.upper() for m in methods) if methods else None,
         rewrite=rewrite,
         timeout=timeout,

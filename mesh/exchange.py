@@ -38,7 +38,7 @@ class Exchange:
     upstream_path: str | None = None
     """Path to send upstream when it differs from ``path`` (prefix rewrite)."""
     timeout: float | None = None
-    """Upper bound, in seconds, for the whole upstream exchange."""
+    """Seconds the whole exchange may take from ``started`` (the request's deadline)."""
     instance: Instance | None = None
     response_headers: list[tuple[str, str]] = field(default_factory=list)
     """Headers to add to whatever response goes back (request id, rate limits, ...)."""
@@ -47,6 +47,11 @@ class Exchange:
     @property
     def method(self) -> str:
         return self.request.method
+
+    @property
+    def deadline(self) -> float | None:
+        """Monotonic time by which the exchange must be done, or None for no deadline."""
+        return self.started + self.timeout if self.timeout is not None else None
 
     def target(self) -> str:
         """Path and query to send upstream."""

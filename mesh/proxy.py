@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from mesh.balancing import Balancer
+from mesh.deadline import HEADER as DEADLINE_HEADER
+from mesh.deadline import format_remaining
 from mesh.exchange import Exchange
 from mesh.http.headers import end_to_end
 from mesh.snapshot import Instance, Snapshot
@@ -66,15 +68,7 @@ class Proxy:
         entry = self._snapshot().service(service)
         instances = entry.healthy if entry is not None else ()
         if not instances:
-            retry_after = str(self._settings.no_instance_retry_after)
-            return ex.problem(
-                503,
-                "No healthy instance",
-                f"service {service!r} has no healthy instance",
-                slug="no-healthy-instance",
-                extra={"service": service},
-                headers={"Retry-After": retry_after},
-            )
+            return no_healthy_instance(ex, self._settings.no_instance_retry_after)
         return await self.forward(ex, instances)
 
     async def forward(self, ex: Exchange, instances: tuple[Instance, ...]) -> web.StreamResponse:
@@ -83,7 +77,7 @@ class Proxy:
         in_flight = self._balancer.in_flight
         tried: set[str] = set()
         last_error: Exception | None = None
-        deadline = ex.started + ex.timeout if ex.timeout else None
+        deadline = ex.deadline
         for _ in range(max(1, self._settings.connect_attempts)):
             instance = selector.pick(instances, tried)
             if instance is None:
@@ -92,7 +86,7 @@ class Proxy:
             ex.instance = instance
             request = self._upstream_request(ex, deadline)
             if request is None:
-                return _timeout_problem(ex, "the request's time ran out")
+                return gateway_timeout(ex, "the request's time ran out")
             in_flight.acquire(instance.id)
             try:
                 try:
@@ -101,14 +95,14 @@ class Proxy:
                     last_error = exc
                     continue
                 except UpstreamTimeout as exc:
-                    return _timeout_problem(ex, str(exc))
+                    return gateway_timeout(ex, str(exc))
                 except UpstreamError as exc:
-                    return _bad_gateway(ex, str(exc))
+                    return bad_gateway(ex, str(exc))
                 return await stream_response(ex, upstream)
             finally:
                 in_flight.release(instance.id)
         detail = str(last_error) if last_error else "no instance could be tried"
-        return _bad_gateway(ex, f"could not connect to any instance of {ex.service!r}: {detail}")
+        return bad_gateway(ex, f"could not connect to any instance of {ex.service!r}: {detail}")
 
     def _upstream_request(self, ex: Exchange, deadline: float | None) -> UpstreamRequest | None:
         response_timeout = self._settings.response_timeout
@@ -119,6 +113,7 @@ class Proxy:
                 return None
             response_timeout = min(response_timeout, left)
             connect_timeout = min(connect_timeout, left)
+            ex.upstream_headers[DEADLINE_HEADER] = format_remaining(deadline)
         req = ex.request
         body = req.content if req.body_exists else None
         return UpstreamRequest(
@@ -167,11 +162,22 @@ async def stream_response(ex: Exchange, upstream: UpstreamResponse) -> web.Strea
         upstream.release()
 
 
-def _bad_gateway(ex: Exchange, detail: str) -> web.Response:
+def no_healthy_instance(ex: Exchange, retry_after: int) -> web.Response:
+    return ex.problem(
+        503,
+        "No healthy instance",
+        f"service {ex.service!r} has no healthy instance",
+        slug="no-healthy-instance",
+        extra={"service": ex.service},
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def bad_gateway(ex: Exchange, detail: str) -> web.Response:
     return ex.problem(502, "Bad gateway", detail, slug="bad-gateway", extra=_where(ex))
 
 
-def _timeout_problem(ex: Exchange, detail: str) -> web.Response:
+def gateway_timeout(ex: Exchange, detail: str) -> web.Response:
     return ex.problem(504, "Gateway timeout", detail, slug="gateway-timeout", extra=_where(ex))
 
 

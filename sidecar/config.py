@@ -11,6 +11,7 @@ from discovery.settings import ConsulSettings, DiscoverySettings
 from mesh.config.loader import load_config
 from mesh.config.sections import AdminConfig, LoggingConfig, ProxyConfig, ShutdownConfig
 from mesh.config.types import Duration, Frozen, Port, split_host_port
+from sidecar.resilience_config import InboundLimitConfig, ResilienceConfig
 
 
 class ServiceConfig(Frozen):
@@ -28,6 +29,7 @@ class InboundConfig(Frozen):
     port: Port = 15000
     trusted_hops: int = Field(default=1, ge=0, le=10)
     """Inbound traffic comes from the edge or another sidecar, whose X-Forwarded-* we keep."""
+    limit: InboundLimitConfig = InboundLimitConfig()
 
 
 class OutboundConfig(Frozen):
@@ -79,6 +81,7 @@ class SidecarConfig(Frozen):
     discovery: DiscoverySettings = DiscoverySettings()
     registration: RegistrationConfig = RegistrationConfig()
     proxy: ProxyConfig = ProxyConfig()
+    resilience: ResilienceConfig = ResilienceConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
     logging: LoggingConfig = LoggingConfig()
 

@@ -30,8 +30,12 @@ from mesh.snapshot import SnapshotStore
 from mesh.telemetry.metrics import ProxyMetrics
 from mesh.transport.aiohttp_client import AiohttpTransport
 from sidecar.config import SidecarConfig
+from sidecar.filters.deadline import DeadlineFilter
+from sidecar.filters.inbound_limit import InboundLimitFilter
 from sidecar.filters.outbound_routing import OutboundRoutingFilter
+from sidecar.guards import GuardRegistry
 from sidecar.local_app import LocalApp
+from sidecar.resilient_proxy import ResilientProxy
 
 log = logging.getLogger("meshgate.sidecar")
 
@@ -49,15 +53,22 @@ async def run_sidecar(config: SidecarConfig) -> None:
     p = config.proxy
     settings = ProxySettings(p.connect_timeout, p.response_timeout, p.connect_attempts)
     inbound_proxy = Proxy(transport, lambda: store.current, Balancer("round_robin"), settings)
-    outbound_proxy = Proxy(transport, lambda: store.current, Balancer(p.load_balancer), settings)
+    guards = GuardRegistry(config.resilience)
+    outbound_proxy = ResilientProxy(
+        transport, lambda: store.current, Balancer(p.load_balancer), guards, settings
+    )
     metrics_filter = MetricsFilter(in_metrics)
+    deadline_filter = DeadlineFilter()
+    inbound_limit = InboundLimitFilter(config.inbound.limit)
 
     app_host, app_port = config.app.host_port
     inbound_chain = build_chain(
-        [metrics_filter], LocalApp(inbound_proxy, config.service.name, app_host, app_port)
+        [metrics_filter, deadline_filter, inbound_limit],
+        LocalApp(inbound_proxy, config.service.name, app_host, app_port),
     )
     outbound_chain = build_chain(
-        [metrics_filter, OutboundRoutingFilter(lambda: store.current)], outbound_proxy
+        [metrics_filter, deadline_filter, OutboundRoutingFilter(lambda: store.current)],
+        outbound_proxy,
     )
     inbound = Listener(
         "inbound",
@@ -99,7 +110,11 @@ async def run_sidecar(config: SidecarConfig) -> None:
 
     admin = Listener(
         "admin",
-        build_admin_app(ready=ready, views={"/routes": upstreams_view}, registry=registry),
+        build_admin_app(
+            ready=ready,
+            views={"/routes": upstreams_view, "/breakers": guards.view},
+            registry=registry,
+        ),
         config.admin.host,
         config.admin.port,
     )

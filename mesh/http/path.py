@@ -24,7 +24,7 @@ _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 _PCT = re.compile(r"%([0-9A-Fa-f]{2})")
 _FORBIDDEN_ENCODED = frozenset({"2F", "5C", "00"})
 # Characters that need no work at all: the fast path skips the full algorithm.
-_PLAIN = re.compile(r"^(?:/[A-Za-z0-9\-_~!$&'()*+,;=:@]+(?:\.[A-Za-z0-9\-_~!$&'()*+,;=:@]+)*)*/?$")
+_PLAIN = re.compile(r"(?:/[A-Za-z0-9\-_~!$&'()*+,;=:@]+(?:\.[A-Za-z0-9\-_~!$&'()*+,;=:@]+)*)+/?|/")
 
 
 class PathRejected(ValueError):
@@ -49,7 +49,7 @@ def normalise_path(raw_path: str) -> str:
     The result always starts with ``/``. It is still percent-encoded (only
     unreserved characters were decoded), so it can be sent upstream as is.
     """
-    if _PLAIN.match(raw_path) and "//" not in raw_path:
+    if _PLAIN.fullmatch(raw_path) and "//" not in raw_path:
         return raw_path
     if not raw_path.startswith("/"):
         if raw_path == "*" or not raw_path:

@@ -6,7 +6,7 @@ import os
 import re
 
 HEADER = "X-Request-Id"
-_VALID = re.compile(r"^[A-Za-z0-9._:\-]{8,128}$")
+_VALID = re.compile(r"[A-Za-z0-9._:\-]{8,128}")
 
 
 def accept_or_generate(incoming: str | None) -> str:
@@ -15,6 +15,6 @@ def accept_or_generate(incoming: str | None) -> str:
     Length and alphabet are bounded so a client cannot smuggle log-injection or
     header-splitting payloads through an id that every hop repeats.
     """
-    if incoming is not None and _VALID.match(incoming):
+    if incoming is not None and _VALID.fullmatch(incoming):
         return incoming
     return os.urandom(16).hex()

@@ -1,0 +1,144 @@
+"""Per-upstream-service resilience state: breakers (service and instance), budget, avoidance.
+
+One :class:`ServiceGuard` per upstream service, created on first use from the
+service's policy. Every breaker state change is reported once to the
+``on_transition`` callback (logs, metrics) and is visible in :meth:`GuardRegistry.view`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sidecar.resilience.breaker import BreakerState, CircuitBreaker
+from sidecar.resilience.retry_budget import RetryBudget
+from sidecar.resilience_config import ResilienceConfig, UpstreamPolicy
+
+log = logging.getLogger(__name__)
+
+Transition = Callable[[str, str | None, BreakerState, BreakerState], None]
+"""(service, instance id or None for the service breaker, old state, new state)."""
+
+
+class ServiceGuard:
+    def __init__(
+        self,
+        service: str,
+        policy: UpstreamPolicy,
+        clock: Callable[[], float],
+        on_transition: Transition,
+    ) -> None:
+        self.service = service
+        self.policy = policy
+        self._clock = clock
+        self._on_transition = on_transition
+        self._breaker_settings = policy.breaker.settings()
+        self.breaker = CircuitBreaker(
+            self._breaker_settings,
+            clock=clock,
+            on_transition=lambda old, new: on_transition(service, None, old, new),
+        )
+        self.budget = RetryBudget(policy.retries.budget(), clock=clock)
+        self.instance_breakers: dict[str, CircuitBreaker] = {}
+        self.avoid_until: dict[str, float] = {}
+        """Instances that answered with backpressure, and until when to leave them alone."""
+
+    def instance_breaker(self, instance_id: str) -> CircuitBreaker:
+        breaker = self.instance_breakers.get(instance_id)
+        if breaker is None:
+            service = self.service
+            breaker = CircuitBreaker(
+                self._breaker_settings,
+                clock=self._clock,
+                on_transition=lambda old, new: self._on_transition(service, instance_id, old, new),
+            )
+            self.instance_breakers[instance_id] = breaker
+        return breaker
+
+    def ejected_at(self) -> dict[str, float]:
+        """Instances whose breaker is open now, with when they tripped."""
+        if not self.policy.outlier.instance_breakers:
+            return {}
+        out: dict[str, float] = {}
+        for instance_id, breaker in self.instance_breakers.items():
+            if breaker.state is BreakerState.OPEN and breaker.tripped_at is not None:
+                out[instance_id] = breaker.tripped_at
+        return out
+
+    def avoid(self, instance_id: str, seconds: float) -> None:
+        self.avoid_until[instance_id] = self._clock() + seconds
+
+    def forget_instances(self, live: set[str]) -> None:
+        """Drop state of instances that left the catalog."""
+        for gone in set(self.instance_breakers) - live:
+            del self.instance_breakers[gone]
+        for gone in set(self.avoid_until) - live:
+            del self.avoid_until[gone]
+
+    def view(self) -> dict[str, Any]:
+        now = self._clock()
+        return {
+            "state": self.breaker.state.value,
+            "retry_after_s": round(self.breaker.retry_after(), 3),
+            "consecutive_trips": self.breaker.consecutive_trips,
+            "window": self.breaker.window_totals()._asdict(),
+            "retry_budget": {
+                "available": self.budget.available(),
+                "retries_total": self.budget.retries_total,
+                "exhausted_total": self.budget.exhausted_total,
+            },
+            "instances": {
+                iid: {
+                    "state": b.state.value,
+                    "retry_after_s": round(b.retry_after(), 3),
+                    "window": b.window_totals()._asdict(),
+                }
+                for iid, b in sorted(self.instance_breakers.items())
+            },
+            "avoided": {
+                iid: round(until - now, 3)
+                for iid, until in sorted(self.avoid_until.items())
+                if until > now
+            },
+        }
+
+
+def log_transition(
+    service: str, instance: str | None, old: BreakerState, new: BreakerState
+) -> None:
+    what = f"instance {instance} of {service}" if instance else f"service {service}"
+    level = logging.WARNING if new is BreakerState.OPEN else logging.INFO
+    log.log(level, "circuit breaker for %s: %s → %s", what, old.value, new.value)
+
+
+class GuardRegistry:
+    def __init__(
+        self,
+        config: ResilienceConfig,
+        clock: Callable[[], float] = time.monotonic,
+        on_transition: Transition | None = None,
+    ) -> None:
+        self._config = config
+        self._clock = clock
+        self._guards: dict[str, ServiceGuard] = {}
+        listeners = [log_transition] + ([on_transition] if on_transition else [])
+
+        def fan_out(s: str, i: str | None, old: BreakerState, new: BreakerState) -> None:
+            for listener in listeners:
+                listener(s, i, old, new)
+
+        self._on_transition: Transition = fan_out
+
+    def for_service(self, service: str) -> ServiceGuard:
+        guard = self._guards.get(service)
+        if guard is None:
+            guard = ServiceGuard(
+                service, self._config.policy_for(service), self._clock, self._on_transition
+            )
+            self._guards[service] = guard
+        return guard
+
+    def view(self) -> dict[str, Any]:
+        return {name: guard.view() for name, guard in sorted(self._guards.items())}

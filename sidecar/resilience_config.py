@@ -1,0 +1,135 @@
+"""Configuration of the sidecar's outbound resilience: breakers, retries, budgets, ejection.
+
+``resilience.defaults`` applies to every upstream service; ``resilience.services.<name>``
+overrides any part of it for one service (sections are merged key by key).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from mesh.config.types import Duration, Frozen
+from sidecar.resilience.breaker import BreakerSettings
+from sidecar.resilience.retry_budget import RetryBudgetSettings
+
+
+class BreakerConfig(Frozen):
+    window: Literal["count", "time"] = "count"
+    window_size: int = Field(default=100, ge=1)
+    """Calls in a count window."""
+    window_seconds: Duration = 10.0
+    """Span of a time window."""
+    min_calls: int = Field(default=20, ge=1)
+    """Calls the window must hold before a failure or slow-call rate can trip it."""
+    failure_rate: float = Field(default=0.5, gt=0, le=1)
+    consecutive_failures: int | None = Field(default=5, ge=1)
+    slow_call_threshold: Duration | None = None
+    slow_call_rate: float | None = Field(default=None, gt=0, le=1)
+    open_base: Duration = 5.0
+    open_max: Duration = 60.0
+    open_multiplier: float = Field(default=2.0, ge=1)
+    open_jitter: float = Field(default=0.1, ge=0, lt=1)
+    half_open_trials: int = Field(default=3, ge=1)
+    failure_statuses: tuple[int, ...] | None = None
+    """Statuses counted as failures; default every 5xx."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BreakerConfig:
+        self.settings()  # BreakerSettings validates combinations; its message names the field
+        return self
+
+    def settings(self) -> BreakerSettings:
+        extra: dict[str, Any] = {}
+        if self.failure_statuses is not None:
+            extra["failure_statuses"] = frozenset(self.failure_statuses)
+        return BreakerSettings(
+            window_kind=self.window,
+            window_size=self.window_size,
+            window_seconds=self.window_seconds,
+            min_calls=self.min_calls,
+            failure_rate_threshold=self.failure_rate,
+            consecutive_failures=self.consecutive_failures,
+            slow_call_threshold_s=self.slow_call_threshold,
+            slow_call_rate_threshold=self.slow_call_rate,
+            open_base_s=self.open_base,
+            open_max_s=self.open_max,
+            open_multiplier=self.open_multiplier,
+            open_jitter=self.open_jitter,
+            half_open_trials=self.half_open_trials,
+            **extra,
+        )
+
+
+class RetryConfig(Frozen):
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    """Attempts in all, the first included."""
+    per_try_timeout: Duration = 2.0
+    backoff_base: Duration = 0.025
+    backoff_max: Duration = 0.25
+    replay_limit: int = Field(default=64 * 1024, ge=0)
+    """Bodies up to this size (by Content-Length) are buffered so they can be sent again."""
+    budget_ratio: float = Field(default=0.2, ge=0)
+    budget_min_per_second: float = Field(default=10.0, ge=0)
+    budget_window: Duration = 10.0
+    attempts_header: bool = True
+    """Add ``X-Mesh-Attempts`` to responses."""
+
+    def budget(self) -> RetryBudgetSettings:
+        return RetryBudgetSettings(
+            ratio=self.budget_ratio,
+            min_retries_per_second=self.budget_min_per_second,
+            window_s=self.budget_window,
+        )
+
+
+class OutlierConfig(Frozen):
+    max_ejection_share: float = Field(default=0.5, ge=0, le=1)
+    """Never eject more than this share of a service's instances (at least one)."""
+    instance_breakers: bool = True
+
+
+class UpstreamPolicy(Frozen):
+    breaker: BreakerConfig = BreakerConfig()
+    retries: RetryConfig = RetryConfig()
+    outlier: OutlierConfig = OutlierConfig()
+
+
+class ResilienceConfig(Frozen):
+    defaults: UpstreamPolicy = UpstreamPolicy()
+    services: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Per-service overrides, e.g. ``inventory: {breaker: {min_calls: 5}}``."""
+
+    @model_validator(mode="after")
+    def _validate_overrides(self) -> ResilienceConfig:
+        for name in self.services:
+            self.policy_for(name)
+        return self
+
+    def policy_for(self, service: str) -> UpstreamPolicy:
+        override = self.services.get(service)
+        if not override:
+            return self.defaults
+        merged = _merge(self.defaults.model_dump(), override)
+        return UpstreamPolicy.model_validate(merged)
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+class InboundLimitConfig(Frozen):
+    max_in_flight: int = Field(default=256, ge=1)
+    """Requests the local app may hold at once."""
+    max_queue: int = Field(default=128, ge=0)
+    """Requests that may wait for a slot; beyond that, 503 at once."""
+    queue_timeout: Duration = 0.1
+    """How long a request may wait for a slot before 503."""
+    retry_after: int = Field(default=1, ge=1)

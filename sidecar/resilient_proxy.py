@@ -1,0 +1,347 @@
+"""The sidecar's outbound terminal handler: breakers, retries under a budget, deadlines.
+
+Per request:
+
+1. the service breaker may answer at once (503, ``Retry-After`` = time left open);
+2. the body is buffered when small enough to be sent again (``replay_limit``),
+   otherwise streamed and never replayed;
+3. tenacity runs the attempts: each picks an eligible instance (open instance
+   breakers ejected, up to the configured share; instances that sent
+   backpressure avoided), preferring one not tried yet, bounded by the per-try
+   timeout and by the request's deadline;
+4. :func:`~sidecar.resilience.retry_policy.retry_if_outcome` decides retries:
+   connect failures for any method, timeouts/resets/502/503/504 only for
+   idempotent requests with a replayable body, each retry spending the budget;
+5. backpressure (429/503 with ``Retry-After``) is passed back to the caller,
+   that instance is avoided for the stated time, no breaker counts it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import StreamReader, web
+from tenacity import AsyncRetrying, RetryCallState, stop_never
+
+from mesh.balancing import Balancer
+from mesh.deadline import HEADER as DEADLINE_HEADER
+from mesh.deadline import format_remaining
+from mesh.exchange import Exchange
+from mesh.proxy import (
+    ProxySettings,
+    bad_gateway,
+    gateway_timeout,
+    no_healthy_instance,
+    stream_response,
+)
+from mesh.snapshot import Instance, Snapshot
+from mesh.transport.base import (
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamRequest,
+    UpstreamResponse,
+    UpstreamTimeout,
+    UpstreamTransport,
+)
+from sidecar.guards import GuardRegistry, ServiceGuard
+from sidecar.resilience.backoff import wait_full_jitter
+from sidecar.resilience.breaker import CircuitBreaker, Permit
+from sidecar.resilience.ejection import select_eligible
+from sidecar.resilience.outcome import CallError, CallOutcome
+from sidecar.resilience.retry_policy import is_idempotent, parse_retry_after, retry_if_outcome
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS_HEADER = "X-Mesh-Attempts"
+_BACKPRESSURE = frozenset({429, 503})
+
+
+@dataclass(slots=True)
+class _Answer:
+    """A response from one attempt (not yet streamed to the client)."""
+
+    instance: Instance
+    response: UpstreamResponse
+    outcome: CallOutcome
+
+
+class _AttemptFailed(Exception):
+    def __init__(self, instance: Instance | None, outcome: CallOutcome, detail: str) -> None:
+        super().__init__(detail)
+        self.instance = instance
+        self.outcome = outcome
+
+
+class _DeadlineExceeded(Exception):
+    pass
+
+
+def _outcome_of(result: object) -> CallOutcome:
+    assert isinstance(result, _Answer)
+    return result.outcome
+
+
+def _outcome_of_exception(error: BaseException) -> CallOutcome | None:
+    return error.outcome if isinstance(error, _AttemptFailed) else None
+
+
+@dataclass(frozen=True)
+class RetryEvent:
+    service: str
+    attempt: int
+    outcome: CallOutcome
+
+
+class ResilientProxy:
+    def __init__(
+        self,
+        transport: UpstreamTransport,
+        snapshot: Callable[[], Snapshot],
+        balancer: Balancer,
+        guards: GuardRegistry,
+        settings: ProxySettings,
+        clock: Callable[[], float] = time.monotonic,
+        on_retry: Callable[[RetryEvent], None] | None = None,
+    ) -> None:
+        self._transport = transport
+        self._snapshot = snapshot
+        self._balancer = balancer
+        self._guards = guards
+        self._settings = settings
+        self._clock = clock
+        self._on_retry = on_retry
+
+    async def __call__(self, ex: Exchange) -> web.StreamResponse:
+        service = ex.service or ""
+        entry = self._snapshot().service(service)
+        instances = entry.healthy if entry is not None else ()
+        if not instances:
+            return no_healthy_instance(ex, self._settings.no_instance_retry_after)
+        guard = self._guards.for_service(service)
+        permit = guard.breaker.acquire()
+        if permit is None:
+            return _breaker_open(ex, guard)
+        settled = False
+        try:
+            guard.budget.record_request()
+            answer = await self._attempts(ex, guard, instances)
+        except _AttemptFailed as failed:
+            guard.breaker.record(permit, failed.outcome)
+            settled = True
+            ex.instance = failed.instance
+            if failed.outcome.error is CallError.TIMEOUT:
+                return gateway_timeout(ex, str(failed))
+            return bad_gateway(ex, str(failed))
+        except _DeadlineExceeded:
+            guard.breaker.release(permit)
+            settled = True
+            return gateway_timeout(ex, "the request's deadline passed")
+        finally:
+            if not settled and not permit.settled:
+                # Cancelled (client gone) or an unexpected error: count nothing.
+                guard.breaker.release(permit)
+        guard.breaker.record(permit, answer.outcome)
+        ex.instance = answer.instance
+        return await stream_response(ex, answer.response)
+
+    async def _attempts(
+        self, ex: Exchange, guard: ServiceGuard, instances: tuple[Instance, ...]
+    ) -> _Answer:
+        policy = guard.policy.retries
+        request = ex.request
+        body: bytes | None
+        replayable = True
+        stream_body = None
+        if not request.body_exists:
+            body = None
+        elif request.content_length is not None and request.content_length <= policy.replay_limit:
+            body = await request.read()
+        else:
+            body = None
+            stream_body = request.content
+            replayable = False
+        idempotent = is_idempotent(request.method, request.headers)
+        tried: set[str] = set()
+        attempts = 0
+
+        async def attempt() -> _Answer:
+            nonlocal attempts
+            attempts += 1
+            instance, breaker, permit = self._pick(guard, instances, tried)
+            ex.instance = instance
+            return await self._send(
+                ex, guard, instance, breaker, permit, body if replayable else stream_body
+            )
+
+        def before_sleep(state: RetryCallState) -> None:
+            outcome = state.outcome
+            if outcome is not None and not outcome.failed:
+                result = outcome.result()
+                if isinstance(result, _Answer):
+                    result.response.release()
+                    result_outcome = result.outcome
+                else:  # pragma: no cover - attempt() only returns _Answer
+                    return
+            else:
+                error = outcome.exception() if outcome is not None else None
+                if not isinstance(error, _AttemptFailed):  # pragma: no cover
+                    return
+                result_outcome = error.outcome
+            log.info(
+                "retrying %s %s to %s (attempt %d failed: %s)",
+                ex.method,
+                ex.path,
+                guard.service,
+                state.attempt_number,
+                result_outcome.error or result_outcome.status,
+            )
+            if self._on_retry is not None:
+                self._on_retry(RetryEvent(guard.service, state.attempt_number, result_outcome))
+
+        retrying = AsyncRetrying(
+            retry=retry_if_outcome(
+                method_idempotent=idempotent,
+                body_replayable=replayable,
+                max_attempts=policy.max_attempts,
+                budget=guard.budget,
+                outcome_of=_outcome_of,
+                outcome_of_exception=_outcome_of_exception,
+            ),
+            wait=wait_full_jitter(policy.backoff_base, policy.backoff_max),
+            stop=stop_never,
+            before_sleep=before_sleep,
+        )
+        try:
+            answer = await retrying.wraps(attempt)()
+        finally:
+            if policy.attempts_header:
+                ex.response_headers.append((ATTEMPTS_HEADER, str(attempts)))
+        return answer
+
+    def _pick(
+        self, guard: ServiceGuard, instances: tuple[Instance, ...], tried: set[str]
+    ) -> tuple[Instance, CircuitBreaker | None, Permit | None]:
+        """An eligible instance, not tried yet if possible, with its breaker's permit.
+
+        An instance whose half-open breaker has no trial slot left is passed
+        over while another candidate remains; if none does, it is used anyway
+        (without a permit) rather than failing the request.
+        """
+        eligibility = select_eligible(
+            [i.id for i in instances],
+            ejected_at=guard.ejected_at(),
+            avoid_until=guard.avoid_until,
+            now=self._clock(),
+            max_ejection_share=guard.policy.outlier.max_ejection_share,
+        )
+        allowed = set(eligibility.eligible)
+        candidates = [i for i in instances if i.id in allowed]
+        selector = self._balancer.selector(guard.service)
+        use_breakers = guard.policy.outlier.instance_breakers
+        skipped: set[str] = set()
+        while True:
+            chosen = selector.pick(candidates, tried | skipped) or selector.pick(
+                candidates, skipped
+            )
+            if chosen is None:  # every candidate refused a permit: go without one
+                fallback = selector.pick(candidates, tried) or selector.pick(candidates)
+                assert fallback is not None  # select_eligible never empties a non-empty list
+                tried.add(fallback.id)
+                return fallback, None, None
+            if not use_breakers:
+                tried.add(chosen.id)
+                return chosen, None, None
+            breaker = guard.instance_breaker(chosen.id)
+            permit = breaker.acquire()
+            if permit is not None:
+                tried.add(chosen.id)
+                return chosen, breaker, permit
+            skipped.add(chosen.id)
+
+    async def _send(
+        self,
+        ex: Exchange,
+        guard: ServiceGuard,
+        instance: Instance,
+        breaker: CircuitBreaker | None,
+        permit: Permit | None,
+        body: bytes | StreamReader | None,
+    ) -> _Answer:
+        policy = guard.policy.retries
+        per_try = policy.per_try_timeout
+        deadline = ex.deadline
+        if deadline is not None:
+            left = deadline - self._clock()
+            if left <= 0:
+                raise _DeadlineExceeded()
+            per_try = min(per_try, left)
+            ex.upstream_headers[DEADLINE_HEADER] = format_remaining(deadline)
+        request = UpstreamRequest(
+            method=ex.method,
+            target=ex.target(),
+            headers=ex.upstream_headers,
+            body=body,
+            connect_timeout=min(self._settings.connect_timeout, per_try),
+            response_timeout=per_try,
+        )
+        in_flight = self._balancer.in_flight
+        in_flight.acquire(instance.id)
+        started = self._clock()
+        try:
+            response = await self._transport.send(instance.address, instance.port, request)
+        except UpstreamConnectError as exc:
+            outcome = CallOutcome.failed(CallError.CONNECT, self._clock() - started)
+            self._settle(breaker, permit, outcome)
+            raise _AttemptFailed(instance, outcome, str(exc)) from exc
+        except UpstreamTimeout as exc:
+            outcome = CallOutcome.failed(CallError.TIMEOUT, self._clock() - started)
+            self._settle(breaker, permit, outcome)
+            raise _AttemptFailed(instance, outcome, str(exc)) from exc
+        except UpstreamError as exc:
+            outcome = CallOutcome.failed(CallError.RESET, self._clock() - started)
+            self._settle(breaker, permit, outcome)
+            raise _AttemptFailed(instance, outcome, str(exc)) from exc
+        except BaseException:
+            if breaker is not None and permit is not None and not permit.settled:
+                breaker.release(permit)
+            raise
+        finally:
+            in_flight.release(instance.id)
+        retry_after = None
+        if response.status in _BACKPRESSURE:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
+        outcome = CallOutcome.response(
+            response.status, self._clock() - started, retry_after_s=retry_after
+        )
+        self._settle(breaker, permit, outcome)
+        if outcome.is_backpressure and retry_after is not None:
+            guard.avoid(instance.id, min(retry_after, 300.0))
+        return _Answer(instance, response, outcome)
+
+    @staticmethod
+    def _settle(
+        breaker: CircuitBreaker | None, permit: Permit | None, outcome: CallOutcome
+    ) -> None:
+        if breaker is not None and permit is not None:
+            breaker.record(permit, outcome)
+
+
+def _breaker_open(ex: Exchange, guard: ServiceGuard) -> web.Response:
+    left = guard.breaker.retry_after()
+    return ex.problem(
+        503,
+        "Circuit open",
+        f"the circuit breaker for {guard.service!r} is {guard.breaker.state.value}; "
+        "calls fail fast until it lets a trial through",
+        slug="circuit-open",
+        extra={
+            "service": guard.service,
+            "breaker": guard.breaker.state.value,
+            "retry_after_s": round(left, 3),
+        },
+        headers={"Retry-After": str(max(1, math.ceil(left)))},
+    )
