@@ -1,14 +1,25 @@
-"""A demo service: echoes what it received, so a user can see what the mesh did.
+"""A demo service: echoes what it received, and can be told to misbehave.
 
-``python -m demo.service --name users --port 9001`` serves:
+``python -m demo.service --name users --port 9001 [--outbound http://127.0.0.1:15001]``
 
-* ``GET /<name>/echo`` (any method, any path under ``/<name>/``): JSON naming
-  the service, the instance, and the method, path and headers it received;
-* ``GET /health``: 200 (or 503 after ``POST /admin/health`` with ``{"healthy": false}``);
-* ``POST /<name>/upload``: reads the body in chunks and answers its size and SHA-256
-  (for the streaming test), never holding it whole;
+Every service serves:
+
+* ``/<name>/echo`` (any method, any path under ``/<name>/``): JSON naming the
+  service, the instance, and the method, path and headers it received;
+* ``POST /<name>/upload``: reads the body in chunks, answers its size and SHA-256;
 * ``GET /<name>/download?mb=N``: streams N MiB, with their SHA-256 in a header;
-* ``GET /<name>/slow?ms=N``: answers after N ms.
+* ``GET /<name>/slow?ms=N``: answers after N ms;
+* ``GET /health``: 200, or 503 once told it is unhealthy;
+* ``POST /admin/faults``: fault settings, applied to every ``/<name>/...`` request
+  from then on: ``{"error_rate": 0.5, "error_status": 500, "latency_ms": 200,
+  "hang": false, "retry_after": null}`` (``retry_after`` adds that header to errors);
+* ``POST /admin/health`` ``{"healthy": false}``; ``GET /admin/stats``: requests
+  counted per method and path, per ``X-Test-Seq``, and the most ever in progress.
+
+``orders`` also answers ``GET /orders/<id>`` by asking ``inventory`` for the
+stock, through its sidecar's outbound listener (``--outbound``), forwarding the
+request id, the deadline and the trace context, as every service in a mesh must.
+``inventory`` answers ``GET /inventory/stock/<id>``.
 """
 
 from __future__ import annotations
@@ -17,18 +28,86 @@ import argparse
 import asyncio
 import hashlib
 import os
+import random
 import socket
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
+import aiohttp
 from aiohttp import web
 
+# What a service must pass on when it calls another service through its sidecar.
+PROPAGATED = (
+    "X-Request-Id",
+    "X-Mesh-Deadline-Ms",
+    "traceparent",
+    "tracestate",
+    "baggage",
+    "b3",
+    "X-B3-TraceId",
+    "X-B3-SpanId",
+    "X-B3-Sampled",
+    "X-B3-ParentSpanId",
+)
 
-def create_app(name: str, instance: str) -> web.Application:
-    app = web.Application()
-    state = {"healthy": True, "requests": 0}
+
+@dataclass
+class Faults:
+    error_rate: float = 0.0
+    error_status: int = 500
+    latency_ms: int = 0
+    hang: bool = False
+    retry_after: int | None = None
+
+
+@dataclass
+class State:
+    healthy: bool = True
+    faults: Faults = field(default_factory=Faults)
+    requests: Counter[str] = field(default_factory=Counter)
+    by_seq: Counter[str] = field(default_factory=Counter)
+    in_progress: int = 0
+    max_in_progress: int = 0
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def create_app(name: str, instance: str, outbound: str | None = None) -> web.Application:
+    state = State()
+
+    @web.middleware
+    async def faults_and_counts(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith(f"/{name}"):
+            return await handler(request)
+        state.requests[f"{request.method} {request.path}"] += 1
+        seq = request.headers.get("X-Test-Seq")
+        if seq is not None:
+            state.by_seq[seq] += 1
+        state.in_progress += 1
+        state.max_in_progress = max(state.max_in_progress, state.in_progress)
+        try:
+            f = state.faults
+            if f.hang:
+                await asyncio.sleep(3600)
+            if f.latency_ms:
+                await asyncio.sleep(f.latency_ms / 1000)
+            if f.error_rate and random.random() < f.error_rate:
+                headers = {"Retry-After": str(f.retry_after)} if f.retry_after is not None else {}
+                return web.json_response(
+                    {"error": "injected fault", "instance": instance},
+                    status=f.error_status,
+                    headers=headers,
+                )
+            return await handler(request)
+        finally:
+            state.in_progress -= 1
+
+    app = web.Application(middlewares=[faults_and_counts])
 
     async def echo(request: web.Request) -> web.Response:
-        state["requests"] += 1
         body = await request.read()
         return web.json_response(
             {
@@ -72,24 +151,75 @@ def create_app(name: str, instance: str) -> web.Application:
         return web.json_response({"instance": instance, "slept_ms": request.query.get("ms")})
 
     async def health(_: web.Request) -> web.Response:
-        if state["healthy"]:
+        if state.healthy:
             return web.json_response({"status": "ok", "instance": instance})
         return web.json_response({"status": "failing", "instance": instance}, status=503)
 
     async def set_health(request: web.Request) -> web.Response:
         data = await request.json()
-        state["healthy"] = bool(data.get("healthy", True))
-        return web.json_response({"healthy": state["healthy"]})
+        state.healthy = bool(data.get("healthy", True))
+        return web.json_response({"healthy": state.healthy})
+
+    async def set_faults(request: web.Request) -> web.Response:
+        data: dict[str, Any] = await request.json()
+        try:
+            state.faults = Faults(**data)
+        except TypeError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response(state.faults.__dict__)
 
     async def stats(_: web.Request) -> web.Response:
-        return web.json_response({"instance": instance, "requests": state["requests"]})
+        return web.json_response(
+            {
+                "instance": instance,
+                "requests": dict(state.requests),
+                "total": sum(state.requests.values()),
+                "by_seq": dict(state.by_seq),
+                "in_progress": state.in_progress,
+                "max_in_progress": state.max_in_progress,
+            }
+        )
 
+    async def stock(request: web.Request) -> web.Response:
+        item = request.match_info["item"]
+        return web.json_response(
+            {"item": item, "in_stock": (sum(map(ord, item)) % 17) + 1, "instance": instance}
+        )
+
+    async def order(request: web.Request) -> web.Response:
+        order_id = request.match_info["order_id"]
+        if outbound is None:
+            return web.json_response({"error": "orders needs --outbound"}, status=500)
+        headers = {h: request.headers[h] for h in PROPAGATED if h in request.headers}
+        session: aiohttp.ClientSession = app["session"]
+        async with session.get(
+            f"{outbound}/inventory/inventory/stock/{order_id}", headers=headers
+        ) as resp:
+            body = await resp.json(content_type=None)
+            if resp.status != 200:
+                return web.json_response(
+                    {"order": order_id, "error": "inventory failed", "inventory": body},
+                    status=502 if resp.status < 500 else resp.status,
+                )
+        return web.json_response({"order": order_id, "instance": instance, "stock": body})
+
+    async def session_ctx(app: web.Application) -> Any:
+        app["session"] = aiohttp.ClientSession()
+        yield
+        await app["session"].close()
+
+    app.cleanup_ctx.append(session_ctx)
     app.router.add_get("/health", health)
     app.router.add_post("/admin/health", set_health)
+    app.router.add_post("/admin/faults", set_faults)
     app.router.add_get("/admin/stats", stats)
     app.router.add_post(f"/{name}/upload", upload)
     app.router.add_get(f"/{name}/slow", slow)
     app.router.add_get(f"/{name}/download", download)
+    if name == "inventory":
+        app.router.add_get("/inventory/stock/{item}", stock)
+    if name == "orders":
+        app.router.add_get(r"/orders/{order_id:\d+}", order)
     app.router.add_route("*", f"/{name}/{{tail:.*}}", echo)
     app.router.add_route("*", f"/{name}", echo)
     return app
@@ -101,9 +231,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--instance", default=None)
+    parser.add_argument(
+        "--outbound",
+        default=None,
+        help="this instance's sidecar outbound URL, e.g. http://127.0.0.1:15001",
+    )
     args = parser.parse_args(argv)
     instance = args.instance or f"{args.name}-{socket.gethostname()}-{os.getpid()}"
-    web.run_app(create_app(args.name, instance), host=args.host, port=args.port, print=None)
+    app = create_app(args.name, instance, args.outbound)
+    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
 
 
 if __name__ == "__main__":

@@ -125,25 +125,23 @@ class ResilientProxy:
         permit = guard.breaker.acquire()
         if permit is None:
             return _breaker_open(ex, guard)
-        settled = False
         try:
             guard.budget.record_request()
             answer = await self._attempts(ex, guard, instances)
         except _AttemptFailed as failed:
             guard.breaker.record(permit, failed.outcome)
-            settled = True
             ex.instance = failed.instance
             if failed.outcome.error is CallError.TIMEOUT:
                 return gateway_timeout(ex, str(failed))
             return bad_gateway(ex, str(failed))
         except _DeadlineExceeded:
             guard.breaker.release(permit)
-            settled = True
             return gateway_timeout(ex, "the request's deadline passed")
-        finally:
-            if not settled and not permit.settled:
-                # Cancelled (client gone) or an unexpected error: count nothing.
+        except BaseException:
+            # Cancelled (client gone) or an unexpected error: count nothing.
+            if not permit.settled:
                 guard.breaker.release(permit)
+            raise
         guard.breaker.record(permit, answer.outcome)
         ex.instance = answer.instance
         return await stream_response(ex, answer.response)

@@ -34,6 +34,31 @@ class App:
     port: int
     instance: str
     process: ManagedProcess
+    outbound: int
+    """The port its sidecar's outbound listener will use (the app is told at start)."""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def faults(self, **settings: Any) -> None:
+        post_json(f"{self.url}/admin/faults", settings)
+
+    def stats(self) -> dict[str, Any]:
+        with urllib.request.urlopen(f"{self.url}/admin/stats", timeout=5) as resp:
+            data: dict[str, Any] = json.loads(resp.read())
+        return data
+
+
+def post_json(url: str, body: Any) -> Any:
+    req = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return json.loads(resp.read())
 
 
 @dataclass
@@ -87,24 +112,13 @@ class Mesh:
         return path
 
     def app(self, name: str, instance: str | None = None) -> App:
-        port = free_port()
+        port, outbound = free_port(), free_port()
         instance = instance or f"{name}-{port}"
-        proc = self._spawn(
-            f"app-{instance}",
-            [
-                sys.executable,
-                "-m",
-                "demo.service",
-                "--name",
-                name,
-                "--port",
-                str(port),
-                "--instance",
-                instance,
-            ],
-        )
+        argv = [sys.executable, "-m", "demo.service", "--name", name, "--port", str(port)]
+        argv += ["--instance", instance, "--outbound", f"http://127.0.0.1:{outbound}"]
+        proc = self._spawn(f"app-{instance}", argv)
         wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/health"), 15, f"app {instance}")
-        return App(name, port, instance, proc)
+        return App(name, port, instance, proc, outbound)
 
     def sidecar(
         self,
@@ -113,7 +127,7 @@ class Mesh:
         extra: dict[str, Any] | None = None,
         wait_ready: bool = True,
     ) -> Sidecar:
-        inbound, outbound, admin = free_port(), free_port(), free_port()
+        inbound, outbound, admin = free_port(), app.outbound, free_port()
         instance_id = instance_id or f"{app.name}-{inbound}"
         config = deep_merge(
             {

@@ -104,11 +104,14 @@ async def test_100mb_upload_streams_through_edge_and_sidecar(edge: Edge) -> None
     pid = edge.process.pid
     before = rss_kib(pid)
     sent = hashlib.sha256()
-    async with aiohttp.ClientSession() as session, session.post(
-        f"{edge.url}/api/users/upload",
-        data=_chunks(100, os.urandom(8), sent),
-        timeout=aiohttp.ClientTimeout(total=120),
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{edge.url}/api/users/upload",
+            data=_chunks(100, os.urandom(8), sent),
+            timeout=aiohttp.ClientTimeout(total=120),
+        ) as resp,
+    ):
         assert resp.status == 200, await resp.text()
         result = await resp.json()
     assert result["bytes"] == 100 * 1024 * 1024
@@ -123,9 +126,12 @@ async def test_100mb_download_streams_back(edge: Edge) -> None:
     before = rss_kib(pid)
     got = hashlib.sha256()
     size = 0
-    async with aiohttp.ClientSession() as session, session.get(
-        f"{edge.url}/api/users/download?mb=100", timeout=aiohttp.ClientTimeout(total=120)
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            f"{edge.url}/api/users/download?mb=100", timeout=aiohttp.ClientTimeout(total=120)
+        ) as resp,
+    ):
         assert resp.status == 200
         expected = resp.headers["X-Content-SHA256"]
         async for chunk in resp.content.iter_chunked(1 << 20):

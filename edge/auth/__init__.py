@@ -1,0 +1,15 @@
+"""Authentication at the edge: bearer tokens verified locally (JWT + JWKS) or by introspection.
+
+Everything here is decision logic with injected clocks and injected I/O; the HTTP
+filter that calls it lives in the edge chain. Modules, by responsibility:
+
+- ``errors``: the one error type, rendered as RFC 6750 challenges.
+- ``bearer``: extracting the token from an ``Authorization`` header.
+- ``jws_header``: strict parsing of a compact JWS before any key is touched.
+- ``keys``: turning a JWK into a verification key with its allowed algorithms.
+- ``jwks`` / ``jwks_http``: the cached key set and its HTTP fetcher
+  (``http_body``: bounded reads of the auth service's answers).
+- ``claim_checks`` / ``claims``: registered-claim rules and the verified identity.
+- ``token_cache``: the bounded, expiring cache of verified answers.
+- ``jwt_verifier``: local verification; ``introspection`` / ``introspection_http``: RFC 7662.
+"""

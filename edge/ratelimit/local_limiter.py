@@ -1,0 +1,94 @@
+"""In-process token buckets: the fallback while Redis is unusable, and a limiter on its own.
+
+Each edge enforces 1/N of every limit, N being the number of healthy edge
+instances (the edge reads it from Consul), so that N edges together admit
+roughly what Redis would have. Buckets are created full on first use and
+forgotten once full again, so memory follows the number of recently active keys.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from edge.ratelimit.bucket import TokenBucket, take_all
+from edge.ratelimit.limiter import LimitOutcome, LimitRequest, LimitResult, ensure_distinct
+
+
+def _one_instance() -> int:
+    return 1
+
+
+class LocalLimiter:
+    """A :class:`~edge.ratelimit.limiter.Limiter` holding its buckets in this process.
+
+    ``instances`` returns how many edges share each limit (values below 1 count
+    as 1); it is called on every check, so it must be cheap. Each bucket
+    refills at ``rate / N`` and holds ``max(burst / N, cost)`` tokens. ``clock``
+    is any monotonic clock in seconds. One event loop owns an instance.
+    """
+
+    def __init__(
+        self,
+        *,
+        instances: Callable[[], int] = _one_instance,
+        clock: Callable[[], float] = time.monotonic,
+        sweep_interval_s: float = 30.0,
+    ) -> None:
+        self._instances = instances
+        self._clock = clock
+        self._sweep_interval_s = sweep_interval_s
+        self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        self._next_sweep = clock() + sweep_interval_s
+
+    def __len__(self) -> int:
+        """Number of buckets currently held (full buckets are dropped by the periodic sweep)."""
+        return len(self._buckets)
+
+    async def check(self, limits: Sequence[LimitRequest]) -> LimitResult:
+        """See :meth:`decide`; never suspends."""
+        return self.decide(limits)
+
+    def decide(self, limits: Sequence[LimitRequest], *, degraded: bool = False) -> LimitResult:
+        """Take every limit's cost from its local bucket, or none; ``source`` is "local".
+
+        ``degraded`` is copied into the result (the Redis limiter sets it when
+        this answers in Redis's place).
+        """
+        ensure_distinct(limits)
+        now = self._clock()
+        if now >= self._next_sweep:
+            self._sweep(now)
+        share = max(1, self._instances())
+        items = []
+        for limit in limits:
+            rate = limit.policy.rate.per_second / share
+            burst = max(limit.policy.rate.burst / share, float(limit.cost))
+            bucket = self._buckets.get((limit.policy.name, limit.key))
+            if bucket is None:
+                bucket = TokenBucket(rate, burst, now)
+                self._buckets[(limit.policy.name, limit.key)] = bucket
+            elif bucket.rate != rate or bucket.burst != burst:
+                bucket.retune(now, rate, burst)
+            items.append((bucket, float(limit.cost)))
+        admitted, decisions = take_all(items, now)
+        outcomes = tuple(
+            LimitOutcome(limit, d.allowed, d.remaining, d.reset_after_s, d.retry_after_s)
+            for limit, d in zip(limits, decisions, strict=True)
+        )
+        retry = 0.0 if admitted else max(d.retry_after_s for d in decisions)
+        return LimitResult(
+            allowed=admitted,
+            source="local",
+            degraded=degraded,
+            requests=tuple(limits),
+            outcomes=outcomes,
+            retry_after_s=retry,
+        )
+
+    def _sweep(self, now: float) -> None:
+        # A full bucket is indistinguishable from a missing one: drop it.
+        full = [k for k, b in self._buckets.items() if b.level(now) >= b.burst]
+        for key in full:
+            del self._buckets[key]
+        self._next_sweep = now + self._sweep_interval_s

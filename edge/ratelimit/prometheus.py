@@ -1,0 +1,97 @@
+"""Prometheus series for the rate limiters, on a registry the caller owns.
+
+Series (``<namespace>_ratelimit_`` prefix, namespace "meshgate" by default):
+
+- ``decisions_total{policy, outcome, source}``: one per limit per check.
+  ``outcome`` is ``allowed`` (the request was admitted), ``refused`` (this
+  limit refused it), ``spared`` (another limit refused it; this one kept its
+  tokens), ``failed_open`` / ``failed_closed`` (answered by a failure mode).
+  ``source`` is the result's source; refusals from the known-empty cache
+  count as ``redis``.
+- ``redis_round_trip_seconds`` (histogram) and ``redis_batch_commands`` (histogram).
+- ``redis_errors_total{kind}``: failed batches by kind (timeout, connection, ...).
+- ``degraded`` (gauge): 1 while Redis is unusable.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from edge.ratelimit.limiter import LimitResult
+
+
+class PrometheusObserver:
+    """A :class:`~edge.ratelimit.observer.LimiterObserver` that records Prometheus series.
+
+    Register one per registry; the ``policy`` label takes policy names, so its
+    cardinality is that of the configuration, never of callers.
+    """
+
+    def __init__(self, registry: CollectorRegistry, namespace: str = "meshgate") -> None:
+        ns, sub, reg = namespace, "ratelimit", registry
+        self._decisions = Counter(
+            "decisions",
+            "Rate limit decisions per limit.",
+            ["policy", "outcome", "source"],
+            namespace=ns,
+            subsystem=sub,
+            registry=reg,
+        )
+        self._latency = Histogram(
+            "redis_round_trip_seconds",
+            "Time of one pipelined batch of rate limit scripts.",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            namespace=ns,
+            subsystem=sub,
+            registry=reg,
+        )
+        self._batch = Histogram(
+            "redis_batch_commands",
+            "Script calls per pipelined batch.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            namespace=ns,
+            subsystem=sub,
+            registry=reg,
+        )
+        self._errors = Counter(
+            "redis_errors",
+            "Failed rate limit batches by kind.",
+            ["kind"],
+            namespace=ns,
+            subsystem=sub,
+            registry=reg,
+        )
+        self._degraded = Gauge(
+            "degraded",
+            "1 while Redis is unusable and failure modes apply.",
+            namespace=ns,
+            subsystem=sub,
+            registry=reg,
+        )
+
+    def on_decision(self, result: LimitResult) -> None:
+        source = result.source
+        if source in ("open", "closed"):
+            outcome = "failed_open" if source == "open" else "failed_closed"
+            for request in result.requests:
+                self._decisions.labels(request.policy.name, outcome, source).inc()
+            return
+        refusing = {id(o.request) for o in result.outcomes if not o.allowed}
+        for request in result.requests:
+            if result.allowed:
+                outcome = "allowed"
+            elif id(request) in refusing:
+                outcome = "refused"
+            else:
+                outcome = "spared"
+            self._decisions.labels(request.policy.name, outcome, source).inc()
+
+    def on_round_trip(self, seconds: float, commands: int, error: str | None) -> None:
+        if error is not None:
+            self._errors.labels(error).inc()
+            return
+        self._latency.observe(seconds)
+        self._batch.observe(commands)
+
+    def on_health_change(self, healthy: bool, reason: str | None) -> None:
+        self._degraded.set(0 if healthy else 1)

@@ -1,0 +1,50 @@
+"""TokenCache: bounded LRU with per-entry deadlines on an injected clock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from edge.auth.token_cache import TokenCache, token_digest
+
+
+def test_digest_is_sha256_of_the_token() -> None:
+    digest = token_digest("abc")
+    assert len(digest) == 32
+    assert digest != token_digest("abd")
+
+
+def test_entries_live_until_their_deadline(clock: Any) -> None:
+    cache: TokenCache[str] = TokenCache(10, clock)
+    cache.put(b"k", "v", clock() + 10)
+    clock.advance(9.99)
+    assert cache.get(b"k") == "v"
+    clock.advance(0.01)
+    assert cache.get(b"k") is None
+    assert len(cache) == 0
+
+
+def test_a_deadline_already_past_is_not_stored(clock: Any) -> None:
+    cache: TokenCache[str] = TokenCache(10, clock)
+    cache.put(b"k", "v", clock())
+    assert len(cache) == 0
+
+
+def test_least_recently_used_is_evicted(clock: Any) -> None:
+    cache: TokenCache[int] = TokenCache(2, clock)
+    cache.put(b"a", 1, clock() + 60)
+    cache.put(b"b", 2, clock() + 60)
+    assert cache.get(b"a") == 1
+    cache.put(b"c", 3, clock() + 60)
+    assert cache.get(b"b") is None
+    assert (cache.get(b"a"), cache.get(b"c")) == (1, 3)
+    cache.discard(b"a")
+    assert cache.get(b"a") is None
+    cache.clear()
+    assert len(cache) == 0
+
+
+def test_size_must_be_positive(clock: Any) -> None:
+    with pytest.raises(ValueError):
+        TokenCache(0, clock)

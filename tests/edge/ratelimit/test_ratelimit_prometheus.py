@@ -1,0 +1,70 @@
+"""Prometheus series of the limiters (edge/ratelimit/prometheus.py)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+
+from edge.ratelimit import (
+    LimitOutcome,
+    LimitPolicy,
+    LimitRequest,
+    LimitResult,
+    PrometheusObserver,
+    parse_rate,
+)
+
+USER = LimitPolicy("per-user", parse_rate("10/s"))
+ROUTE = LimitPolicy("per-route", parse_rate("1/s"))
+
+
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    return registry.get_sample_value(f"meshgate_ratelimit_{name}", labels)
+
+
+def test_records_decisions_round_trips_and_health() -> None:
+    registry = CollectorRegistry()
+    observer = PrometheusObserver(registry)
+    user, route = LimitRequest(USER, "a"), LimitRequest(ROUTE, "/x")
+    observer.on_decision(
+        LimitResult(
+            allowed=False,
+            source="redis",
+            degraded=False,
+            requests=(user, route),
+            outcomes=(LimitOutcome(user, True, 3, 1, 0), LimitOutcome(route, False, 0, 1, 1)),
+            retry_after_s=1,
+        )
+    )
+    observer.on_decision(LimitResult(allowed=True, source="open", degraded=True, requests=(user,)))
+    observer.on_decision(
+        LimitResult(allowed=False, source="closed", degraded=True, requests=(route,))
+    )
+    observer.on_decision(
+        LimitResult(
+            allowed=True,
+            source="local",
+            degraded=True,
+            requests=(user,),
+            outcomes=(LimitOutcome(user, True, 3, 1, 0),),
+        )
+    )
+    decisions = "decisions_total"
+    assert sample(registry, decisions, policy="per-user", outcome="spared", source="redis") == 1
+    assert sample(registry, decisions, policy="per-route", outcome="refused", source="redis") == 1
+    assert sample(registry, decisions, policy="per-user", outcome="failed_open", source="open") == 1
+    assert (
+        sample(registry, decisions, policy="per-route", outcome="failed_closed", source="closed")
+        == 1
+    )
+    assert sample(registry, decisions, policy="per-user", outcome="allowed", source="local") == 1
+
+    observer.on_round_trip(0.002, 17, None)
+    observer.on_round_trip(0.05, 3, "timeout")
+    assert sample(registry, "redis_round_trip_seconds_count") == 1
+    assert sample(registry, "redis_batch_commands_sum") == 17
+    assert sample(registry, "redis_errors_total", kind="timeout") == 1
+
+    observer.on_health_change(False, "timeout")
+    assert sample(registry, "degraded") == 1
+    observer.on_health_change(True, None)
+    assert sample(registry, "degraded") == 0

@@ -1,0 +1,314 @@
+"""Sidecar resilience on real processes: breakers, retries, budgets, backpressure, deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.integration.harness import App, Mesh, Sidecar
+
+FAST_BREAKER = {
+    "min_calls": 5,
+    "window_size": 10,
+    "consecutive_failures": None,
+    "open_base": "1s",
+    "open_max": "2s",
+    "open_jitter": 0,
+    "half_open_trials": 2,
+}
+NO_BREAKER = {
+    "min_calls": 100,
+    "window_size": 100,
+    "failure_rate": 1.0,
+    "consecutive_failures": None,
+}
+
+
+def resilience(breaker: dict[str, Any] | None = None, **retries: Any) -> dict[str, Any]:
+    policy: dict[str, Any] = {"breaker": breaker or FAST_BREAKER}
+    if retries:
+        policy["retries"] = retries
+    return {"resilience": {"defaults": policy}}
+
+
+def client(mesh: Mesh, extra: dict[str, Any]) -> Sidecar:
+    """A sidecar for a caller that is not itself in the catalog (the test plays its app)."""
+    app = mesh.app("client", "client-1")
+    return mesh.sidecar(app, "client-1", extra={"registration": {"enabled": False}, **extra})
+
+
+def backends(mesh: Mesh, n: int, extra: dict[str, Any] | None = None) -> list[tuple[App, Sidecar]]:
+    out = []
+    for i in range(n):
+        app = mesh.app("backend", f"backend-{i}")
+        out.append((app, mesh.sidecar(app, f"backend-{i}", extra=extra)))
+    return out
+
+
+async def wait_for_instances(session: aiohttp.ClientSession, sidecar: Sidecar, n: int) -> None:
+    """Until the caller's sidecar sees ``n`` healthy backend instances."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        async with session.get(f"http://127.0.0.1:{sidecar.admin}/routes") as resp:
+            data = await resp.json()
+        healthy = [i for i in data["upstreams"].get("backend", []) if i["healthy"]]
+        if len(healthy) == n:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"caller never saw {n} healthy backends")
+
+
+async def get(session: aiohttp.ClientSession, url: str, **kw: Any) -> tuple[int, Any, Any]:
+    async with session.get(url, **kw) as resp:
+        return resp.status, resp.headers, await resp.json(content_type=None)
+
+
+async def test_breaker_opens_fails_fast_probes_and_closes(mesh: Mesh) -> None:
+    [(app, _)] = backends(mesh, 1)
+    caller = client(mesh, resilience())
+    url = f"http://127.0.0.1:{caller.outbound}/backend/backend/echo"
+    app.faults(error_rate=1.0, error_status=500)
+    async with aiohttp.ClientSession() as s:
+        await wait_for_instances(s, caller, 1)
+        for _ in range(5):
+            status, _, _ = await get(s, url)
+            assert status == 500  # the app's own answer, passed on (not retried)
+        reached = app.stats()["total"]
+        assert reached == 5
+        # Open: calls fail fast and never reach the app.
+        for _ in range(10):
+            status, headers, body = await get(s, url)
+            assert status == 503
+            assert body["breaker"] == "open" and body["service"] == "backend"
+            assert 1 <= int(headers["Retry-After"]) <= 2
+        assert app.stats()["total"] == reached
+        async with s.get(f"http://127.0.0.1:{caller.admin}/breakers") as resp:
+            assert (await resp.json())["backend"]["state"] == "open"
+        # After the open time a trial goes through (and fails: open again, longer).
+        await asyncio.sleep(1.1)
+        status, _, _ = await get(s, url)
+        assert status == 500
+        assert app.stats()["total"] == reached + 1
+        # The upstream recovers; after the (doubled) open time, trials close it.
+        app.faults(error_rate=0.0)
+        deadline = time.monotonic() + 5
+        while True:
+            status, _, _ = await get(s, url)
+            if status == 200:
+                break
+            assert time.monotonic() < deadline, "breaker never let a trial through"
+            await asyncio.sleep(0.1)
+        for _ in range(3):
+            assert (await get(s, url))[0] == 200
+        async with s.get(f"http://127.0.0.1:{caller.admin}/breakers") as resp:
+            assert (await resp.json())["backend"]["state"] == "closed"
+
+
+async def test_hanging_instance_is_retried_on_the_healthy_one_within_the_deadline(
+    mesh: Mesh,
+) -> None:
+    (hung, _), _ = backends(mesh, 2)
+    caller = client(mesh, resilience(NO_BREAKER, per_try_timeout="300ms"))
+    hung.faults(hang=True)
+    url = f"http://127.0.0.1:{caller.outbound}/backend/backend/echo"
+    async with aiohttp.ClientSession() as s:
+        await wait_for_instances(s, caller, 2)
+        for _ in range(6):
+            started = time.monotonic()
+            status, headers, body = await get(s, url, headers={"X-Mesh-Deadline-Ms": "2000"})
+            assert status == 200
+            assert body["instance"] == "backend-1"
+            assert time.monotonic() - started < 2.0
+            assert int(headers["X-Mesh-Attempts"]) in (1, 2)
+
+
+async def _stream(
+    session: aiohttp.ClientSession,
+    url: str,
+    method: str,
+    seconds: float,
+    results: list[Any],
+    seq_prefix: str,
+) -> None:
+    end = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < end:
+        n += 1
+        seq = f"{seq_prefix}-{n}"
+        async with session.request(method, url, headers={"X-Test-Seq": seq}, data=b"x") as resp:
+            results.append((seq, resp.status))
+            await resp.read()
+
+
+async def test_kill_9_of_one_instance_during_gets_loses_no_request(mesh: Mesh) -> None:
+    (a_app, a_side), _ = backends(mesh, 2)
+    caller = client(mesh, resilience(NO_BREAKER))
+    url = f"http://127.0.0.1:{caller.outbound}/backend/backend/slow?ms=50"
+    results: list[Any] = []
+    async with aiohttp.ClientSession() as s:
+        await wait_for_instances(s, caller, 2)
+        streams = [
+            asyncio.create_task(_stream(s, url, "GET", 3.0, results, f"g{i}")) for i in range(8)
+        ]
+        await asyncio.sleep(1.0)
+        a_side.process.kill()
+        a_app.process.kill()
+        await asyncio.gather(*streams)
+    statuses = [status for _, status in results]
+    assert len(statuses) > 50
+    assert set(statuses) == {200}, [r for r in results if r[1] != 200]
+
+
+async def test_kill_9_during_posts_never_sends_one_twice(mesh: Mesh) -> None:
+    pairs = backends(mesh, 2)
+    (a_app, a_side), (b_app, _) = pairs
+    caller = client(mesh, resilience(NO_BREAKER))
+    for app, _ in pairs:
+        app.faults(latency_ms=50)
+    url = f"http://127.0.0.1:{caller.outbound}/backend/backend/echo"
+    results: list[Any] = []
+    async with aiohttp.ClientSession() as s:
+        await wait_for_instances(s, caller, 2)
+        streams = [
+            asyncio.create_task(_stream(s, url, "POST", 3.0, results, f"p{i}")) for i in range(8)
+        ]
+        await asyncio.sleep(1.0)
+        a_side.process.kill()  # the instance's endpoint dies; its app keeps its counts
+        await asyncio.gather(*streams)
+    counts: dict[str, int] = {}
+    for app in (a_app, b_app):
+        for seq, n in app.stats()["by_seq"].items():
+            counts[seq] = counts.get(seq, 0) + n
+    assert len(results) > 50
+    assert max(counts.values()) == 1, {k: v for k, v in counts.items() if v > 1}
+    for seq, status in results:
+        if status == 200:
+            assert counts.get(seq) == 1
+
+
+async def test_when_every_instance_fails_attempts_stay_within_the_budget(mesh: Mesh) -> None:
+    pairs = backends(mesh, 2)
+    caller = client(
+        mesh,
+        resilience(
+            NO_BREAKER,
+            budget_ratio=0.2,
+            budget_min_per_second=0,
+            max_attempts=3,
+            backoff_base="1ms",
+            backoff_max="5ms",
+        ),
+    )
+    for app, _ in pairs:
+        app.faults(error_rate=1.0, error_status=503)
+    url = f"http://127.0.0.1:{caller.outbound}/backend/backend/echo"
+    n = 60
+    async with aiohttp.ClientSession() as s:
+        await wait_for_instances(s, caller, 2)
+        for _ in range(n):
+            assert (await get(s, url))[0] == 503
+        async with s.get(f"http://127.0.0.1:{caller.admin}/breakers") as resp:
+            budget = (await resp.json())["backend"]["retry_budget"]
+    attempts = sum(app.stats()["total"] for app, _ in pairs)
+    assert n < attempts <= n + 0.2 * n + 1, attempts
+    assert budget["exhausted_total"] > 0
+
+
+async def test_backpressure_is_passed_back_and_the_instance_is_avoided(mesh: Mesh) -> None:
+    (pushy, _), _ = backends(mesh, 2)
+    caller = client(mesh, resilience())
+    pushy.faults(error_rate=1.0, error_status=429, retry_after=2)
+    url = f"http://127.0.0.1:{caller.outbound}/backend/backend/echo"
+    async with aiohttp.ClientSession() as s:
+        await wait_for_instances(s, caller, 2)
+        for _ in range(4):
+            status, headers, _ = await get(s, url)
+            if status == 429:
+                refused_at = time.monotonic()
+                break
+        else:
+            pytest.fail("the 429 instance was never picked")
+        assert headers["Retry-After"] == "2"
+        assert headers["X-Mesh-Attempts"] == "1"  # not retried at once
+        hits = pushy.stats()["total"]
+        while time.monotonic() - refused_at < 1.7:
+            status, _, body = await get(s, url)
+            assert status == 200 and body["instance"] == "backend-1"
+        assert pushy.stats()["total"] == hits
+        await asyncio.sleep(max(0.0, 2.2 - (time.monotonic() - refused_at)))
+        seen = set()
+        for _ in range(6):
+            status, _, body = await get(s, url)
+            seen.add(status)
+        assert pushy.stats()["total"] > hits, "instance still avoided after Retry-After"
+        async with s.get(f"http://127.0.0.1:{caller.admin}/breakers") as resp:
+            view = (await resp.json())["backend"]
+    assert view["state"] == "closed"
+    assert all(i["state"] == "closed" for i in view["instances"].values())
+
+
+async def test_expired_deadline_is_answered_504_without_calling_the_app(mesh: Mesh) -> None:
+    [(app, side)] = backends(mesh, 1)
+    async with aiohttp.ClientSession() as s:
+        url = f"http://127.0.0.1:{side.inbound}/backend/echo"
+        status, _, body = await get(s, url, headers={"X-Mesh-Deadline-Ms": "0"})
+        assert status == 504 and body["status"] == 504
+        assert app.stats()["total"] == 0
+        assert (await get(s, url, headers={"X-Mesh-Deadline-Ms": "5000"}))[0] == 200
+        assert app.stats()["total"] == 1
+
+
+async def test_three_hops_never_run_past_the_route_timeout(mesh: Mesh) -> None:
+    orders = mesh.app("orders", "orders-1")
+    mesh.sidecar(orders, "orders-1")
+    inventory = mesh.app("inventory", "inventory-1")
+    mesh.sidecar(inventory, "inventory-1")
+    edge = mesh.edge(
+        [
+            {
+                "prefix": "/api/orders",
+                "service": "orders",
+                "prefix_rewrite": "/orders",
+                "timeout": "300ms",
+            }
+        ]
+    )
+    async with aiohttp.ClientSession() as s:
+        status, _, body = await get(s, f"{edge.url}/api/orders/7")
+        assert status == 200, body
+        assert body["stock"]["item"] == "7"
+        inventory.faults(latency_ms=2000)
+        for _ in range(3):
+            started = time.monotonic()
+            status, _, body = await get(s, f"{edge.url}/api/orders/7")
+            elapsed = time.monotonic() - started
+            assert status == 504, body
+            assert elapsed < 0.45, f"a 300 ms deadline took {elapsed * 1000:.0f} ms"
+
+
+async def test_inbound_cap_sheds_the_excess_quickly(mesh: Mesh) -> None:
+    app = mesh.app("backend", "backend-0")
+    side = mesh.sidecar(
+        app, "backend-0", extra={"inbound": {"limit": {"max_in_flight": 4, "max_queue": 0}}}
+    )
+    app.faults(latency_ms=600)
+    url = f"http://127.0.0.1:{side.inbound}/backend/echo"
+
+    async def timed(s: aiohttp.ClientSession) -> tuple[int, float, str | None]:
+        started = time.monotonic()
+        async with s.get(url) as resp:
+            await resp.read()
+            return resp.status, time.monotonic() - started, resp.headers.get("Retry-After")
+
+    async with aiohttp.ClientSession() as s:
+        results = await asyncio.gather(*(timed(s) for _ in range(8)))
+    ok = [r for r in results if r[0] == 200]
+    shed = [r for r in results if r[0] == 503]
+    assert len(ok) == 4 and len(shed) == 4, results
+    assert all(elapsed < 0.3 for _, elapsed, _ in shed), shed
+    assert all(retry_after == "1" for _, _, retry_after in shed)
+    assert app.stats()["max_in_progress"] <= 4
