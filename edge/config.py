@@ -7,10 +7,13 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 
 from discovery.settings import ConsulSettings, DiscoverySettings
+from edge.auth.config import AuthConfig, RouteAuthConfig
+from edge.ratelimit.config import RateLimitsConfig
 from edge.routes import HTTP_METHODS
 from mesh.config.loader import load_config
 from mesh.config.sections import AdminConfig, LoggingConfig, ProxyConfig, ShutdownConfig
 from mesh.config.types import Duration, Frozen, Port
+from mesh.telemetry.config import TelemetryConfig
 
 
 class RouteConfig(Frozen):
@@ -26,7 +29,12 @@ class RouteConfig(Frozen):
     prefix_rewrite: str | None = None
     """Replace the matched prefix with this (``/api/users/7`` → ``/users/7``)."""
     timeout: Duration | None = None
-    """Bound for the whole upstream exchange; default: the proxy's response timeout."""
+    """The request's deadline at the edge, passed on to every hop; default: the proxy's
+    response timeout."""
+    auth: RouteAuthConfig | None = None
+    """Authentication policy of this route; default: ``auth.default_route``."""
+    rate_limits: tuple[str, ...] | None = None
+    """Names of the rate-limit policies that apply; default: ``rate_limits.default_policies``."""
 
     @field_validator("prefix", "prefix_rewrite")
     @classmethod
@@ -66,6 +74,9 @@ class EdgeConfig(Frozen):
     proxy: ProxyConfig = ProxyConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
     logging: LoggingConfig = LoggingConfig()
+    auth: AuthConfig = AuthConfig()
+    rate_limits: RateLimitsConfig = RateLimitsConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
     routes: tuple[RouteConfig, ...] = ()
     consul_routes: bool = True
     """Also expose the routes services declare in their Consul meta."""

@@ -1,6 +1,7 @@
 """The edge's request pipeline, rebuilt whenever the snapshot changes.
 
-Filter order (outermost first): metrics → routing → proxy. The route table
+Filter order (outermost first): metrics → features' ``before_routing`` filters
+→ routing → features' ``after_routing`` filters → proxy. The route table
 (config routes plus routes declared in Consul meta) is compiled once per
 snapshot; a request reads ``chain`` once, so it runs entirely against one
 route table and one snapshot.
@@ -9,9 +10,11 @@ route table and one snapshot.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from edge.config import EdgeConfig
+from edge.feature import EdgeFeature
 from edge.filters.routing import RoutingFilter
 from edge.meta_routes import MetaProblem, all_meta_routes
 from edge.routes import Route, RouteTable, make_route
@@ -22,6 +25,18 @@ from mesh.snapshot import Snapshot, SnapshotStore
 from mesh.telemetry.metrics import ProxyMetrics
 
 log = logging.getLogger(__name__)
+
+# Route keys routing itself uses; everything else goes to the features as options.
+_ROUTING_KEYS = {
+    "prefix",
+    "service",
+    "name",
+    "host",
+    "methods",
+    "strip_prefix",
+    "prefix_rewrite",
+    "timeout",
+}
 
 
 def config_routes(config: EdgeConfig) -> list[Route]:
@@ -36,6 +51,7 @@ def config_routes(config: EdgeConfig) -> list[Route]:
             strip_prefix=r.strip_prefix,
             prefix_rewrite=r.prefix_rewrite,
             timeout=r.timeout,
+            options=r.model_dump(exclude=_ROUTING_KEYS, exclude_none=True),
         )
         for r in config.routes
     ]
@@ -43,9 +59,16 @@ def config_routes(config: EdgeConfig) -> list[Route]:
 
 class EdgeGateway:
     def __init__(
-        self, config: EdgeConfig, store: SnapshotStore, proxy: Proxy, metrics: ProxyMetrics
+        self,
+        config: EdgeConfig,
+        store: SnapshotStore,
+        proxy: Proxy,
+        metrics: ProxyMetrics,
+        features: Sequence[EdgeFeature] = (),
     ) -> None:
         self._config = config
+        self._before = [f for feature in features for f in feature.before_routing()]
+        self._after = [f for feature in features for f in feature.after_routing()]
         self._store = store
         self._proxy = proxy
         self._metrics_filter = MetricsFilter(metrics)
@@ -59,7 +82,12 @@ class EdgeGateway:
         return self.handler
 
     def _build(self, table: RouteTable) -> Handler:
-        filters: list[Filter] = [self._metrics_filter, RoutingFilter(table)]
+        filters: list[Filter] = [
+            self._metrics_filter,
+            *self._before,
+            RoutingFilter(table, self._config.proxy.response_timeout),
+            *self._after,
+        ]
         return build_chain(filters, self._proxy)
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:

@@ -9,9 +9,12 @@ from prometheus_client import CollectorRegistry
 
 from discovery.provider import make_provider
 from edge.config import EdgeConfig
+from edge.feature import EdgeContext
+from edge.features import build_features
 from edge.gateway import EdgeGateway
 from mesh.admin import build_admin_app
 from mesh.balancing import Balancer
+from mesh.deadline import HEADER as DEADLINE_HEADER
 from mesh.ingress import Ingress
 from mesh.proxy import Proxy, ProxySettings
 from mesh.server import Listener, wait_for_termination
@@ -35,7 +38,9 @@ async def run_edge(config: EdgeConfig) -> None:
         Balancer(p.load_balancer),
         ProxySettings(p.connect_timeout, p.response_timeout, p.connect_attempts),
     )
-    gateway = EdgeGateway(config, store, proxy, metrics)
+    ctx = EdgeContext(store=store, registry=registry, consul=config.consul)
+    features = build_features(config, ctx)
+    gateway = EdgeGateway(config, store, proxy, metrics, features)
     provider = make_provider(config.discovery, config.consul, store)
     draining = False
 
@@ -45,11 +50,21 @@ async def run_edge(config: EdgeConfig) -> None:
 
     admin = Listener(
         "admin",
-        build_admin_app(ready=ready, views={"/routes": gateway.routes_view}, registry=registry),
+        build_admin_app(
+            ready=ready,
+            views={
+                "/routes": gateway.routes_view,
+                **{path: view for f in features for path, view in f.admin_views().items()},
+            },
+            registry=registry,
+        ),
         config.admin.host,
         config.admin.port,
     )
-    ingress = Ingress(gateway.chain, trusted_hops=p.trusted_hops, scheme="http")
+    strip = {DEADLINE_HEADER.lower()} | {h for f in features for h in f.strip_headers()}
+    ingress = Ingress(
+        gateway.chain, trusted_hops=p.trusted_hops, scheme="http", strip_headers=strip
+    )
     main = Listener(
         "edge",
         ingress,
@@ -58,6 +73,8 @@ async def run_edge(config: EdgeConfig) -> None:
         shutdown_timeout=config.shutdown.timeout,
     )
     await admin.start()
+    for feature in features:
+        await feature.start()
     await provider.start()
     await main.start()
     log.info("edge ready to serve on %s:%s", config.listen.host, main.port)
@@ -68,5 +85,7 @@ async def run_edge(config: EdgeConfig) -> None:
     await main.stop()
     await provider.stop()
     await transport.close()
+    for feature in reversed(features):
+        await feature.stop()
     await admin.stop()
     log.info("edge stopped")

@@ -10,7 +10,7 @@ whose name sorts first wins.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
@@ -29,6 +29,8 @@ class Route:
     rewrite: str | None = None
     """Replacement for the matched prefix (``/`` for strip_prefix); None keeps the path."""
     timeout: float | None = None
+    options: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    """Per-route settings of the features (``auth``, ``rate_limits``, ...), as configured."""
 
     def matches(self, path: str) -> bool:
         p = self.prefix
@@ -69,6 +71,7 @@ def make_route(
     strip_prefix: bool = False,
     prefix_rewrite: str | None = None,
     timeout: float | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> Route:
     norm = prefix.rstrip("/") or "/"
     rewrite = "/" if strip_prefix else prefix_rewrite
@@ -81,6 +84,7 @@ def make_route(
         methods=frozenset(m.upper() for m in methods) if methods else None,
         rewrite=rewrite,
         timeout=timeout,
+        options=dict(options or {}),
     )
 
 

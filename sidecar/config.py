@@ -62,6 +62,10 @@ class AppConfig(Frozen):
         return split_host_port(self.address, 80)
 
 
+class SidecarAdminConfig(AdminConfig):
+    port: Port = 15002
+
+
 class RegistrationConfig(Frozen):
     enabled: bool = True
     check_interval: Duration = 1.0
@@ -76,7 +80,7 @@ class SidecarConfig(Frozen):
     app: AppConfig = AppConfig()
     inbound: InboundConfig = InboundConfig()
     outbound: OutboundConfig = OutboundConfig()
-    admin: AdminConfig = AdminConfig(port=15002)
+    admin: SidecarAdminConfig = SidecarAdminConfig()
     consul: ConsulSettings = Field(default_factory=ConsulSettings)
     discovery: DiscoverySettings = DiscoverySettings()
     registration: RegistrationConfig = RegistrationConfig()

@@ -12,8 +12,9 @@ from mesh.exchange import Exchange
 class RoutingFilter:
     """404 problem when no route matches, 405 (with Allow) when the method is not accepted."""
 
-    def __init__(self, table: RouteTable) -> None:
+    def __init__(self, table: RouteTable, default_timeout: float) -> None:
         self._table = table
+        self._default_timeout = default_timeout
 
     async def __call__(self, ex: Exchange, next_handler: Handler) -> web.StreamResponse:
         match = self._table.match(ex.request.headers.get("Host"), ex.path, ex.method)
@@ -30,7 +31,9 @@ class RoutingFilter:
                 headers={"Allow": allow},
             )
         ex.route = route.name
+        ex.attrs["route"] = route
         ex.service = route.service
         ex.upstream_path = route.upstream_path(ex.path)
-        ex.timeout = route.timeout
+        # The deadline starts here and travels to every hop (mesh.deadline).
+        ex.timeout = route.timeout if route.timeout is not None else self._default_timeout
         return await next_handler(ex)

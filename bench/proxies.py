@@ -1,0 +1,166 @@
+"""nginx and HAProxy as the current user, with every path inside the work directory.
+
+Both are tuned the way one would run them in front of an HTTP/1.1 upstream:
+one worker (one thread), keep-alive to the client and a pool of kept-alive
+connections to the upstream, no access log.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from bench.context import BenchContext, ScenarioFailed
+from demo.processes import ManagedProcess, free_port
+
+UPSTREAM_BODY = '{"ok":true}'
+
+
+def nginx_binary() -> str | None:
+    return shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
+
+
+def haproxy_binary() -> str | None:
+    return shutil.which("haproxy") or (
+        "/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None
+    )
+
+
+def nginx_conf(prefix: Path, http_body: str) -> str:
+    """A whole nginx.conf: one process in the foreground, all paths under ``prefix``."""
+    return f"""\
+daemon off;
+master_process off;
+worker_processes 1;
+error_log {prefix}/error.log warn;
+pid {prefix}/nginx.pid;
+
+events {{
+    worker_connections 4096;
+}}
+
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/client_body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    # Never make wrk reconnect: the default (1000) would add connects to every scenario.
+    keepalive_requests 1000000;
+    keepalive_timeout 75s;
+
+{http_body}
+}}
+"""
+
+
+def upstream_server_block(port: int) -> str:
+    return f"""\
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        default_type application/json;
+        location / {{
+            return 200 '{UPSTREAM_BODY}';
+        }}
+    }}"""
+
+
+def proxy_server_block(port: int, upstream_port: int) -> str:
+    return f"""\
+    upstream bench_upstream {{
+        server 127.0.0.1:{upstream_port};
+        keepalive 128;
+        keepalive_requests 1000000;
+    }}
+
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{
+            proxy_pass http://bench_upstream;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}"""
+
+
+def haproxy_conf(prefix: Path, port: int, upstream_port: int) -> str:
+    return f"""\
+global
+    nbthread 1
+    maxconn 4096
+    pidfile {prefix}/haproxy.pid
+
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout http-keep-alive 60s
+
+frontend bench
+    bind 127.0.0.1:{port}
+    default_backend bench_upstream
+
+backend bench_upstream
+    server upstream 127.0.0.1:{upstream_port}
+"""
+
+
+def start_nginx(ctx: BenchContext, name: str, http_body: str, port: int) -> str:
+    """Start an nginx whose http block is ``http_body``; return its base URL."""
+    binary = nginx_binary()
+    if binary is None:
+        raise ScenarioFailed("nginx not found (apt-get install nginx)")
+    prefix = ctx.path(name)
+    prefix.mkdir(exist_ok=True)
+    conf = prefix / "nginx.conf"
+    conf.write_text(nginx_conf(prefix, http_body))
+    # -e: the error log before the config is read (the compiled-in one is not writable).
+    argv = [binary, "-p", str(prefix), "-e", f"{prefix}/error.log", "-c", str(conf)]
+    proc = ctx.spawn(name, argv)
+    url = f"http://127.0.0.1:{port}"
+    _wait(ctx, proc, url, prefix / "error.log")
+    return url
+
+
+def start_upstream(ctx: BenchContext) -> int:
+    """The nginx every scenario ends at, serving ``{"ok":true}``; returns its port."""
+    port = free_port()
+    start_nginx(ctx, "nginx-upstream", upstream_server_block(port), port)
+    return port
+
+
+def start_nginx_proxy(ctx: BenchContext) -> str:
+    port = free_port()
+    return start_nginx(ctx, "nginx-proxy", proxy_server_block(port, ctx.upstream_port), port)
+
+
+def start_haproxy(ctx: BenchContext) -> str:
+    binary = haproxy_binary()
+    if binary is None:
+        raise ScenarioFailed("haproxy not found (apt-get install haproxy)")
+    port = free_port()
+    prefix = ctx.path("haproxy")
+    prefix.mkdir(exist_ok=True)
+    conf = prefix / "haproxy.cfg"
+    conf.write_text(haproxy_conf(prefix, port, ctx.upstream_port))
+    # -db: stay in the foreground, no daemon.
+    proc = ctx.spawn("haproxy", [binary, "-db", "-f", str(conf)])
+    url = f"http://127.0.0.1:{port}"
+    _wait(ctx, proc, url)
+    return url
+
+
+def _wait(ctx: BenchContext, proc: ManagedProcess, url: str, error_log: Path | None = None) -> None:
+    try:
+        ctx.wait_serving(f"{url}/", [proc], timeout=15)
+    except ScenarioFailed as exc:
+        extra = ""
+        if error_log is not None and error_log.exists():
+            extra = "\n" + error_log.read_text(errors="replace")[-2000:]
+        raise ScenarioFailed(f"{exc}{extra}") from None

@@ -1,0 +1,117 @@
+"""The results of a run: the printed table and the JSON file."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.wrk import WrkResult
+
+
+@dataclass
+class Outcome:
+    """One scenario's result: a wrk report, or why there is none."""
+
+    name: str
+    description: str
+    url: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    result: WrkResult | None = None
+    failure: str | None = None
+
+    @property
+    def flagged(self) -> bool:
+        """No result, or a result with errors: its numbers are not to be trusted."""
+        return self.result is None or self.result.error_count > 0
+
+
+def ratios(outcomes: Sequence[Outcome], baseline: str) -> dict[str, float | None]:
+    """req/s of each scenario over req/s of ``baseline``; None when either is missing."""
+    base = next((o.result for o in outcomes if o.name == baseline and o.result), None)
+    out: dict[str, float | None] = {}
+    for o in outcomes:
+        if base is None or o.result is None or base.requests_per_sec <= 0:
+            out[o.name] = None
+        else:
+            out[o.name] = o.result.requests_per_sec / base.requests_per_sec
+    return out
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f} ms" if value < 100 else f"{value:.0f} ms"
+
+
+def _errors(result: WrkResult) -> str:
+    if result.error_count == 0:
+        return "0"
+    parts = [f"{k} {v}" for k, v in result.socket_errors.items() if v]
+    if result.non_2xx_3xx:
+        parts.append(f"non-2xx/3xx {result.non_2xx_3xx}")
+    return f"{result.error_count} ({', '.join(parts)})"
+
+
+def format_table(outcomes: Sequence[Outcome], baseline: str) -> str:
+    ratio = ratios(outcomes, baseline)
+    header = ["scenario", "req/s", "p50", "p99", "errors", f"vs {baseline}"]
+    rows: list[list[str]] = []
+    for o in outcomes:
+        if o.result is None:
+            rows.append([o.name, "FAILED", "-", "-", "-", "-"])
+            continue
+        r = ratio[o.name]
+        rows.append(
+            [
+                o.name + (" !" if o.flagged else ""),
+                f"{o.result.requests_per_sec:,.0f}",
+                _ms(o.result.latency_ms.get("p50")),
+                _ms(o.result.latency_ms.get("p99")),
+                _errors(o.result),
+                "-" if r is None else f"{r:.2f}x",
+            ]
+        )
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    # Names left-aligned, numbers right-aligned.
+    aligns = ["<", ">", ">", ">", ">", ">"]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(f"{c:{a}{w}}" for c, a, w in zip(cells, aligns, widths, strict=True))
+
+    out = [line(header), line(["-" * w for w in widths]), *map(line, rows)]
+    notes = [
+        f"! {o.name}: " + (o.failure.splitlines()[0] if o.failure else "requests failed")
+        for o in outcomes
+        if o.flagged
+    ]
+    return "\n".join(out + (["", *notes] if notes else []))
+
+
+def results_document(
+    outcomes: Sequence[Outcome], baseline: str, meta: Mapping[str, Any]
+) -> dict[str, Any]:
+    ratio = ratios(outcomes, baseline)
+    scenarios = []
+    for o in outcomes:
+        entry: dict[str, Any] = {
+            "name": o.name,
+            "description": o.description,
+            "url": o.url,
+            "header_names": sorted(o.headers),  # values may be credentials
+            "ok": o.result is not None,
+            "flagged": o.flagged,
+            "failure": o.failure,
+            f"ratio_to_{baseline}": ratio[o.name],
+        }
+        if o.result is not None:
+            entry.update(o.result.as_dict())
+        scenarios.append(entry)
+    return {**meta, "baseline": baseline, "scenarios": scenarios}
+
+
+def write_json(path: Path, document: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2) + "\n")

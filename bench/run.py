@@ -1,0 +1,237 @@
+"""Benchmark meshgate against nginx and HAProxy, side by side, in one run.
+
+    .venv/bin/python -m bench.run [--duration 10] [--connections 64] [--threads 1]
+                                  [--scenarios upstream,nginx,...] [--json-out FILE]
+
+Starts one upstream nginx, then for each scenario starts what it needs, warms
+it up, loads it with wrk, and stops it. Prints a table and writes JSON. Every
+process is stopped at the end, also on failure, Ctrl-C or SIGTERM.
+See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+if __package__ in (None, ""):  # run as ``python bench/run.py``
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.context import BenchContext
+from bench.proxies import haproxy_binary, nginx_binary, start_upstream
+from bench.report import Outcome, format_table, results_document, write_json
+from bench.scenarios import BASELINE, SCENARIOS, Scenario
+from bench.wrk import WrkOptions, run_wrk, wrk_binary
+
+DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
+EXIT_FLAGGED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description="Load nginx, HAProxy and meshgate (edge, edge+sidecar) with wrk in one run, "
+        "all in front of the same upstream nginx, and compare them with nginx.",
+    )
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement (10)")
+    parser.add_argument("--connections", type=int, default=64, help="wrk -c (64)")
+    parser.add_argument("--threads", type=int, default=1, help="wrk -t (1)")
+    parser.add_argument(
+        "--warmup", type=float, default=2.0, help="seconds of load before each measurement (2)"
+    )
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated, run in this order (default: {','.join(SCENARIOS)})",
+    )
+    parser.add_argument(
+        "--json-out", type=Path, default=DEFAULT_JSON, help=f"results file ({DEFAULT_JSON})"
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="where configs and logs go (default: a temporary directory, removed after a "
+        "clean run and kept when something failed)",
+    )
+    parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    return parser
+
+
+def select_scenarios(spec: str) -> list[Scenario]:
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        raise SystemExit(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
+    if not names:
+        raise SystemExit("no scenarios selected")
+    return [SCENARIOS[n] for n in names]
+
+
+def _version(argv: list[str]) -> str | None:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=5, check=False)
+    except OSError:
+        return None
+    text = (done.stdout + done.stderr).strip().splitlines()
+    return text[0] if text else None
+
+
+def _meta(options: WrkOptions, warmup: float) -> dict[str, Any]:
+    nginx, haproxy, wrk = nginx_binary(), haproxy_binary(), wrk_binary()
+    return {
+        "started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "loadavg_at_start": list(os.getloadavg()),
+            "note": "shared machine: other work may run during the measurement",
+        },
+        "wrk": {
+            "threads": options.threads,
+            "connections": options.connections,
+            "duration_s": options.duration,
+            "warmup_s": warmup,
+            "timeout_s": options.timeout,
+        },
+        "versions": {
+            "nginx": _version([nginx, "-v"]) if nginx else None,
+            "haproxy": _version([haproxy, "-v"]) if haproxy else None,
+            "wrk": _version([wrk, "--version"]) if wrk else None,
+            "python": sys.version.split()[0],
+        },
+    }
+
+
+def measure(
+    ctx: BenchContext, sc: Scenario, options: WrkOptions, warmup: float, progress: str
+) -> Outcome:
+    """Start ``sc``, warm it up, measure it; its processes are stopped on return."""
+    outcome = Outcome(sc.name, sc.description)
+    print(f"{progress} {sc.name}: starting", flush=True)
+    with ctx.scenario_scope():
+        try:
+            target = sc.start(ctx)
+            outcome.url, outcome.headers = target.url, dict(target.headers)
+            if warmup > 0:
+                print(f"{progress} {sc.name}: warm-up {warmup:g}s", flush=True)
+                warm = WrkOptions(options.threads, options.connections, warmup, options.timeout)
+                run_wrk(target.url, warm, target.headers)
+            print(f"{progress} {sc.name}: measuring {options.duration:g}s", flush=True)
+            result, raw = run_wrk(target.url, options, target.headers)
+        except Exception as exc:  # one broken scenario must not lose the others' numbers
+            outcome.failure = f"{type(exc).__name__}: {exc}"
+            print(f"{progress} {sc.name}: FAILED\n{outcome.failure}", file=sys.stderr, flush=True)
+            return outcome
+        ctx.path(f"{sc.name}.wrk.txt").write_text(raw)
+        outcome.result = result
+        p99 = result.latency_ms.get("p99", float("nan"))
+        errors = f", {result.error_count} ERRORS" if result.error_count else ""
+        print(
+            f"{progress} {sc.name}: {result.requests_per_sec:,.0f} req/s, p99 {p99:.2f} ms{errors}",
+            flush=True,
+        )
+    return outcome
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.list:
+        for sc in SCENARIOS.values():
+            print(f"{sc.name:14} {sc.description}")
+        return 0
+    try:
+        scenarios = select_scenarios(args.scenarios)
+    except SystemExit as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    missing = [n for n, b in (("wrk", wrk_binary()), ("nginx", nginx_binary())) if b is None]
+    if missing:
+        print(
+            f"bench: {' and '.join(missing)} not found (apt-get install wrk nginx haproxy)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if args.duration <= 0 or args.connections < 1 or args.threads < 1:
+        print("bench: --duration, --connections and --threads must be positive", file=sys.stderr)
+        return EXIT_USAGE
+    if args.connections < args.threads:
+        print("bench: wrk needs at least one connection per thread", file=sys.stderr)
+        return EXIT_USAGE
+
+    options = WrkOptions(args.threads, args.connections, args.duration)
+    meta = _meta(options, args.warmup)
+    own_workdir = args.workdir is None
+    workdir = Path(tempfile.mkdtemp(prefix="meshgate-bench-")) if own_workdir else args.workdir
+    workdir.mkdir(parents=True, exist_ok=True)
+    print(f"bench: work directory {workdir}", flush=True)
+
+    previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    outcomes: list[Outcome] = []
+    interrupted = False
+    fatal: str | None = None
+    try:
+        with BenchContext(workdir) as ctx:
+            try:
+                ctx.upstream_port = start_upstream(ctx)
+            except Exception as exc:
+                fatal = f"upstream nginx did not start: {exc}"
+            else:
+                for i, sc in enumerate(scenarios, 1):
+                    progress = f"[{i}/{len(scenarios)}]"
+                    outcomes.append(measure(ctx, sc, options, args.warmup, progress))
+                    time.sleep(0.5)  # let the stopped processes' CPU settle
+            print("bench: stopping processes", flush=True)
+    except KeyboardInterrupt:
+        interrupted = True
+        print("\nbench: interrupted; all processes stopped", file=sys.stderr)
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
+
+    if fatal:
+        print(f"bench: {fatal}", file=sys.stderr)
+    if outcomes:
+        meta["machine"]["loadavg_at_end"] = list(os.getloadavg())
+        meta["finished_at"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        meta["interrupted"] = interrupted
+        print()
+        print(format_table(outcomes, BASELINE))
+        print(
+            "\n(wrk -t{} -c{} -d{:g}s; shared machine, load average at start {:.2f})".format(
+                options.threads,
+                options.connections,
+                options.duration,
+                meta["machine"]["loadavg_at_start"][0],
+            )
+        )
+        write_json(args.json_out, results_document(outcomes, BASELINE, meta))
+        print(f"results: {args.json_out}")
+
+    trouble = interrupted or fatal is not None or any(o.flagged for o in outcomes)
+    if own_workdir and not trouble:
+        shutil.rmtree(workdir, ignore_errors=True)
+    elif trouble:
+        print(f"bench: logs and configs kept in {workdir}", file=sys.stderr)
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FLAGGED if trouble else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""The scenarios: what each one starts, and the URL (and headers) wrk loads.
+
+A scenario starts its processes through the context (``ctx.spawn``,
+``ctx.meshgate``, ...), so they are stopped right after its measurement, and
+returns a :class:`Target` once the URL answers 200. Every scenario ends at the
+same upstream nginx (``ctx.upstream_port``).
+
+Adding one:
+
+* another proxy or server: a function decorated with ``@scenario(name, description)``;
+* a variant of the edge (auth, rate limits, tracing ...): one more
+  ``EdgeScenario(name, extra_config, headers)`` in :data:`SCENARIOS`, where
+  ``extra_config`` is merged into the edge's YAML config and ``headers`` are
+  sent by wrk with every request. Either may be a function of the context, for
+  values only known at run time (``lambda ctx: {"redis": {"url": ctx.redis.url}}``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias, TypeVar
+
+from bench.context import BenchContext
+from bench.mesh_nodes import register_upstream, start_edge, start_sidecar
+from bench.proxies import start_haproxy, start_nginx_proxy
+
+T = TypeVar("T")
+FromContext: TypeAlias = T | Callable[[BenchContext], T]
+"""A value, or a function computing it from the context when the scenario starts."""
+
+
+def _resolve(value: FromContext[T], ctx: BenchContext) -> T:
+    if callable(value):
+        return value(ctx)
+    return value
+
+
+@dataclass(frozen=True)
+class Target:
+    """What wrk loads: a URL that answered 200, and headers to send with every request."""
+
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class Scenario(ABC):
+    name: str
+    description: str
+
+    @abstractmethod
+    def start(self, ctx: BenchContext) -> Target:
+        """Start this scenario's processes and return once its URL answers 200.
+
+        Raises bench.context.ScenarioFailed (with log tails) when it cannot.
+        """
+
+
+@dataclass(frozen=True)
+class FunctionScenario(Scenario):
+    name: str
+    description: str
+    starter: Callable[[BenchContext], Target]
+
+    def start(self, ctx: BenchContext) -> Target:
+        return self.starter(ctx)
+
+
+def scenario(name: str, description: str) -> Callable[[Callable[[BenchContext], Target]], Scenario]:
+    """Decorator turning ``def f(ctx) -> Target`` into a scenario."""
+
+    def wrap(fn: Callable[[BenchContext], Target]) -> Scenario:
+        return FunctionScenario(name, description, fn)
+
+    return wrap
+
+
+@scenario("upstream", "wrk straight to the upstream nginx: the ceiling of this machine")
+def upstream(ctx: BenchContext) -> Target:
+    return Target(f"http://127.0.0.1:{ctx.upstream_port}/")
+
+
+@scenario("nginx", "nginx (1 worker, keep-alive upstream pool) proxying to the upstream")
+def nginx_proxy(ctx: BenchContext) -> Target:
+    return Target(f"{start_nginx_proxy(ctx)}/")
+
+
+@scenario("haproxy", "HAProxy (nbthread 1, http-reuse always) proxying to the upstream")
+def haproxy(ctx: BenchContext) -> Target:
+    return Target(f"{start_haproxy(ctx)}/")
+
+
+@dataclass(frozen=True)
+class EdgeScenario(Scenario):
+    """The meshgate edge, routing ``/`` to a service it finds in Consul.
+
+    ``extra_config`` is merged into the edge's config (mappings key by key);
+    ``headers`` go with every request, including the readiness probe. With
+    ``via_sidecar`` the route's service is a meshgate sidecar in front of the
+    upstream (``sidecar_config`` merged into its config); without, it is the
+    upstream itself, registered in Consul with no health check.
+    """
+
+    name: str
+    extra_config: FromContext[Mapping[str, Any]] = field(default_factory=dict)
+    headers: FromContext[Mapping[str, str]] = field(default_factory=dict)
+    description: str = ""
+    via_sidecar: bool = False
+    sidecar_config: FromContext[Mapping[str, Any]] = field(default_factory=dict)
+    path: str = "/"
+    """Path wrk requests (the route's prefix is ``/``)."""
+
+    def start(self, ctx: BenchContext) -> Target:
+        if self.via_sidecar:
+            service = start_sidecar(ctx, _resolve(self.sidecar_config, ctx))
+        else:
+            service = register_upstream(ctx)
+        edge = start_edge(
+            ctx, [{"prefix": "/", "service": service}], _resolve(self.extra_config, ctx)
+        )
+        headers = dict(_resolve(self.headers, ctx))
+        url = f"{edge.url}{self.path}"
+        ctx.wait_serving(url, [edge.process], headers)
+        return Target(url, headers)
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        upstream,
+        nginx_proxy,
+        haproxy,
+        EdgeScenario(
+            "edge",
+            description="meshgate edge → upstream (instance found in Consul)",
+        ),
+        EdgeScenario(
+            "edge+sidecar",
+            description="meshgate edge → meshgate sidecar → upstream (the full mesh hop)",
+            via_sidecar=True,
+        ),
+    )
+}
+"""Every scenario by name, in the order they run by default."""
+
+BASELINE = "nginx"
+"""Ratios are req/s of a scenario over req/s of this one, measured in the same run."""

@@ -1,0 +1,78 @@
+"""The extension point of the edge: a feature contributes filters, admin views, a lifecycle.
+
+Authentication, rate limiting and tracing are features. Each lives in its own
+package, is built from the config by :func:`edge.features.build_features`, and
+plugs into the pipeline at one of two places:
+
+* ``before_routing``: runs for every request, matched or not (e.g. stripping
+  spoofed identity headers, tracing, access logs);
+* ``after_routing``: runs once the route is known (``ex.attrs["route"]`` is the
+  matched :class:`edge.routes.Route`), in feature order (auth before limits).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry
+
+from discovery.settings import ConsulSettings
+from mesh.chain import Filter
+from mesh.snapshot import SnapshotStore
+
+JsonView = Callable[[], Mapping[str, Any]]
+
+
+@dataclass
+class EdgeContext:
+    """What the edge shares with its features."""
+
+    store: SnapshotStore
+    registry: CollectorRegistry
+    consul: ConsulSettings
+    config_file: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class EdgeFeature(Protocol):
+    name: str
+
+    def before_routing(self) -> list[Filter]: ...
+
+    def after_routing(self) -> list[Filter]: ...
+
+    def admin_views(self) -> Mapping[str, JsonView]: ...
+
+    def strip_headers(self) -> set[str]:
+        """Lower-case header names the ingress removes from every request."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class BaseFeature:
+    """Defaults for every hook, so a feature only overrides what it uses."""
+
+    name = "feature"
+
+    def before_routing(self) -> list[Filter]:
+        return []
+
+    def after_routing(self) -> list[Filter]:
+        return []
+
+    def admin_views(self) -> Mapping[str, JsonView]:
+        return {}
+
+    def strip_headers(self) -> set[str]:
+        return set()
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None

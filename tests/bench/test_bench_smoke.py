@@ -1,0 +1,62 @@
+"""The benchmark harness end to end: one short scenario, parseable results.
+
+Asserts nothing about speed, only that a run produces a well-formed result.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.proxies import nginx_binary
+from bench.wrk import wrk_binary
+from demo.processes import PROJECT_ROOT
+
+pytestmark = [
+    pytest.mark.skipif(wrk_binary() is None, reason="wrk is not installed (apt-get install wrk)"),
+    pytest.mark.skipif(
+        nginx_binary() is None, reason="nginx is not installed (apt-get install nginx)"
+    ),
+]
+
+
+def test_one_second_upstream_run_writes_parseable_results(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "--duration",
+            "1",
+            "--warmup",
+            "0",
+            "--scenarios",
+            "upstream",
+            "--json-out",
+            str(out),
+            "--workdir",
+            str(tmp_path / "work"),
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    assert "upstream" in done.stdout and "req/s" in done.stdout
+    document = json.loads(out.read_text())
+    assert document["baseline"] == "nginx"
+    assert document["wrk"]["duration_s"] == 1
+    [scenario] = document["scenarios"]
+    assert scenario["name"] == "upstream"
+    assert scenario["ok"], scenario["failure"]
+    assert scenario["requests"] > 0
+    assert set(scenario["latency_ms"]) >= {"p50", "p90", "p99"}
+    assert isinstance(scenario["error_count"], int)
+    assert scenario["ratio_to_nginx"] is None  # nginx was not part of this run
