@@ -34,7 +34,7 @@ from demo.processes import (
     wait_until,
 )
 
-DEMO_SERVICES = ("users", "orders")
+DEMO_SERVICES = ("users", "orders", "inventory")
 
 
 @dataclass
@@ -120,6 +120,8 @@ class DemoMesh:
                     str(ports.app),
                     "--instance",
                     f"{name}-1",
+                    "--outbound",
+                    f"http://127.0.0.1:{ports.outbound}",
                 ],
             )
             cfg = self._write(
@@ -134,7 +136,7 @@ class DemoMesh:
             if not proc.alive():
                 raise RuntimeError(f"{proc.name} exited at start:\n{proc.log_tail()}")
         base = f"http://127.0.0.1:{self.edge_port}"
-        for name in DEMO_SERVICES:
+        for name in ("users", "orders"):
             url = f"{base}/api/{name}/echo"
             wait_until(partial(http_ok, url), 30, f"{url} to answer through the mesh")
 
@@ -162,6 +164,7 @@ class DemoMesh:
             "Try:",
             f"  curl {base}/api/users/echo",
             f"  curl {base}/api/orders/echo",
+            f"  curl {base}/api/orders/7           # orders asks inventory via its sidecar",
             f"  curl http://127.0.0.1:{self.admin_port}/routes",
             f"  curl http://127.0.0.1:{self.sidecars['orders'].outbound}/users/users/echo"
             "   # orders' outbound → users",
