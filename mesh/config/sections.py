@@ -20,6 +20,9 @@ class ProxyConfig(Frozen):
     """Proxies in front of this one whose X-Forwarded-* headers are believed."""
     load_balancer: Literal["round_robin", "least_request"] = "round_robin"
     pool_size_per_host: int = Field(default=256, ge=1)
+    """Idle keep-alive connections kept per upstream address."""
+    transport: Literal["fast", "aiohttp"] = "fast"
+    """Upstream HTTP client: ``fast`` (httptools on asyncio protocols) or ``aiohttp``."""
 
 
 class AdminConfig(Frozen):

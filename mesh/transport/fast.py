@@ -83,8 +83,8 @@ class FastResponse:
         self.reason: str | None = conn.reason
         self.headers: CIMultiDictProxy[str] = conn.headers
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """The body as it arrives, in pieces of whatever size the reads gave.
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives: each piece is everything buffered at that moment.
 
         Ends normally when the body is complete (at once for HEAD, 1xx, 204
         and 304). Raises UpstreamTimeout when no byte arrives for the
@@ -93,21 +93,27 @@ class FastResponse:
         held in memory: reading from the upstream pauses until the consumer
         takes what is buffered.
         """
+        # The response is its own iterator: an async generator would cost a
+        # registration in the loop's asyncgen WeakSet on every request.
+        return self
+
+    def __aiter__(self) -> FastResponse:
+        return self
+
+    async def __anext__(self) -> bytes:
         conn = self._conn
-        timeout = self._read_timeout
         while True:
             if self._released:
                 raise UpstreamError("response body read after release()")
             piece = conn.take()
             if piece is not None:
-                yield piece
-                continue
+                return piece
             if conn.message_done:
-                return
+                raise StopAsyncIteration
             if conn.error is not None:
                 raise conn.error
-            if not await conn.wait(timeout):
-                exc = UpstreamTimeout(f"upstream sent no body bytes for {timeout:g}s")
+            if not await conn.wait(self._read_timeout):
+                exc = UpstreamTimeout(f"upstream sent no body bytes for {self._read_timeout:g}s")
                 conn.fail(exc)
                 raise exc
 
