@@ -22,9 +22,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias, TypeVar
 
+from bench.auth_nodes import apikey_edge_config, apikey_headers, jwt_edge_config, jwt_headers
 from bench.context import BenchContext
 from bench.mesh_nodes import register_upstream, start_edge, start_sidecar
 from bench.proxies import start_haproxy, start_nginx_proxy
+from bench.ratelimit_nodes import (
+    hot_key_edge_config,
+    local_only_edge_config,
+    many_keys_edge_config,
+)
+from bench.telemetry_nodes import NO_TELEMETRY, access_log_edge_config, tracing_edge_config
 
 T = TypeVar("T")
 FromContext: TypeAlias = T | Callable[[BenchContext], T]
@@ -139,6 +146,70 @@ SCENARIOS: dict[str, Scenario] = {
             "edge+sidecar",
             description="meshgate edge → meshgate sidecar → upstream (the full mesh hop)",
             via_sidecar=True,
+        ),
+        EdgeScenario(
+            "edge+notrace",
+            extra_config=NO_TELEMETRY,
+            description="edge without tracing or access logs: what the telemetry "
+            "scenarios compare with",
+        ),
+        EdgeScenario(
+            "edge+trace0",
+            extra_config=tracing_edge_config(0.0),
+            description="tracing on, nothing sampled: every request still gets a trace "
+            "context (traceparent, traceresponse)",
+        ),
+        EdgeScenario(
+            "edge+trace10",
+            extra_config=tracing_edge_config(0.1),
+            description="tracing at the default 10 %, spans exported over OTLP/HTTP",
+        ),
+        EdgeScenario(
+            "edge+trace100",
+            extra_config=tracing_edge_config(1.0),
+            description="every request traced and exported over OTLP/HTTP",
+        ),
+        EdgeScenario(
+            "edge+accesslog",
+            extra_config=access_log_edge_config,
+            description="edge with a JSON access-log line per request (to a file), no tracing",
+        ),
+        EdgeScenario(
+            "edge+jwt",
+            extra_config=jwt_edge_config,
+            headers=jwt_headers,
+            description="edge with a bearer JWT on every request (verified once, then cached) "
+            "and identity headers: the cached-token path",
+        ),
+        EdgeScenario(
+            "edge+jwt+idtoken",
+            extra_config=lambda ctx: jwt_edge_config(ctx, identity_token=True),
+            headers=jwt_headers,
+            description="edge+jwt plus the identity token the edge signs for every request",
+        ),
+        EdgeScenario(
+            "edge+apikey",
+            extra_config=apikey_edge_config,
+            headers=apikey_headers,
+            description="edge with an API key on every request (Redis look-up cached 5 s) "
+            "and identity headers",
+        ),
+        EdgeScenario(
+            "edge+ratelimit",
+            extra_config=many_keys_edge_config,
+            description="edge with a global rate limit in Redis, a new key for every request "
+            "(limits off: the edge scenario)",
+        ),
+        EdgeScenario(
+            "edge+ratelimit-hot",
+            extra_config=hot_key_edge_config,
+            description="edge with a global rate limit in Redis, one hot key for every request",
+        ),
+        EdgeScenario(
+            "edge+ratelimit-local",
+            extra_config=local_only_edge_config,
+            description="rate limit decided in-process (Redis unreachable, local fallback): "
+            "the floor of any approximate mode",
         ),
     )
 }

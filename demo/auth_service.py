@@ -16,7 +16,12 @@ Run it with ``python -m demo.auth_service --port 9000 --issuer http://auth.demo
 - ``POST /auth/introspect`` (RFC 7662): needs HTTP Basic of a client with role
   ``introspect``; answers ``{"active": false}`` for any token that is not a
   valid, unexpired token of this service.
-- ``GET /health``.
+- ``GET /health``; ``GET /admin/stats``: requests served per endpoint
+  (``jwks_fetches``, ``tokens_issued``, ``introspections``) and the active kid.
+
+Keys: by default a new key at every start. ``--key-file FILE`` signs with the
+key in FILE (created if missing) under its RFC 7638 thumbprint as kid, so
+``meshgate token --key FILE`` mints tokens this service's JWKS verifies.
 
 Demo identities (deliberately public; this is a demo, never a deployment):
 
@@ -36,17 +41,22 @@ import base64
 import binascii
 import hashlib
 import hmac
+import json
+import os
 import secrets
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
 import jwt
 from aiohttp import web
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 SigningPrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
@@ -209,14 +219,64 @@ def new_signing_key(algorithm: str) -> SigningKey:
     return SigningKey(kid=secrets.token_urlsafe(12), private_key=generate_private_key(algorithm))
 
 
+def key_id_for(private_key: SigningPrivateKey) -> str:
+    """The RFC 7638 thumbprint of the public key: the same kid for the same key file."""
+    jwk = public_jwk(private_key, "")
+    required = ("e", "kty", "n") if jwk["kty"] == "RSA" else ("crv", "kty", "x", "y")
+    canonical = json.dumps({m: jwk[m] for m in required}, separators=(",", ":"), sort_keys=True)
+    digest = hashlib.sha256(canonical.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def load_key_file(path: str | Path) -> SigningPrivateKey:
+    """The P-256 or RSA private key in an unencrypted PEM file (OSError, ValueError)."""
+    key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+        raise ValueError("not a P-256 EC or RSA private key")
+    algorithm_for_key(key)  # raises ValueError for other curves
+    return key
+
+
+def load_or_create_key_file(path: str | Path, algorithm: str = "ES256") -> SigningPrivateKey:
+    """The key in ``path``; if the file does not exist, a new key written there (mode 0600).
+
+    This is how the demo shares its signing key with ``meshgate token``.
+    """
+    file = Path(path)
+    if file.exists():
+        return load_key_file(file)
+    key = generate_private_key(algorithm)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(pem)
+    return key
+
+
+def signing_key_from_file(private_key: SigningPrivateKey) -> SigningKey:
+    """A SigningKey for a file's key, with its thumbprint as kid."""
+    return SigningKey(kid=key_id_for(private_key), private_key=private_key)
+
+
 class KeyRing:
     """The active signing key plus retired keys still published for ``grace_s``."""
 
-    def __init__(self, algorithm: str, grace_s: float, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        algorithm: str,
+        grace_s: float,
+        clock: Callable[[], float],
+        initial: SigningKey | None = None,
+    ) -> None:
         self._algorithm = algorithm
         self._grace_s = grace_s
         self._clock = clock
-        self._active = new_signing_key(algorithm)
+        self._active = initial or new_signing_key(algorithm)
         self._retired: list[SigningKey] = []
 
     @property
@@ -291,6 +351,7 @@ class AuthServiceSettings:
 SETTINGS = web.AppKey("settings", AuthServiceSettings)
 KEY_RING = web.AppKey("key_ring", KeyRing)
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
+STATS: web.AppKey[Counter[str]] = web.AppKey("stats")
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -441,6 +502,7 @@ async def handle_token(request: web.Request) -> web.Response:
     else:
         return _oauth_error(400, "unsupported_grant_type", "use password or client_credentials")
 
+    request.app[STATS]["tokens_issued"] += 1
     body = {"access_token": token, "token_type": "Bearer", "expires_in": settings.token_ttl_s}
     return web.json_response(body, headers=_NO_STORE)
 
@@ -448,6 +510,7 @@ async def handle_token(request: web.Request) -> web.Response:
 async def handle_jwks(request: web.Request) -> web.Response:
     """GET /.well-known/jwks.json: published public keys, cacheable for max-age."""
     settings = request.app[SETTINGS]
+    request.app[STATS]["jwks_fetches"] += 1
     return web.json_response(
         request.app[KEY_RING].jwks(),
         headers={"Cache-Control": f"public, max-age={settings.jwks_max_age_s}"},
@@ -497,6 +560,7 @@ async def handle_introspect(request: web.Request) -> web.Response:
     if not isinstance(token, str) or not token:
         return _oauth_error(400, "invalid_request", "token is required")
 
+    request.app[STATS]["introspections"] += 1
     claims = _decode_own_token(request.app, token)
     if claims is None:
         return web.json_response({"active": False}, headers=_NO_STORE)
@@ -509,24 +573,39 @@ async def handle_introspect(request: web.Request) -> web.Response:
     return web.json_response(answer, headers=_NO_STORE)
 
 
+async def handle_stats(request: web.Request) -> web.Response:
+    """GET /admin/stats: requests served per endpoint (JWKS fetches, tokens, ...)."""
+    stats = request.app[STATS]
+    return web.json_response({**stats, "kid": request.app[KEY_RING].active.kid})
+
+
 async def handle_health(request: web.Request) -> web.Response:
     """GET /health: the service is up and has an active key."""
     return web.json_response({"status": "ok", "kid": request.app[KEY_RING].active.kid})
 
 
 def create_app(
-    settings: AuthServiceSettings, *, clock: Callable[[], float] = time.time
+    settings: AuthServiceSettings,
+    *,
+    clock: Callable[[], float] = time.time,
+    signing_key: SigningKey | None = None,
 ) -> web.Application:
-    """The auth service as an aiohttp application (a fresh key ring per app)."""
+    """The auth service as an aiohttp application.
+
+    Each app has its own key ring, starting with ``signing_key`` when given
+    (e.g. from :func:`load_or_create_key_file`) or a fresh key.
+    """
     app = web.Application(client_max_size=64 * 1024)
     app[SETTINGS] = settings
     app[CLOCK] = clock
-    app[KEY_RING] = KeyRing(settings.algorithm, settings.grace_s, clock)
+    app[KEY_RING] = KeyRing(settings.algorithm, settings.grace_s, clock, signing_key)
+    app[STATS] = Counter({"jwks_fetches": 0, "tokens_issued": 0, "introspections": 0})
     app.router.add_post("/auth/token", handle_token)
     app.router.add_get("/.well-known/jwks.json", handle_jwks)
     app.router.add_post("/auth/rotate", handle_rotate)
     app.router.add_post("/auth/introspect", handle_introspect)
     app.router.add_get("/health", handle_health)
+    app.router.add_get("/admin/stats", handle_stats)
     return app
 
 
@@ -545,6 +624,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--token-ttl", type=int, default=900, help="seconds (default 900)")
     parser.add_argument("--jwks-max-age", type=int, default=300, help="seconds (default 300)")
     parser.add_argument(
+        "--key-file",
+        default=None,
+        metavar="FILE",
+        help="PEM private key to sign with (created if missing); `meshgate token --key FILE` "
+        "mints tokens with the same key. Default: a new key at every start",
+    )
+    parser.add_argument(
         "--rotation-grace",
         type=float,
         default=None,
@@ -562,7 +648,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ValueError as exc:
         parser.error(str(exc))
-    web.run_app(create_app(settings), host=args.host, port=args.port, print=None)
+    signing_key = None
+    if args.key_file is not None:
+        try:
+            signing_key = signing_key_from_file(
+                load_or_create_key_file(args.key_file, args.algorithm)
+            )
+        except (OSError, ValueError) as exc:
+            parser.error(f"--key-file {args.key_file}: {exc}")
+    app = create_app(settings, signing_key=signing_key)
+    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
     return 0
 
 

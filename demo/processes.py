@@ -65,6 +65,29 @@ def redis_binary() -> str:
     return find_binary("redis-server", "REDIS_BIN", "redis/usr/bin/redis-server")
 
 
+def redis_cli_binary() -> str:
+    """``redis-cli`` beside the redis-server in use, else on PATH."""
+    beside_server = Path(redis_binary()).with_name("redis-cli")
+    if os.access(beside_server, os.X_OK):
+        return str(beside_server)
+    found = shutil.which("redis-cli")
+    if found is None:
+        raise BinaryNotFound("redis-cli not found beside redis-server nor on PATH")
+    return found
+
+
+def redis_cli(port: int, *args: str, timeout: float = 10.0) -> str:
+    """Run ``redis-cli -p port args...`` against 127.0.0.1; its output (raises on failure)."""
+    done = subprocess.run(
+        [redis_cli_binary(), "-h", "127.0.0.1", "-p", str(port), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
+    )
+    return done.stdout
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that was free a moment ago (the usual bind-to-0 trick)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -299,6 +322,59 @@ class RedisServer:
     def kill(self) -> None:
         if self.process is not None:
             self.process.kill()
+
+
+@dataclass
+class RedisCluster:
+    """A real Redis Cluster of ``masters`` cluster-enabled redis-servers, no replicas.
+
+    Made with ``redis-cli --cluster create``; ``start`` returns once every node
+    reports ``cluster_state:ok``. Node data lives under ``base_dir``.
+    """
+
+    base_dir: Path
+    masters: int = 3
+    servers: list[RedisServer] = field(default_factory=list, init=False)
+
+    @property
+    def url(self) -> str:
+        """Any one node; a cluster client discovers the rest."""
+        return self.servers[0].url
+
+    def start(self, timeout: float = 30.0) -> RedisCluster:
+        try:
+            for _ in range(self.masters):
+                port = free_port()
+                node_dir = self.base_dir / f"node-{port}"
+                node_dir.mkdir(parents=True)
+                server = RedisServer(
+                    port=port,
+                    extra_args=[
+                        "--cluster-enabled", "yes",
+                        "--cluster-config-file", str(node_dir / f"nodes-{port}.conf"),
+                        # An explicit bus port: port + 10000 may be taken or out of range.
+                        "--cluster-port", str(free_port()),
+                        "--dir", str(node_dir),
+                    ],
+                )  # fmt: skip
+                self.servers.append(server.start())
+            addresses = [f"127.0.0.1:{s.port}" for s in self.servers]
+            redis_cli(self.servers[0].port, "--cluster", "create", *addresses,
+                      "--cluster-replicas", "0", "--cluster-yes", timeout=timeout)  # fmt: skip
+            for server in self.servers:
+
+                def cluster_ok(port: int = server.port) -> bool:
+                    return "cluster_state:ok" in redis_cli(port, "cluster", "info")
+
+                wait_until(cluster_ok, timeout, f"cluster_state:ok on {server.port}")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
 
 
 def meshgate_argv(*args: str) -> list[str]:

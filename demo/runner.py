@@ -5,6 +5,20 @@ Starts, in order: a Consul dev agent, a redis-server, the demo services
 routed by the edge config; ``orders`` declares its own route in its Consul
 service meta, to show both ways. Ctrl-C (or SIGTERM) stops everything in
 reverse order; every child also dies with this process (PR_SET_PDEATHSIG).
+
+The demo auth service runs first, behind its own sidecar and registered in
+Consul like any other service; the edge requires a token (or an API key) on
+every route except ``/auth/*``, and every sidecar refuses identity headers the
+edge did not sign (see :mod:`demo.auth_setup`).
+
+The edge limits callers per role (anonymous, user, admin) and per API-key plan
+in the demo's Redis (see :mod:`demo.ratelimit_setup`); ``/public/users`` is
+open to anonymous callers, to watch their limit.
+
+With an OTLP endpoint (``--otlp-endpoint``), every process (edge, sidecars,
+apps) gets the standard OTEL_* variables: spans exported there, every
+request sampled (a demo wants to see its request), exported within half a
+second.
 """
 
 from __future__ import annotations
@@ -22,17 +36,19 @@ from typing import Any
 
 import yaml
 
+from demo.auth_setup import AUTH_ROUTE, AUTH_SERVICE, DemoAuth, answers_with_token
 from demo.processes import (
     BinaryNotFound,
     ConsulAgent,
     ManagedProcess,
     RedisServer,
     free_port,
-    http_ok,
     meshgate_argv,
     port_open,
     wait_until,
 )
+from demo.ratelimit_setup import PUBLIC_ROUTE, edge_rate_limits
+from demo.ratelimit_setup import describe as describe_rate_limits
 
 DEMO_SERVICES = ("users", "orders", "inventory")
 
@@ -49,17 +65,31 @@ def _pick(preferred: int) -> int:
     return preferred if not port_open("127.0.0.1", preferred) else free_port()
 
 
-def edge_config(consul: str, port: int, admin_port: int) -> dict[str, Any]:
+def edge_config(
+    consul: str,
+    port: int,
+    admin_port: int,
+    auth: dict[str, Any] | None = None,
+    rate_limits: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     return {
         "listen": {"host": "0.0.0.0", "port": port},
         "admin": {"host": "127.0.0.1", "port": admin_port},
         "consul": {"address": consul},
-        "routes": [{"prefix": "/api/users", "service": "users", "prefix_rewrite": "/users"}],
+        "routes": [
+            {"prefix": "/api/users", "service": "users", "prefix_rewrite": "/users"},
+            AUTH_ROUTE,
+            PUBLIC_ROUTE,
+        ],
         "consul_routes": True,
+        **({"auth": auth} if auth is not None else {}),
+        **({"rate_limits": rate_limits} if rate_limits is not None else {}),
     }
 
 
-def sidecar_config(name: str, consul: str, ports: SidecarPorts) -> dict[str, Any]:
+def sidecar_config(
+    name: str, consul: str, ports: SidecarPorts, identity: dict[str, Any] | None = None
+) -> dict[str, Any]:
     meta: dict[str, str] = {"version": "demo"}
     if name == "orders":
         # orders exposes itself: registering in Consul is enough for the edge.
@@ -77,23 +107,29 @@ def sidecar_config(name: str, consul: str, ports: SidecarPorts) -> dict[str, Any
         "outbound": {"host": "127.0.0.1", "port": ports.outbound},
         "admin": {"host": "127.0.0.1", "port": ports.admin},
         "consul": {"address": consul},
+        **({"identity": identity} if identity is not None else {}),
     }
 
 
 class DemoMesh:
     """The demo's processes; ``start`` brings them up, ``stop`` takes them all down."""
 
-    def __init__(self, workdir: Path, edge_port: int = 8080) -> None:
+    def __init__(
+        self, workdir: Path, edge_port: int = 8080, otlp_endpoint: str | None = None
+    ) -> None:
         self.workdir = workdir
         self.edge_port = edge_port
+        self.otlp_endpoint = otlp_endpoint
         self.admin_port = _pick(9901)
         self.consul = ConsulAgent(http_port=_pick(8500))
         self.redis = RedisServer(port=_pick(6379))
         self.processes: list[ManagedProcess] = []
         self.sidecars: dict[str, SidecarPorts] = {}
+        self.auth = DemoAuth.prepare(workdir)
 
     def _spawn(self, name: str, argv: list[str]) -> ManagedProcess:
-        proc = ManagedProcess(name, argv, log_path=self.workdir / f"{name}.log").start()
+        env = otel_env(self.otlp_endpoint) if self.otlp_endpoint else None
+        proc = ManagedProcess(name, argv, env=env, log_path=self.workdir / f"{name}.log").start()
         self.processes.append(proc)
         return proc
 
@@ -105,6 +141,7 @@ class DemoMesh:
     def start(self) -> None:
         self.consul.start()
         self.redis.start()
+        self._start_auth_service()
         for name in DEMO_SERVICES:
             ports = SidecarPorts(free_port(), free_port(), free_port(), free_port())
             self.sidecars[name] = ports
@@ -125,20 +162,45 @@ class DemoMesh:
                 ],
             )
             cfg = self._write(
-                f"sidecar-{name}.yaml", sidecar_config(name, self.consul.address, ports)
+                f"sidecar-{name}.yaml",
+                sidecar_config(name, self.consul.address, ports, self.auth.sidecar_identity()),
             )
             self._spawn(f"{name}-sidecar", meshgate_argv("sidecar", "--config", str(cfg)))
         cfg = self._write(
-            "edge.yaml", edge_config(self.consul.address, self.edge_port, self.admin_port)
+            "edge.yaml",
+            edge_config(
+                self.consul.address,
+                self.edge_port,
+                self.admin_port,
+                self.auth.edge_auth(self.redis.url),
+                edge_rate_limits(self.redis.url),
+            ),
         )
         self._spawn("edge", meshgate_argv("edge", "--config", str(cfg)))
         for proc in self.processes:
             if not proc.alive():
                 raise RuntimeError(f"{proc.name} exited at start:\n{proc.log_tail()}")
         base = f"http://127.0.0.1:{self.edge_port}"
+        # Its own caller: polling counts against the per-user rate limit, and
+        # must not leave alice's bucket empty for the user's first request.
+        token = self.auth.token("demo-readiness")
         for name in ("users", "orders"):
             url = f"{base}/api/{name}/echo"
-            wait_until(partial(http_ok, url), 30, f"{url} to answer through the mesh")
+            wait_until(
+                partial(answers_with_token, url, token), 30, f"{url} to answer through the mesh"
+            )
+
+    def _start_auth_service(self) -> None:
+        """The auth service and its sidecar: registered in Consul like any other service."""
+        ports = SidecarPorts(free_port(), free_port(), free_port(), free_port())
+        self.sidecars[AUTH_SERVICE] = ports
+        self._spawn(f"{AUTH_SERVICE}-app", self.auth.auth_service_argv(ports.app))
+        identity = self.auth.sidecar_identity()
+        cfg = self._write(
+            f"sidecar-{AUTH_SERVICE}.yaml",
+            sidecar_config(AUTH_SERVICE, self.consul.address, ports, identity),
+        )
+        self._spawn(f"{AUTH_SERVICE}-sidecar", meshgate_argv("sidecar", "--config", str(cfg)))
 
     def stop(self) -> None:
         for proc in reversed(self.processes):
@@ -159,15 +221,34 @@ class DemoMesh:
                 f"  {name:<10}  app :{p.app}  sidecar inbound :{p.inbound}  "
                 f"outbound :{p.outbound}  admin :{p.admin}"
             )
+        key = self.auth.auth_key
         lines += [
             "",
+            "Every route needs a token (or an API key), except /auth/*. Get one:",
+            f"  TOKEN=$(curl -s {base}/auth/token -d grant_type=password -d username=alice "
+            "-d password=wonderland | python3 -c 'import json,sys; "
+            'print(json.load(sys.stdin)["access_token"])\')',
+            f"  TOKEN=$(meshgate token --sub alice --role user --key {key})   # same, offline",
+            f"  KEY=$(meshgate apikey --redis {self.redis.url} create --consumer acme "
+            "--role partner)",
+            "",
             "Try:",
-            f"  curl {base}/api/users/echo",
-            f"  curl {base}/api/orders/echo",
-            f"  curl {base}/api/orders/7           # orders asks inventory via its sidecar",
+            f'  curl -H "Authorization: Bearer $TOKEN" {base}/api/users/echo',
+            f'  curl -H "X-API-Key: $KEY" {base}/api/orders/echo',
+            f'  curl -H "Authorization: Bearer $TOKEN" {base}/api/orders/7'
+            "   # orders asks inventory via its sidecar",
             f"  curl http://127.0.0.1:{self.admin_port}/routes",
             f"  curl http://127.0.0.1:{self.sidecars['orders'].outbound}/users/users/echo"
             "   # orders' outbound → users",
+            "",
+            *(
+                [f"Traces go to {self.otlp_endpoint} (Jaeger UI: http://127.0.0.1:16686)", ""]
+                if self.otlp_endpoint
+                else []
+            ),
+            *describe_rate_limits(
+                base, f"http://127.0.0.1:{self.admin_port}", self.redis.url, str(key)
+            ),
             "",
             f"Configs and logs: {self.workdir}",
             "Press Ctrl-C to stop everything.",
@@ -190,13 +271,24 @@ def _stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(s, h)
 
 
-def run_demo(edge_port: int = 8080, workdir: str | None = None) -> int:
+def otel_env(endpoint: str) -> dict[str, str]:
+    """The OTEL_* variables every demo process gets for ``endpoint`` (an OTLP/HTTP base URL)."""
+    return {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+        "OTEL_BSP_SCHEDULE_DELAY": "500",
+    }
+
+
+def run_demo(
+    edge_port: int = 8080, workdir: str | None = None, otlp_endpoint: str | None = None
+) -> int:
     wd = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="meshgate-demo-"))
     wd.mkdir(parents=True, exist_ok=True)
     if port_open("127.0.0.1", edge_port):
         print(f"meshgate demo: port {edge_port} is in use; pass --edge-port", file=sys.stderr)
         return 1
-    mesh = DemoMesh(wd, edge_port)
+    mesh = DemoMesh(wd, edge_port, otlp_endpoint)
     with _stop_on_signals() as stop:
         try:
             mesh.start()

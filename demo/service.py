@@ -18,8 +18,10 @@ Every service serves:
 
 ``orders`` also answers ``GET /orders/<id>`` by asking ``inventory`` for the
 stock, through its sidecar's outbound listener (``--outbound``), forwarding the
-request id, the deadline and the trace context, as every service in a mesh must.
-``inventory`` answers ``GET /inventory/stock/<id>``.
+request id, the deadline and the trace context, as every service in a mesh must
+(the trace context with OpenTelemetry's aiohttp instrumentation, see
+:mod:`demo.tracing`). ``inventory`` answers ``GET /inventory/stock/<id>`` and
+shows the ``traceparent`` it received.
 """
 
 from __future__ import annotations
@@ -38,19 +40,11 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-# What a service must pass on when it calls another service through its sidecar.
-PROPAGATED = (
-    "X-Request-Id",
-    "X-Mesh-Deadline-Ms",
-    "traceparent",
-    "tracestate",
-    "baggage",
-    "b3",
-    "X-B3-TraceId",
-    "X-B3-SpanId",
-    "X-B3-Sampled",
-    "X-B3-ParentSpanId",
-)
+from demo.tracing import client_trace_config, server_spans, setup_tracing
+
+# What a service must pass on when it calls another service through its sidecar,
+# besides the trace context (which OpenTelemetry's instrumentation forwards).
+PROPAGATED = ("X-Request-Id", "X-Mesh-Deadline-Ms")
 
 
 @dataclass
@@ -105,7 +99,7 @@ def create_app(name: str, instance: str, outbound: str | None = None) -> web.App
         finally:
             state.in_progress -= 1
 
-    app = web.Application(middlewares=[faults_and_counts])
+    app = web.Application(middlewares=[server_spans, faults_and_counts])
 
     async def echo(request: web.Request) -> web.Response:
         body = await request.read()
@@ -183,7 +177,12 @@ def create_app(name: str, instance: str, outbound: str | None = None) -> web.App
     async def stock(request: web.Request) -> web.Response:
         item = request.match_info["item"]
         return web.json_response(
-            {"item": item, "in_stock": (sum(map(ord, item)) % 17) + 1, "instance": instance}
+            {
+                "item": item,
+                "in_stock": (sum(map(ord, item)) % 17) + 1,
+                "instance": instance,
+                "traceparent": request.headers.get("traceparent"),
+            }
         )
 
     async def order(request: web.Request) -> web.Response:
@@ -204,7 +203,7 @@ def create_app(name: str, instance: str, outbound: str | None = None) -> web.App
         return web.json_response({"order": order_id, "instance": instance, "stock": body})
 
     async def session_ctx(app: web.Application) -> Any:
-        app["session"] = aiohttp.ClientSession()
+        app["session"] = aiohttp.ClientSession(trace_configs=[client_trace_config()])
         yield
         await app["session"].close()
 
@@ -238,7 +237,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     instance = args.instance or f"{args.name}-{socket.gethostname()}-{os.getpid()}"
+    provider = setup_tracing(args.name)
     app = create_app(args.name, instance, args.outbound)
+    if provider is not None:
+
+        async def flush_spans(_: web.Application) -> None:
+            provider.shutdown()
+
+        app.on_cleanup.append(flush_spans)
     web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
 
 

@@ -9,7 +9,9 @@ from pydantic import Field, field_validator, model_validator
 from discovery.settings import ConsulSettings, DiscoverySettings
 from edge.auth.config import AuthConfig, RouteAuthConfig
 from edge.ratelimit.config import RateLimitsConfig
+from edge.registration import EdgeRegistrationConfig
 from edge.routes import HTTP_METHODS
+from edge.tls import TlsConfig
 from mesh.config.loader import load_config
 from mesh.config.sections import AdminConfig, LoggingConfig, ProxyConfig, ShutdownConfig
 from mesh.config.types import Duration, Frozen, Port
@@ -68,6 +70,8 @@ class ListenConfig(Frozen):
 
 class EdgeConfig(Frozen):
     listen: ListenConfig = ListenConfig()
+    tls: TlsConfig | None = None
+    """Terminate TLS on the listener (HTTPS only); null: plain HTTP."""
     admin: AdminConfig = AdminConfig()
     consul: ConsulSettings = Field(default_factory=ConsulSettings)
     discovery: DiscoverySettings = DiscoverySettings()
@@ -76,15 +80,45 @@ class EdgeConfig(Frozen):
     logging: LoggingConfig = LoggingConfig()
     auth: AuthConfig = AuthConfig()
     rate_limits: RateLimitsConfig = RateLimitsConfig()
+    registration: EdgeRegistrationConfig = EdgeRegistrationConfig()
+    """The edge's own instance in Consul (edges count each other for rate limits)."""
     telemetry: TelemetryConfig = TelemetryConfig()
     routes: tuple[RouteConfig, ...] = ()
     consul_routes: bool = True
     """Also expose the routes services declare in their Consul meta."""
+    workers: int = Field(default=1, ge=1, le=64)
+    """Processes serving the same ports (SO_REUSEPORT); metrics are aggregated over them."""
 
     @model_validator(mode="after")
     def _static_needs_file(self) -> EdgeConfig:
         if self.discovery.provider == "static" and not self.discovery.static_file:
             raise ValueError("discovery.static_file is required when discovery.provider is static")
+        return self
+
+    @model_validator(mode="after")
+    def _workers_need_fixed_ports(self) -> EdgeConfig:
+        if self.workers > 1 and (self.listen.port == 0 or self.admin.port == 0):
+            raise ValueError("workers > 1 needs fixed listen and admin ports (not 0)")
+        return self
+
+    @model_validator(mode="after")
+    def _route_auth_possible(self) -> EdgeConfig:
+        for i, route in enumerate(self.routes):
+            problem = self.auth.route_problem(route.auth)
+            if problem is not None:
+                raise ValueError(f"routes[{i}].auth: {problem}")
+        problem = self.auth.workers_problem(self.workers)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
+    @model_validator(mode="after")
+    def _route_policies_exist(self) -> EdgeConfig:
+        for i, route in enumerate(self.routes):
+            try:
+                self.rate_limits.check_names(route.rate_limits or ())
+            except ValueError as exc:
+                raise ValueError(f"routes[{i}].rate_limits: {exc}") from None
         return self
 
 

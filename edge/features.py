@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+from edge.auth.feature import AuthFeature
 from edge.config import EdgeConfig
 from edge.feature import EdgeContext, EdgeFeature
+from edge.gateway import config_routes
+from edge.ratelimit.feature import RateLimitFeature
+from edge.telemetry_feature import TelemetryFeature
 
 
 def build_features(config: EdgeConfig, ctx: EdgeContext) -> list[EdgeFeature]:
     """Features in order: their filters run in this order, within each insertion point."""
     features: list[EdgeFeature] = []
+    # First: its span and access-log line cover everything the others do.
+    features.append(TelemetryFeature(config.telemetry))
+    # Always on: identity headers are stripped from every request, auth configured or not.
+    features.append(AuthFeature(config.auth, ctx, workers=config.workers))
+    if config.rate_limits.enabled:
+        # After auth: limits are per caller, so the identity must be known.
+        features.append(
+            RateLimitFeature(
+                config.rate_limits,
+                ctx,
+                edge_service=config.registration.name,
+                routes=config_routes(config),
+            )
+        )
     return features

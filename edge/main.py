@@ -12,6 +12,9 @@ from edge.config import EdgeConfig
 from edge.feature import EdgeContext
 from edge.features import build_features
 from edge.gateway import EdgeGateway
+from edge.https_redirect import HttpsRedirect
+from edge.registration import EdgeRegistration
+from edge.tls import server_ssl_context
 from mesh.admin import build_admin_app
 from mesh.balancing import Balancer
 from mesh.deadline import HEADER as DEADLINE_HEADER
@@ -19,8 +22,10 @@ from mesh.ingress import Ingress
 from mesh.proxy import Proxy, ProxySettings
 from mesh.server import Listener, wait_for_termination
 from mesh.snapshot import SnapshotStore
+from mesh.telemetry.exposition import exposition, multiprocess_enabled
 from mesh.telemetry.metrics import ProxyMetrics
-from mesh.transport.aiohttp_client import AiohttpTransport
+from mesh.telemetry.upstream import UpstreamTelemetry
+from mesh.transport import make_transport
 
 log = logging.getLogger("meshgate.edge")
 
@@ -30,14 +35,17 @@ async def run_edge(config: EdgeConfig) -> None:
     registry = CollectorRegistry()
     metrics = ProxyMetrics(registry, "edge")
     metrics.follow(store)
-    transport = AiohttpTransport(config.proxy.pool_size_per_host)
+    transport = make_transport(config.proxy.transport, config.proxy.pool_size_per_host)
     p = config.proxy
     proxy = Proxy(
         transport,
         lambda: store.current,
         Balancer(p.load_balancer),
         ProxySettings(p.connect_timeout, p.response_timeout, p.connect_attempts),
+        telemetry=UpstreamTelemetry(metrics),
     )
+    # Several workers share the ports (mesh.workers); one alone keeps them exclusive.
+    reuse_port = config.workers > 1
     ctx = EdgeContext(store=store, registry=registry, consul=config.consul)
     features = build_features(config, ctx)
     gateway = EdgeGateway(config, store, proxy, metrics, features)
@@ -56,36 +64,82 @@ async def run_edge(config: EdgeConfig) -> None:
                 "/routes": gateway.routes_view,
                 **{path: view for f in features for path, view in f.admin_views().items()},
             },
-            registry=registry,
+            registry=exposition(registry, [metrics.refresh]),
         ),
         config.admin.host,
         config.admin.port,
+        reuse_port=reuse_port,
     )
     strip = {DEADLINE_HEADER.lower()} | {h for f in features for h in f.strip_headers()}
+    ssl_context = server_ssl_context(config.tls) if config.tls is not None else None
     ingress = Ingress(
-        gateway.chain, trusted_hops=p.trusted_hops, scheme="http", strip_headers=strip
+        gateway.chain,
+        trusted_hops=p.trusted_hops,
+        scheme="https" if ssl_context is not None else "http",
+        strip_headers=strip,
     )
     main = Listener(
         "edge",
         ingress,
         config.listen.host,
         config.listen.port,
+        ssl_context=ssl_context,
+        reuse_port=reuse_port,
         shutdown_timeout=config.shutdown.timeout,
+        # Room for tokens past the auth size limit, so that auth (not the HTTP
+        # parser) refuses them, with a 401 that says why.
+        max_field_size=max(8190, 2 * config.auth.max_token_bytes),
     )
+    redirect = _redirect_listener(config, reuse_port)
+    # Other workers read this one's catalog age from its metrics file.
+    refresher = asyncio.create_task(refresh_every(1.0, metrics)) if multiprocess_enabled() else None
     await admin.start()
     for feature in features:
         await feature.start()
     await provider.start()
     await main.start()
+    if redirect is not None:
+        await redirect.start()
+    registration = EdgeRegistration(
+        config.registration, config.consul, listen_port=main.port, admin_port=admin.port
+    )
+    await registration.start()
     log.info("edge ready to serve on %s:%s", config.listen.host, main.port)
     signame = await wait_for_termination()
     log.info("%s received: draining", signame)
     draining = True
+    await registration.stop()
     await asyncio.sleep(config.shutdown.drain_delay)
+    if redirect is not None:
+        await redirect.stop()
     await main.stop()
     await provider.stop()
     await transport.close()
+    if refresher is not None:
+        refresher.cancel()
     for feature in reversed(features):
         await feature.stop()
     await admin.stop()
     log.info("edge stopped")
+
+
+async def refresh_every(seconds: float, metrics: ProxyMetrics) -> None:
+    while True:
+        metrics.refresh()
+        await asyncio.sleep(seconds)
+
+
+def _redirect_listener(config: EdgeConfig, reuse_port: bool) -> Listener | None:
+    """The plain-HTTP listener redirecting to HTTPS, when TLS asks for one."""
+    if config.tls is None or config.tls.redirect_http is None:
+        return None
+    r = config.tls.redirect_http
+    https_port = r.https_port if r.https_port is not None else config.listen.port
+    return Listener(
+        "http-redirect",
+        HttpsRedirect(https_port),
+        r.host,
+        r.port,
+        reuse_port=reuse_port,
+        shutdown_timeout=1,
+    )

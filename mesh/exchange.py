@@ -11,13 +11,16 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from multidict import CIMultiDict
 
 from mesh.http.problem import problem_response
 from mesh.snapshot import Instance
+
+if TYPE_CHECKING:
+    from mesh.telemetry.tracing import RequestTrace
 
 
 @dataclass(slots=True, eq=False)
@@ -43,6 +46,8 @@ class Exchange:
     response_headers: list[tuple[str, str]] = field(default_factory=list)
     """Headers to add to whatever response goes back (request id, rate limits, ...)."""
     attrs: dict[str, Any] = field(default_factory=dict)
+    trace: RequestTrace | None = None
+    """This hop's trace of the request (set by the tracing filter; None when not traced)."""
 
     @property
     def method(self) -> str:
@@ -68,9 +73,16 @@ class Exchange:
         extra: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> web.Response:
-        """A JSON problem reply carrying this request's id."""
+        """A JSON problem reply carrying this request's id and trace id."""
         return problem_response(
-            status, title, detail, self.request_id, slug=slug, extra=extra, headers=headers
+            status,
+            title,
+            detail,
+            self.request_id,
+            slug=slug,
+            extra=extra,
+            headers=headers,
+            trace_id=self.trace.trace_id_hex if self.trace is not None else None,
         )
 
     def apply_response_headers(self, response: web.StreamResponse) -> None:

@@ -26,6 +26,7 @@ from mesh.http import request_id
 from mesh.http.headers import client_address, end_to_end, forwarded_chain
 from mesh.http.path import PathRejected, normalise_path, split_target
 from mesh.http.problem import problem_response
+from mesh.telemetry.propagation import trace_id_from_headers
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +58,12 @@ class Ingress:
             raw_path, query = split_target(request.raw_path)
             path = normalise_path(raw_path)
         except PathRejected as exc:
-            return _with_id(
-                problem_response(400, "Bad request path", exc.reason, rid, slug="bad-path"), rid
+            # Before any filter, so no trace of ours: name the caller's, if it sent one.
+            trace_id = trace_id_from_headers(request.headers)
+            problem = problem_response(
+                400, "Bad request path", exc.reason, rid, slug="bad-path", trace_id=trace_id
             )
+            return _with_id(problem, rid)
         headers = request.headers
         peer = request.remote or ""
         chain = forwarded_chain(headers.get("X-Forwarded-For"), self._trusted_hops)

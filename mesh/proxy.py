@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from mesh.balancing import Balancer
 from mesh.deadline import HEADER as DEADLINE_HEADER
@@ -24,6 +25,7 @@ from mesh.deadline import format_remaining
 from mesh.exchange import Exchange
 from mesh.http.headers import end_to_end
 from mesh.snapshot import Instance, Snapshot
+from mesh.telemetry.upstream import UpstreamTelemetry
 from mesh.transport.base import (
     UpstreamConnectError,
     UpstreamError,
@@ -33,8 +35,8 @@ from mesh.transport.base import (
     UpstreamTransport,
 )
 
-# Headers aiohttp's StreamResponse manages itself when it prepares the response.
-_RESPONSE_MANAGED = frozenset({"content-length", "date", "server"})
+# Bodies up to this size (by Content-Length) are read whole and sent in one write.
+SMALL_BODY = 64 * 1024
 _BODYLESS_STATUS = frozenset({204, 304})
 
 
@@ -55,11 +57,14 @@ class Proxy:
         snapshot: Callable[[], Snapshot],
         balancer: Balancer,
         settings: ProxySettings,
+        telemetry: UpstreamTelemetry | None = None,
     ) -> None:
+        """``telemetry`` records each attempt (CLIENT span, upstream histogram)."""
         self._transport = transport
         self._snapshot = snapshot
         self._balancer = balancer
         self._settings = settings
+        self._telemetry = telemetry or UpstreamTelemetry()
 
     async def __call__(self, ex: Exchange) -> web.StreamResponse:
         service = ex.service
@@ -78,7 +83,7 @@ class Proxy:
         tried: set[str] = set()
         last_error: Exception | None = None
         deadline = ex.deadline
-        for _ in range(max(1, self._settings.connect_attempts)):
+        for number in range(1, max(1, self._settings.connect_attempts) + 1):
             instance = selector.pick(instances, tried)
             if instance is None:
                 break
@@ -87,19 +92,26 @@ class Proxy:
             request = self._upstream_request(ex, deadline)
             if request is None:
                 return gateway_timeout(ex, "the request's time ran out")
+            # Writes this attempt's trace context into the request's headers.
+            attempt = self._telemetry.attempt(ex, instance, number)
             in_flight.acquire(instance.id)
             try:
                 try:
                     upstream = await self._transport.send(instance.address, instance.port, request)
                 except UpstreamConnectError as exc:
+                    attempt.failed("connect_error")
                     last_error = exc
                     continue
                 except UpstreamTimeout as exc:
+                    attempt.failed("timeout")
                     return gateway_timeout(ex, str(exc))
                 except UpstreamError as exc:
+                    attempt.failed("upstream_error")
                     return bad_gateway(ex, str(exc))
+                attempt.responded(upstream.status)
                 return await stream_response(ex, upstream)
             finally:
+                attempt.end()
                 in_flight.release(instance.id)
         detail = str(last_error) if last_error else "no instance could be tried"
         return bad_gateway(ex, f"could not connect to any instance of {ex.service!r}: {detail}")
@@ -132,20 +144,21 @@ async def stream_response(ex: Exchange, upstream: UpstreamResponse) -> web.Strea
     Once the first byte has gone to the client, an upstream failure can only
     be signalled by cutting the connection, which is what this does.
     """
+    headers = end_to_end(upstream.headers)
+    length = headers.popall("Content-Length", None)
+    size = int(length[0]) if length and len(length) == 1 and length[0].isdigit() else None
+    bodyless = ex.request.method == "HEAD" or upstream.status in _BODYLESS_STATUS
+    if size is not None and size <= SMALL_BODY and not bodyless:
+        return await _whole_response(ex, upstream, headers)
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
     try:
-        headers = end_to_end(upstream.headers)
-        length = headers.get("Content-Length")
-        for name in _RESPONSE_MANAGED:
-            headers.popall(name, None)
         response.headers.extend(headers)
         ex.apply_response_headers(response)
-        bodyless = ex.request.method == "HEAD" or upstream.status in _BODYLESS_STATUS
-        if length is not None and length.isdigit():
+        if size is not None:
             if bodyless:
-                response.headers["Content-Length"] = length
+                response.headers["Content-Length"] = str(size)
             else:
-                response.content_length = int(length)
+                response.content_length = size
         await response.prepare(ex.request)
         if not bodyless:
             async for chunk in upstream.chunks():
@@ -160,6 +173,29 @@ async def stream_response(ex: Exchange, upstream: UpstreamResponse) -> web.Strea
         return response
     finally:
         upstream.release()
+
+
+async def _whole_response(
+    ex: Exchange, upstream: UpstreamResponse, headers: CIMultiDict[str]
+) -> web.StreamResponse:
+    """A small body of known length is read whole and sent in one write.
+
+    Cheaper than streaming (one write, no chunk loop), and an upstream that
+    fails mid-body still gets an honest 502 since nothing was sent yet.
+    """
+    try:
+        parts = [chunk async for chunk in upstream.chunks()]
+    except UpstreamTimeout as exc:
+        return gateway_timeout(ex, str(exc))
+    except UpstreamError as exc:
+        return bad_gateway(ex, str(exc))
+    finally:
+        upstream.release()
+    response = web.Response(
+        status=upstream.status, reason=upstream.reason, body=b"".join(parts), headers=headers
+    )
+    ex.apply_response_headers(response)
+    return response
 
 
 def no_healthy_instance(ex: Exchange, retry_after: int) -> web.Response:

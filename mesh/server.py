@@ -35,7 +35,10 @@ class Listener:
         ssl_context: ssl.SSLContext | None = None,
         reuse_port: bool = False,
         shutdown_timeout: float = 30.0,
+        max_field_size: int = 8190,
     ) -> None:
+        """``max_field_size``: longest header value accepted (aiohttp's default); longer
+        ones get a 400 from the HTTP parser before any handler runs."""
         self.name = name
         self.host = host
         self.port = port
@@ -47,7 +50,7 @@ class Listener:
                 handler, handle_signals=False, access_log=None, shutdown_timeout=shutdown_timeout
             )
         else:
-            server = web.Server(handler, access_log=None)
+            server = web.Server(handler, access_log=None, max_field_size=max_field_size)
             runner = web.ServerRunner(
                 server, handle_signals=False, shutdown_timeout=shutdown_timeout
             )

@@ -11,6 +11,8 @@ from discovery.settings import ConsulSettings, DiscoverySettings
 from mesh.config.loader import load_config
 from mesh.config.sections import AdminConfig, LoggingConfig, ProxyConfig, ShutdownConfig
 from mesh.config.types import Duration, Frozen, Port, split_host_port
+from mesh.telemetry.config import TelemetryConfig
+from sidecar.identity_config import SidecarIdentityConfig
 from sidecar.resilience_config import InboundLimitConfig, ResilienceConfig
 
 
@@ -86,8 +88,11 @@ class SidecarConfig(Frozen):
     registration: RegistrationConfig = RegistrationConfig()
     proxy: ProxyConfig = ProxyConfig()
     resilience: ResilienceConfig = ResilienceConfig()
+    identity: SidecarIdentityConfig = SidecarIdentityConfig()
+    """Inbound check of the edge-signed caller identity; off by default."""
     shutdown: ShutdownConfig = ShutdownConfig()
     logging: LoggingConfig = LoggingConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
 
     @model_validator(mode="after")
     def _static_needs_file(self) -> SidecarConfig:

@@ -140,5 +140,9 @@ class GuardRegistry:
             self._guards[service] = guard
         return guard
 
+    def guards(self) -> list[ServiceGuard]:
+        """Every guard created so far, by service name (for metrics)."""
+        return [guard for _, guard in sorted(self._guards.items())]
+
     def view(self) -> dict[str, Any]:
         return {name: guard.view() for name, guard in sorted(self._guards.items())}

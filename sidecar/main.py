@@ -6,7 +6,9 @@ Drain order on SIGTERM/SIGINT:
 2. ``shutdown.drain_delay`` passes for requests already routed here;
 3. listeners stop accepting; in-flight requests finish (up to
    ``shutdown.timeout``);
-4. discovery, upstream connections and the admin listener close.
+4. discovery and upstream connections close; pending access-log lines and
+   spans are written (tracing flushes to its OTLP endpoint); the admin
+   listener closes last.
 """
 
 from __future__ import annotations
@@ -27,15 +29,20 @@ from mesh.ingress import Ingress
 from mesh.proxy import Proxy, ProxySettings
 from mesh.server import Listener, wait_for_termination
 from mesh.snapshot import SnapshotStore
+from mesh.telemetry.exposition import exposition
 from mesh.telemetry.metrics import ProxyMetrics
-from mesh.transport.aiohttp_client import AiohttpTransport
+from mesh.telemetry.upstream import UpstreamTelemetry
+from mesh.transport import make_transport
 from sidecar.config import SidecarConfig
 from sidecar.filters.deadline import DeadlineFilter
+from sidecar.filters.identity import identity_filter
 from sidecar.filters.inbound_limit import InboundLimitFilter
 from sidecar.filters.outbound_routing import OutboundRoutingFilter
 from sidecar.guards import GuardRegistry
 from sidecar.local_app import LocalApp
+from sidecar.resilience_metrics import BreakerTransitions, ResilienceCollector
 from sidecar.resilient_proxy import ResilientProxy
+from sidecar.telemetry import SidecarTelemetry
 
 log = logging.getLogger("meshgate.sidecar")
 
@@ -49,25 +56,52 @@ async def run_sidecar(config: SidecarConfig) -> None:
     registry = CollectorRegistry()
     in_metrics = ProxyMetrics(registry, "sidecar")
     in_metrics.follow(store)
-    transport = AiohttpTransport(config.proxy.pool_size_per_host)
+    transport = make_transport(config.proxy.transport, config.proxy.pool_size_per_host)
     p = config.proxy
     settings = ProxySettings(p.connect_timeout, p.response_timeout, p.connect_attempts)
-    inbound_proxy = Proxy(transport, lambda: store.current, Balancer("round_robin"), settings)
-    guards = GuardRegistry(config.resilience)
-    outbound_proxy = ResilientProxy(
-        transport, lambda: store.current, Balancer(p.load_balancer), guards, settings
+    upstream_telemetry = UpstreamTelemetry(in_metrics)
+    inbound_proxy = Proxy(
+        transport,
+        lambda: store.current,
+        Balancer("round_robin"),
+        settings,
+        telemetry=upstream_telemetry,
     )
+    transitions = BreakerTransitions()
+    guards = GuardRegistry(config.resilience, on_transition=transitions)
+    registry.register(ResilienceCollector(guards, transitions))
+    outbound_proxy = ResilientProxy(
+        transport,
+        lambda: store.current,
+        Balancer(p.load_balancer),
+        guards,
+        settings,
+        telemetry=upstream_telemetry,
+    )
+    telemetry = SidecarTelemetry(config)
     metrics_filter = MetricsFilter(in_metrics)
     deadline_filter = DeadlineFilter()
     inbound_limit = InboundLimitFilter(config.inbound.limit)
+    identity = identity_filter(config.identity)
 
     app_host, app_port = config.app.host_port
     inbound_chain = build_chain(
-        [metrics_filter, deadline_filter, inbound_limit],
+        [
+            metrics_filter,
+            *telemetry.inbound_filters(),
+            deadline_filter,
+            *([identity] if identity else []),
+            inbound_limit,
+        ],
         LocalApp(inbound_proxy, config.service.name, app_host, app_port),
     )
     outbound_chain = build_chain(
-        [metrics_filter, deadline_filter, OutboundRoutingFilter(lambda: store.current)],
+        [
+            metrics_filter,
+            *telemetry.outbound_filters(),
+            deadline_filter,
+            OutboundRoutingFilter(lambda: store.current),
+        ],
         outbound_proxy,
     )
     inbound = Listener(
@@ -112,13 +146,19 @@ async def run_sidecar(config: SidecarConfig) -> None:
         "admin",
         build_admin_app(
             ready=ready,
-            views={"/routes": upstreams_view, "/breakers": guards.view},
-            registry=registry,
+            views={
+                "/routes": upstreams_view,
+                "/breakers": guards.view,
+                **({"/identity": identity.view} if identity else {}),
+            },
+            registry=exposition(registry, [in_metrics.refresh]),
         ),
         config.admin.host,
         config.admin.port,
     )
     await admin.start()
+    if identity is not None:
+        await identity.start()
     await provider.start()
     await inbound.start()
     await outbound.start()
@@ -148,6 +188,7 @@ async def run_sidecar(config: SidecarConfig) -> None:
         config.app.address,
         outbound.port,
     )
+    log.info("%s", telemetry.describe())
     signame = await wait_for_termination()
     log.info("%s received: draining", signame)
     draining = True
@@ -157,7 +198,10 @@ async def run_sidecar(config: SidecarConfig) -> None:
     await asyncio.gather(inbound.stop(), outbound.stop())
     await provider.stop()
     await transport.close()
+    if identity is not None:
+        await identity.stop()
     if consul_client is not None:
         await consul_client.close()
+    telemetry.close()  # after draining: the last spans and log lines are in
     await admin.stop()
     log.info("sidecar stopped")

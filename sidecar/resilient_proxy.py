@@ -39,6 +39,13 @@ from mesh.proxy import (
     stream_response,
 )
 from mesh.snapshot import Instance, Snapshot
+from mesh.telemetry.tracing import (
+    EVENT_BREAKER_OPENED,
+    EVENT_BREAKER_REJECTED,
+    EVENT_RETRY,
+    add_event,
+)
+from mesh.telemetry.upstream import UpstreamAttempt, UpstreamTelemetry
 from mesh.transport.base import (
     UpstreamConnectError,
     UpstreamError,
@@ -67,6 +74,8 @@ class _Answer:
     instance: Instance
     response: UpstreamResponse
     outcome: CallOutcome
+    attempt: UpstreamAttempt
+    """Its telemetry; ended once the response is streamed or dropped."""
 
 
 class _AttemptFailed(Exception):
@@ -106,7 +115,9 @@ class ResilientProxy:
         settings: ProxySettings,
         clock: Callable[[], float] = time.monotonic,
         on_retry: Callable[[RetryEvent], None] | None = None,
+        telemetry: UpstreamTelemetry | None = None,
     ) -> None:
+        """``telemetry`` records each attempt (CLIENT span, upstream histogram)."""
         self._transport = transport
         self._snapshot = snapshot
         self._balancer = balancer
@@ -114,6 +125,7 @@ class ResilientProxy:
         self._settings = settings
         self._clock = clock
         self._on_retry = on_retry
+        self._telemetry = telemetry or UpstreamTelemetry()
 
     async def __call__(self, ex: Exchange) -> web.StreamResponse:
         service = ex.service or ""
@@ -124,12 +136,17 @@ class ResilientProxy:
         guard = self._guards.for_service(service)
         permit = guard.breaker.acquire()
         if permit is None:
+            add_event(
+                ex,
+                EVENT_BREAKER_REJECTED,
+                {"meshgate.service": service, "meshgate.breaker.state": guard.breaker.state.value},
+            )
             return _breaker_open(ex, guard)
         try:
             guard.budget.record_request()
             answer = await self._attempts(ex, guard, instances)
         except _AttemptFailed as failed:
-            guard.breaker.record(permit, failed.outcome)
+            _record(ex, guard.breaker, permit, failed.outcome, service, None)
             ex.instance = failed.instance
             if failed.outcome.error is CallError.TIMEOUT:
                 return gateway_timeout(ex, str(failed))
@@ -142,9 +159,12 @@ class ResilientProxy:
             if not permit.settled:
                 guard.breaker.release(permit)
             raise
-        guard.breaker.record(permit, answer.outcome)
+        _record(ex, guard.breaker, permit, answer.outcome, service, None)
         ex.instance = answer.instance
-        return await stream_response(ex, answer.response)
+        try:
+            return await stream_response(ex, answer.response)
+        finally:
+            answer.attempt.end()
 
     async def _attempts(
         self, ex: Exchange, guard: ServiceGuard, instances: tuple[Instance, ...]
@@ -172,7 +192,7 @@ class ResilientProxy:
             instance, breaker, permit = self._pick(guard, instances, tried)
             ex.instance = instance
             return await self._send(
-                ex, guard, instance, breaker, permit, body if replayable else stream_body
+                ex, guard, instance, breaker, permit, body if replayable else stream_body, attempts
             )
 
         def before_sleep(state: RetryCallState) -> None:
@@ -181,6 +201,7 @@ class ResilientProxy:
                 result = outcome.result()
                 if isinstance(result, _Answer):
                     result.response.release()
+                    result.attempt.end()
                     result_outcome = result.outcome
                 else:  # pragma: no cover - attempt() only returns _Answer
                     return
@@ -196,6 +217,15 @@ class ResilientProxy:
                 guard.service,
                 state.attempt_number,
                 result_outcome.error or result_outcome.status,
+            )
+            add_event(
+                ex,
+                EVENT_RETRY,
+                {
+                    "meshgate.service": guard.service,
+                    "meshgate.attempt": state.attempt_number,
+                    "meshgate.retry.reason": str(result_outcome.error or result_outcome.status),
+                },
             )
             if self._on_retry is not None:
                 self._on_retry(RetryEvent(guard.service, state.attempt_number, result_outcome))
@@ -268,7 +298,9 @@ class ResilientProxy:
         breaker: CircuitBreaker | None,
         permit: Permit | None,
         body: bytes | StreamReader | None,
+        number: int,
     ) -> _Answer:
+        """Attempt ``number`` (from 1): one request to ``instance``, one CLIENT span."""
         policy = guard.policy.retries
         per_try = policy.per_try_timeout
         deadline = ex.deadline
@@ -278,6 +310,8 @@ class ResilientProxy:
                 raise _DeadlineExceeded()
             per_try = min(per_try, left)
             ex.upstream_headers[DEADLINE_HEADER] = format_remaining(deadline)
+        # Writes this attempt's trace context into the headers sent below.
+        attempt = self._telemetry.attempt(ex, instance, number)
         request = UpstreamRequest(
             method=ex.method,
             target=ex.target(),
@@ -293,17 +327,18 @@ class ResilientProxy:
             response = await self._transport.send(instance.address, instance.port, request)
         except UpstreamConnectError as exc:
             outcome = CallOutcome.failed(CallError.CONNECT, self._clock() - started)
-            self._settle(breaker, permit, outcome)
+            self._failed(ex, attempt, "connect_error", guard, instance, breaker, permit, outcome)
             raise _AttemptFailed(instance, outcome, str(exc)) from exc
         except UpstreamTimeout as exc:
             outcome = CallOutcome.failed(CallError.TIMEOUT, self._clock() - started)
-            self._settle(breaker, permit, outcome)
+            self._failed(ex, attempt, "timeout", guard, instance, breaker, permit, outcome)
             raise _AttemptFailed(instance, outcome, str(exc)) from exc
         except UpstreamError as exc:
             outcome = CallOutcome.failed(CallError.RESET, self._clock() - started)
-            self._settle(breaker, permit, outcome)
+            self._failed(ex, attempt, "reset", guard, instance, breaker, permit, outcome)
             raise _AttemptFailed(instance, outcome, str(exc)) from exc
         except BaseException:
+            attempt.end()
             if breaker is not None and permit is not None and not permit.settled:
                 breaker.release(permit)
             raise
@@ -315,17 +350,60 @@ class ResilientProxy:
         outcome = CallOutcome.response(
             response.status, self._clock() - started, retry_after_s=retry_after
         )
-        self._settle(breaker, permit, outcome)
+        attempt.responded(response.status)
+        self._settle(ex, guard, instance, breaker, permit, outcome)
         if outcome.is_backpressure and retry_after is not None:
             guard.avoid(instance.id, min(retry_after, 300.0))
-        return _Answer(instance, response, outcome)
+        return _Answer(instance, response, outcome, attempt)
+
+    @classmethod
+    def _failed(
+        cls,
+        ex: Exchange,
+        attempt: UpstreamAttempt,
+        error_type: str,
+        guard: ServiceGuard,
+        instance: Instance,
+        breaker: CircuitBreaker | None,
+        permit: Permit | None,
+        outcome: CallOutcome,
+    ) -> None:
+        attempt.failed(error_type)
+        attempt.end()
+        cls._settle(ex, guard, instance, breaker, permit, outcome)
 
     @staticmethod
     def _settle(
-        breaker: CircuitBreaker | None, permit: Permit | None, outcome: CallOutcome
+        ex: Exchange,
+        guard: ServiceGuard,
+        instance: Instance,
+        breaker: CircuitBreaker | None,
+        permit: Permit | None,
+        outcome: CallOutcome,
     ) -> None:
         if breaker is not None and permit is not None:
-            breaker.record(permit, outcome)
+            _record(ex, breaker, permit, outcome, guard.service, instance.id)
+
+
+def _record(
+    ex: Exchange,
+    breaker: CircuitBreaker,
+    permit: Permit,
+    outcome: CallOutcome,
+    service: str,
+    instance_id: str | None,
+) -> None:
+    """Record ``outcome`` on ``breaker``; if that opened it, say so on the request's span."""
+    trips = breaker.consecutive_trips
+    breaker.record(permit, outcome)
+    if breaker.consecutive_trips > trips:
+        attributes: dict[str, str] = {"meshgate.service": service}
+        if instance_id is not None:
+            attributes["meshgate.instance"] = instance_id
+        reason = breaker.last_trip_reason
+        if reason is not None:
+            attributes["meshgate.breaker.reason"] = reason.value
+        add_event(ex, EVENT_BREAKER_OPENED, attributes)
 
 
 def _breaker_open(ex: Exchange, guard: ServiceGuard) -> web.Response:

@@ -12,4 +12,16 @@ filter that calls it lives in the edge chain. Modules, by responsibility:
 - ``claim_checks`` / ``claims``: registered-claim rules and the verified identity.
 - ``token_cache``: the bounded, expiring cache of verified answers.
 - ``jwt_verifier``: local verification; ``introspection`` / ``introspection_http``: RFC 7662.
+
+Wiring into the edge (the HTTP filters are in ``edge/filters/``):
+
+- ``config``: the ``auth`` settings (global and per route) and their validation.
+- ``policy``: a route's policy, resolved once per route.
+- ``credentials``: which credential a request presents (bearer token or API key).
+- ``apikeys`` / ``apikey_verifier``: the Redis key store (digests only) and its cache.
+- ``identity`` / ``object_memo``: the caller's Identity and its headers, derived once.
+- ``authenticator``: policy + credential → identity (or AuthError / unavailable).
+- ``challenge``: refusals rendered as WWW-Authenticate challenges.
+- ``service_url``: the auth service's URL found in the catalog.
+- ``feature``: the AuthFeature that builds all of it from the config.
 """

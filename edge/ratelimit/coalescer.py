@@ -4,13 +4,22 @@ Concurrent requests each call :meth:`Coalescer.submit`; the first one of a
 turn schedules a flush with ``call_soon``, which runs after every callback
 already queued for this turn, so all requests woken together share one batch
 (and one Redis round trip). A batch never exceeds ``max_batch`` items; a
-bigger turn is split into batches that run concurrently.
+bigger turn is split into batches that run concurrently (one *round*).
+
+With ``max_rounds``, at most that many rounds are in flight: what is
+submitted meanwhile waits and goes out together as soon as a round ends.
+Under load this makes batches grow with the round trip instead of sending
+one small batch per loop turn, and each batch costs a system call and a
+parse whatever its size; when idle nothing waits, as no round is in flight.
+An item waits at most for the rounds ahead of it, so a flush that bounds
+its own time (the limiter's timeout) bounds the wait too.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -27,12 +36,20 @@ class Coalescer(Generic[T, R]):
     """
 
     def __init__(
-        self, flush: Callable[[list[T]], Awaitable[list[R]]], max_batch: int = 256
+        self,
+        flush: Callable[[list[T]], Awaitable[list[R]]],
+        max_batch: int = 256,
+        max_rounds: int | None = None,
     ) -> None:
+        """``max_rounds``: rounds in flight at most (None: no limit, one round per turn)."""
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch!r}")
+        if max_rounds is not None and max_rounds < 1:
+            raise ValueError(f"max_rounds must be at least 1, got {max_rounds!r}")
         self._flush = flush
         self._max_batch = max_batch
+        self._max_rounds = max_rounds
+        self._rounds = 0
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._scheduled = False
         self._running: set[asyncio.Task[None]] = set()
@@ -57,14 +74,32 @@ class Coalescer(Generic[T, R]):
 
     def _dispatch(self) -> None:
         self._scheduled = False
+        if not self._pending:
+            return
+        if self._max_rounds is not None and self._rounds >= self._max_rounds:
+            return  # _batch_done dispatches these when a round ends
         pending, self._pending = self._pending, []
-        for start in range(0, len(pending), self._max_batch):
-            task = asyncio.get_running_loop().create_task(
-                self._run(pending[start : start + self._max_batch])
-            )
+        self._rounds += 1
+        batches = [
+            pending[start : start + self._max_batch]
+            for start in range(0, len(pending), self._max_batch)
+        ]
+        left = [len(batches)]  # batches of this round still running
+        for batch in batches:
+            task = asyncio.get_running_loop().create_task(self._run(batch))
             # Keep a reference: the loop holds tasks only weakly.
             self._running.add(task)
             task.add_done_callback(self._running.discard)
+            task.add_done_callback(partial(self._batch_done, left))
+
+    def _batch_done(self, left: list[int], _: asyncio.Task[None]) -> None:
+        left[0] -= 1
+        if left[0] == 0:
+            self._rounds -= 1
+            if self._pending and not self._scheduled:
+                # What waited for this round goes out now, as one batch.
+                self._scheduled = True
+                asyncio.get_running_loop().call_soon(self._dispatch)
 
     async def _run(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:

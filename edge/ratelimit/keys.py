@@ -20,6 +20,7 @@ readable policy and key follow the tag for whoever looks at Redis.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from hashlib import blake2b
 
 from redis.crc import key_slot
@@ -43,9 +44,14 @@ def partition_tag(partition: str) -> str:
 
 def bucket_key(limit: LimitRequest, prefix: str = DEFAULT_PREFIX) -> str:
     """The Redis key of ``limit``'s bucket (see the module docstring)."""
-    name = limit.policy.name
-    partition = limit.partition if limit.partition is not None else f"{name}:{limit.key}"
-    return f"{prefix}:{{{partition_tag(partition)}}}:{name}:{limit.key}"
+    return _bucket_key(prefix, limit.policy.name, limit.key, limit.partition)
+
+
+@lru_cache(maxsize=65536)
+def _bucket_key(prefix: str, name: str, key: str, partition: str | None) -> str:
+    # Cached: hot keys (a route's total, a busy caller) are asked for on every request.
+    tag = partition_tag(partition if partition is not None else f"{name}:{key}")
+    return f"{prefix}:{{{tag}}}:{name}:{key}"
 
 
 def slot_of(key: str) -> int:

@@ -61,6 +61,7 @@ class PrometheusObserver:
             subsystem=sub,
             registry=reg,
         )
+        self._children: dict[tuple[str, str, str], Counter] = {}
         self._degraded = Gauge(
             "degraded",
             "1 while Redis is unusable and failure modes apply.",
@@ -74,17 +75,24 @@ class PrometheusObserver:
         if source in ("open", "closed"):
             outcome = "failed_open" if source == "open" else "failed_closed"
             for request in result.requests:
-                self._decisions.labels(request.policy.name, outcome, source).inc()
+                self._count(request.policy.name, outcome, source)
+            return
+        if result.allowed:
+            for request in result.requests:
+                self._count(request.policy.name, "allowed", source)
             return
         refusing = {id(o.request) for o in result.outcomes if not o.allowed}
         for request in result.requests:
-            if result.allowed:
-                outcome = "allowed"
-            elif id(request) in refusing:
-                outcome = "refused"
-            else:
-                outcome = "spared"
-            self._decisions.labels(request.policy.name, outcome, source).inc()
+            outcome = "refused" if id(request) in refusing else "spared"
+            self._count(request.policy.name, outcome, source)
+
+    def _count(self, policy: str, outcome: str, source: str) -> None:
+        # labels() validates and locks on every call; this runs once per limit per request.
+        key = (policy, outcome, source)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self._decisions.labels(policy, outcome, source)
+        child.inc()
 
     def on_round_trip(self, seconds: float, commands: int, error: str | None) -> None:
         if error is not None:

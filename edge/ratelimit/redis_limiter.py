@@ -1,10 +1,13 @@
 """Global limits held in Redis, with the failure handling that keeps the edge answering.
 
-One request's buckets are checked and charged by one atomic Lua script
+One request's buckets are checked and charged atomically by a Lua script
 (:mod:`edge.ratelimit.script`) run with EVALSHA against Redis's own clock.
 Checks made concurrently are coalesced into one pipelined round trip per
-event-loop turn (:mod:`edge.ratelimit.coalescer`); buckets Redis reported
-empty are refused locally until they refill (:mod:`edge.ratelimit.empty_cache`).
+event-loop turn (:mod:`edge.ratelimit.coalescer`), and the calls of one batch
+go into one EVALSHA (one per Cluster slot), which runs them in order, each
+all or none: one command to pack and one reply to parse per batch. Buckets
+Redis reported empty are refused locally until they refill
+(:mod:`edge.ratelimit.empty_cache`).
 
 When a round trip fails or outlasts ``timeout_s``, Redis is marked unusable
 (:mod:`edge.ratelimit.health`): from then on no request waits on it. Each
@@ -42,7 +45,12 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from edge.ratelimit.client import RedisClient, RedisSettings, create_redis_client
+from edge.ratelimit.client import (
+    RedisClient,
+    RedisSettings,
+    create_redis_client,
+    drop_idle_connections,
+)
 from edge.ratelimit.coalescer import Coalescer
 from edge.ratelimit.empty_cache import KnownEmptyCache
 from edge.ratelimit.health import HealthStatus, RedisHealth
@@ -56,7 +64,14 @@ from edge.ratelimit.limiter import (
 )
 from edge.ratelimit.local_limiter import LocalLimiter
 from edge.ratelimit.observer import LimiterObserver, NullObserver
-from edge.ratelimit.script import SHA, SOURCE, BucketCharge, decode_reply, script_args
+from edge.ratelimit.script import (
+    SHA,
+    SOURCE,
+    BucketCharge,
+    decode_reply,
+    script_args,
+    split_reply,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +91,11 @@ class RedisLimiterSettings:
     also the Retry-After of ``closed`` refusals. ``probe_timeout_s``: a
     probe's deadline; longer than ``timeout_s`` because no request waits on
     it and a cluster client may have to rediscover the topology first.
-    ``key_prefix``: first part of every bucket key. ``max_batch``: most script
-    calls per pipeline. ``known_empty_capacity``: most buckets remembered empty.
+    ``key_prefix``: first part of every bucket key. ``max_batch``: most checks
+    per batch. ``max_in_flight``: batches in flight at once (None: no
+    limit); checks made meanwhile go out together when one returns, so that
+    batches grow with load instead of costing a round trip per loop turn.
+    ``known_empty_capacity``: most buckets remembered empty.
     """
 
     timeout_s: float = 0.05
@@ -85,6 +103,7 @@ class RedisLimiterSettings:
     probe_timeout_s: float = 0.5
     key_prefix: str = DEFAULT_PREFIX
     max_batch: int = 256
+    max_in_flight: int | None = 1
     known_empty_capacity: int = 100_000
 
     def __post_init__(self) -> None:
@@ -95,6 +114,8 @@ class RedisLimiterSettings:
             raise ValueError(f"probe_timeout_s must be positive, got {self.probe_timeout_s!r}")
         if self.max_batch < 1 or self.known_empty_capacity < 1:
             raise ValueError("max_batch and known_empty_capacity must be at least 1")
+        if self.max_in_flight is not None and self.max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, got {self.max_in_flight!r}")
         check_prefix(self.key_prefix)
 
 
@@ -139,7 +160,7 @@ class RedisLimiter:
         self._empty = KnownEmptyCache(self._settings.known_empty_capacity)
         self._health = RedisHealth(on_change=self._health_changed)
         self._coalescer: Coalescer[_Check, LimitResult] = Coalescer(
-            self._flush, self._settings.max_batch
+            self._flush, self._settings.max_batch, self._settings.max_in_flight
         )
         self._probe_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -210,9 +231,10 @@ class RedisLimiter:
     async def check(self, limits: Sequence[LimitRequest]) -> LimitResult:
         """Take every limit's cost, all or none; see :class:`~edge.ratelimit.limiter.Limiter`.
 
-        Completes within about ``timeout_s`` even when Redis hangs, and without
-        waiting at all while degraded or when the known-empty cache refuses (in
-        which case it does not suspend). A check whose batch timed out may or
+        Completes within about ``timeout_s`` even when Redis hangs (twice that
+        at worst, when it waits for the batch in flight before its own is
+        sent), and without waiting at all while degraded or when the
+        known-empty cache refuses (in which case it does not suspend). A check whose batch timed out may or
         may not have been charged in Redis. Raises RuntimeError after aclose().
         """
         if self._closed:
@@ -346,12 +368,41 @@ class RedisLimiter:
         return replies
 
     async def _pipeline(self, calls: list[list[BucketCharge]]) -> list[object]:
+        """Run ``calls`` in one round trip; one reply (or exception) per call, in order.
+
+        The calls of one slot (all of them on a single Redis) go into one
+        EVALSHA: one command to pack and one reply to parse per batch, not per
+        request, which is most of the client's cost per check.
+        """
+        if not calls:
+            return []
+        groups = self._by_slot(calls)
         # Non-transactional: scripts are atomic already, MULTI would only add bytes.
         client: Any = self._client
         pipe = client.pipeline() if self._cluster else client.pipeline(transaction=False)
-        for charges in calls:
-            pipe.execute_command("EVALSHA", SHA, *script_args(charges))
-        return list(await pipe.execute(raise_on_error=False))
+        for group in groups:
+            pipe.execute_command("EVALSHA", SHA, *script_args([calls[i] for i in group]))
+        replies: list[object] = [None] * len(calls)
+        for group, reply in zip(groups, await pipe.execute(raise_on_error=False), strict=True):
+            parts: list[object]
+            try:
+                if isinstance(reply, Exception):
+                    raise reply
+                parts = list(split_reply(reply, len(group)))
+            except Exception as exc:
+                parts = [exc] * len(group)
+            for i, part in zip(group, parts, strict=True):
+                replies[i] = part
+        return replies
+
+    def _by_slot(self, calls: list[list[BucketCharge]]) -> list[list[int]]:
+        """Indices of ``calls`` grouped into EVALSHAs: all in one, except across Cluster slots."""
+        if not self._cluster:
+            return [list(range(len(calls)))]
+        by_slot: dict[int, list[int]] = {}
+        for index, call in enumerate(calls):
+            by_slot.setdefault(slot_of(call[0].key), []).append(index)
+        return list(by_slot.values())
 
     async def _load_script(self) -> None:
         # On Cluster, redis-py sends SCRIPT LOAD to every primary.
@@ -450,8 +501,11 @@ class RedisLimiter:
         while not self._health.healthy and not self._closed:
             await asyncio.sleep(self._settings.probe_interval_s)
             try:
-                # Loading the script both proves Redis answers and readies it after a restart.
                 async with asyncio.timeout(self._settings.probe_timeout_s):
+                    # Pooled connections may lead to a Redis that died: probe, and
+                    # then serve, on fresh ones, or each would fail once more.
+                    await drop_idle_connections(self._client)
+                    # Loading the script both proves Redis answers and readies it after a restart.
                     await self._load_script()
             except Exception as exc:
                 self._health.failed(self._clock(), f"probe {_kind(exc)}: {exc!r}")

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 
+from redis.exceptions import ResponseError
+
 from edge.ratelimit.bucket import Decision, decision
 
 SOURCE: str = files("edge.ratelimit").joinpath("token_bucket.lua").read_text(encoding="utf-8")
@@ -62,25 +64,53 @@ class ScriptReply:
         return out
 
 
-def script_args(charges: Sequence[BucketCharge]) -> list[str | float]:
-    """``numkeys, *KEYS, *ARGV`` for EVALSHA (after the SHA)."""
-    args: list[str | float] = [len(charges)]
-    args.extend(c.key for c in charges)
-    for c in charges:
-        args.extend((c.rate, c.burst, c.cost))
+def script_args(calls: Sequence[Sequence[BucketCharge]]) -> list[str | int]:
+    """``numkeys, *KEYS, *ARGV`` for one EVALSHA (after the SHA) running ``calls`` in order.
+
+    Each call is one request's buckets; on Cluster, every key of one EVALSHA
+    must be in one slot.
+    """
+    args: list[str | int] = [sum(len(call) for call in calls)]
+    for call in calls:
+        args.extend(c.key for c in call)
+    for call in calls:
+        args.append(
+            " ".join([str(len(call)), *(f"{c.rate!r} {c.burst!r} {c.cost!r}" for c in call)])
+        )
     return args
 
 
-def decode_reply(reply: object, expected: int) -> ScriptReply:
-    """Decode the script's reply (one string of numbers) for ``expected`` buckets.
+def split_reply(reply: object, calls: int) -> list[bytes | str]:
+    """The per-call parts of one EVALSHA's reply (one line per call).
 
-    Raises ValueError if it is malformed.
+    Raises ValueError if it does not have ``calls`` lines.
     """
     if not isinstance(reply, bytes | str):
         raise ValueError(f"unexpected token bucket script reply: {reply!r}")
-    fields = reply.split()
-    if len(fields) != 2 + 2 * expected or fields[0] not in (b"0", b"1", "0", "1"):
+    parts: list[bytes | str] = []
+    if isinstance(reply, bytes):
+        parts.extend(reply.split(b"\n"))
+    else:
+        parts.extend(reply.split("\n"))
+    if len(parts) != calls:
+        raise ValueError(f"token bucket script answered {len(parts)} calls, not {calls}")
+    return parts
+
+
+def decode_reply(reply: object, expected: int) -> ScriptReply:
+    """Decode one call's part of the reply (a string of numbers) for ``expected`` buckets.
+
+    Raises ResponseError for a call the script could not run (``E <error>``:
+    a key that is not a bucket), ValueError if the part is malformed.
+    """
+    if not isinstance(reply, bytes | str):
+        raise ValueError(f"unexpected token bucket script reply: {reply!r}")
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
+    if text.startswith("E "):
+        raise ResponseError(text[2:])
+    fields = text.split()
+    if len(fields) != 2 + 2 * expected or fields[0] not in ("0", "1"):
         raise ValueError(f"unexpected token bucket script reply: {reply!r}")
     numbers = [float(x) for x in fields[1:]]
     levels = tuple((numbers[i], numbers[i + 1]) for i in range(1, len(numbers), 2))
-    return ScriptReply(admitted=fields[0] in (b"1", "1"), now=numbers[0], levels=levels)
+    return ScriptReply(admitted=fields[0] == "1", now=numbers[0], levels=levels)

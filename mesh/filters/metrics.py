@@ -8,9 +8,7 @@ from aiohttp import web
 
 from mesh.chain import Handler
 from mesh.exchange import Exchange
-from mesh.telemetry.metrics import ProxyMetrics
-
-_CLASSES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
+from mesh.telemetry.metrics import ProxyMetrics, status_class
 
 
 class MetricsFilter:
@@ -27,9 +25,7 @@ class MetricsFilter:
         finally:
             route = ex.route or "none"
             service = ex.service or "none"
-            self._m.requests.labels(
-                self._role, route, service, _CLASSES.get(status // 100, "5xx")
-            ).inc()
+            self._m.requests.labels(self._role, route, service, status_class(status)).inc()
             self._m.duration.labels(self._role, route, service).observe(
                 time.monotonic() - ex.started
             )

@@ -1,4 +1,12 @@
-"""Prometheus metrics of the proxy engine, shared by edge and sidecar (``meshgate_`` prefix)."""
+"""Prometheus metrics of the proxy engine, shared by edge and sidecar (``meshgate_`` prefix).
+
+Every series here works in prometheus-client's multiprocess mode (the edge's
+``workers``): only plain counters, gauges and histograms, gauges with an
+explicit aggregation, and no value computed at scrape time by a callback in
+another process. Values that depend on time (catalog age) are set by
+:meth:`ProxyMetrics.refresh`, which the admin listener calls before each
+scrape and the edge's workers call every second.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +16,7 @@ from mesh.snapshot import Snapshot, SnapshotStore
 
 # Fine at the low end: a proxy hop on loopback takes well under a millisecond.
 LATENCY_BUCKETS = (
+    0.0001,
     0.00025,
     0.0005,
     0.001,
@@ -25,10 +34,21 @@ LATENCY_BUCKETS = (
     10.0,
 )
 
+STATUS_CLASSES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
+
+
+def status_class(status: int) -> str:
+    """``"2xx"`` for 204; anything out of range counts as ``"5xx"``."""
+    return STATUS_CLASSES.get(status // 100, "5xx")
+
 
 class ProxyMetrics:
+    """The series every meshgate process has, labelled with its ``role``."""
+
     def __init__(self, registry: CollectorRegistry, role: str) -> None:
         self.role = role
+        self._store: SnapshotStore | None = None
+        self._instance_keys: set[tuple[str, str]] = set()
         self.requests = Counter(
             "meshgate_requests",
             "Requests handled, by route, service and status class.",
@@ -42,17 +62,27 @@ class ProxyMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.upstream_duration = Histogram(
+            "meshgate_upstream_duration_seconds",
+            "Time of one upstream attempt, from sending the request to its response headers "
+            "(outcome: status class, or the kind of failure).",
+            ["role", "service", "outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
         self.catalog_age = Gauge(
             "meshgate_catalog_age_seconds",
             "Seconds since the catalog was last in sync with its source (0 while in sync).",
             ["role"],
             registry=registry,
+            multiprocess_mode="max",
         )
         self.instances = Gauge(
             "meshgate_instances",
             "Instances per service and health in the current snapshot.",
             ["role", "service", "health"],
             registry=registry,
+            multiprocess_mode="max",
         )
         self.catalog_swaps = Counter(
             "meshgate_catalog_updates",
@@ -63,13 +93,54 @@ class ProxyMetrics:
 
     def follow(self, store: SnapshotStore) -> None:
         """Keep the catalog gauges up to date from ``store``."""
-        self.catalog_age.labels(self.role).set_function(lambda: store.age() or 0.0)
+        self._store = store
+        self.refresh()
         store.subscribe(self._on_snapshot)
+
+    def refresh(self) -> None:
+        """Set the time-dependent gauges (catalog age) to their value now."""
+        if self._store is not None:
+            self.catalog_age.labels(self.role).set(self._store.age() or 0.0)
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:
         self.catalog_swaps.labels(self.role).inc()
-        self.instances.clear()
+        keys: set[tuple[str, str]] = set()
         for name, entry in snapshot.services.items():
             healthy = len(entry.healthy)
             self.instances.labels(self.role, name, "passing").set(healthy)
             self.instances.labels(self.role, name, "critical").set(len(entry.instances) - healthy)
+            keys.update({(name, "passing"), (name, "critical")})
+        for service, health in self._instance_keys - keys:
+            # Zero first: in multiprocess mode a removed series keeps its file value.
+            self.instances.labels(self.role, service, health).set(0)
+            self.instances.remove(self.role, service, health)
+        self._instance_keys = keys
+
+
+class RefreshMetrics:
+    """Refreshes of something fetched over the network, by outcome (for auth: the JWKS).
+
+    ``RefreshMetrics(registry, "jwks")`` gives ``meshgate_jwks_refreshes_total{outcome}``
+    (``success`` or ``failure``) and ``meshgate_jwks_refresh_duration_seconds``.
+    Call :meth:`record` once per fetch, however it ended; it never raises.
+    """
+
+    def __init__(self, registry: CollectorRegistry, what: str) -> None:
+        self.refreshes = Counter(
+            f"meshgate_{what}_refreshes",
+            f"Fetches of the {what}, by outcome (success, failure).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            f"meshgate_{what}_refresh_duration_seconds",
+            f"Time of one fetch of the {what}.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        for outcome in ("success", "failure"):
+            self.refreshes.labels(outcome)  # both series exist from the start
+
+    def record(self, ok: bool, seconds: float) -> None:
+        self.refreshes.labels("success" if ok else "failure").inc()
+        self.duration.observe(seconds)

@@ -44,6 +44,8 @@ EXPECTED_SERVICES = {
     "users-sidecar",
     "orders",
     "orders-sidecar",
+    "auth",
+    "auth-sidecar",
 }
 MESHGATE_SERVICES = EXPECTED_SERVICES - {"consul", "redis"}
 
@@ -223,10 +225,13 @@ def test_every_sidecar_config_exists_and_fits_its_app(services: dict[str, dict[s
         # health check reach it by the app service's name.
         assert sidecar["network_mode"] == f"service:{config.service.address}", name
         app = services[config.service.address]
-        assert _argv(app["entrypoint"]) == ["python", "-m", "demo.service"]
         app_argv = _argv(app["command"])
+        if config.service.name == "auth":
+            assert _argv(app["entrypoint"]) == ["python", "-m", "demo.auth_service"]
+        else:
+            assert _argv(app["entrypoint"]) == ["python", "-m", "demo.service"]
+            assert _option(app_argv, "--name") == config.service.name
         host, port = split_host_port(config.app.address, 80)
-        assert _option(app_argv, "--name") == config.service.name
         assert (_option(app_argv, "--host"), int(_option(app_argv, "--port"))) == (host, port)
         assert f":{config.admin.port}/readyz" in " ".join(_argv(sidecar["healthcheck"]["test"]))
         assert "consul" in sidecar["depends_on"]
@@ -283,9 +288,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _get(url: str) -> tuple[int, bytes]:
+def _get(
+    url: str, headers: dict[str, str] | None = None, data: bytes | None = None
+) -> tuple[int, bytes]:
     try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
+        request = urllib.request.Request(url, data=data, headers=headers or {})
+        with urllib.request.urlopen(request, timeout=5) as resp:
             return int(resp.status), resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -293,11 +301,13 @@ def _get(url: str) -> tuple[int, bytes]:
         return 0, str(exc).encode()
 
 
-def _wait_for_200(url: str, timeout: float) -> tuple[int, bytes]:
+def _wait_for_200(
+    url: str, timeout: float, headers: dict[str, str] | None = None, data: bytes | None = None
+) -> tuple[int, bytes]:
     deadline = time.monotonic() + timeout
     status, body = 0, b""
     while time.monotonic() < deadline:
-        status, body = _get(url)
+        status, body = _get(url, headers, data)
         if status == 200:
             break
         time.sleep(1)
@@ -365,12 +375,17 @@ def test_stack_answers_through_the_edge() -> None:
     base_url = f"http://{_published_host()}:{edge_port}"
     try:
         with _stack(compose, env) as base:
-            status, body = _wait_for_200(f"{base_url}/api/users/echo", timeout=180)
+            # Demo routes need a token; the auth service's /auth/token is public.
+            login = b"grant_type=password&username=alice&password=wonderland"
+            status, body = _wait_for_200(f"{base_url}/auth/token", timeout=180, data=login)
+            assert status == 200, f"auth: {status} {body[:500]!r}\n{_logs(base, env)}"
+            bearer = {"Authorization": f"Bearer {json.loads(body)['access_token']}"}
+            status, body = _wait_for_200(f"{base_url}/api/users/echo", 180, bearer)
             assert status == 200, f"users: {status} {body[:500]!r}\n{_logs(base, env)}"
             echoed = json.loads(body)
             assert (echoed["service"], echoed["path"]) == ("users", "/users/echo")
             # orders is exposed by the route in its own Consul meta.
-            status, body = _wait_for_200(f"{base_url}/api/orders/echo", timeout=60)
+            status, body = _wait_for_200(f"{base_url}/api/orders/echo", 60, bearer)
             assert status == 200, f"orders: {status} {body[:500]!r}\n{_logs(base, env)}"
             assert json.loads(body)["path"] == "/orders/echo"
     finally:

@@ -17,9 +17,11 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from demo.ratelimit_setup import edge_rate_limits
 from discovery.static_provider import StaticCatalog, StaticInstance, catalog_to_snapshot
 from edge.config import EdgeConfig, RouteConfig, load_edge_config
 from edge.meta_routes import routes_from_meta
+from edge.ratelimit.config import RateLimitsConfig
 from mesh.config.loader import load_config
 from mesh.config.types import split_host_port
 from sidecar.config import SidecarConfig, load_sidecar_config
@@ -100,7 +102,8 @@ def _nested_model(annotation: Any) -> type[BaseModel] | None:
 def _undocumented(model: type[BaseModel], tree: Any, path: str = "") -> list[str]:
     """Key paths of ``model`` absent from the YAML ``tree``.
 
-    For a list of sections (routes) every key must appear in at least one item.
+    For a list of sections (routes), or a mapping of named sections (rate-limit
+    policies), every key must appear in at least one item.
     """
     missing: list[str] = []
     for name, field in model.model_fields.items():
@@ -112,7 +115,12 @@ def _undocumented(model: type[BaseModel], tree: Any, path: str = "") -> list[str
         value = tree[name]
         if sub is None or value is None:
             continue
-        if isinstance(value, list):
+        if isinstance(value, dict) and typing.get_origin(field.annotation) is dict:
+            named: dict[str, Any] = {}
+            for item in value.values():
+                named.update(item)
+            missing += _undocumented(sub, named, f"{key}.<name>")
+        elif isinstance(value, list):
             union: dict[str, Any] = {}
             for item in value:
                 union.update(item)
@@ -139,7 +147,9 @@ def test_route_keys_are_all_shown() -> None:
 
 def test_edge_example_values_are_the_defaults() -> None:
     config = load_edge_config(EXAMPLES / "edge.yaml")
-    assert config.model_dump(exclude={"routes"}) == EdgeConfig().model_dump(exclude={"routes"})
+    # Like routes, the rate-limit policies are an example (the default is none).
+    example = {"routes": True, "rate_limits": {"policies": True, "default_policies": True}}
+    assert config.model_dump(exclude=example) == EdgeConfig().model_dump(exclude=example)
     # Spelled out, for the values a reader looks for first.
     assert (config.listen.host, config.listen.port) == ("0.0.0.0", 8080)
     assert (config.admin.host, config.admin.port) == ("127.0.0.1", 9901)
@@ -156,6 +166,19 @@ def test_edge_example_routes() -> None:
     assert orders.timeout == 5.0
     assert orders.host == "api.example.com"
     assert not orders.strip_prefix
+
+
+def test_edge_example_rate_limit_policies() -> None:
+    config = load_edge_config(EXAMPLES / "edge.yaml")
+    limits = config.rate_limits
+    assert EdgeConfig().rate_limits.policies == {}  # the example's policies are no default
+    assert limits.default_policies == ("anonymous", "per-user", "per-key")
+    assert limits.policies["per-user"].count_by == ("user",)
+    assert limits.policies["orders-writes"].count_by == ("user", "route")
+    assert str(limits.policies["per-key"].by_plan["pro"]) == "100/s burst 200"
+    users, orders = config.routes
+    assert users.rate_limits is None  # the default policies
+    assert orders.rate_limits == ("anonymous", "per-user", "per-key", "orders-writes")
 
 
 def test_sidecar_example_values_are_the_defaults_outside_service() -> None:
@@ -237,14 +260,28 @@ def test_compose_edge_config() -> None:
     assert (config.admin.host, config.admin.port) == ("0.0.0.0", 9901)
     assert config.consul.address == "consul:8500"
     assert [(r.prefix, r.service, r.prefix_rewrite) for r in config.routes] == [
-        ("/api/users", "users", "/users")
+        ("/api/users", "users", "/users"),
+        ("/auth", "auth", None),
     ]
     assert config.consul_routes
+    # Every route needs a caller except the auth service's own, found in Consul.
+    assert config.auth.effective_default_route().policy == "required"
+    assert config.routes[1].auth is not None and config.routes[1].auth.policy == "none"
+    assert config.auth.jwks.service == "auth"
+    assert config.auth.api_keys.redis_url == "redis://redis:6379/0"
     # Finishes inside docker's default 10 s stop grace period.
     assert config.shutdown.drain_delay + config.shutdown.timeout < 10
 
 
-@pytest.mark.parametrize("name", ["users", "orders"])
+def test_compose_edge_rate_limits_are_the_demos() -> None:
+    config = load_edge_config(COMPOSE_CONFIGS / "edge.yaml")
+    demo = RateLimitsConfig.model_validate(edge_rate_limits("redis://redis:6379/0"))
+    assert config.rate_limits == demo
+    # Consul runs in its own container: it checks the edge's /readyz by its compose name.
+    assert config.registration.enabled and config.registration.address == "edge"
+
+
+@pytest.mark.parametrize("name", ["users", "orders", "auth"])
 def test_compose_sidecar_config(name: str) -> None:
     config = load_sidecar_config(COMPOSE_CONFIGS / f"sidecar-{name}.yaml")
     assert config.service.name == name
@@ -258,6 +295,9 @@ def test_compose_sidecar_config(name: str) -> None:
     assert config.admin.port == 15002
     check_url = f"http://{config.service.address}:{config.inbound.port}{config.app.health_path}"
     assert check_url == f"http://{name}:15000/health"
+    # Identity headers reach the app only when the edge signed them.
+    assert config.identity.require
+    assert config.identity.edge_jwks_url == "http://edge:9901/identity/jwks.json"
 
 
 def test_compose_orders_declares_its_route_and_users_does_not() -> None:

@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -25,11 +26,18 @@ def test_demo_serves_through_sidecars_and_ctrl_c_leaves_nothing(tmp_path: Path) 
     try:
         url = f"http://127.0.0.1:{port}/api/users/echo"
         wait_until(
-            lambda: http_ok(url) and "Press Ctrl-C" in (tmp_path / "demo.out").read_text(),
-            90,
-            "the demo mesh",
+            lambda: "Press Ctrl-C" in (tmp_path / "demo.out").read_text(), 90, "the demo mesh"
         )
-        with urllib.request.urlopen(url, timeout=5) as resp:
+        assert not http_ok(url), "demo routes require a token"
+        # /auth/* is public: the README's way to get a token.
+        login = urllib.parse.urlencode(
+            {"grant_type": "password", "username": "alice", "password": "wonderland"}
+        ).encode()
+        token_url = f"http://127.0.0.1:{port}/auth/token"
+        with urllib.request.urlopen(token_url, data=login, timeout=5) as resp:
+            token = json.loads(resp.read())["access_token"]
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=5) as resp:
             assert resp.status == 200
             body = json.loads(resp.read())
         assert body["service"] == "users"

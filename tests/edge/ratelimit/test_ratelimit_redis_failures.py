@@ -107,6 +107,28 @@ async def test_redis_killed_then_restarted(
     assert edges[0].status().outages == 1
 
 
+async def test_connections_pooled_before_an_outage_do_not_fail_after_it(
+    redis_server: RedisServer, make_limiter: Callable[..., RedisLimiter]
+) -> None:
+    # One batch per check, so that 20 concurrent checks fill the pool with 20 connections;
+    # a generous timeout, so that opening 20 connections on a busy machine is no outage.
+    limiter = make_limiter(redis_server.url, max_batch=1, timeout_s=0.5)
+    await limiter.start()
+    keys = [[LimitRequest(OPEN, f"k{i}")] for i in range(20)]
+    assert {r.source for r in await asyncio.gather(*map(limiter.check, keys))} == {"redis"}
+
+    redis_server.kill()  # every pooled connection now leads nowhere
+    assert (await limiter.check(keys[0])).source == "open"
+    redis_server.start()
+    await wait_healthy([limiter], within=5.0)
+
+    # Without dropping them, each stale connection would fail once: one outage each.
+    for _ in range(3):
+        results = await asyncio.gather(*map(limiter.check, keys))
+        assert {r.source for r in results} == {"redis"}
+    assert limiter.healthy and limiter.status().outages == 1
+
+
 async def test_redis_paused_timeouts_are_honoured(
     redis_server: RedisServer, make_limiter: Callable[..., RedisLimiter]
 ) -> None:

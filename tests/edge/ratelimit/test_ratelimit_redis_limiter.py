@@ -197,5 +197,11 @@ async def test_a_failing_script_call_is_not_an_outage(
         assert limiter.healthy  # Redis answered; only this call failed
         assert "script" in [error for _, error in observer.round_trips]
         assert (await limiter.check([LimitRequest(policy, "other")])).source == "redis"
+        # In one batch (one EVALSHA for both), the broken call spoils only itself.
+        broken_again, fine = await asyncio.gather(
+            limiter.check([broken]), limiter.check([LimitRequest(policy, "fine")])
+        )
+        assert broken_again.source == "open"
+        assert fine.source == "redis" and fine.allowed and fine.outcomes[0].remaining == 9
     finally:
         await raw.aclose()

@@ -1,0 +1,53 @@
+"""Edge configs for the rate-limit scenarios: global limits in the run's Redis that never refuse.
+
+Both scenarios make every request a real check against Redis (one EVALSHA,
+coalesced with the other requests of its event-loop turn into one pipeline),
+with limits high enough that wrk never sees a 429, so their req/s compare
+with the plain ``edge`` scenario of the same run:
+
+* **many keys**: the policy counts by the request id the edge gives every
+  request (``header:x-request-id``), so each request has its own bucket, a
+  new Redis key each time: the known-empty cache never helps.
+* **one hot key**: the policy counts by route, so every request draws from
+  the same bucket.
+
+A third scenario answers the question an approximate mode (token leasing)
+would raise: **local only** points the limiter at a port where no Redis
+listens, so every decision is made in-process by the ``local`` fallback, with
+no Redis I/O at all. Its cost is the floor any scheme that still decides per
+request in the edge could reach.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.context import BenchContext
+from demo.processes import free_port
+
+NEVER_REFUSES = "100000000/s burst 100000000"
+
+
+def _rate_limited(ctx: BenchContext, count_by: str, redis_url: str | None = None) -> dict[str, Any]:
+    return {
+        "rate_limits": {
+            "redis": {"url": redis_url or ctx.redis.url},
+            "policies": {"bench": {"count_by": count_by, "limit": NEVER_REFUSES}},
+            "default_policies": ["bench"],
+        }
+    }
+
+
+def many_keys_edge_config(ctx: BenchContext) -> dict[str, Any]:
+    """A global limit with a new bucket for every request (its request id)."""
+    return _rate_limited(ctx, "header:x-request-id")
+
+
+def hot_key_edge_config(ctx: BenchContext) -> dict[str, Any]:
+    """A global limit on one bucket that every request draws from."""
+    return _rate_limited(ctx, "route")
+
+
+def local_only_edge_config(ctx: BenchContext) -> dict[str, Any]:
+    """One hot key, decided in-process: Redis is unreachable (nothing listens there)."""
+    return _rate_limited(ctx, "route", redis_url=f"redis://127.0.0.1:{free_port()}/0")

@@ -1,0 +1,100 @@
+"""The authentication decision: a route's policy and a request's credential → an identity.
+
+No HTTP here: the authenticate filter extracts the credential and renders the
+outcome; this decides it, with the verifiers injected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edge.auth.apikey_verifier import ApiKeysUnavailable, ApiKeyVerifier
+from edge.auth.apikeys import ApiKeyRecord
+from edge.auth.claims import Claims, TokenVerifier
+from edge.auth.credentials import METHOD_OF_KIND, Credential
+from edge.auth.errors import AuthError
+from edge.auth.identity import Identity, identity_from_api_key, identity_from_claims
+from edge.auth.introspection import IntrospectionUnavailable
+from edge.auth.keys import KeysUnavailable
+from edge.auth.object_memo import ObjectMemo
+from edge.auth.policy import RoutePolicy
+
+UNAVAILABLE = (KeysUnavailable, IntrospectionUnavailable, ApiKeysUnavailable)
+"""Exceptions meaning "cannot check now" (answer 503), never "invalid credential"."""
+
+_NOT_ACCEPTED = {
+    "bearer": "bearer tokens are not accepted on this route",
+    "apikey": "api keys are not accepted on this route",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Verifiers:
+    """The configured verifiers; None where the method or mode is not configured."""
+
+    jwt: TokenVerifier | None = None
+    introspection: TokenVerifier | None = None
+    api_keys: ApiKeyVerifier | None = None
+
+
+class Authenticator:
+    """Decides who the caller is, given what the route requires.
+
+    ``verifiers`` may be swapped at start-up (:meth:`install`); until then every
+    credential is "cannot check now".
+    """
+
+    def __init__(self, verifiers: Verifiers | None = None) -> None:
+        self._verifiers = verifiers or Verifiers()
+        # Cached answers come back as the same objects: derive each identity once.
+        self._from_jwt: ObjectMemo[Claims, Identity] = ObjectMemo(
+            lambda c: identity_from_claims(c, "jwt")
+        )
+        self._from_introspection: ObjectMemo[Claims, Identity] = ObjectMemo(
+            lambda c: identity_from_claims(c, "introspect")
+        )
+        self._from_api_key: ObjectMemo[ApiKeyRecord, Identity] = ObjectMemo(identity_from_api_key)
+
+    def install(self, verifiers: Verifiers) -> None:
+        """Use these verifiers from now on."""
+        self._verifiers = verifiers
+
+    async def authenticate(
+        self, credential: Credential | None, policy: RoutePolicy
+    ) -> Identity | None:
+        """The caller's identity, or None for an anonymous caller the policy lets in.
+
+        Raises AuthError: ``missing_token`` (401, no credential on a required
+        route), a refusal without error code (401, a credential kind the route
+        does not accept), whatever the verifier says (401 ``invalid_token``),
+        ``insufficient_scope`` (403, none of the route's roles). Raises one of
+        :data:`UNAVAILABLE` when the credential cannot be checked now.
+        Contract: a policy of ``none`` is the caller's to skip; here it is
+        treated like ``optional``.
+        """
+        if credential is None:
+            if policy.policy == "required":
+                raise AuthError.missing_token()
+            return None
+        if METHOD_OF_KIND[credential.kind] not in policy.methods:
+            raise AuthError(None, _NOT_ACCEPTED[credential.kind])
+        identity = await self._identify(credential, policy)
+        if policy.roles and not identity.has_any_role(policy.roles):
+            raise AuthError.insufficient_scope(
+                "missing required role", scope=" ".join(policy.roles)
+            )
+        return identity
+
+    async def _identify(self, credential: Credential, policy: RoutePolicy) -> Identity:
+        v = self._verifiers
+        if credential.kind == "apikey":
+            if v.api_keys is None:
+                raise ApiKeysUnavailable("api keys are not ready")
+            return self._from_api_key(await v.api_keys.verify(credential.secret))
+        if policy.mode == "introspect":
+            if v.introspection is None:
+                raise IntrospectionUnavailable("introspection is not ready")
+            return self._from_introspection(await v.introspection.verify(credential.secret))
+        if v.jwt is None:
+            raise KeysUnavailable("JWT verification is not ready")
+        return self._from_jwt(await v.jwt.verify(credential.secret))

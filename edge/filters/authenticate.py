@@ -1,0 +1,108 @@
+"""Authenticate the caller per the matched route's policy (after routing).
+
+Reads the route from ``ex.attrs["route"]``, the credential from the request;
+on success leaves the :class:`edge.auth.identity.Identity` in
+``ex.attrs["identity"]`` (absent for an anonymous caller) and, unless
+configured to forward them, removes the credential headers from what goes
+upstream. Refusals are RFC 6750 challenges with problem bodies; a credential
+that cannot be checked right now (keys, introspection or key store
+unavailable) is a 503 with Retry-After, never a 401.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from edge.auth.authenticator import UNAVAILABLE, Authenticator
+from edge.auth.challenge import challenges, title
+from edge.auth.credentials import (
+    API_KEY_HEADER,
+    API_KEY_SCHEME,
+    Credential,
+    presented_credential,
+)
+from edge.auth.errors import AuthError
+from edge.auth.policy import RoutePolicies, RoutePolicy
+from mesh.chain import Handler
+from mesh.exchange import Exchange
+
+log = logging.getLogger(__name__)
+
+IDENTITY_ATTR = "identity"
+"""``ex.attrs`` key of the caller's Identity (set only for authenticated callers)."""
+
+RETRY_AFTER_S = 5
+
+
+class AuthenticateFilter:
+    def __init__(
+        self,
+        policies: RoutePolicies,
+        authenticator: Authenticator,
+        *,
+        realm: str,
+        forward_credentials: bool = False,
+    ) -> None:
+        self._policies = policies
+        self._authenticator = authenticator
+        self._realm = realm
+        self._forward = forward_credentials
+
+    async def __call__(self, ex: Exchange, next_handler: Handler) -> web.StreamResponse:
+        policy = self._policies.for_route(ex.attrs.get("route"))
+        if not policy.enforced:
+            return await next_handler(ex)
+        credential: Credential | None = None
+        try:
+            credential = presented_credential(ex.request.headers)
+            identity = await self._authenticator.authenticate(credential, policy)
+        except AuthError as error:
+            return self._refuse(ex, error, credential, policy)
+        except UNAVAILABLE as exc:
+            log.warning("cannot authenticate request %s now: %s", ex.request_id, exc)
+            return ex.problem(
+                503,
+                "Authentication unavailable",
+                "credentials cannot be checked right now; try again shortly",
+                slug="auth-unavailable",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
+        if identity is not None:
+            ex.attrs[IDENTITY_ATTR] = identity
+            if not self._forward and credential is not None:
+                self._remove_credential(ex, credential)
+        return await next_handler(ex)
+
+    def _refuse(
+        self,
+        ex: Exchange,
+        error: AuthError,
+        credential: Credential | None,
+        policy: RoutePolicy,
+    ) -> web.Response:
+        headers = challenges(
+            error,
+            presented=credential.kind if credential is not None else None,
+            accepted_methods=policy.methods,
+            realm=self._realm,
+        )
+        return ex.problem(
+            error.status,
+            title(error),
+            error.description,
+            slug=error.code or "unauthorized",
+            extra=error.body(),
+            headers=headers,
+        )
+
+    @staticmethod
+    def _remove_credential(ex: Exchange, credential: Credential) -> None:
+        headers = ex.upstream_headers
+        if credential.kind == "apikey":
+            headers.popall(API_KEY_HEADER, None)
+            scheme = headers.get("Authorization", "").strip().partition(" ")[0]
+            if scheme.lower() != API_KEY_SCHEME:
+                return  # another scheme (e.g. Basic for the service) is not ours to remove
+        headers.popall("Authorization", None)

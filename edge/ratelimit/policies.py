@@ -1,0 +1,250 @@
+"""From the configured policies to the buckets one request draws from (no I/O).
+
+For each policy that applies to a route, :meth:`PolicyBook.limits` decides:
+
+* **the rate**: the caller's API-key plan if ``by_plan`` names it; else the
+  most generous rate among the caller's roles that ``by_role`` names
+  (``unlimited`` beats any rate); else ``limit``. No rate means the policy
+  does not limit this caller.
+* **the key**: one part per dimension the policy counts by, joined with ``|``
+  (``user=3f2a…|route=orders``). Values that come from the caller (subject,
+  API-key consumer, IP, header and claim values) are hashed, so neither a
+  secret nor personal data ever reaches Redis, and every key has a bounded
+  length; route and role names come from the configuration and stay
+  readable. A caller lacking a dimension (no user, no such header) is not
+  counted by that policy.
+* **the partition** (Redis Cluster slot): the first caller dimension of the
+  key, in the order user, api_key, ip, claim, header. The per-caller limits
+  of one request therefore share a slot and are checked by one atomic script;
+  limits shared by everyone (a route's total) get their own slot, and the
+  limiter refunds across slots (:mod:`edge.ratelimit.redis_limiter`).
+
+Every caller-dependent choice is a function of the policy and the key, so one
+bucket always gets the same Redis key and slot, whichever request touches it.
+The rate may differ between callers sharing a bucket (per-role rates on a
+``role`` or ``route`` key): the bucket follows the rate of each request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from hashlib import blake2b
+from typing import Any
+
+from edge.ratelimit.caller import ANONYMOUS_ROLE, Caller
+from edge.ratelimit.config import PolicyConfig, RateLimitsConfig
+from edge.ratelimit.limiter import LimitPolicy, LimitRequest
+from edge.ratelimit.rate import Rate
+from edge.routes import Route
+
+_CALLER_DIMENSIONS = ("user", "api_key", "ip", "claim:", "header:")
+"""Dimensions that identify a caller, in the order they choose the partition."""
+
+
+@lru_cache(maxsize=65536)
+def hashed(value: str) -> str:
+    """24 hex digits standing for ``value`` in keys (BLAKE2b, 96 bits: collisions are moot)."""
+    return blake2b(value.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFacts:
+    """What a key may be made of: the caller, the client address, the route, the headers.
+
+    ``headers`` are the request headers as the edge forwards them (spoofed
+    identity headers already removed, identity headers already added).
+    """
+
+    caller: Caller
+    client_ip: str
+    route: str
+    headers: Mapping[str, str]
+
+
+class Policy:
+    """One configured policy, compiled: its dimensions and one LimitPolicy per rate tier.
+
+    Every tier shares the policy's name, hence its buckets: a user whose plan
+    changes keeps the tokens already taken.
+    """
+
+    __slots__ = (
+        "by_plan",
+        "by_role",
+        "config",
+        "default",
+        "dimensions",
+        "name",
+        "on_failure",
+        "partition_at",
+    )
+
+    def __init__(self, name: str, config: PolicyConfig) -> None:
+        self.name = name
+        self.config = config
+        self.dimensions = config.count_by
+        self.on_failure = config.on_failure
+        # The key part that names the partition: the first caller dimension, if any.
+        ranks = [_caller_rank(d) for d in self.dimensions]
+        best = min(ranks)
+        self.partition_at: int | None = (
+            ranks.index(best) if best < len(_CALLER_DIMENSIONS) else None
+        )
+        tiers: dict[Rate, LimitPolicy] = {}
+
+        def tier(rate: Rate | None) -> LimitPolicy | None:
+            if rate is None:
+                return None
+            if rate not in tiers:
+                tiers[rate] = LimitPolicy(name, rate, config.on_failure)
+            return tiers[rate]
+
+        self.default = tier(config.limit)
+        self.by_role = {role: tier(rate) for role, rate in config.by_role.items()}
+        self.by_plan = {plan: tier(rate) for plan, rate in config.by_plan.items()}
+
+    def tier_for(self, caller: Caller) -> tuple[LimitPolicy | None, str | None]:
+        """The limit ``caller`` gets (None: not limited) and the role that chose it, if any."""
+        if caller.plan is not None and caller.plan in self.by_plan:
+            return self.by_plan[caller.plan], None
+        best: LimitPolicy | None = None
+        best_role: str | None = None
+        matched = False
+        for role in caller.roles:
+            if role not in self.by_role:
+                continue
+            candidate = self.by_role[role]
+            if candidate is None:
+                return None, role  # unlimited is the most generous of all
+            if not matched or _more_generous(candidate.rate, best):
+                best, best_role, matched = candidate, role, True
+        if matched:
+            return best, best_role
+        return self.default, None
+
+    def limit_for(self, facts: RequestFacts) -> LimitRequest | None:
+        """The bucket this request draws from under this policy; None if it is not counted."""
+        policy, role = self.tier_for(facts.caller)
+        if policy is None:
+            return None
+        parts: list[str] = []
+        for dim in self.dimensions:
+            value = _part(dim, facts, role)
+            if value is None:
+                return None
+            parts.append(f"{dim}={value}")
+        at = self.partition_at
+        return LimitRequest(policy, "|".join(parts), partition=None if at is None else parts[at])
+
+    def describe(self) -> dict[str, Any]:
+        """The policy as configured, for ``/ratelimits``."""
+        return {
+            "counts_by": list(self.dimensions),
+            "limit": _show(self.default),
+            "by_role": {role: _show(p) for role, p in self.by_role.items()},
+            "by_plan": {plan: _show(p) for plan, p in self.by_plan.items()},
+            "on_failure": self.on_failure.value,
+        }
+
+
+class PolicyBook:
+    """Every configured policy, the default ones, and which apply to a route.
+
+    A route's ``options["rate_limits"]`` (from ``RouteConfig.rate_limits``)
+    names its policies; a route without it (including routes declared in
+    Consul meta) has the default policies, and an empty list turns limits off
+    for that route.
+    """
+
+    def __init__(self, config: RateLimitsConfig) -> None:
+        self.config = config
+        self.policies: dict[str, Policy] = {
+            name: Policy(name, policy) for name, policy in config.policies.items()
+        }
+        self.defaults = self._select(config.default_policies)
+        self._by_names: dict[tuple[str, ...], tuple[Policy, ...]] = {}
+
+    def names_for(self, route: Route | None) -> tuple[str, ...]:
+        """The policy names that apply to ``route`` (the defaults when it names none)."""
+        if route is None:
+            return self.config.default_policies
+        names = route.options.get("rate_limits")
+        if names is None:
+            return self.config.default_policies
+        return tuple(names)
+
+    def for_route(self, route: Route | None) -> tuple[Policy, ...]:
+        """The policies that apply to ``route``, in the order they are named."""
+        names = self.names_for(route)
+        found = self._by_names.get(names)
+        if found is None:
+            found = self._by_names[names] = self._select(names)
+        return found
+
+    def limits(self, policies: Iterable[Policy], facts: RequestFacts) -> list[LimitRequest]:
+        """The buckets of this request under ``policies`` (policies not counting it left out)."""
+        out = []
+        for policy in policies:
+            limit = policy.limit_for(facts)
+            if limit is not None:
+                out.append(limit)
+        return out
+
+    def roles(self) -> list[str]:
+        """The roles any policy names, ``anonymous`` first, for the admin view."""
+        named = {role for p in self.policies.values() for role in p.by_role}
+        return [ANONYMOUS_ROLE, *sorted(named - {ANONYMOUS_ROLE})]
+
+    def plans(self) -> list[str]:
+        """The plans any policy names, for the admin view."""
+        return sorted({plan for p in self.policies.values() for plan in p.by_plan})
+
+    def _select(self, names: Sequence[str]) -> tuple[Policy, ...]:
+        # Names are checked at load (RateLimitsConfig, EdgeConfig); a stray one is skipped.
+        return tuple(self.policies[n] for n in names if n in self.policies)
+
+
+def _more_generous(rate: Rate, than: LimitPolicy | None) -> bool:
+    if than is None:
+        return True
+    return (rate.per_second, rate.burst) > (than.rate.per_second, than.rate.burst)
+
+
+def _caller_rank(dim: str) -> int:
+    for rank, prefix in enumerate(_CALLER_DIMENSIONS):
+        if dim == prefix or (prefix.endswith(":") and dim.startswith(prefix)):
+            return rank
+    return len(_CALLER_DIMENSIONS)
+
+
+def _part(dim: str, facts: RequestFacts, role: str | None) -> str | None:
+    """The key part of one dimension for this request, None when the request lacks it."""
+    caller = facts.caller
+    if dim == "user":
+        return hashed(caller.subject) if caller.subject is not None else None
+    if dim == "api_key":
+        return hashed(caller.consumer) if caller.consumer is not None else None
+    if dim == "ip":
+        return hashed(facts.client_ip) if facts.client_ip else None
+    if dim == "route":
+        return facts.route
+    if dim == "role":
+        # The role that chose the rate; else all of the caller's roles, in order.
+        return role if role is not None else ",".join(sorted(caller.roles)) or ANONYMOUS_ROLE
+    if dim.startswith("header:"):
+        header = facts.headers.get(dim[7:])
+        return hashed(header) if header else None
+    if dim.startswith("claim:"):
+        claim = caller.claims.get(dim[6:])
+        if claim is None or claim == "":
+            return None
+        text = claim if isinstance(claim, str) else json.dumps(claim, sort_keys=True)
+        return hashed(text)
+    raise ValueError(f"unknown dimension {dim!r}")  # parse_dimension admits no other
+
+
+def _show(policy: LimitPolicy | None) -> str:
+    return "unlimited" if policy is None else str(policy.rate)

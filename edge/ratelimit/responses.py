@@ -1,0 +1,140 @@
+"""What a limited request's response says: RateLimit-* headers and the refusal problems.
+
+Headers follow the IETF draft "RateLimit header fields for HTTP"
+(draft-ietf-httpapi-ratelimit-headers-07), read for token buckets:
+
+* ``RateLimit-Limit``: the capacity (burst) of the limit closest to exhaustion
+  (the refusing one on a refusal); ``RateLimit-Remaining``: its whole tokens
+  left, so Remaining never exceeds Limit.
+* ``RateLimit-Reset``: whole seconds until that bucket is full again; on a
+  refusal, until the request would fit, which is exactly ``Retry-After``.
+* ``RateLimit-Policy``: every limit that applied, as the draft's quota
+  policies with two extension parameters: ``<quota>;w=<window
+  seconds>;burst=<burst>;policy="<name>"``, the rate as configured
+  (``1000/min burst 50`` is ``1000;w=60;burst=50;policy="per-user"``).
+
+While Redis is failed every response also carries ``X-RateLimit-Degraded``
+naming who decided instead: ``local`` (in-process buckets), ``open`` or
+``closed`` (the failure modes), or ``cache`` (a bucket known to be empty).
+``open`` and ``closed`` decisions look at no bucket, so they carry only
+``RateLimit-Policy``.
+
+Problem bodies name the policy, what it counts by, its limit and when to
+retry, never the key (which would reveal the caller's identity or token).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
+from typing import Any
+
+from edge.ratelimit.limiter import LimitPolicy, LimitRequest, LimitResult, whole_seconds
+
+DEGRADED_HEADER = "X-RateLimit-Degraded"
+
+CountsBy = Callable[[str], Sequence[str]]
+"""Policy name → the dimensions it counts by."""
+
+
+def policy_item(limit: LimitRequest) -> str:
+    """One RateLimit-Policy item: ``<quota>;w=<window>;burst=<burst>;policy="<name>"``."""
+    return _policy_item(limit.policy)
+
+
+@lru_cache(maxsize=1024)
+def _policy_item(policy: LimitPolicy) -> str:
+    rate = policy.rate
+    quota = rate.quota
+    quota_text = str(int(quota)) if quota == int(quota) else f"{quota:g}"
+    window = whole_seconds(rate.period_s)
+    return f'{quota_text};w={window};burst={rate.burst};policy="{policy.name}"'
+
+
+@lru_cache(maxsize=1024)
+def _policy_header(policies: tuple[LimitPolicy, ...]) -> str:
+    return ", ".join(_policy_item(p) for p in policies)
+
+
+def rate_limit_headers(result: LimitResult) -> list[tuple[str, str]]:
+    """The RateLimit-* (and, when refused or degraded, Retry-After and degraded) headers."""
+    headers: list[tuple[str, str]] = []
+    requests = result.requests
+    if result.allowed:
+        outcomes = result.outcomes
+        # The one closest to exhaustion (LimitResult.binding, without its generality).
+        binding = outcomes[0] if len(outcomes) == 1 else result.binding
+        if binding is not None:
+            headers.append(("RateLimit-Limit", str(binding.request.policy.rate.burst)))
+            headers.append(("RateLimit-Remaining", str(binding.remaining)))
+            headers.append(("RateLimit-Reset", str(whole_seconds(binding.reset_after_s))))
+    else:
+        retry = str(result.retry_after_seconds)
+        refused = result.refused_by
+        if refused is not None:
+            headers.append(("RateLimit-Limit", str(refused.request.policy.rate.burst)))
+            headers.append(("RateLimit-Remaining", str(refused.remaining)))
+            headers.append(("RateLimit-Reset", retry))  # agrees with Retry-After
+        headers.append(("Retry-After", retry))
+    if requests:
+        # Policies are few and fixed by the config: the header text is computed once each.
+        if len(requests) == 1:
+            headers.append(("RateLimit-Policy", _policy_item(requests[0].policy)))
+        else:
+            headers.append(("RateLimit-Policy", _policy_header(tuple(r.policy for r in requests))))
+    if result.degraded:
+        source = "cache" if result.source == "redis" else result.source
+        headers.append((DEGRADED_HEADER, source))
+    return headers
+
+
+def too_many_requests(result: LimitResult, counts_by: CountsBy) -> dict[str, Any]:
+    """The 429 problem's fields: ``title``, ``detail`` and extension members.
+
+    Names the refusing limit (the one that takes longest to have room).
+    """
+    refused = result.refused_by
+    retry = result.retry_after_seconds
+    if refused is None:  # a refusal always names its limit; be safe anyway
+        return {
+            "title": "Too many requests",
+            "detail": f"a rate limit is exhausted; retry in {retry} s",
+            "extra": {"retry_after": retry},
+        }
+    policy = refused.request.policy
+    dims = list(counts_by(policy.name))
+    return {
+        "title": "Too many requests",
+        "detail": (
+            f"rate limit {policy.name!r} ({policy.rate}, counted by {' + '.join(dims)}) "
+            f"is exhausted; retry in {retry} s"
+        ),
+        "extra": {
+            "policy": policy.name,
+            "counts_by": dims,
+            "limit": str(policy.rate),
+            "retry_after": retry,
+        },
+    }
+
+
+def limits_unavailable(result: LimitResult) -> dict[str, Any]:
+    """The 503 problem's fields, for ``closed`` policies while Redis is failed."""
+    closed = sorted({r.policy.name for r in result.requests if r.policy.on_failure == "closed"})
+    retry = result.retry_after_seconds
+    names = ", ".join(repr(n) for n in closed)
+    return {
+        "title": "Rate limits unavailable",
+        "detail": (
+            f"the rate-limit store is failing and policy {names} refuses requests "
+            f"until it is back (on_failure: closed); retry in {retry} s"
+        ),
+        "extra": {"policies": closed, "retry_after": retry},
+    }
+
+
+def problem_fields(result: LimitResult, counts_by: CountsBy) -> Mapping[str, Any]:
+    """The problem of a refused ``result``: 429 or 503 (see :attr:`LimitResult.status`)."""
+    if result.status == 503:
+        return limits_unavailable(result)
+    return too_many_requests(result, counts_by)

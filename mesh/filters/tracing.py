@@ -1,0 +1,65 @@
+"""Tracing filter: one SERVER span per request received (when sampled), context for every hop.
+
+Placed right after the metrics filter, so that its span covers everything
+the hop does, authentication and rate limiting included. It sets
+``ex.trace`` (which the proxies use for their CLIENT spans, and
+:meth:`mesh.exchange.Exchange.problem` for the ``trace_id`` of problem
+bodies), and with ``traceresponse`` it returns the trace id to the caller in
+a W3C ``traceresponse`` header.
+
+``http_route`` tells the span's ``http.route`` (the matched route's path
+template) once the request is done; without it the span has none.
+
+Requests for ``untraced_paths`` (e.g. the health check Consul sends every
+second) run without a trace: their headers pass through untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from aiohttp import web
+
+from mesh.chain import Handler
+from mesh.exchange import Exchange
+from mesh.telemetry.tracing import Tracing
+
+TRACERESPONSE = "traceresponse"
+
+
+class TracingFilter:
+    def __init__(
+        self,
+        tracing: Tracing,
+        *,
+        traceresponse: bool = False,
+        untraced_paths: Iterable[str] = (),
+        http_route: Callable[[Exchange], str | None] | None = None,
+    ) -> None:
+        self._tracing = tracing
+        self._traceresponse = traceresponse
+        self._untraced = frozenset(untraced_paths)
+        self._http_route = http_route
+
+    async def __call__(self, ex: Exchange, next_handler: Handler) -> web.StreamResponse:
+        if ex.path in self._untraced:
+            return await next_handler(ex)
+        trace = self._tracing.start_request(ex)
+        ex.trace = trace
+        if self._traceresponse:
+            ex.response_headers.append((TRACERESPONSE, trace.traceresponse()))
+        if trace.span is None:
+            # Unsampled: nothing to record on the way out.
+            return await next_handler(ex)
+        status = 500
+        error: str | None = None
+        try:
+            response = await next_handler(ex)
+            status = response.status
+            return response
+        except BaseException as exc:
+            error = type(exc).__qualname__
+            raise
+        finally:
+            http_route = self._http_route(ex) if self._http_route is not None else None
+            trace.end_server(ex, status, error, http_route)

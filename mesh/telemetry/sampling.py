@@ -1,0 +1,76 @@
+"""The sampling decision, as a pure function of the trace id and the parent's flag.
+
+meshgate decides before it creates any span, so that an unsampled request
+costs no OpenTelemetry objects at all (see :mod:`mesh.telemetry.tracing`).
+The rule below is exactly the SDK's for the same ``OTEL_TRACES_SAMPLER``
+(tests hold the two together), and :meth:`SamplingRule.sdk_sampler` gives
+the SDK the same sampler, so spans that others start (child spans of auth or
+rate limiting) get the same answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    ParentBased,
+    Sampler,
+    TraceIdRatioBased,
+)
+
+from mesh.telemetry.config import SamplerName
+
+_LOW_64 = (1 << 64) - 1
+Root = Literal["on", "off", "ratio"]
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingRule:
+    """Whether a trace is sampled.
+
+    ``parent_based``: a request that carries a valid parent follows its
+    sampled flag. Otherwise (a root, or a non-parent-based sampler) ``root``
+    decides: always, never, or by the trace id's low 64 bits against
+    ``ratio`` (the SDK's TraceIdRatioBased arithmetic, so every hop that uses
+    a ratio sampler agrees on the same trace).
+    """
+
+    parent_based: bool
+    root: Root
+    ratio: float = 1.0
+    bound: int = field(init=False, repr=False, compare=False)
+    """Trace ids whose low 64 bits are below this are sampled by the ratio."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bound", round(self.ratio * (_LOW_64 + 1)))
+
+    @classmethod
+    def for_sampler(cls, name: SamplerName, ratio: float) -> SamplingRule:
+        parent_based = name.startswith("parentbased_")
+        base = name.removeprefix("parentbased_")
+        root: Root = "on" if base == "always_on" else "off" if base == "always_off" else "ratio"
+        return cls(parent_based, root, ratio)
+
+    def sampled(self, trace_id: int, parent_sampled: bool | None) -> bool:
+        """The decision for ``trace_id``; ``parent_sampled`` is None when there is no parent."""
+        if parent_sampled is not None and self.parent_based:
+            return parent_sampled
+        if self.root == "on":
+            return True
+        if self.root == "off":
+            return False
+        return (trace_id & _LOW_64) < self.bound
+
+    def sdk_sampler(self) -> Sampler:
+        """The SDK sampler that decides as :meth:`sampled` does."""
+        root: Sampler
+        if self.root == "on":
+            root = ALWAYS_ON
+        elif self.root == "off":
+            root = ALWAYS_OFF
+        else:
+            root = TraceIdRatioBased(self.ratio)
+        return ParentBased(root) if self.parent_based else root

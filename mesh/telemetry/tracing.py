@@ -1,0 +1,463 @@
+"""Tracing with the OpenTelemetry SDK: one SERVER span per request, one CLIENT span per attempt.
+
+:class:`Tracing` owns one process's tracer provider: resource, sampler, an
+OTLP/HTTP protobuf exporter (:mod:`mesh.telemetry.otlp_exporter`) behind the
+SDK's batch span processor, and the propagators. :meth:`Tracing.shutdown` flushes what is pending; call it once,
+after the listeners have stopped.
+
+Per request (:meth:`Tracing.start_request`, called by
+:class:`mesh.filters.tracing.TracingFilter`), the sampling decision comes
+first, from the incoming context alone:
+
+* **unsampled**: no OpenTelemetry object is created. :class:`RequestTrace`
+  keeps the trace id and a fresh span id, and every upstream attempt gets a
+  new ``traceparent`` with the sampled flag 0 (``tracestate`` and
+  ``baggage`` travel as received), so the context still reaches every hop;
+* **sampled**: a real SERVER span, and CLIENT spans that are its children,
+  each attempt's ``traceparent`` naming its CLIENT span, so each callee's
+  SERVER span is the child of the CLIENT span of the attempt that reached it.
+
+Headers are read and written by :mod:`mesh.telemetry.propagation`: by hand
+with W3C formats only (the default), through the SDK's propagators with B3.
+
+Helpers for other parts of the proxy (auth, rate limiting, resilience):
+
+* :func:`add_event` puts an event on the request's SERVER span;
+* :func:`child_span` opens a child span (e.g. a Redis round trip, a JWKS fetch).
+
+Both are no-ops, and nearly free, when the request is not sampled or not
+traced. Never pass a secret (token, API key, password) as an attribute.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Final
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+)
+from opentelemetry.util.types import AttributeValue
+
+from mesh.telemetry.otlp_exporter import FastOTLPSpanExporter
+from mesh.telemetry.propagation import (
+    BAGGAGE,
+    RANDOM_TRACE_ID,
+    TRACEPARENT,
+    TRACESTATE,
+    Propagation,
+    RemoteParent,
+    format_traceparent,
+    parse_traceparent,
+)
+from mesh.telemetry.sampling import SamplingRule
+from mesh.telemetry.tracing_settings import TracingSettings
+
+if TYPE_CHECKING:
+    from mesh.exchange import Exchange
+    from mesh.snapshot import Instance
+
+log = logging.getLogger(__name__)
+
+INSTRUMENTATION = "meshgate"
+
+# Span events other parts of the proxy add (see add_event).
+EVENT_RETRY: Final = "meshgate.retry"
+"""An attempt failed and the request is tried again."""
+EVENT_BREAKER_OPENED: Final = "meshgate.breaker.opened"
+"""This request's outcome opened a circuit breaker."""
+EVENT_BREAKER_REJECTED: Final = "meshgate.breaker.rejected"
+"""The request was refused at once: the service's breaker is open."""
+EVENT_RATE_LIMITED: Final = "meshgate.ratelimit.refused"
+"""A rate limit refused the request (429)."""
+EVENT_AUTH_FAILED: Final = "meshgate.auth.failed"
+"""Authentication failed (401/403); attributes name the reason, never the credential."""
+
+_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+)
+_getrandbits = random.getrandbits
+
+
+def _new_span_id() -> int:
+    return _getrandbits(64) or 1
+
+
+def _new_trace_id() -> int:
+    return _getrandbits(128) or 1
+
+
+class _PresetIdGenerator(RandomIdGenerator):
+    """Random ids, except that the next trace id can be given in advance.
+
+    meshgate decides sampling on a trace id of its own before it asks the
+    SDK for a root span; handing the SDK that same id keeps the decision
+    tied to the trace id, as ratio sampling requires.
+    """
+
+    def __init__(self) -> None:
+        self.preset: int | None = None
+
+    def generate_trace_id(self) -> int:
+        preset, self.preset = self.preset, None
+        return preset if preset is not None else super().generate_trace_id()
+
+
+class Tracing:
+    """One process's tracing: provider, exporter, sampling and propagation.
+
+    ``processor`` replaces the OTLP exporter (tests pass an in-memory one).
+    With ``install_global`` the provider also becomes OpenTelemetry's global
+    one, for libraries that trace through the global API.
+    """
+
+    def __init__(
+        self,
+        settings: TracingSettings,
+        *,
+        processor: SpanProcessor | None = None,
+        install_global: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.rule = SamplingRule.for_sampler(settings.sampler, settings.ratio)
+        self.propagation = Propagation.build(settings.propagators)
+        self._ids = _PresetIdGenerator()
+        self.provider = TracerProvider(
+            sampler=self.rule.sdk_sampler(),
+            resource=Resource.create(dict(settings.resource_attributes)),
+            id_generator=self._ids,
+        )
+        if processor is None and settings.endpoint:
+            exporter: SpanExporter = FastOTLPSpanExporter(endpoint=settings.endpoint)
+            processor = BatchSpanProcessor(exporter)
+        self.exporting = processor is not None
+        if processor is not None:
+            self.provider.add_span_processor(processor)
+        self.tracer = self.provider.get_tracer(INSTRUMENTATION)
+        self._b3 = self.propagation.b3
+        self._w3c = "tracecontext" in settings.propagators
+        self.w3c_only = self.propagation.w3c_only
+        """Headers are written by hand, never through the SDK's propagators."""
+        self._closed = False
+        if install_global:
+            trace.set_tracer_provider(self.provider)
+        for warning in settings.warnings:
+            log.warning("tracing: %s", warning)
+
+    def describe(self) -> str:
+        """One line for the start-up log."""
+        s = self.settings
+        if not self.exporting:
+            where = "nowhere (no OTLP endpoint configured)"
+        else:
+            where = s.endpoint or "the span processor given"
+        sampler = s.sampler + (f" {s.ratio:g}" if s.sampler.endswith("ratio") else "")
+        return (
+            f"tracing as {s.service_name!r}, sampler {sampler}, "
+            f"propagators {','.join(s.propagators)}, spans exported to {where}"
+        )
+
+    # -- per request ---------------------------------------------------------
+
+    def _parent(self, ex: Exchange) -> tuple[RemoteParent | None, Context | None]:
+        headers = ex.request.headers
+        parent = parse_traceparent(headers.get(TRACEPARENT)) if self._w3c else None
+        if parent is not None or not self._b3 or not self.propagation.has_b3(headers):
+            return parent, None
+        context = self.propagation.extract(headers)
+        sc = trace.get_current_span(context).get_span_context()
+        if not sc.is_valid:
+            return None, None
+        return RemoteParent(sc.trace_id, sc.span_id, int(sc.trace_flags)), context
+
+    def start_request(self, ex: Exchange) -> RequestTrace:
+        """Decide sampling, start the SERVER span if sampled; the caller ends it.
+
+        Removes the incoming context from ``ex.upstream_headers`` where it
+        would be stale (every attempt writes its own).
+        """
+        parent, context = self._parent(ex)
+        headers = ex.upstream_headers
+        if self._b3:
+            self.propagation.strip_b3(headers)
+        if parent is None:
+            trace_id = _new_trace_id()
+            random_flag = RANDOM_TRACE_ID  # ours is random, as the SDK's would be
+            sampled = self.rule.sampled(trace_id, None)
+        else:
+            trace_id = parent.trace_id
+            random_flag = parent.flags & RANDOM_TRACE_ID
+            sampled = self.rule.sampled(trace_id, parent.sampled)
+        if not sampled:
+            if parent is None:
+                headers.popall(TRACESTATE, None)  # belongs to no valid parent
+            return RequestTrace(self, trace_id, _new_span_id(), random_flag, None, None)
+        incoming = ex.request.headers
+        if self.w3c_only:
+            # tracestate and baggage stay as received; attempts write traceparent.
+            if parent is None:
+                headers.popall(TRACESTATE, None)
+                context = Context()
+            else:
+                context = _remote_context(parent, incoming.getall(TRACESTATE, None))
+        else:
+            if context is None:
+                if parent is not None or BAGGAGE in incoming:
+                    context = self.propagation.extract(incoming)
+                else:
+                    context = Context()
+            for name in self.propagation.fields:
+                headers.popall(name, None)
+        if parent is None:
+            self._ids.preset = trace_id
+        span = self.tracer.start_span(ex.method, context=context, kind=SpanKind.SERVER)
+        sc = span.get_span_context()
+        return RequestTrace(
+            self,
+            sc.trace_id,
+            sc.span_id,
+            int(sc.trace_flags),
+            span,
+            trace.set_span_in_context(span, context),
+        )
+
+    def shutdown(self, timeout_s: float = 5.0) -> None:
+        """Export what is pending (up to ``timeout_s``) and stop; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.exporting:
+            self.provider.force_flush(int(timeout_s * 1000))
+        self.provider.shutdown()
+
+
+class RequestTrace:
+    """The trace of one request at one hop: its ids, and its SERVER span when sampled.
+
+    ``span`` and ``context`` are None for an unsampled request: nothing is
+    recorded, but :meth:`client_attempt` still writes a fresh context for
+    each attempt.
+    """
+
+    __slots__ = ("_trace_id_hex", "_tracing", "context", "flags", "span", "span_id", "trace_id")
+
+    def __init__(
+        self,
+        tracing: Tracing,
+        trace_id: int,
+        span_id: int,
+        flags: int,
+        span: Span | None,
+        context: Context | None,
+    ) -> None:
+        self._tracing = tracing
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.flags = flags
+        """W3C trace flags of this hop's span: sampled (0x01), random trace id (0x02)."""
+        self.span = span
+        self.context = context
+        self._trace_id_hex: str | None = None
+
+    @property
+    def sampled(self) -> bool:
+        return self.span is not None
+
+    @property
+    def trace_id_hex(self) -> str:
+        """The trace id as 32 hex digits (what Jaeger's search box takes)."""
+        if self._trace_id_hex is None:
+            self._trace_id_hex = f"{self.trace_id:032x}"
+        return self._trace_id_hex
+
+    def traceresponse(self) -> str:
+        """The W3C ``traceresponse`` header value naming this hop's span."""
+        return format_traceparent(self.trace_id_hex, self.span_id, self.flags)
+
+    @property
+    def tracer(self) -> trace.Tracer:
+        return self._tracing.tracer
+
+    def client_attempt(self, ex: Exchange, instance: Instance, attempt: int) -> Span | None:
+        """Start the CLIENT span of attempt number ``attempt`` (from 1) to ``instance``
+        and write its context into ``ex.upstream_headers``.
+
+        Returns the span, for :func:`end_client`; None when the request is not
+        sampled (the context is written all the same). Attributes:
+        ``http.request.method``, ``server.address``, ``server.port``,
+        ``url.full`` (without the query), ``meshgate.instance``,
+        ``meshgate.attempt`` and, from the second attempt,
+        ``http.request.resend_count``.
+        """
+        out = ex.upstream_headers
+        if self.span is None:
+            self._tracing.propagation.write_unsampled(
+                out, self.trace_id_hex, _new_span_id(), self.flags
+            )
+            return None
+        method = ex.method
+        attributes: dict[str, AttributeValue] = {
+            "http.request.method": method if method in _METHODS else "_OTHER",
+            "server.address": instance.address,
+            "server.port": instance.port,
+            "url.full": f"http://{instance.authority}{ex.upstream_path or ex.path}",
+            "meshgate.instance": instance.id,
+            "meshgate.attempt": attempt,
+        }
+        if attempt > 1:
+            attributes["http.request.resend_count"] = attempt - 1
+        tracing = self._tracing
+        span = tracing.tracer.start_span(
+            method if method in _METHODS else "HTTP",
+            context=self.context,
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+        )
+        if tracing.w3c_only:
+            span_id = span.get_span_context().span_id
+            out[TRACEPARENT] = format_traceparent(self.trace_id_hex, span_id, self.flags)
+        else:
+            tracing.propagation.inject(out, trace.set_span_in_context(span, self.context))
+        return span
+
+    def end_server(
+        self, ex: Exchange, status: int, error: str | None, http_route: str | None
+    ) -> None:
+        """Finish the SERVER span with what is known once the response is done.
+
+        Attributes: ``http.request.method``, ``url.path``, ``url.scheme``,
+        ``http.response.status_code``, ``network.peer.address``,
+        ``server.address``/``server.port`` (from ``Host``), ``http.route`` (when
+        given), ``meshgate.route``, and ``error.type`` with status ERROR for a
+        5xx or an exception. Few on purpose: the SDK spends microseconds on each.
+        """
+        span = self.span
+        if span is None:
+            return
+        method = ex.method
+        known = method in _METHODS
+        request = ex.request
+        address, port = _host_and_port(request.headers.get("Host", ""))
+        attributes: dict[str, AttributeValue] = {
+            "http.request.method": method if known else "_OTHER",
+            "url.path": ex.path,
+            "url.scheme": "https" if request.secure else "http",
+            "http.response.status_code": status,
+            "network.peer.address": request.remote or "",
+        }
+        if not known:
+            attributes["http.request.method_original"] = method
+        if address:
+            attributes["server.address"] = address
+            attributes["server.port"] = port
+        if http_route is not None:
+            attributes["http.route"] = http_route
+        if ex.route is not None:
+            attributes["meshgate.route"] = ex.route
+        if error is None and status >= 500:
+            error = str(status)
+        if error is not None:
+            attributes["error.type"] = error
+            span.set_status(Status(StatusCode.ERROR))
+        span.set_attributes(attributes)
+        name = method if known else "HTTP"
+        target = http_route or ex.route
+        span.update_name(f"{name} {target}" if target else name)
+        span.end()
+
+
+def _remote_context(parent: RemoteParent, tracestate: list[str] | None) -> Context:
+    """The context the SDK's TraceContext propagator would extract for ``parent``."""
+    state = TraceState.from_header(tracestate) if tracestate else None
+    span_context = SpanContext(
+        parent.trace_id,
+        parent.span_id,
+        is_remote=True,
+        trace_flags=TraceFlags(parent.flags),
+        trace_state=state,
+    )
+    return trace.set_span_in_context(NonRecordingSpan(span_context))
+
+
+def _host_and_port(host: str) -> tuple[str, int]:
+    """``Host`` header → (address, port); port 80 when absent (plain HTTP)."""
+    name, sep, port = host.rpartition(":")
+    if sep and port.isdigit():
+        return name.strip("[]"), int(port)
+    return host.strip("[]"), 80
+
+
+def end_client(span: Span | None, status: int | None, error: str | None) -> None:
+    """Finish a CLIENT span from :meth:`RequestTrace.client_attempt` (None: nothing to do).
+
+    ``status`` is the upstream's response status, if one came; ``error`` the
+    kind of failure (``connect_error``, ``timeout``, ...), if any.
+    """
+    if span is None:
+        return
+    if status is not None:
+        span.set_attribute("http.response.status_code", status)
+        if status >= 500 and error is None:
+            error = str(status)
+    if error is not None:
+        span.set_attribute("error.type", error)
+        span.set_status(Status(StatusCode.ERROR))
+    span.end()
+
+
+def add_event(
+    ex: Exchange, name: str, attributes: Mapping[str, AttributeValue] | None = None
+) -> None:
+    """Add event ``name`` to the request's SERVER span, if the request is sampled.
+
+    For breaker refusals, retries, rate-limit refusals, auth failures: use the
+    ``EVENT_*`` names of this module. Attributes must never hold a secret.
+    """
+    trace_ = ex.trace
+    if trace_ is not None and trace_.span is not None:
+        trace_.span.add_event(name, attributes)
+
+
+@contextlib.contextmanager
+def child_span(
+    ex: Exchange,
+    name: str,
+    *,
+    kind: SpanKind = SpanKind.INTERNAL,
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> Iterator[Span | None]:
+    """A child span of the request's SERVER span around the ``with`` block.
+
+    Yields None (and costs nothing) when the request is not sampled. An
+    exception leaving the block is recorded on the span and re-raised. Use
+    ``SpanKind.CLIENT`` for network calls (Redis, JWKS, introspection).
+    """
+    trace_ = ex.trace
+    if trace_ is None or trace_.span is None:
+        yield None
+        return
+    span = trace_.tracer.start_span(name, context=trace_.context, kind=kind, attributes=attributes)
+    try:
+        yield span
+    except BaseException as exc:
+        span.set_attribute("error.type", type(exc).__qualname__)
+        span.set_status(Status(StatusCode.ERROR))
+        raise
+    finally:
+        span.end()

@@ -1,0 +1,76 @@
+"""Telemetry of one upstream attempt: its CLIENT span and the upstream duration histogram.
+
+The proxies (:class:`mesh.proxy.Proxy`, the sidecar's resilient proxy) open
+one :class:`UpstreamAttempt` per attempt, *before* they build the request,
+because opening it writes the attempt's trace context into
+``ex.upstream_headers``. They then report exactly one of
+:meth:`~UpstreamAttempt.responded` or :meth:`~UpstreamAttempt.failed`, and
+call :meth:`~UpstreamAttempt.end` once the response has been streamed (or
+dropped). ``end`` is idempotent, so a ``finally`` may call it too.
+"""
+
+from __future__ import annotations
+
+import time
+
+from opentelemetry.trace import Span
+
+from mesh.exchange import Exchange
+from mesh.snapshot import Instance
+from mesh.telemetry.metrics import ProxyMetrics, status_class
+from mesh.telemetry.tracing import end_client
+
+_UNREPORTED = "aborted"
+"""``error.type`` of an attempt that ended with neither a response nor a failure (cancelled)."""
+
+
+class UpstreamTelemetry:
+    """Creates :class:`UpstreamAttempt` objects; ``metrics`` None records no histogram."""
+
+    def __init__(self, metrics: ProxyMetrics | None = None) -> None:
+        self._metrics = metrics
+        self._role = metrics.role if metrics is not None else ""
+
+    def attempt(self, ex: Exchange, instance: Instance, number: int) -> UpstreamAttempt:
+        """Open attempt ``number`` (from 1) of ``ex`` to ``instance``."""
+        trace = ex.trace
+        span = trace.client_attempt(ex, instance, number) if trace is not None else None
+        return UpstreamAttempt(self, ex.service or instance.service, span)
+
+    def _observe(self, service: str, outcome: str, seconds: float) -> None:
+        if self._metrics is not None:
+            self._metrics.upstream_duration.labels(self._role, service, outcome).observe(seconds)
+
+
+class UpstreamAttempt:
+    """One attempt in flight; see the module docstring for the calling contract."""
+
+    __slots__ = ("_error", "_owner", "_service", "_span", "_started", "_status")
+
+    def __init__(self, owner: UpstreamTelemetry, service: str, span: Span | None) -> None:
+        self._owner = owner
+        self._service = service
+        self._span = span
+        self._status: int | None = None
+        self._error: str | None = None
+        self._started = time.monotonic()
+
+    def responded(self, status: int) -> None:
+        """The response headers arrived with ``status``."""
+        self._status = status
+        self._owner._observe(self._service, status_class(status), time.monotonic() - self._started)
+
+    def failed(self, error_type: str) -> None:
+        """No usable response: ``error_type`` is e.g. ``connect_error``, ``timeout``, ``reset``."""
+        self._error = error_type
+        self._owner._observe(self._service, error_type, time.monotonic() - self._started)
+
+    def end(self) -> None:
+        """Close the CLIENT span (once); an attempt never reported counts as aborted."""
+        span, self._span = self._span, None
+        if span is None:
+            return
+        error = self._error
+        if error is None and self._status is None:
+            error = _UNREPORTED
+        end_client(span, self._status, error)

@@ -1,0 +1,115 @@
+"""Several worker processes on the same ports (``SO_REUSEPORT``), under one small supervisor.
+
+:func:`run_workers` forks ``count`` workers, each running ``work()`` (which
+binds its listeners with ``reuse_port``, so the kernel spreads connections
+over them) and returns its exit status. The supervisor only watches:
+
+* SIGTERM or SIGINT is passed to every worker as SIGTERM; each drains as a
+  single process would; the supervisor waits for all and exits 0 if all did;
+* a worker that exits on its own is a failure: the others are stopped the
+  same way and the supervisor exits 1, for the service manager to restart
+  the whole set (no silent respawning, so a crash loop is visible);
+* workers are in their own process group (a terminal's Ctrl-C reaches them
+  once, through the supervisor) and get SIGTERM if the supervisor dies.
+
+Metrics: before forking, the supervisor points prometheus-client's
+multiprocess mode at a fresh temporary directory, removed at exit; every
+worker's admin listener (also on ``reuse_port``) answers ``/metrics`` with
+all workers' values aggregated (see :mod:`mesh.telemetry.exposition`).
+
+Fork before any thread or event loop exists: call this from the command
+line entry point, not from async code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Callable
+from types import FrameType
+
+from mesh.telemetry.exposition import enable_multiprocess
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _exit_status(status: int) -> int:
+    return os.waitstatus_to_exitcode(status)
+
+
+def run_workers(count: int, work: Callable[[int], int], name: str = "worker") -> int:
+    """Run ``work(index)`` in ``count`` forked processes until they stop; return an exit code."""
+    metrics_dir = tempfile.mkdtemp(prefix="meshgate-metrics-")
+    enable_multiprocess(metrics_dir)
+    workers: dict[int, int] = {}
+    stopping = False
+
+    def stop_all() -> None:
+        for pid in list(workers):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        if not stopping:
+            log.info(
+                "%s received: stopping %d %ss", signal.Signals(signum).name, len(workers), name
+            )
+        stopping = True
+        stop_all()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    failed = False
+    try:
+        for index in range(count):
+            pid = os.fork()
+            if pid == 0:  # the worker
+                code = 1
+                try:
+                    for s in previous:
+                        signal.signal(s, signal.SIG_DFL)
+                    os.setpgid(0, 0)
+                    _die_with_parent()
+                    code = work(index)
+                except BaseException:
+                    log.exception("%s %d failed", name, index)
+                finally:
+                    logging.shutdown()
+                    os._exit(code)
+            workers[pid] = index
+        log.info("%d %ss started: %s", count, name, ", ".join(map(str, workers)))
+        while workers:
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:
+                break
+            index = workers.pop(pid, -1)
+            code = _exit_status(status)
+            if not stopping:
+                log.error(
+                    "%s %d (pid %d) exited with %d: stopping the others", name, index, pid, code
+                )
+                failed = stopping = True
+                stop_all()
+            elif code != 0:
+                failed = True
+                log.warning("%s %d (pid %d) exited with %d while stopping", name, index, pid, code)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        stop_all()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+    return 1 if failed else 0

@@ -1,0 +1,172 @@
+"""The auth feature's wiring: its filters, headers, keys, and a real JWKS over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer, make_mocked_request
+from multidict import CIMultiDict
+from prometheus_client import CollectorRegistry
+
+from demo.auth_service import AuthServiceSettings, create_app, mint_token, new_signing_key
+from discovery.settings import ConsulSettings
+from edge.auth.config import AuthConfig
+from edge.auth.feature import AuthFeature
+from edge.feature import EdgeContext
+from edge.filters.strip_identity import StripIdentityFilter
+from edge.routes import make_route
+from mesh.chain import Handler, build_chain
+from mesh.config.errors import ConfigError
+from mesh.exchange import Exchange
+from mesh.identity.keys import generate_signing_key, key_id, signing_key_pem
+from mesh.ingress import Ingress
+from mesh.snapshot import Instance, ServiceEntry, SnapshotStore, make_snapshot
+
+ISSUER, AUDIENCE = "http://auth.demo", "meshgate"
+
+
+def context(store: SnapshotStore | None = None) -> EdgeContext:
+    return EdgeContext(store or SnapshotStore(), CollectorRegistry(), ConsulSettings())
+
+
+def test_without_methods_only_stripping_runs() -> None:
+    feature = AuthFeature(AuthConfig(), context())
+    [strip] = feature.before_routing()
+    assert isinstance(strip, StripIdentityFilter)
+    assert feature.after_routing() == []
+    assert feature.strip_headers() == {
+        "x-user-id",
+        "x-user-roles",
+        "x-user-email",
+        "x-consumer-id",
+        "x-auth-method",
+        "x-mesh-identity",
+    }
+    assert set(feature.admin_views()) == {"/auth", "/identity/jwks.json"}
+    assert feature.view()["methods"] == []
+
+
+def test_the_signing_key_file_decides_the_kid(tmp_path: Path) -> None:
+    key = generate_signing_key("EdDSA")
+    path = tmp_path / "identity.pem"
+    path.write_bytes(signing_key_pem(key))
+    config = AuthConfig.model_validate({"identity": {"token": {"signing_key_file": str(path)}}})
+    feature = AuthFeature(config, context())
+    assert feature.signer is not None
+    assert (feature.signer.kid, feature.signer.algorithm) == (key_id(key.public_key()), "EdDSA")
+    jwks: Any = feature.admin_views()["/identity/jwks.json"]()
+    assert jwks["keys"][0]["kid"] == feature.signer.kid
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [(None, "cannot read the identity signing key"), (b"junk", "not an unencrypted PEM")],
+)
+def test_a_bad_signing_key_file_is_a_config_error(
+    tmp_path: Path, content: bytes | None, problem: str
+) -> None:
+    path = tmp_path / "identity.pem"
+    if content is not None:
+        path.write_bytes(content)
+    config = AuthConfig.model_validate({"identity": {"token": {"signing_key_file": str(path)}}})
+    with pytest.raises(ConfigError, match=problem) as caught:
+        AuthFeature(config, context())
+    assert str(path) in str(caught.value)
+
+
+def test_several_workers_need_a_shared_key() -> None:
+    config = AuthConfig.model_validate(
+        {"issuer": ISSUER, "audience": AUDIENCE, "jwks": {"url": "http://a/jwks"}}
+    )
+    with pytest.raises(ConfigError, match="signing_key_file is required"):
+        AuthFeature(config, context(), workers=2)
+
+
+@pytest.fixture
+async def auth_server() -> AsyncIterator[tuple[TestServer, Any]]:
+    key = new_signing_key("ES256")
+    app = create_app(AuthServiceSettings(ISSUER, AUDIENCE), signing_key=key)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield server, key
+    finally:
+        await server.close()
+
+
+async def run_through(feature: AuthFeature, headers: list[tuple[str, str]]) -> Any:
+    route = make_route(prefix="/", service="svc", source="config")
+    seen: dict[str, Any] = {}
+
+    async def routing(ex: Exchange, next_handler: Handler) -> web.StreamResponse:
+        ex.attrs["route"] = route
+        return await next_handler(ex)
+
+    async def capture(ex: Exchange) -> web.StreamResponse:
+        seen["headers"] = ex.upstream_headers
+        return web.Response(text="ok")
+
+    chain = build_chain([*feature.before_routing(), routing, *feature.after_routing()], capture)
+    ingress = Ingress(lambda: chain, strip_headers=feature.strip_headers())
+    request = make_mocked_request("GET", "/", headers=CIMultiDict([("Host", "h"), *headers]))
+    response = await ingress(request)
+    return response.status, seen.get("headers")
+
+
+async def test_jwks_from_the_catalog(auth_server: tuple[TestServer, Any]) -> None:
+    server, key = auth_server
+    store = SnapshotStore()
+    config = AuthConfig.model_validate(
+        {"issuer": ISSUER, "audience": AUDIENCE, "jwks": {"service": "auth"}}
+    )
+    feature = AuthFeature(config, context(store))
+    await feature.start()
+    try:
+        instance = Instance("auth-1", "auth", "127.0.0.1", server.port or 0)
+        store.publish(make_snapshot({"auth": ServiceEntry("auth", (instance,))}, "test"))
+        assert feature.jwks is not None
+        for _ in range(100):  # the first fetch runs in the background once the catalog is in
+            if feature.jwks.stats().keys:
+                break
+            await asyncio.sleep(0.02)
+        token = mint_token(key.private_key, key.kid, "alice", ["user"], ISSUER, AUDIENCE, 60)
+        status, headers = await run_through(feature, [("Authorization", f"Bearer {token}")])
+        assert status == 200
+        assert headers["X-User-Id"] == "alice" and "X-Mesh-Identity" in headers
+        view = feature.view()
+        assert view["jwks"]["source"] == "service auth at /.well-known/jwks.json"
+        assert view["jwks"]["fetches"] == 1 and view["jwt"]["verified"] == 1
+        assert view["default_route"]["policy"] == "required"
+        assert view["identity_token"]["kid"] == feature.signer.kid  # type: ignore[union-attr]
+    finally:
+        await feature.stop()
+
+
+async def test_first_fetch_is_retried_until_the_auth_service_appears(
+    auth_server: tuple[TestServer, Any],
+) -> None:
+    server, _ = auth_server
+    store = SnapshotStore()
+    config = AuthConfig.model_validate(
+        {"issuer": ISSUER, "audience": AUDIENCE, "jwks": {"service": "auth"}}
+    )
+    feature = AuthFeature(config, context(store))
+    await feature.start()
+    try:
+        store.publish(make_snapshot({}, "test"))  # the catalog has no auth service yet
+        await asyncio.sleep(0.3)
+        assert feature.jwks is not None and feature.jwks.stats().failures >= 1
+        instance = Instance("auth-1", "auth", "127.0.0.1", server.port or 0)
+        store.publish(make_snapshot({"auth": ServiceEntry("auth", (instance,))}, "test"))
+        for _ in range(200):
+            if feature.jwks.stats().keys:
+                break
+            await asyncio.sleep(0.02)
+        assert feature.jwks.stats().keys == 1
+    finally:
+        await feature.stop()

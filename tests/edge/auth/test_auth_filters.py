@@ -1,0 +1,236 @@
+"""The auth filters in the order the edge runs them, behind the real ingress."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+from multidict import CIMultiDict
+
+from edge.auth.apikey_verifier import ApiKeyVerifier
+from edge.auth.apikeys import ApiKeyRecord, generate_key
+from edge.auth.authenticator import Authenticator, Verifiers
+from edge.auth.claims import Claims
+from edge.auth.config import AuthConfig
+from edge.auth.errors import AuthError
+from edge.auth.identity import IdentityHeaders
+from edge.auth.keys import KeysUnavailable
+from edge.auth.policy import RoutePolicies
+from edge.filters.authenticate import AuthenticateFilter
+from edge.filters.identity_headers import IdentityHeadersFilter
+from edge.filters.identity_token import IdentityTokenFilter
+from edge.filters.strip_identity import StripIdentityFilter
+from edge.routes import make_route
+from mesh.chain import Handler, build_chain
+from mesh.exchange import Exchange
+from mesh.identity.keys import generate_signing_key
+from mesh.identity.token import IdentitySigner, verification_keys, verify_identity_token
+from mesh.ingress import Ingress
+from tests.edge.auth.conftest import FakeClock
+
+CONFIG = AuthConfig.model_validate(
+    {
+        "issuer": "i",
+        "audience": "a",
+        "jwks": {"service": "auth"},
+        "api_keys": {"redis_url": "redis://127.0.0.1:6379/0"},
+    }
+)
+ALICE = Claims(subject="alice", roles=("user",), email="alice@example.com")
+KEY, KEY_ID = generate_key()
+MANAGED = (*CONFIG.identity.headers, CONFIG.identity.token.header)
+
+
+class Tokens:
+    def __init__(self) -> None:
+        self.unavailable = False
+
+    async def verify(self, token: str) -> Claims:
+        if self.unavailable:
+            raise KeysUnavailable("no JWKS")
+        if token == "good":
+            return ALICE
+        raise AuthError.invalid_token("token expired")
+
+
+async def lookup(key: str) -> ApiKeyRecord | None:
+    return ApiKeyRecord(KEY_ID, "acme", ("partner",), None, 0) if key == KEY else None
+
+
+class Edge:
+    """Ingress → strip → routing (fixed route) → authenticate → headers → token → capture."""
+
+    def __init__(self, route_auth: Any = None, *, forward_credentials: bool = False) -> None:
+        self.tokens = Tokens()
+        self.signer = IdentitySigner(generate_signing_key("ES256"))
+        self.seen: Exchange | None = None
+        options = {"auth": route_auth} if route_auth is not None else {}
+        route = make_route(prefix="/", service="svc", source="config", options=options)
+
+        async def routing(ex: Exchange, next_handler: Handler) -> web.StreamResponse:
+            ex.attrs["route"] = route
+            return await next_handler(ex)
+
+        async def capture(ex: Exchange) -> web.StreamResponse:
+            self.seen = ex
+            return web.Response(text="ok")
+
+        authenticator = Authenticator(
+            Verifiers(jwt=self.tokens, api_keys=ApiKeyVerifier(lookup, FakeClock()))
+        )
+        chain = build_chain(
+            [
+                StripIdentityFilter(MANAGED),
+                routing,
+                AuthenticateFilter(
+                    RoutePolicies(CONFIG),
+                    authenticator,
+                    realm="meshgate",
+                    forward_credentials=forward_credentials,
+                ),
+                IdentityHeadersFilter(IdentityHeaders(CONFIG.identity.claims)),
+                IdentityTokenFilter(self.signer, "X-Mesh-Identity"),
+            ],
+            capture,
+        )
+        self.ingress = Ingress(lambda: chain, strip_headers={h.lower() for h in MANAGED})
+
+    async def send(self, headers: Sequence[tuple[str, str]]) -> web.Response:
+        self.seen = None
+        request = make_mocked_request("GET", "/x", headers=CIMultiDict([("Host", "h"), *headers]))
+        response = await self.ingress(request)
+        assert isinstance(response, web.Response)
+        return response
+
+    def upstream(self) -> list[tuple[str, str]]:
+        assert self.seen is not None, "the request did not reach the upstream"
+        return list(self.seen.upstream_headers.items())
+
+
+SPOOFED = [
+    ("X-User-Id", "admin"),
+    ("x-user-id", "root"),
+    ("X_User_Id", "admin"),
+    ("X-User-Roles", "admin"),
+    ("x_user_roles", "admin"),
+    ("X-Auth-Method", "apikey"),
+    ("X-Consumer-Id", "acme"),
+    ("X-User-Email", "root@example.com"),
+    ("X-Mesh-Identity", "forged"),
+    ("Connection", "X-User-Id"),
+]
+
+
+def identity_of(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    keys = {h.lower() for h in MANAGED}
+    return [(k, v) for k, v in pairs if k.lower().replace("_", "-") in keys]
+
+
+async def test_authenticated_caller_gets_exactly_the_edge_identity() -> None:
+    edge = Edge()
+    response = await edge.send([("Authorization", "Bearer good"), *SPOOFED])
+    assert response.status == 200
+    upstream = edge.upstream()
+    identity = identity_of(upstream)
+    token = dict(identity).pop("X-Mesh-Identity")
+    assert [p for p in identity if p[0] != "X-Mesh-Identity"] == [
+        ("X-User-Id", "alice"),
+        ("X-User-Roles", "user"),
+        ("X-User-Email", "alice@example.com"),
+        ("X-Auth-Method", "jwt"),
+    ]
+    assert "Authorization" not in dict(upstream)
+    assert edge.seen is not None
+    assertion = verify_identity_token(
+        token,
+        verification_keys([edge.signer.public_key]),
+        issuer="meshgate-edge",
+        now=time.time(),
+        leeway_s=5,
+    )
+    assert assertion.request_id == edge.seen.request_id
+    assert assertion.headers == (
+        ("X-User-Id", "alice"),
+        ("X-User-Roles", "user"),
+        ("X-User-Email", "alice@example.com"),
+        ("X-Auth-Method", "jwt"),
+    )
+
+
+async def test_auth_none_routes_pass_credentials_but_never_identity() -> None:
+    edge = Edge("none")
+    response = await edge.send([("Authorization", "Bearer whatever"), *SPOOFED])
+    assert response.status == 200
+    upstream = edge.upstream()
+    assert identity_of(upstream) == []
+    assert dict(upstream)["Authorization"] == "Bearer whatever"
+
+
+async def test_optional_route_lets_anonymous_callers_through_without_identity() -> None:
+    edge = Edge("optional")
+    assert (await edge.send(SPOOFED)).status == 200
+    assert identity_of(edge.upstream()) == []
+    assert (await edge.send([("Authorization", "Bearer bad")])).status == 401
+
+
+async def test_refusal_is_a_problem_with_a_challenge_and_no_token() -> None:
+    edge = Edge()
+    response = await edge.send([("Authorization", "Bearer bad.token.value")])
+    assert response.status == 401
+    assert edge.seen is None
+    assert response.headers["WWW-Authenticate"] == (
+        'Bearer realm="meshgate", error="invalid_token", error_description="token expired"'
+    )
+    assert response.content_type == "application/problem+json"
+    assert response.body is not None
+    body = json.loads(bytes(response.body))  # type: ignore[arg-type]
+    assert body["error"] == "invalid_token"
+    assert body["error_description"] == body["detail"] == "token expired"
+    assert body["type"].endswith("/invalid_token")
+    assert "bad.token.value" not in bytes(response.body).decode()  # type: ignore[arg-type]
+    assert response.headers["X-Request-Id"] == body["request_id"]
+
+    missing = await edge.send([])
+    assert missing.status == 401
+    assert missing.headers.getall("WWW-Authenticate") == [
+        'Bearer realm="meshgate"',
+        'ApiKey realm="meshgate"',
+    ]
+
+
+async def test_keys_unavailable_is_503_not_401() -> None:
+    edge = Edge()
+    edge.tokens.unavailable = True
+    response = await edge.send([("Authorization", "Bearer good")])
+    assert response.status == 503
+    assert response.headers["Retry-After"] == "5"
+    assert "WWW-Authenticate" not in response.headers
+
+
+async def test_roles_are_enforced() -> None:
+    edge = Edge({"roles": ["admin"]})
+    response = await edge.send([("Authorization", "Bearer good")])
+    assert response.status == 403
+    assert 'error="insufficient_scope"' in response.headers["WWW-Authenticate"]
+
+
+async def test_api_keys_stay_at_the_edge_and_other_schemes_do_not() -> None:
+    edge = Edge()
+    response = await edge.send([("X-API-Key", KEY), ("Authorization", "Basic c2VydmljZQ==")])
+    assert response.status == 200
+    upstream = dict(edge.upstream())
+    assert "X-API-Key" not in upstream
+    assert upstream["Authorization"] == "Basic c2VydmljZQ=="
+    assert upstream["X-Consumer-Id"] == "acme" and upstream["X-Auth-Method"] == "apikey"
+    assert (await edge.send([("Authorization", f"ApiKey {KEY}")])).status == 200
+    assert "Authorization" not in dict(edge.upstream())
+
+
+async def test_forward_credentials_keeps_them() -> None:
+    edge = Edge(forward_credentials=True)
+    assert (await edge.send([("Authorization", "Bearer good")])).status == 200
+    assert dict(edge.upstream())["Authorization"] == "Bearer good"

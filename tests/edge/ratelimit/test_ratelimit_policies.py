@@ -1,0 +1,173 @@
+"""Which buckets a request draws from (edge/ratelimit/policies.py): rates, keys, partitions."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Any
+
+import pytest
+
+from edge.ratelimit.caller import ANONYMOUS, Caller
+from edge.ratelimit.config import RateLimitsConfig
+from edge.ratelimit.keys import bucket_key, slot_of
+from edge.ratelimit.policies import PolicyBook, RequestFacts, hashed
+from edge.ratelimit.rate import Rate
+from edge.routes import make_route
+
+CONFIG = RateLimitsConfig.model_validate(
+    {
+        "policies": {
+            "anonymous": {"count_by": "ip", "by_role": {"anonymous": "2/s burst 4"}},
+            "per-user": {
+                "count_by": "user",
+                "limit": "10/s burst 20",
+                "by_role": {"admin": "unlimited", "user": "5/s", "gold": "50/s", "silver": "20/s"},
+                "by_plan": {"free": "1/s burst 3", "pro": "unlimited"},
+            },
+            "per-key": {"count_by": "api_key", "limit": "7/s"},
+            "user-route": {"count_by": ["user", "route"], "limit": "1/min burst 1"},
+            "route-total": {"count_by": "route", "limit": "100/s"},
+            "per-role": {"count_by": "role", "limit": "30/s", "by_role": {"user": "40/s"}},
+            "tenant": {"count_by": ["header:x-tenant", "ip"], "limit": "3/s"},
+            "org": {"count_by": "claim:org", "limit": "9/s"},
+        },
+        "default_policies": ["anonymous", "per-user"],
+    }
+)
+BOOK = PolicyBook(CONFIG)
+ALICE = Caller(authenticated=True, subject="alice", roles=("user",), method="jwt")
+BOB = Caller(authenticated=True, subject="bob", roles=("admin",), method="jwt")
+
+
+def facts(
+    caller: Caller = ANONYMOUS,
+    ip: str = "10.0.0.1",
+    route: str = "orders",
+    headers: dict[str, str] | None = None,
+) -> RequestFacts:
+    return RequestFacts(caller, ip, route, headers or {})
+
+
+def limit(policy: str, f: RequestFacts) -> Any:
+    return BOOK.policies[policy].limit_for(f)
+
+
+def rate_of(policy: str, caller: Caller) -> Rate | None:
+    tier, _ = BOOK.policies[policy].tier_for(caller)
+    return None if tier is None else tier.rate
+
+
+@pytest.mark.parametrize(
+    ("caller", "expected"),
+    [
+        (ANONYMOUS, Rate(10.0, 20)),  # no role listed: the default limit
+        (ALICE, Rate(5.0, 5)),
+        (BOB, None),  # admin: unlimited
+        (Caller(True, "c", roles=("user", "gold", "silver")), Rate(50.0, 50)),  # most generous
+        (Caller(True, "c", roles=("user", "admin")), None),  # unlimited beats any rate
+        (Caller(True, "c", roles=("auditor",)), Rate(10.0, 20)),  # unlisted role: default
+        (Caller(True, "k", roles=("admin",), plan="free"), Rate(1.0, 3)),  # plan beats role
+        (Caller(True, "k", roles=("user",), plan="pro"), None),
+        (Caller(True, "k", roles=("user",), plan="enterprise"), Rate(5.0, 5)),  # unlisted plan
+    ],
+)
+def test_the_rate_comes_from_plan_then_roles_then_the_default(
+    caller: Caller, expected: Rate | None
+) -> None:
+    assert rate_of("per-user", caller) == expected
+
+
+def test_anonymous_only_policy_leaves_signed_in_callers_alone() -> None:
+    anonymous = limit("anonymous", facts())
+    assert anonymous is not None and anonymous.policy.rate == Rate(2.0, 4)
+    assert limit("anonymous", facts(ALICE)) is None
+
+
+def test_callers_lacking_a_dimension_are_not_counted() -> None:
+    assert limit("per-user", facts(ANONYMOUS)) is None  # no subject
+    assert limit("per-key", facts(ALICE)) is None  # a token is not an API key
+    assert limit("tenant", facts(ALICE)) is None  # no X-Tenant header
+    assert limit("org", facts(ALICE)) is None  # no org claim
+    assert limit("anonymous", facts(ip="")) is None  # no client address
+
+
+def test_caller_values_are_hashed_and_configured_names_are_not() -> None:
+    f = facts(ALICE, route="orders-api", headers={"x-tenant": "acme"})
+    assert limit("per-user", f).key == f"user={hashed('alice')}"
+    assert limit("user-route", f).key == f"user={hashed('alice')}|route=orders-api"
+    assert limit("route-total", f).key == "route=orders-api"
+    assert limit("per-role", f).key == "role=user"
+    assert limit("tenant", f).key == f"header:x-tenant={hashed('acme')}|ip={hashed('10.0.0.1')}"
+    claims = Caller(True, "c", claims=MappingProxyType({"org": {"id": 7}}))
+    org_hash = hashed('{"id": 7}')  # non-string claims as canonical JSON
+    assert limit("org", facts(claims)).key == f"claim:org={org_hash}"
+    key = Caller(True, "acme-app", roles=(), consumer="acme-app", plan="free", method="apikey")
+    assert limit("per-key", facts(key)).key == f"api_key={hashed('acme-app')}"
+
+
+def test_no_secret_or_identity_reaches_a_redis_key() -> None:
+    secret = "mgk_0123456789ab_" + "s" * 43
+    caller = Caller(True, "alice@example.com", roles=("user",), consumer=secret, method="apikey")
+    f = facts(caller, ip="203.0.113.9", headers={"x-tenant": secret})
+    for name in BOOK.policies:
+        request = limit(name, f)
+        if request is not None:
+            key = bucket_key(request)
+            for raw in (secret, "alice@example.com", "203.0.113.9"):
+                assert raw not in key
+
+
+def test_role_key_names_the_role_that_chose_the_rate() -> None:
+    assert limit("per-role", facts(ALICE)).key == "role=user"
+    assert limit("per-role", facts(Caller(True, "x", roles=("b", "a")))).key == "role=a,b"
+    assert limit("per-role", facts()).key == "role=anonymous"
+
+
+def test_a_callers_buckets_share_a_partition_and_shared_buckets_have_none() -> None:
+    f = facts(ALICE)
+    per_user, user_route = limit("per-user", f), limit("user-route", f)
+    assert per_user.partition == user_route.partition == f"user={hashed('alice')}"
+    assert slot_of(bucket_key(per_user)) == slot_of(bucket_key(user_route))
+    assert limit("route-total", f).partition is None
+    assert limit("per-role", f).partition is None
+    tenant = limit("tenant", facts(headers={"x-tenant": "acme"}))
+    assert tenant.partition == f"ip={hashed('10.0.0.1')}"  # ip outranks header
+
+
+def test_the_same_bucket_gets_the_same_key_and_partition_whoever_asks() -> None:
+    # The route-total bucket is shared by anonymous callers and by alice alike.
+    anon, alice = limit("route-total", facts()), limit("route-total", facts(ALICE, ip="10.9.9.9"))
+    assert bucket_key(anon) == bucket_key(alice)
+
+
+def test_tiers_of_one_policy_share_its_buckets() -> None:
+    user, gold = (
+        limit("per-user", facts(ALICE)),
+        limit("per-user", facts(Caller(True, "alice", roles=("gold",)))),
+    )
+    assert user.policy.rate != gold.policy.rate
+    assert bucket_key(user) == bucket_key(gold)
+    # Tiers are built once, not per request.
+    assert limit("per-user", facts(ALICE)).policy is user.policy
+
+
+def test_routes_name_their_policies_or_get_the_defaults() -> None:
+    named = make_route(prefix="/a", service="a", source="config", options={"rate_limits": ("org",)})
+    off = make_route(prefix="/b", service="b", source="config", options={"rate_limits": ()})
+    default = make_route(prefix="/c", service="c", source="consul:c")
+    assert [p.name for p in BOOK.for_route(named)] == ["org"]
+    assert BOOK.for_route(off) == ()
+    assert [p.name for p in BOOK.for_route(default)] == ["anonymous", "per-user"]
+    assert [p.name for p in BOOK.for_route(None)] == ["anonymous", "per-user"]
+
+
+def test_limits_keep_only_the_policies_that_count_the_request() -> None:
+    policies = BOOK.for_route(None)
+    assert [r.policy.name for r in BOOK.limits(policies, facts())] == ["anonymous"]
+    assert [r.policy.name for r in BOOK.limits(policies, facts(ALICE))] == ["per-user"]
+    assert BOOK.limits(policies, facts(BOB)) == []  # admins are unlimited
+
+
+def test_roles_and_plans_for_the_admin_view() -> None:
+    assert BOOK.roles() == ["anonymous", "admin", "gold", "silver", "user"]
+    assert BOOK.plans() == ["free", "pro"]

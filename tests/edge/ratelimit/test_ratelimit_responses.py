@@ -1,0 +1,119 @@
+"""RateLimit-* headers and refusal problems (edge/ratelimit/responses.py), from real results."""
+
+from __future__ import annotations
+
+from edge.ratelimit.limiter import (
+    FailureMode,
+    LimitOutcome,
+    LimitPolicy,
+    LimitRequest,
+    LimitResult,
+)
+from edge.ratelimit.local_limiter import LocalLimiter
+from edge.ratelimit.rate import parse_rate
+from edge.ratelimit.responses import (
+    DEGRADED_HEADER,
+    policy_item,
+    problem_fields,
+    rate_limit_headers,
+)
+
+USER = LimitPolicy("per-user", parse_rate("10/s burst 3"))
+ROUTE = LimitPolicy("route", parse_rate("1000/min burst 50"), FailureMode.CLOSED)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def counts_by(name: str) -> tuple[str, ...]:
+    return {"per-user": ("user",), "route": ("route",)}[name]
+
+
+def test_policy_items_say_the_rate_as_configured() -> None:
+    assert policy_item(LimitRequest(USER, "k")) == '10;w=1;burst=3;policy="per-user"'
+    assert policy_item(LimitRequest(ROUTE, "k")) == '1000;w=60;burst=50;policy="route"'
+    daily = LimitPolicy("daily", parse_rate("5000/day"))
+    assert policy_item(LimitRequest(daily, "k")) == '5000;w=86400;burst=5000;policy="daily"'
+
+
+def test_admitted_request_headers_describe_the_limit_closest_to_exhaustion() -> None:
+    limiter = LocalLimiter(clock=Clock())
+    limits = [LimitRequest(ROUTE, "r"), LimitRequest(USER, "u")]
+    result = limiter.decide(limits)
+    headers = dict(rate_limit_headers(result))
+    assert headers == {
+        "RateLimit-Limit": "3",
+        "RateLimit-Remaining": "2",
+        "RateLimit-Reset": "1",  # one token short at 10/s: full again in 0.1 s, rounded up
+        "RateLimit-Policy": '1000;w=60;burst=50;policy="route", 10;w=1;burst=3;policy="per-user"',
+    }
+
+
+def test_refusal_headers_agree_with_retry_after() -> None:
+    clock = Clock()
+    slow = LimitPolicy("slow", parse_rate("1/min burst 1"))
+    limiter = LocalLimiter(clock=clock)
+    limit = [LimitRequest(slow, "u")]
+    assert limiter.decide(limit).allowed
+    clock.now += 12.5
+    refused = limiter.decide(limit)
+    headers = dict(rate_limit_headers(refused))
+    assert headers["Retry-After"] == headers["RateLimit-Reset"] == "48"  # 47.5 s, rounded up
+    assert headers["RateLimit-Remaining"] == "0"
+    assert DEGRADED_HEADER not in headers
+
+
+def test_429_problem_names_policy_dimensions_limit_and_retry() -> None:
+    clock = Clock()
+    limiter = LocalLimiter(clock=clock)
+    limit = [LimitRequest(USER, "user=3fa9")]
+    for _ in range(3):
+        assert limiter.decide(limit).allowed
+    refused = limiter.decide(limit)
+    fields = problem_fields(refused, counts_by)
+    assert fields["title"] == "Too many requests"
+    assert fields["extra"] == {
+        "policy": "per-user",
+        "counts_by": ["user"],
+        "limit": "10/s burst 3",
+        "retry_after": 1,
+    }
+    assert "'per-user' (10/s burst 3, counted by user)" in fields["detail"]
+    assert "retry in 1 s" in fields["detail"]
+    assert "3fa9" not in str(fields)  # never the key
+
+
+def test_503_problem_for_closed_policies() -> None:
+    result = LimitResult(
+        allowed=False,
+        source="closed",
+        degraded=True,
+        requests=(LimitRequest(ROUTE, "r"), LimitRequest(USER, "u")),
+        retry_after_s=0.5,
+    )
+    assert result.status == 503
+    fields = problem_fields(result, counts_by)
+    assert fields["title"] == "Rate limits unavailable"
+    assert fields["extra"] == {"policies": ["route"], "retry_after": 1}
+    headers = dict(rate_limit_headers(result))
+    assert headers[DEGRADED_HEADER] == "closed"
+    assert headers["Retry-After"] == "1"
+    assert "RateLimit-Remaining" not in headers  # no bucket was looked at
+    assert "RateLimit-Policy" in headers
+
+
+def test_degraded_answers_say_who_decided() -> None:
+    local = LocalLimiter(clock=Clock()).decide([LimitRequest(USER, "u")], degraded=True)
+    assert dict(rate_limit_headers(local))[DEGRADED_HEADER] == "local"
+    opened = LimitResult(True, "open", True, (LimitRequest(USER, "u"),))
+    assert dict(rate_limit_headers(opened))[DEGRADED_HEADER] == "open"
+    outcome = LimitOutcome(LimitRequest(USER, "u"), False, 0, 0.3, 0.1)
+    cached = LimitResult(False, "redis", True, (outcome.request,), (outcome,), 0.1, cached=True)
+    assert dict(rate_limit_headers(cached))[DEGRADED_HEADER] == "cache"
+    healthy = LimitResult(True, "redis", False, (outcome.request,), (outcome,))
+    assert DEGRADED_HEADER not in dict(rate_limit_headers(healthy))

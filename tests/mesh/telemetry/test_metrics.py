@@ -1,0 +1,132 @@
+"""The proxy's Prometheus series, and one upstream attempt's telemetry."""
+
+from __future__ import annotations
+
+from opentelemetry.trace import SpanKind, StatusCode
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from mesh.snapshot import Instance, ServiceEntry, SnapshotStore, make_snapshot
+from mesh.telemetry.exposition import exposition
+from mesh.telemetry.metrics import ProxyMetrics, RefreshMetrics, status_class
+from mesh.telemetry.upstream import UpstreamTelemetry
+from tests.mesh.telemetry.support import Recorder, make_exchange
+
+INSTANCE = Instance(id="orders-1", service="orders", address="10.0.0.5", port=15000)
+
+
+def samples(
+    registry: CollectorRegistry, metrics: ProxyMetrics | None = None
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """What /metrics shows (refreshing ``metrics`` first, as the admin listener does)."""
+    text = exposition(registry, [metrics.refresh] if metrics else [])().decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_status_class() -> None:
+    assert [status_class(s) for s in (101, 204, 302, 404, 503, 600, 42)] == [
+        "1xx",
+        "2xx",
+        "3xx",
+        "4xx",
+        "5xx",
+        "5xx",
+        "5xx",
+    ]
+
+
+def entry(name: str, healthy: int, critical: int) -> ServiceEntry:
+    instances = tuple(
+        Instance(
+            id=f"{name}-{i}", service=name, address="10.0.0.1", port=1000 + i, healthy=i < healthy
+        )
+        for i in range(healthy + critical)
+    )
+    return ServiceEntry(name=name, instances=instances)
+
+
+def test_catalog_gauges_follow_the_store_and_drop_vanished_services() -> None:
+    clock = [100.0]
+    store = SnapshotStore(clock=lambda: clock[0])
+    registry = CollectorRegistry()
+    metrics = ProxyMetrics(registry, "edge")
+    metrics.follow(store)
+    store.publish(make_snapshot({"a": entry("a", 2, 1), "b": entry("b", 1, 0)}, "test"))
+    got = samples(registry, metrics)
+    assert (
+        got[("meshgate_instances", (("health", "passing"), ("role", "edge"), ("service", "a")))]
+        == 2
+    )
+    assert (
+        got[("meshgate_instances", (("health", "critical"), ("role", "edge"), ("service", "a")))]
+        == 1
+    )
+    assert got[("meshgate_catalog_age_seconds", (("role", "edge"),))] == 0
+
+    store.publish(make_snapshot({"a": entry("a", 1, 0)}, "test"))
+    store.mark_out_of_sync()
+    clock[0] = 107.5
+    got = samples(registry, metrics)
+    assert not [k for k in got if k[0] == "meshgate_instances" and ("service", "b") in k[1]]
+    assert got[("meshgate_catalog_age_seconds", (("role", "edge"),))] == 7.5  # refreshed at scrape
+    assert got[("meshgate_catalog_updates_total", (("role", "edge"),))] == 2
+
+
+def test_an_attempt_observes_the_upstream_histogram_and_ends_its_span() -> None:
+    registry = CollectorRegistry()
+    telemetry = UpstreamTelemetry(ProxyMetrics(registry, "sidecar"))
+    r = Recorder(sampler_ratio=1.0)
+    ex = make_exchange()
+    ex.service = "orders"
+    ex.trace = r.tracing.start_request(ex)
+
+    ok = telemetry.attempt(ex, INSTANCE, 1)
+    ok.responded(200)
+    ok.end()
+    ok.end()  # idempotent
+    failed = telemetry.attempt(ex, INSTANCE, 2)
+    failed.failed("connect_error")
+    failed.end()
+    aborted = telemetry.attempt(ex, INSTANCE, 3)
+    aborted.end()
+
+    got = samples(registry)
+
+    def count(outcome: str) -> float:
+        key = (("outcome", outcome), ("role", "sidecar"), ("service", "orders"))
+        return got.get(("meshgate_upstream_duration_seconds_count", key), 0)
+
+    assert (count("2xx"), count("connect_error"), count("aborted")) == (1, 1, 0)
+    clients = [s for s in r.spans if s.kind is SpanKind.CLIENT]
+    assert [(s.attributes or {})["meshgate.attempt"] for s in clients] == [1, 2, 3]
+    assert [(s.attributes or {}).get("error.type") for s in clients] == [
+        None,
+        "connect_error",
+        "aborted",
+    ]
+    assert clients[0].status.status_code is StatusCode.UNSET
+
+
+def test_without_metrics_or_trace_an_attempt_costs_nothing_visible() -> None:
+    ex = make_exchange()
+    attempt = UpstreamTelemetry().attempt(ex, INSTANCE, 1)
+    attempt.responded(200)
+    attempt.end()
+    assert "traceparent" not in ex.upstream_headers
+
+
+def test_refresh_metrics_count_by_outcome() -> None:
+    registry = CollectorRegistry()
+    jwks = RefreshMetrics(registry, "jwks")
+    assert samples(registry)[("meshgate_jwks_refreshes_total", (("outcome", "failure"),))] == 0
+    jwks.record(True, 0.02)
+    jwks.record(False, 1.5)
+    jwks.record(True, 0.01)
+    got = samples(registry)
+    assert got[("meshgate_jwks_refreshes_total", (("outcome", "success"),))] == 2
+    assert got[("meshgate_jwks_refreshes_total", (("outcome", "failure"),))] == 1
+    assert got[("meshgate_jwks_refresh_duration_seconds_count", ())] == 3

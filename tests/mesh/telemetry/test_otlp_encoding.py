@@ -1,0 +1,142 @@
+"""The hand-written OTLP encoder decodes to exactly what the SDK's encoder builds."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from opentelemetry.exporter.otlp.proto.common._internal import _encode_value
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import (
+    Link,
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+    set_span_in_context,
+)
+
+from mesh.snapshot import Instance
+from mesh.telemetry.otlp_encoding import encode_attributes, encode_request, encode_value
+from mesh.telemetry.otlp_exporter import FastOTLPSpanExporter
+from mesh.telemetry.tracing import add_event, end_client
+from tests.mesh.telemetry.support import Recorder, make_exchange
+
+
+def sdk_spans() -> tuple[ReadableSpan, ...]:
+    """Spans with every feature the encoder handles."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": "edge", "deployment.environment": "test"})
+    )
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("meshgate", "1.2.3", schema_url="https://example/schema")
+    other = provider.get_tracer("other")
+    remote = SpanContext(
+        0x4BF92F3577B34DA6A3CE929D0E0E4736,
+        0x00F067AA0BA902B7,
+        is_remote=True,
+        trace_flags=TraceFlags(1),
+        trace_state=TraceState([("vendor", "abc"), ("k", "v")]),
+    )
+    parent = tracer.start_span(
+        "GET /api/orders",
+        context=set_span_in_context(NonRecordingSpan(remote)),
+        kind=SpanKind.SERVER,
+        attributes={
+            "str": "ünïcode ✓",
+            "int": 42,
+            "negative": -7,
+            "big": 2**62,
+            "float": 1.5,
+            "nan": math.inf,
+            "bool": True,
+            "false": False,
+            "strs": ["a", "b"],
+            "ints": [1, 2, 3],
+            "empty": [],
+        },
+        links=[Link(remote, {"why": "follows"})],
+    )
+    parent.add_event("meshgate.retry", {"meshgate.attempt": 1})
+    parent.add_event("bare")
+    child = tracer.start_span("GET", context=set_span_in_context(parent), kind=SpanKind.CLIENT)
+    child.set_status(Status(StatusCode.ERROR, "boom"))
+    child.end()
+    internal = other.start_span("internal")
+    internal.set_status(Status(StatusCode.OK))
+    internal.end()
+    parent.end()
+    for kind in (SpanKind.PRODUCER, SpanKind.CONSUMER, SpanKind.INTERNAL):
+        tracer.start_span(kind.name, kind=kind).end()
+    return tuple(exporter.get_finished_spans())
+
+
+def decoded(data: bytes) -> ExportTraceServiceRequest:
+    message = ExportTraceServiceRequest()
+    message.ParseFromString(data)
+    return message
+
+
+def test_same_message_as_the_sdk_encoder() -> None:
+    spans = sdk_spans()
+    ours = decoded(encode_request(spans))
+    assert ours == encode_spans(spans)
+    assert len(ours.resource_spans[0].scope_spans) == 2
+    assert len(ours.resource_spans[0].scope_spans[0].spans) == 5
+
+
+def test_same_message_for_meshgate_s_own_spans() -> None:
+    r = Recorder(sampler_ratio=1.0)
+    instance = Instance(id="orders-1", service="orders", address="10.0.0.5", port=15000)
+    for status in (200, 503):
+        ex = make_exchange({"traceparent": f"00-{'ab' * 16}-{'cd' * 8}-01"})
+        ex.trace = r.tracing.start_request(ex)
+        for attempt in (1, 2):
+            end_client(ex.trace.client_attempt(ex, instance, attempt), status, None)
+        add_event(ex, "meshgate.retry", {"meshgate.attempt": 1, "meshgate.retry.reason": "503"})
+        ex.trace.end_server(ex, status, None, "/api/orders")
+    assert decoded(encode_request(r.spans)) == encode_spans(r.spans)
+
+
+def test_empty_batch() -> None:
+    assert encode_request(()) == b""
+    assert decoded(b"") == encode_spans(())
+
+
+@pytest.mark.parametrize("value", [None, 0, 1, 127, 128, 300, -1, -(2**63), 2**63 - 1, 0.0, ""])
+def test_scalar_values(value: object) -> None:
+    ours = AnyValue()
+    ours.ParseFromString(encode_value(value))
+    assert ours == _encode_value(value)
+
+
+def test_the_exporter_sends_what_the_encoder_makes(monkeypatch: pytest.MonkeyPatch) -> None:
+    exporter = FastOTLPSpanExporter(endpoint="http://127.0.0.1:9/v1/traces")
+    sent: list[bytes] = []
+
+    class Result:
+        success = True
+
+    monkeypatch.setattr(exporter._client, "export", lambda data: sent.append(data) or Result())
+    spans = sdk_spans()
+    assert exporter.export(spans) is SpanExportResult.SUCCESS
+    assert decoded(sent[0]) == encode_spans(spans)
+    exporter.shutdown()
+    assert exporter.export(spans) is SpanExportResult.FAILURE
+
+
+def test_the_attribute_cache_tells_true_from_1() -> None:
+    key = b"\x4a"  # field 9, length-delimited
+    assert encode_attributes(key, {"x": True}) != encode_attributes(key, {"x": 1})
+    assert encode_attributes(key, {"x": 1}) != encode_attributes(key, {"x": 1.0})
+    assert encode_attributes(key, {"x": object()}) == b""  # no OTLP type: left out

@@ -1,0 +1,53 @@
+"""meshgate's own sampling decision agrees with the OpenTelemetry SDK's, sampler by sampler."""
+
+from __future__ import annotations
+
+import random
+from typing import get_args
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+from mesh.telemetry.config import SamplerName
+from mesh.telemetry.sampling import SamplingRule
+
+RNG = random.Random(7)
+TRACE_IDS = [RNG.getrandbits(128) or 1 for _ in range(400)]
+
+
+def parent_context(trace_id: int, sampled: bool) -> Context:
+    sc = SpanContext(
+        trace_id=trace_id,
+        span_id=0x1234,
+        is_remote=True,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT),
+    )
+    return trace.set_span_in_context(NonRecordingSpan(sc))
+
+
+@pytest.mark.parametrize("name", get_args(SamplerName))
+@pytest.mark.parametrize("ratio", [0.0, 0.1, 0.5, 1.0])
+@pytest.mark.parametrize("parent", [None, True, False])
+def test_same_decision_as_the_sdk(name: SamplerName, ratio: float, parent: bool | None) -> None:
+    rule = SamplingRule.for_sampler(name, ratio)
+    sdk = rule.sdk_sampler()
+    for trace_id in TRACE_IDS:
+        context = Context() if parent is None else parent_context(trace_id, parent)
+        expected = sdk.should_sample(context, trace_id, "GET").decision.is_sampled()
+        assert rule.sampled(trace_id, parent) is expected, (name, ratio, parent, trace_id)
+
+
+def test_ratio_keeps_about_that_share_and_is_tied_to_the_trace_id() -> None:
+    rule = SamplingRule.for_sampler("parentbased_traceidratio", 0.1)
+    kept = sum(rule.sampled(t, None) for t in TRACE_IDS)
+    assert 20 <= kept <= 60  # 10 % of 400, with room for chance
+    assert [rule.sampled(t, None) for t in TRACE_IDS] == [rule.sampled(t, None) for t in TRACE_IDS]
+
+
+def test_parent_based_follows_the_parent_whatever_the_ratio() -> None:
+    never = SamplingRule.for_sampler("parentbased_traceidratio", 0.0)
+    always = SamplingRule.for_sampler("parentbased_always_on", 1.0)
+    assert all(never.sampled(t, True) for t in TRACE_IDS)
+    assert not any(always.sampled(t, False) for t in TRACE_IDS)

@@ -1,0 +1,311 @@
+"""Tracing per request: sampled requests get real spans, unsampled ones only context.
+
+The Tracing under test records into memory (tests.mesh.telemetry.support);
+exchanges are built as the ingress builds them.
+"""
+
+from __future__ import annotations
+
+import pytest
+from aiohttp import web
+from opentelemetry.trace import SpanKind, StatusCode
+
+from mesh.exchange import Exchange
+from mesh.filters.tracing import TracingFilter
+from mesh.snapshot import Instance
+from mesh.telemetry.config import TracingConfig
+from mesh.telemetry.propagation import parse_traceparent
+from mesh.telemetry.tracing import (
+    EVENT_RETRY,
+    Tracing,
+    add_event,
+    child_span,
+    end_client,
+)
+from mesh.telemetry.tracing_settings import resolve_tracing
+from tests.mesh.telemetry.support import Recorder, make_exchange
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT = "00f067aa0ba902b7"
+INSTANCE = Instance(id="orders-1", service="orders", address="10.0.0.5", port=15000)
+
+
+def ok(status: int = 200) -> web.Response:
+    return web.Response(status=status)
+
+
+def test_sampled_root_gets_a_server_span_and_client_spans_are_its_children() -> None:
+    r = Recorder(sampler_ratio=1.0)
+    ex = make_exchange()
+    trace = r.tracing.start_request(ex)
+    assert trace.sampled and trace.span is not None
+    span = trace.client_attempt(ex, INSTANCE, 1)
+    sent = parse_traceparent(ex.upstream_headers["traceparent"])
+    assert span is not None and sent is not None
+    assert sent.trace_id == trace.trace_id and sent.sampled
+    assert sent.span_id == span.get_span_context().span_id  # the callee's parent: this attempt
+    end_client(span, 200, None)
+    trace.end_server(ex, 200, None, "/api/orders")
+
+    server, client = r.named("GET /api/orders"), r.named("GET")
+    assert server.kind is SpanKind.SERVER and server.parent is None
+    assert client.kind is SpanKind.CLIENT and client.parent is not None
+    assert client.parent.span_id == server.context.span_id
+    assert server.context.trace_id == client.context.trace_id == trace.trace_id
+    assert trace.traceresponse() == f"00-{trace.trace_id_hex}-{server.context.span_id:016x}-03"
+    a = dict(server.attributes or {})
+    assert a["http.request.method"] == "GET"
+    assert a["url.path"] == "/api/orders/7"
+    assert a["http.route"] == "/api/orders"
+    assert a["http.response.status_code"] == 200
+    assert (a["server.address"], a["server.port"]) == ("gw.example", 8080)
+    assert a["url.scheme"] == "http"
+    assert set(a) == {
+        "http.request.method",
+        "url.path",
+        "url.scheme",
+        "http.route",
+        "http.response.status_code",
+        "server.address",
+        "server.port",
+        "network.peer.address",
+    }
+    assert server.status.status_code is StatusCode.UNSET
+    c = dict(client.attributes or {})
+    assert (c["server.address"], c["server.port"]) == ("10.0.0.5", 15000)
+    assert (c["meshgate.instance"], c["meshgate.attempt"]) == ("orders-1", 1)
+    assert c["url.full"] == "http://10.0.0.5:15000/api/orders/7"
+    assert c["http.response.status_code"] == 200
+
+
+def test_every_attempt_gets_its_own_context_and_number() -> None:
+    r = Recorder(sampler_ratio=1.0)
+    ex = make_exchange()
+    trace = r.tracing.start_request(ex)
+    sent = []
+    for n in (1, 2, 3):
+        span = trace.client_attempt(ex, INSTANCE, n)
+        sent.append(ex.upstream_headers["traceparent"])
+        end_client(span, None, "connect_error")
+    trace.end_server(ex, 502, None, None)
+    assert len(set(sent)) == 3
+    clients = [s for s in r.spans if s.kind is SpanKind.CLIENT]
+    assert [(s.attributes or {})["meshgate.attempt"] for s in clients] == [1, 2, 3]
+    assert [(s.attributes or {}).get("http.request.resend_count") for s in clients] == [
+        None,
+        1,
+        2,
+    ]
+    assert all(s.status.status_code is StatusCode.ERROR for s in clients)
+    server = next(s for s in r.spans if s.kind is SpanKind.SERVER)
+    assert server.status.status_code is StatusCode.ERROR
+    assert (server.attributes or {})["error.type"] == "502"
+
+
+def test_unsampled_request_creates_no_span_but_carries_the_context() -> None:
+    r = Recorder(sampler_ratio=0.0)
+    ex = make_exchange({"tracestate": "orphan=1"})
+    trace = r.tracing.start_request(ex)
+    assert not trace.sampled and trace.span is None and trace.context is None
+    assert "tracestate" not in ex.upstream_headers  # it belonged to no valid parent
+    seen = set()
+    for n in (1, 2):
+        assert trace.client_attempt(ex, INSTANCE, n) is None
+        sent = parse_traceparent(ex.upstream_headers["traceparent"])
+        assert sent is not None and sent.trace_id == trace.trace_id and not sent.sampled
+        assert sent.flags == 0x02  # random trace id, as the SDK would say
+        seen.add(sent.span_id)
+    assert len(seen) == 2  # a new parent span id per attempt
+    trace.end_server(ex, 200, None, None)
+    add_event(ex, EVENT_RETRY)  # no span: nothing happens
+    with child_span(ex, "redis") as span:
+        assert span is None
+    assert r.spans == ()
+    assert trace.traceresponse().endswith("-02")
+
+
+def test_a_caller_decides_under_parent_based_sampling() -> None:
+    r = Recorder(sampler_ratio=0.0)
+    ex = make_exchange(
+        {
+            "traceparent": f"00-{TRACE}-{PARENT}-01",
+            "tracestate": "vendor=abc",
+            "baggage": "tenant=acme",
+        }
+    )
+    trace = r.tracing.start_request(ex)
+    assert trace.sampled and trace.trace_id_hex == TRACE
+    span = trace.client_attempt(ex, INSTANCE, 1)
+    assert ex.upstream_headers["tracestate"] == "vendor=abc"
+    assert ex.upstream_headers["baggage"] == "tenant=acme"
+    assert len(ex.upstream_headers.getall("traceparent")) == 1
+    end_client(span, 200, None)
+    trace.end_server(ex, 200, None, None)
+    server = next(s for s in r.spans if s.kind is SpanKind.SERVER)
+    assert server.parent is not None and server.parent.span_id == int(PARENT, 16)
+    assert server.parent.is_remote
+
+    r = Recorder(sampler_ratio=1.0)
+    ex = make_exchange({"traceparent": f"00-{TRACE}-{PARENT}-00", "tracestate": "vendor=abc"})
+    trace = r.tracing.start_request(ex)
+    assert not trace.sampled and trace.trace_id_hex == TRACE
+    trace.client_attempt(ex, INSTANCE, 1)
+    sent = parse_traceparent(ex.upstream_headers["traceparent"])
+    assert sent is not None and sent.trace_id == int(TRACE, 16) and sent.flags == 0
+    assert sent.span_id != int(PARENT, 16)
+    assert ex.upstream_headers["tracestate"] == "vendor=abc"  # the caller's, untouched
+    assert r.spans == ()
+
+
+def test_always_on_ignores_an_unsampled_parent() -> None:
+    r = Recorder(sampler="always_on")
+    ex = make_exchange({"traceparent": f"00-{TRACE}-{PARENT}-00"})
+    trace = r.tracing.start_request(ex)
+    assert trace.sampled and trace.trace_id_hex == TRACE
+
+
+def test_ratio_decides_on_the_trace_id_the_spans_carry() -> None:
+    r = Recorder(sampler_ratio=0.5)
+    for _ in range(200):
+        ex = make_exchange()
+        trace = r.tracing.start_request(ex)
+        assert trace.sampled is r.tracing.rule.sampled(trace.trace_id, None)
+        trace.end_server(ex, 200, None, None)
+    exported = {s.context.trace_id for s in r.spans}
+    assert 50 <= len(exported) <= 150
+    assert all(r.tracing.rule.sampled(t, None) for t in exported)
+
+
+def test_b3_is_read_only_when_configured() -> None:
+    b3 = f"{TRACE}-{PARENT}-1"
+    r = Recorder(sampler_ratio=0.0, propagators=["tracecontext", "b3"])
+    ex = make_exchange({"b3": b3})
+    trace = r.tracing.start_request(ex)
+    assert trace.sampled and trace.trace_id_hex == TRACE
+    span = trace.client_attempt(ex, INSTANCE, 1)
+    assert span is not None
+    own = f"{span.get_span_context().span_id:016x}"
+    assert ex.upstream_headers["b3"] == f"{TRACE}-{own}-1"
+    assert ex.upstream_headers["traceparent"].split("-")[2] == own
+
+    plain = Recorder(sampler_ratio=0.0)
+    ex = make_exchange({"b3": b3})
+    trace = plain.tracing.start_request(ex)
+    assert not trace.sampled and trace.trace_id_hex != TRACE
+    assert ex.upstream_headers["b3"] == b3  # not ours to touch
+
+
+def test_events_and_child_spans_on_sampled_requests() -> None:
+    r = Recorder(sampler_ratio=1.0)
+    ex = make_exchange()
+    trace = r.tracing.start_request(ex)
+    ex.trace = trace
+    add_event(ex, EVENT_RETRY, {"meshgate.attempt": 1})
+    with child_span(ex, "redis check", kind=SpanKind.CLIENT) as span:
+        assert span is not None
+    with pytest.raises(RuntimeError), child_span(ex, "jwks fetch"):
+        raise RuntimeError("boom")
+    trace.end_server(ex, 200, None, None)
+    server = next(s for s in r.spans if s.kind is SpanKind.SERVER)
+    assert [(e.name, dict(e.attributes or {})) for e in server.events] == [
+        (EVENT_RETRY, {"meshgate.attempt": 1})
+    ]
+    redis, jwks = r.named("redis check"), r.named("jwks fetch")
+    assert redis.parent is not None and redis.parent.span_id == server.context.span_id
+    assert jwks.status.status_code is StatusCode.ERROR
+    assert (jwks.attributes or {})["error.type"] == "RuntimeError"
+
+
+def test_problem_bodies_carry_the_trace_id() -> None:
+    r = Recorder(sampler_ratio=0.0)
+    ex = make_exchange()
+    ex.trace = r.tracing.start_request(ex)
+    body = ex.problem(502, "Bad gateway", "no").body
+    assert isinstance(body, bytes)
+    assert f'"trace_id": "{ex.trace.trace_id_hex}"'.encode() in body
+    untraced = make_exchange()
+    assert b'"trace_id": null' in (untraced.problem(404, "No route", "no").body or b"")
+
+
+async def test_filter_sets_the_trace_returns_traceresponse_and_ends_the_span() -> None:
+    r = Recorder(sampler_ratio=1.0)
+    flt = TracingFilter(r.tracing, traceresponse=True, http_route=lambda ex: "/api/orders")
+    ex = make_exchange()
+
+    async def handler(seen: Exchange) -> web.StreamResponse:
+        assert seen.trace is not None
+        return ok(503)
+
+    response = await flt(ex, handler)
+    assert response.status == 503
+    assert ex.trace is not None
+    assert ex.response_headers == [("traceresponse", ex.trace.traceresponse())]
+    [server] = r.spans
+    assert server.name == "GET /api/orders"
+    assert server.status.status_code is StatusCode.ERROR
+
+
+async def test_filter_records_an_exception_and_skips_untraced_paths() -> None:
+    r = Recorder(sampler_ratio=1.0)
+    flt = TracingFilter(r.tracing, untraced_paths=["/health"])
+
+    async def boom(_: Exchange) -> web.StreamResponse:
+        raise ValueError("bad")
+
+    with pytest.raises(ValueError):
+        await flt(make_exchange(), boom)
+    [server] = r.spans
+    assert (server.attributes or {})["error.type"] == "ValueError"
+
+    health = make_exchange({"traceparent": f"00-{TRACE}-{PARENT}-01"}, path="/health")
+
+    async def fine(seen: Exchange) -> web.StreamResponse:
+        assert seen.trace is None
+        return ok()
+
+    await flt(health, fine)
+    assert len(r.spans) == 1
+    assert health.upstream_headers["traceparent"] == f"00-{TRACE}-{PARENT}-01"
+
+
+def test_without_an_endpoint_nothing_is_exported_and_shutdown_is_idempotent() -> None:
+    settings = resolve_tracing(TracingConfig(), {}, "meshgate-edge")
+    tracing = Tracing(settings)
+    assert not tracing.exporting
+    assert "nowhere" in tracing.describe()
+    tracing.shutdown()
+    tracing.shutdown()
+
+
+def test_with_an_endpoint_spans_go_to_a_batch_processor() -> None:
+    settings = resolve_tracing(
+        TracingConfig(otlp_endpoint="http://127.0.0.1:9/"), {}, "meshgate-edge"
+    )
+    tracing = Tracing(settings)
+    assert tracing.exporting
+    assert "http://127.0.0.1:9/v1/traces" in tracing.describe()
+    assert tracing.provider.resource.attributes["service.name"] == "meshgate-edge"
+    tracing.shutdown(timeout_s=0.1)
+
+
+def test_traceparent_is_ignored_when_only_b3_is_configured() -> None:
+    r = Recorder(sampler_ratio=0.0, propagators=["b3"])
+    ex = make_exchange({"traceparent": f"00-{TRACE}-{PARENT}-01"})
+    trace = r.tracing.start_request(ex)
+    assert not trace.sampled and trace.trace_id_hex != TRACE
+    trace.client_attempt(ex, INSTANCE, 1)
+    assert ex.upstream_headers["b3"].startswith(f"{trace.trace_id_hex}-")
+
+
+def test_a_sampled_callers_tracestate_reaches_the_spans_and_the_next_hop() -> None:
+    r = Recorder()
+    ex = make_exchange({"traceparent": f"00-{TRACE}-{PARENT}-01", "tracestate": "k1=v1,k2=v2"})
+    trace = r.tracing.start_request(ex)
+    span = trace.client_attempt(ex, INSTANCE, 1)
+    assert span is not None
+    assert dict(span.get_span_context().trace_state) == {"k1": "v1", "k2": "v2"}
+    assert ex.upstream_headers.getall("tracestate") == ["k1=v1,k2=v2"]
+    end_client(span, 200, None)
+    trace.end_server(ex, 200, None, None)
+    server = next(s for s in r.spans if s.kind is SpanKind.SERVER)
+    assert dict(server.context.trace_state) == {"k1": "v1", "k2": "v2"}
