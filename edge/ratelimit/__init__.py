@@ -12,6 +12,15 @@ Public API (import from here):
 
 The pure arithmetic (:mod:`edge.ratelimit.bucket`) and the Lua script
 (``token_bucket.lua``) are the same algorithm; see their docstrings.
+
+The edge feature built on it (:mod:`edge.ratelimit.feature`) adds, one module
+each: the ``rate_limits`` config section (:mod:`~edge.ratelimit.config`), the
+caller as auth leaves it (:mod:`~edge.ratelimit.caller`), which buckets a
+request draws from (:mod:`~edge.ratelimit.policies`), the RateLimit-* headers
+and problem bodies (:mod:`~edge.ratelimit.responses`), the number of healthy
+edges (:mod:`~edge.ratelimit.instances`) and the ``/ratelimits`` admin view
+(:mod:`~edge.ratelimit.overview`). The HTTP filter is
+:mod:`edge.filters.rate_limit`.
 """
 
 from edge.ratelimit.client import RedisClient, RedisSettings, create_redis_client

@@ -125,8 +125,10 @@ class RedisConfig(Frozen):
     cluster: bool = False
     """Use the Redis Cluster client (keys of one caller share a hash slot)."""
     timeout: Duration = 0.05
-    """Longest a check may wait for Redis; beyond it, Redis counts as failed and
-    every policy's ``on_failure`` applies until a background probe succeeds."""
+    """Longest one round trip to Redis may take; beyond it, Redis counts as failed
+    and every policy's ``on_failure`` applies until a background probe succeeds.
+    Checks go out in batches, one in flight at a time, so a request waits at
+    most for the batch ahead of it and then its own: twice this at worst."""
     probe_interval: Duration = 0.5
     """Pause between background probes while Redis is failed; also the
     Retry-After of ``closed`` refusals."""

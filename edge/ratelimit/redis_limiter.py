@@ -234,8 +234,9 @@ class RedisLimiter:
         Completes within about ``timeout_s`` even when Redis hangs (twice that
         at worst, when it waits for the batch in flight before its own is
         sent), and without waiting at all while degraded or when the
-        known-empty cache refuses (in which case it does not suspend). A check whose batch timed out may or
-        may not have been charged in Redis. Raises RuntimeError after aclose().
+        known-empty cache refuses (in which case it does not suspend). A check
+        whose batch timed out may or may not have been charged in Redis.
+        Raises RuntimeError after aclose().
         """
         if self._closed:
             raise RuntimeError("rate limiter is closed")

@@ -10,6 +10,9 @@ scrape and the edge's workers call every second.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from mesh.snapshot import Snapshot, SnapshotStore
@@ -45,8 +48,15 @@ def status_class(status: int) -> str:
 class ProxyMetrics:
     """The series every meshgate process has, labelled with its ``role``."""
 
-    def __init__(self, registry: CollectorRegistry, role: str) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        role: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.role = role
+        self._clock = clock
+        self._following_since = 0.0
         self._store: SnapshotStore | None = None
         self._instance_keys: set[tuple[str, str]] = set()
         self.requests = Counter(
@@ -72,7 +82,8 @@ class ProxyMetrics:
         )
         self.catalog_age = Gauge(
             "meshgate_catalog_age_seconds",
-            "Seconds since the catalog was last in sync with its source (0 while in sync).",
+            "Seconds since the catalog was last in sync with its source (0 while in sync; "
+            "before the first sync, since the process started following it).",
             ["role"],
             registry=registry,
             multiprocess_mode="max",
@@ -94,13 +105,17 @@ class ProxyMetrics:
     def follow(self, store: SnapshotStore) -> None:
         """Keep the catalog gauges up to date from ``store``."""
         self._store = store
+        self._following_since = self._clock()
         self.refresh()
         store.subscribe(self._on_snapshot)
 
     def refresh(self) -> None:
         """Set the time-dependent gauges (catalog age) to their value now."""
         if self._store is not None:
-            self.catalog_age.labels(self.role).set(self._store.age() or 0.0)
+            age = self._store.age()
+            if age is None:  # never in sync yet: stale since we started
+                age = self._clock() - self._following_since
+            self.catalog_age.labels(self.role).set(age)
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:
         self.catalog_swaps.labels(self.role).inc()

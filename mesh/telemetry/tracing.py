@@ -2,8 +2,8 @@
 
 :class:`Tracing` owns one process's tracer provider: resource, sampler, an
 OTLP/HTTP protobuf exporter (:mod:`mesh.telemetry.otlp_exporter`) behind the
-SDK's batch span processor, and the propagators. :meth:`Tracing.shutdown` flushes what is pending; call it once,
-after the listeners have stopped.
+SDK's batch span processor, and the propagators. :meth:`Tracing.shutdown`
+flushes what is pending; call it once, after the listeners have stopped.
 
 Per request (:meth:`Tracing.start_request`, called by
 :class:`mesh.filters.tracing.TracingFilter`), the sampling decision comes
@@ -306,10 +306,16 @@ class RequestTrace:
         ``http.request.resend_count``.
         """
         out = ex.upstream_headers
+        tracing = self._tracing
         if self.span is None:
-            self._tracing.propagation.write_unsampled(
-                out, self.trace_id_hex, _new_span_id(), self.flags
-            )
+            if tracing.w3c_only:  # the common case, kept short: every request pays it
+                out[TRACEPARENT] = (
+                    f"00-{self.trace_id_hex}-{_getrandbits(64) or 1:016x}-{self.flags:02x}"
+                )
+            else:
+                tracing.propagation.write_unsampled(
+                    out, self.trace_id_hex, _new_span_id(), self.flags
+                )
             return None
         method = ex.method
         attributes: dict[str, AttributeValue] = {
@@ -322,7 +328,6 @@ class RequestTrace:
         }
         if attempt > 1:
             attributes["http.request.resend_count"] = attempt - 1
-        tracing = self._tracing
         span = tracing.tracer.start_span(
             method if method in _METHODS else "HTTP",
             context=self.context,

@@ -14,6 +14,7 @@ edges registered in Consul is always the number the test started.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import random
 import subprocess
@@ -38,7 +39,7 @@ from demo.processes import (
     redis_cli,
     wait_until,
 )
-from tests.integration.harness import Edge, Mesh
+from tests.integration.harness import Edge, Mesh, passing_ids, registered_ids
 
 ISSUER = "http://auth.demo"
 AUDIENCE = "meshgate"
@@ -127,9 +128,10 @@ class Limits:
                 **auth,
             }
         before = len(self.stack.mesh.processes)
-        edge = self.stack.mesh.edge(routes, extra=extra)
-        self.processes += self.stack.mesh.processes[before:]
-        return edge
+        try:
+            return self.stack.mesh.edge(routes, extra=extra)
+        finally:  # stopped with the test even if it never became ready
+            self.processes += self.stack.mesh.processes[before:]
 
     def close(self) -> None:
         for proc in reversed(self.processes):
@@ -150,8 +152,6 @@ def limits(stack: Stack) -> Iterator[Limits]:
 
 
 def admin_json(edge: Edge, path: str) -> Any:
-    import json
-
     with urllib.request.urlopen(f"http://127.0.0.1:{edge.admin}{path}", timeout=5) as resp:
         return json.loads(resp.read())
 
@@ -432,6 +432,22 @@ def create_api_key(redis_url: str, consumer: str, plan: str) -> str:
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     return done.stdout.strip()
+
+
+# --- edges counting each other --------------------------------------------------------
+
+
+async def test_each_edge_registers_itself_and_leaves_on_shutdown(
+    stack: Stack, limits: Limits
+) -> None:
+    redis = limits.redis()
+    edges = [limits.edge(redis.url, EXACT_POLICIES, EXACT_ROUTES) for _ in range(2)]
+    wait_for_healthy_edges(edges, 2)
+    ids = passing_ids(stack.consul, EDGE_SERVICE)
+    assert len(ids) == 2 and all(str(edge.port) in " ".join(ids) for edge in edges)
+    limits.processes[0].stop()  # SIGTERM: readiness fails, the instance deregisters
+    assert len(registered_ids(stack.consul, EDGE_SERVICE)) == 1
+    wait_for_healthy_edges(edges[1:], 1)
 
 
 # --- Redis failing under load -------------------------------------------------------

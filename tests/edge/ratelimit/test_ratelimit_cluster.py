@@ -10,6 +10,7 @@ import pytest
 from redis.asyncio import RedisCluster
 
 from edge.ratelimit import LimitPolicy, LimitRequest, RedisLimiter, parse_rate
+from edge.ratelimit.client import drop_idle_connections
 from edge.ratelimit.keys import bucket_key, slot_of
 from edge.ratelimit.script import SHA
 
@@ -88,3 +89,21 @@ async def test_noscript_on_every_node_is_recovered(
     results = await asyncio.gather(*(limiter.check(x) for x in limits))
     assert all(not r.allowed and r.source == "redis" for r in results)
     assert limiter.healthy
+
+
+async def test_idle_connections_of_every_node_can_be_dropped(
+    redis_cluster: Any, make_limiter: Callable[..., RedisLimiter]
+) -> None:
+    # What the background probe does before trying a Redis that failed.
+    limiter = make_limiter(redis_cluster.url, cluster=True)
+    await limiter.start()
+    limits = [[LimitRequest(ROUTE, f"/idle{i}")] for i in range(30)]  # every master
+    assert all(r.allowed for r in await asyncio.gather(*(limiter.check(x) for x in limits)))
+    client = limiter._client
+    assert isinstance(client, RedisCluster)
+    idle = [c for node in client.get_nodes() for c in node._free]
+    assert idle and all(c.is_connected for c in idle)
+    await drop_idle_connections(client)
+    assert not any(c.is_connected for c in idle)  # they reconnect on their next use
+    again = await asyncio.gather(*(limiter.check(x) for x in limits))
+    assert all(r.source == "redis" for r in again) and limiter.healthy

@@ -70,3 +70,56 @@ async def test_a_cancelled_submitter_does_not_break_the_batch() -> None:
     release.set()
     assert await kept == 2
     await coalescer.drain()
+
+
+async def test_one_round_in_flight_gathers_what_comes_meanwhile() -> None:
+    batches: list[list[int]] = []
+    release = asyncio.Event()
+
+    async def flush(items: list[int]) -> list[int]:
+        batches.append(items)
+        if len(batches) == 1:
+            await release.wait()  # the first round stays in flight
+        return items
+
+    coalescer: Coalescer[int, int] = Coalescer(flush, max_rounds=1)
+    first = asyncio.ensure_future(coalescer.submit(0))
+    await asyncio.sleep(0.01)
+    assert batches == [[0]]  # nothing was in flight: no waiting
+    later = [asyncio.ensure_future(coalescer.submit(i)) for i in range(1, 6)]
+    await asyncio.sleep(0.01)
+    assert batches == [[0]]  # submitted over several turns, held back meanwhile
+    release.set()
+    assert await first == 0
+    assert await asyncio.gather(*later) == [1, 2, 3, 4, 5]
+    assert batches == [[0], [1, 2, 3, 4, 5]]  # one batch, not one per turn
+
+
+async def test_rounds_are_not_limited_by_default() -> None:
+    in_flight = 0
+    most = 0
+
+    async def flush(items: list[int]) -> list[int]:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.01)
+        in_flight -= 1
+        return items
+
+    coalescer: Coalescer[int, int] = Coalescer(flush)
+
+    async def later(i: int) -> int:
+        await asyncio.sleep(0.001 * i)
+        return await coalescer.submit(i)
+
+    assert await asyncio.gather(*(later(i) for i in range(5))) == list(range(5))
+    assert most > 1
+
+
+def test_max_rounds_must_be_positive() -> None:
+    async def flush(items: list[int]) -> list[int]:
+        return items
+
+    with pytest.raises(ValueError, match="max_rounds"):
+        Coalescer(flush, max_rounds=0)

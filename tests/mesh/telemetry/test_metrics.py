@@ -53,8 +53,10 @@ def test_catalog_gauges_follow_the_store_and_drop_vanished_services() -> None:
     clock = [100.0]
     store = SnapshotStore(clock=lambda: clock[0])
     registry = CollectorRegistry()
-    metrics = ProxyMetrics(registry, "edge")
+    metrics = ProxyMetrics(registry, "edge", clock=lambda: clock[0])
     metrics.follow(store)
+    clock[0] = 103.0  # no catalog yet: stale since following began
+    assert samples(registry, metrics)[("meshgate_catalog_age_seconds", (("role", "edge"),))] == 3
     store.publish(make_snapshot({"a": entry("a", 2, 1), "b": entry("b", 1, 0)}, "test"))
     got = samples(registry, metrics)
     assert (
@@ -72,7 +74,7 @@ def test_catalog_gauges_follow_the_store_and_drop_vanished_services() -> None:
     clock[0] = 107.5
     got = samples(registry, metrics)
     assert not [k for k in got if k[0] == "meshgate_instances" and ("service", "b") in k[1]]
-    assert got[("meshgate_catalog_age_seconds", (("role", "edge"),))] == 7.5  # refreshed at scrape
+    assert got[("meshgate_catalog_age_seconds", (("role", "edge"),))] == 4.5  # 107.5 - 103
     assert got[("meshgate_catalog_updates_total", (("role", "edge"),))] == 2
 
 
