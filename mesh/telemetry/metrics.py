@@ -118,6 +118,7 @@ class ProxyMetrics:
             self.catalog_age.labels(self.role).set(age)
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:
+        self.refresh()  # a publish is a sync: the age is 0 from now, not from the next scrape
         self.catalog_swaps.labels(self.role).inc()
         keys: set[tuple[str, str]] = set()
         for name, entry in snapshot.services.items():

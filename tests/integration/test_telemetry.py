@@ -589,9 +589,11 @@ def test_demo_exports_every_process_spans_to_the_otlp_endpoint(
             f"http://127.0.0.1:{port}/auth/token", data=login, timeout=5
         ) as resp:
             token = json.loads(resp.read())["access_token"]
-        status, headers, body = http(
-            f"http://127.0.0.1:{port}/api/orders/7", {"Authorization": f"Bearer {token}"}
-        )
+        url = f"http://127.0.0.1:{port}/api/orders/7"
+        auth = {"Authorization": f"Bearer {token}"}
+        # The demo is ready once users and orders answer; inventory may be a moment behind.
+        wait_until(lambda: http(url, auth)[0] == 200, 30, "orders to find inventory")
+        status, headers, body = http(url, auth)
         assert status == 200, body
         trace_id, _, sampled = parse_traceresponse(headers["traceresponse"])
         assert sampled  # the demo samples every request
