@@ -7,7 +7,9 @@ plugs into the pipeline at one of two places:
 * ``before_routing``: runs for every request, matched or not (e.g. stripping
   spoofed identity headers, tracing, access logs);
 * ``after_routing``: runs once the route is known (``ex.attrs["route"]`` is the
-  matched :class:`edge.routes.Route`), in feature order (auth before limits).
+  matched :class:`edge.routes.Route`), in feature order (auth before limits);
+* ``before_proxy``: runs last, only for requests every other filter let through
+  (e.g. signing the identity token, which a refused request must not pay for).
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class EdgeFeature(Protocol):
 
     def after_routing(self) -> list[Filter]: ...
 
+    def before_proxy(self) -> list[Filter]: ...
+
     def admin_views(self) -> Mapping[str, JsonView]: ...
 
     def strip_headers(self) -> set[str]:
@@ -63,6 +67,9 @@ class BaseFeature:
         return []
 
     def after_routing(self) -> list[Filter]:
+        return []
+
+    def before_proxy(self) -> list[Filter]:
         return []
 
     def admin_views(self) -> Mapping[str, JsonView]:

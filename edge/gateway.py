@@ -1,9 +1,9 @@
 """The edge's request pipeline, rebuilt whenever the snapshot changes.
 
 Filter order (outermost first): metrics → features' ``before_routing`` filters
-→ routing → features' ``after_routing`` filters → proxy. The route table
-(config routes plus routes declared in Consul meta) is compiled once per
-snapshot; a request reads ``chain`` once, so it runs entirely against one
+→ routing → features' ``after_routing`` filters → their ``before_proxy``
+filters → proxy. The route table (config routes plus routes declared in
+Consul meta) is compiled once per snapshot; a request reads ``chain`` once, so it runs entirely against one
 route table and one snapshot.
 """
 
@@ -69,6 +69,7 @@ class EdgeGateway:
         self._config = config
         self._before = [f for feature in features for f in feature.before_routing()]
         self._after = [f for feature in features for f in feature.after_routing()]
+        self._last = [f for feature in features for f in feature.before_proxy()]
         self._store = store
         self._proxy = proxy
         self._metrics_filter = MetricsFilter(metrics)
@@ -87,6 +88,7 @@ class EdgeGateway:
             *self._before,
             RoutingFilter(table, self._config.proxy.response_timeout),
             *self._after,
+            *self._last,
         ]
         return build_chain(filters, self._proxy)
 

@@ -20,7 +20,7 @@ from mesh.balancing import Balancer
 from mesh.deadline import HEADER as DEADLINE_HEADER
 from mesh.ingress import Ingress
 from mesh.proxy import Proxy, ProxySettings
-from mesh.server import Listener, wait_for_termination
+from mesh.server import Listener, settle_heap, wait_for_termination
 from mesh.snapshot import SnapshotStore
 from mesh.telemetry.exposition import exposition, multiprocess_enabled
 from mesh.telemetry.metrics import ProxyMetrics
@@ -105,6 +105,7 @@ async def run_edge(config: EdgeConfig) -> None:
     )
     await registration.start()
     log.info("edge ready to serve on %s:%s", config.listen.host, main.port)
+    settle_heap()
     signame = await wait_for_termination()
     log.info("%s received: draining", signame)
     draining = True

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import ssl
@@ -93,6 +94,20 @@ async def wait_for_termination() -> str:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
+
+
+def settle_heap() -> None:
+    """Call once start-up is done: move every object alive now out of the collector's sight.
+
+    Config, snapshot, route tables and imported modules live for the whole
+    process; freezing them means a full collection no longer walks them, which
+    took tens of microseconds per request under load (measured with py-spy).
+    The young-generation threshold is raised for the same reason: a proxy makes
+    many short-lived objects per request, nearly all of them freed by refcount.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
 
 
 def install_fast_loop() -> None:

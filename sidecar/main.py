@@ -27,7 +27,7 @@ from mesh.chain import build_chain
 from mesh.filters.metrics import MetricsFilter
 from mesh.ingress import Ingress
 from mesh.proxy import Proxy, ProxySettings
-from mesh.server import Listener, wait_for_termination
+from mesh.server import Listener, settle_heap, wait_for_termination
 from mesh.snapshot import SnapshotStore
 from mesh.telemetry.exposition import exposition
 from mesh.telemetry.metrics import ProxyMetrics
@@ -189,6 +189,7 @@ async def run_sidecar(config: SidecarConfig) -> None:
         outbound.port,
     )
     log.info("%s", telemetry.describe())
+    settle_heap()
     signame = await wait_for_termination()
     log.info("%s received: draining", signame)
     draining = True

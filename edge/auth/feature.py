@@ -123,15 +123,21 @@ class AuthFeature(BaseFeature):
     def after_routing(self) -> list[Filter]:
         if not self._config.any_method:
             return []  # no route can require or accept credentials
-        filters: list[Filter] = [
+        return [
             AuthenticateFilter(
                 self._policies,
                 self._authenticator,
                 realm=self._config.realm,
                 forward_credentials=self._config.forward_credentials,
-            ),
-            IdentityHeadersFilter(self._header_map),
+            )
         ]
+
+    def before_proxy(self) -> list[Filter]:
+        # Last, so that a request refused later (say by a rate limit) never pays
+        # for the headers and the signature.
+        if not self._config.any_method:
+            return []
+        filters: list[Filter] = [IdentityHeadersFilter(self._header_map)]
         if self.signer is not None:
             filters.append(IdentityTokenFilter(self.signer, self._config.identity.token.header))
         return filters

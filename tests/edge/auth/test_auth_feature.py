@@ -39,6 +39,7 @@ def test_without_methods_only_stripping_runs() -> None:
     [strip] = feature.before_routing()
     assert isinstance(strip, StripIdentityFilter)
     assert feature.after_routing() == []
+    assert feature.before_proxy() == []
     assert feature.strip_headers() == {
         "x-user-id",
         "x-user-roles",
@@ -111,7 +112,10 @@ async def run_through(feature: AuthFeature, headers: list[tuple[str, str]]) -> A
         seen["headers"] = ex.upstream_headers
         return web.Response(text="ok")
 
-    chain = build_chain([*feature.before_routing(), routing, *feature.after_routing()], capture)
+    chain = build_chain(
+        [*feature.before_routing(), routing, *feature.after_routing(), *feature.before_proxy()],
+        capture,
+    )
     ingress = Ingress(lambda: chain, strip_headers=feature.strip_headers())
     request = make_mocked_request("GET", "/", headers=CIMultiDict([("Host", "h"), *headers]))
     response = await ingress(request)
