@@ -3,8 +3,8 @@
 Filter order (outermost first): metrics → features' ``before_routing`` filters
 → routing → features' ``after_routing`` filters → their ``before_proxy``
 filters → proxy. The route table (config routes plus routes declared in
-Consul meta) is compiled once per snapshot; a request reads ``chain`` once, so it runs entirely against one
-route table and one snapshot.
+Consul meta) is compiled once per snapshot; a request reads ``chain`` once,
+so it runs entirely against one route table and one snapshot.
 """
 
 from __future__ import annotations
