@@ -109,7 +109,35 @@ class RouteAuthConfig(Frozen):
         return self
 
 
-class JwksConfig(Frozen):
+class ServiceEndpoint(Frozen):
+    """An HTTP endpoint of the auth service: a fixed ``url``, or a ``service`` in the
+    catalog reached at ``path`` (a healthy instance is picked for every call)."""
+
+    url: str | None = None
+    service: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        return _http_url(value)
+
+    @field_validator("path", check_fields=False)
+    @classmethod
+    def _check_path(cls, value: str) -> str:
+        return _absolute_path(value)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ServiceEndpoint:
+        if self.url is not None and self.service is not None:
+            raise ValueError("set either url or service, not both")
+        return self
+
+    @property
+    def configured(self) -> bool:
+        return self.url is not None or self.service is not None
+
+
+class JwksConfig(ServiceEndpoint):
     """Where the auth service's JSON Web Key Set is, and how it is cached."""
 
     url: str | None = None
@@ -127,16 +155,6 @@ class JwksConfig(Frozen):
     null: as long as fetches fail."""
     fetch_timeout: Duration = 5.0
 
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, value: str | None) -> str | None:
-        return _http_url(value)
-
-    @field_validator("path")
-    @classmethod
-    def _check_path(cls, value: str) -> str:
-        return _absolute_path(value)
-
     @field_validator("cooldown", "fetch_timeout")
     @classmethod
     def _positive(cls, value: float) -> float:
@@ -144,18 +162,8 @@ class JwksConfig(Frozen):
             raise ValueError("must be positive")
         return value
 
-    @model_validator(mode="after")
-    def _one_source(self) -> JwksConfig:
-        if self.url is not None and self.service is not None:
-            raise ValueError("set either url or service, not both")
-        return self
 
-    @property
-    def configured(self) -> bool:
-        return self.url is not None or self.service is not None
-
-
-class IntrospectionConfig(Frozen):
+class IntrospectionConfig(ServiceEndpoint):
     """The auth service's RFC 7662 introspection endpoint, for mode ``introspect``."""
 
     url: str | None = None
@@ -170,26 +178,6 @@ class IntrospectionConfig(Frozen):
     negative_ttl: Duration = 5.0
     """How long an inactive answer is reused."""
     timeout: Duration = 5.0
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, value: str | None) -> str | None:
-        return _http_url(value)
-
-    @field_validator("path")
-    @classmethod
-    def _check_path(cls, value: str) -> str:
-        return _absolute_path(value)
-
-    @model_validator(mode="after")
-    def _one_source(self) -> IntrospectionConfig:
-        if self.url is not None and self.service is not None:
-            raise ValueError("set either url or service, not both")
-        return self
-
-    @property
-    def configured(self) -> bool:
-        return self.url is not None or self.service is not None
 
 
 class ApiKeysConfig(Frozen):
