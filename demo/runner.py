@@ -45,6 +45,7 @@ from demo.processes import (
     free_port,
     meshgate_argv,
     port_open,
+    stop_all,
     wait_until,
 )
 from demo.ratelimit_setup import PUBLIC_ROUTE, edge_rate_limits
@@ -203,8 +204,7 @@ class DemoMesh:
         self._spawn(f"{AUTH_SERVICE}-sidecar", meshgate_argv("sidecar", "--config", str(cfg)))
 
     def stop(self) -> None:
-        for proc in reversed(self.processes):
-            proc.stop()
+        stop_all(list(reversed(self.processes)))
         self.redis.stop()
         self.consul.stop()
 
