@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from mesh.config.types import Duration, Frozen, split_host_port
 
@@ -52,3 +52,9 @@ class DiscoverySettings(Frozen):
     """For ``provider: static``: a YAML file of services and instances, reloaded on change."""
     services: tuple[str, ...] | None = None
     """Only follow these services; by default every service in the catalog."""
+
+    @model_validator(mode="after")
+    def _static_needs_file(self) -> DiscoverySettings:
+        if self.provider == "static" and not self.static_file:
+            raise ValueError("static_file is required when provider is static")
+        return self

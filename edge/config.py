@@ -90,12 +90,6 @@ class EdgeConfig(Frozen):
     """Processes serving the same ports (SO_REUSEPORT); metrics are aggregated over them."""
 
     @model_validator(mode="after")
-    def _static_needs_file(self) -> EdgeConfig:
-        if self.discovery.provider == "static" and not self.discovery.static_file:
-            raise ValueError("discovery.static_file is required when discovery.provider is static")
-        return self
-
-    @model_validator(mode="after")
     def _workers_need_fixed_ports(self) -> EdgeConfig:
         if self.workers > 1 and (self.listen.port == 0 or self.admin.port == 0):
             raise ValueError("workers > 1 needs fixed listen and admin ports (not 0)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from discovery.settings import ConsulSettings, DiscoverySettings
 from mesh.config.loader import load_config
@@ -93,12 +93,6 @@ class SidecarConfig(Frozen):
     shutdown: ShutdownConfig = ShutdownConfig()
     logging: LoggingConfig = LoggingConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
-
-    @model_validator(mode="after")
-    def _static_needs_file(self) -> SidecarConfig:
-        if self.discovery.provider == "static" and not self.discovery.static_file:
-            raise ValueError("discovery.static_file is required when discovery.provider is static")
-        return self
 
     def instance_id(self, inbound_port: int) -> str:
         return self.service.id or f"{self.service.name}-{socket.gethostname()}-{inbound_port}"

@@ -420,8 +420,8 @@ def test_edge_config_empty_file_gives_defaults() -> None:
         ),
         pytest.param(
             "discovery:\n  provider: static",
-            "",
-            "discovery.static_file is required",
+            "discovery",
+            "static_file is required when provider is static",
             id="static-needs-file",
         ),
         pytest.param("logging:\n  level: loud", "logging.level", "'debug'", id="log-level"),
