@@ -5,9 +5,15 @@ coalesced with the other requests of its event-loop turn into one pipeline),
 with limits high enough that wrk never sees a 429, so their req/s compare
 with the plain ``edge`` scenario of the same run:
 
-* **many keys**: the policy counts by the request id the edge gives every
-  request (``header:x-request-id``), so each request has its own bucket, a
-  new Redis key each time: the known-empty cache never helps.
+* **many keys** (``edge+ratelimit``): the policy counts by an ``X-Client-Id``
+  header that a wrk Lua script sets on every request, cycling through
+  :data:`MANY_CALLERS` distinct callers, as many clients of an API would:
+  each bucket is touched again every ``MANY_CALLERS`` requests, so the edge's
+  key caches see a large working set and Redis holds that many live keys.
+* **a new key per request** (``edge+ratelimit-newkey``, formerly the
+  many-keys scenario): the policy counts by the request id the edge gives
+  every request (``header:x-request-id``), so every request creates a Redis
+  key that is never seen again - the worst case rather than a realistic one.
 * **one hot key**: the policy counts by route, so every request draws from
   the same bucket.
 
@@ -38,7 +44,32 @@ def _rate_limited(ctx: BenchContext, count_by: str, redis_url: str | None = None
     }
 
 
-def many_keys_edge_config(ctx: BenchContext) -> dict[str, Any]:
+MANY_CALLERS = 10_000
+"""Distinct callers (X-Client-Id values) the many-keys scenario cycles through."""
+
+_MANY_CALLERS_LUA = """\
+-- Every request names the next of {n} callers in an X-Client-Id header.
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format(nil, nil, {{["X-Client-Id"] = "client-" .. (n % {n})}})
+end
+"""
+
+
+def many_callers_edge_config(ctx: BenchContext) -> dict[str, Any]:
+    """A global limit per caller, the caller named by the ``X-Client-Id`` header."""
+    return _rate_limited(ctx, "header:x-client-id")
+
+
+def many_callers_script(ctx: BenchContext) -> str:
+    """The wrk script cycling X-Client-Id through MANY_CALLERS values; returns its path."""
+    path = ctx.path("many-callers.lua")
+    path.write_text(_MANY_CALLERS_LUA.format(n=MANY_CALLERS))
+    return str(path)
+
+
+def new_key_edge_config(ctx: BenchContext) -> dict[str, Any]:
     """A global limit with a new bucket for every request (its request id)."""
     return _rate_limited(ctx, "header:x-request-id")
 

@@ -128,9 +128,9 @@ def measure(
             if warmup > 0:
                 print(f"{progress} {sc.name}: warm-up {warmup:g}s", flush=True)
                 warm = WrkOptions(options.threads, options.connections, warmup, options.timeout)
-                run_wrk(target.url, warm, target.headers)
+                run_wrk(target.url, warm, target.headers, target.script)
             print(f"{progress} {sc.name}: measuring {options.duration:g}s", flush=True)
-            result, raw = run_wrk(target.url, options, target.headers)
+            result, raw = run_wrk(target.url, options, target.headers, target.script)
         except Exception as exc:  # one broken scenario must not lose the others' numbers
             outcome.failure = f"{type(exc).__name__}: {exc}"
             print(f"{progress} {sc.name}: FAILED\n{outcome.failure}", file=sys.stderr, flush=True)

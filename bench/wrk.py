@@ -111,7 +111,12 @@ def wrk_binary() -> str | None:
     return shutil.which("wrk")
 
 
-def wrk_argv(url: str, options: WrkOptions, headers: Mapping[str, str] | None = None) -> list[str]:
+def wrk_argv(
+    url: str,
+    options: WrkOptions,
+    headers: Mapping[str, str] | None = None,
+    script: str | None = None,
+) -> list[str]:
     binary = wrk_binary()
     if binary is None:
         raise WrkError("wrk not found on PATH (apt-get install wrk)")
@@ -125,19 +130,25 @@ def wrk_argv(url: str, options: WrkOptions, headers: Mapping[str, str] | None = 
     ]
     for name, value in (headers or {}).items():
         argv += ["-H", f"{name}: {value}"]
+    if script is not None:
+        argv += ["-s", script]
     argv.append(url)
     return argv
 
 
 def run_wrk(
-    url: str, options: WrkOptions, headers: Mapping[str, str] | None = None
+    url: str,
+    options: WrkOptions,
+    headers: Mapping[str, str] | None = None,
+    script: str | None = None,
 ) -> tuple[WrkResult, str]:
     """Run wrk to completion; return the parsed report and its raw text.
 
     wrk stays in our process group, so Ctrl-C reaches it too; subprocess.run
-    kills it if we are interrupted while waiting.
+    kills it if we are interrupted while waiting. ``script`` is a wrk Lua
+    script (``-s``), e.g. one that varies a header from request to request.
     """
-    argv = wrk_argv(url, options, headers)
+    argv = wrk_argv(url, options, headers, script)
     done = subprocess.run(
         argv,
         capture_output=True,

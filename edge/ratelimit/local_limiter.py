@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from edge.ratelimit.bucket import TokenBucket, take_all
+from edge.ratelimit.bucket import TokenBucket, decision, take_all
 from edge.ratelimit.limiter import LimitOutcome, LimitRequest, LimitResult, ensure_distinct
 
 
@@ -60,17 +60,11 @@ class LocalLimiter:
         if now >= self._next_sweep:
             self._sweep(now)
         share = max(1, self._instances())
+        if len(limits) == 1:
+            return self._decide_one(limits[0], now, share, degraded)
         items = []
         for limit in limits:
-            rate = limit.policy.rate.per_second / share
-            burst = max(limit.policy.rate.burst / share, float(limit.cost))
-            bucket = self._buckets.get((limit.policy.name, limit.key))
-            if bucket is None:
-                bucket = TokenBucket(rate, burst, now)
-                self._buckets[(limit.policy.name, limit.key)] = bucket
-            elif bucket.rate != rate or bucket.burst != burst:
-                bucket.retune(now, rate, burst)
-            items.append((bucket, float(limit.cost)))
+            items.append((self._bucket(limit, now, share), float(limit.cost)))
         admitted, decisions = take_all(items, now)
         outcomes = tuple(
             LimitOutcome(limit, d.allowed, d.remaining, d.reset_after_s, d.retry_after_s)
@@ -85,6 +79,45 @@ class LocalLimiter:
             outcomes=outcomes,
             retry_after_s=retry,
         )
+
+    def _decide_one(
+        self, limit: LimitRequest, now: float, share: int, degraded: bool
+    ) -> LimitResult:
+        """:meth:`decide` for one limit (the common case), without take_all's lists."""
+        bucket = self._bucket(limit, now, share)
+        cost = float(limit.cost)
+        bucket.advance(now)
+        allowed = bucket.tokens >= cost
+        if allowed:
+            bucket.tokens = min(bucket.burst, bucket.tokens - cost)
+        d = decision(
+            allowed=allowed,
+            tokens=bucket.tokens,
+            cost=cost,
+            rate=bucket.rate,
+            burst=bucket.burst,
+            wait_s=bucket.updated_at - now,
+        )
+        return LimitResult(
+            allowed=allowed,
+            source="local",
+            degraded=degraded,
+            requests=(limit,),
+            outcomes=(LimitOutcome(limit, allowed, d.remaining, d.reset_after_s, d.retry_after_s),),
+            retry_after_s=0.0 if allowed else d.retry_after_s,
+        )
+
+    def _bucket(self, limit: LimitRequest, now: float, share: int) -> TokenBucket:
+        """The local bucket of ``limit``, created full or retuned to this edge's share."""
+        rate = limit.policy.rate.per_second / share
+        burst = max(limit.policy.rate.burst / share, float(limit.cost))
+        key = (limit.policy.name, limit.key)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(rate, burst, now)
+        elif bucket.rate != rate or bucket.burst != burst:
+            bucket.retune(now, rate, burst)
+        return bucket
 
     def _sweep(self, now: float) -> None:
         # A full bucket is indistinguishable from a missing one: drop it.

@@ -243,8 +243,25 @@ class RedisLimiter:
         ensure_distinct(limits)
         if not limits:
             return LimitResult(allowed=True, source="redis", degraded=not self.healthy, requests=())
+        healthy = self._health.healthy
+        result: LimitResult | None = None
+        if healthy or len(self._empty):
+            # Keys and charges are needed only to ask Redis or the known-empty cache:
+            # while degraded with nothing known empty, the fallback answers without them.
+            charges = self._charges(limits)
+            result = self._cached_refusal(limits, charges)
+            if result is None and healthy:
+                result = await self._coalescer.submit(
+                    _Check(limits, charges, self._script_calls(charges))
+                )
+        if result is None:
+            result = self._fallback(limits)
+        self._observer.on_decision(result)
+        return result
+
+    def _charges(self, limits: Sequence[LimitRequest]) -> list[BucketCharge]:
         prefix = self._settings.key_prefix
-        charges = [
+        return [
             BucketCharge(
                 bucket_key(limit, prefix),
                 limit.policy.rate.per_second,
@@ -253,16 +270,6 @@ class RedisLimiter:
             )
             for limit in limits
         ]
-        result = self._cached_refusal(limits, charges)
-        if result is None:
-            if self._health.healthy:
-                result = await self._coalescer.submit(
-                    _Check(limits, charges, self._script_calls(charges))
-                )
-            else:
-                result = self._fallback(limits)
-        self._observer.on_decision(result)
-        return result
 
     # -- decisions without Redis ------------------------------------------------------------
 

@@ -79,6 +79,8 @@ def test_argv_carries_headers(monkeypatch: pytest.MonkeyPatch) -> None:
     assert argv[:4] == ["/usr/bin/wrk", "-t2", "-c32", "-d1.5s"]
     assert "--latency" in argv
     assert argv[-3:] == ["-H", "Authorization: Bearer t", "http://x/"]
+    scripted = wrk_argv("http://x/", WrkOptions(), script="/w/many-callers.lua")
+    assert scripted[-3:] == ["-s", "/w/many-callers.lua", "http://x/"]
 
 
 def test_ratios_and_flags_in_table() -> None:
