@@ -27,9 +27,12 @@ from bench.context import BenchContext
 from bench.mesh_nodes import register_upstream, start_edge, start_sidecar
 from bench.proxies import start_haproxy, start_nginx_proxy
 from bench.ratelimit_nodes import (
+    MANY_CALLERS,
     hot_key_edge_config,
     local_only_edge_config,
-    many_keys_edge_config,
+    many_callers_edge_config,
+    many_callers_script,
+    new_key_edge_config,
 )
 from bench.telemetry_nodes import NO_TELEMETRY, access_log_edge_config, tracing_edge_config
 
@@ -50,6 +53,8 @@ class Target:
 
     url: str
     headers: Mapping[str, str] = field(default_factory=dict)
+    script: str | None = None
+    """Path of a wrk Lua script (``wrk -s``), for requests that differ from one another."""
 
 
 class Scenario(ABC):
@@ -117,6 +122,8 @@ class EdgeScenario(Scenario):
     sidecar_config: FromContext[Mapping[str, Any]] = field(default_factory=dict)
     path: str = "/"
     """Path wrk requests (the route's prefix is ``/``)."""
+    script: Callable[[BenchContext], str] | None = None
+    """Writes a wrk Lua script into the work directory and returns its path (``wrk -s``)."""
 
     def start(self, ctx: BenchContext) -> Target:
         if self.via_sidecar:
@@ -129,7 +136,7 @@ class EdgeScenario(Scenario):
         headers = dict(_resolve(self.headers, ctx))
         url = f"{edge.url}{self.path}"
         ctx.wait_serving(url, [edge.process], headers)
-        return Target(url, headers)
+        return Target(url, headers, self.script(ctx) if self.script is not None else None)
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -196,9 +203,17 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         EdgeScenario(
             "edge+ratelimit",
-            extra_config=many_keys_edge_config,
-            description="edge with a global rate limit in Redis, a new key for every request "
-            "(limits off: the edge scenario)",
+            extra_config=many_callers_edge_config,
+            script=many_callers_script,
+            description=f"edge with a global rate limit in Redis, {MANY_CALLERS:,} distinct "
+            "callers in turn (an X-Client-Id header set by a wrk script; limits off: the edge "
+            "scenario)",
+        ),
+        EdgeScenario(
+            "edge+ratelimit-newkey",
+            extra_config=new_key_edge_config,
+            description="edge with a global rate limit in Redis, a brand-new key for every "
+            "request (counted by request id): the worst case, every check a Redis write",
         ),
         EdgeScenario(
             "edge+ratelimit-hot",
