@@ -15,10 +15,8 @@ import subprocess
 from typing import Any
 
 from bench.context import BenchContext, ScenarioFailed, get_status
+from demo.auth_setup import AUDIENCE, ISSUER, auth_service_argv
 from demo.processes import free_port
-
-ISSUER = "http://auth.demo"
-AUDIENCE = "meshgate"
 
 
 def _key_file(ctx: BenchContext) -> str:
@@ -47,19 +45,7 @@ def jwt_edge_config(ctx: BenchContext, *, identity_token: bool = False) -> dict[
     port = free_port()
     proc = ctx.spawn(
         ctx.unique_name("auth"),
-        [
-            ctx.python,
-            "-m",
-            "demo.auth_service",
-            "--port",
-            str(port),
-            "--issuer",
-            ISSUER,
-            "--audience",
-            AUDIENCE,
-            "--key-file",
-            _key_file(ctx),
-        ],
+        auth_service_argv(ctx.python, port, _key_file(ctx)),
     )
     ctx.wait_for(
         lambda: get_status(f"http://127.0.0.1:{port}/health") == 200, "auth service", [proc]

@@ -60,19 +60,7 @@ class DemoAuth:
 
     def auth_service_argv(self, port: int) -> list[str]:
         """The command line of the demo auth service on ``port``."""
-        return [
-            sys.executable,
-            "-m",
-            "demo.auth_service",
-            "--port",
-            str(port),
-            "--issuer",
-            ISSUER,
-            "--audience",
-            AUDIENCE,
-            "--key-file",
-            str(self.auth_key),
-        ]
+        return auth_service_argv(sys.executable, port, str(self.auth_key))
 
     def edge_auth(self, redis_url: str) -> dict[str, Any]:
         """The edge's ``auth`` section."""
@@ -102,3 +90,20 @@ def answers_with_token(url: str, token: str, timeout: float = 1.0) -> bool:
             return 200 <= int(resp.status) < 300
     except (urllib.error.URLError, OSError):
         return False
+
+
+def auth_service_argv(python: str, port: int, key_file: str) -> list[str]:
+    """The command line of the demo auth service on ``port``, signing with ``key_file``."""
+    return [
+        python,
+        "-m",
+        "demo.auth_service",
+        "--port",
+        str(port),
+        "--issuer",
+        ISSUER,
+        "--audience",
+        AUDIENCE,
+        "--key-file",
+        key_file,
+    ]
