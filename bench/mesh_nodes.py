@@ -8,20 +8,10 @@ from typing import Any
 
 from bench.context import BenchContext, get_status
 from demo.processes import ManagedProcess, free_port
+from mesh.config.merge import deep_merge
 
 UPSTREAM_SERVICE = "bench-upstream"
 SIDECAR_SERVICE = "bench-app"
-
-
-def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``base`` with ``extra`` merged in: mappings merge key by key, anything else replaces."""
-    out = dict(base)
-    for key, value in (extra or {}).items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 @dataclass(frozen=True)

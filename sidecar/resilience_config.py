@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from mesh.config.merge import deep_merge
 from mesh.config.types import Duration, Frozen
 from sidecar.resilience.breaker import BreakerSettings
 from sidecar.resilience.retry_budget import RetryBudgetSettings
@@ -111,18 +112,8 @@ class ResilienceConfig(Frozen):
         override = self.services.get(service)
         if not override:
             return self.defaults
-        merged = _merge(self.defaults.model_dump(), override)
+        merged = deep_merge(self.defaults.model_dump(), override)
         return UpstreamPolicy.model_validate(merged)
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 class InboundLimitConfig(Frozen):

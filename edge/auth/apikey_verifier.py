@@ -62,10 +62,8 @@ class ApiKeyVerifier:
         self._ttl = cache_ttl_s
         self._timeout = timeout_s
         self._cache: TokenCache[ApiKeyRecord | _Unknown] = TokenCache(max_entries, clock)
-        self._inflight: dict[bytes, asyncio.Task[ApiKeyRecord | _Unknown]] = {}
         self._lookups = 0
         self._failures = 0
-        self._cache_hits = 0
 
     async def verify(self, key: str) -> ApiKeyRecord:
         """The record of a live key.
@@ -76,40 +74,21 @@ class ApiKeyVerifier:
         """
         if len(key) > MAX_KEY_CHARS or key_id_of(key) is None:
             raise AuthError.invalid_token("malformed api key")
-        digest = token_digest(key)
-        answer = self._cache.get(digest)
-        if answer is not None:
-            self._cache_hits += 1
-        else:
-            task = self._inflight.get(digest)
-            if task is None:
-                task = asyncio.get_running_loop().create_task(self._ask(digest, key))
-                task.add_done_callback(_retrieve_exception)
-                self._inflight[digest] = task
-            answer = await asyncio.shield(task)
+        answer = await self._cache.lookup(token_digest(key), lambda: self._ask(key))
         if isinstance(answer, _Unknown):
             raise AuthError.invalid_token("unknown api key")
         return answer
 
     def stats(self) -> ApiKeyStats:
-        return ApiKeyStats(self._lookups, self._failures, self._cache_hits, len(self._cache))
+        return ApiKeyStats(self._lookups, self._failures, self._cache.hits, len(self._cache))
 
-    async def _ask(self, digest: bytes, key: str) -> ApiKeyRecord | _Unknown:
+    async def _ask(self, key: str) -> tuple[ApiKeyRecord | _Unknown, float]:
+        self._lookups += 1
         try:
-            self._lookups += 1
-            try:
-                async with asyncio.timeout(self._timeout):
-                    record = await self._lookup(key)
-            except Exception as exc:
-                self._failures += 1
-                raise ApiKeysUnavailable(f"api key store failed: {type(exc).__name__}") from exc
-            answer: ApiKeyRecord | _Unknown = record if record is not None else _UNKNOWN
-            self._cache.put(digest, answer, self._clock() + self._ttl)
-            return answer
-        finally:
-            self._inflight.pop(digest, None)
-
-
-def _retrieve_exception(task: asyncio.Task[ApiKeyRecord | _Unknown]) -> None:
-    if not task.cancelled():
-        task.exception()
+            async with asyncio.timeout(self._timeout):
+                record = await self._lookup(key)
+        except Exception as exc:
+            self._failures += 1
+            raise ApiKeysUnavailable(f"api key store failed: {type(exc).__name__}") from exc
+        answer: ApiKeyRecord | _Unknown = record if record is not None else _UNKNOWN
+        return answer, self._clock() + self._ttl

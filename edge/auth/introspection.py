@@ -10,7 +10,6 @@ service. Concurrent requests with the same uncached token share one call.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -91,10 +90,8 @@ class IntrospectionVerifier:
         self._introspect = introspect
         self._clock = clock
         self._cache: TokenCache[_Answer] = TokenCache(settings.cache_max_entries, clock)
-        self._inflight: dict[bytes, asyncio.Task[_Answer]] = {}
         self._calls = 0
         self._failures = 0
-        self._cache_hits = 0
 
     async def verify(self, token: str) -> Claims:
         """Return the claims of an active token.
@@ -108,17 +105,7 @@ class IntrospectionVerifier:
         """
         if len(token) > self._settings.max_token_bytes:
             raise AuthError.invalid_token("token too large")
-        digest = token_digest(token)
-        answer = self._cache.get(digest)
-        if answer is not None:
-            self._cache_hits += 1
-        else:
-            task = self._inflight.get(digest)
-            if task is None:
-                task = asyncio.get_running_loop().create_task(self._ask(digest, token))
-                task.add_done_callback(_retrieve_exception)
-                self._inflight[digest] = task
-            answer = await asyncio.shield(task)
+        answer = await self._cache.lookup(token_digest(token), lambda: self._ask(token))
         if isinstance(answer, _Refusal):
             raise AuthError.invalid_token(answer.description)
         return answer
@@ -128,28 +115,22 @@ class IntrospectionVerifier:
         return IntrospectionStats(
             calls=self._calls,
             failures=self._failures,
-            cache_hits=self._cache_hits,
+            cache_hits=self._cache.hits,
             cached_entries=len(self._cache),
         )
 
-    async def _ask(self, digest: bytes, token: str) -> _Answer:
+    async def _ask(self, token: str) -> tuple[_Answer, float]:
+        self._calls += 1
         try:
-            self._calls += 1
-            try:
-                response = await self._introspect(token)
-            except Exception as exc:  # any transport failure is "no answer", never "inactive"
-                self._failures += 1
-                reason = f"introspection failed: {type(exc).__name__}"
-                raise IntrospectionUnavailable(reason) from exc
-            if not isinstance(response, Mapping) or not isinstance(response.get("active"), bool):
-                self._failures += 1
-                raise IntrospectionUnavailable("introspection answer has no boolean 'active'")
-            now = self._clock()
-            answer, expires_at = self._judge(response, now)
-            self._cache.put(digest, answer, expires_at)
-            return answer
-        finally:
-            self._inflight.pop(digest, None)
+            response = await self._introspect(token)
+        except Exception as exc:  # any transport failure is "no answer", never "inactive"
+            self._failures += 1
+            reason = f"introspection failed: {type(exc).__name__}"
+            raise IntrospectionUnavailable(reason) from exc
+        if not isinstance(response, Mapping) or not isinstance(response.get("active"), bool):
+            self._failures += 1
+            raise IntrospectionUnavailable("introspection answer has no boolean 'active'")
+        return self._judge(response, self._clock())
 
     def _judge(self, response: Mapping[str, Any], now: float) -> tuple[_Answer, float]:
         """The answer for one RFC 7662 response, and until when it may be reused."""
@@ -171,9 +152,3 @@ class IntrospectionVerifier:
         if exp is not None:
             positive_until = min(positive_until, exp)
         return claims, positive_until
-
-
-def _retrieve_exception(task: asyncio.Task[_Answer]) -> None:
-    # If every waiter was cancelled, nobody awaits the task; mark its error as seen.
-    if not task.cancelled():
-        task.exception()

@@ -7,9 +7,10 @@ small size whatever the token length.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 V = TypeVar("V")
@@ -34,6 +35,8 @@ class TokenCache(Generic[V]):
         self._max_entries = max_entries
         self._clock = clock
         self._entries: OrderedDict[bytes, tuple[float, V]] = OrderedDict()
+        self._inflight: dict[bytes, asyncio.Task[V]] = {}
+        self.hits = 0
 
     def get(self, key: bytes) -> V | None:
         """The live value for ``key``, or None if absent or expired (then dropped)."""
@@ -56,6 +59,33 @@ class TokenCache(Generic[V]):
         while len(self._entries) > self._max_entries:
             self._entries.popitem(last=False)
 
+    async def lookup(self, key: bytes, load: Callable[[], Awaitable[tuple[V, float]]]) -> V:
+        """The live value for ``key``; on a miss, ``load()`` once for all concurrent callers.
+
+        ``load`` returns the value and its deadline, which is cached. Concurrent
+        misses for one key share a single ``load`` (single flight); a caller
+        that is cancelled does not cancel it for the others. An exception from
+        ``load`` reaches every waiter and nothing is cached.
+        """
+        value = self.get(key)
+        if value is not None:
+            self.hits += 1
+            return value
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._load(key, load))
+            task.add_done_callback(_retrieve_exception)
+            self._inflight[key] = task
+        return await asyncio.shield(task)
+
+    async def _load(self, key: bytes, load: Callable[[], Awaitable[tuple[V, float]]]) -> V:
+        try:
+            value, expires_at = await load()
+            self.put(key, value, expires_at)
+            return value
+        finally:
+            self._inflight.pop(key, None)
+
     def discard(self, key: bytes) -> None:
         """Forget ``key`` if present."""
         self._entries.pop(key, None)
@@ -66,3 +96,9 @@ class TokenCache(Generic[V]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def _retrieve_exception(task: asyncio.Task[V]) -> None:
+    # If every waiter was cancelled, nobody awaits the task; mark its error as seen.
+    if not task.cancelled():
+        task.exception()

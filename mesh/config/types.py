@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -35,6 +35,18 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 """Seconds, written as a number or with a unit (ms, s, m, h)."""
 
 Port = Annotated[int, Field(ge=0, le=65535)]
+
+
+def _header_name(value: str) -> str:
+    from mesh.identity.headers import is_header_name
+
+    if not is_header_name(value):
+        raise ValueError(f"{value!r} is not a valid header name")
+    return value
+
+
+HeaderName = Annotated[str, AfterValidator(_header_name)]
+"""An HTTP field name (an RFC 9110 token), checked when the config loads."""
 
 
 class Frozen(BaseModel):

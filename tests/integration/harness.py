@@ -26,6 +26,7 @@ from demo.processes import (
     port_open,
     wait_until,
 )
+from mesh.config.merge import deep_merge
 
 
 @dataclass
@@ -80,16 +81,6 @@ class Edge:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-
-def deep_merge(base: dict[str, Any], extra: dict[str, Any] | None) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in (extra or {}).items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 @dataclass

@@ -35,10 +35,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from demo.auth_service import key_id_for, load_or_create_key_file, mint_token, public_jwk
 from demo.processes import RedisServer, free_port, meshgate_argv
+from mesh.config.merge import deep_merge
 from mesh.identity.headers import header_key
 from mesh.identity.keys import generate_signing_key, public_key_pem, signing_key_pem
 from mesh.identity.token import IdentitySigner
-from tests.integration.harness import App, Edge, Mesh, Sidecar, deep_merge, raw_request
+from tests.integration.harness import App, Edge, Mesh, Sidecar, raw_request
 
 ISSUER = "http://auth.demo"
 AUDIENCE = "meshgate"

@@ -84,7 +84,9 @@ async def test_breaker_opens_fails_fast_probes_and_closes(mesh: Mesh) -> None:
             status, headers, body = await get(s, url)
             assert status == 503
             assert body["breaker"] == "open" and body["service"] == "backend"
-            assert 1 <= int(headers["Retry-After"]) <= 2
+            # First trip: open for open_base (1 s, no jitter), so at most 1 s is left.
+            assert 0 < body["retry_after_s"] <= 1.0
+            assert headers["Retry-After"] == "1"
         assert app.stats()["total"] == reached
         async with s.get(f"http://127.0.0.1:{caller.admin}/breakers") as resp:
             assert (await resp.json())["backend"]["state"] == "open"
@@ -93,6 +95,11 @@ async def test_breaker_opens_fails_fast_probes_and_closes(mesh: Mesh) -> None:
         status, _, _ = await get(s, url)
         assert status == 500
         assert app.stats()["total"] == reached + 1
+        # Second consecutive trip: the open time doubles to 2 s (open_max).
+        status, headers, body = await get(s, url)
+        assert status == 503
+        assert 1.0 < body["retry_after_s"] <= 2.0
+        assert headers["Retry-After"] == "2"
         # The upstream recovers; after the (doubled) open time, trials close it.
         app.faults(error_rate=0.0)
         deadline = time.monotonic() + 5

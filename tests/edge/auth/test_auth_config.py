@@ -74,7 +74,7 @@ EDGE_ERRORS = [
         "auth.identity",
         "X-Admin is not in identity.headers",
     ),
-    ("auth: {identity: {headers: ['X User']}}", "auth.identity.headers", "not a valid header"),
+    ("auth: {identity: {headers: ['X User']}}", "auth.identity.headers[0]", "not a valid header"),
     (
         "auth: {identity: {token: {header: X-User-Id}}}",
         "auth.identity",
