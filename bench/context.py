@@ -83,6 +83,7 @@ class BenchContext:
         self._redis: RedisServer | None = None
         self._registered: set[str] = set()
         self._names: dict[str, int] = {}
+        self._scope_pids: list[int] = []
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -106,11 +107,18 @@ class BenchContext:
         """Processes spawned inside are stopped when the block exits, however it exits."""
         assert self._scope is None, "scenario scopes do not nest"
         self._scope = ExitStack()
+        self._scope_pids = []
         try:
             with self._scope:
                 yield
         finally:
             self._scope = None
+            self._scope_pids = []
+
+    @property
+    def scope_pids(self) -> list[int]:
+        """Pids of the processes the current scenario started (for CPU accounting)."""
+        return list(self._scope_pids)
 
     def _stack(self) -> ExitStack:
         return self._scope if self._scope is not None else self._shared
@@ -136,6 +144,8 @@ class BenchContext:
         )
         self._stack().callback(proc.stop, 5.0)
         proc.start()
+        if self._scope is not None:
+            self._scope_pids.append(proc.pid)
         return proc
 
     def meshgate(self, command: str, name: str, config: Mapping[str, Any]) -> ManagedProcess:

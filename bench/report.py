@@ -21,11 +21,62 @@ class Outcome:
     headers: Mapping[str, str] = field(default_factory=dict)
     result: WrkResult | None = None
     failure: str | None = None
+    cpu_us_per_request: float | None = None
+    """User + system CPU microseconds the scenario's own processes (the proxy under
+    test, not wrk, the upstream, Consul or Redis) spent per request while measured."""
+
+    rounds: list[tuple[float, float | None]] = field(default_factory=list)
+    """With ``--repeat``: (req/s, CPU µs per request) of every round, in order."""
 
     @property
     def flagged(self) -> bool:
         """No result, or a result with errors: its numbers are not to be trusted."""
         return self.result is None or self.result.error_count > 0
+
+
+def _median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def combine_rounds(rounds: Sequence[Sequence[Outcome]]) -> list[Outcome]:
+    """One outcome per scenario from several rounds of the same scenarios.
+
+    A scenario that failed or had errors in any round is reported by that
+    round (its numbers are not to be trusted). Otherwise the round with the
+    median req/s stands for it (its latencies come with it), its CPU per
+    request is the median of the rounds', and every round's figures are kept
+    in :attr:`Outcome.rounds`.
+    """
+    by_name: dict[str, list[Outcome]] = {}
+    for outcomes in rounds:
+        for o in outcomes:
+            by_name.setdefault(o.name, []).append(o)
+    combined: list[Outcome] = []
+    for runs in by_name.values():
+        bad = next((o for o in runs if o.flagged), None)
+        if bad is not None:
+            combined.append(bad)
+            continue
+        ranked = sorted(runs, key=lambda o: o.result.requests_per_sec if o.result else 0.0)
+        pick = ranked[(len(ranked) - 1) // 2]
+        cpus = [o.cpu_us_per_request for o in runs if o.cpu_us_per_request is not None]
+        combined.append(
+            Outcome(
+                pick.name,
+                pick.description,
+                pick.url,
+                pick.headers,
+                pick.result,
+                cpu_us_per_request=_median(cpus) if cpus else None,
+                rounds=[
+                    (o.result.requests_per_sec if o.result else 0.0, o.cpu_us_per_request)
+                    for o in runs
+                ],
+            )
+        )
+    return combined
 
 
 def ratios(outcomes: Sequence[Outcome], baseline: str) -> dict[str, float | None]:
@@ -57,11 +108,11 @@ def _errors(result: WrkResult) -> str:
 
 def format_table(outcomes: Sequence[Outcome], baseline: str) -> str:
     ratio = ratios(outcomes, baseline)
-    header = ["scenario", "req/s", "p50", "p99", "errors", f"vs {baseline}"]
+    header = ["scenario", "req/s", "p50", "p99", "errors", f"vs {baseline}", "CPU/req"]
     rows: list[list[str]] = []
     for o in outcomes:
         if o.result is None:
-            rows.append([o.name, "FAILED", "-", "-", "-", "-"])
+            rows.append([o.name, "FAILED", "-", "-", "-", "-", "-"])
             continue
         r = ratio[o.name]
         rows.append(
@@ -72,11 +123,12 @@ def format_table(outcomes: Sequence[Outcome], baseline: str) -> str:
                 _ms(o.result.latency_ms.get("p99")),
                 _errors(o.result),
                 "-" if r is None else f"{r:.2f}x",
+                "-" if o.cpu_us_per_request is None else f"{o.cpu_us_per_request:.0f} µs",
             ]
         )
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     # Names left-aligned, numbers right-aligned.
-    aligns = ["<", ">", ">", ">", ">", ">"]
+    aligns = ["<", ">", ">", ">", ">", ">", ">"]
 
     def line(cells: list[str]) -> str:
         return "  ".join(f"{c:{a}{w}}" for c, a, w in zip(cells, aligns, widths, strict=True))
@@ -105,7 +157,12 @@ def results_document(
             "flagged": o.flagged,
             "failure": o.failure,
             f"ratio_to_{baseline}": ratio[o.name],
+            "cpu_us_per_request": o.cpu_us_per_request,
         }
+        if len(o.rounds) > 1:
+            entry["rounds"] = [
+                {"requests_per_sec": rps, "cpu_us_per_request": cpu} for rps, cpu in o.rounds
+            ]
         if o.result is not None:
             entry.update(o.result.as_dict())
         scenarios.append(entry)

@@ -29,8 +29,9 @@ if __package__ in (None, ""):  # run as ``python bench/run.py``
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.context import BenchContext
+from bench.cpu import tree_cpu_seconds
 from bench.proxies import haproxy_binary, nginx_binary, start_upstream
-from bench.report import Outcome, format_table, results_document, write_json
+from bench.report import Outcome, combine_rounds, format_table, results_document, write_json
 from bench.scenarios import BASELINE, SCENARIOS, Scenario
 from bench.wrk import WrkOptions, run_wrk, wrk_binary
 
@@ -66,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="where configs and logs go (default: a temporary directory, removed after a "
         "clean run and kept when something failed)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds: run every scenario this many times, interleaved, and report the median (1)",
     )
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     return parser
@@ -130,20 +137,31 @@ def measure(
                 warm = WrkOptions(options.threads, options.connections, warmup, options.timeout)
                 run_wrk(target.url, warm, target.headers, target.script)
             print(f"{progress} {sc.name}: measuring {options.duration:g}s", flush=True)
+            cpu_before = tree_cpu_seconds(ctx.scope_pids)
             result, raw = run_wrk(target.url, options, target.headers, target.script)
+            cpu_seconds = tree_cpu_seconds(ctx.scope_pids) - cpu_before
         except Exception as exc:  # one broken scenario must not lose the others' numbers
             outcome.failure = f"{type(exc).__name__}: {exc}"
             print(f"{progress} {sc.name}: FAILED\n{outcome.failure}", file=sys.stderr, flush=True)
             return outcome
         ctx.path(f"{sc.name}.wrk.txt").write_text(raw)
         outcome.result = result
+        if result.requests > 0 and ctx.scope_pids:
+            outcome.cpu_us_per_request = cpu_seconds * 1e6 / result.requests
         p99 = result.latency_ms.get("p99", float("nan"))
         errors = f", {result.error_count} ERRORS" if result.error_count else ""
         print(
-            f"{progress} {sc.name}: {result.requests_per_sec:,.0f} req/s, p99 {p99:.2f} ms{errors}",
+            f"{progress} {sc.name}: {result.requests_per_sec:,.0f} req/s, p99 {p99:.2f} ms"
+            f"{_cpu_note(outcome)}{errors}",
             flush=True,
         )
     return outcome
+
+
+def _cpu_note(outcome: Outcome) -> str:
+    if outcome.cpu_us_per_request is None:
+        return ""
+    return f", {outcome.cpu_us_per_request:.0f} µs CPU/request"
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -168,8 +186,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    if args.duration <= 0 or args.connections < 1 or args.threads < 1:
-        print("bench: --duration, --connections and --threads must be positive", file=sys.stderr)
+    if args.duration <= 0 or args.connections < 1 or args.threads < 1 or args.repeat < 1:
+        print(
+            "bench: --duration, --connections, --threads and --repeat must be positive",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     if args.connections < args.threads:
         print("bench: wrk needs at least one connection per thread", file=sys.stderr)
@@ -177,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     options = WrkOptions(args.threads, args.connections, args.duration)
     meta = _meta(options, args.warmup)
+    meta["rounds"] = args.repeat
     own_workdir = args.workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="meshgate-bench-")) if own_workdir else args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
@@ -193,10 +215,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             except Exception as exc:
                 fatal = f"upstream nginx did not start: {exc}"
             else:
-                for i, sc in enumerate(scenarios, 1):
-                    progress = f"[{i}/{len(scenarios)}]"
-                    outcomes.append(measure(ctx, sc, options, args.warmup, progress))
-                    time.sleep(0.5)  # let the stopped processes' CPU settle
+                rounds: list[list[Outcome]] = []
+                for r in range(args.repeat):
+                    rounds.append([])
+                    for i, sc in enumerate(scenarios, 1):
+                        progress = f"[{i}/{len(scenarios)}]"
+                        if args.repeat > 1:
+                            progress = f"[round {r + 1}/{args.repeat}] {progress}"
+                        rounds[-1].append(measure(ctx, sc, options, args.warmup, progress))
+                        time.sleep(0.5)  # let the stopped processes' CPU settle
+                    outcomes = combine_rounds(rounds)
             print("bench: stopping processes", flush=True)
     except KeyboardInterrupt:
         interrupted = True
@@ -213,10 +241,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         print(format_table(outcomes, BASELINE))
         print(
-            "\n(wrk -t{} -c{} -d{:g}s; shared machine, load average at start {:.2f})".format(
+            "\n(wrk -t{} -c{} -d{:g}s{}; shared machine, load average at start {:.2f})".format(
                 options.threads,
                 options.connections,
                 options.duration,
+                f", median of {args.repeat} interleaved rounds" if args.repeat > 1 else "",
                 meta["machine"]["loadavg_at_start"][0],
             )
         )

@@ -1,0 +1,69 @@
+"""CPU accounting for the bench: /proc stat parsing and the process-tree sum."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from bench.cpu import parse_stat, tree_cpu_seconds
+from bench.report import Outcome, combine_rounds, format_table
+from bench.wrk import WrkResult
+
+# Field 2 may hold spaces and parentheses; fields are counted from the last ")".
+STAT = "4242 (python (x) y) S 17 4242 4242 0 -1 4194560 900 0 0 0 150 25 3 4 20 0 3 0 1 0 0"
+
+
+def test_parse_stat_counts_fields_after_the_last_parenthesis() -> None:
+    assert parse_stat(STAT) == (4242, 17, 175)
+
+
+def test_tree_cpu_seconds_grows_with_this_process_work() -> None:
+    before = tree_cpu_seconds([os.getpid()])
+    end = time.process_time() + 0.1
+    while time.process_time() < end:
+        pass
+    after = tree_cpu_seconds([os.getpid()])
+    assert after - before >= 0.05
+
+
+def test_tree_cpu_seconds_of_unknown_pid_is_zero() -> None:
+    assert tree_cpu_seconds([2**22 + 7]) == 0.0
+
+
+def test_cpu_per_request_column() -> None:
+    result = WrkResult(1000.0, 1000, 1.0, {"p50": 1.0, "p99": 2.0})
+    table = format_table(
+        [
+            Outcome("nginx", "", result=result),
+            Outcome("edge", "", result=result, cpu_us_per_request=97.4),
+        ],
+        "nginx",
+    )
+    edge_row = next(line for line in table.splitlines() if line.startswith("edge"))
+    assert edge_row.endswith("97 µs")
+    nginx_row = next(line for line in table.splitlines() if line.startswith("nginx"))
+    assert nginx_row.endswith("-")
+
+
+def _outcome(name: str, rps: float, cpu: float | None, errors: int = 0) -> Outcome:
+    result = WrkResult(rps, int(rps), 1.0, {"p50": 1.0, "p99": 2.0}, non_2xx_3xx=errors)
+    return Outcome(name, "", result=result, cpu_us_per_request=cpu)
+
+
+def test_combine_rounds_takes_median_round_and_median_cpu() -> None:
+    rounds = [
+        [_outcome("edge", 900.0, 120.0), _outcome("nginx", 50.0, 15.0)],
+        [_outcome("edge", 1100.0, 100.0), _outcome("nginx", 60.0, 14.0)],
+        [_outcome("edge", 1000.0, 130.0), _outcome("nginx", 40.0, 16.0)],
+    ]
+    edge, nginx = combine_rounds(rounds)
+    assert edge.result is not None and edge.result.requests_per_sec == 1000.0
+    assert edge.cpu_us_per_request == 120.0
+    assert edge.rounds == [(900.0, 120.0), (1100.0, 100.0), (1000.0, 130.0)]
+    assert nginx.result is not None and nginx.result.requests_per_sec == 50.0
+
+
+def test_combine_rounds_reports_a_flagged_round() -> None:
+    rounds = [[_outcome("edge", 900.0, 120.0)], [_outcome("edge", 1100.0, 100.0, errors=3)]]
+    (edge,) = combine_rounds(rounds)
+    assert edge.flagged
