@@ -79,6 +79,23 @@ class ApiKeyVerifier:
             raise AuthError.invalid_token("unknown api key")
         return answer
 
+    def cached(self, key: str) -> ApiKeyRecord | None:
+        """What :meth:`verify` would answer from its cache alone; never awaits.
+
+        The record of a key cached as live; raises AuthError ``unknown api
+        key`` for one cached as unknown; None when nothing is cached for it
+        (never looked up, or its answer expired): ask :meth:`verify`, which
+        decides (malformed keys included). A cached answer counts as a hit.
+        Guarantee: every key this answers for passed the ``mgk_`` shape check
+        (no space or tab, at most MAX_KEY_CHARS).
+        """
+        if len(key) > MAX_KEY_CHARS:
+            return None  # never cached, and not worth hashing
+        answer = self._cache.hit(token_digest(key))
+        if isinstance(answer, _Unknown):
+            raise AuthError.invalid_token("unknown api key")
+        return answer
+
     def stats(self) -> ApiKeyStats:
         return ApiKeyStats(self._lookups, self._failures, self._cache.hits, len(self._cache))
 

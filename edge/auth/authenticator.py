@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from edge.auth.apikey_verifier import ApiKeysUnavailable, ApiKeyVerifier
 from edge.auth.apikeys import ApiKeyRecord
 from edge.auth.claims import Claims, TokenVerifier
-from edge.auth.credentials import METHOD_OF_KIND, Credential
+from edge.auth.credentials import METHOD_OF_KIND, Credential, CredentialKind
 from edge.auth.errors import AuthError
 from edge.auth.identity import Identity, identity_from_api_key, identity_from_claims
 from edge.auth.introspection import IntrospectionUnavailable
+from edge.auth.jwt_verifier import JwtVerifier
 from edge.auth.keys import KeysUnavailable
 from edge.auth.object_memo import ObjectMemo
 from edge.auth.policy import RoutePolicy
@@ -45,7 +46,9 @@ class Authenticator:
     """
 
     def __init__(self, verifiers: Verifiers | None = None) -> None:
-        self._verifiers = verifiers or Verifiers()
+        self._verifiers: Verifiers
+        self._jwt_cached: JwtVerifier | None
+        self.install(verifiers or Verifiers())
         # Cached answers come back as the same objects: derive each identity once.
         self._from_jwt: ObjectMemo[Claims, Identity] = ObjectMemo(
             lambda c: identity_from_claims(c, "jwt")
@@ -58,6 +61,43 @@ class Authenticator:
     def install(self, verifiers: Verifiers) -> None:
         """Use these verifiers from now on."""
         self._verifiers = verifiers
+        # Only JwtVerifier's cache guarantees the token shape cached() relies on.
+        self._jwt_cached = verifiers.jwt if isinstance(verifiers.jwt, JwtVerifier) else None
+
+    def cached(self, kind: CredentialKind, secret: str, policy: RoutePolicy) -> Identity | None:
+        """The identity of a caller the verifiers already hold a live answer for; never awaits.
+
+        For a secret from :func:`edge.auth.credentials.candidate_credential`:
+        when this returns an identity or raises AuthError, that is exactly what
+        :meth:`authenticate` would do for ``Credential(kind, secret)``. None
+        means "not decided here" (not cached, a method the route does not take,
+        introspection mode, verifiers not installed): call :meth:`authenticate`.
+        Only the local JWT and API key caches are consulted; each vouches that
+        what it holds passed full verification, so has the shape
+        ``candidate_credential`` needs for its secret to be the request's
+        credential (a bearer token is b64token syntax, no key has blanks).
+        """
+        if METHOD_OF_KIND[kind] not in policy.methods:
+            return None
+        if kind == "apikey":
+            api_keys = self._verifiers.api_keys
+            if api_keys is None:
+                return None
+            record = api_keys.cached(secret)
+            if record is None:
+                return None
+            identity = self._from_api_key(record)
+        else:
+            jwt = self._jwt_cached
+            if jwt is None or policy.mode == "introspect":
+                return None
+            claims = jwt.cached(secret)
+            if claims is None:
+                return None
+            identity = self._from_jwt(claims)
+        if policy.roles and not identity.has_any_role(policy.roles):
+            raise _missing_role(policy)
+        return identity
 
     async def authenticate(
         self, credential: Credential | None, policy: RoutePolicy
@@ -80,9 +120,7 @@ class Authenticator:
             raise AuthError(None, _NOT_ACCEPTED[credential.kind])
         identity = await self._identify(credential, policy)
         if policy.roles and not identity.has_any_role(policy.roles):
-            raise AuthError.insufficient_scope(
-                "missing required role", scope=" ".join(policy.roles)
-            )
+            raise _missing_role(policy)
         return identity
 
     async def _identify(self, credential: Credential, policy: RoutePolicy) -> Identity:
@@ -98,3 +136,7 @@ class Authenticator:
         if v.jwt is None:
             raise KeysUnavailable("JWT verification is not ready")
         return self._from_jwt(await v.jwt.verify(credential.secret))
+
+
+def _missing_role(policy: RoutePolicy) -> AuthError:
+    return AuthError.insufficient_scope("missing required role", scope=" ".join(policy.roles))

@@ -3,8 +3,8 @@
 The order of checks is the security argument, cheapest and most hostile first:
 
 1. size, before anything is hashed or decoded (``token too large``);
-2. the claims cache, by SHA-256 of the token: a repeat caller costs a dict
-   look-up and no signature check;
+2. the claims cache, by the token text: a repeat caller costs a dict look-up
+   and no signature check (:meth:`JwtVerifier.cached` is that look-up alone);
 3. the header, parsed strictly by :mod:`edge.auth.jws_header` (alg allow-list,
    ``none`` refused, kid shape, key-locating headers refused or ignored);
 4. the key, by kid only, from the key source (``unknown kid``), and the
@@ -27,7 +27,7 @@ from edge.auth.claims import Claims, claims_from_payload
 from edge.auth.errors import AuthError
 from edge.auth.jws_header import DEFAULT_KID_PATTERN, parse_jws_header
 from edge.auth.keys import SUPPORTED_ALGORITHMS, KeySource
-from edge.auth.token_cache import TokenCache, token_digest
+from edge.auth.token_cache import TokenCache
 
 DEFAULT_ALGORITHMS = frozenset({"ES256", "RS256", "EdDSA"})
 """The edge accepts these unless configured otherwise: asymmetric only, one per key type."""
@@ -115,6 +115,19 @@ class JwtVerifier:
 
     ``clock`` returns Unix time in seconds and is the only time source, for the
     claims checks and the cache alike.
+
+    The verified-claims cache is keyed by the token text itself, not a digest
+    of it: a hit is one dict look-up (the str hash, then a comparison of the
+    whole text against the stored key, so a token differing in one character
+    is a miss: as exact as comparing digests). It only ever holds tokens that
+    passed every check below, each until its ``exp`` and at most
+    ``cache_max_entries`` of them (LRU); since the size check comes first, each
+    is at most ``max_token_bytes`` characters of ASCII (one byte each), so the
+    keys take at most ``cache_max_entries * max_token_bytes`` bytes plus about
+    50 bytes of object header each: 80 MiB with the defaults in the worst case
+    of 8 KiB tokens, a few MiB for typical sub-kilobyte ones. The price: unlike
+    a digest, the keys are the bearer tokens themselves, so a dump of the
+    process's memory holds every cached token (usable until its ``exp``).
     """
 
     def __init__(
@@ -149,8 +162,7 @@ class JwtVerifier:
         if len(token) > self._settings.max_token_bytes:
             self._refused += 1
             raise AuthError.invalid_token("token too large")
-        digest = token_digest(token)
-        cached = self._cache.get(digest)
+        cached = self._cache.get(token)
         if cached is not None:
             self._cache_hits += 1
             return cached
@@ -161,7 +173,23 @@ class JwtVerifier:
             raise
         self._verified += 1
         if claims.expires_at is not None:
-            self._cache.put(digest, claims, claims.expires_at)
+            self._cache.put(token, claims, claims.expires_at)
+        return claims
+
+    def cached(self, token: str) -> Claims | None:
+        """The claims :meth:`verify` would return from its cache, else None; never awaits.
+
+        None means "not known valid here" (never seen, refused, evicted or
+        expired): ask :meth:`verify`, which decides. A hit counts as one.
+        Guarantee: every token this answers for once passed :meth:`verify` in
+        full, so it is a compact JWS of three base64url segments (``[A-Za-z0-9_-]``
+        and two dots): RFC 6750 b64token syntax, without any space or tab.
+        """
+        if len(token) > self._settings.max_token_bytes:
+            return None  # never cached; and never hashed, as in verify
+        claims = self._cache.get(token)
+        if claims is not None:
+            self._cache_hits += 1
         return claims
 
     def clear_cache(self) -> None:

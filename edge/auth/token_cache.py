@@ -1,8 +1,19 @@
 """A bounded LRU of answers about tokens, each entry valid until its own deadline.
 
-Keys are SHA-256 digests of the token text, never the token: a heap dump or a
-debug listing of the cache does not hold credentials, and every key has the same
-small size whatever the token length.
+Each owner picks its keys (:data:`TokenKey`) and states the choice:
+
+- API keys and introspection answers are keyed by :func:`token_digest`
+  (SHA-256 of the text), never the secret: a heap dump or a debug listing of
+  those caches does not hold the secrets (API keys never expire; opaque tokens
+  need not say when they do), and every key has the same small size whatever
+  the secret length.
+- The verified-claims cache of :class:`edge.auth.jwt_verifier.JwtVerifier` is
+  keyed by the token text itself, so a repeat caller costs a dict look-up
+  rather than a hash; see there for why that is exact and how its memory is
+  bounded.
+
+Either way a hit needs the whole key to be equal: a str key compares the full
+text, a digest the full 32 bytes.
 """
 
 from __future__ import annotations
@@ -14,6 +25,9 @@ from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 V = TypeVar("V")
+
+TokenKey = bytes | str
+"""A cache key: a :func:`token_digest`, or the token text for a cache that says so."""
 
 
 def token_digest(token: str) -> bytes:
@@ -34,11 +48,11 @@ class TokenCache(Generic[V]):
             raise ValueError("max_entries must be at least 1")
         self._max_entries = max_entries
         self._clock = clock
-        self._entries: OrderedDict[bytes, tuple[float, V]] = OrderedDict()
-        self._inflight: dict[bytes, asyncio.Task[V]] = {}
+        self._entries: OrderedDict[TokenKey, tuple[float, V]] = OrderedDict()
+        self._inflight: dict[TokenKey, asyncio.Task[V]] = {}
         self.hits = 0
 
-    def get(self, key: bytes) -> V | None:
+    def get(self, key: TokenKey) -> V | None:
         """The live value for ``key``, or None if absent or expired (then dropped)."""
         entry = self._entries.get(key)
         if entry is None:
@@ -50,7 +64,14 @@ class TokenCache(Generic[V]):
         self._entries.move_to_end(key)
         return value
 
-    def put(self, key: bytes, value: V, expires_at: float) -> None:
+    def hit(self, key: TokenKey) -> V | None:
+        """:meth:`get`, counting a live answer in :attr:`hits`."""
+        value = self.get(key)
+        if value is not None:
+            self.hits += 1
+        return value
+
+    def put(self, key: TokenKey, value: V, expires_at: float) -> None:
         """Remember ``value`` until ``expires_at``; a deadline already past is ignored."""
         if expires_at <= self._clock():
             return
@@ -59,7 +80,7 @@ class TokenCache(Generic[V]):
         while len(self._entries) > self._max_entries:
             self._entries.popitem(last=False)
 
-    async def lookup(self, key: bytes, load: Callable[[], Awaitable[tuple[V, float]]]) -> V:
+    async def lookup(self, key: TokenKey, load: Callable[[], Awaitable[tuple[V, float]]]) -> V:
         """The live value for ``key``; on a miss, ``load()`` once for all concurrent callers.
 
         ``load`` returns the value and its deadline, which is cached. Concurrent
@@ -67,9 +88,8 @@ class TokenCache(Generic[V]):
         that is cancelled does not cancel it for the others. An exception from
         ``load`` reaches every waiter and nothing is cached.
         """
-        value = self.get(key)
+        value = self.hit(key)
         if value is not None:
-            self.hits += 1
             return value
         task = self._inflight.get(key)
         if task is None:
@@ -78,7 +98,7 @@ class TokenCache(Generic[V]):
             self._inflight[key] = task
         return await asyncio.shield(task)
 
-    async def _load(self, key: bytes, load: Callable[[], Awaitable[tuple[V, float]]]) -> V:
+    async def _load(self, key: TokenKey, load: Callable[[], Awaitable[tuple[V, float]]]) -> V:
         try:
             value, expires_at = await load()
             self.put(key, value, expires_at)
@@ -86,7 +106,7 @@ class TokenCache(Generic[V]):
         finally:
             self._inflight.pop(key, None)
 
-    def discard(self, key: bytes) -> None:
+    def discard(self, key: TokenKey) -> None:
         """Forget ``key`` if present."""
         self._entries.pop(key, None)
 

@@ -7,6 +7,11 @@ configured to forward them, removes the credential headers from what goes
 upstream. Refusals are RFC 6750 challenges with problem bodies; a credential
 that cannot be checked right now (keys, introspection or key store
 unavailable) is a 503 with Retry-After, never a 401.
+
+A repeat caller (its token or key answer still cached) is decided without
+awaiting anything or building a Credential: see :meth:`Authenticator.cached`.
+Everything else takes the full path, which makes every decision, errors
+included, exactly as if the quick one did not exist.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from edge.auth.credentials import (
     API_KEY_HEADER,
     API_KEY_SCHEME,
     Credential,
+    CredentialKind,
+    candidate_credential,
     presented_credential,
 )
 from edge.auth.errors import AuthError
@@ -54,12 +61,26 @@ class AuthenticateFilter:
         policy = self._policies.for_route(ex.attrs.get("route"))
         if not policy.enforced:
             return await next_handler(ex)
+        headers = ex.request.headers
+        candidate = candidate_credential(headers)
+        if candidate is not None:
+            kind, secret = candidate
+            try:
+                known = self._authenticator.cached(kind, secret, policy)
+            except AuthError as error:
+                return self._refuse(ex, error, kind, policy)
+            if known is not None:
+                ex.attrs[IDENTITY_ATTR] = known
+                if not self._forward:
+                    self._remove_credential(ex, kind)
+                return await next_handler(ex)
         credential: Credential | None = None
         try:
-            credential = presented_credential(ex.request.headers)
+            credential = presented_credential(headers)
             identity = await self._authenticator.authenticate(credential, policy)
         except AuthError as error:
-            return self._refuse(ex, error, credential, policy)
+            presented = credential.kind if credential is not None else None
+            return self._refuse(ex, error, presented, policy)
         except UNAVAILABLE as exc:
             log.warning("cannot authenticate request %s now: %s", ex.request_id, exc)
             return ex.problem(
@@ -72,19 +93,19 @@ class AuthenticateFilter:
         if identity is not None:
             ex.attrs[IDENTITY_ATTR] = identity
             if not self._forward and credential is not None:
-                self._remove_credential(ex, credential)
+                self._remove_credential(ex, credential.kind)
         return await next_handler(ex)
 
     def _refuse(
         self,
         ex: Exchange,
         error: AuthError,
-        credential: Credential | None,
+        presented: CredentialKind | None,
         policy: RoutePolicy,
     ) -> web.Response:
         headers = challenges(
             error,
-            presented=credential.kind if credential is not None else None,
+            presented=presented,
             accepted_methods=policy.methods,
             realm=self._realm,
         )
@@ -98,9 +119,9 @@ class AuthenticateFilter:
         )
 
     @staticmethod
-    def _remove_credential(ex: Exchange, credential: Credential) -> None:
+    def _remove_credential(ex: Exchange, kind: CredentialKind) -> None:
         headers = ex.upstream_headers
-        if credential.kind == "apikey":
+        if kind == "apikey":
             headers.popall(API_KEY_HEADER, None)
             scheme = headers.get("Authorization", "").strip().partition(" ")[0]
             if scheme.lower() != API_KEY_SCHEME:

@@ -63,13 +63,24 @@ def decision(
     ``wait_s`` is time before refill restarts (a clock that went backwards: the
     stored time is still ahead of ``now``); it delays both reset and retry.
     """
+    remaining, reset_after_s, retry_after_s = levels(allowed, tokens, cost, rate, burst, wait_s)
+    return Decision(allowed, tokens, remaining, reset_after_s, retry_after_s)
+
+
+def levels(
+    allowed: bool, tokens: float, cost: float, rate: float, burst: float, wait_s: float
+) -> tuple[int, float, float]:
+    """``(remaining, reset_after_s, retry_after_s)`` of :func:`decision`, without the object.
+
+    The one place these numbers are computed: :func:`decision` is built on it,
+    and the Redis limiter calls it directly for each bucket of a script reply,
+    where a :class:`Decision` per bucket would only be copied and dropped.
+    """
     wait_s = max(0.0, wait_s)
-    return Decision(
-        allowed=allowed,
-        tokens=tokens,
-        remaining=max(0, math.floor(tokens)),
-        reset_after_s=wait_s + seconds_until(tokens, burst, rate),
-        retry_after_s=0.0 if allowed else wait_s + seconds_until(tokens, cost, rate),
+    return (
+        max(0, math.floor(tokens)),
+        wait_s + seconds_until(tokens, burst, rate),
+        0.0 if allowed else wait_s + seconds_until(tokens, cost, rate),
     )
 
 

@@ -54,15 +54,22 @@ class Coalescer(Generic[T, R]):
         self._scheduled = False
         self._running: set[asyncio.Task[None]] = set()
 
-    async def submit(self, item: T) -> R:
-        """Queue ``item`` for this turn's batch and wait for its result."""
+    def submit(self, item: T) -> asyncio.Future[R]:
+        """Queue ``item`` for this turn's batch; the future returned resolves to its result.
+
+        Queued at once, when called (not when awaited). A plain function
+        returning the batch's future, rather than a coroutine awaiting it, so
+        that each submission costs no coroutine of its own. Cancelling the
+        future (or a task awaiting it) only gives up the result. Must be
+        called with the owning loop running.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
         self._pending.append((item, future))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._dispatch)
-        return await future
+        return future
 
     async def drain(self) -> None:
         """Wait until every batch dispatched so far has finished."""

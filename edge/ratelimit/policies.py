@@ -43,6 +43,12 @@ from edge.routes import Route
 _CALLER_DIMENSIONS = ("user", "api_key", "ip", "claim:", "header:")
 """Dimensions that identify a caller, in the order they choose the partition."""
 
+_MAX_CACHED_REQUESTS = 32768
+"""Most LimitRequests one policy keeps for reuse (see :meth:`Policy.limit_for`)."""
+
+_MAX_CACHED_ROUTES = 1024
+"""Most routes whose policies :meth:`PolicyBook.for_route` keeps."""
+
 
 @lru_cache(maxsize=65536)
 def hashed(value: str) -> str:
@@ -72,6 +78,8 @@ class Policy:
     """
 
     __slots__ = (
+        "_made",
+        "_parts",
         "by_plan",
         "by_role",
         "config",
@@ -86,6 +94,11 @@ class Policy:
         self.name = name
         self.config = config
         self.dimensions = config.count_by
+        # Per dimension: the dimension, what follows its colon (a header or claim name,
+        # else ""), and the key part's "<dimension>=" - split once, not per request.
+        self._parts = tuple((d, d.partition(":")[2], f"{d}=") for d in self.dimensions)
+        # (id of the tier, key) -> the LimitRequest made for it; tiers live as long as self.
+        self._made: dict[tuple[int, str], LimitRequest] = {}
         self.on_failure = config.on_failure
         # The key part that names the partition: the first caller dimension, if any.
         ranks = [_caller_rank(d) for d in self.dimensions]
@@ -126,18 +139,33 @@ class Policy:
         return self.default, None
 
     def limit_for(self, facts: RequestFacts) -> LimitRequest | None:
-        """The bucket this request draws from under this policy; None if it is not counted."""
+        """The bucket this request draws from under this policy; None if it is not counted.
+
+        A bucket asked for again gets the same (immutable) LimitRequest, up to
+        :data:`_MAX_CACHED_REQUESTS` of them: a busy caller or route costs one
+        dictionary look-up instead of building and validating a new one.
+        """
         policy, role = self.tier_for(facts.caller)
         if policy is None:
             return None
         parts: list[str] = []
-        for dim in self.dimensions:
-            value = _part(dim, facts, role)
+        for dim, name, head in self._parts:
+            value = _part(dim, name, facts, role)
             if value is None:
                 return None
-            parts.append(f"{dim}={value}")
+            parts.append(head + value)
+        key = "|".join(parts)
+        made = self._made
+        # The tier's id stands for the tier: hashing a LimitPolicy costs more than the look-up.
+        found = made.get((id(policy), key))
+        if found is not None:
+            return found
         at = self.partition_at
-        return LimitRequest(policy, "|".join(parts), partition=None if at is None else parts[at])
+        limit = LimitRequest(policy, key, partition=None if at is None else parts[at])
+        if len(made) >= _MAX_CACHED_REQUESTS:
+            made.clear()  # past the working set: start over rather than track recency
+        made[(id(policy), key)] = limit
+        return limit
 
     def describe(self) -> dict[str, Any]:
         """The policy as configured, for ``/ratelimits``."""
@@ -166,6 +194,8 @@ class PolicyBook:
         }
         self.defaults = self._select(config.default_policies)
         self._by_names: dict[tuple[str, ...], tuple[Policy, ...]] = {}
+        # Keyed by id(route), holding the route so that the id cannot be reused meanwhile.
+        self._by_route: dict[int, tuple[Route, tuple[Policy, ...]]] = {}
 
     def names_for(self, route: Route | None) -> tuple[str, ...]:
         """The policy names that apply to ``route`` (the defaults when it names none)."""
@@ -178,10 +208,18 @@ class PolicyBook:
 
     def for_route(self, route: Route | None) -> tuple[Policy, ...]:
         """The policies that apply to ``route``, in the order they are named."""
+        if route is None:
+            return self.defaults
+        cached = self._by_route.get(id(route))
+        if cached is not None:
+            return cached[1]
         names = self.names_for(route)
         found = self._by_names.get(names)
         if found is None:
             found = self._by_names[names] = self._select(names)
+        if len(self._by_route) >= _MAX_CACHED_ROUTES:
+            self._by_route.clear()  # routes are rebuilt per catalog snapshot; old ones go
+        self._by_route[id(route)] = (route, found)
         return found
 
     def limits(self, policies: Iterable[Policy], facts: RequestFacts) -> list[LimitRequest]:
@@ -220,8 +258,11 @@ def _caller_rank(dim: str) -> int:
     return len(_CALLER_DIMENSIONS)
 
 
-def _part(dim: str, facts: RequestFacts, role: str | None) -> str | None:
-    """The key part of one dimension for this request, None when the request lacks it."""
+def _part(dim: str, name: str, facts: RequestFacts, role: str | None) -> str | None:
+    """The key part of one dimension for this request, None when the request lacks it.
+
+    ``name`` is the header or claim name of a ``header:`` or ``claim:`` dimension.
+    """
     caller = facts.caller
     if dim == "user":
         return hashed(caller.subject) if caller.subject is not None else None
@@ -235,10 +276,10 @@ def _part(dim: str, facts: RequestFacts, role: str | None) -> str | None:
         # The role that chose the rate; else all of the caller's roles, in order.
         return role if role is not None else ",".join(sorted(caller.roles)) or ANONYMOUS_ROLE
     if dim.startswith("header:"):
-        header = facts.headers.get(dim[7:])
+        header = facts.headers.get(name)
         return hashed(header) if header else None
     if dim.startswith("claim:"):
-        claim = caller.claims.get(dim[6:])
+        claim = caller.claims.get(name)
         if claim is None or claim == "":
             return None
         text = claim if isinstance(claim, str) else json.dumps(claim, sort_keys=True)

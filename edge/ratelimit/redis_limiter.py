@@ -9,6 +9,15 @@ all or none: one command to pack and one reply to parse per batch. Buckets
 Redis reported empty are refused locally until they refill
 (:mod:`edge.ratelimit.empty_cache`).
 
+Per check, the Python work is the edge's cost of a limit, so the hot path is
+kept lean: to a single Redis the batch's EVALSHA is written in the Redis
+protocol here (:func:`~edge.ratelimit.script.pack_evalsha`) and sent on a
+pooled connection, without redis-py's pipeline and general-purpose packer
+(a Cluster still goes through redis-py's cluster pipeline, which routes by
+slot); the reply's clock is parsed once per batch
+(:class:`~edge.ratelimit.script.ReplyDecoder`); and a pending check is a
+plain object, not a frozen dataclass.
+
 When a round trip fails or outlasts ``timeout_s``, Redis is marked unusable
 (:mod:`edge.ratelimit.health`): from then on no request waits on it. Each
 check is answered by its policies' failure modes - ``closed`` refuses (503),
@@ -34,7 +43,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
-from redis.asyncio import RedisCluster
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import (
     ClusterDownError,
     NoScriptError,
@@ -45,6 +54,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from edge.ratelimit.bucket import levels
 from edge.ratelimit.client import (
     RedisClient,
     RedisSettings,
@@ -67,9 +77,12 @@ from edge.ratelimit.observer import LimiterObserver, NullObserver
 from edge.ratelimit.script import (
     SHA,
     SOURCE,
-    BucketCharge,
-    decode_reply,
-    script_args,
+    Call,
+    ReplyDecoder,
+    bucket_spec,
+    call_argv,
+    evalsha_args,
+    pack_evalsha,
     split_reply,
 )
 
@@ -119,13 +132,30 @@ class RedisLimiterSettings:
         check_prefix(self.key_prefix)
 
 
-@dataclass(frozen=True, slots=True)
-class _Check:
-    """One pending check: its limits, one charge per limit, and its script calls."""
+_ONE_CALL: tuple[tuple[int, ...], ...] = ((0,),)
+"""The script calls of a check with one limit (most checks): one call, that limit."""
 
-    limits: Sequence[LimitRequest]
-    charges: list[BucketCharge]
-    calls: list[list[int]]  # indices into charges, one list per script call
+
+class _Check:
+    """One pending check: its limits, their bucket keys, and its script calls.
+
+    A plain class rather than a frozen dataclass: one is made per request, and
+    a frozen dataclass costs several times as much to build.
+    """
+
+    __slots__ = ("calls", "keys", "limits", "script")
+
+    def __init__(
+        self,
+        limits: Sequence[LimitRequest],
+        keys: list[str],
+        calls: Sequence[Sequence[int]],
+        script: list[Call],
+    ) -> None:
+        self.limits = limits
+        self.keys = keys  # the Redis key of each limit's bucket
+        self.calls = calls  # indices into limits, one sequence per script call
+        self.script = script  # what each script call sends: its keys and ARGV
 
 
 class RedisLimiter:
@@ -156,6 +186,14 @@ class RedisLimiter:
         self._clock = clock
         self._owns_client = owns_client
         self._cluster = isinstance(client, RedisCluster)
+        # Commands to a single Redis are packed here (pack_evalsha), as its client would.
+        pool_kwargs: dict[str, Any] = (
+            {} if self._cluster else cast(Redis, client).connection_pool.connection_kwargs
+        )
+        self._encoding: tuple[str, str] = (
+            pool_kwargs.get("encoding", "utf-8"),
+            pool_kwargs.get("encoding_errors", "strict"),
+        )
         self._local = LocalLimiter(instances=instances, clock=clock)
         self._empty = KnownEmptyCache(self._settings.known_empty_capacity)
         self._health = RedisHealth(on_change=self._health_changed)
@@ -246,42 +284,48 @@ class RedisLimiter:
         healthy = self._health.healthy
         result: LimitResult | None = None
         if healthy or len(self._empty):
-            # Keys and charges are needed only to ask Redis or the known-empty cache:
-            # while degraded with nothing known empty, the fallback answers without them.
-            charges = self._charges(limits)
-            result = self._cached_refusal(limits, charges)
+            # Keys are needed only to ask Redis or the known-empty cache: while
+            # degraded with nothing known empty, the fallback answers without them.
+            prefix = self._settings.key_prefix
+            keys = [bucket_key(limit, prefix) for limit in limits]
+            result = self._cached_refusal(limits, keys)
             if result is None and healthy:
-                result = await self._coalescer.submit(
-                    _Check(limits, charges, self._script_calls(charges))
-                )
+                result = await self._coalescer.submit(self._check_of(limits, keys))
         if result is None:
             result = self._fallback(limits)
         self._observer.on_decision(result)
         return result
 
-    def _charges(self, limits: Sequence[LimitRequest]) -> list[BucketCharge]:
-        prefix = self._settings.key_prefix
-        return [
-            BucketCharge(
-                bucket_key(limit, prefix),
-                limit.policy.rate.per_second,
-                float(limit.policy.rate.burst),
-                float(limit.cost),
-            )
-            for limit in limits
-        ]
+    def _check_of(self, limits: Sequence[LimitRequest], keys: list[str]) -> _Check:
+        """The pending check of ``limits``, with what its script calls will send."""
+        if len(limits) == 1:
+            rate = limits[0].policy.rate
+            argv = "1 " + bucket_spec(rate.per_second, rate.burst, limits[0].cost)
+            return _Check(limits, keys, _ONE_CALL, [(keys, argv)])
+        calls = self._script_calls(keys)
+        script: list[Call] = []
+        for call in calls:
+            specs = []
+            for i in call:
+                rate = limits[i].policy.rate
+                specs.append(bucket_spec(rate.per_second, rate.burst, limits[i].cost))
+            script.append((keys if len(calls) == 1 else [keys[i] for i in call], call_argv(specs)))
+        return _Check(limits, keys, calls, script)
 
     # -- decisions without Redis ------------------------------------------------------------
 
     def _cached_refusal(
-        self, limits: Sequence[LimitRequest], charges: list[BucketCharge]
+        self, limits: Sequence[LimitRequest], keys: list[str]
     ) -> LimitResult | None:
         if not len(self._empty):
             return None
         now = self._clock()
         outcomes = []
-        for limit, charge in zip(limits, charges, strict=True):
-            refusal = self._empty.refusal(charge.key, now, charge.cost, charge.rate, charge.burst)
+        for limit, key in zip(limits, keys, strict=True):
+            rate = limit.policy.rate
+            refusal = self._empty.refusal(
+                key, now, float(limit.cost), rate.per_second, float(rate.burst)
+            )
             if refusal is not None:
                 outcomes.append(
                     LimitOutcome(
@@ -325,13 +369,13 @@ class RedisLimiter:
 
     # -- the Redis round trip -----------------------------------------------------------------
 
-    def _script_calls(self, charges: list[BucketCharge]) -> list[list[int]]:
-        """Which charges go into which script call: all in one, except across Cluster slots."""
-        if not self._cluster or len(charges) == 1:
-            return [list(range(len(charges)))]
+    def _script_calls(self, keys: list[str]) -> Sequence[Sequence[int]]:
+        """Which limits go into which script call: all in one, except across Cluster slots."""
+        if not self._cluster or len(keys) == 1:
+            return [range(len(keys))]
         by_slot: dict[int, list[int]] = {}
-        for index, charge in enumerate(charges):
-            by_slot.setdefault(slot_of(charge.key), []).append(index)
+        for index, key in enumerate(keys):
+            by_slot.setdefault(slot_of(key), []).append(index)
         return list(by_slot.values())
 
     async def _flush(self, checks: list[_Check]) -> list[LimitResult]:
@@ -339,57 +383,91 @@ class RedisLimiter:
         if not self._health.healthy:
             # Redis failed after these were queued: they must not wait on it either.
             return [self._fallback(check.limits) for check in checks]
-        calls = [
-            (n, [check.charges[i] for i in call])
-            for n, check in enumerate(checks)
-            for call in check.calls
-        ]
+        script = [call for check in checks for call in check.script]
         sent_at = self._clock()
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._settings.timeout_s):
-                replies = await self._run_scripts([charges for _, charges in calls])
+                replies = await self._run_scripts(script)
         except Exception as exc:
-            self._observer.on_round_trip(time.perf_counter() - started, len(calls), _kind(exc))
+            self._observer.on_round_trip(time.perf_counter() - started, len(script), _kind(exc))
             self._failed(exc)
             return [self._fallback(check.limits) for check in checks]
-        self._observer.on_round_trip(time.perf_counter() - started, len(calls), None)
+        self._observer.on_round_trip(time.perf_counter() - started, len(script), None)
 
-        per_check: list[list[object]] = [[] for _ in checks]
-        for (n, _), reply in zip(calls, replies, strict=True):
-            per_check[n].append(reply)
-        return [
-            self._result(check, replies_of_check, sent_at)
-            for check, replies_of_check in zip(checks, per_check, strict=True)
-        ]
+        decoder = ReplyDecoder()
+        if len(script) == len(checks):
+            # One call per check, the only case on a single Redis: replies pair up.
+            return [
+                self._result(check, (reply,), sent_at, decoder)
+                for check, reply in zip(checks, replies, strict=True)
+            ]
+        results = []
+        start = 0
+        for check in checks:
+            end = start + len(check.script)
+            results.append(self._result(check, replies[start:end], sent_at, decoder))
+            start = end
+        return results
 
-    async def _run_scripts(self, calls: list[list[BucketCharge]]) -> list[object]:
-        """EVALSHA every call in one pipeline; after NOSCRIPT, SCRIPT LOAD and rerun those."""
-        replies = await self._pipeline(calls)
+    async def _run_scripts(self, calls: list[Call]) -> list[object]:
+        """EVALSHA every call in one round trip; after NOSCRIPT, SCRIPT LOAD and rerun those."""
+        replies = await self._send(calls)
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:
             # Redis restarted or SCRIPT FLUSH ran: load the script once and rerun the calls.
             await self._load_script()
-            rerun = await self._pipeline([calls[i] for i in missing])
+            rerun = await self._send([calls[i] for i in missing])
             for i, reply in zip(missing, rerun, strict=True):
                 replies[i] = reply
         return replies
 
-    async def _pipeline(self, calls: list[list[BucketCharge]]) -> list[object]:
+    async def _send(self, calls: list[Call]) -> list[object]:
         """Run ``calls`` in one round trip; one reply (or exception) per call, in order.
 
         The calls of one slot (all of them on a single Redis) go into one
         EVALSHA: one command to pack and one reply to parse per batch, not per
-        request, which is most of the client's cost per check.
+        request. An error reply (NOSCRIPT, a failing script) is returned for
+        each call of its EVALSHA; a failure of Redis itself is raised.
         """
         if not calls:
             return []
+        if self._cluster:
+            return await self._pipeline(calls)
+        try:
+            reply = await self._evalsha(pack_evalsha(calls, *self._encoding))
+        except ResponseError as exc:
+            return [exc] * len(calls)
+        try:
+            return list(split_reply(reply, len(calls)))
+        except ValueError as exc:
+            return [exc] * len(calls)
+
+    async def _evalsha(self, command: bytes) -> object:
+        """Send one packed EVALSHA to the single Redis and read its reply.
+
+        A pooled connection and the client's own reading, as ``execute_command``
+        would do, without its general machinery (no retries here anyway: see
+        :mod:`edge.ratelimit.client`). On a timeout, a cancellation or a
+        connection error, the connection is closed before it goes back to the
+        pool, so no later command reads this one's reply. Raises ResponseError
+        (NoScriptError, ...) for an error reply.
+        """
+        pool: Any = cast(Redis, self._client).connection_pool
+        conn = await pool.get_connection()
+        try:
+            await conn.send_packed_command(command)
+            return await conn.read_response()
+        finally:
+            await pool.release(conn)
+
+    async def _pipeline(self, calls: list[Call]) -> list[object]:
+        """:meth:`_send` on a Redis Cluster: one EVALSHA per slot, in one pipeline."""
         groups = self._by_slot(calls)
-        # Non-transactional: scripts are atomic already, MULTI would only add bytes.
         client: Any = self._client
-        pipe = client.pipeline() if self._cluster else client.pipeline(transaction=False)
+        pipe = client.pipeline()
         for group in groups:
-            pipe.execute_command("EVALSHA", SHA, *script_args([calls[i] for i in group]))
+            pipe.execute_command("EVALSHA", SHA, *evalsha_args([calls[i] for i in group]))
         replies: list[object] = [None] * len(calls)
         for group, reply in zip(groups, await pipe.execute(raise_on_error=False), strict=True):
             parts: list[object]
@@ -403,13 +481,11 @@ class RedisLimiter:
                 replies[i] = part
         return replies
 
-    def _by_slot(self, calls: list[list[BucketCharge]]) -> list[list[int]]:
-        """Indices of ``calls`` grouped into EVALSHAs: all in one, except across Cluster slots."""
-        if not self._cluster:
-            return [list(range(len(calls)))]
+    def _by_slot(self, calls: list[Call]) -> list[list[int]]:
+        """Indices of ``calls`` grouped into EVALSHAs by the slot of their (common) keys."""
         by_slot: dict[int, list[int]] = {}
-        for index, call in enumerate(calls):
-            by_slot.setdefault(slot_of(call[0].key), []).append(index)
+        for index, (keys, _) in enumerate(calls):
+            by_slot.setdefault(slot_of(keys[0]), []).append(index)
         return list(by_slot.values())
 
     async def _load_script(self) -> None:
@@ -417,38 +493,52 @@ class RedisLimiter:
         client: Any = self._client
         await cast(Awaitable[object], client.script_load(SOURCE))
 
-    def _result(self, check: _Check, replies: list[object], sent_at: float) -> LimitResult:
-        """Turn one check's script replies into its LimitResult, refunding split admissions."""
-        decisions: list[LimitOutcome | None] = [None] * len(check.limits)
-        admitted_calls: list[list[int]] = []
+    def _result(
+        self, check: _Check, replies: Sequence[object], sent_at: float, decoder: ReplyDecoder
+    ) -> LimitResult:
+        """Turn one check's script replies into its LimitResult, refunding split admissions.
+
+        ``decoder`` decodes every reply of the batch (it reads Redis's clock once).
+        """
+        limits = check.limits
+        keys = check.keys
+        remember = self._empty.remember
+        made: list[LimitOutcome] = []  # in the order of the calls' limits
+        admitted_calls: list[Sequence[int]] = []
         admitted = True
         failed: Exception | None = None
         for call, reply in zip(check.calls, replies, strict=True):
-            charges = [check.charges[i] for i in call]
             try:
                 if isinstance(reply, Exception):
                     raise reply
-                decoded = decode_reply(reply, len(call))
+                call_admitted, numbers = decoder.decode(reply, len(call))
             except Exception as exc:
                 failed = exc
                 if _is_outage(exc):
                     # E.g. one Cluster node unreachable while the others answered.
                     self._failed(exc)
                 continue
-            if decoded.admitted:
+            if call_admitted:
                 admitted_calls.append(call)
             else:
                 admitted = False
-            for i, charge, d, (tokens, updated) in zip(
-                call, charges, decoded.decisions(charges), decoded.levels, strict=True
-            ):
-                limit = check.limits[i]
-                decisions[i] = LimitOutcome(
-                    limit, d.allowed, d.remaining, d.reset_after_s, d.retry_after_s
+            now = numbers[0]
+            at = 1  # numbers[at], numbers[at + 1]: this limit's level and its time
+            for i in call:
+                limit = limits[i]
+                rate = limit.policy.rate
+                cost = float(limit.cost)
+                tokens = numbers[at]
+                wait_s = numbers[at + 1] - now
+                at += 2
+                # Refused calls leave levels untouched, so "had room" is readable off them.
+                had_room = call_admitted or tokens >= cost
+                remaining, reset_s, retry_s = levels(
+                    had_room, tokens, cost, rate.per_second, float(rate.burst), wait_s
                 )
+                made.append(LimitOutcome(limit, had_room, remaining, reset_s, retry_s))
                 # Refill restarts at Redis's stamp, which may be ahead of its now.
-                at = sent_at + max(0.0, updated - decoded.now)
-                self._empty.remember(charge.key, tokens, at, charge.rate)
+                remember(keys[i], tokens, sent_at + max(0.0, wait_s), rate.per_second)
 
         if failed is not None or not admitted:
             # Tokens taken by some calls of a request that is not admitted go back.
@@ -459,36 +549,35 @@ class RedisLimiter:
                 # a per-request problem, not an outage, so Redis stays in use.
                 log.warning("rate limit script failed: %s", failed)
                 self._observer.on_round_trip(0.0, len(check.calls), "script")
-            return self._fallback(check.limits)
+            return self._fallback(limits)
 
-        outcomes = tuple(o for o in decisions if o is not None)
-        retry = 0.0 if admitted else max(o.retry_after_s for o in outcomes)
-        return LimitResult(
-            allowed=admitted,
-            source="redis",
-            degraded=False,
-            requests=tuple(check.limits),
-            outcomes=outcomes,
-            retry_after_s=retry,
-        )
+        if len(check.calls) > 1:
+            # Calls grouped the limits by Cluster slot: put the outcomes back in limit order.
+            order = [i for call in check.calls for i in call]
+            made = [o for _, o in sorted(zip(order, made, strict=True), key=lambda p: p[0])]
+        retry = 0.0 if admitted else max(o.retry_after_s for o in made)
+        return LimitResult(admitted, "redis", False, tuple(limits), tuple(made), retry)
 
-    def _refund(self, check: _Check, calls: list[list[int]]) -> None:
+    def _refund(self, check: _Check, calls: list[Sequence[int]]) -> None:
         if not calls:
             return
-        refunds = []
+        refunds: list[Call] = []
         for call in calls:
-            refund = []
+            keys = []
+            specs = []
             for i in call:
-                charge = check.charges[i]
-                refund.append(replace(charge, cost=-charge.cost))
+                limit = check.limits[i]
+                rate = limit.policy.rate
+                keys.append(check.keys[i])
+                specs.append(bucket_spec(rate.per_second, rate.burst, -limit.cost))
                 # The cached level predates the refund and would under-state the bucket.
-                self._empty.forget(charge.key)
-            refunds.append(refund)
+                self._empty.forget(check.keys[i])
+            refunds.append((keys, call_argv(specs)))
         task = asyncio.get_running_loop().create_task(self._send_refunds(refunds))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _send_refunds(self, calls: list[list[BucketCharge]]) -> None:
+    async def _send_refunds(self, calls: list[Call]) -> None:
         try:
             async with asyncio.timeout(self._settings.timeout_s):
                 await self._run_scripts(calls)

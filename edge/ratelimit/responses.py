@@ -37,9 +37,73 @@ CountsBy = Callable[[str], Sequence[str]]
 """Policy name → the dimensions it counts by."""
 
 
+Header = tuple[str, str]
+"""One response header, name and value (immutable: cached ones are shared)."""
+
+_CACHED_NUMBERS = 4096
+"""Header values below this (remaining tokens, seconds to reset) are kept once made."""
+
+_CACHED_POLICIES = 1024
+"""Most policies whose headers are kept; more (never from a configuration) start over."""
+
+
 def policy_item(limit: LimitRequest) -> str:
     """One RateLimit-Policy item: ``<quota>;w=<window>;burst=<burst>;policy="<name>"``."""
     return _policy_item(limit.policy)
+
+
+class _HeaderCache:
+    """The header tuples of repeated values, made once: every admitted request sends four.
+
+    Policies are looked up by identity: hashing a LimitPolicy (a dataclass
+    holding a Rate) costs more than formatting its header. An entry holds its
+    policy, so that no other object can take its id while it is kept.
+    """
+
+    def __init__(self) -> None:
+        self._policies: dict[int, tuple[LimitPolicy, Header, Header]] = {}
+        self._remaining: dict[int, Header] = {}
+        self._reset: dict[int, Header] = {}
+
+    def limit(self, policy: LimitPolicy) -> Header:
+        """``RateLimit-Limit`` for a bucket of ``policy``: its burst."""
+        return self._policy(policy)[1]
+
+    def policy(self, policy: LimitPolicy) -> Header:
+        """``RateLimit-Policy`` of a request drawing only from ``policy``."""
+        return self._policy(policy)[2]
+
+    def remaining(self, tokens: int) -> Header:
+        """``RateLimit-Remaining: <tokens>``."""
+        return _number(self._remaining, "RateLimit-Remaining", tokens)
+
+    def reset(self, seconds: int) -> Header:
+        """``RateLimit-Reset: <seconds>``."""
+        return _number(self._reset, "RateLimit-Reset", seconds)
+
+    def _policy(self, policy: LimitPolicy) -> tuple[LimitPolicy, Header, Header]:
+        entry = self._policies.get(id(policy))
+        if entry is None:
+            if len(self._policies) >= _CACHED_POLICIES:
+                self._policies.clear()
+            entry = self._policies[id(policy)] = (
+                policy,
+                ("RateLimit-Limit", str(policy.rate.burst)),
+                ("RateLimit-Policy", _policy_item(policy)),
+            )
+        return entry
+
+
+def _number(cache: dict[int, Header], name: str, value: int) -> Header:
+    header = cache.get(value)
+    if header is None:
+        header = (name, str(value))
+        if 0 <= value < _CACHED_NUMBERS:
+            cache[value] = header
+    return header
+
+
+_HEADERS = _HeaderCache()
 
 
 @lru_cache(maxsize=1024)
@@ -58,28 +122,29 @@ def _policy_header(policies: tuple[LimitPolicy, ...]) -> str:
 
 def rate_limit_headers(result: LimitResult) -> list[tuple[str, str]]:
     """The RateLimit-* (and, when refused or degraded, Retry-After and degraded) headers."""
-    headers: list[tuple[str, str]] = []
+    headers: list[Header] = []
     requests = result.requests
+    cache = _HEADERS
     if result.allowed:
         outcomes = result.outcomes
         # The one closest to exhaustion (LimitResult.binding, without its generality).
         binding = outcomes[0] if len(outcomes) == 1 else result.binding
         if binding is not None:
-            headers.append(("RateLimit-Limit", str(binding.request.policy.rate.burst)))
-            headers.append(("RateLimit-Remaining", str(binding.remaining)))
-            headers.append(("RateLimit-Reset", str(whole_seconds(binding.reset_after_s))))
+            headers.append(cache.limit(binding.request.policy))
+            headers.append(cache.remaining(binding.remaining))
+            headers.append(cache.reset(whole_seconds(binding.reset_after_s)))
     else:
         retry = str(result.retry_after_seconds)
         refused = result.refused_by
         if refused is not None:
-            headers.append(("RateLimit-Limit", str(refused.request.policy.rate.burst)))
-            headers.append(("RateLimit-Remaining", str(refused.remaining)))
+            headers.append(cache.limit(refused.request.policy))
+            headers.append(cache.remaining(refused.remaining))
             headers.append(("RateLimit-Reset", retry))  # agrees with Retry-After
         headers.append(("Retry-After", retry))
     if requests:
         # Policies are few and fixed by the config: the header text is computed once each.
         if len(requests) == 1:
-            headers.append(("RateLimit-Policy", _policy_item(requests[0].policy)))
+            headers.append(cache.policy(requests[0].policy))
         else:
             headers.append(("RateLimit-Policy", _policy_header(tuple(r.policy for r in requests))))
     if result.degraded:

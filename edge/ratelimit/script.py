@@ -4,6 +4,13 @@ Only data conversion lives here; sending it to Redis is the Redis limiter's job.
 The script's reply carries raw levels, and the same functions that serve the
 in-process buckets (:mod:`edge.ratelimit.bucket`) turn them into remaining,
 reset and retry-after, so the two limiters cannot disagree on the arithmetic.
+
+A script call is described by :data:`Call`: its bucket keys and its ARGV
+string (:func:`call_argv` of each bucket's :func:`bucket_spec`).
+:func:`evalsha_args` turns calls into one EVALSHA's arguments, for a client's
+``execute_command``; :func:`pack_evalsha` writes the same command straight in
+the Redis protocol, which is what the limiter sends to a single Redis: the
+client's general-purpose packer costs more than the rest of a check.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib.resources import files
 
 from redis.exceptions import ResponseError
@@ -64,20 +72,75 @@ class ScriptReply:
         return out
 
 
+Call = tuple[Sequence[str], str]
+"""One script call: its bucket keys, in order, and its ARGV string (see :func:`call_argv`)."""
+
+
+@lru_cache(maxsize=1024)
+def bucket_spec(rate: float, burst: float, cost: float) -> str:
+    """One bucket's numbers in a call's ARGV: ``"<rate> <burst> <cost>"``, each as a float.
+
+    ``repr`` loses no precision. Cached: the numbers come from the configured
+    rates and the costs asked for, so there are few distinct ones, and
+    formatting three floats costs more than looking them up.
+    """
+    return f"{float(rate)!r} {float(burst)!r} {float(cost)!r}"
+
+
+def call_argv(specs: Sequence[str]) -> str:
+    """One call's ARGV string, ``"<n> <spec 1> ... <spec n>"``, from its buckets' specs."""
+    if len(specs) == 1:
+        return "1 " + specs[0]
+    return " ".join([str(len(specs)), *specs])
+
+
+def charges_call(charges: Sequence[BucketCharge]) -> Call:
+    """The :data:`Call` charging ``charges`` (one request's buckets) in one script run."""
+    return (
+        [c.key for c in charges],
+        call_argv([bucket_spec(c.rate, c.burst, c.cost) for c in charges]),
+    )
+
+
 def script_args(calls: Sequence[Sequence[BucketCharge]]) -> list[str | int]:
     """``numkeys, *KEYS, *ARGV`` for one EVALSHA (after the SHA) running ``calls`` in order.
 
     Each call is one request's buckets; on Cluster, every key of one EVALSHA
     must be in one slot.
     """
-    args: list[str | int] = [sum(len(call) for call in calls)]
-    for call in calls:
-        args.extend(c.key for c in call)
-    for call in calls:
-        args.append(
-            " ".join([str(len(call)), *(f"{c.rate!r} {c.burst!r} {c.cost!r}" for c in call)])
-        )
+    return evalsha_args([charges_call(call) for call in calls])
+
+
+def evalsha_args(calls: Sequence[Call]) -> list[str | int]:
+    """``numkeys, *KEYS, *ARGV`` for one EVALSHA (after the SHA) running ``calls`` in order."""
+    args: list[str | int] = [sum(len(keys) for keys, _ in calls)]
+    for keys, _ in calls:
+        args.extend(keys)
+    args.extend(argv for _, argv in calls)
     return args
+
+
+_EVALSHA = f"$7\r\nEVALSHA\r\n${len(SHA)}\r\n{SHA}\r\n"
+
+
+def pack_evalsha(calls: Sequence[Call], encoding: str = "utf-8", errors: str = "strict") -> bytes:
+    """The Redis protocol (RESP) bytes of ``EVALSHA <SHA> <numkeys> *KEYS *ARGV`` for ``calls``.
+
+    Byte for byte what redis-py's packer sends for the arguments of
+    :func:`evalsha_args`, strings encoded with ``encoding`` (which must, like
+    UTF-8, encode ASCII as itself), built as one string and encoded once.
+    """
+    keys_count = sum(len(keys) for keys, _ in calls)
+    numkeys = str(keys_count)
+    parts = [f"*{3 + keys_count + len(calls)}\r\n{_EVALSHA}${len(numkeys)}\r\n{numkeys}\r\n"]
+    append = parts.append
+    for keys, _ in calls:
+        for key in keys:
+            size = len(key) if key.isascii() else len(key.encode(encoding, errors))
+            append(f"${size}\r\n{key}\r\n")
+    for _, argv in calls:
+        append(f"${len(argv)}\r\n{argv}\r\n")  # digits, dots and spaces: ASCII
+    return "".join(parts).encode(encoding, errors)
 
 
 def split_reply(reply: object, calls: int) -> list[bytes | str]:
@@ -103,14 +166,63 @@ def decode_reply(reply: object, expected: int) -> ScriptReply:
     Raises ResponseError for a call the script could not run (``E <error>``:
     a key that is not a bucket), ValueError if the part is malformed.
     """
-    if not isinstance(reply, bytes | str):
-        raise ValueError(f"unexpected token bucket script reply: {reply!r}")
-    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
-    if text.startswith("E "):
-        raise ResponseError(text[2:])
-    fields = text.split()
-    if len(fields) != 2 + 2 * expected or fields[0] not in ("0", "1"):
-        raise ValueError(f"unexpected token bucket script reply: {reply!r}")
-    numbers = [float(x) for x in fields[1:]]
+    admitted, numbers = decode_numbers(reply, expected)
     levels = tuple((numbers[i], numbers[i + 1]) for i in range(1, len(numbers), 2))
-    return ScriptReply(admitted=fields[0] == "1", now=numbers[0], levels=levels)
+    return ScriptReply(admitted=admitted, now=numbers[0], levels=levels)
+
+
+def decode_numbers(reply: object, expected: int) -> tuple[bool, list[float]]:
+    """:func:`decode_reply` without the object: ``(admitted, [now, tokens 1, time 1, ...])``.
+
+    Bucket ``i`` (from 0) has its level at ``numbers[2 * i + 1]`` and its time
+    at ``numbers[2 * i + 2]``. Raises as :func:`decode_reply` does.
+    """
+    return ReplyDecoder().decode(reply, expected)
+
+
+class ReplyDecoder:
+    """:func:`decode_numbers` for the parts of one EVALSHA reply, parsing its clock once.
+
+    The calls of one EVALSHA run in one script run, under one Redis TIME: every
+    part repeats that ``now``, and a bucket's time is that same text unless
+    Redis's clock went back. Parsing a float is most of what decoding a part
+    costs, so the decoder parses that text once for the whole reply and takes
+    each equal time from it (equal text: the same float).
+    """
+
+    __slots__ = ("_now", "_now_text")
+
+    def __init__(self) -> None:
+        self._now_text: bytes | str | None = None
+        self._now = 0.0
+
+    def decode(self, reply: object, expected: int) -> tuple[bool, list[float]]:
+        """One call's part of the reply, for ``expected`` buckets; see :func:`decode_numbers`."""
+        # Bytes are parsed as they come: float() reads ASCII bytes like text, and the
+        # script writes nothing else, so decoding first would only copy.
+        if isinstance(reply, bytes):
+            if reply.startswith(b"E "):
+                raise ResponseError(reply[2:].decode("utf-8", "replace"))
+            fields: list[bytes] | list[str] = reply.split()
+            flags: tuple[bytes, bytes] | tuple[str, str] = (b"1", b"0")
+        elif isinstance(reply, str):
+            if reply.startswith("E "):
+                raise ResponseError(reply[2:])
+            fields = reply.split()
+            flags = ("1", "0")
+        else:
+            raise ValueError(f"unexpected token bucket script reply: {reply!r}")
+        if len(fields) != 2 + 2 * expected or fields[0] not in flags:
+            raise ValueError(f"unexpected token bucket script reply: {reply!r}")
+        now_text = fields[1]
+        if now_text == self._now_text:
+            now = self._now
+        else:
+            now = self._now = float(now_text)
+            self._now_text = now_text
+        numbers = [now]
+        for i in range(2, len(fields), 2):
+            numbers.append(float(fields[i]))
+            stamp = fields[i + 1]
+            numbers.append(now if stamp == now_text else float(stamp))
+        return fields[0] == flags[0], numbers

@@ -170,11 +170,23 @@ def _key_value(name: str, value: Any) -> bytes:
     return _str_field(_K["kv_key"], name) + _len_field(_K["kv_value"], encode_value(value))
 
 
-# Encoded KeyValues of scalar attributes: a proxy's spans repeat the same few
-# (method, scheme, route, instance, status ...). Bounded: emptied when full.
-_KV_CACHE: dict[tuple[str, type, object], bytes] = {}
-_KV_CACHE_MAX = 4096
+# Encoded attribute fields (field key, length and KeyValue) of scalar
+# attributes: a proxy's spans repeat the same few (method, scheme, route,
+# instance, status ...). Bounded: emptied when full.
+_FIELD_CACHE: dict[tuple[bytes, str, type, object], bytes] = {}
+_FIELD_CACHE_MAX = 4096
 _SCALARS = (str, int, float, bool)
+
+
+def _plain_items(attributes: Mapping[str, Any]) -> Iterable[tuple[str, Any]]:
+    """The (name, value) pairs of an attribute mapping, read as cheaply as possible.
+
+    The SDK's ``BoundedAttributes`` is a ``MutableMapping`` whose ``items()``
+    is a Python generator calling ``__getitem__`` per key; the plain dict it
+    keeps (``_dict``, SDK 1.x) is read directly when present.
+    """
+    inner = getattr(attributes, "_dict", None)
+    return inner.items() if isinstance(inner, dict) else attributes.items()
 
 
 def encode_attributes(key: bytes, attributes: Mapping[str, Any] | None) -> bytes:
@@ -182,25 +194,25 @@ def encode_attributes(key: bytes, attributes: Mapping[str, Any] | None) -> bytes
     if not attributes:
         return b""
     out = []
-    cache = _KV_CACHE
-    for name, value in attributes.items():
+    cache = _FIELD_CACHE
+    for name, value in _plain_items(attributes):
         scalar = isinstance(value, _SCALARS)
         if scalar:
             # The type is part of the key: True == 1 for a dict.
-            cache_key = (name, type(value), value)
-            kv = cache.get(cache_key)
-            if kv is not None:
-                out.append(_len_field(key, kv))
+            cache_key = (key, name, type(value), value)
+            field = cache.get(cache_key)
+            if field is not None:
+                out.append(field)
                 continue
         try:
-            kv = _key_value(name, value)
+            field = _len_field(key, _key_value(name, value))
         except UnsupportedValue:
             continue
         if scalar:
-            if len(cache) >= _KV_CACHE_MAX:
+            if len(cache) >= _FIELD_CACHE_MAX:
                 cache.clear()
-            cache[cache_key] = kv
-        out.append(_len_field(key, kv))
+            cache[cache_key] = field
+        out.append(field)
     return b"".join(out)
 
 
@@ -212,60 +224,103 @@ def _trace_state(items: Iterable[tuple[str, str]]) -> str:
     return ",".join(f"{k}={v}" for k, v in items)
 
 
+# Keys encode_span uses, as module constants (no dict look-up per use).
+_K_ATTRIBUTES = _K["attributes"]
+_K_DROPPED_ATTRIBUTES = _K["dropped_attributes"]
+_K_DROPPED_EVENTS = _K["dropped_events"]
+_K_DROPPED_LINKS = _K["dropped_links"]
+_K_END = _K["end"]
+_K_EVENT_ATTRIBUTES = _K["event_attributes"]
+_K_EVENT_DROPPED = _K["event_dropped"]
+_K_EVENT_NAME = _K["event_name"]
+_K_EVENT_TIME = _K["event_time"]
+_K_EVENTS = _K["events"]
+_K_FLAGS = _K["flags"]
+_K_KIND = _K["kind"]
+_K_LINK_ATTRIBUTES = _K["link_attributes"]
+_K_LINK_DROPPED = _K["link_dropped"]
+_K_LINK_FLAGS = _K["link_flags"]
+_K_LINK_SPAN_ID = _K["link_span_id"]
+_K_LINK_TRACE_ID = _K["link_trace_id"]
+_K_LINKS = _K["links"]
+_K_NAME = _K["name"]
+_K_PARENT_SPAN_ID = _K["parent_span_id"]
+_K_SPAN_ID = _K["span_id"]
+_K_START = _K["start"]
+_K_STATUS = _K["status"]
+_K_STATUS_CODE = _K["status_code"]
+_K_STATUS_MESSAGE = _K["status_message"]
+_K_TRACE_ID = _K["trace_id"]
+_K_TRACE_STATE = _K["trace_state"]
+_NAME_FIELDS: dict[str, bytes] = {}
+"""Encoded ``name`` fields: span names repeat (``GET /api/orders``)."""
+
+
 def encode_span(span: ReadableSpan) -> bytes:
     """One ``Span`` message."""
     ctx = span.get_span_context()
     assert ctx is not None
     parts = [
-        _K["trace_id"] + b"\x10" + ctx.trace_id.to_bytes(16, "big"),
-        _K["span_id"] + b"\x08" + ctx.span_id.to_bytes(8, "big"),
+        _K_TRACE_ID + b"\x10" + ctx.trace_id.to_bytes(16, "big"),
+        _K_SPAN_ID + b"\x08" + ctx.span_id.to_bytes(8, "big"),
     ]
     if ctx.trace_state:
-        parts.append(_str_field(_K["trace_state"], _trace_state(ctx.trace_state.items())))
+        parts.append(_str_field(_K_TRACE_STATE, _trace_state(ctx.trace_state.items())))
     parent = span.parent
     if parent is not None:
-        parts.append(_K["parent_span_id"] + b"\x08" + parent.span_id.to_bytes(8, "big"))
-    parts.append(_str_field(_K["name"], span.name))
-    parts.append(_K["kind"] + _varint(_KINDS.get(span.kind, 0)))
-    parts.append(_K["start"] + _PACK_FIXED64(span.start_time or 0))
-    parts.append(_K["end"] + _PACK_FIXED64(span.end_time or 0))
-    parts.append(encode_attributes(_K["attributes"], span.attributes))
-    parts.append(_uint_field(_K["dropped_attributes"], span.dropped_attributes))
+        parts.append(_K_PARENT_SPAN_ID + b"\x08" + parent.span_id.to_bytes(8, "big"))
+    name = _NAME_FIELDS.get(span.name)
+    if name is None:
+        name = _str_field(_K_NAME, span.name)
+        if len(_NAME_FIELDS) >= _FIELD_CACHE_MAX:
+            _NAME_FIELDS.clear()
+        _NAME_FIELDS[span.name] = name
+    parts.append(name)
+    parts.append(_K_KIND + _varint(_KINDS.get(span.kind, 0)))
+    parts.append(_K_START + _PACK_FIXED64(span.start_time or 0))
+    parts.append(_K_END + _PACK_FIXED64(span.end_time or 0))
+    # The span's own attribute mapping, not the read-only proxy the property
+    # makes of it (see _plain_items); the property where the SDK has no such field.
+    attributes = getattr(span, "_attributes", None)
+    if attributes is None:
+        attributes = span.attributes
+    parts.append(encode_attributes(_K_ATTRIBUTES, attributes))
+    parts.append(_uint_field(_K_DROPPED_ATTRIBUTES, span.dropped_attributes))
     for event in span.events:
         body = (
-            _K["event_time"]
+            _K_EVENT_TIME
             + _PACK_FIXED64(event.timestamp)
-            + _str_field(_K["event_name"], event.name)
-            + encode_attributes(_K["event_attributes"], event.attributes)
-            + _uint_field(_K["event_dropped"], event.dropped_attributes)
+            + _str_field(_K_EVENT_NAME, event.name)
+            + encode_attributes(_K_EVENT_ATTRIBUTES, event.attributes)
+            + _uint_field(_K_EVENT_DROPPED, event.dropped_attributes)
         )
-        parts.append(_len_field(_K["events"], body))
-    parts.append(_uint_field(_K["dropped_events"], span.dropped_events))
+        parts.append(_len_field(_K_EVENTS, body))
+    parts.append(_uint_field(_K_DROPPED_EVENTS, span.dropped_events))
     for link in span.links:
         lc = link.context
         body = (
-            _K["link_trace_id"]
+            _K_LINK_TRACE_ID
             + b"\x10"
             + lc.trace_id.to_bytes(16, "big")
-            + _K["link_span_id"]
+            + _K_LINK_SPAN_ID
             + b"\x08"
             + lc.span_id.to_bytes(8, "big")
         )
-        body += encode_attributes(_K["link_attributes"], link.attributes)
-        body += _uint_field(_K["link_dropped"], link.dropped_attributes)
+        body += encode_attributes(_K_LINK_ATTRIBUTES, link.attributes)
+        body += _uint_field(_K_LINK_DROPPED, link.dropped_attributes)
         link_flags = _HAS_IS_REMOTE | (_IS_REMOTE if lc.is_remote else 0)
-        body += _K["link_flags"] + _PACK_FIXED32(link_flags)
-        parts.append(_len_field(_K["links"], body))
-    parts.append(_uint_field(_K["dropped_links"], span.dropped_links))
+        body += _K_LINK_FLAGS + _PACK_FIXED32(link_flags)
+        parts.append(_len_field(_K_LINKS, body))
+    parts.append(_uint_field(_K_DROPPED_LINKS, span.dropped_links))
     status = span.status
     status_body = b""
     if status.description:
-        status_body += _str_field(_K["status_message"], status.description)
+        status_body += _str_field(_K_STATUS_MESSAGE, status.description)
     if status.status_code is not StatusCode.UNSET:
-        status_body += _K["status_code"] + _varint(status.status_code.value)
-    parts.append(_len_field(_K["status"], status_body))
+        status_body += _K_STATUS_CODE + _varint(status.status_code.value)
+    parts.append(_len_field(_K_STATUS, status_body))
     flags = _HAS_IS_REMOTE | (_IS_REMOTE if parent is not None and parent.is_remote else 0)
-    parts.append(_K["flags"] + _PACK_FIXED32(flags))
+    parts.append(_K_FLAGS + _PACK_FIXED32(flags))
     return b"".join(parts)
 
 

@@ -3,23 +3,31 @@
 meshgate decides before it creates any span, so that an unsampled request
 costs no OpenTelemetry objects at all (see :mod:`mesh.telemetry.tracing`).
 The rule below is exactly the SDK's for the same ``OTEL_TRACES_SAMPLER``
-(tests hold the two together), and :meth:`SamplingRule.sdk_sampler` gives
-the SDK the same sampler, so spans that others start (child spans of auth or
-rate limiting) get the same answer.
+(tests hold the two together). :meth:`SamplingRule.sdk_sampler` gives the
+SDK's own sampler for the rule; :class:`RuleSampler` is the one the tracer
+provider uses: an SDK ``Sampler`` deciding by the rule, so that spans others
+start (child spans of auth or rate limiting) get the same answer, with one
+context look-up per span where ``ParentBased`` makes two and a delegate call.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
     ALWAYS_ON,
+    Decision,
     ParentBased,
     Sampler,
+    SamplingResult,
     TraceIdRatioBased,
 )
+from opentelemetry.trace import Link, SpanKind, TraceState, get_current_span
+from opentelemetry.util.types import Attributes
 
 from mesh.telemetry.config import SamplerName
 
@@ -74,3 +82,41 @@ class SamplingRule:
         else:
             root = TraceIdRatioBased(self.ratio)
         return ParentBased(root) if self.parent_based else root
+
+
+class RuleSampler(Sampler):
+    """The SDK ``Sampler`` deciding by a :class:`SamplingRule`.
+
+    Same decisions as :meth:`SamplingRule.sdk_sampler` (tests compare them),
+    including the parent's ``tracestate`` carried into the new span and the
+    span's attributes kept only when it is sampled; cheaper per span, which
+    matters because every sampled request starts at least two.
+    """
+
+    def __init__(self, rule: SamplingRule) -> None:
+        self._rule = rule
+        self._description = f"meshgate({rule.sdk_sampler().get_description()})"
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        parent = get_current_span(parent_context).get_span_context()
+        if parent.is_valid:
+            sampled = self._rule.sampled(trace_id, parent.trace_flags.sampled)
+            state: TraceState | None = parent.trace_state
+        else:
+            sampled = self._rule.sampled(trace_id, None)
+            state = None
+        if sampled:
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, state)
+        return SamplingResult(Decision.DROP, None, state)
+
+    def get_description(self) -> str:
+        return self._description

@@ -66,7 +66,7 @@ from mesh.telemetry.propagation import (
     format_traceparent,
     parse_traceparent,
 )
-from mesh.telemetry.sampling import SamplingRule
+from mesh.telemetry.sampling import RuleSampler, SamplingRule
 from mesh.telemetry.tracing_settings import TracingSettings
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ class Tracing:
         self.propagation = Propagation.build(settings.propagators)
         self._ids = _PresetIdGenerator()
         self.provider = TracerProvider(
-            sampler=self.rule.sdk_sampler(),
+            sampler=RuleSampler(self.rule),
             resource=Resource.create(dict(settings.resource_attributes)),
             id_generator=self._ids,
         )
@@ -226,7 +226,9 @@ class Tracing:
                 headers.popall(name, None)
         if parent is None:
             self._ids.preset = trace_id
-        span = self.tracer.start_span(ex.method, context=context, kind=SpanKind.SERVER)
+        span = self.tracer.start_span(
+            ex.method, context=context, kind=SpanKind.SERVER, attributes=_server_attributes(ex)
+        )
         sc = span.get_span_context()
         return RequestTrace(
             self,
@@ -346,31 +348,15 @@ class RequestTrace:
     ) -> None:
         """Finish the SERVER span with what is known once the response is done.
 
-        Attributes: ``http.request.method``, ``url.path``, ``url.scheme``,
-        ``http.response.status_code``, ``network.peer.address``,
-        ``server.address``/``server.port`` (from ``Host``), ``http.route`` (when
-        given), ``meshgate.route``, and ``error.type`` with status ERROR for a
-        5xx or an exception. Few on purpose: the SDK spends microseconds on each.
+        Adds ``http.response.status_code``, ``http.route`` (when given),
+        ``meshgate.route``, and ``error.type`` with status ERROR for a 5xx or an
+        exception, to the attributes given at the start (see
+        :func:`_server_attributes`), and names the span after the route.
         """
         span = self.span
         if span is None:
             return
-        method = ex.method
-        known = method in _METHODS
-        request = ex.request
-        address, port = _host_and_port(request.headers.get("Host", ""))
-        attributes: dict[str, AttributeValue] = {
-            "http.request.method": method if known else "_OTHER",
-            "url.path": ex.path,
-            "url.scheme": "https" if request.secure else "http",
-            "http.response.status_code": status,
-            "network.peer.address": request.remote or "",
-        }
-        if not known:
-            attributes["http.request.method_original"] = method
-        if address:
-            attributes["server.address"] = address
-            attributes["server.port"] = port
+        attributes: dict[str, AttributeValue] = {"http.response.status_code": status}
         if http_route is not None:
             attributes["http.route"] = http_route
         if ex.route is not None:
@@ -381,10 +367,40 @@ class RequestTrace:
             attributes["error.type"] = error
             span.set_status(Status(StatusCode.ERROR))
         span.set_attributes(attributes)
-        name = method if known else "HTTP"
+        method = ex.method
+        name = method if method in _METHODS else "HTTP"
         target = http_route or ex.route
         span.update_name(f"{name} {target}" if target else name)
         span.end()
+
+
+def _server_attributes(ex: Exchange) -> dict[str, AttributeValue]:
+    """The SERVER span's attributes known when the request arrives.
+
+    ``http.request.method`` (``_OTHER`` plus ``http.request.method_original``
+    for a method outside the standard set), ``url.path``, ``url.scheme``,
+    ``network.peer.address``, and ``server.address``/``server.port`` from
+    ``Host``. Given at the start, as the semantic conventions ask, and in one
+    mapping, because the SDK validates a mapping given at the start in one pass
+    but each attribute set later on its own. Few on purpose: the SDK spends
+    microseconds on each.
+    """
+    method = ex.method
+    known = method in _METHODS
+    request = ex.request
+    address, port = _host_and_port(request.headers.get("Host", ""))
+    attributes: dict[str, AttributeValue] = {
+        "http.request.method": method if known else "_OTHER",
+        "url.path": ex.path,
+        "url.scheme": "https" if request.secure else "http",
+        "network.peer.address": request.remote or "",
+    }
+    if not known:
+        attributes["http.request.method_original"] = method
+    if address:
+        attributes["server.address"] = address
+        attributes["server.port"] = port
+    return attributes
 
 
 def _remote_context(parent: RemoteParent, tracestate: list[str] | None) -> Context:

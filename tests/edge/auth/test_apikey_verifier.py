@@ -90,3 +90,23 @@ async def test_a_slow_store_times_out(clock: FakeClock) -> None:
     verifier = ApiKeyVerifier(store.lookup, clock, timeout_s=0.05)
     with pytest.raises(ApiKeysUnavailable):
         await verifier.verify(KEY)
+
+
+async def test_cached_answers_what_verify_would_from_its_cache_alone(clock: FakeClock) -> None:
+    store = Store()
+    verifier = ApiKeyVerifier(store.lookup, clock, cache_ttl_s=5)
+    unknown, _ = generate_key()
+    assert verifier.cached(KEY) is None and verifier.cached(unknown) is None
+    assert await verifier.verify(KEY) is RECORD
+    with pytest.raises(AuthError, match="unknown api key"):
+        await verifier.verify(unknown)
+    assert verifier.cached(KEY) is RECORD
+    with pytest.raises(AuthError) as caught:
+        verifier.cached(unknown)
+    assert (caught.value.status, caught.value.description) == (401, "unknown api key")
+    for near in (KEY + "x", KEY[:-1], f" {KEY}", f"{KEY} ", KEY.swapcase(), "x" * 300):
+        assert verifier.cached(near) is None
+    assert store.calls == 2
+    assert verifier.stats().cache_hits == 2
+    clock.advance(5)
+    assert verifier.cached(KEY) is None and verifier.cached(unknown) is None

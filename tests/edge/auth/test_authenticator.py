@@ -12,9 +12,10 @@ from edge.auth.authenticator import Authenticator, Verifiers
 from edge.auth.claims import Claims
 from edge.auth.credentials import Credential
 from edge.auth.errors import AuthError
+from edge.auth.jwt_verifier import JwtSettings, JwtVerifier
 from edge.auth.keys import KeysUnavailable
 from edge.auth.policy import RoutePolicy
-from tests.edge.auth.conftest import FakeClock
+from tests.edge.auth.conftest import AUDIENCE, ISSUER, CountingKeySource, FakeClock, TokenFactory
 
 ALICE = Claims(subject="alice", roles=("user",))
 BOB = Claims(subject="bob", roles=("admin",))
@@ -137,3 +138,85 @@ async def test_not_started_means_unavailable_not_invalid() -> None:
         await auth.authenticate(BEARER_ALICE, policy())
     with pytest.raises(ApiKeysUnavailable):
         await auth.authenticate(API_KEY, policy())
+
+
+def with_jwt_verifier(key_source: CountingKeySource, clock: FakeClock) -> Authenticator:
+    jwt = JwtVerifier(JwtSettings(issuer=ISSUER, audience=AUDIENCE), key_source, clock)
+    return Authenticator(
+        Verifiers(
+            jwt=jwt, introspection=Tokens("introspect"), api_keys=ApiKeyVerifier(lookup, clock)
+        )
+    )
+
+
+async def outcome(auth: Authenticator, credential: Credential, route: RoutePolicy) -> Any:
+    """What authenticate decides: the identity, or the refusal's fields."""
+    try:
+        return await auth.authenticate(credential, route)
+    except AuthError as error:
+        return (error.status, error.code, error.description, error.scope)
+
+
+def cached_outcome(auth: Authenticator, credential: Credential, route: RoutePolicy) -> Any:
+    try:
+        return auth.cached(credential.kind, credential.secret, route)
+    except AuthError as error:
+        return (error.status, error.code, error.description, error.scope)
+
+
+ROUTES = [
+    policy(),
+    policy("optional"),
+    policy(roles=("admin",)),
+    policy(roles=("partner", "user")),
+    policy(methods=("jwt",)),
+    policy(methods=("apikey",)),
+    policy(mode="introspect"),
+]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+async def test_cached_decides_as_authenticate_does_or_not_at_all(
+    route: RoutePolicy,
+    key_source: CountingKeySource,
+    clock: FakeClock,
+    tokens: TokenFactory,
+    ec_key: Any,
+) -> None:
+    auth = with_jwt_verifier(key_source, clock)
+    unknown, _ = generate_key()
+    credentials = [
+        Credential("bearer", tokens.sign(ec_key, "ec-1")),
+        Credential("apikey", KEY),
+        Credential("apikey", unknown),
+    ]
+    for credential in credentials:
+        assert cached_outcome(auth, credential, route) is None  # nothing cached yet
+        await outcome(auth, credential, policy())  # now it is
+    for credential in credentials:
+        quick = cached_outcome(auth, credential, route)
+        if quick is not None:
+            assert quick == await outcome(auth, credential, route)
+    bearer_route = route.mode == "jwt" and "jwt" in route.methods
+    assert (cached_outcome(auth, credentials[0], route) is not None) == bearer_route
+    assert (cached_outcome(auth, credentials[1], route) is not None) == ("apikey" in route.methods)
+
+
+async def test_cached_gives_the_same_identity_object_as_authenticate(
+    key_source: CountingKeySource, clock: FakeClock, tokens: TokenFactory, ec_key: Any
+) -> None:
+    auth = with_jwt_verifier(key_source, clock)
+    token = tokens.sign(ec_key, "ec-1")
+    identity = await auth.authenticate(Credential("bearer", token), policy())
+    assert auth.cached("bearer", token, policy()) is identity
+    record_identity = await auth.authenticate(API_KEY, policy())
+    assert auth.cached("apikey", KEY, policy()) is record_identity
+    assert key_source.lookups == 1
+
+
+async def test_cached_trusts_only_verifiers_that_vouch_for_the_token_shape() -> None:
+    auth = authenticator()  # a bearer verifier that is not a JwtVerifier
+    await auth.authenticate(BEARER_ALICE, policy())
+    assert auth.cached("bearer", "alice", policy()) is None
+    assert Authenticator().cached("bearer", "alice", policy()) is None
+    assert Authenticator().cached("apikey", KEY, policy()) is None

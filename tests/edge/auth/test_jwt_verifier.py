@@ -550,3 +550,72 @@ async def test_keys_unavailable_propagates_for_a_503(ctx: Ctx, clock: Any) -> No
 
     with pytest.raises(KeysUnavailable):
         await make_verifier(NoKeys(), clock).verify(ctx.es())
+
+
+async def test_cached_answers_only_for_fully_verified_tokens_until_exp(
+    ctx: Ctx, key_source: Any, clock: Any
+) -> None:
+    verifier = make_verifier(key_source, clock)
+    token = ctx.es(exp=int(clock()) + 100)
+    assert verifier.cached(token) is None  # never seen
+    bad = ctx.es(aud="other")
+    with pytest.raises(AuthError):
+        await verifier.verify(bad)
+    assert verifier.cached(bad) is None  # refused: never cached
+    claims = await verifier.verify(token)
+    assert verifier.cached(token) is claims
+    assert verifier.cached("".join(list(token))) is claims  # equal text, another object
+    clock.advance(99.9)
+    assert verifier.cached(token) is claims
+    clock.advance(0.1)  # at exp
+    assert verifier.cached(token) is None
+    assert key_source.lookups == 2
+    stats = verifier.stats()
+    assert (stats.cache_hits, stats.verified, stats.cached_entries) == (3, 1, 0)
+
+
+async def test_the_claims_cache_is_keyed_by_the_exact_token(
+    ctx: Ctx, key_source: Any, clock: Any
+) -> None:
+    verifier = make_verifier(key_source, clock)
+    token = ctx.es()
+    await verifier.verify(token)
+    first_dot, second_dot = (i for i, c in enumerate(token) if c == ".")
+    segments = ((0, first_dot), (first_dot + 1, second_dot), (second_dot + 1, len(token)))
+    changed = []  # one character changed in the middle of each segment
+    for start, end in segments:
+        i = (start + end) // 2
+        changed.append(token[:i] + ("A" if token[i] != "A" else "B") + token[i + 1 :])
+    near_misses = [*changed, token + "A", token[:-1], token[1:], f"{token} ", token.swapcase()]
+    for near in near_misses:
+        assert near != token
+        assert verifier.cached(near) is None
+    assert verifier.stats().cache_hits == 0
+    # One character off in the signature is verified in full, and refused.
+    with pytest.raises(AuthError, match="signature invalid"):
+        await verifier.verify(changed[-1])
+    assert key_source.lookups == 2
+
+
+async def test_only_strict_compact_tokens_are_ever_cached(
+    ctx: Ctx, key_source: Any, clock: Any
+) -> None:
+    """What Authenticator.cached relies on: a cached token is b64token syntax, no blanks."""
+    verifier = make_verifier(key_source, clock)
+    token = ctx.es()
+    for spelling in (f"{token} ", f" {token}", f"{token}\t", f"{token}=", f"{token}\n"):
+        with pytest.raises(AuthError, match="malformed token"):
+            await verifier.verify(spelling)
+        assert verifier.cached(spelling) is None
+    assert verifier.stats().cached_entries == 0
+
+
+async def test_cached_never_looks_at_a_token_over_the_size_limit(
+    ctx: Ctx, key_source: Any, clock: Any
+) -> None:
+    verifier = make_verifier(key_source, clock, max_token_bytes=10_000)
+    token = ctx.es(pad="x" * 5000)
+    await verifier.verify(token)
+    assert verifier.cached(token) is not None
+    small = make_verifier(key_source, clock, max_token_bytes=len(token) - 1)
+    assert small.cached(token) is None

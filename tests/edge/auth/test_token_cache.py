@@ -48,3 +48,14 @@ def test_least_recently_used_is_evicted(clock: Any) -> None:
 def test_size_must_be_positive(clock: Any) -> None:
     with pytest.raises(ValueError):
         TokenCache(0, clock)
+
+
+def test_keys_may_be_token_text_and_hit_counts_live_answers(clock: Any) -> None:
+    cache: TokenCache[str] = TokenCache(10, clock)
+    cache.put("a.b.c", "v", clock() + 10)
+    assert cache.hit("a.b.c") == "v"
+    assert cache.hit("a.b.C") is None and cache.hit(b"a.b.c") is None
+    assert cache.hits == 1
+    clock.advance(10)
+    assert cache.hit("a.b.c") is None
+    assert cache.hits == 1

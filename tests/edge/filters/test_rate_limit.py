@@ -23,6 +23,7 @@ from edge.ratelimit.local_limiter import LocalLimiter
 from edge.ratelimit.policies import PolicyBook
 from edge.routes import Route, make_route
 from mesh.exchange import Exchange
+from tests.mesh.telemetry.support import Recorder
 
 CONFIG = RateLimitsConfig.model_validate(
     {
@@ -177,3 +178,20 @@ async def test_routes_without_limits_and_uncounted_callers_pass_untouched() -> N
     flt = RateLimitFilter(PolicyBook(CONFIG), limiter)
     assert (await call(flt, exchange(STRICT_ROUTE)))[0] == 200  # anonymous: no user to count
     assert limiter.asked == []
+
+
+async def test_a_sampled_request_gets_a_ratelimit_span_and_an_unsampled_one_none() -> None:
+    flt = RateLimitFilter(PolicyBook(CONFIG), RecordingLimiter())
+    for ratio, spans in ((1.0, 1), (0.0, 0)):
+        recorder = Recorder(sampler_ratio=ratio)
+        ex = exchange(DEFAULT_ROUTE)
+        ex.trace = recorder.tracing.start_request(ex)
+        assert (await call(flt, ex))[0] == 200
+        found = [s for s in recorder.spans if s.name == "ratelimit"]
+        assert len(found) == spans
+        if found:
+            assert dict(found[0].attributes or {}) == {
+                "meshgate.ratelimit.source": "local",
+                "meshgate.ratelimit.allowed": True,
+                "meshgate.ratelimit.degraded": False,
+            }

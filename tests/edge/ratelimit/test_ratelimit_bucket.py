@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from edge.ratelimit.bucket import TokenBucket, refill, seconds_until, take_all
+from edge.ratelimit.bucket import TokenBucket, decision, levels, refill, seconds_until, take_all
 
 
 def test_starts_full_and_spends_its_burst() -> None:
@@ -114,3 +114,23 @@ def test_rejects_nonpositive_rate_or_burst() -> None:
         TokenBucket(rate=0, burst=1, now=0.0)
     with pytest.raises(ValueError):
         TokenBucket(rate=1, burst=0, now=0.0)
+
+
+@pytest.mark.parametrize(
+    ("allowed", "tokens", "cost", "rate", "burst", "wait_s"),
+    [
+        (True, 3.25, 1.0, 10.0, 5.0, 0.0),
+        (False, 0.5, 1.0, 1.0, 1.0, 1.0),  # refill restarts in a second
+        (True, -0.0, 1.0, 2.0, 4.0, -0.5),  # a negative wait counts as none
+        (False, 0.0, 3.0, 1 / 3, 10.0, 0.0),
+    ],
+)
+def test_levels_are_the_numbers_of_a_decision(
+    allowed: bool, tokens: float, cost: float, rate: float, burst: float, wait_s: float
+) -> None:
+    d = decision(allowed=allowed, tokens=tokens, cost=cost, rate=rate, burst=burst, wait_s=wait_s)
+    assert levels(allowed, tokens, cost, rate, burst, wait_s) == (
+        d.remaining,
+        d.reset_after_s,
+        d.retry_after_s,
+    )

@@ -123,3 +123,17 @@ def test_max_rounds_must_be_positive() -> None:
 
     with pytest.raises(ValueError, match="max_rounds"):
         Coalescer(flush, max_rounds=0)
+
+
+async def test_submit_queues_at_once_and_returns_the_future() -> None:
+    batches: list[list[int]] = []
+
+    async def flush(items: list[int]) -> list[int]:
+        batches.append(items)
+        return [i + 1 for i in items]
+
+    coalescer: Coalescer[int, int] = Coalescer(flush)
+    futures = [coalescer.submit(i) for i in range(3)]  # not awaited yet: queued all the same
+    assert all(isinstance(f, asyncio.Future) and not f.done() for f in futures)
+    assert [await f for f in futures] == [1, 2, 3]
+    assert batches == [[0, 1, 2]]

@@ -171,3 +171,37 @@ def test_limits_keep_only_the_policies_that_count_the_request() -> None:
 def test_roles_and_plans_for_the_admin_view() -> None:
     assert BOOK.roles() == ["anonymous", "admin", "gold", "silver", "user"]
     assert BOOK.plans() == ["free", "pro"]
+
+
+def test_a_bucket_asked_for_again_is_the_same_request() -> None:
+    first = limit("tenant", facts(headers={"x-tenant": "acme"}))
+    again = limit("tenant", facts(headers={"x-tenant": "acme"}))
+    assert again is first
+    other = limit("tenant", facts(headers={"x-tenant": "umbrella"}))
+    assert other != first and other.key != first.key
+    # Same key, another tier (a plan's rate): another request, sharing the bucket's key.
+    free = Caller(authenticated=True, subject="alice", plan="free", method="jwt")
+    plain = Caller(authenticated=True, subject="alice", method="jwt")
+    on_plan, off_plan = limit("per-user", facts(free)), limit("per-user", facts(plain))
+    assert on_plan.key == off_plan.key and on_plan.policy.rate != off_plan.policy.rate
+    assert limit("per-user", facts(free)) is on_plan
+
+
+def test_reused_requests_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("edge.ratelimit.policies._MAX_CACHED_REQUESTS", 3)
+    book = PolicyBook(CONFIG)
+    made = [book.policies["anonymous"].limit_for(facts(ip=f"10.0.0.{n}")) for n in range(10)]
+    assert len(book.policies["anonymous"]._made) <= 3
+    assert [m.key for m in made] == [f"ip={hashed(f'10.0.0.{n}')}" for n in range(10)]
+    assert book.policies["anonymous"].limit_for(facts(ip="10.0.0.9")) == made[9]
+
+
+def test_each_route_is_resolved_once() -> None:
+    book = PolicyBook(CONFIG)
+    named = make_route(prefix="/a", service="a", source="config", options={"rate_limits": ("org",)})
+    assert book.for_route(named) is book.for_route(named)
+    # Routes compare without their options: a route rebuilt with other options is equal,
+    # yet resolved on its own.
+    rebuilt = make_route(prefix="/a", service="a", source="config", options={"rate_limits": ()})
+    assert rebuilt == named
+    assert book.for_route(rebuilt) == () and [p.name for p in book.for_route(named)] == ["org"]

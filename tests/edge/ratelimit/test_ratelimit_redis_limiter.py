@@ -205,3 +205,27 @@ async def test_a_failing_script_call_is_not_an_outage(
         assert fine.source == "redis" and fine.allowed and fine.outcomes[0].remaining == 9
     finally:
         await raw.aclose()
+
+
+async def test_a_batch_is_one_evalsha_packed_by_the_limiter(
+    redis_server: RedisServer, make_limiter: Callable[..., Any]
+) -> None:
+    limiter = make_limiter(redis_server.url)
+    await limiter.start()
+    policy = LimitPolicy("packed", parse_rate("10/s burst 5"))
+    other = LimitPolicy("packed-route", parse_rate("10/s burst 3"))
+    single = [LimitRequest(policy, "route=caf\u00e9")]  # a non-ASCII key: bytes, not chars
+    double = [LimitRequest(policy, "u", partition="u"), LimitRequest(other, "u", partition="u")]
+    raw = Redis.from_url(redis_server.url)
+    try:
+        await raw.config_resetstat()
+        results = await asyncio.gather(
+            limiter.check(single), limiter.check(double), limiter.check(single)
+        )
+        stats = await raw.info("commandstats")
+        assert stats["cmdstat_evalsha"]["calls"] == 1
+        assert [[o.remaining for o in r.outcomes] for r in results] == [[4], [4, 2], [3]]
+        assert [o.request for o in results[1].outcomes] == double  # in the limits' order
+        assert await raw.exists(bucket_key(single[0]).encode()) == 1
+    finally:
+        await raw.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from edge.ratelimit import responses
 from edge.ratelimit.limiter import (
     FailureMode,
     LimitOutcome,
@@ -117,3 +118,49 @@ def test_degraded_answers_say_who_decided() -> None:
     assert dict(rate_limit_headers(cached))[DEGRADED_HEADER] == "cache"
     healthy = LimitResult(True, "redis", False, (outcome.request,), (outcome,))
     assert DEGRADED_HEADER not in dict(rate_limit_headers(healthy))
+
+
+def admitted(policy: LimitPolicy, remaining: int, reset_after_s: float) -> LimitResult:
+    request = LimitRequest(policy, "k")
+    outcome = LimitOutcome(request, True, remaining, reset_after_s, 0.0)
+    return LimitResult(True, "redis", False, (request,), (outcome,))
+
+
+def test_header_tuples_of_repeated_values_are_made_once() -> None:
+    first = rate_limit_headers(admitted(USER, 2, 0.4))
+    again = rate_limit_headers(admitted(USER, 2, 0.3))
+    assert first == [
+        ("RateLimit-Limit", "3"),
+        ("RateLimit-Remaining", "2"),
+        ("RateLimit-Reset", "1"),
+        ("RateLimit-Policy", '10;w=1;burst=3;policy="per-user"'),
+    ]
+    assert all(a is b for a, b in zip(first, again, strict=True))
+    # Large numbers are not kept, but still right.
+    big = dict(rate_limit_headers(admitted(USER, 123_456_789, 5000.5)))
+    assert big["RateLimit-Remaining"] == "123456789" and big["RateLimit-Reset"] == "5001"
+
+
+def test_header_cache_tells_policies_apart_by_identity() -> None:
+    # Equal policies are different objects; each gets its own, equal, headers.
+    twin = LimitPolicy("per-user", parse_rate("10/s burst 3"))
+    other = LimitPolicy("per-user", parse_rate("20/s burst 7"))
+    assert rate_limit_headers(admitted(twin, 1, 0.1)) == rate_limit_headers(admitted(USER, 1, 0.1))
+    headers = dict(rate_limit_headers(admitted(other, 1, 0.1)))
+    assert headers["RateLimit-Limit"] == "7"
+    assert headers["RateLimit-Policy"] == '20;w=1;burst=7;policy="per-user"'
+
+
+def test_header_cache_stays_bounded() -> None:
+    cache = responses._HeaderCache()
+    policies = [
+        LimitPolicy(f"p{n}", parse_rate(f"{n + 1}/s"))
+        for n in range(responses._CACHED_POLICIES + 5)
+    ]
+    for policy in policies:
+        assert cache.limit(policy) == ("RateLimit-Limit", str(policy.rate.burst))
+    assert len(cache._policies) <= responses._CACHED_POLICIES
+    assert cache.policy(policies[0]) == ("RateLimit-Policy", '1;w=1;burst=1;policy="p0"')
+    for n in (0, responses._CACHED_NUMBERS - 1, responses._CACHED_NUMBERS, 10**9):
+        assert cache.remaining(n) == ("RateLimit-Remaining", str(n))
+    assert set(cache._remaining) == {0, responses._CACHED_NUMBERS - 1}

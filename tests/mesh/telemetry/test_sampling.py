@@ -8,10 +8,10 @@ from typing import get_args
 import pytest
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
 from mesh.telemetry.config import SamplerName
-from mesh.telemetry.sampling import SamplingRule
+from mesh.telemetry.sampling import RuleSampler, SamplingRule
 
 RNG = random.Random(7)
 TRACE_IDS = [RNG.getrandbits(128) or 1 for _ in range(400)]
@@ -37,6 +37,35 @@ def test_same_decision_as_the_sdk(name: SamplerName, ratio: float, parent: bool 
         context = Context() if parent is None else parent_context(trace_id, parent)
         expected = sdk.should_sample(context, trace_id, "GET").decision.is_sampled()
         assert rule.sampled(trace_id, parent) is expected, (name, ratio, parent, trace_id)
+
+
+@pytest.mark.parametrize("name", get_args(SamplerName))
+@pytest.mark.parametrize("ratio", [0.0, 0.1, 1.0])
+@pytest.mark.parametrize("parent", [None, True, False])
+def test_rule_sampler_answers_as_the_sdk_sampler(
+    name: SamplerName, ratio: float, parent: bool | None
+) -> None:
+    rule = SamplingRule.for_sampler(name, ratio)
+    sdk, ours = rule.sdk_sampler(), RuleSampler(rule)
+    state = TraceState([("vendor", "x")])
+    for trace_id in TRACE_IDS[:100]:
+        if parent is None:
+            context = Context()
+        else:
+            sc = SpanContext(
+                trace_id,
+                0x1234,
+                is_remote=True,
+                trace_flags=TraceFlags(TraceFlags.SAMPLED if parent else TraceFlags.DEFAULT),
+                trace_state=state,
+            )
+            context = trace.set_span_in_context(NonRecordingSpan(sc))
+        attrs = {"http.request.method": "GET"}
+        want = sdk.should_sample(context, trace_id, "GET", attributes=attrs)
+        got = ours.should_sample(context, trace_id, "GET", attributes=attrs)
+        assert got.decision is want.decision
+        assert dict(got.attributes) == dict(want.attributes)
+        assert got.trace_state == want.trace_state
 
 
 def test_ratio_keeps_about_that_share_and_is_tied_to_the_trace_id() -> None:
