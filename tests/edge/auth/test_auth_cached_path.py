@@ -13,25 +13,14 @@ from typing import Any
 
 import jwt
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import make_mocked_request
 from cryptography.hazmat.primitives.asymmetric import ec
-from multidict import CIMultiDict
 
 from edge.auth.apikey_verifier import ApiKeyVerifier
 from edge.auth.apikeys import ApiKeyRecord, generate_key
 from edge.auth.authenticator import Authenticator, Verifiers
 from edge.auth.config import AuthConfig
-from edge.auth.identity import IdentityHeaders
 from edge.auth.jwt_verifier import JwtSettings, JwtVerifier
-from edge.auth.policy import RoutePolicies
-from edge.filters.authenticate import AuthenticateFilter
-from edge.filters.identity_headers import IdentityHeadersFilter
-from edge.filters.strip_identity import StripIdentityFilter
-from edge.routes import make_route
-from mesh.chain import Handler, build_chain
-from mesh.exchange import Exchange
-from mesh.ingress import Ingress
+from tests.edge.auth.auth_edge import AuthEdge
 from tests.edge.auth.conftest import AUDIENCE, ISSUER, CountingKeySource, FakeClock, TokenFactory
 
 CONFIG = AuthConfig.model_validate(
@@ -64,46 +53,13 @@ class Caches:
         return RECORD if key == KEY else None
 
 
-class Edge:
-    """Ingress → strip → routing (one route) → authenticate → identity headers → capture."""
+class Edge(AuthEdge):
+    """The auth filters with the verifiers of ``caches`` (see AuthEdge)."""
 
     def __init__(self, caches: Caches, route_auth: Any = None, *, forward: bool = False) -> None:
-        self.caches = caches
-        self.seen: Exchange | None = None
-        options = {"auth": route_auth} if route_auth is not None else {}
-        route = make_route(prefix="/", service="svc", source="config", options=options)
-
-        async def routing(ex: Exchange, next_handler: Handler) -> web.StreamResponse:
-            ex.attrs["route"] = route
-            return await next_handler(ex)
-
-        async def capture(ex: Exchange) -> web.StreamResponse:
-            self.seen = ex
-            return web.Response(text="ok")
-
         authenticator = Authenticator(Verifiers(jwt=caches.jwt, api_keys=caches.api_keys))
-        chain = build_chain(
-            [
-                StripIdentityFilter(MANAGED),
-                routing,
-                AuthenticateFilter(
-                    RoutePolicies(CONFIG),
-                    authenticator,
-                    realm="meshgate",
-                    forward_credentials=forward,
-                ),
-                IdentityHeadersFilter(IdentityHeaders(CONFIG.identity.claims)),
-            ],
-            capture,
-        )
-        self.ingress = Ingress(lambda: chain, strip_headers={h.lower() for h in MANAGED})
-
-    async def send(self, headers: Headers) -> web.Response:
-        self.seen = None
-        request = make_mocked_request("GET", "/x", headers=CIMultiDict([("Host", "h"), *headers]))
-        response = await self.ingress(request)
-        assert isinstance(response, web.Response)
-        return response
+        super().__init__(CONFIG, authenticator, route_auth, forward_credentials=forward)
+        self.caches = caches
 
     async def answer(self, headers: Headers) -> tuple[Any, ...]:
         """What the caller sees and what goes upstream, request ids left out."""

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
 from typing import Any
-
-from aiohttp import web
-from aiohttp.test_utils import make_mocked_request
-from multidict import CIMultiDict
 
 from edge.auth.apikey_verifier import ApiKeyVerifier
 from edge.auth.apikeys import ApiKeyRecord, generate_key
@@ -17,19 +12,11 @@ from edge.auth.authenticator import Authenticator, Verifiers
 from edge.auth.claims import Claims
 from edge.auth.config import AuthConfig
 from edge.auth.errors import AuthError
-from edge.auth.identity import IdentityHeaders
 from edge.auth.keys import KeysUnavailable
-from edge.auth.policy import RoutePolicies
-from edge.filters.authenticate import AuthenticateFilter
-from edge.filters.identity_headers import IdentityHeadersFilter
 from edge.filters.identity_token import IdentityTokenFilter
-from edge.filters.strip_identity import StripIdentityFilter
-from edge.routes import make_route
-from mesh.chain import Handler, build_chain
-from mesh.exchange import Exchange
 from mesh.identity.keys import generate_signing_key
 from mesh.identity.token import IdentitySigner, verification_keys, verify_identity_token
-from mesh.ingress import Ingress
+from tests.edge.auth.auth_edge import AuthEdge
 from tests.edge.auth.conftest import FakeClock
 
 CONFIG = AuthConfig.model_validate(
@@ -61,54 +48,22 @@ async def lookup(key: str) -> ApiKeyRecord | None:
     return ApiKeyRecord(KEY_ID, "acme", ("partner",), None, 0) if key == KEY else None
 
 
-class Edge:
-    """Ingress → strip → routing (fixed route) → authenticate → headers → token → capture."""
+class Edge(AuthEdge):
+    """The auth filters with fake verifiers, then the identity token filter (see AuthEdge)."""
 
     def __init__(self, route_auth: Any = None, *, forward_credentials: bool = False) -> None:
         self.tokens = Tokens()
         self.signer = IdentitySigner(generate_signing_key("ES256"))
-        self.seen: Exchange | None = None
-        options = {"auth": route_auth} if route_auth is not None else {}
-        route = make_route(prefix="/", service="svc", source="config", options=options)
-
-        async def routing(ex: Exchange, next_handler: Handler) -> web.StreamResponse:
-            ex.attrs["route"] = route
-            return await next_handler(ex)
-
-        async def capture(ex: Exchange) -> web.StreamResponse:
-            self.seen = ex
-            return web.Response(text="ok")
-
         authenticator = Authenticator(
             Verifiers(jwt=self.tokens, api_keys=ApiKeyVerifier(lookup, FakeClock()))
         )
-        chain = build_chain(
-            [
-                StripIdentityFilter(MANAGED),
-                routing,
-                AuthenticateFilter(
-                    RoutePolicies(CONFIG),
-                    authenticator,
-                    realm="meshgate",
-                    forward_credentials=forward_credentials,
-                ),
-                IdentityHeadersFilter(IdentityHeaders(CONFIG.identity.claims)),
-                IdentityTokenFilter(self.signer, "X-Mesh-Identity"),
-            ],
-            capture,
+        super().__init__(
+            CONFIG,
+            authenticator,
+            route_auth,
+            forward_credentials=forward_credentials,
+            extra=[IdentityTokenFilter(self.signer, "X-Mesh-Identity")],
         )
-        self.ingress = Ingress(lambda: chain, strip_headers={h.lower() for h in MANAGED})
-
-    async def send(self, headers: Sequence[tuple[str, str]]) -> web.Response:
-        self.seen = None
-        request = make_mocked_request("GET", "/x", headers=CIMultiDict([("Host", "h"), *headers]))
-        response = await self.ingress(request)
-        assert isinstance(response, web.Response)
-        return response
-
-    def upstream(self) -> list[tuple[str, str]]:
-        assert self.seen is not None, "the request did not reach the upstream"
-        return list(self.seen.upstream_headers.items())
 
 
 SPOOFED = [
