@@ -36,11 +36,10 @@ def _meshgate(ctx: BenchContext, *args: str) -> str:
     return done.stdout.strip()
 
 
-def jwt_edge_config(ctx: BenchContext, *, identity_token: bool = False) -> dict[str, Any]:
-    """Start the auth service (stopped with the scenario); the edge's ``auth`` config for it.
+def start_auth_service(ctx: BenchContext) -> int:
+    """Start the demo auth service (stopped with the scenario); its port once it answers.
 
-    ``identity_token`` off by default, so the scenario measures authentication
-    alone; ``edge+jwt+idtoken`` turns it on to show what signing it costs.
+    It also writes the signing key that :func:`jwt_headers` signs the run's token with.
     """
     port = free_port()
     proc = ctx.spawn(
@@ -50,6 +49,16 @@ def jwt_edge_config(ctx: BenchContext, *, identity_token: bool = False) -> dict[
     ctx.wait_for(
         lambda: get_status(f"http://127.0.0.1:{port}/health") == 200, "auth service", [proc]
     )
+    return port
+
+
+def jwt_edge_config(ctx: BenchContext, *, identity_token: bool = False) -> dict[str, Any]:
+    """Start the auth service; the edge's ``auth`` config for it.
+
+    ``identity_token`` off by default, so the scenario measures authentication
+    alone; ``edge+jwt+idtoken`` turns it on to show what signing it costs.
+    """
+    port = start_auth_service(ctx)
     return {
         "auth": {
             "issuer": ISSUER,
@@ -58,6 +67,17 @@ def jwt_edge_config(ctx: BenchContext, *, identity_token: bool = False) -> dict[
             "identity": {"token": {"enabled": identity_token}},
         }
     }
+
+
+def bearer_passthrough_config(ctx: BenchContext) -> dict[str, Any]:
+    """No ``auth`` at the edge; the auth service runs only so the run's token can be signed.
+
+    With :func:`jwt_headers`, the edge forwards the same requests as in
+    ``edge+jwt`` without checking them: the difference between the two is what
+    authentication itself costs, apart from carrying a bearer token.
+    """
+    start_auth_service(ctx)
+    return {}
 
 
 def jwt_headers(ctx: BenchContext) -> dict[str, str]:

@@ -84,6 +84,10 @@ class BenchContext:
         self._registered: set[str] = set()
         self._names: dict[str, int] = {}
         self._scope_pids: list[int] = []
+        self.meshgate_prefix: dict[str, list[str]] = {}
+        """``meshgate <command>`` runs behind this argv prefix (e.g. ``valgrind ...``) when set."""
+        self.timeout_scale = 1.0
+        """Start-up waits are this many times longer (a process under valgrind starts slowly)."""
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -151,7 +155,9 @@ class BenchContext:
     def meshgate(self, command: str, name: str, config: Mapping[str, Any]) -> ManagedProcess:
         """Run ``meshgate <command> --config <workdir>/<name>.yaml`` with this config."""
         path = write_config(self.path(f"{name}.yaml"), config)
-        return self.spawn(name, [self.python, "-m", "meshgate", command, "--config", str(path)])
+        prefix = self.meshgate_prefix.get(command, [])
+        argv = [*prefix, self.python, "-m", "meshgate", command, "--config", str(path)]
+        return self.spawn(name, argv)
 
     def wait_for(
         self,
@@ -162,6 +168,7 @@ class BenchContext:
     ) -> None:
         """Poll ``check`` until it is true; fail fast, with the log tail, if one of
         ``processes`` exits, and with every log tail after ``timeout`` seconds."""
+        timeout *= self.timeout_scale
         deadline = time.monotonic() + timeout
         while True:
             for proc in processes:

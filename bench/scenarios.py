@@ -22,7 +22,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias, TypeVar
 
-from bench.auth_nodes import apikey_edge_config, apikey_headers, jwt_edge_config, jwt_headers
+from bench.auth_nodes import (
+    apikey_edge_config,
+    apikey_headers,
+    bearer_passthrough_config,
+    jwt_edge_config,
+    jwt_headers,
+)
 from bench.context import BenchContext
 from bench.mesh_nodes import register_upstream, start_edge, start_sidecar
 from bench.proxies import start_haproxy, start_nginx_proxy
@@ -187,6 +193,13 @@ SCENARIOS: dict[str, Scenario] = {
             headers=jwt_headers,
             description="edge with a bearer JWT on every request (verified once, then cached) "
             "and identity headers: the cached-token path",
+        ),
+        EdgeScenario(
+            "edge+bearer-passthrough",
+            extra_config=bearer_passthrough_config,
+            headers=jwt_headers,
+            description="edge without authentication, sent the same bearer JWT as edge+jwt "
+            "(forwarded unchecked): the baseline for what checking it costs",
         ),
         EdgeScenario(
             "edge+jwt+idtoken",

@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
+
 from bench.cpu import parse_stat, tree_cpu_seconds
+from bench.instructions import callgrind_total
 from bench.report import Outcome, combine_rounds, format_table
 from bench.wrk import WrkResult
 
@@ -67,3 +70,10 @@ def test_combine_rounds_reports_a_flagged_round() -> None:
     rounds = [[_outcome("edge", 900.0, 120.0)], [_outcome("edge", 1100.0, 100.0, errors=3)]]
     (edge,) = combine_rounds(rounds)
     assert edge.flagged
+
+
+def test_callgrind_total_reads_the_totals_line() -> None:
+    dump = "version: 1\ncreator: callgrind-3.19.0\nevents: Ir\nsummary: 1234567\ntotals: 1234567\n"
+    assert callgrind_total(dump) == 1234567
+    with pytest.raises(ValueError):
+        callgrind_total("events: Ir\n")

@@ -1,0 +1,149 @@
+"""Instructions the edge executes per request, counted by callgrind: costs without the noise.
+
+    .venv/bin/python -m bench.instructions [--seconds 12] [--connections 64]
+                                          edge+notrace edge+trace10 ...
+
+The wrk bench (:mod:`bench.run`) measures what users see, req/s and latency,
+but on a shared 2-core machine a scenario's figures move by ±15 % from run to
+run, more than most single features cost. This tool answers the narrower
+question "how much work does feature X add to a request" exactly: each
+scenario's edge runs under ``valgrind --tool=callgrind`` with instrumentation
+off; after a warm-up, instrumentation is switched on for ``--seconds`` of wrk
+load and the instructions executed (Ir, every thread of the edge, user space
+only) are divided by the requests wrk completed. The same build gives the
+same count within about 1 %, whatever else the machine is doing.
+
+What it does not see: system calls (time in the kernel), cache misses, and
+the GIL's waits, so a feature's share of instructions is a floor, not its
+share of wall-clock throughput. The edge runs 50-100x slower under valgrind,
+so batching that depends on timing (rate-limit checks coalesced per loop turn,
+span batches) can differ from the real thing; compare scenarios with each
+other, not with native figures.
+
+Needs ``valgrind`` (``apt-get install valgrind``) as well as what the wrk
+bench needs. Scenarios are those of ``python -m bench.run --list``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as ``python bench/instructions.py``
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.context import BenchContext
+from bench.proxies import start_upstream
+from bench.scenarios import SCENARIOS, EdgeScenario
+from bench.wrk import WrkOptions, run_wrk
+
+DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "instructions.json"
+STARTUP_SLOWDOWN = 12.0
+"""Start-up waits are this much longer: imports under valgrind take a while."""
+
+
+def callgrind_total(text: str) -> int:
+    """The instruction total of one callgrind output file (its ``totals:`` or ``summary:`` line)."""
+    for line in text.splitlines():
+        if line.startswith(("totals:", "summary:")):
+            return int(line.split()[1])
+    raise ValueError("no totals: or summary: line in the callgrind output")
+
+
+def _edge_pid(ctx: BenchContext) -> int:
+    for pid in ctx.scope_pids:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if argv and b"valgrind" in argv[0]:
+            return pid
+    raise RuntimeError("the scenario started no edge under valgrind (not an edge scenario?)")
+
+
+def measure(ctx: BenchContext, name: str, seconds: float, connections: int) -> dict[str, object]:
+    """Start scenario ``name`` with its edge under callgrind; count one measured window."""
+    scenario = SCENARIOS[name]
+    if not isinstance(scenario, EdgeScenario):
+        raise SystemExit(f"{name} is not an edge scenario")
+    out_dir = ctx.path("callgrind")
+    out_dir.mkdir(exist_ok=True)
+    ctx.meshgate_prefix["edge"] = [
+        "valgrind",
+        "--tool=callgrind",
+        "--instr-atstart=no",
+        f"--callgrind-out-file={out_dir}/cg.%p.out",
+    ]
+    try:
+        with ctx.scenario_scope():
+            target = scenario.start(ctx)
+            pid = _edge_pid(ctx)
+            warm = WrkOptions(1, connections, 5.0, timeout=10.0)
+            run_wrk(target.url, warm, target.headers, target.script)
+            subprocess.run(
+                ["callgrind_control", "-i", "on", str(pid)], check=True, capture_output=True
+            )
+            window = WrkOptions(1, connections, seconds, timeout=10.0)
+            result, _ = run_wrk(target.url, window, target.headers, target.script)
+            subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True)
+            time.sleep(1.0)  # the dump is written by the edge's own thread
+            dumps = glob.glob(f"{out_dir}/cg.{pid}.out.*")
+            instructions = sum(callgrind_total(Path(f).read_text()) for f in dumps)
+    finally:
+        ctx.meshgate_prefix.pop("edge", None)
+    requests = max(result.requests, 1)
+    return {
+        "name": name,
+        "requests": result.requests,
+        "errors": result.error_count,
+        "instructions_per_request": instructions / requests,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__)
+    parser.add_argument("scenarios", nargs="+", help="edge scenarios; the first is the baseline")
+    parser.add_argument("--seconds", type=float, default=12.0, help="measured window (12)")
+    parser.add_argument("--connections", type=int, default=64, help="wrk -c (64)")
+    parser.add_argument("--json-out", type=Path, default=DEFAULT_JSON)
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.scenarios if n not in SCENARIOS]
+    if unknown:
+        print(f"bench: unknown scenario(s) {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    missing = [b for b in ("valgrind", "callgrind_control", "wrk") if shutil.which(b) is None]
+    if missing:
+        print(f"bench: {', '.join(missing)} not found", file=sys.stderr)
+        return 2
+    rows: list[dict[str, object]] = []
+    workdir = Path(tempfile.mkdtemp(prefix="meshgate-instructions-"))
+    with BenchContext(workdir) as ctx:
+        ctx.timeout_scale = STARTUP_SLOWDOWN
+        ctx.upstream_port = start_upstream(ctx)
+        for name in args.scenarios:
+            print(f"{name}: measuring under callgrind", flush=True)
+            rows.append(measure(ctx, name, args.seconds, args.connections))
+    baseline = args.scenarios[0]
+    base = float(str(rows[0]["instructions_per_request"]))
+    print(f"\n{'scenario':24} {'requests':>8} {'Ir/request':>11}  vs {baseline}")
+    for row in rows:
+        ir = float(str(row["instructions_per_request"]))
+        row[f"ratio_to_{baseline}"] = ir / base
+        flag = f"  ({row['errors']} errors)" if row["errors"] else ""
+        print(f"{row['name']!s:24} {row['requests']!s:>8} {ir:>11,.0f} {ir / base:>7.3f}x{flag}")
+    args.json_out.parent.mkdir(parents=True, exist_ok=True)
+    args.json_out.write_text(json.dumps({"scenarios": rows, "seconds": args.seconds}, indent=2))
+    print(f"results: {args.json_out}")
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    sys.exit(main())
