@@ -67,7 +67,9 @@ def _edge_pid(ctx: BenchContext) -> int:
     raise RuntimeError("the scenario started no edge under valgrind (not an edge scenario?)")
 
 
-def measure(ctx: BenchContext, name: str, seconds: float, connections: int) -> dict[str, object]:
+def measure(
+    ctx: BenchContext, name: str, seconds: float, connections: int, warmup: float = 5.0
+) -> dict[str, object]:
     """Start scenario ``name`` with its edge under callgrind; count one measured window."""
     scenario = SCENARIOS[name]
     if not isinstance(scenario, EdgeScenario):
@@ -84,7 +86,7 @@ def measure(ctx: BenchContext, name: str, seconds: float, connections: int) -> d
         with ctx.scenario_scope():
             target = scenario.start(ctx)
             pid = _edge_pid(ctx)
-            warm = WrkOptions(1, connections, 5.0, timeout=10.0)
+            warm = WrkOptions(1, connections, warmup, timeout=10.0)
             run_wrk(target.url, warm, target.headers, target.script)
             subprocess.run(
                 ["callgrind_control", "-i", "on", str(pid)], check=True, capture_output=True
@@ -111,6 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("scenarios", nargs="+", help="edge scenarios; the first is the baseline")
     parser.add_argument("--seconds", type=float, default=12.0, help="measured window (12)")
     parser.add_argument("--connections", type=int, default=64, help="wrk -c (64)")
+    parser.add_argument(
+        "--warmup", type=float, default=5.0, help="seconds of load before counting (5)"
+    )
     parser.add_argument("--json-out", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args(argv)
     unknown = [n for n in args.scenarios if n not in SCENARIOS]
@@ -128,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ctx.upstream_port = start_upstream(ctx)
         for name in args.scenarios:
             print(f"{name}: measuring under callgrind", flush=True)
-            rows.append(measure(ctx, name, args.seconds, args.connections))
+            rows.append(measure(ctx, name, args.seconds, args.connections, args.warmup))
     baseline = args.scenarios[0]
     base = float(str(rows[0]["instructions_per_request"]))
     print(f"\n{'scenario':24} {'requests':>8} {'Ir/request':>11}  vs {baseline}")

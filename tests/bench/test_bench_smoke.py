@@ -6,6 +6,7 @@ Asserts nothing about speed, only that a run produces a well-formed result.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -60,3 +61,38 @@ def test_one_second_upstream_run_writes_parseable_results(tmp_path: Path) -> Non
     assert set(scenario["latency_ms"]) >= {"p50", "p90", "p99"}
     assert isinstance(scenario["error_count"], int)
     assert scenario["ratio_to_nginx"] is None  # nginx was not part of this run
+
+
+@pytest.mark.skipif(
+    shutil.which("valgrind") is None or shutil.which("callgrind_control") is None,
+    reason="valgrind is not installed (apt-get install valgrind)",
+)
+def test_instruction_count_of_a_short_edge_run(tmp_path: Path) -> None:
+    out = tmp_path / "instructions.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.instructions",
+            "--seconds",
+            "2",
+            "--warmup",
+            "1",
+            "--connections",
+            "4",
+            "--json-out",
+            str(out),
+            "edge+notrace",
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    [row] = json.loads(out.read_text())["scenarios"]
+    assert row["name"] == "edge+notrace"
+    assert row["requests"] > 0 and row["errors"] == 0
+    # A proxied request is hundreds of thousands of interpreter instructions, never a handful.
+    assert 50_000 < row["instructions_per_request"] < 50_000_000
