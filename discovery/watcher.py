@@ -7,8 +7,9 @@ snapshot and the store swaps it atomically (dropping it if nothing changed).
 
 When Consul cannot be reached the last snapshot keeps serving, the store is
 marked out of sync (its age becomes visible), and queries are retried with
-jittered exponential backoff (tenacity). A failed query restarts from index 0,
-so a restarted Consul whose indexes went backwards is followed again.
+jittered exponential backoff (tenacity). A retried query asks without an
+index (from 0), so a restarted Consul whose indexes went backwards is followed
+again at once rather than after a whole blocking ``wait``.
 """
 
 from __future__ import annotations
@@ -90,28 +91,35 @@ class CatalogWatcher:
         if retry_state.attempt_number == 1:
             log.warning("consul query failed, serving the last snapshot: %s", exc)
 
-    async def _query(self, call: Callable[[], Awaitable[T]]) -> T:
+    async def _query(self, call: Callable[[str | None], Awaitable[T]], index: str | None) -> T:
+        """``call(index)``, retried with backoff until it answers.
+
+        Only the first attempt blocks on ``index``: after a failure the agent
+        may be a new one whose indexes started over, and a blocking query on an
+        index it has not reached would wait out the whole ``wait`` before
+        telling us anything. Retries ask without an index, so they answer at once.
+        """
         async for attempt in self._retrying():
             with attempt:
+                at = index if attempt.retry_state.attempt_number == 1 else None
                 async with asyncio.timeout(self._query_timeout):
-                    result = await call()
+                    result = await call(at)
                 return result
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _follow_catalog(self) -> None:
         index: str | None = None
         while True:
-
-            async def query(i: str | None = index) -> Any:
-                return await self._consul.catalog.services(index=i, wait=self._wait)
-
             try:
-                index, services = await self._query(query)
+                index, services = await self._query(self._catalog_services, index)
             except Exception:
                 index = None
                 continue
             self._store.mark_synced()
             self._reconcile({name for name in services if name not in _IGNORED})
+
+    async def _catalog_services(self, index: str | None) -> Any:
+        return await self._consul.catalog.services(index=index, wait=self._wait)
 
     def _reconcile(self, names: set[str]) -> None:
         for gone in set(self._tasks) - names:
@@ -125,13 +133,13 @@ class CatalogWatcher:
 
     async def _follow_service(self, name: str) -> None:
         index: str | None = None
+
+        async def query(at: str | None) -> Any:
+            return await self._consul.health.service(name, index=at, wait=self._wait)
+
         while True:
-
-            async def query(i: str | None = index) -> Any:
-                return await self._consul.health.service(name, index=i, wait=self._wait)
-
             try:
-                new_index, entries = await self._query(query)
+                new_index, entries = await self._query(query, index)
             except asyncio.CancelledError:
                 raise
             except Exception:
