@@ -75,6 +75,7 @@ async def test_breaker_opens_fails_fast_probes_and_closes(mesh: Mesh) -> None:
     async with aiohttp.ClientSession() as s:
         await wait_for_instances(s, caller, 1)
         for _ in range(5):
+            tripping_call = time.monotonic()  # the fifth failure opens the breaker
             status, _, _ = await get(s, url)
             assert status == 500  # the app's own answer, passed on (not retried)
         reached = app.stats()["total"]
@@ -82,23 +83,28 @@ async def test_breaker_opens_fails_fast_probes_and_closes(mesh: Mesh) -> None:
         # Open: calls fail fast and never reach the app.
         for _ in range(10):
             status, headers, body = await get(s, url)
+            since_trip = time.monotonic() - tripping_call
             assert status == 503
             assert body["breaker"] == "open" and body["service"] == "backend"
-            # First trip: open for open_base (1 s, no jitter), so at most 1 s is left.
-            assert 0 < body["retry_after_s"] <= 1.0
+            # First trip: open for open_base (1 s, no jitter) from the fifth failure,
+            # so what is left is 1 s less the time since then (rounded to the ms).
+            assert 1.0 - since_trip - 0.001 <= body["retry_after_s"] <= 1.0
             assert headers["Retry-After"] == "1"
         assert app.stats()["total"] == reached
         async with s.get(f"http://127.0.0.1:{caller.admin}/breakers") as resp:
             assert (await resp.json())["backend"]["state"] == "open"
         # After the open time a trial goes through (and fails: open again, longer).
         await asyncio.sleep(1.1)
+        trial = time.monotonic()
         status, _, _ = await get(s, url)
         assert status == 500
         assert app.stats()["total"] == reached + 1
-        # Second consecutive trip: the open time doubles to 2 s (open_max).
+        # Second consecutive trip: the open time doubles to 2 s (open_max), counted
+        # from the failed trial; a 1 s or an uncapped open time falls outside.
         status, headers, body = await get(s, url)
+        since_trial = time.monotonic() - trial
         assert status == 503
-        assert 1.0 < body["retry_after_s"] <= 2.0
+        assert 2.0 - since_trial - 0.001 <= body["retry_after_s"] <= 2.0
         assert headers["Retry-After"] == "2"
         # The upstream recovers; after the (doubled) open time, trials close it.
         app.faults(error_rate=0.0)
