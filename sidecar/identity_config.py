@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import field_validator, model_validator
 
-from mesh.config.types import Duration, Frozen, HeaderName
+from mesh.config.types import Duration, Frozen, HeaderName, PositiveDuration
 from mesh.identity.headers import (
     DEFAULT_IDENTITY_HEADERS,
     IDENTITY_TOKEN_HEADER,
@@ -36,9 +36,9 @@ class SidecarIdentityConfig(Frozen):
     issuer: str = DEFAULT_ISSUER
     leeway: Duration = 5.0
     """Clock skew allowed between the edge and this host."""
-    jwks_refresh: Duration = 300.0
+    jwks_refresh: PositiveDuration = 300.0
     """How often the edge's JWKS is fetched again (edge_jwks_url)."""
-    jwks_cooldown: Duration = 5.0
+    jwks_cooldown: PositiveDuration = 5.0
     """Least time between two fetches, e.g. for tokens signed by a key not yet known."""
 
     @field_validator("edge_jwks_url")
@@ -53,13 +53,6 @@ class SidecarIdentityConfig(Frozen):
     def _leeway(cls, value: float) -> float:
         if value > 60:
             raise ValueError("must be at most 60 seconds")
-        return value
-
-    @field_validator("jwks_refresh", "jwks_cooldown")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be positive")
         return value
 
     @model_validator(mode="after")

@@ -17,7 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from edge.auth.jwt_verifier import DEFAULT_ALGORITHMS
 from edge.auth.keys import SUPPORTED_ALGORITHMS
-from mesh.config.types import Duration, Frozen, HeaderName
+from mesh.config.types import Duration, Frozen, HeaderName, PositiveDuration
 from mesh.identity.headers import (
     DEFAULT_IDENTITY_HEADERS,
     IDENTITY_TOKEN_HEADER,
@@ -145,21 +145,14 @@ class JwksConfig(ServiceEndpoint):
     """Or the name of the auth service in the catalog: a healthy instance is
     picked for every fetch, at ``path``."""
     path: str = "/.well-known/jwks.json"
-    cooldown: Duration = 30.0
+    cooldown: PositiveDuration = 30.0
     """Least time between two fetches (an unknown kid fetches at most once per cooldown)."""
     default_max_age: Duration = 300.0
     """Lifetime of a key set served without Cache-Control max-age."""
     max_stale: Duration | None = None
     """How long past its max-age a key set keeps serving while fetches fail;
     null: as long as fetches fail."""
-    fetch_timeout: Duration = 5.0
-
-    @field_validator("cooldown", "fetch_timeout")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be positive")
-        return value
+    fetch_timeout: PositiveDuration = 5.0
 
 
 class IntrospectionConfig(ServiceEndpoint):
@@ -188,7 +181,7 @@ class ApiKeysConfig(Frozen):
     """How long the edge reuses a look-up: a revoked key is refused within this time."""
     key_prefix: str = "meshgate:apikeys:"
     """Prefix of the Redis keys (the CLI's ``--prefix`` must match)."""
-    timeout: Duration = 1.0
+    timeout: PositiveDuration = 1.0
     """Bound on one Redis look-up (then 503)."""
 
     @field_validator("redis_url")
@@ -203,13 +196,6 @@ class ApiKeysConfig(Frozen):
     def _ttl(cls, value: float) -> float:
         if not 0 < value <= 300:
             raise ValueError("must be more than 0 and at most 300 seconds")
-        return value
-
-    @field_validator("timeout")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be positive")
         return value
 
     @property

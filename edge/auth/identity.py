@@ -75,22 +75,21 @@ def identity_from_api_key(record: ApiKeyRecord) -> Identity:
     )
 
 
+_FIELDS = {
+    "sub": "subject",
+    "roles": "roles",
+    "email": "email",
+    "consumer": "consumer",
+    "method": "method",
+    "plan": "plan",
+    "client_id": "client_id",
+}
+"""Claim-map sources that name an Identity field; any other source is a raw claim."""
+
+
 def _attribute(identity: Identity, source: str) -> object:
-    if source == "sub":
-        return identity.subject
-    if source == "roles":
-        return identity.roles
-    if source == "email":
-        return identity.email
-    if source == "consumer":
-        return identity.consumer
-    if source == "method":
-        return identity.method
-    if source == "plan":
-        return identity.plan
-    if source == "client_id":
-        return identity.client_id
-    return identity.claims.get(source)
+    name = _FIELDS.get(source)
+    return getattr(identity, name) if name is not None else identity.claims.get(source)
 
 
 def header_value(value: object) -> str | None:

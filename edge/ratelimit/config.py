@@ -40,7 +40,7 @@ from edge.ratelimit.keys import DEFAULT_PREFIX, check_prefix
 from edge.ratelimit.limiter import FailureMode
 from edge.ratelimit.rate import Rate, parse_rate
 from edge.ratelimit.redis_limiter import RedisLimiterSettings
-from mesh.config.types import Duration, Frozen
+from mesh.config.types import Frozen, PositiveDuration
 
 UNLIMITED = "unlimited"
 """Written instead of a rate: the policy does not limit these callers at all."""
@@ -124,17 +124,17 @@ class RedisConfig(Frozen):
     cluster, any one node."""
     cluster: bool = False
     """Use the Redis Cluster client (keys of one caller share a hash slot)."""
-    timeout: Duration = 0.05
+    timeout: PositiveDuration = 0.05
     """Longest one round trip to Redis may take; beyond it, Redis counts as failed
     and every policy's ``on_failure`` applies until a background probe succeeds.
     Checks go out in batches, one in flight at a time, so a request waits at
     most for the batch ahead of it and then its own: twice this at worst."""
-    probe_interval: Duration = 0.5
+    probe_interval: PositiveDuration = 0.5
     """Pause between background probes while Redis is failed; also the
     Retry-After of ``closed`` refusals."""
-    probe_timeout: Duration = 0.5
+    probe_timeout: PositiveDuration = 0.5
     """Deadline of one probe (no request waits on it)."""
-    socket_timeout: Duration = 1.0
+    socket_timeout: PositiveDuration = 1.0
     """Backstop for connects and reads of the client itself."""
     max_connections: int = Field(default=64, ge=1)
     """Connections in the client's pool (per node on a cluster)."""
@@ -146,13 +146,6 @@ class RedisConfig(Frozen):
     def _scheme(cls, value: str) -> str:
         if not value.startswith(("redis://", "rediss://")):
             raise ValueError("must start with redis:// or rediss://")
-        return value
-
-    @field_validator("timeout", "probe_interval", "probe_timeout", "socket_timeout")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        if not value > 0:
-            raise ValueError("must be longer than 0")
         return value
 
     @field_validator("key_prefix")

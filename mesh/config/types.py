@@ -34,6 +34,16 @@ def parse_duration(value: object) -> float:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 """Seconds, written as a number or with a unit (ms, s, m, h)."""
 
+
+def _longer_than_zero(value: float) -> float:
+    if not value > 0:
+        raise ValueError("must be longer than 0")
+    return value
+
+
+PositiveDuration = Annotated[Duration, AfterValidator(_longer_than_zero)]
+"""A :data:`Duration` that must be longer than 0 (timeouts, intervals, cooldowns)."""
+
 Port = Annotated[int, Field(ge=0, le=65535)]
 
 

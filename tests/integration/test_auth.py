@@ -18,7 +18,7 @@ import subprocess
 import time
 import urllib.request
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,15 +137,6 @@ def start_auth_mesh(
     )
     edge = mesh.edge(routes or ROUTES, extra={"auth": auth_config})
     return AuthMesh(mesh, auth, auth_sidecar, users, users_sidecar, edge, auth_key)
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def b64(data: bytes | dict[str, Any]) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from demo.processes import RedisCluster, RedisServer
+from demo.processes import RedisCluster
 from edge.ratelimit import (
     LimitPolicy,
     LimitRequest,
@@ -24,16 +24,6 @@ from edge.ratelimit import (
     RedisSettings,
     parse_rate,
 )
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    """A fresh redis-server on a free port; tests may kill or restart it."""
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
