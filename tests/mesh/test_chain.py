@@ -1,0 +1,78 @@
+"""The filter chain: order, short-circuit, and editing on the way back."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+from multidict import CIMultiDict
+
+from mesh.chain import Handler, build_chain
+from mesh.exchange import Exchange
+
+
+def _exchange() -> Exchange:
+    request = make_mocked_request("GET", "/x")
+    return Exchange(request, "/x", "", "rid", "127.0.0.1", CIMultiDict())
+
+
+class _Recorder:
+    """Appends its name on the way in and out; answers 403 itself when ``stop``."""
+
+    def __init__(self, name: str, log: list[str], *, stop: bool = False) -> None:
+        self.name = name
+        self.log = log
+        self.stop = stop
+
+    async def __call__(self, ex: Exchange, next_handler: Handler) -> web.StreamResponse:
+        self.log.append(f"in:{self.name}")
+        if self.stop:
+            return web.Response(status=403)
+        response = await next_handler(ex)
+        response.headers[f"X-{self.name}"] = "seen"
+        self.log.append(f"out:{self.name}")
+        return response
+
+
+def _run(handler: Handler) -> web.StreamResponse:
+    return asyncio.run(_call(handler))
+
+
+async def _call(handler: Handler) -> web.StreamResponse:
+    return await handler(_exchange())
+
+
+def test_filters_run_outermost_first_and_unwind_in_reverse() -> None:
+    log: list[str] = []
+
+    async def terminal(ex: Exchange) -> web.StreamResponse:
+        log.append("terminal")
+        return web.Response(status=200)
+
+    chain = build_chain([_Recorder("a", log), _Recorder("b", log)], terminal)
+    response = _run(chain)
+    assert log == ["in:a", "in:b", "terminal", "out:b", "out:a"]
+    assert response.status == 200
+    assert response.headers["X-a"] == response.headers["X-b"] == "seen"
+
+
+def test_a_filter_answering_itself_stops_the_chain() -> None:
+    log: list[str] = []
+
+    async def terminal(ex: Exchange) -> web.StreamResponse:
+        log.append("terminal")
+        return web.Response(status=200)
+
+    chain = build_chain([_Recorder("a", log), _Recorder("b", log, stop=True)], terminal)
+    response = _run(chain)
+    assert response.status == 403
+    assert log == ["in:a", "in:b", "out:a"]
+    assert "X-b" not in response.headers and response.headers["X-a"] == "seen"
+
+
+def test_no_filters_is_the_terminal_itself() -> None:
+    async def terminal(ex: Exchange) -> web.StreamResponse:
+        return web.Response(status=204)
+
+    assert build_chain([], terminal) is terminal
