@@ -28,6 +28,9 @@ class Outcome:
     rounds: list[tuple[float, float | None]] = field(default_factory=list)
     """With ``--repeat``: (req/s, CPU µs per request) of every round, in order."""
 
+    compare_with: str | None = None
+    """The scenario this one's feature cost is measured against (see :func:`feature_costs`)."""
+
     @property
     def flagged(self) -> bool:
         """No result, or a result with errors: its numbers are not to be trusted."""
@@ -74,6 +77,7 @@ def combine_rounds(rounds: Sequence[Sequence[Outcome]]) -> list[Outcome]:
                     (o.result.requests_per_sec if o.result else 0.0, o.cpu_us_per_request)
                     for o in runs
                 ],
+                compare_with=pick.compare_with,
             )
         )
     return combined
@@ -89,6 +93,75 @@ def ratios(outcomes: Sequence[Outcome], baseline: str) -> dict[str, float | None
         else:
             out[o.name] = o.result.requests_per_sec / base.requests_per_sec
     return out
+
+
+@dataclass(frozen=True)
+class FeatureCost:
+    """What a scenario's feature costs against the scenario it is compared with.
+
+    ``throughput``: relative change in req/s (-0.12: 12 % fewer requests per
+    second); ``cpu``: relative change in CPU per request (None without CPU
+    figures). With several rounds each is the median of the rounds' own
+    ratios: a scenario and its reference run in the same round, close in
+    time, so a slow minute hits both and cancels out of their ratio.
+    """
+
+    against: str
+    throughput: float
+    cpu: float | None
+    rounds: int
+
+
+def feature_costs(outcomes: Sequence[Outcome]) -> dict[str, FeatureCost]:
+    """Costs of every clean scenario whose reference also ran clean in the same run."""
+    by_name = {o.name: o for o in outcomes}
+    costs: dict[str, FeatureCost] = {}
+    for o in outcomes:
+        ref = by_name.get(o.compare_with) if o.compare_with else None
+        if ref is None or o.flagged or ref.flagged or o.result is None or ref.result is None:
+            continue
+        pairs = list(zip(o.rounds, ref.rounds, strict=False))
+        if len(o.rounds) < 2 or len(o.rounds) != len(ref.rounds):
+            pairs = [
+                (
+                    (o.result.requests_per_sec, o.cpu_us_per_request),
+                    (ref.result.requests_per_sec, ref.cpu_us_per_request),
+                )
+            ]
+        if any(r_rps <= 0 for _, (r_rps, _) in pairs):
+            continue
+        throughput = _median([rps / r_rps - 1 for (rps, _), (r_rps, _) in pairs])
+        cpus = [cpu / r_cpu - 1 for (_, cpu), (_, r_cpu) in pairs if cpu and r_cpu]
+        costs[o.name] = FeatureCost(
+            ref.name, throughput, _median(cpus) if len(cpus) == len(pairs) else None, len(pairs)
+        )
+    return costs
+
+
+def format_costs(outcomes: Sequence[Outcome]) -> str:
+    """The feature-cost table printed under the main one ("" when there is none)."""
+    costs = feature_costs(outcomes)
+    if not costs:
+        return ""
+    header = ["feature cost", "against", "req/s", "CPU/req"]
+    rows = [
+        [
+            name,
+            c.against,
+            f"{c.throughput * 100:+.1f} %",
+            "-" if c.cpu is None else f"{c.cpu * 100:+.1f} %",
+        ]
+        for name, c in costs.items()
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    aligns = ["<", "<", ">", ">"]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(f"{c:{a}{w}}" for c, a, w in zip(cells, aligns, widths, strict=True))
+
+    rounds = max(c.rounds for c in costs.values())
+    note = f"(median of {rounds} paired rounds)" if rounds > 1 else "(one round)"
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows), note])
 
 
 def _ms(value: float | None) -> str:
@@ -146,6 +219,7 @@ def results_document(
     outcomes: Sequence[Outcome], baseline: str, meta: Mapping[str, Any]
 ) -> dict[str, Any]:
     ratio = ratios(outcomes, baseline)
+    costs = feature_costs(outcomes)
     scenarios = []
     for o in outcomes:
         entry: dict[str, Any] = {
@@ -159,6 +233,14 @@ def results_document(
             f"ratio_to_{baseline}": ratio[o.name],
             "cpu_us_per_request": o.cpu_us_per_request,
         }
+        cost = costs.get(o.name)
+        if cost is not None:
+            entry["cost"] = {
+                "against": cost.against,
+                "requests_per_sec_change": cost.throughput,
+                "cpu_per_request_change": cost.cpu,
+                "paired_rounds": cost.rounds,
+            }
         if len(o.rounds) > 1:
             entry["rounds"] = [
                 {"requests_per_sec": rps, "cpu_us_per_request": cpu} for rps, cpu in o.rounds

@@ -31,7 +31,14 @@ if __package__ in (None, ""):  # run as ``python bench/run.py``
 from bench.context import BenchContext
 from bench.cpu import tree_cpu_seconds
 from bench.proxies import haproxy_binary, nginx_binary, start_upstream
-from bench.report import Outcome, combine_rounds, format_table, results_document, write_json
+from bench.report import (
+    Outcome,
+    combine_rounds,
+    format_costs,
+    format_table,
+    results_document,
+    write_json,
+)
 from bench.scenarios import BASELINE, SCENARIOS, Scenario
 from bench.wrk import WrkOptions, run_wrk, wrk_binary
 
@@ -126,7 +133,7 @@ def measure(
     ctx: BenchContext, sc: Scenario, options: WrkOptions, warmup: float, progress: str
 ) -> Outcome:
     """Start ``sc``, warm it up, measure it; its processes are stopped on return."""
-    outcome = Outcome(sc.name, sc.description)
+    outcome = Outcome(sc.name, sc.description, compare_with=sc.compare_with)
     print(f"{progress} {sc.name}: starting", flush=True)
     with ctx.scenario_scope():
         try:
@@ -249,6 +256,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 meta["machine"]["loadavg_at_start"][0],
             )
         )
+        costs = format_costs(outcomes)
+        if costs:
+            print(f"\n{costs}")
         write_json(args.json_out, results_document(outcomes, BASELINE, meta))
         print(f"results: {args.json_out}")
 

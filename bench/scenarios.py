@@ -66,6 +66,10 @@ class Target:
 class Scenario(ABC):
     name: str
     description: str
+    compare_with: str | None = None
+    """The scenario this one's feature is measured against (``edge+notrace`` for a
+    tracing scenario): the run reports the change in req/s and CPU per request
+    between the two, when both ran."""
 
     @abstractmethod
     def start(self, ctx: BenchContext) -> Target:
@@ -130,6 +134,8 @@ class EdgeScenario(Scenario):
     """Path wrk requests (the route's prefix is ``/``)."""
     script: Callable[[BenchContext], str] | None = None
     """Writes a wrk Lua script into the work directory and returns its path (``wrk -s``)."""
+    compare_with: str | None = None
+    """See :attr:`Scenario.compare_with`."""
 
     def start(self, ctx: BenchContext) -> Target:
         if self.via_sidecar:
@@ -157,6 +163,7 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         EdgeScenario(
             "edge+sidecar",
+            compare_with="edge",
             description="meshgate edge → meshgate sidecar → upstream (the full mesh hop)",
             via_sidecar=True,
         ),
@@ -168,27 +175,32 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         EdgeScenario(
             "edge+trace0",
+            compare_with="edge+notrace",
             extra_config=tracing_edge_config(0.0),
             description="tracing on, nothing sampled: every request still gets a trace "
             "context (traceparent, traceresponse)",
         ),
         EdgeScenario(
             "edge+trace10",
+            compare_with="edge+notrace",
             extra_config=tracing_edge_config(0.1),
             description="tracing at the default 10 %, spans exported over OTLP/HTTP",
         ),
         EdgeScenario(
             "edge+trace100",
+            compare_with="edge+notrace",
             extra_config=tracing_edge_config(1.0),
             description="every request traced and exported over OTLP/HTTP",
         ),
         EdgeScenario(
             "edge+accesslog",
+            compare_with="edge+notrace",
             extra_config=access_log_edge_config,
             description="edge with a JSON access-log line per request (to a file), no tracing",
         ),
         EdgeScenario(
             "edge+jwt",
+            compare_with="edge",
             extra_config=jwt_edge_config,
             headers=jwt_headers,
             description="edge with a bearer JWT on every request (verified once, then cached) "
@@ -196,6 +208,7 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         EdgeScenario(
             "edge+bearer-passthrough",
+            compare_with="edge",
             extra_config=bearer_passthrough_config,
             headers=jwt_headers,
             description="edge without authentication, sent the same bearer JWT as edge+jwt "
@@ -203,12 +216,14 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         EdgeScenario(
             "edge+jwt+idtoken",
+            compare_with="edge",
             extra_config=lambda ctx: jwt_edge_config(ctx, identity_token=True),
             headers=jwt_headers,
             description="edge+jwt plus the identity token the edge signs for every request",
         ),
         EdgeScenario(
             "edge+apikey",
+            compare_with="edge",
             extra_config=apikey_edge_config,
             headers=apikey_headers,
             description="edge with an API key on every request (Redis look-up cached 5 s) "
@@ -216,6 +231,7 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         EdgeScenario(
             "edge+ratelimit",
+            compare_with="edge",
             extra_config=many_callers_edge_config,
             script=many_callers_script,
             description=f"edge with a global rate limit in Redis, {MANY_CALLERS:,} distinct "
@@ -224,17 +240,20 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         EdgeScenario(
             "edge+ratelimit-newkey",
+            compare_with="edge",
             extra_config=new_key_edge_config,
             description="edge with a global rate limit in Redis, a brand-new key for every "
             "request (counted by request id): the worst case, every check a Redis write",
         ),
         EdgeScenario(
             "edge+ratelimit-hot",
+            compare_with="edge",
             extra_config=hot_key_edge_config,
             description="edge with a global rate limit in Redis, one hot key for every request",
         ),
         EdgeScenario(
             "edge+ratelimit-local",
+            compare_with="edge",
             extra_config=local_only_edge_config,
             description="rate limit decided in-process (Redis unreachable, local fallback): "
             "the floor of any approximate mode",

@@ -9,7 +9,7 @@ import pytest
 
 from bench.cpu import parse_stat, tree_cpu_seconds
 from bench.instructions import callgrind_total
-from bench.report import Outcome, combine_rounds, format_table
+from bench.report import Outcome, combine_rounds, feature_costs, format_costs, format_table
 from bench.wrk import WrkResult
 
 # Field 2 may hold spaces and parentheses; fields are counted from the last ")".
@@ -77,3 +77,45 @@ def test_callgrind_total_reads_the_totals_line() -> None:
     assert callgrind_total(dump) == 1234567
     with pytest.raises(ValueError):
         callgrind_total("events: Ir\n")
+
+
+def _paired(name: str, rounds: list[tuple[float, float]], compare_with: str | None) -> Outcome:
+    mid = sorted(rounds)[len(rounds) // 2]
+    out = _outcome(name, mid[0], mid[1])
+    out.rounds = list(rounds)
+    out.compare_with = compare_with
+    return out
+
+
+def test_feature_cost_is_the_median_of_paired_round_ratios() -> None:
+    # Round 2 is slow for both scenarios: paired ratios cancel it out.
+    ref = _paired("edge", [(1000.0, 100.0), (500.0, 200.0), (1000.0, 100.0)], None)
+    feature = _paired(
+        "edge+x", [(900.0, 110.0), (450.0, 220.0), (800.0, 125.0)], compare_with="edge"
+    )
+    costs = feature_costs([ref, feature])
+    assert set(costs) == {"edge+x"}
+    cost = costs["edge+x"]
+    assert cost.against == "edge" and cost.rounds == 3
+    assert cost.throughput == pytest.approx(-0.10)
+    assert cost.cpu == pytest.approx(0.10)
+    table = format_costs([ref, feature])
+    row = next(line for line in table.splitlines() if line.startswith("edge+x"))
+    assert row.split()[1:] == ["edge", "-10.0", "%", "+10.0", "%"]
+    assert "median of 3 paired rounds" in table
+
+
+def test_feature_cost_needs_a_clean_reference_in_the_same_run() -> None:
+    feature = _paired("edge+x", [(900.0, 110.0)], compare_with="edge")
+    assert feature_costs([feature]) == {}
+    broken_ref = _outcome("edge", 1000.0, 100.0, errors=5)
+    assert feature_costs([broken_ref, feature]) == {}
+    assert format_costs([feature]) == ""
+
+
+def test_feature_cost_of_single_rounds_uses_the_reported_figures() -> None:
+    ref = _outcome("edge", 1000.0, 100.0)
+    feature = _outcome("edge+x", 850.0, None)
+    feature.compare_with = "edge"
+    cost = feature_costs([ref, feature])["edge+x"]
+    assert cost.throughput == pytest.approx(-0.15) and cost.cpu is None and cost.rounds == 1
