@@ -16,15 +16,18 @@ second) run without a trace: their headers pass through untouched.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, cast
 
 from aiohttp import web
 
 from mesh.chain import Handler
 from mesh.exchange import Exchange
-from mesh.telemetry.tracing import Tracing
+from mesh.telemetry.tracing import RequestTrace, Tracing
 
 TRACERESPONSE = "traceresponse"
+
+_Reply = Coroutine[Any, Any, web.StreamResponse]
 
 
 class TracingFilter:
@@ -41,16 +44,31 @@ class TracingFilter:
         self._untraced = frozenset(untraced_paths)
         self._http_route = http_route
 
-    async def __call__(self, ex: Exchange, next_handler: Handler) -> web.StreamResponse:
+    def __call__(self, ex: Exchange, next_handler: Handler) -> _Reply:
+        """The chain's filter call: a coroutine that answers ``ex``.
+
+        A plain function rather than ``async def``: an unsampled (or untraced)
+        request has nothing to do on the way out, so it gets the next
+        handler's own coroutine, without a coroutine of this filter wrapped
+        around it (one frame fewer to create and to pass through at every
+        suspension, on every request). Only a sampled request, whose span
+        ends with the response, gets :meth:`_traced`. An error raised here is
+        raised where the caller calls the handler, which in the chain is the
+        ``await`` of the filter before (the same ``try``).
+        """
         if ex.path in self._untraced:
-            return await next_handler(ex)
+            return cast(_Reply, next_handler(ex))
         trace = self._tracing.start_request(ex)
         ex.trace = trace
         if self._traceresponse:
             ex.response_headers.append((TRACERESPONSE, trace.traceresponse()))
         if trace.span is None:
-            # Unsampled: nothing to record on the way out.
-            return await next_handler(ex)
+            return cast(_Reply, next_handler(ex))
+        return self._traced(ex, next_handler, trace)
+
+    async def _traced(
+        self, ex: Exchange, next_handler: Handler, trace: RequestTrace
+    ) -> web.StreamResponse:
         status = 500
         error: str | None = None
         try:

@@ -21,8 +21,10 @@ import struct
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.util import BoundedList
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
 
 _PACK_FIXED64 = struct.Struct("<Q").pack
 _PACK_DOUBLE = struct.Struct("<d").pack
@@ -252,75 +254,168 @@ _K_STATUS_CODE = _K["status_code"]
 _K_STATUS_MESSAGE = _K["status_message"]
 _K_TRACE_ID = _K["trace_id"]
 _K_TRACE_STATE = _K["trace_state"]
+_BOUNDED = (BoundedAttributes, BoundedList)
 _NAME_FIELDS: dict[str, bytes] = {}
 """Encoded ``name`` fields: span names repeat (``GET /api/orders``)."""
 
 
+_PACK_TIMES = struct.Struct("<BQBQ").pack
+"""Start and end time: fields 7 and 8 (fixed64, one-byte keys), packed in one call."""
+_KEY_START = _K_START[0]
+_KEY_END = _K_END[0]
+_KIND_FIELDS = {kind: _K_KIND + _varint(value) for kind, value in _KINDS.items()}
+_FLAGS_LOCAL_PARENT = _K_FLAGS + _PACK_FIXED32(_HAS_IS_REMOTE)
+_FLAGS_REMOTE_PARENT = _K_FLAGS + _PACK_FIXED32(_HAS_IS_REMOTE | _IS_REMOTE)
+_TRACE_ID_PREFIX = _K_TRACE_ID + b"\x10"
+_SPAN_ID_PREFIX = _K_SPAN_ID + b"\x08"
+_PARENT_ID_PREFIX = _K_PARENT_SPAN_ID + b"\x08"
+_STATUS_FIELDS: dict[tuple[StatusCode, str | None], bytes] = {}
+"""Encoded ``status`` fields: nearly every span has one of three."""
+
+
 def encode_span(span: ReadableSpan) -> bytes:
-    """One ``Span`` message."""
-    ctx = span.get_span_context()
+    """One ``Span`` message.
+
+    The SDK's own ``ReadableSpan`` (what its span processors hand over) is
+    read through its fields: its properties copy events and links into new
+    tuples and wrap attributes in a read-only proxy, on every span. Any
+    other ``ReadableSpan``, or an SDK whose fields differ, is read through
+    the public properties; both give the same bytes (tests hold them).
+    """
+    if type(span) is ReadableSpan:
+        try:
+            return _encode_span_fields(
+                span._context,
+                span._parent,
+                span._name,
+                span._kind,
+                span._start_time,
+                span._end_time,
+                span._attributes,
+                span._events,
+                span._links,
+                span._status,
+            )
+        except AttributeError:
+            pass
+    return encode_span_public(span)
+
+
+def encode_span_public(span: ReadableSpan) -> bytes:
+    """:func:`encode_span` through the public properties only (the fallback)."""
+    return _encode_span_fields(
+        span.get_span_context(),
+        span.parent,
+        span.name,
+        span.kind,
+        span.start_time,
+        span.end_time,
+        span.attributes,
+        span.events,
+        span.links,
+        span.status,
+        span.dropped_attributes,
+        span.dropped_events,
+        span.dropped_links,
+    )
+
+
+def _dropped(container: object) -> int:
+    # What ReadableSpan.dropped_* report: BoundedAttributes and BoundedList count.
+    return getattr(container, "dropped", 0) if isinstance(container, _BOUNDED) else 0
+
+
+def _encode_span_fields(
+    ctx: SpanContext | None,
+    parent: SpanContext | None,
+    name: str,
+    kind: SpanKind,
+    start_time: int | None,
+    end_time: int | None,
+    attributes: Mapping[str, Any] | None,
+    events: Sequence[Event],
+    links: Sequence[Link],
+    status: Status,
+    dropped_attributes: int | None = None,
+    dropped_events: int | None = None,
+    dropped_links: int | None = None,
+) -> bytes:
     assert ctx is not None
     parts = [
-        _K_TRACE_ID + b"\x10" + ctx.trace_id.to_bytes(16, "big"),
-        _K_SPAN_ID + b"\x08" + ctx.span_id.to_bytes(8, "big"),
+        _TRACE_ID_PREFIX + ctx.trace_id.to_bytes(16, "big"),
+        _SPAN_ID_PREFIX + ctx.span_id.to_bytes(8, "big"),
     ]
     if ctx.trace_state:
         parts.append(_str_field(_K_TRACE_STATE, _trace_state(ctx.trace_state.items())))
-    parent = span.parent
     if parent is not None:
-        parts.append(_K_PARENT_SPAN_ID + b"\x08" + parent.span_id.to_bytes(8, "big"))
-    name = _NAME_FIELDS.get(span.name)
-    if name is None:
-        name = _str_field(_K_NAME, span.name)
+        parts.append(_PARENT_ID_PREFIX + parent.span_id.to_bytes(8, "big"))
+    field = _NAME_FIELDS.get(name)
+    if field is None:
+        field = _str_field(_K_NAME, name)
         if len(_NAME_FIELDS) >= _FIELD_CACHE_MAX:
             _NAME_FIELDS.clear()
-        _NAME_FIELDS[span.name] = name
-    parts.append(name)
-    parts.append(_K_KIND + _varint(_KINDS.get(span.kind, 0)))
-    parts.append(_K_START + _PACK_FIXED64(span.start_time or 0))
-    parts.append(_K_END + _PACK_FIXED64(span.end_time or 0))
-    # The span's own attribute mapping, not the read-only proxy the property
-    # makes of it (see _plain_items); the property where the SDK has no such field.
-    attributes = getattr(span, "_attributes", None)
-    if attributes is None:
-        attributes = span.attributes
-    parts.append(encode_attributes(_K_ATTRIBUTES, attributes))
-    parts.append(_uint_field(_K_DROPPED_ATTRIBUTES, span.dropped_attributes))
-    for event in span.events:
-        body = (
-            _K_EVENT_TIME
-            + _PACK_FIXED64(event.timestamp)
-            + _str_field(_K_EVENT_NAME, event.name)
-            + encode_attributes(_K_EVENT_ATTRIBUTES, event.attributes)
-            + _uint_field(_K_EVENT_DROPPED, event.dropped_attributes)
-        )
-        parts.append(_len_field(_K_EVENTS, body))
-    parts.append(_uint_field(_K_DROPPED_EVENTS, span.dropped_events))
-    for link in span.links:
-        lc = link.context
-        body = (
-            _K_LINK_TRACE_ID
-            + b"\x10"
-            + lc.trace_id.to_bytes(16, "big")
-            + _K_LINK_SPAN_ID
-            + b"\x08"
-            + lc.span_id.to_bytes(8, "big")
-        )
-        body += encode_attributes(_K_LINK_ATTRIBUTES, link.attributes)
-        body += _uint_field(_K_LINK_DROPPED, link.dropped_attributes)
-        link_flags = _HAS_IS_REMOTE | (_IS_REMOTE if lc.is_remote else 0)
-        body += _K_LINK_FLAGS + _PACK_FIXED32(link_flags)
-        parts.append(_len_field(_K_LINKS, body))
-    parts.append(_uint_field(_K_DROPPED_LINKS, span.dropped_links))
-    status = span.status
-    status_body = b""
-    if status.description:
-        status_body += _str_field(_K_STATUS_MESSAGE, status.description)
-    if status.status_code is not StatusCode.UNSET:
-        status_body += _K_STATUS_CODE + _varint(status.status_code.value)
-    parts.append(_len_field(_K_STATUS, status_body))
-    flags = _HAS_IS_REMOTE | (_IS_REMOTE if parent is not None and parent.is_remote else 0)
-    parts.append(_K_FLAGS + _PACK_FIXED32(flags))
+        _NAME_FIELDS[name] = field
+    parts.append(field)
+    parts.append(_KIND_FIELDS.get(kind) or _K_KIND + b"\x00")
+    parts.append(_PACK_TIMES(_KEY_START, start_time or 0, _KEY_END, end_time or 0))
+    if attributes:
+        parts.append(encode_attributes(_K_ATTRIBUTES, attributes))
+    if dropped_attributes is None:
+        dropped_attributes = _dropped(attributes)
+    if dropped_attributes:
+        parts.append(_K_DROPPED_ATTRIBUTES + _varint(dropped_attributes))
+    if events:
+        for event in events:
+            body = (
+                _K_EVENT_TIME
+                + _PACK_FIXED64(event.timestamp)
+                + _str_field(_K_EVENT_NAME, event.name)
+                + encode_attributes(_K_EVENT_ATTRIBUTES, event.attributes)
+                + _uint_field(_K_EVENT_DROPPED, event.dropped_attributes)
+            )
+            parts.append(_len_field(_K_EVENTS, body))
+    if dropped_events is None:
+        dropped_events = _dropped(events)
+    if dropped_events:
+        parts.append(_K_DROPPED_EVENTS + _varint(dropped_events))
+    if links:
+        for link in links:
+            lc = link.context
+            body = (
+                _K_LINK_TRACE_ID
+                + b"\x10"
+                + lc.trace_id.to_bytes(16, "big")
+                + _K_LINK_SPAN_ID
+                + b"\x08"
+                + lc.span_id.to_bytes(8, "big")
+            )
+            body += encode_attributes(_K_LINK_ATTRIBUTES, link.attributes)
+            body += _uint_field(_K_LINK_DROPPED, link.dropped_attributes)
+            link_flags = _HAS_IS_REMOTE | (_IS_REMOTE if lc.is_remote else 0)
+            body += _K_LINK_FLAGS + _PACK_FIXED32(link_flags)
+            parts.append(_len_field(_K_LINKS, body))
+    if dropped_links is None:
+        dropped_links = _dropped(links)
+    if dropped_links:
+        parts.append(_K_DROPPED_LINKS + _varint(dropped_links))
+    code = status.status_code
+    description = status.description
+    field = _STATUS_FIELDS.get((code, description))
+    if field is None:
+        status_body = b""
+        if description:
+            status_body += _str_field(_K_STATUS_MESSAGE, description)
+        if code is not StatusCode.UNSET:
+            status_body += _K_STATUS_CODE + _varint(code.value)
+        field = _len_field(_K_STATUS, status_body)
+        if len(_STATUS_FIELDS) >= _FIELD_CACHE_MAX:
+            _STATUS_FIELDS.clear()
+        _STATUS_FIELDS[code, description] = field
+    parts.append(field)
+    if parent is not None and parent.is_remote:
+        parts.append(_FLAGS_REMOTE_PARENT)
+    else:
+        parts.append(_FLAGS_LOCAL_PARENT)
     return b"".join(parts)
 
 

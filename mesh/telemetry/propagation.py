@@ -82,9 +82,13 @@ def trace_id_from_headers(headers: Mapping[str, str]) -> str | None:
     return f"{parent.trace_id:032x}" if parent is not None else None
 
 
+FLAGS_SUFFIX: tuple[str, ...] = tuple(f"-{flags:02x}" for flags in range(256))
+"""``-<flags>``, the end of a ``traceparent``, for each value of the flags byte."""
+
+
 def format_traceparent(trace_id: str, span_id: int, flags: int) -> str:
     """``00-<trace id>-<span id>-<flags>``; ``trace_id`` is already 32 hex digits."""
-    return f"00-{trace_id}-{span_id:016x}-{flags:02x}"
+    return f"00-{trace_id}-{span_id.to_bytes(8, 'big').hex()}{FLAGS_SUFFIX[flags]}"
 
 
 @dataclass(frozen=True, slots=True)

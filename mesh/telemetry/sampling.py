@@ -31,7 +31,8 @@ from opentelemetry.util.types import Attributes
 
 from mesh.telemetry.config import SamplerName
 
-_LOW_64 = (1 << 64) - 1
+LOW_64 = (1 << 64) - 1
+"""The low 64 bits of a trace id, which ratio sampling compares with its bound."""
 Root = Literal["on", "off", "ratio"]
 
 
@@ -53,7 +54,7 @@ class SamplingRule:
     """Trace ids whose low 64 bits are below this are sampled by the ratio."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "bound", round(self.ratio * (_LOW_64 + 1)))
+        object.__setattr__(self, "bound", round(self.ratio * (LOW_64 + 1)))
 
     @classmethod
     def for_sampler(cls, name: SamplerName, ratio: float) -> SamplingRule:
@@ -70,7 +71,17 @@ class SamplingRule:
             return True
         if self.root == "off":
             return False
-        return (trace_id & _LOW_64) < self.bound
+        return (trace_id & LOW_64) < self.bound
+
+    @property
+    def root_bound(self) -> int:
+        """:meth:`sampled` for a trace without a parent, as one comparison:
+        ``(trace_id & LOW_64) < root_bound``."""
+        if self.root == "on":
+            return LOW_64 + 1
+        if self.root == "off":
+            return 0
+        return self.bound
 
     def sdk_sampler(self) -> Sampler:
         """The SDK sampler that decides as :meth:`sampled` does."""

@@ -58,6 +58,7 @@ from opentelemetry.util.types import AttributeValue
 from mesh.telemetry.otlp_exporter import FastOTLPSpanExporter
 from mesh.telemetry.propagation import (
     BAGGAGE,
+    FLAGS_SUFFIX,
     RANDOM_TRACE_ID,
     TRACEPARENT,
     TRACESTATE,
@@ -66,7 +67,7 @@ from mesh.telemetry.propagation import (
     format_traceparent,
     parse_traceparent,
 )
-from mesh.telemetry.sampling import RuleSampler, SamplingRule
+from mesh.telemetry.sampling import LOW_64, RuleSampler, SamplingRule
 from mesh.telemetry.tracing_settings import TracingSettings
 
 if TYPE_CHECKING:
@@ -97,10 +98,6 @@ _getrandbits = random.getrandbits
 
 def _new_span_id() -> int:
     return _getrandbits(64) or 1
-
-
-def _new_trace_id() -> int:
-    return _getrandbits(128) or 1
 
 
 class _PresetIdGenerator(RandomIdGenerator):
@@ -136,6 +133,8 @@ class Tracing:
     ) -> None:
         self.settings = settings
         self.rule = SamplingRule.for_sampler(settings.sampler, settings.ratio)
+        self._root_bound = self.rule.root_bound
+        """A root is sampled when its trace id's low 64 bits are below this."""
         self.propagation = Propagation.build(settings.propagators)
         self._ids = _PresetIdGenerator()
         self.provider = TracerProvider(
@@ -177,7 +176,8 @@ class Tracing:
 
     def _parent(self, ex: Exchange) -> tuple[RemoteParent | None, Context | None]:
         headers = ex.request.headers
-        parent = parse_traceparent(headers.get(TRACEPARENT)) if self._w3c else None
+        raw = headers.get(TRACEPARENT) if self._w3c else None
+        parent = parse_traceparent(raw) if raw is not None else None
         if parent is not None or not self._b3 or not self.propagation.has_b3(headers):
             return parent, None
         context = self.propagation.extract(headers)
@@ -197,9 +197,10 @@ class Tracing:
         if self._b3:
             self.propagation.strip_b3(headers)
         if parent is None:
-            trace_id = _new_trace_id()
+            trace_id = _getrandbits(128) or 1
             random_flag = RANDOM_TRACE_ID  # ours is random, as the SDK's would be
-            sampled = self.rule.sampled(trace_id, None)
+            # self.rule.sampled(trace_id, None), without the call: every request pays it.
+            sampled = (trace_id & LOW_64) < self._root_bound
         else:
             trace_id = parent.trace_id
             random_flag = parent.flags & RANDOM_TRACE_ID
@@ -207,7 +208,7 @@ class Tracing:
         if not sampled:
             if parent is None:
                 headers.popall(TRACESTATE, None)  # belongs to no valid parent
-            return RequestTrace(self, trace_id, _new_span_id(), random_flag, None, None)
+            return RequestTrace(self, trace_id, _getrandbits(64) or 1, random_flag, None, None)
         incoming = ex.request.headers
         if self.w3c_only:
             # tracestate and baggage stay as received; attempts write traceparent.
@@ -285,7 +286,8 @@ class RequestTrace:
     def trace_id_hex(self) -> str:
         """The trace id as 32 hex digits (what Jaeger's search box takes)."""
         if self._trace_id_hex is None:
-            self._trace_id_hex = f"{self.trace_id:032x}"
+            # to_bytes().hex() takes about half the time of f"{trace_id:032x}".
+            self._trace_id_hex = self.trace_id.to_bytes(16, "big").hex()
         return self._trace_id_hex
 
     def traceresponse(self) -> str:
@@ -311,9 +313,8 @@ class RequestTrace:
         tracing = self._tracing
         if self.span is None:
             if tracing.w3c_only:  # the common case, kept short: every request pays it
-                out[TRACEPARENT] = (
-                    f"00-{self.trace_id_hex}-{_getrandbits(64) or 1:016x}-{self.flags:02x}"
-                )
+                span_hex = (_getrandbits(64) or 1).to_bytes(8, "big").hex()
+                out[TRACEPARENT] = f"00-{self.trace_id_hex}-{span_hex}{FLAGS_SUFFIX[self.flags]}"
             else:
                 tracing.propagation.write_unsampled(
                     out, self.trace_id_hex, _new_span_id(), self.flags

@@ -26,7 +26,13 @@ from opentelemetry.trace import (
 )
 
 from mesh.snapshot import Instance
-from mesh.telemetry.otlp_encoding import encode_attributes, encode_request, encode_value
+from mesh.telemetry.otlp_encoding import (
+    encode_attributes,
+    encode_request,
+    encode_span,
+    encode_span_public,
+    encode_value,
+)
 from mesh.telemetry.otlp_exporter import FastOTLPSpanExporter
 from mesh.telemetry.tracing import add_event, end_client
 from tests.mesh.telemetry.support import Recorder, make_exchange
@@ -140,3 +146,46 @@ def test_the_attribute_cache_tells_true_from_1() -> None:
     assert encode_attributes(key, {"x": True}) != encode_attributes(key, {"x": 1})
     assert encode_attributes(key, {"x": 1}) != encode_attributes(key, {"x": 1.0})
     assert encode_attributes(key, {"x": object()}) == b""  # no OTLP type: left out
+
+
+def test_the_sdk_span_s_fields_give_the_bytes_its_properties_give() -> None:
+    spans = sdk_spans()
+    assert {type(s) for s in spans} == {ReadableSpan}  # what encode_span reads by field
+    for span in spans:
+        assert encode_span(span) == encode_span_public(span)
+
+
+def test_an_sdk_whose_fields_differ_is_read_through_the_properties(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    span = sdk_spans()[0]
+    expected = encode_span(span)
+    # As if a later SDK kept the kind under another name, behind the same property.
+    span.__dict__["_renamed_kind"] = span.__dict__.pop("_kind")
+    monkeypatch.setattr(ReadableSpan, "kind", property(lambda self: self._renamed_kind))
+    assert encode_span(span) == expected
+
+
+def test_a_readable_span_subclass_is_read_through_its_properties() -> None:
+    class Renamed(ReadableSpan):
+        @property
+        def name(self) -> str:
+            return "renamed"
+
+    span = sdk_spans()[0]
+    copy = Renamed(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=span.attributes,
+        events=span.events,
+        links=span.links,
+        kind=span.kind,
+        status=span.status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+    [message] = decoded(encode_request([copy])).resource_spans[0].scope_spans[0].spans
+    assert message.name == "renamed"

@@ -11,7 +11,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
 from mesh.telemetry.config import SamplerName
-from mesh.telemetry.sampling import RuleSampler, SamplingRule
+from mesh.telemetry.sampling import LOW_64, RuleSampler, SamplingRule
 
 RNG = random.Random(7)
 TRACE_IDS = [RNG.getrandbits(128) or 1 for _ in range(400)]
@@ -37,6 +37,16 @@ def test_same_decision_as_the_sdk(name: SamplerName, ratio: float, parent: bool 
         context = Context() if parent is None else parent_context(trace_id, parent)
         expected = sdk.should_sample(context, trace_id, "GET").decision.is_sampled()
         assert rule.sampled(trace_id, parent) is expected, (name, ratio, parent, trace_id)
+
+
+@pytest.mark.parametrize("name", get_args(SamplerName))
+@pytest.mark.parametrize("ratio", [0.0, 1e-9, 0.1, 0.5, 1.0])
+def test_root_bound_decides_a_root_as_sampled_does(name: SamplerName, ratio: float) -> None:
+    rule = SamplingRule.for_sampler(name, ratio)
+    edges = [1, LOW_64, LOW_64 + 1, rule.bound - 1, rule.bound, rule.bound + 1]
+    for trace_id in [*TRACE_IDS, *(t for t in edges if t > 0)]:
+        by_bound = (trace_id & LOW_64) < rule.root_bound
+        assert by_bound is rule.sampled(trace_id, None), (name, ratio, trace_id)
 
 
 @pytest.mark.parametrize("name", get_args(SamplerName))
