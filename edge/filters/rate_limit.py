@@ -24,9 +24,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from edge.ratelimit.caller import IDENTITY_ATTR, caller_of
+from edge.ratelimit.caller import IDENTITY_ATTR
 from edge.ratelimit.limiter import Limiter, LimitResult
-from edge.ratelimit.policies import PolicyBook, RequestFacts
+from edge.ratelimit.policies import PolicyBook
 from edge.ratelimit.responses import problem_fields, rate_limit_headers
 from mesh.chain import Handler
 from mesh.exchange import Exchange
@@ -44,31 +44,30 @@ class RateLimitFilter:
         self._limiter = limiter
 
     async def __call__(self, ex: Exchange, next_handler: Handler) -> web.StreamResponse:
-        route = ex.attrs.get("route")
-        policies = self._book.for_route(route)
-        if not policies:
-            return await next_handler(ex)
-        facts = RequestFacts(
-            caller=caller_of(ex.attrs.get(IDENTITY_ATTR)),
-            client_ip=ex.client_ip,
-            route=route.name if route is not None else "",
-            headers=ex.upstream_headers,
+        attrs = ex.attrs
+        limits = self._book.limits_for(
+            attrs.get("route"), attrs.get(IDENTITY_ATTR), ex.client_ip, ex.upstream_headers
         )
-        limits = self._book.limits(policies, facts)
         if not limits:
             return await next_handler(ex)
         trace = ex.trace
-        if trace is None or not trace.sampled:
-            # child_span would yield None: skip its context manager, a microsecond a request.
+        if trace is None or trace.span is None:
+            # Not sampled (RequestTrace.sampled, without the property's call): child_span
+            # would yield None, so skip its context manager, a microsecond a request.
             result = await self._limiter.check(limits)
         else:
             with child_span(ex, "ratelimit") as span:
                 result = await self._limiter.check(limits)
                 if span is not None:
-                    span.set_attribute("meshgate.ratelimit.source", result.source)
-                    span.set_attribute("meshgate.ratelimit.allowed", result.allowed)
-                    span.set_attribute("meshgate.ratelimit.degraded", result.degraded)
-        ex.attrs[RESULT_ATTR] = result
+                    # One call: the SDK locks and checks its limits once per call.
+                    span.set_attributes(
+                        {
+                            "meshgate.ratelimit.source": result.source,
+                            "meshgate.ratelimit.allowed": result.allowed,
+                            "meshgate.ratelimit.degraded": result.degraded,
+                        }
+                    )
+        attrs[RESULT_ATTR] = result
         ex.response_headers.extend(rate_limit_headers(result))
         if result.allowed:
             return await next_handler(ex)

@@ -76,11 +76,12 @@ def levels(
     and the Redis limiter calls it directly for each bucket of a script reply,
     where a :class:`Decision` per bucket would only be copied and dropped.
     """
-    wait_s = max(0.0, wait_s)
+    # seconds_until written out: this runs for every bucket of every check.
+    wait_s = wait_s if wait_s > 0.0 else 0.0
     return (
         max(0, math.floor(tokens)),
-        wait_s + seconds_until(tokens, burst, rate),
-        0.0 if allowed else wait_s + seconds_until(tokens, cost, rate),
+        wait_s + ((burst - tokens) / rate if tokens < burst else 0.0),
+        0.0 if allowed else wait_s + ((cost - tokens) / rate if tokens < cost else 0.0),
     )
 
 

@@ -36,19 +36,21 @@ class KnownEmptyCache:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity!r}")
         self._capacity = capacity
-        self._entries: dict[str, _Empty] = {}
+        self.entries: dict[str, _Empty] = {}
+        """The entries by key. Read it (``if cache.entries``, a membership test) on hot
+        paths, where even ``len(cache)`` is a method call; change it only through methods."""
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self.entries)
 
     def remember(self, key: str, tokens: float, at: float, rate: float) -> None:
         """Record that ``key`` held ``tokens`` at ``at``; levels of 1 or more are not kept."""
         if tokens >= 1.0:
-            self._entries.pop(key, None)
+            self.entries.pop(key, None)
             return
-        if key not in self._entries and len(self._entries) >= self._capacity:
+        if key not in self.entries and len(self.entries) >= self._capacity:
             self._make_room(at)
-        self._entries[key] = _Empty(tokens, at, rate)
+        self.entries[key] = _Empty(tokens, at, rate)
 
     def refusal(
         self, key: str, now: float, cost: float, rate: float, burst: float
@@ -58,12 +60,12 @@ class KnownEmptyCache:
         None means "unknown, ask Redis". An entry that has refilled past one
         token is forgotten.
         """
-        entry = self._entries.get(key)
+        entry = self.entries.get(key)
         if entry is None:
             return None
         tokens = refill(entry.tokens, entry.at, now, rate, burst)
         if tokens >= 1.0:
-            del self._entries[key]
+            del self.entries[key]
         if tokens >= cost:
             return None
         return decision(
@@ -72,19 +74,19 @@ class KnownEmptyCache:
 
     def forget(self, key: str) -> None:
         """Drop what is known about ``key`` (its tokens were given back)."""
-        self._entries.pop(key, None)
+        self.entries.pop(key, None)
 
     def clear(self) -> None:
         """Forget everything (after a Redis outage the stored state may be gone)."""
-        self._entries.clear()
+        self.entries.clear()
 
     def _make_room(self, now: float) -> None:
         refilled = [
-            k for k, e in self._entries.items() if refill(e.tokens, e.at, now, e.rate, 1.0) >= 1.0
+            k for k, e in self.entries.items() if refill(e.tokens, e.at, now, e.rate, 1.0) >= 1.0
         ]
         for key in refilled:
-            del self._entries[key]
+            del self.entries[key]
         # Still full: drop the oldest tenth; forgetting only costs a Redis round trip.
-        if len(self._entries) >= self._capacity:
-            for key in list(self._entries)[: max(1, self._capacity // 10)]:
-                del self._entries[key]
+        if len(self.entries) >= self._capacity:
+            for key in list(self.entries)[: max(1, self._capacity // 10)]:
+                del self.entries[key]

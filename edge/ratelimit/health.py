@@ -42,13 +42,12 @@ class RedisHealth:
 
     def __init__(self, on_change: Callable[[bool, str | None], None] | None = None) -> None:
         self._on_change = on_change
+        self.healthy = True
+        """False from a failure until the next recovery (read on every check: an attribute,
+        not a property; only :meth:`failed` and :meth:`recovered` change it)."""
         self._degraded_since: float | None = None
         self._last_error: str | None = None
         self._outages = 0
-
-    @property
-    def healthy(self) -> bool:
-        return self._degraded_since is None
 
     def failed(self, now: float, reason: str) -> bool:
         """Record a failure at ``now``; True if this call turned a healthy state degraded."""
@@ -56,6 +55,7 @@ class RedisHealth:
         if self._degraded_since is not None:
             return False
         self._degraded_since = now
+        self.healthy = False
         self._outages += 1
         if self._on_change is not None:
             self._on_change(False, reason)
@@ -66,6 +66,7 @@ class RedisHealth:
         if self._degraded_since is None:
             return False
         self._degraded_since = None
+        self.healthy = True
         if self._on_change is not None:
             self._on_change(True, None)
         return True

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from edge.ratelimit.bucket import TokenBucket, decision, take_all
+from edge.ratelimit.bucket import TokenBucket, levels, take_all
 from edge.ratelimit.limiter import LimitOutcome, LimitRequest, LimitResult, ensure_distinct
 
 
@@ -55,7 +55,8 @@ class LocalLimiter:
         ``degraded`` is copied into the result (the Redis limiter sets it when
         this answers in Redis's place).
         """
-        ensure_distinct(limits)
+        if len(limits) != 1:
+            ensure_distinct(limits)
         now = self._clock()
         if now >= self._next_sweep:
             self._sweep(now)
@@ -86,25 +87,27 @@ class LocalLimiter:
         """:meth:`decide` for one limit (the common case), without take_all's lists."""
         bucket = self._bucket(limit, now, share)
         cost = float(limit.cost)
-        bucket.advance(now)
-        allowed = bucket.tokens >= cost
+        # TokenBucket.advance and decision() written out (same arithmetic): this is
+        # every request's path while Redis is down.
+        rate, burst, tokens = bucket.rate, bucket.burst, bucket.tokens
+        if now > bucket.updated_at:
+            tokens += (now - bucket.updated_at) * rate
+            bucket.updated_at = now
+        tokens = min(burst, tokens)
+        allowed = tokens >= cost
         if allowed:
-            bucket.tokens = min(bucket.burst, bucket.tokens - cost)
-        d = decision(
-            allowed=allowed,
-            tokens=bucket.tokens,
-            cost=cost,
-            rate=bucket.rate,
-            burst=bucket.burst,
-            wait_s=bucket.updated_at - now,
+            tokens = min(burst, tokens - cost)
+        bucket.tokens = tokens
+        remaining, reset_s, retry_s = levels(
+            allowed, tokens, cost, rate, burst, bucket.updated_at - now
         )
         return LimitResult(
             allowed=allowed,
             source="local",
             degraded=degraded,
             requests=(limit,),
-            outcomes=(LimitOutcome(limit, allowed, d.remaining, d.reset_after_s, d.retry_after_s),),
-            retry_after_s=0.0 if allowed else d.retry_after_s,
+            outcomes=(LimitOutcome(limit, allowed, remaining, reset_s, retry_s),),
+            retry_after_s=0.0 if allowed else retry_s,
         )
 
     def _bucket(self, limit: LimitRequest, now: float, share: int) -> TokenBucket:

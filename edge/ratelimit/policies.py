@@ -34,7 +34,7 @@ from functools import lru_cache
 from hashlib import blake2b
 from typing import Any
 
-from edge.ratelimit.caller import ANONYMOUS_ROLE, Caller
+from edge.ratelimit.caller import ANONYMOUS, ANONYMOUS_ROLE, Caller, caller_of
 from edge.ratelimit.config import PolicyConfig, RateLimitsConfig
 from edge.ratelimit.limiter import LimitPolicy, LimitRequest
 from edge.ratelimit.rate import Rate
@@ -48,6 +48,10 @@ _MAX_CACHED_REQUESTS = 32768
 
 _MAX_CACHED_ROUTES = 1024
 """Most routes whose policies :meth:`PolicyBook.for_route` keeps."""
+
+# What a dimension reads, decided once per policy rather than by string tests per request.
+_USER, _API_KEY, _IP, _ROUTE, _ROLE, _HEADER, _CLAIM = range(7)
+_KINDS = {"user": _USER, "api_key": _API_KEY, "ip": _IP, "route": _ROUTE, "role": _ROLE}
 
 
 @lru_cache(maxsize=65536)
@@ -78,6 +82,7 @@ class Policy:
     """
 
     __slots__ = (
+        "_anonymous",
         "_made",
         "_parts",
         "by_plan",
@@ -94,9 +99,9 @@ class Policy:
         self.name = name
         self.config = config
         self.dimensions = config.count_by
-        # Per dimension: the dimension, what follows its colon (a header or claim name,
-        # else ""), and the key part's "<dimension>=" - split once, not per request.
-        self._parts = tuple((d, d.partition(":")[2], f"{d}=") for d in self.dimensions)
+        # Per dimension: what it reads (_USER, ...), what follows its colon (a header or
+        # claim name, else ""), and the key part's "<dimension>=" - worked out once.
+        self._parts = tuple((_kind(d), d.partition(":")[2], f"{d}=") for d in self.dimensions)
         # (id of the tier, key) -> the LimitRequest made for it; tiers live as long as self.
         self._made: dict[tuple[int, str], LimitRequest] = {}
         self.on_failure = config.on_failure
@@ -118,6 +123,8 @@ class Policy:
         self.default = tier(config.limit)
         self.by_role = {role: tier(rate) for role, rate in config.by_role.items()}
         self.by_plan = {plan: tier(rate) for plan, rate in config.by_plan.items()}
+        # The anonymous caller's tier, asked for by every anonymous request.
+        self._anonymous = self.tier_for(ANONYMOUS)
 
     def tier_for(self, caller: Caller) -> tuple[LimitPolicy | None, str | None]:
         """The limit ``caller`` gets (None: not limited) and the role that chose it, if any."""
@@ -145,23 +152,39 @@ class Policy:
         :data:`_MAX_CACHED_REQUESTS` of them: a busy caller or route costs one
         dictionary look-up instead of building and validating a new one.
         """
-        policy, role = self.tier_for(facts.caller)
+        return self.limit_of(facts.caller, facts.client_ip, facts.route, facts.headers)
+
+    def limit_of(
+        self, caller: Caller, client_ip: str, route: str, headers: Mapping[str, str]
+    ) -> LimitRequest | None:
+        """:meth:`limit_for` with the facts as arguments (no RequestFacts per request)."""
+        policy, role = self._anonymous if caller is ANONYMOUS else self.tier_for(caller)
         if policy is None:
             return None
-        parts: list[str] = []
-        for dim, name, head in self._parts:
-            value = _part(dim, name, facts, role)
+        at = self.partition_at
+        parts = self._parts
+        if len(parts) == 1:  # most policies count by one dimension: no list, no join
+            kind, name, head = parts[0]
+            value = _part(kind, name, caller, client_ip, route, headers, role)
             if value is None:
                 return None
-            parts.append(head + value)
-        key = "|".join(parts)
+            key = head + value
+            partition = None if at is None else key
+        else:
+            values: list[str] = []
+            for kind, name, head in parts:
+                value = _part(kind, name, caller, client_ip, route, headers, role)
+                if value is None:
+                    return None
+                values.append(head + value)
+            key = "|".join(values)
+            partition = None if at is None else values[at]
         made = self._made
         # The tier's id stands for the tier: hashing a LimitPolicy costs more than the look-up.
         found = made.get((id(policy), key))
         if found is not None:
             return found
-        at = self.partition_at
-        limit = LimitRequest(policy, key, partition=None if at is None else parts[at])
+        limit = LimitRequest(policy, key, partition=partition)
         if len(made) >= _MAX_CACHED_REQUESTS:
             made.clear()  # past the working set: start over rather than track recency
         made[(id(policy), key)] = limit
@@ -231,6 +254,31 @@ class PolicyBook:
                 out.append(limit)
         return out
 
+    def limits_for(
+        self,
+        route: Route | None,
+        identity: object,
+        client_ip: str,
+        headers: Mapping[str, str],
+    ) -> list[LimitRequest]:
+        """The buckets of one request on ``route``: :meth:`for_route`, then :meth:`limits`.
+
+        ``identity`` is the auth feature's (see :func:`~edge.ratelimit.caller.caller_of`),
+        None for an anonymous caller. The filter's path: no RequestFacts is built.
+        """
+        cached = self._by_route.get(id(route)) if route is not None else None
+        policies = cached[1] if cached is not None else self.for_route(route)
+        if not policies:
+            return []
+        caller = ANONYMOUS if identity is None else caller_of(identity)
+        name = route.name if route is not None else ""
+        out = []
+        for policy in policies:
+            limit = policy.limit_of(caller, client_ip, name, headers)
+            if limit is not None:
+                out.append(limit)
+        return out
+
     def roles(self) -> list[str]:
         """The roles any policy names, ``anonymous`` first, for the admin view."""
         named = {role for p in self.policies.values() for role in p.by_role}
@@ -258,33 +306,48 @@ def _caller_rank(dim: str) -> int:
     return len(_CALLER_DIMENSIONS)
 
 
-def _part(dim: str, name: str, facts: RequestFacts, role: str | None) -> str | None:
+def _kind(dim: str) -> int:
+    if dim in _KINDS:
+        return _KINDS[dim]
+    if dim.startswith("header:"):
+        return _HEADER
+    if dim.startswith("claim:"):
+        return _CLAIM
+    raise ValueError(f"unknown dimension {dim!r}")  # parse_dimension admits no other
+
+
+def _part(
+    kind: int,
+    name: str,
+    caller: Caller,
+    client_ip: str,
+    route: str,
+    headers: Mapping[str, str],
+    role: str | None,
+) -> str | None:
     """The key part of one dimension for this request, None when the request lacks it.
 
     ``name`` is the header or claim name of a ``header:`` or ``claim:`` dimension.
     """
-    caller = facts.caller
-    if dim == "user":
+    if kind == _ROUTE:
+        return route
+    if kind == _HEADER:
+        header = headers.get(name)
+        return hashed(header) if header else None
+    if kind == _IP:
+        return hashed(client_ip) if client_ip else None
+    if kind == _USER:
         return hashed(caller.subject) if caller.subject is not None else None
-    if dim == "api_key":
+    if kind == _API_KEY:
         return hashed(caller.consumer) if caller.consumer is not None else None
-    if dim == "ip":
-        return hashed(facts.client_ip) if facts.client_ip else None
-    if dim == "route":
-        return facts.route
-    if dim == "role":
+    if kind == _ROLE:
         # The role that chose the rate; else all of the caller's roles, in order.
         return role if role is not None else ",".join(sorted(caller.roles)) or ANONYMOUS_ROLE
-    if dim.startswith("header:"):
-        header = facts.headers.get(name)
-        return hashed(header) if header else None
-    if dim.startswith("claim:"):
-        claim = caller.claims.get(name)
-        if claim is None or claim == "":
-            return None
-        text = claim if isinstance(claim, str) else json.dumps(claim, sort_keys=True)
-        return hashed(text)
-    raise ValueError(f"unknown dimension {dim!r}")  # parse_dimension admits no other
+    claim = caller.claims.get(name)  # _CLAIM
+    if claim is None or claim == "":
+        return None
+    text = claim if isinstance(claim, str) else json.dumps(claim, sort_keys=True)
+    return hashed(text)
 
 
 def _show(policy: LimitPolicy | None) -> str:

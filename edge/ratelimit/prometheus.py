@@ -78,8 +78,11 @@ class PrometheusObserver:
                 self._count(request.policy.name, outcome, source)
             return
         if result.allowed:
+            children = self._children
             for request in result.requests:
-                self._count(request.policy.name, "allowed", source)
+                # _count written out: this is every admitted request's path.
+                key = (request.policy.name, "allowed", source)
+                (children.get(key) or self._child(key)).inc()
             return
         refusing = {id(o.request) for o in result.outcomes if not o.allowed}
         for request in result.requests:
@@ -87,12 +90,14 @@ class PrometheusObserver:
             self._count(request.policy.name, outcome, source)
 
     def _count(self, policy: str, outcome: str, source: str) -> None:
-        # labels() validates and locks on every call; this runs once per limit per request.
         key = (policy, outcome, source)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = self._decisions.labels(policy, outcome, source)
-        child.inc()
+        (self._children.get(key) or self._child(key)).inc()
+
+    def _child(self, key: tuple[str, str, str]) -> Counter:
+        # labels() validates and locks on every call; this runs once per limit per request,
+        # so each child is looked up once and kept.
+        child = self._children[key] = self._decisions.labels(*key)
+        return child
 
     def on_round_trip(self, seconds: float, commands: int, error: str | None) -> None:
         if error is not None:

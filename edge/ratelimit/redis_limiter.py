@@ -135,19 +135,23 @@ class RedisLimiterSettings:
 _ONE_CALL: tuple[tuple[int, ...], ...] = ((0,),)
 """The script calls of a check with one limit (most checks): one call, that limit."""
 
+_MAX_PREPARED = 65536
+"""Most one-limit checks a limiter keeps made (see ``RedisLimiter._single``)."""
+
 
 class _Check:
     """One pending check: its limits, their bucket keys, and its script calls.
 
-    A plain class rather than a frozen dataclass: one is made per request, and
-    a frozen dataclass costs several times as much to build.
+    A plain class rather than a frozen dataclass: one may be made per request,
+    and a frozen dataclass costs several times as much to build. Never changed
+    once made (the one-limit checks are shared by every request to their bucket).
     """
 
     __slots__ = ("calls", "keys", "limits", "script")
 
     def __init__(
         self,
-        limits: Sequence[LimitRequest],
+        limits: tuple[LimitRequest, ...],
         keys: list[str],
         calls: Sequence[Sequence[int]],
         script: list[Call],
@@ -200,6 +204,12 @@ class RedisLimiter:
         self._coalescer: Coalescer[_Check, LimitResult] = Coalescer(
             self._flush, self._settings.max_batch, self._settings.max_in_flight
         )
+        # id(LimitRequest) -> the check of that limit alone: its key, its script call and,
+        # for a one-limit request (most), the whole pending check, shared by every request
+        # drawing from that bucket (nothing changes a _Check once made). Policies hand out
+        # the same LimitRequest for the same bucket, so a busy bucket is one look-up. The
+        # check holds its limit, so that no other object can take that id while it is kept.
+        self._single: dict[int, _Check] = {}
         self._probe_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -278,30 +288,50 @@ class RedisLimiter:
         """
         if self._closed:
             raise RuntimeError("rate limiter is closed")
-        ensure_distinct(limits)
-        if not limits:
-            return LimitResult(allowed=True, source="redis", degraded=not self.healthy, requests=())
+        count = len(limits)
+        if count != 1:
+            if not count:
+                return LimitResult(
+                    allowed=True, source="redis", degraded=not self.healthy, requests=()
+                )
+            ensure_distinct(limits)
         healthy = self._health.healthy
+        known_empty = self._empty.entries
         result: LimitResult | None = None
-        if healthy or len(self._empty):
+        if healthy or known_empty:
             # Keys are needed only to ask Redis or the known-empty cache: while
             # degraded with nothing known empty, the fallback answers without them.
-            prefix = self._settings.key_prefix
-            keys = [bucket_key(limit, prefix) for limit in limits]
-            result = self._cached_refusal(limits, keys)
+            if count == 1:
+                check = self._single.get(id(limits[0])) or self._prepare(limits[0])
+                keys = check.keys
+            else:
+                keys = [(self._single.get(id(x)) or self._prepare(x)).keys[0] for x in limits]
+            if known_empty:
+                result = self._cached_refusal(limits, keys)
             if result is None and healthy:
-                result = await self._coalescer.submit(self._check_of(limits, keys))
+                if count != 1:
+                    check = self._check_of(limits, keys)
+                result = await self._coalescer.submit(check)
         if result is None:
             result = self._fallback(limits)
         self._observer.on_decision(result)
         return result
 
+    def _prepare(self, limit: LimitRequest) -> _Check:
+        """The check of ``limit`` alone, made once per LimitRequest (see ``_single``)."""
+        rate = limit.policy.rate
+        keys = [bucket_key(limit, self._settings.key_prefix)]
+        argv = "1 " + bucket_spec(rate.per_second, rate.burst, limit.cost)
+        check = _Check((limit,), keys, _ONE_CALL, [(keys, argv)])
+        if len(self._single) >= _MAX_PREPARED:
+            self._single.clear()  # past the working set: start over rather than track recency
+        self._single[id(limit)] = check
+        return check
+
     def _check_of(self, limits: Sequence[LimitRequest], keys: list[str]) -> _Check:
         """The pending check of ``limits``, with what its script calls will send."""
         if len(limits) == 1:
-            rate = limits[0].policy.rate
-            argv = "1 " + bucket_spec(rate.per_second, rate.burst, limits[0].cost)
-            return _Check(limits, keys, _ONE_CALL, [(keys, argv)])
+            return self._single.get(id(limits[0])) or self._prepare(limits[0])
         calls = self._script_calls(keys)
         script: list[Call] = []
         for call in calls:
@@ -310,14 +340,14 @@ class RedisLimiter:
                 rate = limits[i].policy.rate
                 specs.append(bucket_spec(rate.per_second, rate.burst, limits[i].cost))
             script.append((keys if len(calls) == 1 else [keys[i] for i in call], call_argv(specs)))
-        return _Check(limits, keys, calls, script)
+        return _Check(tuple(limits), keys, calls, script)
 
     # -- decisions without Redis ------------------------------------------------------------
 
     def _cached_refusal(
         self, limits: Sequence[LimitRequest], keys: list[str]
     ) -> LimitResult | None:
-        if not len(self._empty):
+        if not self._empty.entries:
             return None
         now = self._clock()
         outcomes = []
@@ -350,7 +380,11 @@ class RedisLimiter:
 
     def _fallback(self, limits: Sequence[LimitRequest]) -> LimitResult:
         """Answer without Redis: closed beats local beats open when a request mixes them."""
-        modes = {limit.policy.on_failure for limit in limits}
+        modes = (
+            (limits[0].policy.on_failure,)
+            if len(limits) == 1
+            else {limit.policy.on_failure for limit in limits}
+        )
         if FailureMode.CLOSED in modes:
             return LimitResult(
                 allowed=False,
@@ -399,7 +433,9 @@ class RedisLimiter:
         if len(script) == len(checks):
             # One call per check, the only case on a single Redis: replies pair up.
             return [
-                self._result(check, (reply,), sent_at, decoder)
+                self._result_one(check, reply, sent_at, decoder)
+                if check.calls is _ONE_CALL
+                else self._result(check, (reply,), sent_at, decoder)
                 for check, reply in zip(checks, replies, strict=True)
             ]
         results = []
@@ -492,6 +528,46 @@ class RedisLimiter:
         # On Cluster, redis-py sends SCRIPT LOAD to every primary.
         client: Any = self._client
         await cast(Awaitable[object], client.script_load(SOURCE))
+
+    def _result_one(
+        self, check: _Check, reply: object, sent_at: float, decoder: ReplyDecoder
+    ) -> LimitResult:
+        """:meth:`_result` of a check with one limit (one call): what most requests are.
+
+        The same numbers, without the loops and lists a request with several
+        limits (or several Cluster slots) needs; anything but a well-formed
+        reply goes to :meth:`_result`, which handles errors.
+        """
+        try:
+            if isinstance(reply, Exception):
+                raise reply
+            admitted, numbers = decoder.decode(reply, 1)
+        except Exception:
+            return self._result(check, (reply,), sent_at, decoder)
+        limit = check.limits[0]
+        rate = limit.policy.rate
+        cost = float(limit.cost)
+        tokens = numbers[1]
+        wait_s = numbers[2] - numbers[0]
+        # Refused calls leave levels untouched, so "had room" is readable off them.
+        had_room = admitted or tokens >= cost
+        remaining, reset_s, retry_s = levels(
+            had_room, tokens, cost, rate.per_second, float(rate.burst), wait_s
+        )
+        if tokens < 1.0:
+            # Refill restarts at Redis's stamp, which may be ahead of its now.
+            self._empty.remember(check.keys[0], tokens, sent_at + max(0.0, wait_s), rate.per_second)
+        elif self._empty.entries:
+            self._empty.forget(check.keys[0])  # what remember() does for a level of 1 or more
+        # One call: nothing was taken unless admitted, so there is nothing to refund.
+        return LimitResult(
+            admitted,
+            "redis",
+            False,
+            check.limits,
+            (LimitOutcome(limit, had_room, remaining, reset_s, retry_s),),
+            0.0 if admitted else retry_s,
+        )
 
     def _result(
         self, check: _Check, replies: Sequence[object], sent_at: float, decoder: ReplyDecoder

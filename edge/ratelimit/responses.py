@@ -61,32 +61,34 @@ class _HeaderCache:
     """
 
     def __init__(self) -> None:
-        self._policies: dict[int, tuple[LimitPolicy, Header, Header]] = {}
-        self._remaining: dict[int, Header] = {}
-        self._reset: dict[int, Header] = {}
+        # Read directly by rate_limit_headers' common case; filled only through the methods.
+        self.policies: dict[int, tuple[LimitPolicy, Header, Header]] = {}
+        self.remainings: dict[int, Header] = {}
+        self.resets: dict[int, Header] = {}
 
     def limit(self, policy: LimitPolicy) -> Header:
         """``RateLimit-Limit`` for a bucket of ``policy``: its burst."""
-        return self._policy(policy)[1]
+        return self.entry(policy)[1]
 
     def policy(self, policy: LimitPolicy) -> Header:
         """``RateLimit-Policy`` of a request drawing only from ``policy``."""
-        return self._policy(policy)[2]
+        return self.entry(policy)[2]
 
     def remaining(self, tokens: int) -> Header:
         """``RateLimit-Remaining: <tokens>``."""
-        return _number(self._remaining, "RateLimit-Remaining", tokens)
+        return _number(self.remainings, "RateLimit-Remaining", tokens)
 
     def reset(self, seconds: int) -> Header:
         """``RateLimit-Reset: <seconds>``."""
-        return _number(self._reset, "RateLimit-Reset", seconds)
+        return _number(self.resets, "RateLimit-Reset", seconds)
 
-    def _policy(self, policy: LimitPolicy) -> tuple[LimitPolicy, Header, Header]:
-        entry = self._policies.get(id(policy))
+    def entry(self, policy: LimitPolicy) -> tuple[LimitPolicy, Header, Header]:
+        """``(policy, RateLimit-Limit, RateLimit-Policy of policy alone)``, made once."""
+        entry = self.policies.get(id(policy))
         if entry is None:
-            if len(self._policies) >= _CACHED_POLICIES:
-                self._policies.clear()
-            entry = self._policies[id(policy)] = (
+            if len(self.policies) >= _CACHED_POLICIES:
+                self.policies.clear()
+            entry = self.policies[id(policy)] = (
                 policy,
                 ("RateLimit-Limit", str(policy.rate.burst)),
                 ("RateLimit-Policy", _policy_item(policy)),
@@ -122,6 +124,27 @@ def _policy_header(policies: tuple[LimitPolicy, ...]) -> str:
 
 def rate_limit_headers(result: LimitResult) -> list[tuple[str, str]]:
     """The RateLimit-* (and, when refused or degraded, Retry-After and degraded) headers."""
+    requests = result.requests
+    outcomes = result.outcomes
+    if result.allowed and len(outcomes) == 1 and len(requests) == 1 and not result.degraded:
+        # The common case, one limit admitted by Redis, with no call per header: a
+        # dictionary look-up each (see _HeaderCache for what the others do).
+        outcome = outcomes[0]
+        policy = outcome.request.policy
+        cache = _HEADERS
+        entry = cache.policies.get(id(policy)) or cache.entry(policy)
+        remaining = cache.remainings.get(outcome.remaining) or cache.remaining(outcome.remaining)
+        seconds = whole_seconds(outcome.reset_after_s)
+        reset = cache.resets.get(seconds) or cache.reset(seconds)
+        named = requests[0].policy
+        if named is not policy:
+            return [entry[1], remaining, reset, cache.policy(named)]
+        return [entry[1], remaining, reset, entry[2]]
+    return _headers(result)
+
+
+def _headers(result: LimitResult) -> list[tuple[str, str]]:
+    """:func:`rate_limit_headers` in general."""
     headers: list[Header] = []
     requests = result.requests
     cache = _HEADERS

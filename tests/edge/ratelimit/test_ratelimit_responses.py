@@ -159,8 +159,8 @@ def test_header_cache_stays_bounded() -> None:
     ]
     for policy in policies:
         assert cache.limit(policy) == ("RateLimit-Limit", str(policy.rate.burst))
-    assert len(cache._policies) <= responses._CACHED_POLICIES
+    assert len(cache.policies) <= responses._CACHED_POLICIES
     assert cache.policy(policies[0]) == ("RateLimit-Policy", '1;w=1;burst=1;policy="p0"')
     for n in (0, responses._CACHED_NUMBERS - 1, responses._CACHED_NUMBERS, 10**9):
         assert cache.remaining(n) == ("RateLimit-Remaining", str(n))
-    assert set(cache._remaining) == {0, responses._CACHED_NUMBERS - 1}
+    assert set(cache.remainings) == {0, responses._CACHED_NUMBERS - 1}
