@@ -25,7 +25,6 @@ class MetricsFilter:
         finally:
             route = ex.route or "none"
             service = ex.service or "none"
-            self._m.requests.labels(self._role, route, service, status_class(status)).inc()
-            self._m.duration.labels(self._role, route, service).observe(
-                time.monotonic() - ex.started
-            )
+            m = self._m
+            m.requests_of(self._role, route, service, status_class(status)).inc()
+            m.duration_of(self._role, route, service).observe(time.monotonic() - ex.started)

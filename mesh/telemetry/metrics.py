@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 from mesh.snapshot import Snapshot, SnapshotStore
 
@@ -43,6 +45,32 @@ STATUS_CLASSES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 def status_class(status: int) -> str:
     """``"2xx"`` for 204; anything out of range counts as ``"5xx"``."""
     return STATUS_CLASSES.get(status // 100, "5xx")
+
+
+M = TypeVar("M", bound=MetricWrapperBase)
+
+
+class Children(Generic[M]):
+    """A labelled metric's children, each looked up through ``labels()`` once and kept.
+
+    ``labels()`` turns every value into a string, checks the count and takes
+    a lock on every call: a few microseconds that per-request series would pay
+    on every request. Only for series whose children are never removed (a
+    removed child would keep counting here, unseen).
+    """
+
+    __slots__ = ("_children", "_metric")
+
+    def __init__(self, metric: M) -> None:
+        self._metric = metric
+        self._children: dict[tuple[str, ...], M] = {}
+
+    def __call__(self, *labels: str) -> M:
+        """The child for ``labels`` (strings, in the metric's label order)."""
+        child = self._children.get(labels)
+        if child is None:
+            child = self._children[labels] = self._metric.labels(*labels)
+        return child
 
 
 class ProxyMetrics:
@@ -80,6 +108,9 @@ class ProxyMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.requests_of = Children(self.requests)
+        self.duration_of = Children(self.duration)
+        self.upstream_duration_of = Children(self.upstream_duration)
         self.catalog_age = Gauge(
             "meshgate_catalog_age_seconds",
             "Seconds since the catalog was last in sync with its source (0 while in sync; "

@@ -132,3 +132,27 @@ def test_refresh_metrics_count_by_outcome() -> None:
     assert got[("meshgate_jwks_refreshes_total", (("outcome", "success"),))] == 2
     assert got[("meshgate_jwks_refreshes_total", (("outcome", "failure"),))] == 1
     assert got[("meshgate_jwks_refresh_duration_seconds_count", ())] == 3
+
+
+def test_children_looks_up_each_label_tuple_once_and_counts_into_its_series() -> None:
+    registry = CollectorRegistry()
+    metrics = ProxyMetrics(registry, "edge")
+    first = metrics.requests_of("edge", "r", "svc", "2xx")
+    assert metrics.requests_of("edge", "r", "svc", "2xx") is first
+    assert first is metrics.requests.labels("edge", "r", "svc", "2xx")
+    first.inc()
+    metrics.requests_of("edge", "r", "svc", "5xx").inc(2)
+    assert (
+        registry.get_sample_value(
+            "meshgate_requests_total",
+            {"role": "edge", "route": "r", "service": "svc", "code_class": "2xx"},
+        )
+        == 1.0
+    )
+    assert (
+        registry.get_sample_value(
+            "meshgate_requests_total",
+            {"role": "edge", "route": "r", "service": "svc", "code_class": "5xx"},
+        )
+        == 2.0
+    )
