@@ -10,7 +10,7 @@ HTTP filter does not care which one answers.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal, Protocol
@@ -85,9 +85,15 @@ class LimitRequest:
             )
 
 
-@dataclass(frozen=True, slots=True)
+# LimitOutcome and LimitResult: one of each per request, and a frozen dataclass
+# costs about three times as much to build (a call of object.__setattr__ per
+# field). They are not frozen but read-only by contract: nothing changes one
+# once it is made. unsafe_hash keeps them hashable and equal as frozen ones were.
+
+
+@dataclass(slots=True, unsafe_hash=True)
 class LimitOutcome:
-    """One limit's state after a check.
+    """One limit's state after a check (read-only: never changed once made).
 
     ``allowed``: this limit alone had room for the request. ``remaining``: whole
     tokens left. ``reset_after_s``: seconds until the bucket is full again.
@@ -101,9 +107,9 @@ class LimitOutcome:
     retry_after_s: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class LimitResult:
-    """The answer to one check.
+    """The answer to one check (read-only: never changed once made).
 
     ``allowed``: tokens were taken from every limit (always True for an empty
     check). ``source``: who decided. ``degraded``: Redis was unusable at the
@@ -178,8 +184,11 @@ def whole_seconds(seconds: float) -> int:
 class Limiter(Protocol):
     """Checks a request's limits and takes their tokens, all or none."""
 
-    async def check(self, limits: Sequence[LimitRequest]) -> LimitResult:
+    def check(self, limits: Sequence[LimitRequest]) -> Awaitable[LimitResult]:
         """Take each limit's cost from its bucket if every bucket has room, else take nothing.
+
+        An ``async def`` implements it; so does a plain function returning a
+        future (the Redis limiter, which saves a coroutine per request).
 
         Never raises for Redis trouble: a failing backend is answered according
         to each policy's :class:`FailureMode`. Raises ValueError if two limits

@@ -276,7 +276,7 @@ class RedisLimiter:
         """The in-process fallback (exposed for admin endpoints and tests)."""
         return self._local
 
-    async def check(self, limits: Sequence[LimitRequest]) -> LimitResult:
+    def check(self, limits: Sequence[LimitRequest]) -> Awaitable[LimitResult]:
         """Take every limit's cost, all or none; see :class:`~edge.ratelimit.limiter.Limiter`.
 
         Completes within about ``timeout_s`` even when Redis hangs (twice that
@@ -284,16 +284,20 @@ class RedisLimiter:
         sent), and without waiting at all while degraded or when the
         known-empty cache refuses (in which case it does not suspend). A check
         whose batch timed out may or may not have been charged in Redis.
-        Raises RuntimeError after aclose().
+        Raises RuntimeError after aclose(), and ValueError for a repeated
+        bucket, when called.
+
+        A plain function returning the batch's future (or a done one), not a
+        coroutine: one coroutine less to make, and to pass through twice, per
+        request. The observer hears of a decision when it is made: here, or in
+        the batch (:meth:`_flush`) for the checks that went to Redis.
         """
         if self._closed:
             raise RuntimeError("rate limiter is closed")
         count = len(limits)
         if count != 1:
             if not count:
-                return LimitResult(
-                    allowed=True, source="redis", degraded=not self.healthy, requests=()
-                )
+                return _done(LimitResult(True, "redis", not self._health.healthy, ()))
             ensure_distinct(limits)
         healthy = self._health.healthy
         known_empty = self._empty.entries
@@ -311,11 +315,11 @@ class RedisLimiter:
             if result is None and healthy:
                 if count != 1:
                     check = self._check_of(limits, keys)
-                result = await self._coalescer.submit(check)
+                return self._coalescer.submit(check)
         if result is None:
             result = self._fallback(limits)
         self._observer.on_decision(result)
-        return result
+        return _done(result)
 
     def _prepare(self, limit: LimitRequest) -> _Check:
         """The check of ``limit`` alone, made once per LimitRequest (see ``_single``)."""
@@ -413,7 +417,18 @@ class RedisLimiter:
         return list(by_slot.values())
 
     async def _flush(self, checks: list[_Check]) -> list[LimitResult]:
-        """Run one batch of checks in one pipelined round trip (the Coalescer's flush)."""
+        """Run one batch of checks in one pipelined round trip (the Coalescer's flush).
+
+        Every result is reported to the observer here, before its check resumes.
+        """
+        results = await self._decide(checks)
+        on_decision = self._observer.on_decision
+        for result in results:
+            on_decision(result)
+        return results
+
+    async def _decide(self, checks: list[_Check]) -> list[LimitResult]:
+        """The results of one batch (see :meth:`_flush`)."""
         if not self._health.healthy:
             # Redis failed after these were queued: they must not wait on it either.
             return [self._fallback(check.limits) for check in checks]
@@ -693,6 +708,13 @@ class RedisLimiter:
         else:
             log.warning("redis rate limiting degraded (%s); using failure modes", reason)
         self._observer.on_health_change(healthy, reason)
+
+
+def _done(result: LimitResult) -> asyncio.Future[LimitResult]:
+    """A future already holding ``result``: awaiting it does not suspend."""
+    future = asyncio.get_running_loop().create_future()
+    future.set_result(result)
+    return future
 
 
 def _is_outage(exc: BaseException) -> bool:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, cast
 
 import pytest
 from redis.asyncio import Redis
@@ -27,14 +27,24 @@ CLOSED = LimitPolicy("fail-closed", parse_rate("1/min burst 10"), FailureMode.CL
 LOCAL = LimitPolicy("fail-local", parse_rate("1/min burst 10"), FailureMode.LOCAL)
 
 
-def answer_without_waiting(coro: Coroutine[Any, Any, LimitResult]) -> LimitResult:
-    """Run ``coro`` one step; fail the test if it suspends (i.e. waits on anything)."""
-    try:
-        coro.send(None)
-    except StopIteration as done:
-        result: LimitResult = done.value
-        return result
-    coro.close()
+def answer_without_waiting(pending: Awaitable[LimitResult]) -> LimitResult:
+    """The answer of ``check()``; fail the test if awaiting it would suspend (wait on anything).
+
+    The Redis limiter hands back a future: done already, or awaiting it waits.
+    """
+    if isinstance(pending, asyncio.Future):
+        if pending.done():
+            answer: LimitResult = pending.result()
+            return answer
+        pending.cancel()
+    else:
+        coro = cast(Coroutine[Any, Any, LimitResult], pending)
+        try:
+            coro.send(None)
+        except StopIteration as done:
+            result: LimitResult = done.value
+            return result
+        coro.close()
     pytest.fail("check() suspended: it waited on Redis while degraded")
 
 
