@@ -8,6 +8,7 @@ Prometheus series on a registry the edge passes in.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from edge.ratelimit.limiter import LimitResult
@@ -18,6 +19,13 @@ class LimiterObserver(Protocol):
 
     def on_decision(self, result: LimitResult) -> None:
         """One check was answered (by Redis, the cache, the fallback or a failure mode)."""
+
+    def on_decisions(self, results: Sequence[LimitResult]) -> None:
+        """The checks of one Redis batch were answered: :meth:`on_decision` for each.
+
+        One call per batch, so that what is counted per decision can be added
+        up once per batch; called before any of the checks resumes.
+        """
 
     def on_round_trip(self, seconds: float, commands: int, error: str | None) -> None:
         """One pipelined batch of ``commands`` scripts took ``seconds``; ``error`` if it failed.
@@ -33,6 +41,9 @@ class NullObserver:
     """Ignores everything."""
 
     def on_decision(self, result: LimitResult) -> None:
+        pass
+
+    def on_decisions(self, results: Sequence[LimitResult]) -> None:
         pass
 
     def on_round_trip(self, seconds: float, commands: int, error: str | None) -> None:

@@ -422,9 +422,7 @@ class RedisLimiter:
         Every result is reported to the observer here, before its check resumes.
         """
         results = await self._decide(checks)
-        on_decision = self._observer.on_decision
-        for result in results:
-            on_decision(result)
+        self._observer.on_decisions(results)
         return results
 
     async def _decide(self, checks: list[_Check]) -> list[LimitResult]:

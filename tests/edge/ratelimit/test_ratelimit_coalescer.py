@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -96,25 +97,31 @@ async def test_one_round_in_flight_gathers_what_comes_meanwhile() -> None:
 
 
 async def test_rounds_are_not_limited_by_default() -> None:
+    # Events, not sleeps: a loaded machine must not merge the two rounds into one.
     in_flight = 0
     most = 0
+    first_started, second_started = asyncio.Event(), asyncio.Event()
 
     async def flush(items: list[int]) -> list[int]:
         nonlocal in_flight, most
         in_flight += 1
         most = max(most, in_flight)
-        await asyncio.sleep(0.01)
+        if not first_started.is_set():
+            first_started.set()
+            # In flight until another round starts (given up after a while, to fail, not hang).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(second_started.wait(), 5.0)
+        else:
+            second_started.set()
         in_flight -= 1
         return items
 
     coalescer: Coalescer[int, int] = Coalescer(flush)
-
-    async def later(i: int) -> int:
-        await asyncio.sleep(0.001 * i)
-        return await coalescer.submit(i)
-
-    assert await asyncio.gather(*(later(i) for i in range(5))) == list(range(5))
-    assert most > 1
+    first = coalescer.submit(0)
+    await first_started.wait()
+    second = coalescer.submit(1)  # while the first round is in flight
+    assert [await first, await second] == [0, 1]
+    assert most == 2
 
 
 def test_max_rounds_must_be_positive() -> None:

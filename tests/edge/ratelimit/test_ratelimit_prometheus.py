@@ -68,3 +68,43 @@ def test_records_decisions_round_trips_and_health() -> None:
     assert sample(registry, "degraded") == 1
     observer.on_health_change(True, None)
     assert sample(registry, "degraded") == 0
+
+
+def test_a_batch_of_decisions_counts_as_each_decision_would() -> None:
+    user, route = LimitRequest(USER, "a"), LimitRequest(ROUTE, "/x")
+    admitted = LimitResult(
+        True, "redis", False, (user, route), (LimitOutcome(user, True, 3, 1, 0),) * 2
+    )
+    refused = LimitResult(
+        False,
+        "redis",
+        False,
+        (user, route),
+        (LimitOutcome(user, True, 3, 1, 0), LimitOutcome(route, False, 0, 1, 1)),
+        1,
+    )
+    local = LimitResult(True, "local", True, (user,), (LimitOutcome(user, True, 3, 1, 0),))
+    opened = LimitResult(True, "open", True, (route,))
+    batch = [admitted, refused, admitted, local, opened, admitted]
+    one_by_one, batched = CollectorRegistry(), CollectorRegistry()
+    observer = PrometheusObserver(one_by_one)
+    for result in batch:
+        observer.on_decision(result)
+    PrometheusObserver(batched).on_decisions(batch)
+    expected = {
+        ("per-user", "allowed", "redis"): 3,
+        ("per-route", "allowed", "redis"): 3,
+        ("per-user", "spared", "redis"): 1,
+        ("per-route", "refused", "redis"): 1,
+        ("per-user", "allowed", "local"): 1,
+        ("per-route", "failed_open", "open"): 1,
+    }
+    for registry in (one_by_one, batched):
+        found = {
+            (s.labels["policy"], s.labels["outcome"], s.labels["source"]): s.value
+            for metric in registry.collect()
+            if metric.name == "meshgate_ratelimit_decisions"
+            for s in metric.samples
+            if s.name.endswith("_total")
+        }
+        assert found == expected

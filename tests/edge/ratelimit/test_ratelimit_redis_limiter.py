@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -31,6 +31,9 @@ class CountingObserver:
 
     def on_decision(self, result: LimitResult) -> None:
         self.decisions.append(result)
+
+    def on_decisions(self, results: Sequence[LimitResult]) -> None:
+        self.decisions.extend(results)
 
     def on_round_trip(self, seconds: float, commands: int, error: str | None) -> None:
         self.round_trips.append((commands, error))
