@@ -42,6 +42,15 @@ def _q(value: str | None) -> str:
     return "null" if value is None else _quote(value)
 
 
+_MILLIS = tuple(f"{millis:03d}" for millis in range(1001))
+"""``.123`` of the timestamp, by milliseconds (1000 only if a float rounds up to it)."""
+_METHODS = {
+    method: _quote(method)
+    for method in ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
+}
+"""The ``method`` field's quoted value, for the standard methods."""
+
+
 def subject_of(identity: object) -> str | None:
     """The subject of an identity: its ``subject`` attribute, a ``sub`` key, or the string."""
     if identity is None:
@@ -102,7 +111,8 @@ class AccessLog:
         self._pending_bytes = 0
         self._timer: asyncio.TimerHandle | None = None
         self._second = -1
-        self._second_text = ""
+        self._line_start = ""
+        """The line up to the timestamp's milliseconds, for the current second."""
         self._closed = False
         self.write_errors = 0
 
@@ -139,26 +149,35 @@ class AccessLog:
 
     def format(self, ex: Exchange, status: int) -> str:
         """The line (with its newline) for ``ex`` answered with ``status``, ending now."""
+        # Every request pays for this: absent values are tested inline rather
+        # than through _q, and the parts that repeat (the second, the method,
+        # the milliseconds) come from tables.
         now = self._clock()
         second = int(now)
         if second != self._second:
             self._second = second
-            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        millis = int((now - second) * 1000)
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._line_start = f'{{"ts":"{stamp}.'
         duration_ms = (self._monotonic() - ex.started) * 1000
         trace = ex.trace
         instance = ex.instance
+        route = ex.route
+        service = ex.service
+        method = ex.method
         attrs = ex.attrs
+        identity = attrs.get("identity")
+        limit = attrs.get("rate_limit")
         return (
-            f'{{"ts":"{self._second_text}.{millis:03d}Z","role":{self._role},'
+            f'{self._line_start}{_MILLIS[int((now - second) * 1000)]}Z","role":{self._role},'
             f'"request_id":{_quote(ex.request_id)},'
-            f'"trace_id":{_q(trace.trace_id_hex if trace is not None else None)},'
-            f'"method":{_quote(ex.method)},"path":{_quote(ex.path)},'
-            f'"route":{_q(ex.route)},"service":{_q(ex.service)},'
-            f'"instance":{_q(instance.id if instance is not None else None)},'
+            f'"trace_id":{"null" if trace is None else _quote(trace.trace_id_hex)},'
+            f'"method":{_METHODS.get(method) or _quote(method)},"path":{_quote(ex.path)},'
+            f'"route":{"null" if route is None else _quote(route)},'
+            f'"service":{"null" if service is None else _quote(service)},'
+            f'"instance":{"null" if instance is None else _quote(instance.id)},'
             f'"status":{status},"duration_ms":{duration_ms:.3f},"client":{_quote(ex.client_ip)},'
-            f'"subject":{_q(subject_of(attrs.get("identity")))},'
-            f'"rate_limit":{_q(rate_limit_outcome(attrs.get("rate_limit")))}}}\n'
+            f'"subject":{"null" if identity is None else _q(subject_of(identity))},'
+            f'"rate_limit":{"null" if limit is None else _q(rate_limit_outcome(limit))}}}\n'
         )
 
     def record(self, ex: Exchange, status: int) -> None:

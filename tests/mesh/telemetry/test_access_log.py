@@ -191,3 +191,17 @@ async def test_filter_logs_what_was_answered_even_on_errors(pipe: Pipe) -> None:
     with pytest.raises(RuntimeError):
         await flt(make_exchange(), broken)
     assert [json.loads(x)["status"] for x in pipe.lines()] == [418, 500]
+
+
+def test_the_timestamp_follows_the_clock_across_seconds(pipe: Pipe) -> None:
+    times = iter([1700000000.125, 1700000000.75, 1700000001.5])
+    log = AccessLog(pipe.write_fd, "edge", buffer_bytes=0, clock=lambda: next(times))
+    for method in ("GET", "BREW", "GET"):
+        log.record(served(make_exchange(method=method)), 200)
+    entries = [json.loads(line) for line in pipe.lines()]
+    assert [e["ts"] for e in entries] == [
+        "2023-11-14T22:13:20.125Z",
+        "2023-11-14T22:13:20.750Z",
+        "2023-11-14T22:13:21.500Z",
+    ]
+    assert [e["method"] for e in entries] == ["GET", "BREW", "GET"]
