@@ -107,6 +107,12 @@ def _number(cache: dict[int, Header], name: str, value: int) -> Header:
 
 _HEADERS = _HeaderCache()
 
+_DEGRADED: dict[str, Header] = {
+    source: (DEGRADED_HEADER, "cache" if source == "redis" else source)
+    for source in ("redis", "local", "open", "closed")
+}
+"""``X-RateLimit-Degraded`` by result source (a known-empty refusal is ``cache``)."""
+
 
 @lru_cache(maxsize=1024)
 def _policy_item(policy: LimitPolicy) -> str:
@@ -126,20 +132,28 @@ def rate_limit_headers(result: LimitResult) -> list[tuple[str, str]]:
     """The RateLimit-* (and, when refused or degraded, Retry-After and degraded) headers."""
     requests = result.requests
     outcomes = result.outcomes
-    if result.allowed and len(outcomes) == 1 and len(requests) == 1 and not result.degraded:
-        # The common case, one limit admitted by Redis, with no call per header: a
-        # dictionary look-up each (see _HeaderCache for what the others do).
+    if result.allowed and len(outcomes) == 1 and len(requests) == 1:
+        # The common case, one limit admitted (by Redis, or locally while it is down),
+        # without a call per header: a dictionary look-up each (see _HeaderCache).
         outcome = outcomes[0]
         policy = outcome.request.policy
         cache = _HEADERS
         entry = cache.policies.get(id(policy)) or cache.entry(policy)
-        remaining = cache.remainings.get(outcome.remaining) or cache.remaining(outcome.remaining)
+        tokens = outcome.remaining
+        remaining = cache.remainings.get(tokens)
+        if remaining is None:
+            remaining = (
+                cache.remaining(tokens)
+                if tokens < _CACHED_NUMBERS
+                else ("RateLimit-Remaining", str(tokens))
+            )
         seconds = whole_seconds(outcome.reset_after_s)
         reset = cache.resets.get(seconds) or cache.reset(seconds)
         named = requests[0].policy
-        if named is not policy:
-            return [entry[1], remaining, reset, cache.policy(named)]
-        return [entry[1], remaining, reset, entry[2]]
+        headers = [entry[1], remaining, reset, entry[2] if named is policy else cache.policy(named)]
+        if result.degraded:
+            headers.append(_DEGRADED[result.source])
+        return headers
     return _headers(result)
 
 
@@ -171,8 +185,7 @@ def _headers(result: LimitResult) -> list[tuple[str, str]]:
         else:
             headers.append(("RateLimit-Policy", _policy_header(tuple(r.policy for r in requests))))
     if result.degraded:
-        source = "cache" if result.source == "redis" else result.source
-        headers.append((DEGRADED_HEADER, source))
+        headers.append(_DEGRADED[result.source])
     return headers
 
 

@@ -130,16 +130,18 @@ def pack_evalsha(calls: Sequence[Call], encoding: str = "utf-8", errors: str = "
     :func:`evalsha_args`, strings encoded with ``encoding`` (which must, like
     UTF-8, encode ASCII as itself), built as one string and encoded once.
     """
-    keys_count = sum(len(keys) for keys, _ in calls)
-    numkeys = str(keys_count)
-    parts = [f"*{3 + keys_count + len(calls)}\r\n{_EVALSHA}${len(numkeys)}\r\n{numkeys}\r\n"]
+    parts = [""]  # the header, once the keys are counted
     append = parts.append
+    keys_count = 0
     for keys, _ in calls:
+        keys_count += len(keys)
         for key in keys:
             size = len(key) if key.isascii() else len(key.encode(encoding, errors))
             append(f"${size}\r\n{key}\r\n")
     for _, argv in calls:
         append(f"${len(argv)}\r\n{argv}\r\n")  # digits, dots and spaces: ASCII
+    numkeys = str(keys_count)
+    parts[0] = f"*{3 + keys_count + len(calls)}\r\n{_EVALSHA}${len(numkeys)}\r\n{numkeys}\r\n"
     return "".join(parts).encode(encoding, errors)
 
 
