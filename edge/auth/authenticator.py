@@ -57,6 +57,8 @@ class Authenticator:
             lambda c: identity_from_claims(c, "introspect")
         )
         self._from_api_key: ObjectMemo[ApiKeyRecord, Identity] = ObjectMemo(identity_from_api_key)
+        self._jwt_identity = self._from_jwt.known
+        self._api_key_identity = self._from_api_key.known
 
     def install(self, verifiers: Verifiers) -> None:
         """Use these verifiers from now on."""
@@ -77,24 +79,24 @@ class Authenticator:
         ``candidate_credential`` needs for its secret to be the request's
         credential (a bearer token is b64token syntax, no key has blanks).
         """
-        if METHOD_OF_KIND[kind] not in policy.methods:
-            return None
-        if kind == "apikey":
-            api_keys = self._verifiers.api_keys
-            if api_keys is None:
-                return None
-            record = api_keys.cached(secret)
-            if record is None:
-                return None
-            identity = self._from_api_key(record)
-        else:
+        # policy.local_jwt / policy.api_keys are "the route takes this kind" (and,
+        # for bearer tokens, verifies them locally), precomputed per policy.
+        if kind == "bearer":
             jwt = self._jwt_cached
-            if jwt is None or policy.mode == "introspect":
+            if jwt is None or not policy.local_jwt:
                 return None
             claims = jwt.cached(secret)
             if claims is None:
                 return None
-            identity = self._from_jwt(claims)
+            identity = self._jwt_identity(id(claims)) or self._from_jwt(claims)
+        else:
+            api_keys = self._verifiers.api_keys
+            if api_keys is None or not policy.api_keys:
+                return None
+            record = api_keys.cached(secret)
+            if record is None:
+                return None
+            identity = self._api_key_identity(id(record)) or self._from_api_key(record)
         if policy.roles and not identity.has_any_role(policy.roles):
             raise _missing_role(policy)
         return identity

@@ -8,11 +8,12 @@ per route, so a request costs a dictionary look-up.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from edge.auth.config import AuthConfig, AuthMethod, AuthPolicy, BearerMode, RouteAuthConfig
+from edge.auth.object_memo import ObjectMemo
 from edge.routes import Route
 
 _MAX_CACHED = 4096
@@ -20,17 +21,28 @@ _MAX_CACHED = 4096
 
 @dataclass(frozen=True, slots=True)
 class RoutePolicy:
-    """What a route requires. ``methods`` is never empty unless ``policy`` is ``none``."""
+    """What a route requires. ``methods`` is never empty unless ``policy`` is ``none``.
+
+    The flags after the four fields are derived from them once, at construction,
+    because every request reads them.
+    """
 
     policy: AuthPolicy
     methods: frozenset[AuthMethod]
     roles: tuple[str, ...]
     mode: BearerMode
+    enforced: bool = field(init=False, repr=False, compare=False)
+    """False for ``none``: the request passes untouched."""
+    local_jwt: bool = field(init=False, repr=False, compare=False)
+    """Bearer tokens are accepted and verified locally (``jwt`` method, ``jwt`` mode)."""
+    api_keys: bool = field(init=False, repr=False, compare=False)
+    """API keys are accepted."""
 
-    @property
-    def enforced(self) -> bool:
-        """False for ``none``: the request passes untouched."""
-        return self.policy != "none"
+    def __post_init__(self) -> None:
+        # Frozen: derived fields are set the way dataclasses set frozen fields.
+        object.__setattr__(self, "enforced", self.policy != "none")
+        object.__setattr__(self, "local_jwt", "jwt" in self.methods and self.mode == "jwt")
+        object.__setattr__(self, "api_keys", "apikey" in self.methods)
 
 
 class RoutePolicies:
@@ -39,8 +51,14 @@ class RoutePolicies:
     def __init__(self, config: AuthConfig) -> None:
         self._config = config
         self.default = self._resolve(config.effective_default_route())
-        # Keyed by id(route), holding the route so the id cannot be reused meanwhile.
-        self._by_route: dict[int, tuple[Route, RoutePolicy]] = {}
+        # Routes are rebuilt per snapshot, so resolved per route object; the
+        # memo holds each route, so its id cannot be reused meanwhile.
+        self._by_route: ObjectMemo[Route, RoutePolicy] = ObjectMemo(
+            lambda route: self.resolve_options(route.options), _MAX_CACHED
+        )
+        self.known: Callable[[int], RoutePolicy | None] = self._by_route.known
+        """``known(id(route))``: the policy of a route resolved before, else None
+        (then call :meth:`for_route`); the per-request path, one dict look-up."""
 
     def for_route(self, route: Route | None) -> RoutePolicy:
         """The policy of ``route`` (the default one for None or a route without ``auth``).
@@ -50,14 +68,7 @@ class RoutePolicies:
         """
         if route is None:
             return self.default
-        cached = self._by_route.get(id(route))
-        if cached is not None and cached[0] is route:
-            return cached[1]
-        policy = self.resolve_options(route.options)
-        if len(self._by_route) >= _MAX_CACHED:
-            self._by_route.clear()  # routes are rebuilt per snapshot; old ones go
-        self._by_route[id(route)] = (route, policy)
-        return policy
+        return self._by_route(route)
 
     def resolve_options(self, options: Mapping[str, Any]) -> RoutePolicy:
         """The policy for a route's options (``auth`` absent or null: the default)."""

@@ -53,12 +53,14 @@ class AuthenticateFilter:
         forward_credentials: bool = False,
     ) -> None:
         self._policies = policies
+        self._policy_of = policies.known
         self._authenticator = authenticator
         self._realm = realm
         self._forward = forward_credentials
 
     async def __call__(self, ex: Exchange, next_handler: Handler) -> web.StreamResponse:
-        policy = self._policies.for_route(ex.attrs.get("route"))
+        route = ex.attrs.get("route")
+        policy = self._policy_of(id(route)) or self._policies.for_route(route)
         if not policy.enforced:
             return await next_handler(ex)
         headers = ex.request.headers
@@ -72,7 +74,12 @@ class AuthenticateFilter:
             if known is not None:
                 ex.attrs[IDENTITY_ATTR] = known
                 if not self._forward:
-                    self._remove_credential(ex, kind)
+                    if kind == "bearer":
+                        # The one Authorization header is the credential (what
+                        # _remove_credential does for a bearer token, inline).
+                        ex.upstream_headers.popall("Authorization", None)
+                    else:
+                        self._remove_credential(ex, kind)
                 return await next_handler(ex)
         credential: Credential | None = None
         try:

@@ -22,11 +22,14 @@ class IdentityHeadersFilter:
     def __init__(self, headers: IdentityHeaders) -> None:
         # Identities of cached callers are the same objects: render each once.
         self._render: ObjectMemo[Identity, tuple[tuple[str, str], ...]] = ObjectMemo(headers.render)
+        self._rendered = self._render.known
 
     async def __call__(self, ex: Exchange, next_handler: Handler) -> web.StreamResponse:
         identity: Identity | None = ex.attrs.get("identity")
         if identity is not None:
-            pairs = self._render(identity)
+            pairs = self._rendered(id(identity))
+            if pairs is None:
+                pairs = self._render(identity)
             upstream = ex.upstream_headers
             for name, value in pairs:
                 upstream[name] = value

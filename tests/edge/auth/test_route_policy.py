@@ -54,6 +54,37 @@ def test_no_route_gets_the_default_and_resolution_is_remembered_per_route() -> N
     assert not RoutePolicy("none", frozenset(), (), "jwt").enforced
 
 
+def test_known_answers_for_resolved_routes_only() -> None:
+    policies = RoutePolicies(CONFIG)
+    r = route({"methods": ["apikey"]})
+    assert policies.known(id(r)) is None
+    policy = policies.for_route(r)
+    assert policies.known(id(r)) is policy
+    assert policies.known(id(route({"methods": ["apikey"]}))) is None  # another route object
+
+
+@pytest.mark.parametrize(
+    ("policy", "enforced", "local_jwt", "api_keys"),
+    [
+        (RoutePolicy("required", frozenset({"jwt", "apikey"}), (), "jwt"), True, True, True),
+        (RoutePolicy("optional", frozenset({"jwt"}), (), "jwt"), True, True, False),
+        (RoutePolicy("required", frozenset({"jwt"}), (), "introspect"), True, False, False),
+        (RoutePolicy("required", frozenset({"apikey"}), ("a",), "jwt"), True, False, True),
+        (RoutePolicy("none", frozenset(), (), "jwt"), False, False, False),
+    ],
+)
+def test_derived_flags(
+    policy: RoutePolicy, enforced: bool, local_jwt: bool, api_keys: bool
+) -> None:
+    assert (policy.enforced, policy.local_jwt, policy.api_keys) == (enforced, local_jwt, api_keys)
+
+
+def test_derived_flags_take_no_part_in_equality_or_repr() -> None:
+    policy = RoutePolicy("required", frozenset({"jwt"}), (), "jwt")
+    assert policy == RoutePolicy("required", frozenset({"jwt"}), (), "jwt")
+    assert "local_jwt" not in repr(policy)
+
+
 def test_a_route_the_config_cannot_serve_is_an_error() -> None:
     policies = RoutePolicies(AuthConfig())
     with pytest.raises(ValueError, match="needs an authentication method"):
