@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 from aiohttp import web
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.trace import INVALID_SPAN, SpanKind, StatusCode
 
 from mesh.exchange import Exchange
 from mesh.filters.tracing import TracingFilter
@@ -21,6 +22,7 @@ from mesh.telemetry.tracing import (
     add_event,
     child_span,
     end_client,
+    put_attributes,
 )
 from mesh.telemetry.tracing_settings import resolve_tracing
 from tests.mesh.telemetry.support import Recorder, make_exchange
@@ -309,3 +311,79 @@ def test_a_sampled_callers_tracestate_reaches_the_spans_and_the_next_hop() -> No
     trace.end_server(ex, 200, None, None)
     server = next(s for s in r.spans if s.kind is SpanKind.SERVER)
     assert dict(server.context.trace_state) == {"k1": "v1", "k2": "v2"}
+
+
+def _one_sampled_request(r: Recorder) -> None:
+    ex = make_exchange()
+    ex.trace = r.tracing.start_request(ex)
+    end_client(ex.trace.client_attempt(ex, INSTANCE, 2), 503, None)
+    ex.trace.end_server(ex, 503, None, "/api/orders")
+
+
+def test_own_attributes_are_the_sdk_s_whichever_way_they_are_set() -> None:
+    r = Recorder(sampler_ratio=1.0)
+    _one_sampled_request(r)
+    for span in r.spans:  # set straight into the span's dict (no limit applies)
+        assert span.dropped_attributes == 0
+        attributes = dict(span.attributes or {})
+        twin = Recorder(sampler_ratio=1.0).tracing.tracer.start_span("twin")
+        twin.set_attributes(attributes)  # the public way: the SDK cleans every value
+        assert dict(twin.attributes) == attributes  # type: ignore[attr-defined]
+        assert [type(v) for v in twin.attributes.values()] == [  # type: ignore[attr-defined]
+            type(v) for v in attributes.values()
+        ]
+    client = r.named("GET")
+    assert dict(client.attributes or {})["error.type"] == "503"
+    assert client.status.status_code is StatusCode.ERROR
+
+
+def test_own_attributes_skip_the_sdk_s_cleaning_when_no_limit_applies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    r = Recorder(sampler_ratio=1.0)  # (its resource's attributes are cleaned: before counting)
+    cleaned: list[object] = []
+    clean = BoundedAttributes._set_items
+
+    def counting(self: BoundedAttributes, attributes: dict[str, object]) -> None:
+        cleaned.append(attributes)
+        clean(self, attributes)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(BoundedAttributes, "_set_items", counting)
+    _one_sampled_request(r)
+    assert len(r.spans) == 2 and cleaned == []
+
+
+def test_attribute_limits_from_the_environment_still_apply(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "6")
+    r = Recorder(sampler_ratio=1.0)
+    _one_sampled_request(r)
+    server = dict(r.named("GET /api/orders").attributes or {})
+    assert server["url.path"] == "/api/o"
+    assert server["http.route"] == "/api/o"
+
+    monkeypatch.delenv("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT")
+    monkeypatch.setenv("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "3")
+    r = Recorder(sampler_ratio=1.0)
+    _one_sampled_request(r)
+    for span in r.spans:
+        assert len(span.attributes or {}) == 3 and span.dropped_attributes > 0
+
+
+def test_put_attributes_takes_the_public_call_on_any_other_span() -> None:
+    class Span:
+        def __init__(self) -> None:
+            self.given: list[dict[str, object]] = []
+
+        def set_attributes(self, attributes: dict[str, object]) -> None:
+            self.given.append(attributes)
+
+    other = Span()
+    put_attributes(other, {"a": 1})  # type: ignore[arg-type]
+    assert other.given == [{"a": 1}]
+    put_attributes(INVALID_SPAN, {"a": 1})  # non-recording: nothing to do, no error
+
+    r = Recorder(sampler_ratio=1.0)
+    ended = r.tracing.tracer.start_span("ended")
+    ended.end()
+    put_attributes(ended, {"a": 1})  # the SDK refuses (and warns): the span is unchanged
+    assert "a" not in dict(r.named("ended").attributes or {})
