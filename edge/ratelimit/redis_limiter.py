@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -210,6 +211,8 @@ class RedisLimiter:
         # the same LimitRequest for the same bucket, so a busy bucket is one look-up. The
         # check holds its limit, so that no other object can take that id while it is kept.
         self._single: dict[int, _Check] = {}
+        # Connections to a single Redis kept between batches (see _evalsha).
+        self._idle: list[Any] = []
         self._probe_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -259,6 +262,7 @@ class RedisLimiter:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self._release_idle()
         if self._owns_client:
             await self._client.aclose()
 
@@ -495,20 +499,52 @@ class RedisLimiter:
     async def _evalsha(self, command: bytes) -> object:
         """Send one packed EVALSHA to the single Redis and read its reply.
 
-        A pooled connection and the client's own reading, as ``execute_command``
-        would do, without its general machinery (no retries here anyway: see
-        :mod:`edge.ratelimit.client`). On a timeout, a cancellation or a
-        connection error, the connection is closed before it goes back to the
-        pool, so no later command reads this one's reply. Raises ResponseError
-        (NoScriptError, ...) for an error reply.
+        The connection is one this limiter keeps between batches (``_idle``):
+        taking one from redis-py's pool and giving it back costs more than the
+        rest of the round trip (a lock, connection-state bookkeeping and
+        events, each a few coroutines). Before use it gets the check the pool
+        would make (``can_read``: a connection with unread data, or one the
+        server closed, is not used). The reply is read without redis-py's own
+        read timer: every batch runs under the limiter's shorter timeout.
+
+        No retries (see :mod:`edge.ratelimit.client`). An error reply
+        (ResponseError: NoScriptError, ...) leaves the connection usable. On
+        a timeout, a cancellation or a connection error, redis-py closes the
+        connection and it goes back to the pool, so no later command reads
+        this one's reply, and a later batch gets a fresh one.
         """
-        pool: Any = cast(Redis, self._client).connection_pool
-        conn = await pool.get_connection()
+        idle = self._idle
+        conn = idle.pop() if idle else None
+        usable = False
         try:
-            await conn.send_packed_command(command)
-            return await conn.read_response()
+            if conn is not None and await _dirty(conn):
+                dirty, conn = conn, None
+                await self._pool().release(dirty)
+            if conn is None:
+                conn = await self._pool().get_connection()
+            await conn.send_packed_command(command, check_health=False)
+            try:
+                reply = await conn.read_response(timeout=math.inf)
+            except ResponseError:
+                usable = True  # a whole error reply was read
+                raise
+            usable = True
+            return reply
         finally:
-            await pool.release(conn)
+            if conn is not None:
+                if usable and not self._closed:
+                    idle.append(conn)
+                else:
+                    await self._pool().release(conn)
+
+    def _pool(self) -> Any:
+        return cast(Redis, self._client).connection_pool
+
+    async def _release_idle(self) -> None:
+        """Give the kept connections back to the pool (before closing idle ones, or the client)."""
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await self._pool().release(conn)
 
     async def _pipeline(self, calls: list[Call]) -> list[object]:
         """:meth:`_send` on a Redis Cluster: one EVALSHA per slot, in one pipeline."""
@@ -690,6 +726,7 @@ class RedisLimiter:
                 async with asyncio.timeout(self._settings.probe_timeout_s):
                     # Pooled connections may lead to a Redis that died: probe, and
                     # then serve, on fresh ones, or each would fail once more.
+                    await self._release_idle()
                     await drop_idle_connections(self._client)
                     # Loading the script both proves Redis answers and readies it after a restart.
                     await self._load_script()
@@ -706,6 +743,21 @@ class RedisLimiter:
         else:
             log.warning("redis rate limiting degraded (%s); using failure modes", reason)
         self._observer.on_health_change(healthy, reason)
+
+
+async def _dirty(conn: Any) -> bool:
+    """True if a kept connection must not be used (then it is closed): the pool's own check.
+
+    A connection with unread data, or one the server closed (end of file), is dirty;
+    ``can_read`` raises ConnectionError, having closed it, if it was closed already.
+    """
+    try:
+        if not await conn.can_read():
+            return False
+    except (RedisConnectionError, OSError):
+        return True
+    await conn.disconnect()
+    return True
 
 
 def _done(result: LimitResult) -> asyncio.Future[LimitResult]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from redis.asyncio import Redis
@@ -233,3 +233,43 @@ async def test_a_batch_is_one_evalsha_packed_by_the_limiter(
         assert await raw.exists(bucket_key(single[0]).encode()) == 1
     finally:
         await raw.aclose()
+
+
+async def test_batches_reuse_a_kept_connection_and_skip_one_the_server_closed(
+    redis_server: RedisServer, make_limiter: Callable[..., Any]
+) -> None:
+    limiter = make_limiter(redis_server.url)
+    limit = [LimitRequest(LimitPolicy("kept", parse_rate("100/h")), "k")]
+    assert (await limiter.check(limit)).source == "redis"
+    kept = list(limiter._idle)
+    assert len(kept) == 1  # kept for the next batch, not given back to the pool
+    assert (await limiter.check(limit)).source == "redis"
+    assert limiter._idle == kept  # the same connection again
+
+    raw = Redis.from_url(redis_server.url)
+    try:
+        # The server closes it while it is idle (as a restart or a timeout would).
+        killed = await cast(Any, raw).execute_command(
+            "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"
+        )
+        assert killed >= 1  # the kept one, and any idle in the pool
+        for _ in range(500):  # until this side has read the end of the stream
+            if await closed_seen(kept[0]):
+                break
+            await asyncio.sleep(0.01)
+        assert await closed_seen(kept[0])
+        result = await limiter.check(limit)
+        # The closed connection was not used: Redis answered on a fresh one, no outage.
+        assert result.source == "redis" and result.allowed and not result.degraded
+        assert result.outcomes[0].remaining == 97
+        assert limiter.healthy and limiter.status().outages == 0
+        assert len(limiter._idle) == 1  # the pool reopened it (redis-py reuses the object)
+    finally:
+        await raw.aclose()
+
+
+async def closed_seen(conn: Any) -> bool:
+    try:
+        return bool(await conn.can_read())
+    except Exception:
+        return True  # can_read raises once the connection is closed
