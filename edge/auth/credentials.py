@@ -14,13 +14,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from multidict import CIMultiDictProxy
+from multidict import CIMultiDictProxy, istr
 
 from edge.auth.bearer import bearer_token
 from edge.auth.errors import AuthError
 
 API_KEY_HEADER = "X-API-Key"
 API_KEY_SCHEME = "apikey"
+
+# Look-up keys for the multidicts of headers: an istr carries its case-folded
+# form, so a look-up with it skips folding the name again on every request.
+AUTHORIZATION_KEY = istr("Authorization")
+API_KEY_KEY = istr(API_KEY_HEADER)
 
 CredentialKind = Literal["bearer", "apikey"]
 METHOD_OF_KIND: Mapping[CredentialKind, Literal["jwt", "apikey"]] = {
@@ -45,8 +50,8 @@ def presented_credential(headers: CIMultiDictProxy[str]) -> Credential | None:
 
     Raises AuthError ``invalid_request`` (400) for ambiguous or malformed ones.
     """
-    authorizations = headers.getall("Authorization", ())
-    api_keys = headers.getall(API_KEY_HEADER, ())
+    authorizations = headers.getall(AUTHORIZATION_KEY, ())
+    api_keys = headers.getall(API_KEY_KEY, ())
     if len(authorizations) > 1 or len(api_keys) > 1:
         raise AuthError.invalid_request("more than one credential")
     found: Credential | None = None
@@ -78,9 +83,9 @@ def candidate_credential(headers: CIMultiDictProxy[str]) -> tuple[CredentialKind
     cache's word; for anything else (None, or a secret no cache knows) call
     :func:`presented_credential`, which decides, errors included.
     """
-    authorizations = headers.getall("Authorization", ())
+    authorizations = headers.getall(AUTHORIZATION_KEY, ())
     if authorizations:
-        if len(authorizations) != 1 or API_KEY_HEADER in headers:
+        if len(authorizations) != 1 or API_KEY_KEY in headers:
             return None
         value = authorizations[0]
         # Both prefixes are 7 characters long.
@@ -89,7 +94,7 @@ def candidate_credential(headers: CIMultiDictProxy[str]) -> tuple[CredentialKind
         if value.startswith("ApiKey "):
             return "apikey", value[7:]
         return None
-    api_keys = headers.getall(API_KEY_HEADER, ())
+    api_keys = headers.getall(API_KEY_KEY, ())
     if len(api_keys) == 1:
         return "apikey", api_keys[0]
     return None

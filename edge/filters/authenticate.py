@@ -23,8 +23,9 @@ from aiohttp import web
 from edge.auth.authenticator import UNAVAILABLE, Authenticator
 from edge.auth.challenge import challenges, title
 from edge.auth.credentials import (
-    API_KEY_HEADER,
+    API_KEY_KEY,
     API_KEY_SCHEME,
+    AUTHORIZATION_KEY,
     Credential,
     CredentialKind,
     candidate_credential,
@@ -77,7 +78,7 @@ class AuthenticateFilter:
                     if kind == "bearer":
                         # The one Authorization header is the credential (what
                         # _remove_credential does for a bearer token, inline).
-                        ex.upstream_headers.popall("Authorization", None)
+                        ex.upstream_headers.popall(AUTHORIZATION_KEY, None)
                     else:
                         self._remove_credential(ex, kind)
                 return await next_handler(ex)
@@ -129,8 +130,8 @@ class AuthenticateFilter:
     def _remove_credential(ex: Exchange, kind: CredentialKind) -> None:
         headers = ex.upstream_headers
         if kind == "apikey":
-            headers.popall(API_KEY_HEADER, None)
-            scheme = headers.get("Authorization", "").strip().partition(" ")[0]
+            headers.popall(API_KEY_KEY, None)
+            scheme = headers.get(AUTHORIZATION_KEY, "").strip().partition(" ")[0]
             if scheme.lower() != API_KEY_SCHEME:
                 return  # another scheme (e.g. Basic for the service) is not ours to remove
-        headers.popall("Authorization", None)
+        headers.popall(AUTHORIZATION_KEY, None)

@@ -8,6 +8,7 @@ strip filter already removed every client copy). The pairs set are left in
 from __future__ import annotations
 
 from aiohttp import web
+from multidict import istr
 
 from edge.auth.identity import Identity, IdentityHeaders
 from edge.auth.object_memo import ObjectMemo
@@ -18,20 +19,30 @@ IDENTITY_HEADERS_ATTR = "identity_headers"
 """``ex.attrs`` key of the (header, value) pairs set for the caller."""
 
 
+Pairs = tuple[tuple[str, str], ...]
+
+
 class IdentityHeadersFilter:
     def __init__(self, headers: IdentityHeaders) -> None:
-        # Identities of cached callers are the same objects: render each once.
-        self._render: ObjectMemo[Identity, tuple[tuple[str, str], ...]] = ObjectMemo(headers.render)
+        # Identities of cached callers are the same objects: render each once,
+        # and keep the names also as istr, whose case-folded form is computed
+        # once: setting a header by an istr name skips folding it per request.
+        def render(identity: Identity) -> tuple[Pairs, Pairs]:
+            pairs = headers.render(identity)
+            return pairs, tuple((istr(name), value) for name, value in pairs)
+
+        self._render: ObjectMemo[Identity, tuple[Pairs, Pairs]] = ObjectMemo(render)
         self._rendered = self._render.known
 
     async def __call__(self, ex: Exchange, next_handler: Handler) -> web.StreamResponse:
         identity: Identity | None = ex.attrs.get("identity")
         if identity is not None:
-            pairs = self._rendered(id(identity))
-            if pairs is None:
-                pairs = self._render(identity)
+            rendered = self._rendered(id(identity))
+            if rendered is None:
+                rendered = self._render(identity)
+            pairs, keyed = rendered
             upstream = ex.upstream_headers
-            for name, value in pairs:
+            for name, value in keyed:
                 upstream[name] = value
             ex.attrs[IDENTITY_HEADERS_ATTR] = pairs
         return await next_handler(ex)

@@ -1,0 +1,64 @@
+"""The identity headers filter: set (never appended), exactly as configured, for the caller."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+from multidict import CIMultiDict
+
+from edge.auth.identity import Identity, IdentityHeaders
+from edge.filters.identity_headers import IDENTITY_HEADERS_ATTR, IdentityHeadersFilter
+from mesh.exchange import Exchange
+
+CLAIMS = {"X-User-Id": "sub", "X-User-Roles": "roles", "X-Auth-Method": "method"}
+ALICE = Identity("jwt", "alice", roles=("user", "ops"))
+
+
+def exchange(upstream: list[tuple[str, str]]) -> Exchange:
+    return Exchange(
+        request=make_mocked_request("GET", "/"),
+        path="/",
+        query="",
+        request_id="rid",
+        client_ip="127.0.0.1",
+        upstream_headers=CIMultiDict(upstream),
+    )
+
+
+async def passed(ex: Exchange) -> web.StreamResponse:
+    return web.Response(text="ok")
+
+
+async def test_headers_are_set_replacing_every_copy_in_the_configured_spelling() -> None:
+    flt = IdentityHeadersFilter(IdentityHeaders(CLAIMS))
+    # Copies a client could not have sent (stripped before routing), as if set
+    # by someone else: each is replaced, none appended.
+    ex = exchange([("Host", "h"), ("x-user-id", "mallory"), ("X-USER-ID", "eve")])
+    ex.attrs["identity"] = ALICE
+    for _ in range(2):  # the second time from the memo: the same outcome
+        assert (await flt(ex, passed)).status == 200
+        assert list(ex.upstream_headers.items()) == [
+            ("Host", "h"),
+            ("X-User-Id", "alice"),
+            ("X-User-Roles", "user,ops"),
+            ("X-Auth-Method", "jwt"),
+        ]
+
+
+async def test_the_pairs_left_for_the_identity_token_are_the_rendered_ones() -> None:
+    headers = IdentityHeaders(CLAIMS)
+    flt = IdentityHeadersFilter(headers)
+    ex = exchange([])
+    ex.attrs["identity"] = ALICE
+    await flt(ex, passed)
+    pairs = ex.attrs[IDENTITY_HEADERS_ATTR]
+    assert pairs == headers.render(ALICE)
+    assert all(type(name) is str and type(value) is str for name, value in pairs)
+
+
+async def test_an_anonymous_caller_gets_no_headers() -> None:
+    flt = IdentityHeadersFilter(IdentityHeaders(CLAIMS))
+    ex = exchange([("Host", "h")])
+    await flt(ex, passed)
+    assert list(ex.upstream_headers.items()) == [("Host", "h")]
+    assert IDENTITY_HEADERS_ATTR not in ex.attrs
