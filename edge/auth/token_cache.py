@@ -66,7 +66,15 @@ class TokenCache(Generic[V]):
 
     def hit(self, key: TokenKey) -> V | None:
         """:meth:`get`, counting a live answer in :attr:`hits`."""
-        value = self.get(key)
+        # get's body again rather than a call: this runs for every cached request.
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        expires_at, value = entry
+        if self._clock() >= expires_at:
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
         if value is not None:
             self.hits += 1
         return value

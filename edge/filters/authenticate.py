@@ -131,7 +131,10 @@ class AuthenticateFilter:
         headers = ex.upstream_headers
         if kind == "apikey":
             headers.popall(API_KEY_KEY, None)
-            scheme = headers.get(AUTHORIZATION_KEY, "").strip().partition(" ")[0]
+            authorization = headers.get(AUTHORIZATION_KEY)
+            if authorization is None:
+                return  # the key came as X-API-Key, the usual way
+            scheme = authorization.strip().partition(" ")[0]
             if scheme.lower() != API_KEY_SCHEME:
                 return  # another scheme (e.g. Basic for the service) is not ours to remove
         headers.popall(AUTHORIZATION_KEY, None)
