@@ -12,11 +12,13 @@ Redis reported empty are refused locally until they refill
 Per check, the Python work is the edge's cost of a limit, so the hot path is
 kept lean: to a single Redis the batch's EVALSHA is written in the Redis
 protocol here (:func:`~edge.ratelimit.script.pack_evalsha`) and sent on a
-pooled connection, without redis-py's pipeline and general-purpose packer
-(a Cluster still goes through redis-py's cluster pipeline, which routes by
-slot); the reply's clock is parsed once per batch
-(:class:`~edge.ratelimit.script.ReplyDecoder`); and a pending check is a
-plain object, not a frozen dataclass.
+connection the limiter keeps between batches, without redis-py's pipeline,
+general-purpose packer and pool hand-overs (a Cluster still goes through
+redis-py's cluster pipeline, which routes by slot); the reply's clock is
+parsed once per batch (:class:`~edge.ratelimit.script.ReplyDecoder`); a
+one-limit check (most) is made once per bucket and shared; ``check`` hands
+back the batch's future rather than being a coroutine; and the batch's
+decisions reach the observer in one call.
 
 When a round trip fails or outlasts ``timeout_s``, Redis is marked unusable
 (:mod:`edge.ratelimit.health`): from then on no request waits on it. Each
