@@ -19,7 +19,10 @@ Handler = Callable[[Exchange], Awaitable[web.StreamResponse]]
 
 
 class Filter(Protocol):
-    async def __call__(self, ex: Exchange, next_handler: Handler) -> web.StreamResponse: ...
+    """``async def __call__`` in most filters; a plain ``def`` may hand back the
+    next handler's own awaitable when it has nothing to do on the way out."""
+
+    def __call__(self, ex: Exchange, next_handler: Handler) -> Awaitable[web.StreamResponse]: ...
 
 
 def build_chain(filters: Sequence[Filter], terminal: Handler) -> Handler:

@@ -16,8 +16,7 @@ second) run without a trace: their headers pass through untouched.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Iterable
-from typing import Any, cast
+from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import web
 
@@ -26,8 +25,6 @@ from mesh.exchange import Exchange
 from mesh.telemetry.tracing import RequestTrace, Tracing
 
 TRACERESPONSE = "traceresponse"
-
-_Reply = Coroutine[Any, Any, web.StreamResponse]
 
 
 class TracingFilter:
@@ -44,7 +41,7 @@ class TracingFilter:
         self._untraced = frozenset(untraced_paths)
         self._http_route = http_route
 
-    def __call__(self, ex: Exchange, next_handler: Handler) -> _Reply:
+    def __call__(self, ex: Exchange, next_handler: Handler) -> Awaitable[web.StreamResponse]:
         """The chain's filter call: a coroutine that answers ``ex``.
 
         A plain function rather than ``async def``: an unsampled (or untraced)
@@ -57,13 +54,13 @@ class TracingFilter:
         ``await`` of the filter before (the same ``try``).
         """
         if ex.path in self._untraced:
-            return cast(_Reply, next_handler(ex))
+            return next_handler(ex)
         trace = self._tracing.start_request(ex)
         ex.trace = trace
         if self._traceresponse:
             ex.response_headers.append((TRACERESPONSE, trace.traceresponse()))
         if trace.span is None:
-            return cast(_Reply, next_handler(ex))
+            return next_handler(ex)
         return self._traced(ex, next_handler, trace)
 
     async def _traced(
