@@ -165,7 +165,10 @@ class Policy:
         parts = self._parts
         if len(parts) == 1:  # most policies count by one dimension: no list, no join
             kind, name, head = parts[0]
-            value = _part(kind, name, caller, client_ip, route, headers, role)
+            if kind == _ROUTE:  # _part's first case, written out (one call less)
+                value: str | None = route
+            else:
+                value = _part(kind, name, caller, client_ip, route, headers, role)
             if value is None:
                 return None
             key = head + value

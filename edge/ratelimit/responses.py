@@ -29,9 +29,19 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
+from multidict import istr
+
 from edge.ratelimit.limiter import LimitPolicy, LimitRequest, LimitResult, whole_seconds
 
-DEGRADED_HEADER = "X-RateLimit-Degraded"
+# Names as multidict's istr, as aiohttp's own header names are: the response's
+# case-insensitive headers then need not fold them on every request. An istr is a
+# str, equal to the same text.
+DEGRADED_HEADER = istr("X-RateLimit-Degraded")
+LIMIT = istr("RateLimit-Limit")
+REMAINING = istr("RateLimit-Remaining")
+RESET = istr("RateLimit-Reset")
+POLICY = istr("RateLimit-Policy")
+RETRY_AFTER = istr("Retry-After")
 
 CountsBy = Callable[[str], Sequence[str]]
 """Policy name → the dimensions it counts by."""
@@ -76,11 +86,11 @@ class _HeaderCache:
 
     def remaining(self, tokens: int) -> Header:
         """``RateLimit-Remaining: <tokens>``."""
-        return _number(self.remainings, "RateLimit-Remaining", tokens)
+        return _number(self.remainings, REMAINING, tokens)
 
     def reset(self, seconds: int) -> Header:
         """``RateLimit-Reset: <seconds>``."""
-        return _number(self.resets, "RateLimit-Reset", seconds)
+        return _number(self.resets, RESET, seconds)
 
     def entry(self, policy: LimitPolicy) -> tuple[LimitPolicy, Header, Header]:
         """``(policy, RateLimit-Limit, RateLimit-Policy of policy alone)``, made once."""
@@ -90,8 +100,8 @@ class _HeaderCache:
                 self.policies.clear()
             entry = self.policies[id(policy)] = (
                 policy,
-                ("RateLimit-Limit", str(policy.rate.burst)),
-                ("RateLimit-Policy", _policy_item(policy)),
+                (LIMIT, str(policy.rate.burst)),
+                (POLICY, _policy_item(policy)),
             )
         return entry
 
@@ -143,9 +153,7 @@ def rate_limit_headers(result: LimitResult) -> list[tuple[str, str]]:
         remaining = cache.remainings.get(tokens)
         if remaining is None:
             remaining = (
-                cache.remaining(tokens)
-                if tokens < _CACHED_NUMBERS
-                else ("RateLimit-Remaining", str(tokens))
+                cache.remaining(tokens) if tokens < _CACHED_NUMBERS else (REMAINING, str(tokens))
             )
         seconds = whole_seconds(outcome.reset_after_s)
         reset = cache.resets.get(seconds) or cache.reset(seconds)
@@ -176,14 +184,14 @@ def _headers(result: LimitResult) -> list[tuple[str, str]]:
         if refused is not None:
             headers.append(cache.limit(refused.request.policy))
             headers.append(cache.remaining(refused.remaining))
-            headers.append(("RateLimit-Reset", retry))  # agrees with Retry-After
-        headers.append(("Retry-After", retry))
+            headers.append((RESET, retry))  # agrees with Retry-After
+        headers.append((RETRY_AFTER, retry))
     if requests:
         # Policies are few and fixed by the config: the header text is computed once each.
         if len(requests) == 1:
             headers.append(cache.policy(requests[0].policy))
         else:
-            headers.append(("RateLimit-Policy", _policy_header(tuple(r.policy for r in requests))))
+            headers.append((POLICY, _policy_header(tuple(r.policy for r in requests))))
     if result.degraded:
         headers.append(_DEGRADED[result.source])
     return headers
