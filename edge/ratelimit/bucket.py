@@ -76,10 +76,12 @@ def levels(
     and the Redis limiter calls it directly for each bucket of a script reply,
     where a :class:`Decision` per bucket would only be copied and dropped.
     """
-    # seconds_until written out: this runs for every bucket of every check.
+    # seconds_until written out, and conditionals for max(): this runs for every
+    # bucket of every check, and max() parses its arguments like keywords.
     wait_s = wait_s if wait_s > 0.0 else 0.0
+    whole = math.floor(tokens)
     return (
-        max(0, math.floor(tokens)),
+        whole if whole > 0 else 0,
         wait_s + ((burst - tokens) / rate if tokens < burst else 0.0),
         0.0 if allowed else wait_s + ((cost - tokens) / rate if tokens < cost else 0.0),
     )

@@ -178,7 +178,8 @@ class LimitResult:
 
 def whole_seconds(seconds: float) -> int:
     """``seconds`` rounded up to a whole number, ignoring float noise; never negative."""
-    return max(0, math.ceil(seconds - _CEIL_SLACK))
+    whole = math.ceil(seconds - _CEIL_SLACK)
+    return whole if whole > 0 else 0  # not max(): this runs for every response
 
 
 class Limiter(Protocol):

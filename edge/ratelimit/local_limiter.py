@@ -60,7 +60,8 @@ class LocalLimiter:
         now = self._clock()
         if now >= self._next_sweep:
             self._sweep(now)
-        share = max(1, self._instances())
+        share = self._instances()
+        share = share if share > 1 else 1  # not max(): every check while Redis is down
         if len(limits) == 1:
             return self._decide_one(limits[0], now, share, degraded)
         items = []
@@ -113,7 +114,9 @@ class LocalLimiter:
     def _bucket(self, limit: LimitRequest, now: float, share: int) -> TokenBucket:
         """The local bucket of ``limit``, created full or retuned to this edge's share."""
         rate = limit.policy.rate.per_second / share
-        burst = max(limit.policy.rate.burst / share, float(limit.cost))
+        burst = limit.policy.rate.burst / share
+        cost = float(limit.cost)
+        burst = burst if burst >= cost else cost  # max(), without its argument parsing
         key = (limit.policy.name, limit.key)
         bucket = self._buckets.get(key)
         if bucket is None:

@@ -102,8 +102,9 @@ class Policy:
         # Per dimension: what it reads (_USER, ...), what follows its colon (a header or
         # claim name, else ""), and the key part's "<dimension>=" - worked out once.
         self._parts = tuple((_kind(d), d.partition(":")[2], f"{d}=") for d in self.dimensions)
-        # (id of the tier, key) -> the LimitRequest made for it; tiers live as long as self.
-        self._made: dict[tuple[int, str], LimitRequest] = {}
+        # id of the tier -> key -> the LimitRequest made for it; tiers live as long as self.
+        # Nested rather than keyed by (id, key): no tuple to build and hash per request.
+        self._made: dict[int, dict[str, LimitRequest]] = {}
         self.on_failure = config.on_failure
         # The key part that names the partition: the first caller dimension, if any.
         ranks = [_caller_rank(d) for d in self.dimensions]
@@ -182,15 +183,17 @@ class Policy:
                 values.append(head + value)
             key = "|".join(values)
             partition = None if at is None else values[at]
-        made = self._made
         # The tier's id stands for the tier: hashing a LimitPolicy costs more than the look-up.
-        found = made.get((id(policy), key))
+        made = self._made.get(id(policy))
+        if made is None:
+            made = self._made[id(policy)] = {}
+        found = made.get(key)
         if found is not None:
             return found
         limit = LimitRequest(policy, key, partition=partition)
         if len(made) >= _MAX_CACHED_REQUESTS:
             made.clear()  # past the working set: start over rather than track recency
-        made[(id(policy), key)] = limit
+        made[key] = limit
         return limit
 
     def describe(self) -> dict[str, Any]:
