@@ -17,6 +17,7 @@ included, exactly as if the quick one did not exist.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 
 from aiohttp import web
 
@@ -59,19 +60,21 @@ class AuthenticateFilter:
         self._realm = realm
         self._forward = forward_credentials
 
-    async def __call__(self, ex: Exchange, next_handler: Handler) -> web.StreamResponse:
+    def __call__(self, ex: Exchange, next_handler: Handler) -> Awaitable[web.StreamResponse]:
+        # A plain def (see mesh.chain.Filter): a pass-through or a cached caller
+        # hands back the next handler's awaitable, with no coroutine of its own;
+        # only the full path (verification may await) is a coroutine.
         route = ex.attrs.get("route")
         policy = self._policy_of(id(route)) or self._policies.for_route(route)
         if not policy.enforced:
-            return await next_handler(ex)
-        headers = ex.request.headers
-        candidate = candidate_credential(headers)
+            return next_handler(ex)
+        candidate = candidate_credential(ex.request.headers)
         if candidate is not None:
             kind, secret = candidate
             try:
                 known = self._authenticator.cached(kind, secret, policy)
             except AuthError as error:
-                return self._refuse(ex, error, kind, policy)
+                return _answered(self._refuse(ex, error, kind, policy))
             if known is not None:
                 ex.attrs[IDENTITY_ATTR] = known
                 if not self._forward:
@@ -81,10 +84,16 @@ class AuthenticateFilter:
                         ex.upstream_headers.popall(AUTHORIZATION_KEY, None)
                     else:
                         self._remove_credential(ex, kind)
-                return await next_handler(ex)
+                return next_handler(ex)
+        return self._authenticate(ex, next_handler, policy)
+
+    async def _authenticate(
+        self, ex: Exchange, next_handler: Handler, policy: RoutePolicy
+    ) -> web.StreamResponse:
+        """The full path: every decision, errors included, for any request."""
         credential: Credential | None = None
         try:
-            credential = presented_credential(headers)
+            credential = presented_credential(ex.request.headers)
             identity = await self._authenticator.authenticate(credential, policy)
         except AuthError as error:
             presented = credential.kind if credential is not None else None
@@ -138,3 +147,8 @@ class AuthenticateFilter:
             if scheme.lower() != API_KEY_SCHEME:
                 return  # another scheme (e.g. Basic for the service) is not ours to remove
         headers.popall(AUTHORIZATION_KEY, None)
+
+
+async def _answered(response: web.StreamResponse) -> web.StreamResponse:
+    """``response`` as the awaitable a filter returns."""
+    return response
