@@ -1,0 +1,35 @@
+"""Exchange.apply_response_headers: what the response that goes back carries."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+from multidict import CIMultiDict
+
+from mesh.exchange import Exchange
+
+
+def _exchange() -> Exchange:
+    return Exchange(make_mocked_request("GET", "/x"), "/x", "", "rid", "127.0.0.1", CIMultiDict())
+
+
+def test_response_headers_replace_the_upstreams_and_keep_the_rest() -> None:
+    ex = _exchange()
+    ex.response_headers.extend([("X-Request-Id", "rid"), ("RateLimit-Limit", "10")])
+    response = web.Response(headers={"x-request-id": "upstream", "X-Upstream": "kept"})
+    ex.apply_response_headers(response)
+    assert response.headers.getall("X-Request-Id") == ["rid"]
+    assert response.headers["RateLimit-Limit"] == "10"
+    assert response.headers["X-Upstream"] == "kept"
+    assert ex.response_headers == []
+
+
+def test_response_headers_are_applied_once() -> None:
+    ex = _exchange()
+    ex.response_headers.append(("X-Request-Id", "rid"))
+    first = web.Response()
+    ex.apply_response_headers(first)
+    second = web.Response()
+    ex.apply_response_headers(second)
+    assert first.headers["X-Request-Id"] == "rid"
+    assert "X-Request-Id" not in second.headers
