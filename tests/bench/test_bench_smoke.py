@@ -80,6 +80,8 @@ def test_instruction_count_of_a_short_edge_run(tmp_path: Path) -> None:
             "1",
             "--connections",
             "4",
+            "--idle-seconds",
+            "1",
             "--json-out",
             str(out),
             "edge+notrace",
@@ -96,3 +98,5 @@ def test_instruction_count_of_a_short_edge_run(tmp_path: Path) -> None:
     assert row["requests"] > 0 and row["errors"] == 0
     # A proxied request is hundreds of thousands of interpreter instructions, never a handful.
     assert 50_000 < row["instructions_per_request"] < 50_000_000
+    # Background work was counted in the idle window and taken out, not added.
+    assert row["background_per_request"] >= 0
