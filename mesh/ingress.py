@@ -23,7 +23,7 @@ from aiohttp import web
 from mesh.chain import Handler
 from mesh.exchange import Exchange
 from mesh.http import request_id
-from mesh.http.headers import client_address, end_to_end, forwarded_chain
+from mesh.http.headers import client_address, drop_names, end_to_end, forwarded_chain
 from mesh.http.path import PathRejected, normalise_path, split_target
 from mesh.http.problem import problem_response
 from mesh.telemetry.propagation import trace_id_from_headers
@@ -50,7 +50,7 @@ class Ingress:
         self._chain = chain
         self._trusted_hops = trusted_hops
         self._scheme = scheme
-        self._strip = frozenset(h.lower() for h in strip_headers) | {"expect"}
+        self._drop = drop_names([*strip_headers, "expect"])
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         rid = request_id.accept_or_generate(request.headers.get(request_id.HEADER))
@@ -67,7 +67,7 @@ class Ingress:
         headers = request.headers
         peer = request.remote or ""
         chain = forwarded_chain(headers.get("X-Forwarded-For"), self._trusted_hops)
-        upstream = end_to_end(headers, self._strip)
+        upstream = end_to_end(headers, self._drop)
         upstream["X-Forwarded-For"] = ", ".join([*chain, peer])
         trusted = self._trusted_hops > 0
         proto = headers.get("X-Forwarded-Proto") if trusted else None

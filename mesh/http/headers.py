@@ -40,11 +40,21 @@ def connection_listed(headers: Headers) -> set[str]:
     return named
 
 
-def end_to_end(headers: Headers, also_drop: Iterable[str] = ()) -> CIMultiDict[str]:
-    """A copy of ``headers`` without hop-by-hop headers, headers named in
-    ``Connection``, and the lower-cased names in ``also_drop``."""
-    drop = HOP_BY_HOP | connection_listed(headers) | frozenset(also_drop)
-    return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in drop)
+def drop_names(also_drop: Iterable[str] = ()) -> frozenset[str]:
+    """The names :func:`end_to_end` removes: hop-by-hop ones and ``also_drop``, lower-cased.
+
+    Build it once (per listener, not per request) and pass it to every call.
+    """
+    return HOP_BY_HOP | frozenset(h.lower() for h in also_drop)
+
+
+def end_to_end(headers: Headers, drop: frozenset[str] = HOP_BY_HOP) -> CIMultiDict[str]:
+    """A copy of ``headers`` without the lower-cased names in ``drop`` (see
+    :func:`drop_names`; it must hold :data:`HOP_BY_HOP`) and the headers named
+    in ``Connection``."""
+    if "Connection" in headers:
+        drop = drop | connection_listed(headers)
+    return CIMultiDict([(k, v) for k, v in headers.items() if k.lower() not in drop])
 
 
 def forwarded_chain(incoming: str | None, trusted_hops: int) -> list[str]:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from mesh.http.headers import end_to_end
+from mesh.http.headers import drop_names, end_to_end
 from mesh.transport.aiohttp_client import AiohttpTransport
 from mesh.transport.base import UpstreamRequest, UpstreamTransport
 from mesh.transport.fast import FastTransport
@@ -280,7 +280,7 @@ class FrontProxy:
             UpstreamRequest(request.method, request.path_qs, headers, body, 2.0, 10.0),
         )
         try:
-            out = end_to_end(upstream.headers, also_drop=("content-length", "date", "server"))
+            out = end_to_end(upstream.headers, drop_names(("content-length", "date", "server")))
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
             response.headers.extend(out)
             length = upstream.headers.get("Content-Length")
