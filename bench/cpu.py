@@ -43,6 +43,46 @@ def _all_stats() -> list[tuple[int, int, int]]:
     return stats
 
 
+def _tree(roots: Iterable[int], stats: list[tuple[int, int, int]]) -> set[int]:
+    """``roots`` (those alive) and every living descendant."""
+    children: dict[int, list[int]] = {}
+    alive = set()
+    for pid, ppid, _ in stats:
+        children.setdefault(ppid, []).append(pid)
+        alive.add(pid)
+    seen: set[int] = set()
+    todo = [p for p in roots if p in alive]
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        todo.extend(children.get(pid, ()))
+    return seen
+
+
+def pin_tree(roots: Iterable[int], cpus: set[int]) -> int:
+    """Restrict ``roots``, their descendants and every thread of each to ``cpus``.
+
+    Each thread has its own affinity (a thread started later inherits its
+    creator's), so every task under ``/proc/<pid>/task`` is set. Returns how
+    many threads were pinned; ones that exit meanwhile are skipped.
+    """
+    pinned = 0
+    for pid in _tree(roots, _all_stats()):
+        try:
+            tids = [int(t.name) for t in (_PROC / str(pid) / "task").iterdir()]
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                os.sched_setaffinity(tid, cpus)
+                pinned += 1
+            except OSError:
+                continue
+    return pinned
+
+
 def tree_cpu_seconds(roots: Iterable[int]) -> float:
     """User + system CPU seconds of ``roots`` and every living descendant.
 
@@ -51,17 +91,5 @@ def tree_cpu_seconds(roots: Iterable[int]) -> float:
     worker processes measured here.
     """
     stats = _all_stats()
-    children: dict[int, list[int]] = {}
-    ticks: dict[int, int] = {}
-    for pid, ppid, t in stats:
-        children.setdefault(ppid, []).append(pid)
-        ticks[pid] = t
-    seen: set[int] = set()
-    todo = [p for p in roots if p in ticks]
-    while todo:
-        pid = todo.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        todo.extend(children.get(pid, ()))
-    return sum(ticks[p] for p in seen) / _TICKS_PER_SECOND
+    ticks = {pid: t for pid, _, t in stats}
+    return sum(ticks[p] for p in _tree(roots, stats)) / _TICKS_PER_SECOND

@@ -29,7 +29,7 @@ if __package__ in (None, ""):  # run as ``python bench/run.py``
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.context import BenchContext
-from bench.cpu import tree_cpu_seconds
+from bench.cpu import pin_tree, tree_cpu_seconds
 from bench.proxies import haproxy_binary, nginx_binary, start_upstream
 from bench.report import (
     Outcome,
@@ -81,8 +81,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="rounds: run every scenario this many times, interleaved, and report the median (1)",
     )
+    parser.add_argument(
+        "--pin",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run the proxy under test alone on one CPU, and wrk, the upstream and every "
+        "other process on the others (default: on with 2 or more CPUs)",
+    )
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     return parser
+
+
+def cpu_split(available: set[int]) -> tuple[int, set[int]] | None:
+    """(the proxy's CPU, the others') from the CPUs this process may use; None with one."""
+    if len(available) < 2:
+        return None
+    proxy = min(available)
+    return proxy, available - {proxy}
 
 
 def select_scenarios(spec: str) -> list[Scenario]:
@@ -130,14 +145,25 @@ def _meta(options: WrkOptions, warmup: float) -> dict[str, Any]:
 
 
 def measure(
-    ctx: BenchContext, sc: Scenario, options: WrkOptions, warmup: float, progress: str
+    ctx: BenchContext,
+    sc: Scenario,
+    options: WrkOptions,
+    warmup: float,
+    progress: str,
+    proxy_cpu: int | None = None,
 ) -> Outcome:
-    """Start ``sc``, warm it up, measure it; its processes are stopped on return."""
+    """Start ``sc``, warm it up, measure it; its processes are stopped on return.
+
+    With ``proxy_cpu``, the scenario's own processes (the proxy under test)
+    are pinned to that CPU once started, every thread of them.
+    """
     outcome = Outcome(sc.name, sc.description, compare_with=sc.compare_with)
     print(f"{progress} {sc.name}: starting", flush=True)
     with ctx.scenario_scope():
         try:
             target = sc.start(ctx)
+            if proxy_cpu is not None:
+                pin_tree(ctx.scope_pids, {proxy_cpu})
             outcome.url, outcome.headers = target.url, dict(target.headers)
             if warmup > 0:
                 print(f"{progress} {sc.name}: warm-up {warmup:g}s", flush=True)
@@ -206,6 +232,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = WrkOptions(args.threads, args.connections, args.duration)
     meta = _meta(options, args.warmup)
     meta["rounds"] = args.repeat
+    split = cpu_split(os.sched_getaffinity(0)) if args.pin is not False else None
+    if args.pin and split is None:
+        print("bench: --pin needs at least two CPUs", file=sys.stderr)
+        return EXIT_USAGE
+    proxy_cpu: int | None = None
+    if split is not None:
+        # This process, and so wrk, the upstream, Consul, Redis and everything
+        # else started from here, keep off the proxy's CPU; each scenario's own
+        # processes are moved onto it once started (measure()).
+        proxy_cpu, others = split
+        os.sched_setaffinity(0, others)
+        meta["pinning"] = {"proxy_cpu": proxy_cpu, "other_cpus": sorted(others)}
+        print(f"bench: proxy under test on CPU {proxy_cpu}, the rest on {sorted(others)}")
     own_workdir = args.workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="meshgate-bench-")) if own_workdir else args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
@@ -229,7 +268,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         progress = f"[{i}/{len(scenarios)}]"
                         if args.repeat > 1:
                             progress = f"[round {r + 1}/{args.repeat}] {progress}"
-                        rounds[-1].append(measure(ctx, sc, options, args.warmup, progress))
+                        rounds[-1].append(
+                            measure(ctx, sc, options, args.warmup, progress, proxy_cpu)
+                        )
                         time.sleep(0.5)  # let the stopped processes' CPU settle
                     outcomes = combine_rounds(rounds)
             print("bench: stopping processes", flush=True)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from bench.cpu import parse_stat, tree_cpu_seconds
+from bench.cpu import parse_stat, pin_tree, tree_cpu_seconds
 from bench.instructions import callgrind_total
 from bench.report import Outcome, combine_rounds, feature_costs, format_costs, format_table
+from bench.run import cpu_split
 from bench.wrk import WrkResult
 
 # Field 2 may hold spaces and parentheses; fields are counted from the last ")".
@@ -119,3 +124,44 @@ def test_feature_cost_of_single_rounds_uses_the_reported_figures() -> None:
     feature.compare_with = "edge"
     cost = feature_costs([ref, feature])["edge+x"]
     assert cost.throughput == pytest.approx(-0.15) and cost.cpu is None and cost.rounds == 1
+
+
+def test_cpu_split_keeps_one_cpu_for_the_proxy() -> None:
+    assert cpu_split({0, 1}) == (0, {1})
+    assert cpu_split({2, 5, 7}) == (2, {5, 7})
+    assert cpu_split({3}) is None
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to pin onto one")
+def test_pin_tree_moves_a_process_tree_and_its_threads_onto_the_cpus() -> None:
+    cpu = min(os.sched_getaffinity(0))
+    # A child with a thread of its own, and a grandchild.
+    code = (
+        "import subprocess, sys, threading, time;"
+        "threading.Thread(target=time.sleep, args=(30,), daemon=True).start();"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']);"
+        "time.sleep(30)"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 10
+        tids: list[int] = []
+        grandchildren: list[str] = []
+        while time.monotonic() < deadline:
+            tids = [int(t) for t in os.listdir(f"/proc/{child.pid}/task")]
+            children = Path(f"/proc/{child.pid}/task/{child.pid}/children").read_text().split()
+            grandchildren = children
+            if len(tids) >= 2 and grandchildren:
+                break
+            time.sleep(0.05)
+        assert len(tids) >= 2 and grandchildren
+        assert pin_tree([child.pid], {cpu}) >= 3
+        for tid in tids:
+            assert os.sched_getaffinity(tid) == {cpu}
+        assert os.sched_getaffinity(int(grandchildren[0])) == {cpu}
+    finally:
+        for pid in [int(p) for p in grandchildren]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+        child.kill()
+        child.wait()
