@@ -91,7 +91,7 @@ class ApiKeyVerifier:
         """
         if len(key) > MAX_KEY_CHARS:
             return None  # never cached, and not worth hashing
-        answer = self._cache.hit(token_digest(key))
+        answer = self._cache.get(token_digest(key))
         if isinstance(answer, _Unknown):
             raise AuthError.invalid_token("unknown api key")
         return answer

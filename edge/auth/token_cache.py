@@ -53,20 +53,10 @@ class TokenCache(Generic[V]):
         self.hits = 0
 
     def get(self, key: TokenKey) -> V | None:
-        """The live value for ``key``, or None if absent or expired (then dropped)."""
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        expires_at, value = entry
-        if self._clock() >= expires_at:
-            del self._entries[key]
-            return None
-        self._entries.move_to_end(key)
-        return value
+        """The live value for ``key``, or None if absent or expired (then dropped).
 
-    def hit(self, key: TokenKey) -> V | None:
-        """:meth:`get`, counting a live answer in :attr:`hits`."""
-        # get's body again rather than a call: this runs for every cached request.
+        A live value other than None counts in :attr:`hits`.
+        """
         entry = self._entries.get(key)
         if entry is None:
             return None
@@ -96,7 +86,7 @@ class TokenCache(Generic[V]):
         that is cancelled does not cancel it for the others. An exception from
         ``load`` reaches every waiter and nothing is cached.
         """
-        value = self.hit(key)
+        value = self.get(key)
         if value is not None:
             return value
         task = self._inflight.get(key)

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from edge.ratelimit.limiter import LimitResult
+from mesh.telemetry.metrics import Children
 
 
 class PrometheusObserver:
@@ -63,7 +64,7 @@ class PrometheusObserver:
             subsystem=sub,
             registry=reg,
         )
-        self._children: dict[tuple[str, str, str], Counter] = {}
+        self._decisions_of = Children(self._decisions)
         self._degraded = Gauge(
             "degraded",
             "1 while Redis is unusable and failure modes apply.",
@@ -80,11 +81,8 @@ class PrometheusObserver:
                 self._count(request.policy.name, outcome, source)
             return
         if result.allowed:
-            children = self._children
             for request in result.requests:
-                # _count written out: this is every admitted request's path.
-                key = (request.policy.name, "allowed", source)
-                (children.get(key) or self._child(key)).inc()
+                self._decisions_of(request.policy.name, "allowed", source).inc()
             return
         refusing = {id(o.request) for o in result.outcomes if not o.allowed}
         for request in result.requests:
@@ -103,19 +101,11 @@ class PrometheusObserver:
                     counts[admitted] = counts.get(admitted, 0) + 1
             else:
                 self.on_decision(result)
-        children = self._children
         for key, count in counts.items():
-            (children.get(key) or self._child(key)).inc(count)
+            self._decisions_of(*key).inc(count)
 
     def _count(self, policy: str, outcome: str, source: str) -> None:
-        key = (policy, outcome, source)
-        (self._children.get(key) or self._child(key)).inc()
-
-    def _child(self, key: tuple[str, str, str]) -> Counter:
-        # labels() validates and locks on every call; this runs once per limit per request,
-        # so each child is looked up once and kept.
-        child = self._children[key] = self._decisions.labels(*key)
-        return child
+        self._decisions_of(policy, outcome, source).inc()
 
     def on_round_trip(self, seconds: float, commands: int, error: str | None) -> None:
         if error is not None:

@@ -50,25 +50,25 @@ def test_size_must_be_positive(clock: Any) -> None:
         TokenCache(0, clock)
 
 
-def test_keys_may_be_token_text_and_hit_counts_live_answers(clock: Any) -> None:
+def test_keys_may_be_token_text_and_get_counts_live_answers(clock: Any) -> None:
     cache: TokenCache[str] = TokenCache(10, clock)
     cache.put("a.b.c", "v", clock() + 10)
-    assert cache.hit("a.b.c") == "v"
-    assert cache.hit("a.b.C") is None and cache.hit(b"a.b.c") is None
+    assert cache.get("a.b.c") == "v"
+    assert cache.get("a.b.C") is None and cache.get(b"a.b.c") is None
     assert cache.hits == 1
     clock.advance(10)
-    assert cache.hit("a.b.c") is None
+    assert cache.get("a.b.c") is None
     assert cache.hits == 1
 
 
-def test_hit_is_get_for_recency_and_deadlines(clock: Any) -> None:
+def test_get_keeps_recency_drops_expired_entries_and_counts_hits(clock: Any) -> None:
     cache: TokenCache[int] = TokenCache(2, clock)
     cache.put(b"a", 1, clock() + 60)
     cache.put(b"b", 2, clock() + 5)
-    assert cache.hit(b"a") == 1  # now the most recently used
+    assert cache.get(b"a") == 1  # now the most recently used
     cache.put(b"c", 3, clock() + 60)
     assert cache.get(b"b") is None and cache.get(b"a") == 1
     clock.advance(60)
-    assert cache.hit(b"a") is None
-    assert len(cache) == 1  # the expired entry was dropped, as get drops it
-    assert cache.hits == 1
+    assert cache.get(b"a") is None
+    assert len(cache) == 1  # the expired entry was dropped
+    assert cache.hits == 2
