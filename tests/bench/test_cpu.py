@@ -14,7 +14,8 @@ import pytest
 from bench.cpu import parse_stat, pin_tree, tree_cpu_seconds
 from bench.instructions import callgrind_total
 from bench.report import Outcome, combine_rounds, feature_costs, format_costs, format_table
-from bench.run import cpu_split
+from bench.run import cpu_split, round_orders
+from bench.scenarios import SCENARIOS
 from bench.wrk import WrkResult
 
 # Field 2 may hold spaces and parentheses; fields are counted from the last ")".
@@ -165,3 +166,12 @@ def test_pin_tree_moves_a_process_tree_and_its_threads_onto_the_cpus() -> None:
                 os.kill(pid, 9)
         child.kill()
         child.wait()
+
+
+def test_round_orders_keep_the_first_round_and_shuffle_the_rest_by_seed() -> None:
+    scenarios = [SCENARIOS[n] for n in ("nginx", "edge", "edge+notrace", "edge+trace0")]
+    orders = round_orders(scenarios, 6, seed=7)
+    assert len(orders) == 6 and orders[0] == scenarios
+    assert all(sorted(o, key=scenarios.index) == scenarios for o in orders)
+    assert any(o != scenarios for o in orders[1:])  # 5 shuffles of 4: not all the identity
+    assert round_orders(scenarios, 6, seed=7) == orders
