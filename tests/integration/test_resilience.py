@@ -77,18 +77,26 @@ async def test_breaker_opens_fails_fast_probes_and_closes(mesh: Mesh) -> None:
         for _ in range(5):
             tripping_call = time.monotonic()  # the fifth failure opens the breaker
             status, _, _ = await get(s, url)
+            tripped = time.monotonic()  # ... at some moment between these two
             assert status == 500  # the app's own answer, passed on (not retried)
         reached = app.stats()["total"]
         assert reached == 5
+        # Let the open time run down measurably: a retry_after_s that does not
+        # count down (a constant 1.0) must fall outside the bounds below.
+        await asyncio.sleep(0.2)
         # Open: calls fail fast and never reach the app.
         for _ in range(10):
+            sent = time.monotonic()
             status, headers, body = await get(s, url)
-            since_trip = time.monotonic() - tripping_call
+            answered = time.monotonic()
             assert status == 503
             assert body["breaker"] == "open" and body["service"] == "backend"
             # First trip: open for open_base (1 s, no jitter) from the fifth failure,
-            # so what is left is 1 s less the time since then (rounded to the ms).
-            assert 1.0 - since_trip - 0.001 <= body["retry_after_s"] <= 1.0
+            # so what is left is 1 s less the time since then (rounded to the ms),
+            # bounded by the times the test saw on either side of both events.
+            left = body["retry_after_s"]
+            assert 1.0 - (answered - tripping_call) - 0.001 <= left
+            assert left <= 1.0 - (sent - tripped) + 0.001
             assert headers["Retry-After"] == "1"
         assert app.stats()["total"] == reached
         async with s.get(f"http://127.0.0.1:{caller.admin}/breakers") as resp:
@@ -97,14 +105,18 @@ async def test_breaker_opens_fails_fast_probes_and_closes(mesh: Mesh) -> None:
         await asyncio.sleep(1.1)
         trial = time.monotonic()
         status, _, _ = await get(s, url)
+        trial_failed = time.monotonic()
         assert status == 500
         assert app.stats()["total"] == reached + 1
         # Second consecutive trip: the open time doubles to 2 s (open_max), counted
-        # from the failed trial; a 1 s or an uncapped open time falls outside.
+        # from the failed trial; a 1 s, an uncapped or a constant open time falls outside.
+        await asyncio.sleep(0.2)
+        sent = time.monotonic()
         status, headers, body = await get(s, url)
-        since_trial = time.monotonic() - trial
+        answered = time.monotonic()
         assert status == 503
-        assert 2.0 - since_trial - 0.001 <= body["retry_after_s"] <= 2.0
+        left = body["retry_after_s"]
+        assert 2.0 - (answered - trial) - 0.001 <= left <= 2.0 - (sent - trial_failed) + 0.001
         assert headers["Retry-After"] == "2"
         # The upstream recovers; after the (doubled) open time, trials close it.
         app.faults(error_rate=0.0)
