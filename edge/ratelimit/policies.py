@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from hashlib import blake2b
 from typing import Any
@@ -58,20 +57,6 @@ _KINDS = {"user": _USER, "api_key": _API_KEY, "ip": _IP, "route": _ROUTE, "role"
 def hashed(value: str) -> str:
     """24 hex digits standing for ``value`` in keys (BLAKE2b, 96 bits: collisions are moot)."""
     return blake2b(value.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class RequestFacts:
-    """What a key may be made of: the caller, the client address, the route, the headers.
-
-    ``headers`` are the request headers as the edge forwards them (spoofed
-    identity headers already removed, identity headers already added).
-    """
-
-    caller: Caller
-    client_ip: str
-    route: str
-    headers: Mapping[str, str]
 
 
 class Policy:
@@ -146,19 +131,19 @@ class Policy:
             return best, best_role
         return self.default, None
 
-    def limit_for(self, facts: RequestFacts) -> LimitRequest | None:
+    def limit_for(
+        self, caller: Caller, client_ip: str, route: str, headers: Mapping[str, str]
+    ) -> LimitRequest | None:
         """The bucket this request draws from under this policy; None if it is not counted.
+
+        What a key may be made of: the caller, the client address, the route's
+        name, and ``headers``, the request headers as the edge forwards them
+        (spoofed identity headers already removed).
 
         A bucket asked for again gets the same (immutable) LimitRequest, up to
         :data:`_MAX_CACHED_REQUESTS` of them: a busy caller or route costs one
         dictionary look-up instead of building and validating a new one.
         """
-        return self.limit_of(facts.caller, facts.client_ip, facts.route, facts.headers)
-
-    def limit_of(
-        self, caller: Caller, client_ip: str, route: str, headers: Mapping[str, str]
-    ) -> LimitRequest | None:
-        """:meth:`limit_for` with the facts as arguments (no RequestFacts per request)."""
         policy, role = self._anonymous if caller is ANONYMOUS else self.tier_for(caller)
         if policy is None:
             return None
@@ -251,11 +236,21 @@ class PolicyBook:
         self._by_route[id(route)] = (route, found)
         return found
 
-    def limits(self, policies: Iterable[Policy], facts: RequestFacts) -> list[LimitRequest]:
-        """The buckets of this request under ``policies`` (policies not counting it left out)."""
+    def limits(
+        self,
+        policies: Iterable[Policy],
+        caller: Caller,
+        client_ip: str,
+        route: str,
+        headers: Mapping[str, str],
+    ) -> list[LimitRequest]:
+        """The buckets of this request under ``policies`` (policies not counting it left out).
+
+        The arguments are those of :meth:`Policy.limit_for`.
+        """
         out = []
         for policy in policies:
-            limit = policy.limit_for(facts)
+            limit = policy.limit_for(caller, client_ip, route, headers)
             if limit is not None:
                 out.append(limit)
         return out
@@ -270,20 +265,14 @@ class PolicyBook:
         """The buckets of one request on ``route``: :meth:`for_route`, then :meth:`limits`.
 
         ``identity`` is the auth feature's (see :func:`~edge.ratelimit.caller.caller_of`),
-        None for an anonymous caller. The filter's path: no RequestFacts is built.
+        None for an anonymous caller.
         """
-        cached = self._by_route.get(id(route)) if route is not None else None
-        policies = cached[1] if cached is not None else self.for_route(route)
+        policies = self.for_route(route)
         if not policies:
             return []
         caller = ANONYMOUS if identity is None else caller_of(identity)
         name = route.name if route is not None else ""
-        out = []
-        for policy in policies:
-            limit = policy.limit_of(caller, client_ip, name, headers)
-            if limit is not None:
-                out.append(limit)
-        return out
+        return self.limits(policies, caller, client_ip, name, headers)
 
     def roles(self) -> list[str]:
         """The roles any policy names, ``anonymous`` first, for the admin view."""

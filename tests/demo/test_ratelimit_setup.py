@@ -7,14 +7,14 @@ from demo.ratelimit_setup import PUBLIC_ROUTE, describe, edge_rate_limits
 from demo.runner import edge_config
 from edge.config import EdgeConfig
 from edge.ratelimit.caller import ANONYMOUS, Caller
-from edge.ratelimit.policies import PolicyBook, RequestFacts
+from edge.ratelimit.policies import PolicyBook
 from edge.ratelimit.rate import Rate
 
 
 def limits_of(caller: Caller) -> dict[str, Rate]:
     book = PolicyBook(EdgeConfig.model_validate(DEMO).rate_limits)
-    facts = RequestFacts(caller, "203.0.113.7", "users:/api/users", {})
-    return {r.policy.name: r.policy.rate for r in book.limits(book.defaults, facts)}
+    limits = book.limits(book.defaults, caller, "203.0.113.7", "users:/api/users", {})
+    return {r.policy.name: r.policy.rate for r in limits}
 
 
 AUTH = {"issuer": "http://auth.demo", "audience": "meshgate", "jwks": {"service": "auth"}}

@@ -10,7 +10,7 @@ import pytest
 from edge.ratelimit.caller import ANONYMOUS, Caller
 from edge.ratelimit.config import RateLimitsConfig
 from edge.ratelimit.keys import bucket_key, slot_of
-from edge.ratelimit.policies import PolicyBook, RequestFacts, hashed
+from edge.ratelimit.policies import PolicyBook, hashed
 from edge.ratelimit.rate import Rate
 from edge.routes import make_route
 
@@ -39,17 +39,21 @@ ALICE = Caller(authenticated=True, subject="alice", roles=("user",), method="jwt
 BOB = Caller(authenticated=True, subject="bob", roles=("admin",), method="jwt")
 
 
+Facts = tuple[Caller, str, str, dict[str, str]]
+
+
 def facts(
     caller: Caller = ANONYMOUS,
     ip: str = "10.0.0.1",
     route: str = "orders",
     headers: dict[str, str] | None = None,
-) -> RequestFacts:
-    return RequestFacts(caller, ip, route, headers or {})
+) -> Facts:
+    """The arguments of Policy.limit_for (and, after the policies, of PolicyBook.limits)."""
+    return caller, ip, route, headers or {}
 
 
-def limit(policy: str, f: RequestFacts) -> Any:
-    return BOOK.policies[policy].limit_for(f)
+def limit(policy: str, f: Facts) -> Any:
+    return BOOK.policies[policy].limit_for(*f)
 
 
 def rate_of(policy: str, caller: Caller) -> Rate | None:
@@ -163,9 +167,9 @@ def test_routes_name_their_policies_or_get_the_defaults() -> None:
 
 def test_limits_keep_only_the_policies_that_count_the_request() -> None:
     policies = BOOK.for_route(None)
-    assert [r.policy.name for r in BOOK.limits(policies, facts())] == ["anonymous"]
-    assert [r.policy.name for r in BOOK.limits(policies, facts(ALICE))] == ["per-user"]
-    assert BOOK.limits(policies, facts(BOB)) == []  # admins are unlimited
+    assert [r.policy.name for r in BOOK.limits(policies, *facts())] == ["anonymous"]
+    assert [r.policy.name for r in BOOK.limits(policies, *facts(ALICE))] == ["per-user"]
+    assert BOOK.limits(policies, *facts(BOB)) == []  # admins are unlimited
 
 
 def test_roles_and_plans_for_the_admin_view() -> None:
@@ -190,10 +194,10 @@ def test_a_bucket_asked_for_again_is_the_same_request() -> None:
 def test_reused_requests_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("edge.ratelimit.policies._MAX_CACHED_REQUESTS", 3)
     book = PolicyBook(CONFIG)
-    made = [book.policies["anonymous"].limit_for(facts(ip=f"10.0.0.{n}")) for n in range(10)]
+    made = [book.policies["anonymous"].limit_for(*facts(ip=f"10.0.0.{n}")) for n in range(10)]
     assert all(len(made) <= 3 for made in book.policies["anonymous"]._made.values())
     assert [m.key for m in made] == [f"ip={hashed(f'10.0.0.{n}')}" for n in range(10)]
-    assert book.policies["anonymous"].limit_for(facts(ip="10.0.0.9")) == made[9]
+    assert book.policies["anonymous"].limit_for(*facts(ip="10.0.0.9")) == made[9]
 
 
 def test_each_route_is_resolved_once() -> None:
