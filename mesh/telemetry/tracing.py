@@ -65,7 +65,6 @@ from opentelemetry.util.types import AttributeValue
 from mesh.telemetry.otlp_exporter import FastOTLPSpanExporter
 from mesh.telemetry.propagation import (
     BAGGAGE,
-    FLAGS_SUFFIX,
     RANDOM_TRACE_ID,
     TRACEPARENT,
     TRACESTATE,
@@ -319,8 +318,7 @@ class RequestTrace:
         tracing = self._tracing
         if self.span is None:
             if tracing.w3c_only:  # the common case, kept short: every request pays it
-                span_hex = (_getrandbits(64) or 1).to_bytes(8, "big").hex()
-                out[TRACEPARENT] = f"00-{self.trace_id_hex}-{span_hex}{FLAGS_SUFFIX[self.flags]}"
+                out[TRACEPARENT] = format_traceparent(self.trace_id_hex, _new_span_id(), self.flags)
             else:
                 tracing.propagation.write_unsampled(
                     out, self.trace_id_hex, _new_span_id(), self.flags
