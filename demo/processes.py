@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import random
 import shutil
 import signal
 import socket
@@ -88,11 +89,37 @@ def redis_cli(port: int, *args: str, timeout: float = 10.0) -> str:
     return done.stdout
 
 
+FREE_PORT_RANGE: Sequence[int] = range(20000, 32768)
+"""Where :func:`free_port` looks: below Linux's default ephemeral range (32768-60999)."""
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (the usual bind-to-0 trick)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A TCP port that is free now and that this process has not handed out before.
+
+    The port is only reserved by convention: the caller binds it a moment
+    later. Two things make that window safe enough for a test suite that
+    starts hundreds of processes. The port is taken from
+    :data:`FREE_PORT_RANGE`, outside the range the kernel picks from for
+    ``bind(0)`` and for the source port of every outgoing connection, so the
+    kernel never gives "our" port to somebody else's connection in between
+    (the bind-to-0 trick picks from that very range, and lost that race).
+    And a port is never handed out twice by one process, so two services of
+    one test cannot be given the same port before either has bound it.
+    """
+    start = random.randrange(len(FREE_PORT_RANGE))
+    for i in range(len(FREE_PORT_RANGE)):
+        port = FREE_PORT_RANGE[(start + i) % len(FREE_PORT_RANGE)]
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free TCP port left in {FREE_PORT_RANGE} on {host}")
 
 
 def _die_with_parent() -> None:
