@@ -54,9 +54,14 @@ class LimitPolicy:
             raise ValueError(f"policy name must be non-empty and free of ':', got {self.name!r}")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class LimitRequest:
     """One bucket a request must draw from: ``cost`` tokens of ``policy`` for ``key``.
+
+    Read-only by contract (never changed once made), like :class:`LimitOutcome`:
+    one is made for every bucket seen for the first time, which for many
+    distinct callers is most requests, and a frozen dataclass costs several
+    times as much to build.
 
     ``partition`` decides the Redis Cluster slot (the key's hash tag). Limits of
     one request with the same partition are checked in one atomic script on
@@ -183,7 +188,13 @@ def whole_seconds(seconds: float) -> int:
 
 
 class Limiter(Protocol):
-    """Checks a request's limits and takes their tokens, all or none."""
+    """Checks a request's limits and takes their tokens, all or none.
+
+    Two ways to ask, with the same semantics: :meth:`check` always gives an
+    awaitable; :meth:`check_nowait` gives the result itself when it is known
+    without waiting, which spares a caller on the request path a coroutine
+    (the rate-limit filter uses it).
+    """
 
     def check(self, limits: Sequence[LimitRequest]) -> Awaitable[LimitResult]:
         """Take each limit's cost from its bucket if every bucket has room, else take nothing.
@@ -194,6 +205,16 @@ class Limiter(Protocol):
         Never raises for Redis trouble: a failing backend is answered according
         to each policy's :class:`FailureMode`. Raises ValueError if two limits
         name the same bucket (same policy name and key).
+        """
+        ...
+
+    def check_nowait(self, limits: Sequence[LimitRequest]) -> LimitResult | Awaitable[LimitResult]:
+        """:meth:`check`, answered at once when no waiting is needed.
+
+        Returns the :class:`LimitResult` itself when the limiter decides
+        without suspending (in-process buckets, a failure mode, a known-empty
+        bucket), else an awaitable of it (a check sent to Redis). Takes the
+        tokens exactly as :meth:`check` does, and raises as it does.
         """
         ...
 

@@ -51,6 +51,8 @@ _MAX_CACHED_ROUTES = 1024
 # What a dimension reads, decided once per policy rather than by string tests per request.
 _USER, _API_KEY, _IP, _ROUTE, _ROLE, _HEADER, _CLAIM = range(7)
 _KINDS = {"user": _USER, "api_key": _API_KEY, "ip": _IP, "route": _ROUTE, "role": _ROLE}
+_PER_REQUEST = (_IP, _HEADER)
+"""Dimensions that can differ between two anonymous requests to the same route."""
 
 
 @lru_cache(maxsize=65536)
@@ -70,6 +72,7 @@ class Policy:
         "_anonymous",
         "_made",
         "_parts",
+        "anonymous_fixed",
         "by_plan",
         "by_role",
         "config",
@@ -111,6 +114,9 @@ class Policy:
         self.by_plan = {plan: tier(rate) for plan, rate in config.by_plan.items()}
         # The anonymous caller's tier, asked for by every anonymous request.
         self._anonymous = self.tier_for(ANONYMOUS)
+        self.anonymous_fixed = all(kind not in _PER_REQUEST for kind, _, _ in self._parts)
+        """For an anonymous caller the bucket depends on the route alone (no ``ip`` or
+        ``header:`` dimension; the caller's own dimensions are absent, its role fixed)."""
 
     def tier_for(self, caller: Caller) -> tuple[LimitPolicy | None, str | None]:
         """The limit ``caller`` gets (None: not limited) and the role that chose it, if any."""
@@ -175,7 +181,7 @@ class Policy:
         found = made.get(key)
         if found is not None:
             return found
-        limit = LimitRequest(policy, key, partition=partition)
+        limit = LimitRequest(policy, key, 1, partition)  # positional: no keyword dict
         if len(made) >= _MAX_CACHED_REQUESTS:
             made.clear()  # past the working set: start over rather than track recency
         made[key] = limit
@@ -210,6 +216,9 @@ class PolicyBook:
         self._by_names: dict[tuple[str, ...], tuple[Policy, ...]] = {}
         # Keyed by id(route), holding the route so that the id cannot be reused meanwhile.
         self._by_route: dict[int, tuple[Route, tuple[Policy, ...]]] = {}
+        # id(route) -> (route, the buckets of every anonymous request to it), for routes
+        # whose policies all have anonymous_fixed: the same answer for every such request.
+        self._anonymous_by_route: dict[int, tuple[Route | None, Sequence[LimitRequest]]] = {}
 
     def names_for(self, route: Route | None) -> tuple[str, ...]:
         """The policy names that apply to ``route`` (the defaults when it names none)."""
@@ -261,18 +270,31 @@ class PolicyBook:
         identity: object,
         client_ip: str,
         headers: Mapping[str, str],
-    ) -> list[LimitRequest]:
+    ) -> Sequence[LimitRequest]:
         """The buckets of one request on ``route``: :meth:`for_route`, then :meth:`limits`.
 
         ``identity`` is the auth feature's (see :func:`~edge.ratelimit.caller.caller_of`),
-        None for an anonymous caller.
+        None for an anonymous caller. The sequence is the caller's to read, not to
+        change: an anonymous request to a route whose buckets depend on the route
+        alone (a per-route total) gets the one sequence made for that route.
         """
+        if identity is None:
+            known = self._anonymous_by_route.get(id(route))
+            if known is not None:
+                return known[1]
         policies = self.for_route(route)
         if not policies:
-            return []
+            return ()
         caller = ANONYMOUS if identity is None else caller_of(identity)
         name = route.name if route is not None else ""
-        return self.limits(policies, caller, client_ip, name, headers)
+        limits = self.limits(policies, caller, client_ip, name, headers)
+        if identity is None and all(policy.anonymous_fixed for policy in policies):
+            if len(self._anonymous_by_route) >= _MAX_CACHED_ROUTES:
+                self._anonymous_by_route.clear()  # as in for_route
+            fixed = tuple(limits)
+            self._anonymous_by_route[id(route)] = (route, fixed)
+            return fixed
+        return limits
 
     def roles(self) -> list[str]:
         """The roles any policy names, ``anonymous`` first, for the admin view."""

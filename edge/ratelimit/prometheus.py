@@ -11,10 +11,17 @@ Series (``<namespace>_ratelimit_`` prefix, namespace "meshgate" by default):
 - ``redis_round_trip_seconds`` (histogram) and ``redis_batch_commands`` (histogram).
 - ``redis_errors_total{kind}``: failed batches by kind (timeout, connection, ...).
 - ``degraded`` (gauge): 1 while Redis is unusable.
+
+Admissions decided one at a time (the in-process fallback, while Redis is
+down) are added up during an event-loop turn and counted at its end, one
+``inc()`` per policy: prometheus-client takes a lock and makes four calls per
+``inc()``, which every request would otherwise pay. Outside a running loop
+they are counted at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -27,7 +34,8 @@ class PrometheusObserver:
     """A :class:`~edge.ratelimit.observer.LimiterObserver` that records Prometheus series.
 
     Register one per registry; the ``policy`` label takes policy names, so its
-    cardinality is that of the configuration, never of callers.
+    cardinality is that of the configuration, never of callers. One event loop
+    uses an instance (admissions wait for the end of its turn to be counted).
     """
 
     def __init__(self, registry: CollectorRegistry, namespace: str = "meshgate") -> None:
@@ -65,6 +73,9 @@ class PrometheusObserver:
             registry=reg,
         )
         self._decisions_of = Children(self._decisions)
+        # source -> policy name -> admissions not yet counted (see the module docstring).
+        self._admitted: dict[str, dict[str, int]] = {"local": {}, "redis": {}}
+        self._flush_scheduled = False
         self._degraded = Gauge(
             "degraded",
             "1 while Redis is unusable and failure modes apply.",
@@ -75,14 +86,19 @@ class PrometheusObserver:
 
     def on_decision(self, result: LimitResult) -> None:
         source = result.source
+        if result.allowed:
+            admitted = self._admitted.get(source)
+            if admitted is not None:  # "local" or "redis": counted at the end of the turn
+                for request in result.requests:
+                    name = request.policy.name
+                    admitted[name] = admitted.get(name, 0) + 1
+                if not self._flush_scheduled:
+                    self._schedule_flush()
+                return
         if source in ("open", "closed"):
             outcome = "failed_open" if source == "open" else "failed_closed"
             for request in result.requests:
                 self._count(request.policy.name, outcome, source)
-            return
-        if result.allowed:
-            for request in result.requests:
-                self._decisions_of(request.policy.name, "allowed", source).inc()
             return
         refusing = {id(o.request) for o in result.outcomes if not o.allowed}
         for request in result.requests:
@@ -103,6 +119,24 @@ class PrometheusObserver:
                 self.on_decision(result)
         for key, count in counts.items():
             self._decisions_of(*key).inc(count)
+
+    def flush(self) -> None:
+        """Count the admissions added up so far (done at the end of every loop turn)."""
+        self._flush_scheduled = False
+        for source, admitted in self._admitted.items():
+            if admitted:
+                for name, count in admitted.items():
+                    self._decisions_of(name, "allowed", source).inc(count)
+                admitted.clear()
+
+    def _schedule_flush(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()  # no loop turn to wait for
+            return
+        self._flush_scheduled = True
+        loop.call_soon(self.flush)
 
     def _count(self, policy: str, outcome: str, source: str) -> None:
         self._decisions_of(policy, outcome, source).inc()

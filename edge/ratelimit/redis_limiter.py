@@ -138,6 +138,9 @@ class RedisLimiterSettings:
 _ONE_CALL: tuple[tuple[int, ...], ...] = ((0,),)
 """The script calls of a check with one limit (most checks): one call, that limit."""
 
+_FLAGS = (b"1", b"0")
+"""The first field of a script call's reply part: admitted, or not."""
+
 _MAX_PREPARED = 65536
 """Most one-limit checks a limiter keeps made (see ``RedisLimiter._single``)."""
 
@@ -295,15 +298,25 @@ class RedisLimiter:
 
         A plain function returning the batch's future (or a done one), not a
         coroutine: one coroutine less to make, and to pass through twice, per
-        request. The observer hears of a decision when it is made: here, or in
-        the batch (:meth:`_flush`) for the checks that went to Redis.
+        request.
+        """
+        decided = self.check_nowait(limits)
+        return _done(decided) if isinstance(decided, LimitResult) else decided
+
+    def check_nowait(self, limits: Sequence[LimitRequest]) -> LimitResult | Awaitable[LimitResult]:
+        """:meth:`check`, with the result itself when it is decided without Redis.
+
+        The result when the local fallback, a failure mode or the known-empty
+        cache answers; else the future of the batch the check joined. The
+        observer hears of a decision when it is made: here, or in the batch
+        (:meth:`_flush`) for the checks that went to Redis.
         """
         if self._closed:
             raise RuntimeError("rate limiter is closed")
         count = len(limits)
         if count != 1:
             if not count:
-                return _done(LimitResult(True, "redis", not self._health.healthy, ()))
+                return LimitResult(True, "redis", not self._health.healthy, ())
             ensure_distinct(limits)
         healthy = self._health.healthy
         known_empty = self._empty.entries
@@ -325,7 +338,7 @@ class RedisLimiter:
         if result is None:
             result = self._fallback(limits)
         self._observer.on_decision(result)
-        return _done(result)
+        return result
 
     def _prepare(self, limit: LimitRequest) -> _Check:
         """The check of ``limit`` alone, made once per LimitRequest (see ``_single``)."""
@@ -390,6 +403,8 @@ class RedisLimiter:
 
     def _fallback(self, limits: Sequence[LimitRequest]) -> LimitResult:
         """Answer without Redis: closed beats local beats open when a request mixes them."""
+        if len(limits) == 1 and limits[0].policy.on_failure is FailureMode.LOCAL:
+            return self._local.decide_one(limits[0], True)  # most checks while degraded
         modes = (
             (limits[0].policy.on_failure,)
             if len(limits) == 1
@@ -504,7 +519,8 @@ class RedisLimiter:
         The connection is one this limiter keeps between batches (``_idle``):
         taking one from redis-py's pool and giving it back costs more than the
         rest of the round trip (a lock, connection-state bookkeeping and
-        events, each a few coroutines). Before use it gets the check the pool
+        events, each a few coroutines), and it is written to without redis-py's
+        per-write timer (:func:`_write`). Before use it gets the check the pool
         would make (``can_read``: a connection with unread data, or one the
         server closed, is not used). The reply is read without redis-py's own
         read timer: every batch runs under the limiter's shorter timeout.
@@ -524,7 +540,7 @@ class RedisLimiter:
                 await self._pool().release(dirty)
             if conn is None:
                 conn = await self._pool().get_connection()
-            await conn.send_packed_command(command, check_health=False)
+            await _write(conn, command)
             try:
                 reply = await conn.read_response(timeout=math.inf)
             except ResponseError:
@@ -586,20 +602,23 @@ class RedisLimiter:
         """:meth:`_result` of a check with one limit (one call): what most requests are.
 
         The same numbers, without the loops and lists a request with several
-        limits (or several Cluster slots) needs; anything but a well-formed
-        reply goes to :meth:`_result`, which handles errors.
+        limits (or several Cluster slots) needs. A well-formed reply part
+        (``<0|1> <now> <tokens> <stamp>``, see :class:`ReplyDecoder`) is read
+        here; anything else goes to :meth:`_result`, which decodes it in full
+        and handles errors.
         """
-        try:
-            if isinstance(reply, Exception):
-                raise reply
-            admitted, numbers = decoder.decode(reply, 1)
-        except Exception:
+        fields = reply.split() if type(reply) is bytes else ()
+        if len(fields) != 4 or (flag := fields[0]) not in _FLAGS:
             return self._result(check, (reply,), sent_at, decoder)
+        admitted = flag == b"1"
+        tokens = float(fields[2])
+        # The bucket's stamp is Redis's now unless its clock went back (rare): then the
+        # refill waits for the stamp, and only then is either parsed.
+        stamp = fields[3]
+        wait_s = 0.0 if stamp == fields[1] else float(stamp) - decoder.now(fields[1])
         limit = check.limits[0]
         rate = limit.policy.rate
         cost = float(limit.cost)
-        tokens = numbers[1]
-        wait_s = numbers[2] - numbers[0]
         # Refused calls leave levels untouched, so "had room" is readable off them.
         had_room = admitted or tokens >= cost
         remaining, reset_s, retry_s = levels(
@@ -607,7 +626,8 @@ class RedisLimiter:
         )
         if tokens < 1.0:
             # Refill restarts at Redis's stamp, which may be ahead of its now.
-            self._empty.remember(check.keys[0], tokens, sent_at + max(0.0, wait_s), rate.per_second)
+            wait = wait_s if wait_s > 0.0 else 0.0
+            self._empty.remember(check.keys[0], tokens, sent_at + wait, rate.per_second)
         elif self._empty.entries:
             self._empty.forget(check.keys[0])  # what remember() does for a level of 1 or more
         # One call: nothing was taken unless admitted, so there is nothing to refund.
@@ -745,6 +765,28 @@ class RedisLimiter:
         else:
             log.warning("redis rate limiting degraded (%s); using failure modes", reason)
         self._observer.on_health_change(healthy, reason)
+
+
+async def _write(conn: Any, command: bytes) -> None:
+    """``conn.send_packed_command(command)`` without its write timer.
+
+    redis-py bounds a write with ``socket_timeout`` through ``asyncio.wait_for``,
+    which makes a task and a timer per batch; every batch already runs under
+    the limiter's own, shorter timeout. So the command goes to the connection's
+    stream as redis-py's untimed branch writes it, with the same cleanup: on
+    any failure or cancellation the connection is closed. A connection that is
+    not connected (or a redis-py without that stream) takes the public method.
+    """
+    writer = getattr(conn, "_writer", None)
+    if writer is None or not conn.is_connected:
+        await conn.send_packed_command(command, check_health=False)
+        return
+    try:
+        writer.write(command)
+        await writer.drain()
+    except BaseException:
+        await conn.disconnect(nowait=True)
+        raise
 
 
 async def _dirty(conn: Any) -> bool:

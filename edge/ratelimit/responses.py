@@ -50,6 +50,9 @@ CountsBy = Callable[[str], Sequence[str]]
 Header = tuple[str, str]
 """One response header, name and value (immutable: cached ones are shared)."""
 
+Headers = tuple[Header, ...]
+"""A response's rate-limit headers, in order (immutable: cached ones are shared)."""
+
 _CACHED_NUMBERS = 4096
 """Header values below this (remaining tokens, seconds to reset) are kept once made."""
 
@@ -60,6 +63,10 @@ _CACHED_POLICIES = 1024
 def policy_item(limit: LimitRequest) -> str:
     """One RateLimit-Policy item: ``<quota>;w=<window>;burst=<burst>;policy="<name>"``."""
     return _policy_item(limit.policy)
+
+
+_CACHED_SETS = 4096
+"""Most header sets of admitted one-limit checks kept per policy; more start over."""
 
 
 class _HeaderCache:
@@ -75,6 +82,9 @@ class _HeaderCache:
         self.policies: dict[int, tuple[LimitPolicy, Header, Header]] = {}
         self.remainings: dict[int, Header] = {}
         self.resets: dict[int, Header] = {}
+        # id(policy) -> (policy, (remaining, reset seconds, degraded source or "") -> the
+        # whole header set of an admitted one-limit check): the common case made once.
+        self.admitted: dict[int, tuple[LimitPolicy, dict[tuple[int, int, str], Headers]]] = {}
 
     def limit(self, policy: LimitPolicy) -> Header:
         """``RateLimit-Limit`` for a bucket of ``policy``: its burst."""
@@ -104,6 +114,35 @@ class _HeaderCache:
                 (POLICY, _policy_item(policy)),
             )
         return entry
+
+    def admitted_sets(self, policy: LimitPolicy) -> dict[tuple[int, int, str], Headers]:
+        """The header sets of admitted one-limit checks of ``policy``, by their values."""
+        entry = self.admitted.get(id(policy))
+        if entry is None:
+            if len(self.admitted) >= _CACHED_POLICIES:
+                self.admitted.clear()
+            entry = self.admitted[id(policy)] = (policy, {})
+        return entry[1]
+
+    def admitted_set(
+        self, policy: LimitPolicy, remaining: int, seconds: int, degraded: str
+    ) -> Headers:
+        """The headers of an admitted check of one ``policy`` limit, made once per values.
+
+        ``degraded``: the ``X-RateLimit-Degraded`` value, "" when not degraded.
+        """
+        sets = self.admitted_sets(policy)
+        key = (remaining, seconds, degraded)
+        headers = sets.get(key)
+        if headers is None:
+            _, limit, item = self.entry(policy)
+            made = [limit, self.remaining(remaining), self.reset(seconds), item]
+            if degraded:
+                made.append((DEGRADED_HEADER, degraded))
+            if len(sets) >= _CACHED_SETS:
+                sets.clear()  # past the working set: start over rather than track recency
+            headers = sets[key] = tuple(made)
+        return headers
 
 
 def _number(cache: dict[int, Header], name: str, value: int) -> Header:
@@ -138,30 +177,28 @@ def _policy_header(policies: tuple[LimitPolicy, ...]) -> str:
     return ", ".join(_policy_item(p) for p in policies)
 
 
-def rate_limit_headers(result: LimitResult) -> list[tuple[str, str]]:
+_DEGRADED_VALUE: dict[str, str] = {source: value for source, (_, value) in _DEGRADED.items()}
+"""The ``X-RateLimit-Degraded`` value by result source."""
+
+
+def rate_limit_headers(result: LimitResult) -> Sequence[Header]:
     """The RateLimit-* (and, when refused or degraded, Retry-After and degraded) headers."""
     requests = result.requests
     outcomes = result.outcomes
     if result.allowed and len(outcomes) == 1 and len(requests) == 1:
-        # The common case, one limit admitted (by Redis, or locally while it is down),
-        # without a call per header: a dictionary look-up each (see _HeaderCache).
+        # The common case, one limit admitted (by Redis, or locally while it is down):
+        # its whole header set is made once per (remaining, reset) and then looked up.
         outcome = outcomes[0]
         policy = outcome.request.policy
-        cache = _HEADERS
-        entry = cache.policies.get(id(policy)) or cache.entry(policy)
-        tokens = outcome.remaining
-        remaining = cache.remainings.get(tokens)
-        if remaining is None:
-            remaining = (
-                cache.remaining(tokens) if tokens < _CACHED_NUMBERS else (REMAINING, str(tokens))
-            )
-        seconds = whole_seconds(outcome.reset_after_s)
-        reset = cache.resets.get(seconds) or cache.reset(seconds)
-        named = requests[0].policy
-        headers = [entry[1], remaining, reset, entry[2] if named is policy else cache.policy(named)]
-        if result.degraded:
-            headers.append(_DEGRADED[result.source])
-        return headers
+        if requests[0].policy is policy:
+            entry = _HEADERS.admitted.get(id(policy))
+            sets = entry[1] if entry is not None else _HEADERS.admitted_sets(policy)
+            seconds = whole_seconds(outcome.reset_after_s)
+            degraded = _DEGRADED_VALUE[result.source] if result.degraded else ""
+            headers = sets.get((outcome.remaining, seconds, degraded))
+            if headers is None:
+                headers = _HEADERS.admitted_set(policy, outcome.remaining, seconds, degraded)
+            return headers
     return _headers(result)
 
 

@@ -198,6 +198,14 @@ class ReplyDecoder:
         self._now_text: bytes | str | None = None
         self._now = 0.0
 
+    def now(self, text: bytes | str) -> float:
+        """Redis's clock in a reply part, ``text``, parsed once per distinct text."""
+        if text == self._now_text:
+            return self._now
+        now = self._now = float(text)
+        self._now_text = text
+        return now
+
     def decode(self, reply: object, expected: int) -> tuple[bool, list[float]]:
         """One call's part of the reply, for ``expected`` buckets; see :func:`decode_numbers`."""
         # Bytes are parsed as they come: float() reads ASCII bytes like text, and the
@@ -217,11 +225,7 @@ class ReplyDecoder:
         if len(fields) != 2 + 2 * expected or fields[0] not in flags:
             raise ValueError(f"unexpected token bucket script reply: {reply!r}")
         now_text = fields[1]
-        if now_text == self._now_text:
-            now = self._now
-        else:
-            now = self._now = float(now_text)
-            self._now_text = now_text
+        now = self.now(now_text)
         numbers = [now]
         for i in range(2, len(fields), 2):
             numbers.append(float(fields[i]))

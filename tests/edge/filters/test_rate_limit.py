@@ -7,6 +7,7 @@ tests.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from types import SimpleNamespace
@@ -68,8 +69,11 @@ class RecordingLimiter:
         self.asked: list[list[LimitRequest]] = []
 
     async def check(self, limits: Sequence[LimitRequest]) -> LimitResult:
+        return self.check_nowait(limits)
+
+    def check_nowait(self, limits: Sequence[LimitRequest]) -> LimitResult:
         self.asked.append(list(limits))
-        return await self.local.check(limits)
+        return self.local.check_nowait(limits)
 
 
 def exchange(route: Route | None, identity: Any = None, ip: str = "192.0.2.7") -> Exchange:
@@ -195,3 +199,56 @@ async def test_a_sampled_request_gets_a_ratelimit_span_and_an_unsampled_one_none
                 "meshgate.ratelimit.allowed": True,
                 "meshgate.ratelimit.degraded": False,
             }
+
+
+async def test_an_answer_at_once_adds_no_coroutine_to_the_chain() -> None:
+    # The limiter answered without waiting: the filter hands back the next handler's
+    # own awaitable, so the request's chain is one coroutine shorter.
+    flt = RateLimitFilter(PolicyBook(CONFIG), RecordingLimiter())
+    ex = exchange(DEFAULT_ROUTE)
+    downstream = asyncio.get_running_loop().create_future()
+    downstream.set_result(web.Response(text="ok"))
+    assert flt(ex, lambda _: downstream) is downstream
+    assert ex.attrs["rate_limit"].allowed
+    assert ("RateLimit-Remaining", "1") in ex.response_headers
+
+
+class WaitingLimiter(RecordingLimiter):
+    """Answers like RecordingLimiter, but only once ``release`` is called (like Redis)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: list[tuple[asyncio.Future[LimitResult], LimitResult]] = []
+
+    def check_nowait(self, limits: Sequence[LimitRequest]) -> asyncio.Future[LimitResult]:
+        future: asyncio.Future[LimitResult] = asyncio.get_running_loop().create_future()
+        self.pending.append((future, super().check_nowait(limits)))
+        return future
+
+    def release(self) -> None:
+        for future, result in self.pending:
+            future.set_result(result)
+        self.pending.clear()
+
+
+async def test_a_check_that_waits_holds_the_request_until_answered() -> None:
+    limiter = WaitingLimiter()
+    flt = RateLimitFilter(PolicyBook(CONFIG), limiter)
+    reached: list[Exchange] = []
+
+    async def recording_upstream(ex: Exchange) -> web.StreamResponse:
+        reached.append(ex)
+        return web.Response(text="ok")
+
+    # The anonymous policy's burst is 2: the third request is refused.
+    exchanges = [exchange(DEFAULT_ROUTE) for _ in range(3)]
+    tasks = [asyncio.ensure_future(flt(ex, recording_upstream)) for ex in exchanges]
+    await asyncio.sleep(0)
+    assert reached == [] and not any(t.done() for t in tasks)  # nothing passes before the answer
+    limiter.release()
+    responses = await asyncio.gather(*tasks)
+    assert [r.status for r in responses] == [200, 200, 429]
+    assert reached == exchanges[:2]
+    assert [ex.attrs["rate_limit"].allowed for ex in exchanges] == [True, True, False]
+    assert ("RateLimit-Remaining", "0") in exchanges[1].response_headers
+    assert any(name == "Retry-After" for name, _ in exchanges[2].response_headers)

@@ -87,3 +87,53 @@ async def test_duplicate_bucket_is_an_error() -> None:
     limiter = LocalLimiter(clock=FakeClock())
     with pytest.raises(ValueError, match="twice"):
         await limiter.check([LimitRequest(USER, "a"), LimitRequest(USER, "a")])
+
+
+# Policies hand out the same LimitRequest for the same bucket, and the limiter finds
+# buckets by that identity: reusing one request must behave exactly as new ones would.
+
+
+async def test_a_reused_request_never_keeps_a_swept_bucket() -> None:
+    clock = FakeClock()
+    limiter = LocalLimiter(clock=clock, sweep_interval_s=10)
+    reused = LimitRequest(USER, "a")
+    assert (await limiter.check([reused])).outcomes[0].remaining == 3
+    clock.now += 11  # "a" is full again: the next check sweeps it away
+    await limiter.check([LimitRequest(USER, "b")])
+    assert len(limiter) == 1
+    assert (await limiter.check([reused])).outcomes[0].remaining == 3
+    # A new request for the same bucket sees the same bucket (one bucket, not two).
+    assert (await limiter.check([LimitRequest(USER, "a")])).outcomes[0].remaining == 2
+    assert len(limiter) == 2
+
+
+async def test_a_reused_request_follows_the_share() -> None:
+    clock = FakeClock()
+    instances = 1
+    limiter = LocalLimiter(clock=clock, instances=lambda: instances)
+    reused = LimitRequest(USER, "a")
+    assert sum([(await limiter.check([reused])).allowed for _ in range(10)]) == 4
+    instances = 2
+    clock.now += 10.0
+    assert sum([(await limiter.check([reused])).allowed for _ in range(10)]) == 2  # burst 4 / 2
+
+
+async def test_reused_requests_of_two_costs_on_one_bucket_match_new_ones() -> None:
+    # At a share of 2 the burst is 2, but a cost of 3 makes its bucket hold 3: each
+    # request retunes the bucket to its own capacity, reused or not.
+    def run(reuse: bool) -> list[tuple[bool, int, float]]:
+        clock = FakeClock()
+        limiter = LocalLimiter(clock=clock, instances=lambda: 2)
+        small, big = LimitRequest(USER, "a"), LimitRequest(USER, "a", cost=3)
+        seen = []
+        for cost, wait_s in ((3, 1.0), (1, 0.1), (3, 1.0), (1, 1.0), (3, 0.2), (3, 1.0), (1, 0)):
+            request = (big if cost == 3 else small) if reuse else LimitRequest(USER, "a", cost)
+            outcome = limiter.decide([request]).outcomes[0]
+            seen.append((outcome.allowed, outcome.remaining, round(outcome.reset_after_s, 6)))
+            clock.now += wait_s
+        return seen
+
+    fresh = run(reuse=False)
+    # The sixth (cost 3) is admitted only by a bucket retuned to hold 3.
+    assert [allowed for allowed, _, _ in fresh] == [True, True, False, True, False, True, True]
+    assert run(reuse=True) == fresh

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from types import MappingProxyType
+from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
 import pytest
@@ -209,3 +209,38 @@ def test_each_route_is_resolved_once() -> None:
     rebuilt = make_route(prefix="/a", service="a", source="config", options={"rate_limits": ()})
     assert rebuilt == named
     assert book.for_route(rebuilt) == () and [p.name for p in book.for_route(named)] == ["org"]
+
+
+def test_anonymous_requests_to_a_route_counted_alone_share_one_answer() -> None:
+    book = PolicyBook(CONFIG)
+    totals = make_route(
+        prefix="/t",
+        service="t",
+        source="config",
+        options={"rate_limits": ("route-total", "per-user", "per-role")},
+    )
+    first = book.limits_for(totals, None, "10.0.0.1", {})
+    again = book.limits_for(totals, None, "10.0.0.2", {"x-tenant": "acme"})
+    assert [(r.policy.name, r.key) for r in first] == [
+        ("route-total", f"route={totals.name}"),
+        ("per-role", "role=anonymous"),
+    ]  # per-user counts no anonymous caller
+    assert again is first  # made once for the route
+    # A known caller is counted by its own dimensions, never from that answer.
+    alice = SimpleNamespace(method="jwt", subject="alice", roles=("user",), claims={})
+    assert [r.policy.name for r in book.limits_for(totals, alice, "10.0.0.1", {})] == [
+        "route-total",
+        "per-user",
+        "per-role",
+    ]
+
+
+def test_anonymous_requests_counted_by_address_or_header_each_get_their_own() -> None:
+    book = PolicyBook(CONFIG)
+    for names in (("route-total", "anonymous"), ("tenant",)):
+        route = make_route(
+            prefix="/a", service="a", source="config", options={"rate_limits": names}
+        )
+        one = book.limits_for(route, None, "10.0.0.1", {"x-tenant": "acme"})
+        other = book.limits_for(route, None, "10.0.0.2", {"x-tenant": "globex"})
+        assert [r.key for r in one] != [r.key for r in other]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from prometheus_client import CollectorRegistry
 
 from edge.ratelimit import (
@@ -108,3 +110,26 @@ def test_a_batch_of_decisions_counts_as_each_decision_would() -> None:
             if s.name.endswith("_total")
         }
         assert found == expected
+
+
+async def test_admissions_on_a_loop_are_counted_at_the_end_of_its_turn() -> None:
+    registry = CollectorRegistry()
+    observer = PrometheusObserver(registry)
+    user, route = LimitRequest(USER, "a"), LimitRequest(ROUTE, "/x")
+    local = LimitResult(True, "local", True, (user,), (LimitOutcome(user, True, 3, 1, 0),))
+    refused = LimitResult(False, "local", True, (route,), (LimitOutcome(route, False, 0, 1, 1),), 1)
+    for _ in range(3):
+        observer.on_decision(local)
+    observer.on_decision(refused)
+    allowed = {"policy": "per-user", "outcome": "allowed", "source": "local"}
+    # Refusals are counted at once; admissions once the loop turn ends, all of them.
+    assert (
+        sample(registry, "decisions_total", policy="per-route", outcome="refused", source="local")
+        == 1
+    )
+    assert sample(registry, "decisions_total", **allowed) is None
+    await asyncio.sleep(0)
+    assert sample(registry, "decisions_total", **allowed) == 3
+    observer.on_decision(local)
+    await asyncio.sleep(0)
+    assert sample(registry, "decisions_total", **allowed) == 4

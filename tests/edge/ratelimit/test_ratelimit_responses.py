@@ -129,13 +129,16 @@ def admitted(policy: LimitPolicy, remaining: int, reset_after_s: float) -> Limit
 def test_header_tuples_of_repeated_values_are_made_once() -> None:
     first = rate_limit_headers(admitted(USER, 2, 0.4))
     again = rate_limit_headers(admitted(USER, 2, 0.3))
-    assert first == [
+    assert list(first) == [
         ("RateLimit-Limit", "3"),
         ("RateLimit-Remaining", "2"),
         ("RateLimit-Reset", "1"),
         ("RateLimit-Policy", '10;w=1;burst=3;policy="per-user"'),
     ]
-    assert all(a is b for a, b in zip(first, again, strict=True))
+    assert again is first  # the same values: the whole set is made once
+    other = rate_limit_headers(admitted(USER, 1, 0.4))
+    assert other[1] == ("RateLimit-Remaining", "1")
+    assert other[0] is first[0] and other[3] is first[3]  # shared parts are made once too
     # Large numbers are not kept, but still right.
     big = dict(rate_limit_headers(admitted(USER, 123_456_789, 5000.5)))
     assert big["RateLimit-Remaining"] == "123456789" and big["RateLimit-Reset"] == "5001"
@@ -149,6 +152,18 @@ def test_header_cache_tells_policies_apart_by_identity() -> None:
     headers = dict(rate_limit_headers(admitted(other, 1, 0.1)))
     assert headers["RateLimit-Limit"] == "7"
     assert headers["RateLimit-Policy"] == '20;w=1;burst=7;policy="per-user"'
+
+
+def test_admitted_header_sets_stay_right_and_bounded() -> None:
+    # Every distinct (remaining, reset, degraded) gets its own set; the cache starts over
+    # once full rather than growing with the values seen.
+    cache = responses._HeaderCache()
+    for n in range(responses._CACHED_SETS + 5):
+        headers = dict(cache.admitted_set(USER, n, n % 7, "local" if n % 2 else ""))
+        assert headers["RateLimit-Remaining"] == str(n)
+        assert headers["RateLimit-Reset"] == str(n % 7)
+        assert headers.get(DEGRADED_HEADER) == ("local" if n % 2 else None)
+    assert len(cache.admitted_sets(USER)) <= responses._CACHED_SETS
 
 
 def test_header_cache_stays_bounded() -> None:
