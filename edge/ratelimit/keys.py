@@ -20,7 +20,6 @@ readable policy and key follow the tag for whoever looks at Redis.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from hashlib import blake2b
 
 from redis.crc import key_slot
@@ -43,13 +42,14 @@ def partition_tag(partition: str) -> str:
 
 
 def bucket_key(limit: LimitRequest, prefix: str = DEFAULT_PREFIX) -> str:
-    """The Redis key of ``limit``'s bucket (see the module docstring)."""
-    return _bucket_key(prefix, limit.policy.name, limit.key, limit.partition)
+    """The Redis key of ``limit``'s bucket (see the module docstring).
 
-
-@lru_cache(maxsize=65536)
-def _bucket_key(prefix: str, name: str, key: str, partition: str | None) -> str:
-    # Cached: hot keys (a route's total, a busy caller) are asked for on every request.
+    Not cached here: the Redis limiter asks once per LimitRequest and keeps the
+    answer, so a cache would only add its bookkeeping to every new bucket.
+    """
+    name = limit.policy.name
+    key = limit.key
+    partition = limit.partition
     tag = partition_tag(partition if partition is not None else f"{name}:{key}")
     return f"{prefix}:{{{tag}}}:{name}:{key}"
 

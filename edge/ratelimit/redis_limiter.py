@@ -81,11 +81,14 @@ from edge.ratelimit.script import (
     SHA,
     SOURCE,
     Call,
+    PackedCall,
     ReplyDecoder,
     bucket_spec,
     call_argv,
     evalsha_args,
     pack_evalsha,
+    pack_packed,
+    packed_call,
     split_reply,
 )
 
@@ -153,7 +156,7 @@ class _Check:
     once made (the one-limit checks are shared by every request to their bucket).
     """
 
-    __slots__ = ("calls", "keys", "limits", "script")
+    __slots__ = ("calls", "keys", "limits", "packed", "script")
 
     def __init__(
         self,
@@ -161,11 +164,15 @@ class _Check:
         keys: list[str],
         calls: Sequence[Sequence[int]],
         script: list[Call],
+        encoding: tuple[str, str],
     ) -> None:
         self.limits = limits
         self.keys = keys  # the Redis key of each limit's bucket
         self.calls = calls  # indices into limits, one sequence per script call
         self.script = script  # what each script call sends: its keys and ARGV
+        # The script calls in the Redis protocol, made once: a shared one-limit check
+        # is sent by every request to its bucket.
+        self.packed = [packed_call(call, *encoding) for call in script]
 
 
 class RedisLimiter:
@@ -345,7 +352,7 @@ class RedisLimiter:
         rate = limit.policy.rate
         keys = [bucket_key(limit, self._settings.key_prefix)]
         argv = "1 " + bucket_spec(rate.per_second, rate.burst, limit.cost)
-        check = _Check((limit,), keys, _ONE_CALL, [(keys, argv)])
+        check = _Check((limit,), keys, _ONE_CALL, [(keys, argv)], self._encoding)
         if len(self._single) >= _MAX_PREPARED:
             self._single.clear()  # past the working set: start over rather than track recency
         self._single[id(limit)] = check
@@ -363,7 +370,7 @@ class RedisLimiter:
                 rate = limits[i].policy.rate
                 specs.append(bucket_spec(rate.per_second, rate.burst, limits[i].cost))
             script.append((keys if len(calls) == 1 else [keys[i] for i in call], call_argv(specs)))
-        return _Check(tuple(limits), keys, calls, script)
+        return _Check(tuple(limits), keys, calls, script, self._encoding)
 
     # -- decisions without Redis ------------------------------------------------------------
 
@@ -452,11 +459,12 @@ class RedisLimiter:
             # Redis failed after these were queued: they must not wait on it either.
             return [self._fallback(check.limits) for check in checks]
         script = [call for check in checks for call in check.script]
+        packed = None if self._cluster else [p for check in checks for p in check.packed]
         sent_at = self._clock()
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._settings.timeout_s):
-                replies = await self._run_scripts(script)
+                replies = await self._run_scripts(script, packed)
         except Exception as exc:
             self._observer.on_round_trip(time.perf_counter() - started, len(script), _kind(exc))
             self._failed(exc)
@@ -480,9 +488,14 @@ class RedisLimiter:
             start = end
         return results
 
-    async def _run_scripts(self, calls: list[Call]) -> list[object]:
-        """EVALSHA every call in one round trip; after NOSCRIPT, SCRIPT LOAD and rerun those."""
-        replies = await self._send(calls)
+    async def _run_scripts(
+        self, calls: list[Call], packed: list[PackedCall] | None = None
+    ) -> list[object]:
+        """EVALSHA every call in one round trip; after NOSCRIPT, SCRIPT LOAD and rerun those.
+
+        ``packed``: the calls already in the Redis protocol, when the caller has them.
+        """
+        replies = await self._send(calls, packed)
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:
             # Redis restarted or SCRIPT FLUSH ran: load the script once and rerun the calls.
@@ -492,20 +505,27 @@ class RedisLimiter:
                 replies[i] = reply
         return replies
 
-    async def _send(self, calls: list[Call]) -> list[object]:
+    async def _send(
+        self, calls: list[Call], packed: list[PackedCall] | None = None
+    ) -> list[object]:
         """Run ``calls`` in one round trip; one reply (or exception) per call, in order.
 
         The calls of one slot (all of them on a single Redis) go into one
         EVALSHA: one command to pack and one reply to parse per batch, not per
         request. An error reply (NOSCRIPT, a failing script) is returned for
         each call of its EVALSHA; a failure of Redis itself is raised.
+        ``packed``: the calls' :func:`~edge.ratelimit.script.packed_call` parts, if made.
         """
         if not calls:
             return []
         if self._cluster:
             return await self._pipeline(calls)
+        if packed is None:
+            command = pack_evalsha(calls, *self._encoding)
+        else:
+            command = pack_packed(packed, *self._encoding)
         try:
-            reply = await self._evalsha(pack_evalsha(calls, *self._encoding))
+            reply = await self._evalsha(command)
         except ResponseError as exc:
             return [exc] * len(calls)
         try:

@@ -123,6 +123,23 @@ def evalsha_args(calls: Sequence[Call]) -> list[str | int]:
 _EVALSHA = f"$7\r\nEVALSHA\r\n${len(SHA)}\r\n{SHA}\r\n"
 
 
+PackedCall = tuple[int, str, str]
+"""One call's part of an EVALSHA in the Redis protocol: its number of keys, its keys as
+bulk strings, and its ARGV as a bulk string (see :func:`packed_call`)."""
+
+
+def packed_call(call: Call, encoding: str = "utf-8", errors: str = "strict") -> PackedCall:
+    """``call``'s part of an EVALSHA (:func:`pack_evalsha`), made once and kept by callers
+    that send the same call again (the Redis limiter, per bucket)."""
+    keys, argv = call
+    parts = []
+    for key in keys:
+        size = len(key) if key.isascii() else len(key.encode(encoding, errors))
+        parts.append(f"${size}\r\n{key}\r\n")
+    # The ARGV is digits, dots and spaces: ASCII.
+    return len(keys), "".join(parts), f"${len(argv)}\r\n{argv}\r\n"
+
+
 def pack_evalsha(calls: Sequence[Call], encoding: str = "utf-8", errors: str = "strict") -> bytes:
     """The Redis protocol (RESP) bytes of ``EVALSHA <SHA> <numkeys> *KEYS *ARGV`` for ``calls``.
 
@@ -130,18 +147,20 @@ def pack_evalsha(calls: Sequence[Call], encoding: str = "utf-8", errors: str = "
     :func:`evalsha_args`, strings encoded with ``encoding`` (which must, like
     UTF-8, encode ASCII as itself), built as one string and encoded once.
     """
-    parts = [""]  # the header, once the keys are counted
-    append = parts.append
+    return pack_packed([packed_call(call, encoding, errors) for call in calls], encoding, errors)
+
+
+def pack_packed(
+    calls: Sequence[PackedCall], encoding: str = "utf-8", errors: str = "strict"
+) -> bytes:
+    """:func:`pack_evalsha` of calls already made into their parts (:func:`packed_call`)."""
     keys_count = 0
-    for keys, _ in calls:
-        keys_count += len(keys)
-        for key in keys:
-            size = len(key) if key.isascii() else len(key.encode(encoding, errors))
-            append(f"${size}\r\n{key}\r\n")
-    for _, argv in calls:
-        append(f"${len(argv)}\r\n{argv}\r\n")  # digits, dots and spaces: ASCII
+    for count, _, _ in calls:
+        keys_count += count
     numkeys = str(keys_count)
-    parts[0] = f"*{3 + keys_count + len(calls)}\r\n{_EVALSHA}${len(numkeys)}\r\n{numkeys}\r\n"
+    parts = [f"*{3 + keys_count + len(calls)}\r\n{_EVALSHA}${len(numkeys)}\r\n{numkeys}\r\n"]
+    parts.extend([keys for _, keys, _ in calls])
+    parts.extend([argv for _, _, argv in calls])
     return "".join(parts).encode(encoding, errors)
 
 

@@ -244,3 +244,15 @@ def test_anonymous_requests_counted_by_address_or_header_each_get_their_own() ->
         one = book.limits_for(route, None, "10.0.0.1", {"x-tenant": "acme"})
         other = book.limits_for(route, None, "10.0.0.2", {"x-tenant": "globex"})
         assert [r.key for r in one] != [r.key for r in other]
+
+
+def test_hashes_stay_right_when_their_cache_starts_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hashlib import blake2b
+
+    from edge.ratelimit import policies
+
+    monkeypatch.setattr(policies, "_MAX_HASHED", 4)
+    values = [f"caller-{n}" for n in range(10)] * 2
+    for value in values:
+        assert hashed(value) == blake2b(value.encode(), digest_size=12).hexdigest()
+        assert len(policies._hashes) <= 4
