@@ -25,6 +25,7 @@ from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 
 _PACK_FIXED64 = struct.Struct("<Q").pack
 _PACK_DOUBLE = struct.Struct("<d").pack
@@ -172,12 +173,16 @@ def _key_value(name: str, value: Any) -> bytes:
     return _str_field(_K["kv_key"], name) + _len_field(_K["kv_value"], encode_value(value))
 
 
-# Encoded attribute fields (field key, length and KeyValue) of scalar
+# Encoded attribute fields (field key, length and KeyValue) of str, int and bool
 # attributes: a proxy's spans repeat the same few (method, scheme, route,
-# instance, status ...). Bounded: emptied when full.
-_FIELD_CACHE: dict[tuple[bytes, str, type, object], bytes] = {}
+# instance, status ...). By field key, then the (name, value) pair as the
+# attribute dict's items() gives it; each entry keeps the value's type, as
+# True == 1 for a dict. Floats are never stored (0.0 == -0.0, NaN != NaN).
+# Bounded: emptied when full.
+_FIELD_CACHE: dict[bytes, dict[tuple[str, object], tuple[type, bytes]]] = {}
 _FIELD_CACHE_MAX = 4096
-_SCALARS = (str, int, float, bool)
+_cached_fields = 0
+_CACHED_TYPES = frozenset({str, int, bool})
 
 
 def _plain_items(attributes: Mapping[str, Any]) -> Iterable[tuple[str, Any]]:
@@ -187,6 +192,8 @@ def _plain_items(attributes: Mapping[str, Any]) -> Iterable[tuple[str, Any]]:
     is a Python generator calling ``__getitem__`` per key; the plain dict it
     keeps (``_dict``, SDK 1.x) is read directly when present.
     """
+    if type(attributes) is dict:
+        return attributes.items()
     inner = getattr(attributes, "_dict", None)
     return inner.items() if isinstance(inner, dict) else attributes.items()
 
@@ -196,26 +203,40 @@ def encode_attributes(key: bytes, attributes: Mapping[str, Any] | None) -> bytes
     if not attributes:
         return b""
     out = []
-    cache = _FIELD_CACHE
-    for name, value in _plain_items(attributes):
-        scalar = isinstance(value, _SCALARS)
-        if scalar:
-            # The type is part of the key: True == 1 for a dict.
-            cache_key = (key, name, type(value), value)
-            field = cache.get(cache_key)
-            if field is not None:
-                out.append(field)
-                continue
+    cache = _FIELD_CACHE.get(key)
+    if cache is None:
+        cache = _FIELD_CACHE[key] = {}
+    for item in _plain_items(attributes):
         try:
-            field = _len_field(key, _key_value(name, value))
-        except UnsupportedValue:
+            hit = cache.get(item)
+        except TypeError:  # an unhashable value (a list given to a span of someone else's)
+            hit = None
+        if hit is not None and hit[0] is type(item[1]):
+            out.append(hit[1])
             continue
-        if scalar:
-            if len(cache) >= _FIELD_CACHE_MAX:
-                cache.clear()
-            cache[cache_key] = field
-        out.append(field)
+        out.append(_attribute_field(key, cache, item))
     return b"".join(out)
+
+
+def _attribute_field(
+    key: bytes, cache: dict[tuple[str, object], tuple[type, bytes]], item: tuple[str, Any]
+) -> bytes:
+    """One attribute's encoded field (empty for an unsupported value), cached when it may be."""
+    global _cached_fields
+    name, value = item
+    try:
+        field = _len_field(key, _key_value(name, value))
+    except UnsupportedValue:
+        return b""
+    kind = type(value)
+    if kind in _CACHED_TYPES:
+        if _cached_fields >= _FIELD_CACHE_MAX:
+            for entries in _FIELD_CACHE.values():
+                entries.clear()
+            _cached_fields = 0
+        cache[name, value] = (kind, field)
+        _cached_fields += 1
+    return field
 
 
 def _uint_field(key: bytes, value: int) -> bytes:
@@ -268,9 +289,39 @@ _FLAGS_LOCAL_PARENT = _K_FLAGS + _PACK_FIXED32(_HAS_IS_REMOTE)
 _FLAGS_REMOTE_PARENT = _K_FLAGS + _PACK_FIXED32(_HAS_IS_REMOTE | _IS_REMOTE)
 _TRACE_ID_PREFIX = _K_TRACE_ID + b"\x10"
 _SPAN_ID_PREFIX = _K_SPAN_ID + b"\x08"
+assert len(_TRACE_ID_PREFIX) == len(_SPAN_ID_PREFIX) == 2  # _PACK_IDS's "2s" fields
 _PARENT_ID_PREFIX = _K_PARENT_SPAN_ID + b"\x08"
 _STATUS_FIELDS: dict[tuple[StatusCode, str | None], bytes] = {}
 """Encoded ``status`` fields: nearly every span has one of three."""
+_STATUS_BY_ID: dict[int, tuple[Status, bytes]] = {}
+"""The same, by ``Status`` object (spans share a few; hashing a StatusCode is a Python call)."""
+_KIND_FIELDS_BY_ID = {id(kind): field for kind, field in _KIND_FIELDS.items()}
+"""By the enum member's identity: hashing an Enum member is a Python call."""
+_PACK_IDS = struct.Struct(">2sQQ2sQ").pack
+"""Trace id (as two big-endian halves) and span id, with their keys and lengths."""
+_LOW_64 = (1 << 64) - 1
+
+
+def _status_field(status: Status) -> bytes:
+    """The encoded ``status`` field; cached by code and description, and by the object."""
+    code = status.status_code
+    description = status.description
+    field = _STATUS_FIELDS.get((code, description))
+    if field is None:
+        status_body = b""
+        if description:
+            status_body += _str_field(_K_STATUS_MESSAGE, description)
+        if code is not StatusCode.UNSET:
+            status_body += _K_STATUS_CODE + _varint(code.value)
+        field = _len_field(_K_STATUS, status_body)
+        if len(_STATUS_FIELDS) >= _FIELD_CACHE_MAX:
+            _STATUS_FIELDS.clear()
+        _STATUS_FIELDS[code, description] = field
+    if len(_STATUS_BY_ID) >= _FIELD_CACHE_MAX:
+        _STATUS_BY_ID.clear()
+    # The entry holds the Status itself: its id cannot be reused while cached.
+    _STATUS_BY_ID[id(status)] = (status, field)
+    return field
 
 
 def encode_span(span: ReadableSpan) -> bytes:
@@ -320,8 +371,14 @@ def encode_span_public(span: ReadableSpan) -> bytes:
     )
 
 
+_UNBOUNDED = frozenset({dict, tuple, list, type(None)})
+
+
 def _dropped(container: object) -> int:
     # What ReadableSpan.dropped_* report: BoundedAttributes and BoundedList count.
+    # The plain containers first: isinstance with an ABC (BoundedAttributes) is slow.
+    if type(container) in _UNBOUNDED:
+        return 0
     return getattr(container, "dropped", 0) if isinstance(container, _BOUNDED) else 0
 
 
@@ -340,83 +397,106 @@ def _encode_span_fields(
     dropped_events: int | None = None,
     dropped_links: int | None = None,
 ) -> bytes:
-    assert ctx is not None
+    """The ``Span`` message; the ``dropped_*`` counts are read from the containers when None.
+
+    Runs once per exported span, on the batch processor's thread, which
+    competes with the event loop: written for few Python-level calls. A
+    ``SpanContext`` is a tuple (trace id, span id, is remote, flags, state,
+    valid); its properties are Python calls, so it is unpacked instead.
+    """
+    if type(ctx) is SpanContext:
+        trace_id, span_id, _, _, trace_state, _ = ctx
+    else:
+        assert ctx is not None
+        trace_id, span_id, trace_state = ctx.trace_id, ctx.span_id, ctx.trace_state
     parts = [
-        _TRACE_ID_PREFIX + ctx.trace_id.to_bytes(16, "big"),
-        _SPAN_ID_PREFIX + ctx.span_id.to_bytes(8, "big"),
+        _PACK_IDS(_TRACE_ID_PREFIX, trace_id >> 64, trace_id & _LOW_64, _SPAN_ID_PREFIX, span_id)
     ]
-    if ctx.trace_state:
-        parts.append(_str_field(_K_TRACE_STATE, _trace_state(ctx.trace_state.items())))
+    # TraceState's truth is a Python call (__len__); most spans have the shared empty one.
+    if trace_state is not DEFAULT_TRACE_STATE and trace_state:
+        parts.append(_str_field(_K_TRACE_STATE, _trace_state(trace_state.items())))
+    remote_parent = False
     if parent is not None:
-        parts.append(_PARENT_ID_PREFIX + parent.span_id.to_bytes(8, "big"))
+        if type(parent) is SpanContext:
+            _, parent_id, remote_parent, _, _, _ = parent
+        else:
+            parent_id, remote_parent = parent.span_id, parent.is_remote
+        parts.append(_PARENT_ID_PREFIX + parent_id.to_bytes(8, "big"))
     field = _NAME_FIELDS.get(name)
     if field is None:
-        field = _str_field(_K_NAME, name)
-        if len(_NAME_FIELDS) >= _FIELD_CACHE_MAX:
-            _NAME_FIELDS.clear()
-        _NAME_FIELDS[name] = field
+        field = _name_field(name)
     parts.append(field)
-    parts.append(_KIND_FIELDS.get(kind) or _K_KIND + b"\x00")
+    parts.append(_KIND_FIELDS_BY_ID.get(id(kind)) or _KIND_FIELDS.get(kind) or _K_KIND + b"\x00")
     parts.append(_PACK_TIMES(_KEY_START, start_time or 0, _KEY_END, end_time or 0))
     if attributes:
         parts.append(encode_attributes(_K_ATTRIBUTES, attributes))
-    if dropped_attributes is None:
+    if dropped_attributes is None and type(attributes) not in _UNBOUNDED:
         dropped_attributes = _dropped(attributes)
     if dropped_attributes:
         parts.append(_K_DROPPED_ATTRIBUTES + _varint(dropped_attributes))
-    if events:
-        for event in events:
-            body = (
-                _K_EVENT_TIME
-                + _PACK_FIXED64(event.timestamp)
-                + _str_field(_K_EVENT_NAME, event.name)
-                + encode_attributes(_K_EVENT_ATTRIBUTES, event.attributes)
-                + _uint_field(_K_EVENT_DROPPED, event.dropped_attributes)
-            )
-            parts.append(_len_field(_K_EVENTS, body))
+    if (
+        events
+        or links
+        or dropped_events
+        or dropped_links
+        or type(events) not in _UNBOUNDED
+        or type(links) not in _UNBOUNDED
+    ):
+        _encode_events_and_links(parts, events, links, dropped_events, dropped_links)
+    known = _STATUS_BY_ID.get(id(status))
+    parts.append(known[1] if known is not None and known[0] is status else _status_field(status))
+    parts.append(_FLAGS_REMOTE_PARENT if remote_parent else _FLAGS_LOCAL_PARENT)
+    return b"".join(parts)
+
+
+def _name_field(name: str) -> bytes:
+    field = _str_field(_K_NAME, name)
+    if len(_NAME_FIELDS) >= _FIELD_CACHE_MAX:
+        _NAME_FIELDS.clear()
+    _NAME_FIELDS[name] = field
+    return field
+
+
+def _encode_events_and_links(
+    parts: list[bytes],
+    events: Sequence[Event],
+    links: Sequence[Link],
+    dropped_events: int | None,
+    dropped_links: int | None,
+) -> None:
+    """Append the ``events``, ``links`` and their dropped counts (fields 11 to 14)."""
+    for event in events:
+        body = (
+            _K_EVENT_TIME
+            + _PACK_FIXED64(event.timestamp)
+            + _str_field(_K_EVENT_NAME, event.name)
+            + encode_attributes(_K_EVENT_ATTRIBUTES, event.attributes)
+            + _uint_field(_K_EVENT_DROPPED, event.dropped_attributes)
+        )
+        parts.append(_len_field(_K_EVENTS, body))
     if dropped_events is None:
         dropped_events = _dropped(events)
     if dropped_events:
         parts.append(_K_DROPPED_EVENTS + _varint(dropped_events))
-    if links:
-        for link in links:
-            lc = link.context
-            body = (
-                _K_LINK_TRACE_ID
-                + b"\x10"
-                + lc.trace_id.to_bytes(16, "big")
-                + _K_LINK_SPAN_ID
-                + b"\x08"
-                + lc.span_id.to_bytes(8, "big")
-            )
-            body += encode_attributes(_K_LINK_ATTRIBUTES, link.attributes)
-            body += _uint_field(_K_LINK_DROPPED, link.dropped_attributes)
-            link_flags = _HAS_IS_REMOTE | (_IS_REMOTE if lc.is_remote else 0)
-            body += _K_LINK_FLAGS + _PACK_FIXED32(link_flags)
-            parts.append(_len_field(_K_LINKS, body))
+    for link in links:
+        lc = link.context
+        body = (
+            _K_LINK_TRACE_ID
+            + b"\x10"
+            + lc.trace_id.to_bytes(16, "big")
+            + _K_LINK_SPAN_ID
+            + b"\x08"
+            + lc.span_id.to_bytes(8, "big")
+        )
+        body += encode_attributes(_K_LINK_ATTRIBUTES, link.attributes)
+        body += _uint_field(_K_LINK_DROPPED, link.dropped_attributes)
+        link_flags = _HAS_IS_REMOTE | (_IS_REMOTE if lc.is_remote else 0)
+        body += _K_LINK_FLAGS + _PACK_FIXED32(link_flags)
+        parts.append(_len_field(_K_LINKS, body))
     if dropped_links is None:
         dropped_links = _dropped(links)
     if dropped_links:
         parts.append(_K_DROPPED_LINKS + _varint(dropped_links))
-    code = status.status_code
-    description = status.description
-    field = _STATUS_FIELDS.get((code, description))
-    if field is None:
-        status_body = b""
-        if description:
-            status_body += _str_field(_K_STATUS_MESSAGE, description)
-        if code is not StatusCode.UNSET:
-            status_body += _K_STATUS_CODE + _varint(code.value)
-        field = _len_field(_K_STATUS, status_body)
-        if len(_STATUS_FIELDS) >= _FIELD_CACHE_MAX:
-            _STATUS_FIELDS.clear()
-        _STATUS_FIELDS[code, description] = field
-    parts.append(field)
-    if parent is not None and parent.is_remote:
-        parts.append(_FLAGS_REMOTE_PARENT)
-    else:
-        parts.append(_FLAGS_LOCAL_PARENT)
-    return b"".join(parts)
 
 
 def encode_request(spans: Sequence[ReadableSpan]) -> bytes:
@@ -424,7 +504,13 @@ def encode_request(spans: Sequence[ReadableSpan]) -> bytes:
     # Group by identity first (cheap), as spans of one provider share one Resource object.
     groups: dict[int, tuple[Any, dict[int, tuple[Any, list[bytes]]]]] = {}
     for span in spans:
-        resource, scope = span.resource, span.instrumentation_scope
+        if type(span) is ReadableSpan:  # the properties are Python calls; see encode_span
+            try:
+                resource, scope = span._resource, span._instrumentation_scope
+            except AttributeError:
+                resource, scope = span.resource, span.instrumentation_scope
+        else:
+            resource, scope = span.resource, span.instrumentation_scope
         by_scope = groups.setdefault(id(resource), (resource, {}))[1]
         by_scope.setdefault(id(scope), (scope, []))[1].append(encode_span(span))
     out = []
@@ -439,7 +525,8 @@ def encode_request(spans: Sequence[ReadableSpan]) -> bytes:
                     scope_body += _str_field(_K["scope_version"], scope.version)
                 scope_body += encode_attributes(_K["scope_attributes"], scope.attributes)
             body = _len_field(_K["scope"], scope_body)
-            body += b"".join(_len_field(_K["scope_spans_spans"], s) for s in encoded)
+            spans_key = _K["scope_spans_spans"]
+            body += b"".join([spans_key + _varint(len(s)) + s for s in encoded])
             if scope is not None and scope.schema_url:
                 body += _str_field(_K["schema_url"], scope.schema_url)
             scope_spans.append(_len_field(_K["resource_spans_scope_spans"], body))

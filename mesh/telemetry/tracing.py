@@ -13,9 +13,13 @@ first, from the incoming context alone:
   keeps the trace id and a fresh span id, and every upstream attempt gets a
   new ``traceparent`` with the sampled flag 0 (``tracestate`` and
   ``baggage`` travel as received), so the context still reaches every hop;
-* **sampled**: a real SERVER span, and CLIENT spans that are its children,
+* **sampled**: a SERVER span, and CLIENT spans that are its children,
   each attempt's ``traceparent`` naming its CLIENT span, so each callee's
   SERVER span is the child of the CLIENT span of the attempt that reached it.
+  These are :class:`mesh.telemetry.recorded_span.RecordedSpan` objects, not
+  SDK spans: ids, times and attributes in slots, turned into the SDK's
+  ``ReadableSpan`` when they end and handed to the provider's span
+  processors (see that module for what the SDK still does).
 
 Headers are read and written by :mod:`mesh.telemetry.propagation`: by hand
 with W3C formats only (the default), through the SDK's propagators with B3.
@@ -23,16 +27,20 @@ with W3C formats only (the default), through the SDK's propagators with B3.
 Helpers for other parts of the proxy (auth, rate limiting, resilience):
 
 * :func:`add_event` puts an event on the request's SERVER span;
-* :func:`child_span` opens a child span (e.g. a Redis round trip, a JWKS fetch).
+* :func:`child_span` opens a child span (e.g. a Redis round trip, a JWKS fetch);
+  :meth:`RequestTrace.start_child` does the same without a ``with`` block.
 
 Both are no-ops, and nearly free, when the request is not sampled or not
 traced. Never pass a secret (token, API key, password) as an attribute.
+Spans started through :attr:`Tracing.tracer` (the SDK's) with
+:attr:`RequestTrace.context` as their context are children of the SERVER
+span too, at the SDK's price.
 
-Cost of a sampled request (in-process, SDK 1.45, this project's machines):
-about 50 µs on the event loop for the SERVER and CLIENT spans, plus about
-7 µs per span of OTLP encoding on the batch processor's thread; meshgate's
-own span attributes skip the SDK's per-value cleaning when no attribute
-limit is configured (:func:`put_attributes`).
+Cost per request, counted with callgrind in-process (SDK 1.45): an
+unsampled request about 20,000 instructions (its context: ids, headers); a
+sampled one about 100,000 more on the event loop for its SERVER and CLIENT
+spans (300,000 with SDK spans), plus the OTLP encoding of each span on the
+batch processor's thread (:mod:`mesh.telemetry.otlp_encoding`).
 """
 
 from __future__ import annotations
@@ -49,29 +57,26 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
-from opentelemetry.trace import (
-    NonRecordingSpan,
-    Span,
-    SpanContext,
-    SpanKind,
-    Status,
-    StatusCode,
-    TraceFlags,
-    TraceState,
-)
+from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode, TraceState
 from opentelemetry.util.types import AttributeValue
 
 from mesh.telemetry.otlp_exporter import FastOTLPSpanExporter
 from mesh.telemetry.propagation import (
     BAGGAGE,
     RANDOM_TRACE_ID,
+    SAMPLED,
     TRACEPARENT,
     TRACESTATE,
     Propagation,
     RemoteParent,
     format_traceparent,
     parse_traceparent,
+)
+from mesh.telemetry.recorded_span import (
+    EMPTY_TRACE_STATE,
+    TRACE_FLAGS,
+    RecordedSpan,
+    SpanSink,
 )
 from mesh.telemetry.sampling import LOW_64, RuleSampler, SamplingRule
 from mesh.telemetry.tracing_settings import TracingSettings
@@ -106,22 +111,6 @@ def _new_span_id() -> int:
     return _getrandbits(64) or 1
 
 
-class _PresetIdGenerator(RandomIdGenerator):
-    """Random ids, except that the next trace id can be given in advance.
-
-    meshgate decides sampling on a trace id of its own before it asks the
-    SDK for a root span; handing the SDK that same id keeps the decision
-    tied to the trace id, as ratio sampling requires.
-    """
-
-    def __init__(self) -> None:
-        self.preset: int | None = None
-
-    def generate_trace_id(self) -> int:
-        preset, self.preset = self.preset, None
-        return preset if preset is not None else super().generate_trace_id()
-
-
 class Tracing:
     """One process's tracing: provider, exporter, sampling and propagation.
 
@@ -142,11 +131,9 @@ class Tracing:
         self._root_bound = self.rule.root_bound
         """A root is sampled when its trace id's low 64 bits are below this."""
         self.propagation = Propagation.build(settings.propagators)
-        self._ids = _PresetIdGenerator()
         self.provider = TracerProvider(
             sampler=RuleSampler(self.rule),
             resource=Resource.create(dict(settings.resource_attributes)),
-            id_generator=self._ids,
         )
         if processor is None and settings.endpoint:
             exporter: SpanExporter = FastOTLPSpanExporter(endpoint=settings.endpoint)
@@ -155,6 +142,8 @@ class Tracing:
         if processor is not None:
             self.provider.add_span_processor(processor)
         self.tracer = self.provider.get_tracer(INSTRUMENTATION)
+        """The SDK's tracer, for spans others start; meshgate's own are recorded spans."""
+        self.sink = SpanSink(self.provider, INSTRUMENTATION)
         self._b3 = self.propagation.b3
         self._w3c = "tracecontext" in settings.propagators
         self.w3c_only = self.propagation.w3c_only
@@ -216,34 +205,47 @@ class Tracing:
                 headers.popall(TRACESTATE, None)  # belongs to no valid parent
             return RequestTrace(self, trace_id, _getrandbits(64) or 1, random_flag, None, None)
         incoming = ex.request.headers
+        state = EMPTY_TRACE_STATE
         if self.w3c_only:
             # tracestate and baggage stay as received; attempts write traceparent.
             if parent is None:
                 headers.popall(TRACESTATE, None)
-                context = Context()
             else:
-                context = _remote_context(parent, incoming.getall(TRACESTATE, None))
+                values = incoming.getall(TRACESTATE, None)
+                if values:
+                    state = TraceState.from_header(values)
         else:
             if context is None:
                 if parent is not None or BAGGAGE in incoming:
                     context = self.propagation.extract(incoming)
                 else:
                     context = Context()
+            if parent is not None:
+                state = trace.get_current_span(context).get_span_context().trace_state
             for name in self.propagation.fields:
                 headers.popall(name, None)
-        if parent is None:
-            self._ids.preset = trace_id
-        span = self.tracer.start_span(ex.method, context=context, kind=SpanKind.SERVER)
-        put_attributes(span, _server_attributes(ex))
-        sc = span.get_span_context()
-        return RequestTrace(
-            self,
-            sc.trace_id,
-            sc.span_id,
-            int(sc.trace_flags),
-            span,
-            trace.set_span_in_context(span, context),
+        remote = None
+        if parent is not None:
+            remote = SpanContext(
+                trace_id,
+                parent.span_id,
+                is_remote=True,
+                trace_flags=TRACE_FLAGS[parent.flags],
+                trace_state=state,
+            )
+        flags = SAMPLED | random_flag
+        span = RecordedSpan(
+            self.sink,
+            ex.method,
+            SpanKind.SERVER,
+            trace_id,
+            _new_span_id(),
+            flags,
+            state,
+            remote,
+            _server_attributes(ex),
         )
+        return RequestTrace(self, trace_id, span.span_id, flags, span, context)
 
     def shutdown(self, timeout_s: float = 5.0) -> None:
         """Export what is pending (up to ``timeout_s``) and stop; idempotent."""
@@ -258,12 +260,19 @@ class Tracing:
 class RequestTrace:
     """The trace of one request at one hop: its ids, and its SERVER span when sampled.
 
-    ``span`` and ``context`` are None for an unsampled request: nothing is
-    recorded, but :meth:`client_attempt` still writes a fresh context for
-    each attempt.
+    ``span`` is None for an unsampled request: nothing is recorded, but
+    :meth:`client_attempt` still writes a fresh context for each attempt.
     """
 
-    __slots__ = ("_trace_id_hex", "_tracing", "context", "flags", "span", "span_id", "trace_id")
+    __slots__ = (
+        "_incoming",
+        "_trace_id_hex",
+        "_tracing",
+        "flags",
+        "span",
+        "span_id",
+        "trace_id",
+    )
 
     def __init__(
         self,
@@ -271,8 +280,8 @@ class RequestTrace:
         trace_id: int,
         span_id: int,
         flags: int,
-        span: Span | None,
-        context: Context | None,
+        span: RecordedSpan | None,
+        incoming: Context | None,
     ) -> None:
         self._tracing = tracing
         self.trace_id = trace_id
@@ -280,12 +289,23 @@ class RequestTrace:
         self.flags = flags
         """W3C trace flags of this hop's span: sampled (0x01), random trace id (0x02)."""
         self.span = span
-        self.context = context
+        self._incoming = incoming
+        """The context the SDK's propagators extracted (baggage), when they were used."""
         self._trace_id_hex: str | None = None
 
     @property
     def sampled(self) -> bool:
         return self.span is not None
+
+    @property
+    def context(self) -> Context | None:
+        """An OpenTelemetry context holding the SERVER span (None when not sampled).
+
+        Made on demand: meshgate's own spans do not need it.
+        """
+        if self.span is None:
+            return None
+        return trace.set_span_in_context(self.span, self._incoming or Context())
 
     @property
     def trace_id_hex(self) -> str:
@@ -303,7 +323,7 @@ class RequestTrace:
     def tracer(self) -> trace.Tracer:
         return self._tracing.tracer
 
-    def client_attempt(self, ex: Exchange, instance: Instance, attempt: int) -> Span | None:
+    def client_attempt(self, ex: Exchange, instance: Instance, attempt: int) -> RecordedSpan | None:
         """Start the CLIENT span of attempt number ``attempt`` (from 1) to ``instance``
         and write its context into ``ex.upstream_headers``.
 
@@ -316,7 +336,8 @@ class RequestTrace:
         """
         out = ex.upstream_headers
         tracing = self._tracing
-        if self.span is None:
+        server = self.span
+        if server is None:
             if tracing.w3c_only:  # the common case, kept short: every request pays it
                 out[TRACEPARENT] = format_traceparent(self.trace_id_hex, _new_span_id(), self.flags)
             else:
@@ -325,8 +346,9 @@ class RequestTrace:
                 )
             return None
         method = ex.method
+        known = method in _METHODS
         attributes: dict[str, AttributeValue] = {
-            "http.request.method": method if method in _METHODS else "_OTHER",
+            "http.request.method": method if known else "_OTHER",
             "server.address": instance.address,
             "server.port": instance.port,
             "url.full": f"http://{instance.authority}{ex.upstream_path or ex.path}",
@@ -335,15 +357,14 @@ class RequestTrace:
         }
         if attempt > 1:
             attributes["http.request.resend_count"] = attempt - 1
-        span = tracing.tracer.start_span(
-            method if method in _METHODS else "HTTP", context=self.context, kind=SpanKind.CLIENT
+        span = server.child(
+            method if known else "HTTP", SpanKind.CLIENT, _new_span_id(), attributes
         )
-        put_attributes(span, attributes)
         if tracing.w3c_only:
-            span_id = span.get_span_context().span_id
-            out[TRACEPARENT] = format_traceparent(self.trace_id_hex, span_id, self.flags)
+            out[TRACEPARENT] = format_traceparent(self.trace_id_hex, span.span_id, self.flags)
         else:
-            tracing.propagation.inject(out, trace.set_span_in_context(span, self.context))
+            context = trace.set_span_in_context(span, self._incoming or Context())
+            tracing.propagation.inject(out, context)
         return span
 
     def end_server(
@@ -368,8 +389,8 @@ class RequestTrace:
             error = str(status)
         if error is not None:
             attributes["error.type"] = error
-            span.set_status(Status(StatusCode.ERROR))
-        put_attributes(span, attributes)
+            span.fail()
+        span.put(attributes)
         method = ex.method
         name = method if method in _METHODS else "HTTP"
         target = http_route or ex.route
@@ -383,10 +404,9 @@ def _server_attributes(ex: Exchange) -> dict[str, AttributeValue]:
     ``http.request.method`` (``_OTHER`` plus ``http.request.method_original``
     for a method outside the standard set), ``url.path``, ``url.scheme``,
     ``network.peer.address``, and ``server.address``/``server.port`` from
-    ``Host``. Set as the span starts (:func:`put_attributes`, right after
-    ``start_span``: the semantic conventions ask for them at creation so that
-    a sampler may use them, and meshgate's sampler decides on the trace id
-    alone). Few on purpose: each costs the SDK's exporter time.
+    ``Host``. Set as the span starts (the semantic conventions ask for them
+    at creation so that a sampler may use them; meshgate's sampler decides on
+    the trace id alone). Few on purpose: each costs the exporter time.
     """
     method = ex.method
     known = method in _METHODS
@@ -404,19 +424,6 @@ def _server_attributes(ex: Exchange) -> dict[str, AttributeValue]:
         attributes["server.address"] = address
         attributes["server.port"] = port
     return attributes
-
-
-def _remote_context(parent: RemoteParent, tracestate: list[str] | None) -> Context:
-    """The context the SDK's TraceContext propagator would extract for ``parent``."""
-    state = TraceState.from_header(tracestate) if tracestate else None
-    span_context = SpanContext(
-        parent.trace_id,
-        parent.span_id,
-        is_remote=True,
-        trace_flags=TraceFlags(parent.flags),
-        trace_state=state,
-    )
-    return trace.set_span_in_context(NonRecordingSpan(span_context))
 
 
 def _host_and_port(host: str) -> tuple[str, int]:
@@ -442,27 +449,37 @@ def end_client(span: Span | None, status: int | None, error: str | None) -> None
             error = str(status)
     if error is not None:
         attributes["error.type"] = error
-        span.set_status(Status(StatusCode.ERROR))
-    put_attributes(span, attributes)
+    if isinstance(span, RecordedSpan):
+        if error is not None:
+            span.fail()
+        span.put(attributes)
+    else:
+        if error is not None:
+            span.set_status(Status(StatusCode.ERROR))
+        span.set_attributes(attributes)
     span.end()
 
 
 def put_attributes(span: Span, attributes: dict[str, AttributeValue]) -> None:
     """``span.set_attributes(attributes)`` for meshgate's own attributes, without re-validation.
 
-    The SDK cleans every value it is given (type checks, sequence copies,
-    truncation) under a lock: about 0.6 µs an attribute, some 10 µs per
-    sampled request. meshgate's own values are strings and integers made in
-    this module, which cleaning returns unchanged, so when no limit can apply
-    (no value-length limit, room left under the count limit: the defaults)
-    they go straight into the span's attribute dict: the same mapping the
-    SDK would have built, in the same order. The SDK has no public way to do
-    this; this reaches into ``BoundedAttributes`` (SDK 1.x) and takes the
-    public ``set_attributes`` whenever the span is not exactly that shape
-    (another SDK version, a non-recording span, an ended span, limits set
-    through ``OTEL_*ATTRIBUTE*_LIMIT``). Never for values from elsewhere.
+    For values made by meshgate (strings and integers), never for values
+    from elsewhere. A :class:`RecordedSpan` (every span this module starts)
+    takes them as they are (:meth:`RecordedSpan.put`). An SDK span (one
+    started through :attr:`Tracing.tracer`) is cleaned by the SDK value by
+    value under a lock, about 0.6 µs an attribute, which cleaning returns
+    unchanged for such values; so when no limit can apply (no value-length
+    limit, room left under the count limit: the defaults) they go straight
+    into its attribute dict, the same mapping the SDK would have built. The
+    SDK has no public way to do this; this reaches into ``BoundedAttributes``
+    (SDK 1.x) and takes the public ``set_attributes`` whenever the span is
+    not exactly that shape (another SDK version, a non-recording span, an
+    ended span, limits set through ``OTEL_*ATTRIBUTE*_LIMIT``).
     """
     if not attributes:
+        return
+    if type(span) is RecordedSpan:
+        span.put(attributes)
         return
     bounded = getattr(span, "_attributes", None)
     if type(bounded) is BoundedAttributes:
@@ -510,12 +527,14 @@ def child_span(
     if trace_ is None or trace_.span is None:
         yield None
         return
-    span = trace_.tracer.start_span(name, context=trace_.context, kind=kind, attributes=attributes)
+    span = trace_.span.child(name, kind, _new_span_id(), {})
+    if attributes:
+        span.set_attributes(attributes)
     try:
         yield span
     except BaseException as exc:
         span.set_attribute("error.type", type(exc).__qualname__)
-        span.set_status(Status(StatusCode.ERROR))
+        span.fail()
         raise
     finally:
         span.end()

@@ -146,6 +146,11 @@ def test_the_attribute_cache_tells_true_from_1() -> None:
     assert encode_attributes(key, {"x": True}) != encode_attributes(key, {"x": 1})
     assert encode_attributes(key, {"x": 1}) != encode_attributes(key, {"x": 1.0})
     assert encode_attributes(key, {"x": object()}) == b""  # no OTLP type: left out
+    assert encode_attributes(key, {"x": 0.0}) != encode_attributes(key, {"x": -0.0})
+    # An unhashable value skips the cache and is encoded as its tuple twin is.
+    assert encode_attributes(key, {"x": [1, 2]}) == encode_attributes(key, {"x": (1, 2)})
+    first = encode_attributes(key, {"y": "a", "z": 7})
+    assert encode_attributes(key, {"y": "a", "z": 7}) == first  # from the cache: the same bytes
 
 
 def test_the_sdk_span_s_fields_give_the_bytes_its_properties_give() -> None:
