@@ -50,7 +50,10 @@ class Coalescer(Generic[T, R]):
         self._max_batch = max_batch
         self._max_rounds = max_rounds
         self._rounds = 0
-        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        # What was submitted and not yet dispatched, and the future of each, in order: two
+        # lists rather than a pair per submission.
+        self._pending: list[T] = []
+        self._futures: list[asyncio.Future[R]] = []
         self._scheduled = False
         self._running: set[asyncio.Task[None]] = set()
 
@@ -65,7 +68,8 @@ class Coalescer(Generic[T, R]):
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
-        self._pending.append((item, future))
+        self._pending.append(item)
+        self._futures.append(future)
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._dispatch)
@@ -86,14 +90,20 @@ class Coalescer(Generic[T, R]):
         if self._max_rounds is not None and self._rounds >= self._max_rounds:
             return  # _batch_done dispatches these when a round ends
         pending, self._pending = self._pending, []
+        futures, self._futures = self._futures, []
         self._rounds += 1
-        batches = [
-            pending[start : start + self._max_batch]
-            for start in range(0, len(pending), self._max_batch)
-        ]
+        size = self._max_batch
+        batches = (
+            [(pending, futures)]
+            if len(pending) <= size
+            else [
+                (pending[start : start + size], futures[start : start + size])
+                for start in range(0, len(pending), size)
+            ]
+        )
         left = [len(batches)]  # batches of this round still running
-        for batch in batches:
-            task = asyncio.get_running_loop().create_task(self._run(batch))
+        for items, waiting in batches:
+            task = asyncio.get_running_loop().create_task(self._run(items, waiting))
             # Keep a reference: the loop holds tasks only weakly.
             self._running.add(task)
             task.add_done_callback(self._running.discard)
@@ -108,14 +118,14 @@ class Coalescer(Generic[T, R]):
                 self._scheduled = True
                 asyncio.get_running_loop().call_soon(self._dispatch)
 
-    async def _run(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+    async def _run(self, items: list[T], futures: list[asyncio.Future[R]]) -> None:
         try:
-            results = await self._flush([item for item, _ in batch])
-            if len(results) != len(batch):
-                raise RuntimeError(f"flush returned {len(results)} results for {len(batch)} items")
+            results = await self._flush(items)
+            if len(results) != len(items):
+                raise RuntimeError(f"flush returned {len(results)} results for {len(items)} items")
         except BaseException as exc:
             # Every waiter learns the outcome; a cancelled flush cancels its waiters.
-            for _, future in batch:
+            for future in futures:
                 if not future.done():
                     if isinstance(exc, Exception):
                         future.set_exception(exc)
@@ -124,6 +134,6 @@ class Coalescer(Generic[T, R]):
             if not isinstance(exc, Exception):
                 raise
             return
-        for (_, future), result in zip(batch, results, strict=True):
+        for future, result in zip(futures, results, strict=True):
             if not future.done():
                 future.set_result(result)

@@ -174,8 +174,11 @@ class Policy:
         parts = self._parts
         if len(parts) == 1:  # most policies count by one dimension: no list, no join
             kind, name, head = parts[0]
-            if kind == _ROUTE:  # _part's first case, written out (one call less)
+            if kind == _ROUTE:  # _part's first cases, written out (one call less)
                 value: str | None = route
+            elif kind == _HEADER:
+                header = headers.get(name)
+                value = hashed(header) if header else None
             else:
                 value = _part(kind, name, caller, client_ip, route, headers, role)
             if value is None:

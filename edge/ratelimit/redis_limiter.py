@@ -71,6 +71,7 @@ from edge.ratelimit.keys import DEFAULT_PREFIX, bucket_key, check_prefix, slot_o
 from edge.ratelimit.limiter import (
     FailureMode,
     LimitOutcome,
+    LimitPolicy,
     LimitRequest,
     LimitResult,
     ensure_distinct,
@@ -84,6 +85,7 @@ from edge.ratelimit.script import (
     PackedCall,
     ReplyDecoder,
     bucket_spec,
+    bulk,
     call_argv,
     evalsha_args,
     pack_evalsha,
@@ -161,10 +163,10 @@ class _Check:
     def __init__(
         self,
         limits: tuple[LimitRequest, ...],
-        keys: list[str],
+        keys: Sequence[str],
         calls: Sequence[Sequence[int]],
-        script: list[Call],
-        encoding: tuple[str, str],
+        script: Sequence[Call],
+        packed: Sequence[PackedCall],
     ) -> None:
         self.limits = limits
         self.keys = keys  # the Redis key of each limit's bucket
@@ -172,7 +174,7 @@ class _Check:
         self.script = script  # what each script call sends: its keys and ARGV
         # The script calls in the Redis protocol, made once: a shared one-limit check
         # is sent by every request to its bucket.
-        self.packed = [packed_call(call, *encoding) for call in script]
+        self.packed = packed
 
 
 class RedisLimiter:
@@ -223,6 +225,9 @@ class RedisLimiter:
         # the same LimitRequest for the same bucket, so a busy bucket is one look-up. The
         # check holds its limit, so that no other object can take that id while it is kept.
         self._single: dict[int, _Check] = {}
+        # id(LimitPolicy) -> (that policy, the ARGV of a one-limit check of cost 1, and
+        # that ARGV as a RESP bulk string): what every new bucket of the policy sends.
+        self._argv: dict[int, tuple[LimitPolicy, str, str]] = {}
         # Connections to a single Redis kept between batches (see _evalsha).
         self._idle: list[Any] = []
         self._probe_task: asyncio.Task[None] | None = None
@@ -348,17 +353,38 @@ class RedisLimiter:
         return result
 
     def _prepare(self, limit: LimitRequest) -> _Check:
-        """The check of ``limit`` alone, made once per LimitRequest (see ``_single``)."""
-        rate = limit.policy.rate
-        keys = [bucket_key(limit, self._settings.key_prefix)]
-        argv = "1 " + bucket_spec(rate.per_second, rate.burst, limit.cost)
-        check = _Check((limit,), keys, _ONE_CALL, [(keys, argv)], self._encoding)
+        """The check of ``limit`` alone, made once per LimitRequest (see ``_single``).
+
+        With many callers most requests bring a bucket not seen lately, so this
+        is on their path: the ARGV (a function of the policy and the cost) is
+        made once per policy, and the parts are tuples of strings, which the
+        collector stops tracking.
+        """
+        policy = limit.policy
+        argv = self._argv.get(id(policy)) if limit.cost == 1 else None
+        if argv is None:
+            rate = policy.rate
+            text = "1 " + bucket_spec(rate.per_second, rate.burst, limit.cost)
+            argv = (policy, text, bulk(text, *self._encoding))
+            if limit.cost == 1:
+                if len(self._argv) >= _MAX_PREPARED:
+                    self._argv.clear()
+                self._argv[id(policy)] = argv
+        key = bucket_key(limit, self._settings.key_prefix)
+        keys = (key,)
+        check = _Check(
+            (limit,),
+            keys,
+            _ONE_CALL,
+            ((keys, argv[1]),),
+            ((1, bulk(key, *self._encoding), argv[2]),),
+        )
         if len(self._single) >= _MAX_PREPARED:
             self._single.clear()  # past the working set: start over rather than track recency
         self._single[id(limit)] = check
         return check
 
-    def _check_of(self, limits: Sequence[LimitRequest], keys: list[str]) -> _Check:
+    def _check_of(self, limits: Sequence[LimitRequest], keys: Sequence[str]) -> _Check:
         """The pending check of ``limits``, with what its script calls will send."""
         if len(limits) == 1:
             return self._single.get(id(limits[0])) or self._prepare(limits[0])
@@ -370,12 +396,13 @@ class RedisLimiter:
                 rate = limits[i].policy.rate
                 specs.append(bucket_spec(rate.per_second, rate.burst, limits[i].cost))
             script.append((keys if len(calls) == 1 else [keys[i] for i in call], call_argv(specs)))
-        return _Check(tuple(limits), keys, calls, script, self._encoding)
+        packed = [packed_call(call, *self._encoding) for call in script]
+        return _Check(tuple(limits), keys, calls, script, packed)
 
     # -- decisions without Redis ------------------------------------------------------------
 
     def _cached_refusal(
-        self, limits: Sequence[LimitRequest], keys: list[str]
+        self, limits: Sequence[LimitRequest], keys: Sequence[str]
     ) -> LimitResult | None:
         if not self._empty.entries:
             return None
@@ -435,7 +462,7 @@ class RedisLimiter:
 
     # -- the Redis round trip -----------------------------------------------------------------
 
-    def _script_calls(self, keys: list[str]) -> Sequence[Sequence[int]]:
+    def _script_calls(self, keys: Sequence[str]) -> Sequence[Sequence[int]]:
         """Which limits go into which script call: all in one, except across Cluster slots."""
         if not self._cluster or len(keys) == 1:
             return [range(len(keys))]

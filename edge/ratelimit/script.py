@@ -128,16 +128,18 @@ PackedCall = tuple[int, str, str]
 bulk strings, and its ARGV as a bulk string (see :func:`packed_call`)."""
 
 
+def bulk(text: str, encoding: str = "utf-8", errors: str = "strict") -> str:
+    """``text`` as a RESP bulk string (its length counted in encoded bytes)."""
+    size = len(text) if text.isascii() else len(text.encode(encoding, errors))
+    return f"${size}\r\n{text}\r\n"
+
+
 def packed_call(call: Call, encoding: str = "utf-8", errors: str = "strict") -> PackedCall:
     """``call``'s part of an EVALSHA (:func:`pack_evalsha`), made once and kept by callers
     that send the same call again (the Redis limiter, per bucket)."""
     keys, argv = call
-    parts = []
-    for key in keys:
-        size = len(key) if key.isascii() else len(key.encode(encoding, errors))
-        parts.append(f"${size}\r\n{key}\r\n")
-    # The ARGV is digits, dots and spaces: ASCII.
-    return len(keys), "".join(parts), f"${len(argv)}\r\n{argv}\r\n"
+    packed_keys = "".join([bulk(key, encoding, errors) for key in keys])
+    return len(keys), packed_keys, bulk(argv, encoding, errors)
 
 
 def pack_evalsha(calls: Sequence[Call], encoding: str = "utf-8", errors: str = "strict") -> bytes:
