@@ -190,3 +190,26 @@ async def test_starts_degraded_when_redis_is_absent(
         assert (await limiter.check([LimitRequest(policy, "k")])).source == "redis"
     finally:
         server.stop()
+
+
+async def test_check_nowait_answers_at_once_only_without_redis(
+    make_limiter: Callable[..., RedisLimiter],
+) -> None:
+    server = RedisServer(port=free_port())
+    limiter = make_limiter(server.url, probe_interval_s=0.1)
+    policy = LimitPolicy("nowait", parse_rate("10/s burst 2"))  # local when Redis fails
+    limit = LimitRequest(policy, "k")
+    await limiter.start()
+    assert not limiter.healthy
+    local = limiter.check_nowait([limit])
+    assert isinstance(local, LimitResult)  # the fallback decides without suspending
+    assert local.allowed and local.source == "local" and local.degraded
+    server.start()
+    try:
+        await wait_healthy([limiter], within=5.0)
+        pending = limiter.check_nowait([limit])
+        assert not isinstance(pending, LimitResult)  # a Redis check must be waited for
+        result = await pending
+        assert result.source == "redis" and result.outcomes[0].remaining == 1
+    finally:
+        server.stop()
