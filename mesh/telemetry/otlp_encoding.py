@@ -7,6 +7,10 @@ export thread, which shares the proxy's CPU (and GIL). Writing the wire
 format directly costs a fraction of that. The output decodes to the same
 message as the SDK's ``encode_spans`` (tests compare them field by field
 with ``opentelemetry-proto``), so any OTLP receiver sees no difference.
+Measured with callgrind on meshgate's own SERVER and CLIENT spans: about
+31,000 instructions a span, of which half is the attribute loop (55,000
+before span contexts were read as tuples, enums and statuses looked up by
+identity, and attribute fields cached by their ``items()`` pair).
 
 Protobuf wire format, as used here: a field is its key
 ``(field_number << 3) | wire_type`` as a varint, then a varint (type 0), 8
@@ -202,19 +206,21 @@ def encode_attributes(key: bytes, attributes: Mapping[str, Any] | None) -> bytes
     """Repeated ``KeyValue`` under field ``key``; a value of an unsupported type is left out."""
     if not attributes:
         return b""
-    out = []
+    out: list[bytes] = []
+    append = out.append  # bound once: this loop runs for every attribute of every span
     cache = _FIELD_CACHE.get(key)
     if cache is None:
         cache = _FIELD_CACHE[key] = {}
+    cached = cache.get
     for item in _plain_items(attributes):
         try:
-            hit = cache.get(item)
+            hit = cached(item)
         except TypeError:  # an unhashable value (a list given to a span of someone else's)
             hit = None
         if hit is not None and hit[0] is type(item[1]):
-            out.append(hit[1])
-            continue
-        out.append(_attribute_field(key, cache, item))
+            append(hit[1])
+        else:
+            append(_attribute_field(key, cache, item))
     return b"".join(out)
 
 
@@ -503,6 +509,9 @@ def encode_request(spans: Sequence[ReadableSpan]) -> bytes:
     """An ``ExportTraceServiceRequest`` with ``spans``, grouped by resource and scope."""
     # Group by identity first (cheap), as spans of one provider share one Resource object.
     groups: dict[int, tuple[Any, dict[int, tuple[Any, list[bytes]]]]] = {}
+    last_resource: object = None
+    last_scope: object = None
+    encoded: list[bytes] = []
     for span in spans:
         if type(span) is ReadableSpan:  # the properties are Python calls; see encode_span
             try:
@@ -511,12 +520,17 @@ def encode_request(spans: Sequence[ReadableSpan]) -> bytes:
                 resource, scope = span.resource, span.instrumentation_scope
         else:
             resource, scope = span.resource, span.instrumentation_scope
-        by_scope = groups.setdefault(id(resource), (resource, {}))[1]
-        by_scope.setdefault(id(scope), (scope, []))[1].append(encode_span(span))
+        if resource is not last_resource or scope is not last_scope:
+            # A batch is nearly always one resource and one scope: look the group up only
+            # when they change, rather than making (and dropping) a dict and a list per span.
+            by_scope = groups.setdefault(id(resource), (resource, {}))[1]
+            encoded = by_scope.setdefault(id(scope), (scope, []))[1]
+            last_resource, last_scope = resource, scope
+        encoded.append(encode_span(span))
     out = []
     for resource, by_scope in groups.values():
         scope_spans = []
-        for scope, encoded in by_scope.values():
+        for scope, messages in by_scope.values():
             scope_body = b""
             if scope is not None:
                 if scope.name:
@@ -526,7 +540,10 @@ def encode_request(spans: Sequence[ReadableSpan]) -> bytes:
                 scope_body += encode_attributes(_K["scope_attributes"], scope.attributes)
             body = _len_field(_K["scope"], scope_body)
             spans_key = _K["scope_spans_spans"]
-            body += b"".join([spans_key + _varint(len(s)) + s for s in encoded])
+            fields = [body]
+            for span_bytes in messages:  # key, length, message: joined once, not concatenated
+                fields += (spans_key, _varint(len(span_bytes)), span_bytes)
+            body = b"".join(fields)
             if scope is not None and scope.schema_url:
                 body += _str_field(_K["schema_url"], scope.schema_url)
             scope_spans.append(_len_field(_K["resource_spans_scope_spans"], body))
