@@ -108,17 +108,20 @@ class PrometheusObserver:
     def on_decisions(self, results: Sequence[LimitResult]) -> None:
         # A batch's admissions are added up first: one inc() (a lock, four calls in
         # prometheus-client) per policy per batch instead of one per request.
-        counts: dict[tuple[str, str, str], int] = {}
+        # Counted by policy name (a string, its hash kept) under the batch's one source,
+        # rather than by a (policy, outcome, source) tuple made and hashed per request.
+        counts: dict[str, int] = {}
+        batch_source = "redis"
         for result in results:
             source = result.source
-            if result.allowed and source != "open" and source != "closed":
+            if result.allowed and source == batch_source:
                 for request in result.requests:
-                    admitted: tuple[str, str, str] = (request.policy.name, "allowed", source)
-                    counts[admitted] = counts.get(admitted, 0) + 1
+                    name = request.policy.name
+                    counts[name] = counts.get(name, 0) + 1
             else:
-                self.on_decision(result)
-        for key, count in counts.items():
-            self._decisions_of(*key).inc(count)
+                self.on_decision(result)  # refusals, failure modes, the local fallback
+        for name, count in counts.items():
+            self._decisions_of(name, "allowed", batch_source).inc(count)
 
     def flush(self) -> None:
         """Count the admissions added up so far (done at the end of every loop turn)."""
