@@ -169,7 +169,10 @@ class RecordedSpan(Span):
     any span. ``parent`` is the parent's span context, or the parent
     :class:`RecordedSpan` (its context is made only if needed, once).
     ``attributes`` is owned by the span from then on. Calls after
-    :meth:`end` are ignored, as the SDK ignores them.
+    :meth:`end` are ignored, as the SDK ignores them. Unlike the SDK's span
+    it takes no lock: a request's spans are used by the event loop that
+    serves the request, only (the batch processor's thread sees only the
+    ``ReadableSpan`` made at :meth:`end`).
     """
 
     __slots__ = (
