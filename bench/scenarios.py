@@ -230,13 +230,21 @@ SCENARIOS: dict[str, Scenario] = {
             "and identity headers",
         ),
         EdgeScenario(
-            "edge+ratelimit",
+            "edge+clientid",
             compare_with="edge",
+            script=many_callers_script,
+            description=f"edge without limits, loaded by the same wrk script as edge+ratelimit "
+            f"(an X-Client-Id header cycling through {MANY_CALLERS:,} values): the baseline "
+            "that isolates the limit's cost from carrying that header and running the script",
+        ),
+        EdgeScenario(
+            "edge+ratelimit",
+            compare_with="edge+clientid",
             extra_config=many_callers_edge_config,
             script=many_callers_script,
             description=f"edge with a global rate limit in Redis, {MANY_CALLERS:,} distinct "
-            "callers in turn (an X-Client-Id header set by a wrk script; limits off: the edge "
-            "scenario)",
+            "callers in turn (an X-Client-Id header set by a wrk script; limits off: "
+            "edge+clientid)",
         ),
         EdgeScenario(
             "edge+ratelimit-newkey",
