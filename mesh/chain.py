@@ -9,6 +9,7 @@ after. The chain is composed once (per snapshot), not per request.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from types import FunctionType, MethodType
 from typing import Protocol
 
 from aiohttp import web
@@ -34,9 +35,14 @@ def build_chain(filters: Sequence[Filter], terminal: Handler) -> Handler:
 
 
 def _bind(flt: Filter, next_handler: Handler) -> Handler:
+    # An object filter is called through its bound __call__: calling the
+    # instance itself goes through the type's generic call slot, which looks
+    # the method up and binds it again on every request.
+    call = flt if isinstance(flt, FunctionType | MethodType) else flt.__call__
+
     # A plain function handing back the filter's own coroutine: an ``async def``
     # wrapper would add a coroutine object and a frame per filter per request.
     def handle(ex: Exchange) -> Awaitable[web.StreamResponse]:
-        return flt(ex, next_handler)
+        return call(ex, next_handler)
 
     return handle

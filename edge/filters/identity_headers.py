@@ -31,7 +31,11 @@ class IdentityHeadersFilter:
         # once: setting a header by an istr name skips folding it per request.
         def render(identity: Identity) -> tuple[Pairs, Pairs]:
             pairs = headers.render(identity)
-            return pairs, tuple((istr(name), value) for name, value in pairs)
+            # One entry per name, case-insensitively, where the first one was,
+            # spelled and valued as the last: update() with these is then
+            # exactly a setitem per pair, in order.
+            keyed = {name.lower(): (istr(name), value) for name, value in pairs}
+            return pairs, tuple(keyed.values())
 
         self._render: ObjectMemo[Identity, tuple[Pairs, Pairs]] = ObjectMemo(render)
         self._rendered = self._render.known
@@ -44,8 +48,8 @@ class IdentityHeadersFilter:
             if rendered is None:
                 rendered = self._render(identity)
             pairs, keyed = rendered
-            upstream = ex.upstream_headers
-            for name, value in keyed:
-                upstream[name] = value
+            # One C call that replaces any header of each name: cheaper than
+            # a setitem per header.
+            ex.upstream_headers.update(keyed)
             ex.attrs[IDENTITY_HEADERS_ATTR] = pairs
         return next_handler(ex)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy, istr
 
 # RFC 9110 §7.6.1 and the classic list from RFC 2616 §13.5.1; Proxy-Connection
 # and Keep-Alive are sent by old clients and must not travel either.
@@ -28,15 +28,15 @@ HOP_BY_HOP = frozenset(
 
 Headers = CIMultiDict[str] | CIMultiDictProxy[str]
 
+_CONNECTION = istr("Connection")
+
 
 def connection_listed(headers: Headers) -> set[str]:
     """Lower-cased names listed in every ``Connection`` header (comma-separated)."""
-    named: set[str] = set()
-    for value in headers.getall("Connection", ()):
-        for token in value.split(","):
-            token = token.strip().lower()
-            if token:
-                named.add(token)
+    values = headers.getall(_CONNECTION, ())
+    # One lower() and split() over all the values rather than per token.
+    named = {token.strip() for token in ",".join(values).lower().split(",")}
+    named.discard("")
     return named
 
 
@@ -44,17 +44,34 @@ def drop_names(also_drop: Iterable[str] = ()) -> frozenset[str]:
     """The names :func:`end_to_end` removes: hop-by-hop ones and ``also_drop``, lower-cased.
 
     Build it once (per listener, not per request) and pass it to every call.
+    The names are :class:`multidict.istr`, so that multidicts compare them
+    with their own names without folding their case again on every request.
     """
-    return HOP_BY_HOP | frozenset(h.lower() for h in also_drop)
+    return frozenset(istr(h.lower()) for h in (*HOP_BY_HOP, *also_drop))
 
 
-def end_to_end(headers: Headers, drop: frozenset[str] = HOP_BY_HOP) -> CIMultiDict[str]:
+_HOP_BY_HOP_NAMES = drop_names()
+
+
+def end_to_end(headers: Headers, drop: frozenset[str] = _HOP_BY_HOP_NAMES) -> CIMultiDict[str]:
     """A copy of ``headers`` without the lower-cased names in ``drop`` (see
     :func:`drop_names`; it must hold :data:`HOP_BY_HOP`) and the headers named
     in ``Connection``."""
-    if "Connection" in headers:
-        drop = drop | connection_listed(headers)
-    return CIMultiDict([(k, v) for k, v in headers.items() if k.lower() not in drop])
+    # A copy, then removals by name, all in C: filtering item by item in
+    # Python cost ~8k instructions for a handful of request headers, ~19k for
+    # an upstream's response (which usually says "Connection: keep-alive").
+    out = CIMultiDict(headers)
+    names = headers.keys()
+    if names.isdisjoint(drop):
+        return out  # most requests: none of them
+    # "connection" is in ``drop``, so a Connection header always gets here.
+    if _CONNECTION in headers:
+        for name in connection_listed(headers):
+            out.popall(name, None)
+    # Case-insensitive: every spelling of each name goes.
+    for name in names & drop:
+        out.popall(name, None)
+    return out
 
 
 def forwarded_chain(incoming: str | None, trusted_hops: int) -> list[str]:

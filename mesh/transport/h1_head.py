@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 
-from multidict import CIMultiDict
+from multidict import CIMultiDict, istr
 
 from mesh.transport.base import UpstreamError
 
@@ -18,6 +18,12 @@ from mesh.transport.base import UpstreamError
 # proxies in front of them) answer 411 without it.
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _FRAMING = frozenset({"content-length", "transfer-encoding"})
+# istr look-up keys: their case-folded form is computed once, not per request.
+_CONTENT_LENGTH = istr("Content-Length")
+_TRANSFER_ENCODING = istr("Transfer-Encoding")
+_HOST = istr("Host")
+_header_line = ": ".join
+"""``"name: value"`` from a ``(name, value)`` item."""
 
 
 class Framing(enum.Enum):
@@ -29,6 +35,11 @@ class Framing(enum.Enum):
     """``Content-Length: n`` followed by exactly n bytes."""
     CHUNKED = "chunked"
     """``Transfer-Encoding: chunked``: the length is not known up front."""
+
+
+# Module constants: an Enum class attribute look-up goes through the metaclass.
+_LENGTH = Framing.LENGTH
+_CHUNKED = Framing.CHUNKED
 
 
 def streamed_length(headers: CIMultiDict[str]) -> int | None:
@@ -64,40 +75,35 @@ def serialize_head(
     contains CR or LF, which would let a caller smuggle extra headers or a
     second request onto the connection.
     """
-    parts = [method, " ", target, " HTTP/1.1\r\n"]
-    lines = 1
-    # The common case (a GET without framing headers) skips the per-name check.
-    if "Content-Length" in headers or "Transfer-Encoding" in headers:
-        for name, value in headers.items():
-            if name.lower() not in _FRAMING:
-                parts += (name, ": ", value, "\r\n")
-                lines += 1
+    lines = [f"{method} {target} HTTP/1.1"]
+    # Each "name: value" line is built by str.join in C (map, no bytecode per
+    # header): every request pays this, and its cost grows with the header count.
+    if _CONTENT_LENGTH in headers or _TRANSFER_ENCODING in headers:
+        lines += [
+            f"{name}: {value}" for name, value in headers.items() if name.lower() not in _FRAMING
+        ]
     else:
-        for name, value in headers.items():
-            parts += (name, ": ", value, "\r\n")
-            lines += 1
-    if "Host" not in headers:
-        parts += ("Host: ", authority, "\r\n")
-        lines += 1
-    if framing is Framing.LENGTH:
-        parts += ("Content-Length: ", str(length), "\r\n")
-        lines += 1
-    elif framing is Framing.CHUNKED:
-        parts.append("Transfer-Encoding: chunked\r\n")
-        lines += 1
+        lines += map(_header_line, headers.items())
+    if _HOST not in headers:
+        lines.append("Host: " + authority)
+    if framing is _LENGTH:
+        lines.append(f"Content-Length: {length}")
+    elif framing is _CHUNKED:
+        lines.append("Transfer-Encoding: chunked")
     elif method in _BODY_METHODS:
-        parts.append("Content-Length: 0\r\n")
-        lines += 1
-    parts.append("\r\n")
-    lines += 1
-    head = "".join(parts)
-    # Every CR and LF must be one this function wrote: two counts over one
-    # string are cheaper than scanning each header value separately.
-    if head.count("\n") != lines or head.count("\r") != lines:
+        lines.append("Content-Length: 0")
+    # The lines joined with nothing between them hold a CR or LF only if a
+    # header or the target does. ``in`` finds one character with memchr, a
+    # fraction of an instruction per byte: counting CRs and LFs in the joined
+    # head cost ~5 per byte, ~8k instructions per request with a bearer token.
+    probe = "".join(lines)
+    if "\n" in probe or "\r" in probe:
         raise UpstreamError("request target or a header contains CR or LF")
+    # Two empty lines at the end: the last header's CRLF and the blank line.
+    lines += ("", "")
     # surrogateescape round-trips the raw bytes aiohttp's server decoded the
     # incoming headers from (it decodes with utf-8/surrogateescape too).
-    return head.encode("utf-8", "surrogateescape")
+    return "\r\n".join(lines).encode("utf-8", "surrogateescape")
 
 
 def authority(host: str, port: int) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
@@ -76,3 +77,25 @@ def test_no_filters_is_the_terminal_itself() -> None:
         return web.Response(status=204)
 
     assert build_chain([], terminal) is terminal
+
+
+def test_object_function_and_bound_method_filters_are_all_called_in_order() -> None:
+    log: list[str] = []
+
+    def plain(ex: Exchange, next_handler: Handler) -> Awaitable[web.StreamResponse]:
+        log.append("plain")
+        return next_handler(ex)
+
+    class Holder:
+        def method(self, ex: Exchange, next_handler: Handler) -> Awaitable[web.StreamResponse]:
+            log.append("method")
+            return next_handler(ex)
+
+    async def terminal(ex: Exchange) -> web.StreamResponse:
+        log.append("terminal")
+        return web.Response()
+
+    chain = build_chain([_Recorder("obj", log), plain, Holder().method], terminal)
+    response = _run(chain)
+    assert log == ["in:obj", "plain", "method", "terminal", "out:obj"]
+    assert response.headers["X-obj"] == "seen"

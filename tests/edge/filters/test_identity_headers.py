@@ -62,3 +62,13 @@ async def test_an_anonymous_caller_gets_no_headers() -> None:
     await flt(ex, passed)
     assert list(ex.upstream_headers.items()) == [("Host", "h")]
     assert IDENTITY_HEADERS_ATTR not in ex.attrs
+
+
+async def test_names_equal_but_for_case_are_set_once_the_last_value_winning() -> None:
+    # What setting each pair in turn would do: one header, where the first was
+    # set, in the last one's spelling and with its value.
+    flt = IdentityHeadersFilter(IdentityHeaders({"X-User-Id": "sub", "x-user-id": "method"}))
+    ex = exchange([("Host", "h"), ("X-USER-ID", "mallory")])
+    ex.attrs["identity"] = ALICE
+    await flt(ex, passed)
+    assert list(ex.upstream_headers.items()) == [("Host", "h"), ("x-user-id", "jwt")]

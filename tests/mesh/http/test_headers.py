@@ -151,6 +151,37 @@ def test_end_to_end_returns_a_copy_and_accepts_a_proxy() -> None:
     assert "Connection" in original
 
 
+@pytest.mark.parametrize(
+    "pairs",
+    [
+        pytest.param(
+            [("Host", "h"), ("Accept", "a"), ("X-Multi", "1"), ("x-multi", "2")], id="plain"
+        ),
+        pytest.param([("Host", "h"), ("Te", "trailers"), ("Accept", "a")], id="one-hop-by-hop"),
+        pytest.param([("Connection", "X-A"), ("x-a", "1"), ("X-B", "2")], id="connection"),
+        pytest.param([("UPGRADE", "h2c"), ("Proxy-Connection", "x"), ("X-C", "3")], id="two"),
+    ],
+)
+def test_end_to_end_matches_filtering_each_header_by_name(pairs: list[tuple[str, str]]) -> None:
+    # The rule, header by header; end_to_end works on whole sets of names.
+    headers = _headers(*pairs)
+    drop = HOP_BY_HOP | connection_listed(headers)
+    expected = [(k, v) for k, v in pairs if k.lower() not in drop]
+    assert list(end_to_end(CIMultiDictProxy(headers)).items()) == expected
+
+
+def test_end_to_end_without_any_dropped_name_is_an_equal_independent_copy() -> None:
+    original = _headers(("Host", "h"), ("Accept", "a"), ("accept", "b"))
+    out = end_to_end(original, drop_names(("x-internal",)))
+    assert list(out.items()) == list(original.items())
+    out["X-New"] = "1"
+    assert "X-New" not in original
+
+
+def test_drop_names_compare_equal_to_plain_lower_case_names() -> None:
+    assert drop_names(("X-Internal",)) == HOP_BY_HOP | {"x-internal"}
+
+
 # --- forwarded_chain / client_address -------------------------------------------------------
 
 

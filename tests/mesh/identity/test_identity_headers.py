@@ -67,3 +67,24 @@ def test_managed_names_present_lists_each_spelling_once() -> None:
 )
 def test_header_names_are_rfc_9110_tokens(name: str, valid: bool) -> None:
     assert is_header_name(name) is valid
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["X-User-Id", "x-USER-id", "X_User_Id", "x-user_id", "X-Auth-Method", "x_consumer_id"],
+)
+def test_remove_managed_finds_one_managed_name_among_unrelated_ones(name: str) -> None:
+    # A lone managed header, in any spelling, must not slip past the quick
+    # "nothing managed here" answer.
+    headers: CIMultiDict[str] = CIMultiDict(
+        [("Host", "x"), ("X_Other_Thing", "kept"), (name, "spoofed"), ("Accept", "*/*")]
+    )
+    assert remove_managed(headers, KEYS) == 1
+    assert list(headers.items()) == [("Host", "x"), ("X_Other_Thing", "kept"), ("Accept", "*/*")]
+
+
+def test_remove_managed_leaves_headers_without_managed_names_untouched() -> None:
+    items = [("Host", "x"), ("X-User-Idx", "a"), ("X_Request_Id", "b"), ("User-Id", "c")]
+    headers: CIMultiDict[str] = CIMultiDict(items)
+    assert remove_managed(headers, KEYS) == 0
+    assert list(headers.items()) == items

@@ -81,6 +81,22 @@ def test_cr_or_lf_is_refused(target: str, headers: dict[str, str]) -> None:
         serialize_head("GET", target, CIMultiDict(headers), "h", Framing.NONE)
 
 
+@pytest.mark.parametrize("bad", ["a\rb", "a\nb", "\r\n"])
+def test_cr_or_lf_is_refused_in_the_authority_and_with_framing_headers(bad: str) -> None:
+    with pytest.raises(UpstreamError):
+        serialize_head("GET", "/", CIMultiDict(), bad, Framing.NONE)
+    # Framing headers in the input take the per-header path: checked there too.
+    headers = CIMultiDict({"Content-Length": "3", "X-Evil": bad})
+    with pytest.raises(UpstreamError):
+        serialize_head("POST", "/", headers, "h", Framing.LENGTH, 3)
+
+
+def test_a_long_header_value_is_written_whole() -> None:
+    token = "Bearer " + "a" * 2000
+    head = serialize_head("GET", "/", CIMultiDict({"Authorization": token}), "h", Framing.NONE)
+    assert head_lines(head) == ["GET / HTTP/1.1", f"Authorization: {token}", "Host: h"]
+
+
 @pytest.mark.parametrize(
     ("values", "expected"),
     [
