@@ -56,13 +56,15 @@ from opentelemetry.trace import (
     TraceFlags,
     TraceState,
 )
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from opentelemetry.util import types
 
 log = logging.getLogger(__name__)
 
 UNSET: Final = Status(StatusCode.UNSET)
 ERROR: Final = Status(StatusCode.ERROR)
-EMPTY_TRACE_STATE: Final = TraceState()
+EMPTY_TRACE_STATE: Final = DEFAULT_TRACE_STATE
+"""The API's shared empty trace state: the OTLP encoder skips it by identity."""
 TRACE_FLAGS: Final = tuple(TraceFlags(flags) for flags in range(256))
 """``TraceFlags(n)`` for every flags byte, made once (the SDK makes one per span)."""
 _PLAIN = frozenset({str, bool, int, float})
