@@ -145,21 +145,15 @@ class SpanSink:
 
     def event_attributes(self, attributes: types.Attributes) -> BoundedAttributes:
         """An event's attributes, as the SDK's ``Span.add_event`` stores them."""
-        limits = self._limits
-        return BoundedAttributes(
-            limits.max_event_attributes,
-            attributes,
-            max_value_len=limits.max_attribute_length,
-            immutable=True,
-        )
+        return self._bounded(self._limits.max_event_attributes, attributes)
 
     def link_attributes(self, attributes: types.Attributes) -> BoundedAttributes:
-        limits = self._limits
+        """A link's attributes, as the SDK's ``Span.add_link`` stores them."""
+        return self._bounded(self._limits.max_link_attributes, attributes)
+
+    def _bounded(self, most: int | None, attributes: types.Attributes) -> BoundedAttributes:
         return BoundedAttributes(
-            limits.max_link_attributes,
-            attributes,
-            max_value_len=limits.max_attribute_length,
-            immutable=True,
+            most, attributes, max_value_len=self._limits.max_attribute_length, immutable=True
         )
 
 
