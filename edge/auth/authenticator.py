@@ -6,6 +6,7 @@ outcome; this decides it, with the verifiers injected.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from edge.auth.apikey_verifier import ApiKeysUnavailable, ApiKeyVerifier
@@ -47,7 +48,9 @@ class Authenticator:
 
     def __init__(self, verifiers: Verifiers | None = None) -> None:
         self._verifiers: Verifiers
-        self._jwt_cached: JwtVerifier | None
+        # The local JWT cache's look-up (JwtVerifier.cached_lookup), or None.
+        self._jwt_max_len = 0
+        self._jwt_claims: Callable[[str], Claims | None] | None
         self.install(verifiers or Verifiers())
         # Cached answers come back as the same objects: derive each identity once.
         self._from_jwt: ObjectMemo[Claims, Identity] = ObjectMemo(
@@ -64,7 +67,10 @@ class Authenticator:
         """Use these verifiers from now on."""
         self._verifiers = verifiers
         # Only JwtVerifier's cache guarantees the token shape cached() relies on.
-        self._jwt_cached = verifiers.jwt if isinstance(verifiers.jwt, JwtVerifier) else None
+        if isinstance(verifiers.jwt, JwtVerifier):
+            self._jwt_max_len, self._jwt_claims = verifiers.jwt.cached_lookup()
+        else:
+            self._jwt_max_len, self._jwt_claims = 0, None
 
     def cached(self, kind: CredentialKind, secret: str, policy: RoutePolicy) -> Identity | None:
         """The identity of a caller the verifiers already hold a live answer for; never awaits.
@@ -82,10 +88,10 @@ class Authenticator:
         # policy.local_jwt / policy.api_keys are "the route takes this kind" (and,
         # for bearer tokens, verifies them locally), precomputed per policy.
         if kind == "bearer":
-            jwt = self._jwt_cached
-            if jwt is None or not policy.local_jwt:
+            claims_of = self._jwt_claims
+            if claims_of is None or not policy.local_jwt or len(secret) > self._jwt_max_len:
                 return None
-            claims = jwt.cached(secret)
+            claims = claims_of(secret)  # JwtVerifier.cached(secret), one call layer less
             if claims is None:
                 return None
             identity = self._jwt_identity(id(claims)) or self._from_jwt(claims)

@@ -138,7 +138,8 @@ class JwtVerifier:
         self._clock = clock
         self._kid_pattern = re.compile(settings.kid_pattern)
         self._cache: TokenCache[Claims] = TokenCache(settings.cache_max_entries, clock)
-        self._cache_hits = 0
+        # Read on every request (cached()): one attribute rather than two.
+        self._max_token_bytes = settings.max_token_bytes
         self._verified = 0
         self._refused = 0
 
@@ -164,8 +165,7 @@ class JwtVerifier:
             raise AuthError.invalid_token("token too large")
         cached = self._cache.get(token)
         if cached is not None:
-            self._cache_hits += 1
-            return cached
+            return cached  # counted in the cache's hits
         try:
             claims = await self._verify_uncached(token)
         except AuthError:
@@ -185,12 +185,22 @@ class JwtVerifier:
         full, so it is a compact JWS of three base64url segments (``[A-Za-z0-9_-]``
         and two dots): RFC 6750 b64token syntax, without any space or tab.
         """
-        if len(token) > self._settings.max_token_bytes:
+        if len(token) > self._max_token_bytes:
             return None  # never cached; and never hashed, as in verify
-        claims = self._cache.get(token)
-        if claims is not None:
-            self._cache_hits += 1
-        return claims
+        # TokenCache.get counts the hit: stats() reads the cache's own counter.
+        return self._cache.get(token)
+
+    def cached_lookup(self) -> tuple[int, Callable[[str], Claims | None]]:
+        """:meth:`cached` in two parts, for a caller that asks on every request.
+
+        Returns ``(max_len, get)``: for a token of at most ``max_len``
+        characters, ``get(token)`` is exactly ``cached(token)`` (same answer,
+        same hit counted); a longer token is never cached (answer None without
+        calling ``get``). Saves a Python call layer per request; both parts stay
+        valid for the verifier's life (:meth:`clear_cache` empties, never
+        replaces, the cache).
+        """
+        return self._max_token_bytes, self._cache.get
 
     def clear_cache(self) -> None:
         """Forget every cached verification (e.g. after revoking a key)."""
@@ -199,7 +209,7 @@ class JwtVerifier:
     def stats(self) -> VerifierStats:
         """Counters since construction."""
         return VerifierStats(
-            cache_hits=self._cache_hits,
+            cache_hits=self._cache.hits,
             verified=self._verified,
             refused=self._refused,
             cached_entries=len(self._cache),

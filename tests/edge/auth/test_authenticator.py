@@ -220,3 +220,40 @@ async def test_cached_trusts_only_verifiers_that_vouch_for_the_token_shape() -> 
     assert auth.cached("bearer", "alice", policy()) is None
     assert Authenticator().cached("bearer", "alice", policy()) is None
     assert Authenticator().cached("apikey", KEY, policy()) is None
+
+
+async def test_cached_follows_installed_jwt_verifier_and_its_size_limit(
+    key_source: CountingKeySource, clock: FakeClock, tokens: TokenFactory, ec_key: Any
+) -> None:
+    token = tokens.sign(ec_key, "ec-1")
+    jwt = JwtVerifier(JwtSettings(issuer=ISSUER, audience=AUDIENCE), key_source, clock)
+    auth = Authenticator(Verifiers(jwt=jwt))
+    identity = await auth.authenticate(Credential("bearer", token), policy())
+    assert auth.cached("bearer", token, policy()) is identity
+    hashed = HashCountingStr(token)
+    assert auth.cached("bearer", hashed, policy()) is identity
+    looked_up = hashed.hashes
+    assert looked_up > 0  # the cache's look-up hashed it
+    # Over the installed verifier's size limit, the token is not even hashed.
+    small = JwtVerifier(
+        JwtSettings(issuer=ISSUER, audience=AUDIENCE, max_token_bytes=len(token) - 1),
+        key_source,
+        clock,
+    )
+    auth.install(Verifiers(jwt=small))
+    assert auth.cached("bearer", hashed, policy()) is None
+    assert hashed.hashes == looked_up
+    auth.install(Verifiers())
+    assert auth.cached("bearer", token, policy()) is None
+    auth.install(Verifiers(jwt=jwt))
+    assert auth.cached("bearer", token, policy()) is identity
+
+
+class HashCountingStr(str):
+    """A str that counts how often it is hashed (each dict look-up hashes a subclass)."""
+
+    hashes = 0
+
+    def __hash__(self) -> int:
+        self.hashes += 1
+        return super().__hash__()

@@ -619,3 +619,21 @@ async def test_cached_never_looks_at_a_token_over_the_size_limit(
     assert verifier.cached(token) is not None
     small = make_verifier(key_source, clock, max_token_bytes=len(token) - 1)
     assert small.cached(token) is None
+
+
+async def test_cached_lookup_answers_as_cached_and_counts_hits_alike(
+    ctx: Ctx, key_source: Any, clock: Any
+) -> None:
+    verifier = make_verifier(key_source, clock)
+    max_len, get = verifier.cached_lookup()
+    assert max_len == verifier._settings.max_token_bytes
+    token = ctx.es(exp=int(clock()) + 100)
+    assert get(token) is None
+    claims = await verifier.verify(token)
+    assert get(token) is claims is verifier.cached(token)
+    assert verifier.stats().cache_hits == 2  # one by get, one by cached
+    verifier.clear_cache()  # empties the cache get reads, so get stays valid
+    assert get(token) is None
+    await verifier.verify(token)
+    clock.advance(100)  # at exp
+    assert get(token) is None
