@@ -47,6 +47,8 @@ from bench.scenarios import SCENARIOS, EdgeScenario
 from bench.wrk import WrkOptions, run_wrk
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "instructions.json"
+SETTLE_SECONDS = 7.0
+"""Longer than the batch span processor's export delay (5 s, the SDK's default)."""
 STARTUP_SLOWDOWN = 12.0
 """Start-up waits are this much longer: imports under valgrind take a while."""
 
@@ -83,6 +85,7 @@ def measure(
     connections: int,
     warmup: float = 5.0,
     idle_seconds: float = 6.0,
+    settle_seconds: float = SETTLE_SECONDS,
 ) -> dict[str, object]:
     """Start scenario ``name`` with its edge under callgrind; count one measured window.
 
@@ -92,6 +95,14 @@ def measure(
     window's length is subtracted, so that background work is not charged to
     requests (under valgrind it is a large share: few requests fit in a
     window). ``idle_seconds`` 0 skips it.
+
+    Work that requests cause later belongs to them, not to the background:
+    the batch span processor exports a request's spans up to 5 s after it.
+    So the idle window starts ``settle_seconds`` after the warm-up (the
+    warm-up's spans are exported before it, not in it), and the loaded
+    window is counted until ``settle_seconds`` after wrk stops (its own
+    spans' exports are in it; the extra seconds' background is subtracted
+    like the rest).
     """
     scenario = SCENARIOS[name]
     if not isinstance(scenario, EdgeScenario):
@@ -115,6 +126,7 @@ def measure(
             subprocess.run(
                 ["callgrind_control", "-i", "on", str(pid)], check=True, capture_output=True
             )
+            time.sleep(settle_seconds)  # the warm-up's deferred work (span exports) is done
             if idle_seconds > 0:
                 _dump(pid, out_dir, seen)  # start the idle window from zero
                 started = time.monotonic()
@@ -124,6 +136,7 @@ def measure(
             started = time.monotonic()
             window = WrkOptions(1, connections, seconds, timeout=10.0)
             result, _ = run_wrk(target.url, window, target.headers, target.script)
+            time.sleep(settle_seconds)  # ... and the window's own is in its count
             loaded = _dump(pid, out_dir, seen)
             elapsed = time.monotonic() - started
     finally:
@@ -153,6 +166,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=6.0,
         help="idle window whose background rate is subtracted (6; 0: none)",
     )
+    parser.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=SETTLE_SECONDS,
+        help="wait after the warm-up and after the window, so that deferred work "
+        f"(span exports) is charged to the requests that caused it ({SETTLE_SECONDS:g})",
+    )
     parser.add_argument("--json-out", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args(argv)
     unknown = [n for n in args.scenarios if n not in SCENARIOS]
@@ -171,7 +191,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in args.scenarios:
             print(f"{name}: measuring under callgrind", flush=True)
             rows.append(
-                measure(ctx, name, args.seconds, args.connections, args.warmup, args.idle_seconds)
+                measure(
+                    ctx,
+                    name,
+                    args.seconds,
+                    args.connections,
+                    args.warmup,
+                    args.idle_seconds,
+                    args.settle_seconds,
+                )
             )
     baseline = args.scenarios[0]
     base = float(str(rows[0]["instructions_per_request"]))

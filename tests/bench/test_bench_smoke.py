@@ -82,6 +82,8 @@ def test_instruction_count_of_a_short_edge_run(tmp_path: Path) -> None:
             "4",
             "--idle-seconds",
             "1",
+            "--settle-seconds",
+            "1",
             "--json-out",
             str(out),
             "edge+notrace",
