@@ -72,3 +72,75 @@ def test_get_keeps_recency_drops_expired_entries_and_counts_hits(clock: Any) -> 
     assert cache.get(b"a") is None
     assert len(cache) == 1  # the expired entry was dropped
     assert cache.hits == 2
+
+
+class HashCountingStr(str):
+    """A str key that counts how often a dict hashes it."""
+
+    hashes = 0
+
+    def __hash__(self) -> int:
+        self.hashes += 1
+        return super().__hash__()
+
+
+def test_a_repeated_get_is_answered_without_hashing_the_key_again(clock: Any) -> None:
+    cache: TokenCache[str] = TokenCache(10, clock)
+    cache.put("token", "claims", clock() + 10)
+    first = HashCountingStr("token")
+    assert cache.get(first) == "claims"
+    again = HashCountingStr("token")  # equal text, another object: a new request
+    assert cache.get(again) == "claims"
+    assert cache.get(again) == "claims"
+    assert again.hashes == 0
+    assert cache.hits == 3
+    assert cache.get("other") is None  # a miss leaves the remembered entry
+    assert cache.get(again) == "claims"
+    assert again.hashes == 0
+
+
+def test_a_repeated_get_still_honours_the_deadline(clock: Any) -> None:
+    cache: TokenCache[str] = TokenCache(10, clock)
+    cache.put("token", "claims", clock() + 10)
+    assert cache.get("token") == "claims"
+    clock.advance(9.99)
+    assert cache.get("token") == "claims"
+    clock.advance(0.01)
+    assert cache.get("token") is None
+    assert len(cache) == 0  # dropped, as a plain get drops it
+    assert cache.hits == 2
+
+
+def test_repeated_gets_keep_the_lru_order_exact(clock: Any) -> None:
+    cache: TokenCache[int] = TokenCache(2, clock)
+    cache.put("a", 1, clock() + 60)
+    cache.put("b", 2, clock() + 60)
+    assert cache.get("a") == 1
+    cache.put("c", 3, clock() + 60)  # evicts b; c is now more recent than a
+    assert cache.get("a") == 1  # so this get must make a the most recent again
+    cache.put("d", 4, clock() + 60)  # evicts c, not a
+    assert cache.get("c") is None
+    assert cache.get("a") == 1
+    assert cache.get("d") == 4
+
+
+@pytest.mark.parametrize("forget", ["clear", "discard"])
+def test_a_repeated_get_after_clear_or_discard_misses(clock: Any, forget: str) -> None:
+    cache: TokenCache[str] = TokenCache(10, clock)
+    cache.put("token", "claims", clock() + 10)
+    assert cache.get("token") == "claims"
+    if forget == "clear":
+        cache.clear()
+    else:
+        cache.discard("token")
+    assert cache.get("token") is None
+
+
+def test_a_put_over_a_remembered_key_is_what_a_repeated_get_returns(clock: Any) -> None:
+    cache: TokenCache[str] = TokenCache(10, clock)
+    cache.put("token", "old", clock() + 10)
+    assert cache.get("token") == "old"
+    cache.put("token", "new", clock() + 5)
+    assert cache.get("token") == "new"
+    clock.advance(5)
+    assert cache.get("token") is None
