@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, Tracer
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from mesh.snapshot import Instance
-from mesh.telemetry.recorded_span import RecordedSpan
-from mesh.telemetry.tracing import end_client
+from mesh.telemetry.config import TracingConfig
+from mesh.telemetry.recorded_span import EMPTY_TRACE_STATE, RecordedSpan
+from mesh.telemetry.tracing import Tracing, end_client
+from mesh.telemetry.tracing_settings import resolve_tracing
 from tests.mesh.telemetry.support import Recorder, make_exchange
 
 INSTANCE = Instance(id="orders-1", service="orders", address="10.0.0.5", port=15000)
@@ -138,3 +149,96 @@ def test_event_count_limit_from_the_environment_applies(monkeypatch: pytest.Monk
     [exported] = r.spans
     assert [e.name for e in exported.events] == ["e2", "e3"]  # the newest, as the SDK keeps
     assert exported.dropped_events == 2
+
+
+def test_a_span_context_is_the_one_the_api_s_constructor_makes() -> None:
+    r = Recorder(sampler_ratio=1.0)
+    server = _server(r)
+    made = server.get_span_context()
+    expected = SpanContext(
+        server.trace_id,
+        server.span_id,
+        is_remote=False,
+        trace_flags=TraceFlags(server.flags),
+        trace_state=server.trace_state,
+    )
+    assert type(made) is SpanContext
+    assert tuple(made) == tuple(expected)
+    assert made.is_valid
+    invalid = server.child("x", SpanKind.INTERNAL, 0, {}).get_span_context()
+    assert not invalid.is_valid  # span id 0, as SpanContext(...) would say
+
+
+def test_the_ended_span_has_every_field_the_keyword_constructor_gives() -> None:
+    r = Recorder(sampler_ratio=1.0)
+    ex = make_exchange()
+    trace = r.tracing.start_request(ex)
+    span = trace.client_attempt(ex, INSTANCE, 1)
+    end_client(span, 503, None)
+    trace.end_server(ex, 200, None, "/api")
+    client, server = r.spans
+    assert span is not None
+    assert client.name == "GET" and client.kind is SpanKind.CLIENT
+    assert client.context == span.get_span_context()
+    assert client.parent == server.context
+    assert client.resource is r.tracing.provider.resource
+    assert client.status.status_code is StatusCode.ERROR
+    assert client.start_time == span.start_time and client.end_time == span.end_time
+    assert client.attributes["error.type"] == "503"
+    assert client.instrumentation_scope is r.tracing.sink.scope
+    assert client.events == () and client.links == ()
+
+
+class _Exporter(SpanExporter):
+    def __init__(self) -> None:
+        self.spans: list[ReadableSpan] = []
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.spans.extend(spans)
+        return SpanExportResult.SUCCESS
+
+
+def _batched(ratio: float = 1.0) -> tuple[Tracing, _Exporter]:
+    settings = resolve_tracing(
+        TracingConfig.model_validate({"sampler_ratio": ratio}), {}, "test-service"
+    )
+    exporter = _Exporter()
+    return Tracing(settings, processor=BatchSpanProcessor(exporter)), exporter
+
+
+def test_with_one_batch_processor_spans_go_to_its_queue_without_its_on_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tracing, exporter = _batched()
+    calls: list[str] = []
+    monkeypatch.setattr(BatchSpanProcessor, "on_end", lambda self, span: calls.append(span.name))
+    ex = make_exchange()
+    trace = tracing.start_request(ex)
+    trace.end_server(ex, 200, None, "/api")
+    tracing.shutdown()
+    assert calls == []
+    assert [s.name for s in exporter.spans] == ["GET /api"]
+
+
+def test_a_processor_added_later_sees_every_span_after_it() -> None:
+    tracing, exporter = _batched()
+    ex = make_exchange()
+    first = tracing.start_request(ex)
+    first.end_server(ex, 200, None, "/first")
+    later = InMemorySpanExporter()
+    tracing.provider.add_span_processor(SimpleSpanProcessor(later))
+    second = tracing.start_request(ex)
+    second.end_server(ex, 200, None, "/second")
+    tracing.shutdown()
+    assert [s.name for s in exporter.spans] == ["GET /first", "GET /second"]
+    assert [s.name for s in later.get_finished_spans()] == ["GET /second"]
+
+
+def test_an_unsampled_recorded_span_is_dropped_by_the_batch_processor() -> None:
+    tracing, exporter = _batched()
+    unsampled = RecordedSpan(
+        tracing.sink, "x", SpanKind.INTERNAL, 1, 2, 0x00, EMPTY_TRACE_STATE, None, {}
+    )
+    unsampled.end()
+    tracing.shutdown()
+    assert exporter.spans == []
