@@ -60,6 +60,7 @@ class Authenticator:
             lambda c: identity_from_claims(c, "introspect")
         )
         self._from_api_key: ObjectMemo[ApiKeyRecord, Identity] = ObjectMemo(identity_from_api_key)
+        self._jwt_identity = self._from_jwt.known
         self._api_key_identity = self._from_api_key.known
 
     def install(self, verifiers: Verifiers) -> None:
@@ -93,9 +94,7 @@ class Authenticator:
             claims = claims_of(secret)  # JwtVerifier.cached(secret), one call layer less
             if claims is None:
                 return None
-            # A repeat caller's claims are the latest ones: no id() look-up.
-            last = self._from_jwt.last
-            identity = last[1] if last is not None and last[0] is claims else self._from_jwt(claims)
+            identity = self._jwt_identity(id(claims)) or self._from_jwt(claims)
         else:
             api_keys = self._verifiers.api_keys
             if api_keys is None or not policy.api_keys:

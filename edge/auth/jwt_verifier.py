@@ -119,11 +119,9 @@ class JwtVerifier:
     The verified-claims cache is keyed by the token text itself, not a digest
     of it: a hit is one dict look-up (the str hash, then a comparison of the
     whole text against the stored key, so a token differing in one character
-    is a miss: as exact as comparing digests); the same token as the last hit
-    is one comparison of the whole text, without hashing it (TokenCache.get).
-    It only ever holds tokens that passed every check below, each until its
-    ``exp`` and at most ``cache_max_entries`` of them (LRU); since the size
-    check comes first, each
+    is a miss: as exact as comparing digests). It only ever holds tokens that
+    passed every check below, each until its ``exp`` and at most
+    ``cache_max_entries`` of them (LRU); since the size check comes first, each
     is at most ``max_token_bytes`` characters of ASCII (one byte each), so the
     keys take at most ``cache_max_entries * max_token_bytes`` bytes plus about
     50 bytes of object header each: 80 MiB with the defaults in the worst case

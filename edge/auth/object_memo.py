@@ -36,19 +36,11 @@ class ObjectMemo(Generic[K, V]):
         The hit path of calling the memo, as one C-level dict look-up: hot
         paths call it first and the memo itself only when it gives None.
         """
-        self.last: tuple[K, V] | None = None
-        """``(obj, memo(obj))`` of the latest call, else None.
-
-        Cheaper still than :attr:`known` for a repeat: ``last[0] is obj`` then
-        ``last[1]`` is exactly what calling the memo with ``obj`` returns (it
-        holds ``obj``, and only a call can change the memo, which then sets it).
-        """
 
     def __call__(self, obj: K) -> V:
         key = id(obj)
         value = self._values.get(key)
         if value is not None:
-            self.last = (obj, value)
             return value
         value = self._derive(obj)
         if len(self._values) >= self._max:
@@ -57,7 +49,6 @@ class ObjectMemo(Generic[K, V]):
             self._held.clear()
         self._held[key] = obj
         self._values[key] = value
-        self.last = (obj, value)
         return value
 
     def __len__(self) -> int:

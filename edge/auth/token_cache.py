@@ -39,9 +39,7 @@ class TokenCache(Generic[V]):
     """At most ``max_entries`` values, each served until ``expires_at`` (by ``clock``).
 
     Contract: :meth:`get` never returns a value at or after its deadline; when
-    full, :meth:`put` evicts the least recently used entry. A get of the same
-    key as the last successful one is answered by a comparison of keys, not a
-    hash look-up (same answer, same recency, same hit count). Not thread-safe; meant
+    full, :meth:`put` evicts the least recently used entry. Not thread-safe; meant
     for one event loop, where get/put do not interleave.
     """
 
@@ -52,15 +50,6 @@ class TokenCache(Generic[V]):
         self._clock = clock
         self._entries: OrderedDict[TokenKey, tuple[float, V]] = OrderedDict()
         self._inflight: dict[TokenKey, asyncio.Task[V]] = {}
-        # The entry the last successful get() returned, (key, expires_at, value):
-        # a caller repeating its credential (a keep-alive client, a service) is
-        # answered by comparing keys (one memcmp), without hashing a fresh key
-        # (~1.6k instructions for a 470-char token) or moving the entry. Exact:
-        # get() moved that entry to the end, and every later get of another
-        # key replaces it here, every put, discard or clear forgets it; so
-        # while remembered it is in ``_entries``, already the most recently
-        # used, and the LRU order is what plain gets would have made it.
-        self._last: tuple[TokenKey, float, V] | None = None
         self.hits = 0
 
     def get(self, key: TokenKey) -> V | None:
@@ -68,15 +57,6 @@ class TokenCache(Generic[V]):
 
         A live value other than None counts in :attr:`hits`.
         """
-        last = self._last
-        if last is not None and last[0] == key:
-            # Still the most recently used entry: nothing to move.
-            if self._clock() < last[1]:
-                value = last[2]
-                if value is not None:
-                    self.hits += 1
-                return value
-            self._last = None  # expired: the look-up below drops it
         entry = self._entries.get(key)
         if entry is None:
             return None
@@ -85,7 +65,6 @@ class TokenCache(Generic[V]):
             del self._entries[key]
             return None
         self._entries.move_to_end(key)
-        self._last = (key, expires_at, value)
         if value is not None:
             self.hits += 1
         return value
@@ -94,9 +73,6 @@ class TokenCache(Generic[V]):
         """Remember ``value`` until ``expires_at``; a deadline already past is ignored."""
         if expires_at <= self._clock():
             return
-        # The remembered entry is the last one in the order only until a new
-        # entry goes after it: from now on a get of it must move it again.
-        self._last = None
         self._entries[key] = (expires_at, value)
         self._entries.move_to_end(key)
         while len(self._entries) > self._max_entries:
@@ -130,12 +106,10 @@ class TokenCache(Generic[V]):
 
     def discard(self, key: TokenKey) -> None:
         """Forget ``key`` if present."""
-        self._last = None
         self._entries.pop(key, None)
 
     def clear(self) -> None:
         """Forget everything (e.g. after a key is revoked)."""
-        self._last = None
         self._entries.clear()
 
     def __len__(self) -> int:

@@ -38,17 +38,16 @@ class IdentityHeadersFilter:
             return pairs, tuple(keyed.values())
 
         self._render: ObjectMemo[Identity, tuple[Pairs, Pairs]] = ObjectMemo(render)
+        self._rendered = self._render.known
 
     def __call__(self, ex: Exchange, next_handler: Handler) -> Awaitable[web.StreamResponse]:
         # A plain def: nothing to do on the way out (see mesh.chain.Filter).
         identity: Identity | None = ex.attrs.get("identity")
         if identity is not None:
-            # A repeat caller's identity is the latest one: no id() look-up.
-            last = self._render.last
-            if last is not None and last[0] is identity:
-                pairs, keyed = last[1]
-            else:
-                pairs, keyed = self._render(identity)
+            rendered = self._rendered(id(identity))
+            if rendered is None:
+                rendered = self._render(identity)
+            pairs, keyed = rendered
             # One C call that replaces any header of each name: cheaper than
             # a setitem per header.
             ex.upstream_headers.update(keyed)

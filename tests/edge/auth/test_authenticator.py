@@ -231,8 +231,10 @@ async def test_cached_follows_installed_jwt_verifier_and_its_size_limit(
     identity = await auth.authenticate(Credential("bearer", token), policy())
     assert auth.cached("bearer", token, policy()) is identity
     hashed = HashCountingStr(token)
-    # Over the installed verifier's size limit, the token is not even hashed
-    # (a look-up in the verifier's empty cache would hash it).
+    assert auth.cached("bearer", hashed, policy()) is identity
+    looked_up = hashed.hashes
+    assert looked_up > 0  # the cache's look-up hashed it
+    # Over the installed verifier's size limit, the token is not even hashed.
     small = JwtVerifier(
         JwtSettings(issuer=ISSUER, audience=AUDIENCE, max_token_bytes=len(token) - 1),
         key_source,
@@ -240,7 +242,7 @@ async def test_cached_follows_installed_jwt_verifier_and_its_size_limit(
     )
     auth.install(Verifiers(jwt=small))
     assert auth.cached("bearer", hashed, policy()) is None
-    assert hashed.hashes == 0
+    assert hashed.hashes == looked_up
     auth.install(Verifiers())
     assert auth.cached("bearer", token, policy()) is None
     auth.install(Verifiers(jwt=jwt))

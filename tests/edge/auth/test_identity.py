@@ -106,23 +106,3 @@ def test_object_memo_known_is_the_hit_path_without_deriving() -> None:
     assert memo.known(id(a)) == "a" and memo.known(id(b)) == "b"
     memo(c)  # full: starts afresh, and known sees the fresh start
     assert memo.known(id(a)) is None and memo.known(id(c)) == "c"
-
-
-def test_object_memo_last_is_the_latest_call_and_what_calling_again_returns() -> None:
-    derived: list[Identity] = []
-
-    def derive(obj: Identity) -> str:
-        derived.append(obj)
-        return f"{obj.subject}-{len(derived)}"
-
-    memo: ObjectMemo[Identity, str] = ObjectMemo(derive, max_entries=2)
-    a, b, c = (Identity("jwt", name) for name in "abc")
-    assert memo.last is None
-    assert memo(a) == "a-1" and memo.last == (a, "a-1")
-    assert memo(b) == "b-2" and memo.last == (b, "b-2")
-    assert memo(a) == "a-1" and memo.last == (a, "a-1")  # a hit sets it too
-    memo(c)  # full: starts afresh
-    assert memo.last == (c, "c-3")
-    assert memo(a) == "a-4" and memo.last == (a, "a-4")  # derived again, and last follows
-    last = memo.last
-    assert last is not None and last[0] is a
