@@ -90,6 +90,8 @@ class Policy:
         "_made",
         "_parts",
         "anonymous_fixed",
+        "anonymous_limits",
+        "anonymous_source",
         "by_plan",
         "by_role",
         "config",
@@ -134,6 +136,20 @@ class Policy:
         self.anonymous_fixed = all(kind not in _PER_REQUEST for kind, _, _ in self._parts)
         """For an anonymous caller the bucket depends on the route alone (no ``ip`` or
         ``header:`` dimension; the caller's own dimensions are absent, its role fixed)."""
+        # An anonymous caller counted by one ``ip`` or ``header:`` dimension alone: its
+        # bucket is a function of that one value (the route's name plays no part), so
+        # PolicyBook.limits_for finds it by the raw value, without hashing or building
+        # the key (see anonymous_limits).
+        self.anonymous_source: tuple[int, str] | None = None
+        """``(_IP or _HEADER, header name or "")`` when the above holds, else None."""
+        if self._anonymous[0] is not None and len(self._parts) == 1:
+            kind, name, _ = self._parts[0]
+            if kind in _PER_REQUEST:
+                self.anonymous_source = (kind, name)
+        self.anonymous_limits: dict[str, tuple[LimitRequest]] = {}
+        """Raw value of :attr:`anonymous_source` -> the buckets of an anonymous request
+        with that value (the one LimitRequest :meth:`limit_for` gives), up to
+        :data:`_MAX_CACHED_REQUESTS`; filled by :meth:`PolicyBook.limits_for`."""
 
     def tier_for(self, caller: Caller) -> tuple[LimitPolicy | None, str | None]:
         """The limit ``caller`` gets (None: not limited) and the role that chose it, if any."""
@@ -236,10 +252,14 @@ class PolicyBook:
         self._by_names: dict[tuple[str, ...], tuple[Policy, ...]] = {}
         # Keyed by id(route), holding the route so that the id cannot be reused meanwhile.
         self._by_route: dict[int, tuple[Route, tuple[Policy, ...]]] = {}
-        # id(route) -> (route, the buckets of every anonymous request to it), for routes
-        # whose policies all have anonymous_fixed: the same answer for every such request;
-        # None in place of the buckets for the other routes.
-        self._anonymous_by_route: dict[int, tuple[Route | None, Sequence[LimitRequest] | None]] = {}
+        # id(route) -> (route, the buckets of every anonymous request to it, the route's
+        # one policy): the buckets for routes whose policies all have anonymous_fixed (the
+        # same answer for every such request), else None; the policy when the route has
+        # exactly one and it has an anonymous_source (its buckets found by raw value),
+        # else None.
+        self._anonymous_by_route: dict[
+            int, tuple[Route | None, Sequence[LimitRequest] | None, Policy | None]
+        ] = {}
 
     def names_for(self, route: Route | None) -> tuple[str, ...]:
         """The policy names that apply to ``route`` (the defaults when it names none)."""
@@ -300,8 +320,21 @@ class PolicyBook:
         alone (a per-route total) gets the one sequence made for that route.
         """
         known = self._anonymous_by_route.get(id(route)) if identity is None else None
-        if known is not None and known[1] is not None:
-            return known[1]
+        if known is not None:
+            if known[1] is not None:
+                return known[1]
+            single = known[2]
+            if single is not None:
+                # Many anonymous callers told apart by one header (or address): one
+                # look-up by the raw value stands for hashing it and building the key.
+                kind, header = single.anonymous_source  # type: ignore[misc]
+                raw = client_ip if kind == _IP else headers.get(header)
+                if not raw:
+                    return ()  # limit_for does not count a caller lacking the dimension
+                found = single.anonymous_limits.get(raw)
+                if found is not None:
+                    return found
+                return self._anonymous_limit(single, raw, client_ip, route, headers)
         policies = self.for_route(route)
         if not policies:
             return ()
@@ -311,12 +344,40 @@ class PolicyBook:
         if identity is None and known is None:
             # First anonymous request to this route: is its answer the same for all?
             fixed = tuple(limits) if all(p.anonymous_fixed for p in policies) else None
+            single = (
+                policies[0]
+                if fixed is None and len(policies) == 1 and policies[0].anonymous_source
+                else None
+            )
             if len(self._anonymous_by_route) >= _MAX_CACHED_ROUTES:
                 self._anonymous_by_route.clear()  # as in for_route
-            self._anonymous_by_route[id(route)] = (route, fixed)
+            self._anonymous_by_route[id(route)] = (route, fixed, single)
             if fixed is not None:
                 return fixed
         return limits
+
+    def _anonymous_limit(
+        self,
+        policy: Policy,
+        raw: str,
+        client_ip: str,
+        route: Route | None,
+        headers: Mapping[str, str],
+    ) -> Sequence[LimitRequest]:
+        """:meth:`limits_for` of an anonymous caller not yet in ``policy.anonymous_limits``.
+
+        ``raw`` is the value of the policy's ``anonymous_source`` in this request.
+        """
+        name = route.name if route is not None else ""
+        limit = policy.limit_for(ANONYMOUS, client_ip, name, headers)
+        if limit is None:  # cannot happen for a non-empty value; answer as limits() would
+            return ()
+        found = (limit,)
+        made = policy.anonymous_limits
+        if len(made) >= _MAX_CACHED_REQUESTS:
+            made.clear()  # past the working set: start over rather than track recency
+        made[raw] = found
+        return found
 
     def roles(self) -> list[str]:
         """The roles any policy names, ``anonymous`` first, for the admin view."""

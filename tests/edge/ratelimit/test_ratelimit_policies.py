@@ -256,3 +256,87 @@ def test_hashes_stay_right_when_their_cache_starts_over(monkeypatch: pytest.Monk
     for value in values:
         assert hashed(value) == blake2b(value.encode(), digest_size=12).hexdigest()
         assert len(policies._hashes) <= 4
+
+
+SINGLE_DIMENSION = RateLimitsConfig.model_validate(
+    {
+        "policies": {
+            "per-client": {"count_by": "header:x-client-id", "limit": "5/s"},
+            "per-ip": {"count_by": "ip", "limit": "6/s"},
+            "route-total": {"count_by": "route", "limit": "100/s"},
+        },
+        "default_policies": ["per-client"],
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("policy", "dimension", "value_of"),
+    [
+        ("per-client", "header:x-client-id", lambda n: ("10.0.0.1", {"x-client-id": f"c-{n}"})),
+        ("per-ip", "ip", lambda n: (f"10.0.0.{n}", {})),
+    ],
+)
+def test_anonymous_callers_counted_by_one_value_get_the_bucket_of_that_value(
+    policy: str, dimension: str, value_of: Any
+) -> None:
+    book = PolicyBook(SINGLE_DIMENSION)
+    route = make_route(
+        prefix="/c", service="c", source="config", options={"rate_limits": (policy,)}
+    )
+    expected = book.policies[policy].limit_for
+    for _ in range(2):  # the second pass is answered by raw value
+        for n in range(5):
+            ip, headers = value_of(n)
+            got = book.limits_for(route, None, ip, headers)
+            assert len(got) == 1
+            assert got[0] is expected(ANONYMOUS, ip, route.name, headers)
+            value = headers["x-client-id"] if headers else ip
+            assert got[0].key == f"{dimension}={hashed(value)}"
+            assert got[0].partition == got[0].key
+    ip, headers = value_of(1)
+    assert book.limits_for(route, None, ip, headers) is book.limits_for(route, None, ip, headers)
+
+
+def test_anonymous_callers_lacking_the_counted_value_are_not_limited() -> None:
+    book = PolicyBook(SINGLE_DIMENSION)
+    route = make_route(prefix="/c", service="c", source="config")  # the defaults: per-client
+    book.limits_for(route, None, "10.0.0.1", {"x-client-id": "c-1"})  # route now resolved
+    assert book.limits_for(route, None, "10.0.0.1", {}) == ()
+    assert book.limits_for(route, None, "10.0.0.1", {"x-client-id": ""}) == ()
+    ip_route = make_route(
+        prefix="/i", service="i", source="config", options={"rate_limits": ("per-ip",)}
+    )
+    book.limits_for(ip_route, None, "10.0.0.1", {})
+    assert book.limits_for(ip_route, None, "", {}) == ()
+
+
+def test_buckets_found_by_raw_value_stay_right_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("edge.ratelimit.policies._MAX_CACHED_REQUESTS", 3)
+    book = PolicyBook(SINGLE_DIMENSION)
+    route = make_route(prefix="/c", service="c", source="config")
+    for _ in range(2):
+        for n in range(10):
+            got = book.limits_for(route, None, "10.0.0.1", {"x-client-id": f"c-{n}"})
+            assert [r.key for r in got] == [f"header:x-client-id={hashed(f'c-{n}')}"]
+            assert len(book.policies["per-client"].anonymous_limits) <= 3
+
+
+def test_a_known_caller_or_a_route_of_several_policies_is_not_found_by_raw_value() -> None:
+    book = PolicyBook(SINGLE_DIMENSION)
+    both = make_route(
+        prefix="/b",
+        service="b",
+        source="config",
+        options={"rate_limits": ("per-client", "route-total")},
+    )
+    for _ in range(2):
+        got = book.limits_for(both, None, "10.0.0.1", {"x-client-id": "c-1"})
+        assert [r.policy.name for r in got] == ["per-client", "route-total"]
+    assert book.policies["per-client"].anonymous_limits == {}
+    route = make_route(prefix="/c", service="c", source="config")
+    alice = SimpleNamespace(method="jwt", subject="alice", roles=("user",), claims={})
+    for _ in range(2):
+        got = book.limits_for(route, alice, "10.0.0.1", {"x-client-id": "c-1"})
+        assert [r.key for r in got] == [f"header:x-client-id={hashed('c-1')}"]
+    assert book.policies["per-client"].anonymous_limits == {}
