@@ -155,10 +155,11 @@ class _Check:
 
     A plain class rather than a frozen dataclass: one may be made per request,
     and a frozen dataclass costs several times as much to build. Never changed
-    once made (the one-limit checks are shared by every request to their bucket).
+    once made (the one-limit checks are shared by every request to their bucket),
+    except ``last``, a one-limit check's latest result (see ``_result_one``).
     """
 
-    __slots__ = ("calls", "keys", "limits", "packed", "script")
+    __slots__ = ("calls", "keys", "last", "limits", "packed", "script")
 
     def __init__(
         self,
@@ -175,6 +176,10 @@ class _Check:
         # The script calls in the Redis protocol, made once: a shared one-limit check
         # is sent by every request to its bucket.
         self.packed = packed
+        # The only field that changes: (flag, tokens) of the latest reply part of a
+        # one-limit check that left the bucket with 1 token or more at Redis's now, and
+        # the result made of it (see RedisLimiter._result_one).
+        self.last: tuple[bytes, bytes, LimitResult] | None = None
 
 
 class RedisLimiter:
@@ -657,12 +662,23 @@ class RedisLimiter:
         fields = reply.split() if type(reply) is bytes else ()
         if len(fields) != 4 or (flag := fields[0]) not in _FLAGS:
             return self._result(check, (reply,), sent_at, decoder)
-        admitted = flag == b"1"
-        tokens = float(fields[2])
         # The bucket's stamp is Redis's now unless its clock went back (rare): then the
         # refill waits for the stamp, and only then is either parsed.
         stamp = fields[3]
-        wait_s = 0.0 if stamp == fields[1] else float(stamp) - decoder.now(fields[1])
+        current = stamp == fields[1]
+        if current:
+            # With the stamp at Redis's now, the result is a function of the flag and the
+            # level alone (and the check): the same text as last time gives the same
+            # result, which is read-only and can be shared. A bucket its callers do not
+            # exhaust answers the same level on every visit (full again, less the cost).
+            last = check.last
+            if last is not None and last[1] == fields[2] and last[0] == flag:
+                if self._empty.entries:
+                    self._empty.forget(check.keys[0])  # as below, for a level of 1 or more
+                return last[2]
+        admitted = flag == b"1"
+        tokens = float(fields[2])
+        wait_s = 0.0 if current else float(stamp) - decoder.now(fields[1])
         limit = check.limits[0]
         rate = limit.policy.rate
         cost = float(limit.cost)
@@ -678,7 +694,7 @@ class RedisLimiter:
         elif self._empty.entries:
             self._empty.forget(check.keys[0])  # what remember() does for a level of 1 or more
         # One call: nothing was taken unless admitted, so there is nothing to refund.
-        return LimitResult(
+        result = LimitResult(
             admitted,
             "redis",
             False,
@@ -686,6 +702,9 @@ class RedisLimiter:
             (LimitOutcome(limit, had_room, remaining, reset_s, retry_s),),
             0.0 if admitted else retry_s,
         )
+        if current and tokens >= 1.0:
+            check.last = (flag, fields[2], result)
+        return result
 
     def _result(
         self, check: _Check, replies: Sequence[object], sent_at: float, decoder: ReplyDecoder

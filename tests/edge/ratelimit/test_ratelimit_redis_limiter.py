@@ -273,3 +273,32 @@ async def closed_seen(conn: Any) -> bool:
         return bool(await conn.can_read())
     except Exception:
         return True  # can_read raises once the connection is closed
+
+
+async def test_a_bucket_full_again_on_each_visit_shares_its_result(
+    redis_server: RedisServer, make_limiter: Callable[..., Any]
+) -> None:
+    limiter = make_limiter(redis_server.url)
+    limit = [LimitRequest(LimitPolicy("memo", parse_rate("100/s burst 3")), "k")]
+    first = await limiter.check(limit)
+    assert first.allowed and first.outcomes[0].remaining == 2
+    assert first.outcomes[0].reset_after_s == pytest.approx(0.01, abs=0.001)
+    await asyncio.sleep(0.05)  # full again
+    again = await limiter.check(limit)
+    assert again is first  # the same reply text: the same (read-only) result
+    # Levels that differ (one batch draining the bucket) get results of their own.
+    await asyncio.sleep(0.05)
+    batch = await asyncio.gather(*(limiter.check(limit) for _ in range(4)))
+    assert [r.allowed for r in batch] == [True, True, True, False]
+    assert [r.outcomes[0].remaining for r in batch] == [2, 1, 0, 0]
+    assert batch[0] is first and batch[1] is not first
+    assert batch[3].retry_after_s > 0
+    # Emptied: refused without Redis until it refills. The bucket keeps only its latest
+    # result (level 1, from the batch): full again, a new one, equal to the first.
+    assert (await limiter.check(limit)).cached
+    await asyncio.sleep(0.05)
+    after = await limiter.check(limit)
+    assert after == first and after is not first
+    assert not limiter._empty.entries
+    await asyncio.sleep(0.05)
+    assert await limiter.check(limit) is after
