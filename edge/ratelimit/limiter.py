@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal, Protocol
 
@@ -135,6 +135,13 @@ class LimitResult:
     outcomes: tuple[LimitOutcome, ...] = ()
     retry_after_s: float = 0.0
     cached: bool = False
+    headers: tuple[tuple[str, str], ...] | None = field(
+        default=None, init=False, repr=False, compare=False, hash=False
+    )
+    """The response headers of this result once :func:`~edge.ratelimit.responses.rate_limit_headers`
+    has made them (a function of the other fields): the Redis limiter hands the same
+    result to every request whose bucket gave the same reply, and those requests then
+    share its headers. Not a part of the answer (not compared, not copied by ``replace``)."""
 
     @property
     def status(self) -> int:

@@ -183,6 +183,9 @@ _DEGRADED_VALUE: dict[str, str] = {source: value for source, (_, value) in _DEGR
 
 def rate_limit_headers(result: LimitResult) -> Sequence[Header]:
     """The RateLimit-* (and, when refused or degraded, Retry-After and degraded) headers."""
+    known = result.headers
+    if known is not None:
+        return known
     requests = result.requests
     outcomes = result.outcomes
     if result.allowed and len(outcomes) == 1 and len(requests) == 1:
@@ -198,6 +201,7 @@ def rate_limit_headers(result: LimitResult) -> Sequence[Header]:
             headers = sets.get((outcome.remaining, seconds, degraded))
             if headers is None:
                 headers = _HEADERS.admitted_set(policy, outcome.remaining, seconds, degraded)
+            result.headers = headers
             return headers
     return _headers(result)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from edge.ratelimit import responses
 from edge.ratelimit.limiter import (
     FailureMode,
@@ -179,3 +181,24 @@ def test_header_cache_stays_bounded() -> None:
     for n in (0, responses._CACHED_NUMBERS - 1, responses._CACHED_NUMBERS, 10**9):
         assert cache.remaining(n) == ("RateLimit-Remaining", str(n))
     assert set(cache.remainings) == {0, responses._CACHED_NUMBERS - 1}
+
+
+def test_a_results_headers_are_made_once_and_kept_on_it() -> None:
+    limit = LimitRequest(USER, "u=1")
+    result = LimitResult(True, "redis", False, (limit,), (LimitOutcome(limit, True, 2, 0.1, 0.0),))
+    assert result.headers is None
+    headers = rate_limit_headers(result)
+    assert result.headers is headers
+    assert dict(headers) == {
+        "RateLimit-Limit": "3",
+        "RateLimit-Remaining": "2",
+        "RateLimit-Reset": "1",
+        "RateLimit-Policy": '10;w=1;burst=3;policy="per-user"',
+    }
+    assert rate_limit_headers(result) is headers  # shared by every request given this result
+    # Kept headers are no part of the answer: not compared, not copied to another result.
+    fresh = LimitResult(True, "redis", False, (limit,), (LimitOutcome(limit, True, 2, 0.1, 0.0),))
+    assert fresh == result and hash(fresh) == hash(result)
+    degraded = replace(result, degraded=True, source="local")
+    assert degraded.headers is None
+    assert dict(rate_limit_headers(degraded))[DEGRADED_HEADER] == "local"
