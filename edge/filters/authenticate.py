@@ -34,7 +34,7 @@ from edge.auth.credentials import (
 )
 from edge.auth.errors import AuthError
 from edge.auth.policy import RoutePolicies, RoutePolicy
-from mesh.chain import Handler
+from mesh.chain import Handler, answered
 from mesh.exchange import Exchange
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class AuthenticateFilter:
             try:
                 known = self._authenticator.cached(kind, secret, policy)
             except AuthError as error:
-                return _answered(self._refuse(ex, error, kind, policy))
+                return answered(self._refuse(ex, error, kind, policy))
             if known is not None:
                 ex.attrs[IDENTITY_ATTR] = known
                 if not self._forward:
@@ -147,8 +147,3 @@ class AuthenticateFilter:
             if scheme.lower() != API_KEY_SCHEME:
                 return  # another scheme (e.g. Basic for the service) is not ours to remove
         headers.popall(AUTHORIZATION_KEY, None)
-
-
-async def _answered(response: web.StreamResponse) -> web.StreamResponse:
-    """``response`` as the awaitable a filter returns."""
-    return response

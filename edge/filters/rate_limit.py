@@ -29,7 +29,6 @@ runs in a coroutine of its own.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Sequence
 
 from aiohttp import web
@@ -38,7 +37,7 @@ from edge.ratelimit.caller import IDENTITY_ATTR
 from edge.ratelimit.limiter import Limiter, LimitRequest, LimitResult
 from edge.ratelimit.policies import PolicyBook
 from edge.ratelimit.responses import problem_fields, rate_limit_headers
-from mesh.chain import Handler
+from mesh.chain import Handler, answered
 from mesh.exchange import Exchange
 from mesh.telemetry.tracing import EVENT_RATE_LIMITED, add_event, child_span
 
@@ -115,13 +114,11 @@ class RateLimitFilter:
         _trace_refusal(ex, result)
         fields = problem_fields(result, self._counts_by)
         slug = "rate-limited" if result.status == 429 else "rate-limits-unavailable"
-        answer: asyncio.Future[web.StreamResponse] = asyncio.get_running_loop().create_future()
-        answer.set_result(
+        return answered(
             ex.problem(
                 result.status, fields["title"], fields["detail"], slug=slug, extra=fields["extra"]
             )
         )
-        return answer
 
     def _counts_by(self, name: str) -> tuple[str, ...]:
         policy = self._book.policies.get(name)

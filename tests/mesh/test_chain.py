@@ -9,7 +9,7 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 
-from mesh.chain import Handler, build_chain
+from mesh.chain import Handler, answered, build_chain
 from mesh.exchange import Exchange
 
 
@@ -99,3 +99,21 @@ def test_object_function_and_bound_method_filters_are_all_called_in_order() -> N
     response = _run(chain)
     assert log == ["in:obj", "plain", "method", "terminal", "out:obj"]
     assert response.headers["X-obj"] == "seen"
+
+
+def test_a_plain_function_filter_answering_itself_with_answered_stops_the_chain() -> None:
+    log: list[str] = []
+
+    async def terminal(ex: Exchange) -> web.StreamResponse:
+        log.append("terminal")
+        return web.Response(status=200)
+
+    def refuse(ex: Exchange, next_handler: Handler) -> Awaitable[web.StreamResponse]:
+        log.append("refuse")
+        return answered(web.Response(status=429))
+
+    chain = build_chain([_Recorder("a", log), refuse], terminal)
+    response = _run(chain)
+    assert response.status == 429
+    assert log == ["in:a", "refuse", "out:a"]
+    assert response.headers["X-a"] == "seen"
