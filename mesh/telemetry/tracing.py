@@ -52,7 +52,6 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Final
 
 from opentelemetry import trace
-from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
@@ -450,42 +449,6 @@ def end_client(span: Span | None, status: int | None, error: str | None) -> None
             span.set_status(Status(StatusCode.ERROR))
         span.set_attributes(attributes)
     span.end()
-
-
-def put_attributes(span: Span, attributes: dict[str, AttributeValue]) -> None:
-    """``span.set_attributes(attributes)`` for meshgate's own attributes, without re-validation.
-
-    For values made by meshgate (strings and integers), never for values
-    from elsewhere. A :class:`RecordedSpan` (every span this module starts)
-    takes them as they are (:meth:`RecordedSpan.put`). An SDK span (one
-    started through :attr:`Tracing.tracer`) is cleaned by the SDK value by
-    value under a lock, about 0.6 µs an attribute, which cleaning returns
-    unchanged for such values; so when no limit can apply (no value-length
-    limit, room left under the count limit: the defaults) they go straight
-    into its attribute dict, the same mapping the SDK would have built. The
-    SDK has no public way to do this; this reaches into ``BoundedAttributes``
-    (SDK 1.x) and takes the public ``set_attributes`` whenever the span is
-    not exactly that shape (another SDK version, a non-recording span, an
-    ended span, limits set through ``OTEL_*ATTRIBUTE*_LIMIT``).
-    """
-    if not attributes:
-        return
-    if type(span) is RecordedSpan:
-        span.put(attributes)
-        return
-    bounded = getattr(span, "_attributes", None)
-    if type(bounded) is BoundedAttributes:
-        inner = getattr(bounded, "_dict", None)
-        maxlen = getattr(bounded, "maxlen", 0)
-        if (
-            type(inner) is dict
-            and getattr(bounded, "_immutable", True) is False
-            and getattr(bounded, "max_value_len", 0) is None
-            and (maxlen is None or len(inner) + len(attributes) <= maxlen)
-        ):
-            inner.update(attributes)
-            return
-    span.set_attributes(attributes)
 
 
 def add_event(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from aiohttp import web
 from opentelemetry.attributes import BoundedAttributes
-from opentelemetry.trace import INVALID_SPAN, SpanKind, StatusCode
+from opentelemetry.trace import SpanKind, StatusCode
 
 from mesh.exchange import Exchange
 from mesh.filters.tracing import TracingFilter
@@ -22,7 +22,6 @@ from mesh.telemetry.tracing import (
     add_event,
     child_span,
     end_client,
-    put_attributes,
 )
 from mesh.telemetry.tracing_settings import resolve_tracing
 from tests.mesh.telemetry.support import Recorder, make_exchange
@@ -367,23 +366,3 @@ def test_attribute_limits_from_the_environment_still_apply(monkeypatch: pytest.M
     _one_sampled_request(r)
     for span in r.spans:
         assert len(span.attributes or {}) == 3 and span.dropped_attributes > 0
-
-
-def test_put_attributes_takes_the_public_call_on_any_other_span() -> None:
-    class Span:
-        def __init__(self) -> None:
-            self.given: list[dict[str, object]] = []
-
-        def set_attributes(self, attributes: dict[str, object]) -> None:
-            self.given.append(attributes)
-
-    other = Span()
-    put_attributes(other, {"a": 1})  # type: ignore[arg-type]
-    assert other.given == [{"a": 1}]
-    put_attributes(INVALID_SPAN, {"a": 1})  # non-recording: nothing to do, no error
-
-    r = Recorder(sampler_ratio=1.0)
-    ended = r.tracing.tracer.start_span("ended")
-    ended.end()
-    put_attributes(ended, {"a": 1})  # the SDK refuses (and warns): the span is unchanged
-    assert "a" not in dict(r.named("ended").attributes or {})
