@@ -1,0 +1,209 @@
+"""A/B: what one feature costs in throughput, both edges running, loaded in turn.
+
+    .venv/bin/python -m bench.ab edge+clientid edge+ratelimit [--rounds 12] [--duration 3]
+
+:mod:`bench.run` starts a scenario, measures it and stops it before the next
+one, so two scenarios compared are seconds to minutes apart; on this shared
+2-core machine whatever else runs meanwhile moves a round's figures by ±25 %,
+more than the 5-15 % a feature is allowed to cost. Here both scenarios'
+processes start once and stay up; wrk then loads A and B alternately in short
+bursts (A B, B A, A B, ... so neither always goes first), and each round's
+*pair* gives one ratio B/A for req/s and one for CPU per request. Slow drift
+(another tenant, a helper's build) hits both halves of a pair alike and cancels
+in the ratio; the median of the paired ratios is the figure, and the spread
+of the middle half of them says how far to trust it.
+
+Both edges are pinned to the same CPU (the other processes to the rest), as
+``bench.run --pin`` does; the idle one does only its background work (Consul
+watches, probes) while the other is loaded. CPU per request counts each
+scenario's own processes only, as in ``bench.run``.
+
+Scenarios are those of ``python -m bench.run --list``; B's feature is measured
+against A.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as ``python bench/ab.py``
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.context import BenchContext
+from bench.cpu import pin_tree, tree_cpu_seconds
+from bench.proxies import start_upstream
+from bench.run import cpu_split
+from bench.scenarios import SCENARIOS, EdgeScenario, Target
+from bench.wrk import WrkOptions, WrkResult, run_wrk
+
+DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "ab.json"
+
+
+@dataclass(frozen=True)
+class Burst:
+    """One scenario's figures from one wrk burst."""
+
+    requests_per_sec: float
+    cpu_us_per_request: float
+    p99_ms: float
+    errors: int
+
+
+@dataclass(frozen=True)
+class PairedRatios:
+    """B/A over the rounds: the median and the middle half's range (quartiles)."""
+
+    median: float
+    low: float
+    high: float
+
+
+def paired_ratios(a: Sequence[float], b: Sequence[float]) -> PairedRatios:
+    """Median and quartiles of ``b[i] / a[i]``, the rounds' own ratios.
+
+    Raises ValueError when the sequences differ in length or are empty.
+    """
+    if len(a) != len(b) or not a:
+        raise ValueError("paired_ratios needs two sequences of the same, non-zero length")
+    ratios = sorted(y / x for x, y in zip(a, b, strict=True))
+    return PairedRatios(_quantile(ratios, 0.5), _quantile(ratios, 0.25), _quantile(ratios, 0.75))
+
+
+def _quantile(ordered: Sequence[float], q: float) -> float:
+    """Linear interpolation between the closest ranks of the sorted ``ordered``."""
+    position = (len(ordered) - 1) * q
+    below = int(position)
+    above = min(below + 1, len(ordered) - 1)
+    return ordered[below] + (ordered[above] - ordered[below]) * (position - below)
+
+
+def round_order(round_index: int) -> tuple[int, int]:
+    """Which scenario goes first in a round: A then B in even rounds, B then A in odd ones."""
+    return (0, 1) if round_index % 2 == 0 else (1, 0)
+
+
+def _burst(target: Target, pids: Sequence[int], options: WrkOptions) -> Burst:
+    before = tree_cpu_seconds(pids)
+    result: WrkResult = run_wrk(target.url, options, target.headers, target.script)[0]
+    cpu = tree_cpu_seconds(pids) - before
+    requests = max(result.requests, 1)
+    return Burst(
+        result.requests_per_sec,
+        cpu * 1e6 / requests,
+        result.latency_ms.get("p99", float("nan")),
+        result.error_count,
+    )
+
+
+def compare(
+    ctx: BenchContext,
+    names: tuple[str, str],
+    rounds: int,
+    options: WrkOptions,
+    warmup: float,
+    pin: bool = True,
+) -> dict[str, object]:
+    """Start both scenarios, warm them, load them in turn for ``rounds`` rounds; the figures."""
+    scenarios = [SCENARIOS[n] for n in names]
+    targets: list[Target] = []
+    pids: list[list[int]] = []
+    split = cpu_split(os.sched_getaffinity(0)) if pin else None
+    with ctx.scenario_scope():
+        for scenario in scenarios:
+            started = set(ctx.scope_pids)
+            print(f"{scenario.name}: starting", flush=True)
+            targets.append(scenario.start(ctx))
+            pids.append([p for p in ctx.scope_pids if p not in started])
+        if split is not None:
+            pin_tree(ctx.scope_pids, {split[0]})
+        for scenario, target in zip(scenarios, targets, strict=True):
+            needed = scenario.warm_requests if isinstance(scenario, EdgeScenario) else 0
+            seconds = warmup
+            while True:  # as bench.instructions: until one warm-up covered what is needed
+                warm = WrkOptions(options.threads, options.connections, seconds, options.timeout)
+                done = run_wrk(target.url, warm, target.headers, target.script)[0]
+                if done.requests >= needed or seconds > 120:
+                    break
+                seconds *= 2
+        bursts: list[list[Burst]] = [[], []]
+        for index in range(rounds):
+            for which in round_order(index):
+                burst = _burst(targets[which], pids[which], options)
+                bursts[which].append(burst)
+            a, b = bursts[0][-1], bursts[1][-1]
+            print(
+                f"round {index + 1}/{rounds}: {names[0]} {a.requests_per_sec:,.0f} req/s "
+                f"{a.cpu_us_per_request:.0f} µs | {names[1]} {b.requests_per_sec:,.0f} req/s "
+                f"{b.cpu_us_per_request:.0f} µs",
+                flush=True,
+            )
+    throughput = paired_ratios(
+        [x.requests_per_sec for x in bursts[0]], [x.requests_per_sec for x in bursts[1]]
+    )
+    cpu = paired_ratios(
+        [x.cpu_us_per_request for x in bursts[0]], [x.cpu_us_per_request for x in bursts[1]]
+    )
+    return {
+        "a": names[0],
+        "b": names[1],
+        "rounds": rounds,
+        "duration_s": options.duration,
+        "throughput_ratio": asdict(throughput),
+        "cpu_per_request_ratio": asdict(cpu),
+        "bursts": {names[i]: [asdict(x) for x in bursts[i]] for i in range(2)},
+    }
+
+
+def format_summary(result: dict[str, object]) -> str:
+    """Two lines: B's change in req/s and in CPU per request against A, with the quartiles."""
+    lines = []
+    for label, key in (("req/s", "throughput_ratio"), ("CPU/request", "cpu_per_request_ratio")):
+        r = result[key]
+        assert isinstance(r, dict)
+        lines.append(
+            f"{result['b']} vs {result['a']}: {label} {100 * (r['median'] - 1):+.1f} % "
+            f"(middle half of {result['rounds']} rounds: {100 * (r['low'] - 1):+.1f} "
+            f"to {100 * (r['high'] - 1):+.1f} %)"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__)
+    parser.add_argument("a", help="the reference scenario")
+    parser.add_argument("b", help="the scenario whose feature is measured")
+    parser.add_argument("--rounds", type=int, default=12, help="A/B pairs (12)")
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per burst (3)")
+    parser.add_argument("--connections", type=int, default=64, help="wrk -c (64)")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load first (3)")
+    parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin")
+    parser.add_argument("--json-out", type=Path, default=DEFAULT_JSON)
+    args = parser.parse_args(argv)
+    unknown = [n for n in (args.a, args.b) if n not in SCENARIOS]
+    if unknown:
+        print(f"bench: unknown scenario(s) {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    if args.rounds < 1:
+        print("bench: --rounds must be at least 1", file=sys.stderr)
+        return 2
+    workdir = Path(tempfile.mkdtemp(prefix="meshgate-ab-"))
+    with BenchContext(workdir) as ctx:
+        ctx.upstream_port = start_upstream(ctx)
+        options = WrkOptions(1, args.connections, args.duration, timeout=10.0)
+        result = compare(ctx, (args.a, args.b), args.rounds, options, args.warmup, args.pin)
+    print(format_summary(result))
+    args.json_out.parent.mkdir(parents=True, exist_ok=True)
+    args.json_out.write_text(json.dumps(result, indent=2))
+    print(f"results: {args.json_out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
