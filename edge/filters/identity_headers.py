@@ -3,11 +3,15 @@
 Headers are *set*, never appended: whatever copy might exist is replaced (the
 strip filter already removed every client copy). The pairs set are left in
 ``ex.attrs["identity_headers"]`` for the identity token to sign.
+
+When nothing sits between it and the authenticate filter, the edge runs the
+two as one chain level (:meth:`edge.filters.authenticate.AuthenticateFilter.fuse_next`),
+which sets the headers exactly as :meth:`IdentityHeadersFilter.apply` does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from multidict import istr
@@ -37,19 +41,28 @@ class IdentityHeadersFilter:
             keyed = {name.lower(): (istr(name), value) for name, value in pairs}
             return pairs, tuple(keyed.values())
 
-        self._render: ObjectMemo[Identity, tuple[Pairs, Pairs]] = ObjectMemo(render)
-        self._rendered = self._render.known
+        self.rendered: ObjectMemo[Identity, tuple[Pairs, Pairs]] = ObjectMemo(render)
+        """``rendered(identity)``: ``(pairs, keyed)``, the pairs to sign and the
+        same as one ``(istr name, value)`` per name, for ``update``; the same
+        objects for the same identity object."""
+        self.known: Callable[[int], tuple[Pairs, Pairs] | None] = self.rendered.known
+        """``known(id(identity))``: what :attr:`rendered` gave for that identity
+        before, else None (one dict look-up, for the per-request paths)."""
+
+    def apply(self, ex: Exchange, identity: Identity) -> None:
+        """Set ``identity``'s headers on ``ex.upstream_headers`` and record the pairs."""
+        pairs, keyed = self.known(id(identity)) or self.rendered(identity)
+        # One C call that replaces any header of each name: cheaper than a
+        # setitem per header.
+        ex.upstream_headers.update(keyed)
+        ex.attrs[IDENTITY_HEADERS_ATTR] = pairs
 
     def __call__(self, ex: Exchange, next_handler: Handler) -> Awaitable[web.StreamResponse]:
         # A plain def: nothing to do on the way out (see mesh.chain.Filter).
         identity: Identity | None = ex.attrs.get("identity")
         if identity is not None:
-            rendered = self._rendered(id(identity))
-            if rendered is None:
-                rendered = self._render(identity)
-            pairs, keyed = rendered
-            # One C call that replaces any header of each name: cheaper than
-            # a setitem per header.
+            # apply(), inline: one call layer less on every authenticated request.
+            pairs, keyed = self.known(id(identity)) or self.rendered(identity)
             ex.upstream_headers.update(keyed)
             ex.attrs[IDENTITY_HEADERS_ATTR] = pairs
         return next_handler(ex)

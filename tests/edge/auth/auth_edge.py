@@ -1,13 +1,17 @@
 """A minimal edge around the auth filters, behind the real ingress, for filter tests.
 
 Ingress → strip identity headers → routing (one fixed route) → authenticate →
-identity headers → any extra filters → a capture of what would go upstream.
+any filters ``between`` → identity headers → any extra filters → a capture of
+what would go upstream. Neighbours are fused as the edge's gateway fuses them
+(:func:`edge.gateway.fuse_adjacent`) unless :attr:`AuthEdge.fuse` is False, so
+that the tests can run against both shapes of the chain (the ``fusion``
+fixture).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
@@ -20,6 +24,7 @@ from edge.auth.policy import RoutePolicies
 from edge.filters.authenticate import AuthenticateFilter
 from edge.filters.identity_headers import IdentityHeadersFilter
 from edge.filters.strip_identity import StripIdentityFilter
+from edge.gateway import fuse_adjacent
 from edge.routes import make_route
 from mesh.chain import Filter, Handler, build_chain
 from mesh.exchange import Exchange
@@ -31,6 +36,9 @@ Headers = Sequence[tuple[str, str]]
 class AuthEdge:
     """The auth filters of ``config`` with ``authenticator``, on one route with ``route_auth``."""
 
+    fuse: ClassVar[bool] = True
+    """Fuse adjacent filters as the gateway does (authenticate + identity headers)."""
+
     def __init__(
         self,
         config: AuthConfig,
@@ -39,6 +47,7 @@ class AuthEdge:
         *,
         forward_credentials: bool = False,
         extra: Sequence[Filter] = (),
+        between: Sequence[Filter] = (),
     ) -> None:
         self.seen: Exchange | None = None
         options = {"auth": route_auth} if route_auth is not None else {}
@@ -53,21 +62,21 @@ class AuthEdge:
             self.seen = ex
             return web.Response(text="ok")
 
-        chain = build_chain(
-            [
-                StripIdentityFilter(managed),
-                routing,
-                AuthenticateFilter(
-                    RoutePolicies(config),
-                    authenticator,
-                    realm="meshgate",
-                    forward_credentials=forward_credentials,
-                ),
-                IdentityHeadersFilter(IdentityHeaders(config.identity.claims)),
-                *extra,
-            ],
-            capture,
-        )
+        filters: list[Filter] = [
+            StripIdentityFilter(managed),
+            routing,
+            AuthenticateFilter(
+                RoutePolicies(config),
+                authenticator,
+                realm="meshgate",
+                forward_credentials=forward_credentials,
+            ),
+            *between,
+            IdentityHeadersFilter(IdentityHeaders(config.identity.claims)),
+            *extra,
+        ]
+        self.filters = fuse_adjacent(filters) if self.fuse else filters
+        chain = build_chain(self.filters, capture)
         self.ingress = Ingress(lambda: chain, strip_headers={h.lower() for h in managed})
 
     async def send(self, headers: Headers) -> web.Response:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import jwt
@@ -107,6 +107,20 @@ class TokenFactory:
         return jwt.encode(
             self.claims(**claim_overrides), private_key, algorithm=alg, headers=all_headers
         )
+
+
+@pytest.fixture(params=[True, False], ids=["fused", "apart"])
+def fusion(request: pytest.FixtureRequest) -> Iterator[bool]:
+    """Run a test with authenticate + identity headers fused into one chain
+    level (as the gateway builds it), then as two levels (as when a filter sits
+    between them): every answer must be the same."""
+    from tests.edge.auth.auth_edge import AuthEdge
+
+    AuthEdge.fuse = request.param
+    try:
+        yield request.param
+    finally:
+        AuthEdge.fuse = True
 
 
 @pytest.fixture

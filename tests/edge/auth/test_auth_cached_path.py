@@ -23,6 +23,9 @@ from edge.auth.jwt_verifier import JwtSettings, JwtVerifier
 from tests.edge.auth.auth_edge import AuthEdge
 from tests.edge.auth.conftest import AUDIENCE, ISSUER, CountingKeySource, FakeClock, TokenFactory
 
+# Every test twice: authenticate + identity headers fused, and apart.
+pytestmark = pytest.mark.usefixtures("fusion")
+
 CONFIG = AuthConfig.model_validate(
     {
         "issuer": ISSUER,

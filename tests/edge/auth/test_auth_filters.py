@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Awaitable, Sequence
 from typing import Any
+
+import pytest
+from aiohttp import web
 
 from edge.auth.apikey_verifier import ApiKeyVerifier
 from edge.auth.apikeys import ApiKeyRecord, generate_key
@@ -14,10 +18,15 @@ from edge.auth.config import AuthConfig
 from edge.auth.errors import AuthError
 from edge.auth.keys import KeysUnavailable
 from edge.filters.identity_token import IdentityTokenFilter
+from mesh.chain import Filter, Handler
+from mesh.exchange import Exchange
 from mesh.identity.keys import generate_signing_key
 from mesh.identity.token import IdentitySigner, verification_keys, verify_identity_token
 from tests.edge.auth.auth_edge import AuthEdge
 from tests.edge.auth.conftest import FakeClock
+
+# Every test twice: authenticate + identity headers fused, and apart.
+pytestmark = pytest.mark.usefixtures("fusion")
 
 CONFIG = AuthConfig.model_validate(
     {
@@ -51,7 +60,13 @@ async def lookup(key: str) -> ApiKeyRecord | None:
 class Edge(AuthEdge):
     """The auth filters with fake verifiers, then the identity token filter (see AuthEdge)."""
 
-    def __init__(self, route_auth: Any = None, *, forward_credentials: bool = False) -> None:
+    def __init__(
+        self,
+        route_auth: Any = None,
+        *,
+        forward_credentials: bool = False,
+        between: Sequence[Filter] = (),
+    ) -> None:
         self.tokens = Tokens()
         self.signer = IdentitySigner(generate_signing_key("ES256"))
         authenticator = Authenticator(
@@ -63,6 +78,7 @@ class Edge(AuthEdge):
             route_auth,
             forward_credentials=forward_credentials,
             extra=[IdentityTokenFilter(self.signer, "X-Mesh-Identity")],
+            between=between,
         )
 
 
@@ -189,3 +205,29 @@ async def test_forward_credentials_keeps_them() -> None:
     edge = Edge(forward_credentials=True)
     assert (await edge.send([("Authorization", "Bearer good")])).status == 200
     assert dict(edge.upstream())["Authorization"] == "Bearer good"
+
+
+async def test_a_filter_between_authenticate_and_identity_headers_keeps_them_apart() -> None:
+    """A rate limit counting by ``X-User-Id`` sits between the two: it must see
+    the caller authenticated but the header stripped, not yet injected."""
+    seen: list[tuple[object, list[str]]] = []
+
+    def between(ex: Exchange, next_handler: Handler) -> Awaitable[web.StreamResponse]:
+        seen.append((ex.attrs.get("identity"), ex.upstream_headers.getall("X-User-Id", [])))
+        return next_handler(ex)
+
+    apart = Edge(between=[between])
+    assert len(apart.filters) == 6  # strip, routing, authenticate, between, headers, token
+    response = await apart.send([("Authorization", "Bearer good"), *SPOOFED])
+    assert response.status == 200
+    [(identity, user_ids)] = seen
+    assert apart.seen is not None and identity is apart.seen.attrs["identity"] is not None
+    assert user_ids == []  # every spoofed copy stripped, the edge's not set yet
+    assert ("X-User-Id", "alice") in apart.upstream()
+
+
+async def test_adjacent_authenticate_and_identity_headers_run_as_one_level() -> None:
+    fused = Edge()
+    assert len(fused.filters) == (4 if Edge.fuse else 5)
+    assert (await fused.send([("Authorization", "Bearer good")])).status == 200
+    assert ("X-User-Id", "alice") in fused.upstream()

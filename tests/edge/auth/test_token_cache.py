@@ -72,3 +72,13 @@ def test_get_keeps_recency_drops_expired_entries_and_counts_hits(clock: Any) -> 
     assert cache.get(b"a") is None
     assert len(cache) == 1  # the expired entry was dropped
     assert cache.hits == 2
+
+
+def test_get_stays_bound_to_the_live_entries_across_clear(clock: Any) -> None:
+    cache: TokenCache[int] = TokenCache(2, clock)
+    get = cache.get
+    cache.put(b"a", 1, clock() + 60)
+    cache.clear()
+    assert get(b"a") is None
+    cache.put(b"a", 2, clock() + 60)
+    assert get(b"a") == 2 and cache.hits == 1
