@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from multidict import CIMultiDictProxy
+
 from edge.auth.apikey_verifier import ApiKeysUnavailable, ApiKeyVerifier
 from edge.auth.apikeys import ApiKeyRecord
 from edge.auth.claims import Claims, TokenVerifier
-from edge.auth.credentials import METHOD_OF_KIND, Credential, CredentialKind
+from edge.auth.credentials import API_KEY_KEY, AUTHORIZATION_KEY, METHOD_OF_KIND, Credential
 from edge.auth.errors import AuthError
 from edge.auth.identity import Identity, identity_from_api_key, identity_from_claims
 from edge.auth.introspection import IntrospectionUnavailable
@@ -72,37 +74,71 @@ class Authenticator:
         else:
             self._jwt_max_len, self._jwt_claims = 0, None
 
-    def cached(self, kind: CredentialKind, secret: str, policy: RoutePolicy) -> Identity | None:
+    def cached(self, headers: CIMultiDictProxy[str], policy: RoutePolicy) -> Identity | None:
         """The identity of a caller the verifiers already hold a live answer for; never awaits.
 
-        For a secret from :func:`edge.auth.credentials.candidate_credential`:
-        when this returns an identity or raises AuthError, that is exactly what
-        :meth:`authenticate` would do for ``Credential(kind, secret)``. None
-        means "not decided here" (not cached, a method the route does not take,
-        introspection mode, verifiers not installed): call :meth:`authenticate`.
-        Only the local JWT and API key caches are consulted; each vouches that
-        what it holds passed full verification, so has the shape
-        ``candidate_credential`` needs for its secret to be the request's
-        credential (a bearer token is b64token syntax, no key has blanks).
+        For a request's ``headers``: when this returns an identity or raises
+        AuthError, that is exactly what :meth:`authenticate` would do for
+        ``presented_credential(headers)``. None means "not decided here": call
+        :meth:`authenticate`.
+
+        It decides only for a credential in its plain form: the one credential
+        header is ``Authorization: Bearer <secret>`` or ``Authorization: ApiKey
+        <secret>`` (that spelling, one space) without any X-API-Key, or one
+        ``X-API-Key: <secret>`` without any Authorization; and only when the
+        local JWT or API key cache holds a live answer for that secret, on a
+        route that takes that kind (not in introspection mode). Each of those
+        caches vouches that what it holds passed full verification, so has the
+        shape that makes the secret exactly the request's credential: non-empty,
+        no space or tab at either end, and for a bearer token b64token syntax
+        (see :meth:`edge.auth.jwt_verifier.JwtVerifier.cached`), so
+        ``presented_credential`` would return ``Credential(kind, secret)``.
+        Everything else (other spellings, several credentials, anything not
+        cached) is None.
+
+        The reading of the headers, the cache look-up and the identity are one
+        call: this runs for every request of a repeat caller.
         """
-        # policy.local_jwt / policy.api_keys are "the route takes this kind" (and,
-        # for bearer tokens, verifies them locally), precomputed per policy.
-        if kind == "bearer":
-            claims_of = self._jwt_claims
-            if claims_of is None or not policy.local_jwt or len(secret) > self._jwt_max_len:
+        authorizations = headers.getall(AUTHORIZATION_KEY, ())
+        if authorizations:
+            if len(authorizations) != 1 or API_KEY_KEY in headers:
                 return None
-            claims = claims_of(secret)  # JwtVerifier.cached(secret), one call layer less
-            if claims is None:
+            value = authorizations[0]
+            # Both prefixes are 7 characters long. A slice and == is about a
+            # third of what a str.startswith() method call costs.
+            prefix = value[:7]
+            if prefix == "Bearer ":
+                # policy.local_jwt: the route takes bearer tokens and verifies
+                # them locally (precomputed per policy).
+                claims_of = self._jwt_claims
+                if (
+                    claims_of is None
+                    or not policy.local_jwt
+                    or len(value) - 7 > self._jwt_max_len  # never cached, never hashed
+                ):
+                    return None
+                claims = claims_of(value[7:])  # JwtVerifier.cached, one call layer less
+                if claims is None:
+                    return None
+                identity = self._jwt_identity(id(claims)) or self._from_jwt(claims)
+                if policy.roles and not identity.has_any_role(policy.roles):
+                    raise _missing_role(policy)
+                return identity
+            if prefix != "ApiKey ":
                 return None
-            identity = self._jwt_identity(id(claims)) or self._from_jwt(claims)
+            secret = value[7:]
         else:
-            api_keys = self._verifiers.api_keys
-            if api_keys is None or not policy.api_keys:
+            api_keys = headers.getall(API_KEY_KEY, ())
+            if len(api_keys) != 1:
                 return None
-            record = api_keys.cached(secret)
-            if record is None:
-                return None
-            identity = self._api_key_identity(id(record)) or self._from_api_key(record)
+            secret = api_keys[0]
+        verifier = self._verifiers.api_keys
+        if verifier is None or not policy.api_keys:
+            return None
+        record = verifier.cached(secret)
+        if record is None:
+            return None
+        identity = self._api_key_identity(id(record)) or self._from_api_key(record)
         if policy.roles and not identity.has_any_role(policy.roles):
             raise _missing_role(policy)
         return identity

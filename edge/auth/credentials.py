@@ -69,39 +69,6 @@ def presented_credential(headers: CIMultiDictProxy[str]) -> Credential | None:
     return found
 
 
-def candidate_credential(headers: CIMultiDictProxy[str]) -> tuple[CredentialKind, str] | None:
-    """A quick reading of the request's credential in its plain form, unchecked; else None.
-
-    Plain forms: the one credential header is ``Authorization: Bearer <secret>``
-    or ``Authorization: ApiKey <secret>`` (that spelling, one space) without any
-    X-API-Key, or one ``X-API-Key: <secret>`` without any Authorization. The
-    secret is the rest of the value, *not* checked at all. Contract: if
-    ``secret`` is non-empty, has no space or tab at either end and, for a
-    bearer token, is b64token syntax, then :func:`presented_credential` returns
-    exactly ``Credential(kind, secret)`` for these headers. A secret a
-    verifier's cache vouches for has that shape, so it may be taken on the
-    cache's word; for anything else (None, or a secret no cache knows) call
-    :func:`presented_credential`, which decides, errors included.
-    """
-    authorizations = headers.getall(AUTHORIZATION_KEY, ())
-    if authorizations:
-        if len(authorizations) != 1 or API_KEY_KEY in headers:
-            return None
-        value = authorizations[0]
-        # Both prefixes are 7 characters long. A slice and == is about a third
-        # of what a str.startswith() method call costs on this per-request path.
-        prefix = value[:7]
-        if prefix == "Bearer ":
-            return "bearer", value[7:]
-        if prefix == "ApiKey ":
-            return "apikey", value[7:]
-        return None
-    api_keys = headers.getall(API_KEY_KEY, ())
-    if len(api_keys) == 1:
-        return "apikey", api_keys[0]
-    return None
-
-
 def _api_key(value: str) -> Credential:
     key = value.strip(" \t")
     if not key:

@@ -34,7 +34,6 @@ from edge.auth.credentials import (
     AUTHORIZATION_KEY,
     Credential,
     CredentialKind,
-    candidate_credential,
     presented_credential,
 )
 from edge.auth.errors import AuthError
@@ -101,36 +100,38 @@ class AuthenticateFilter:
         policy = self._policy_of(id(route)) or self._policies.for_route(route)
         if not policy.enforced:
             return self._then(ex, next_handler)
-        candidate = candidate_credential(ex.request.headers)
-        if candidate is not None:
-            kind, secret = candidate
-            try:
-                known = self._authenticator.cached(kind, secret, policy)
-            except AuthError as error:
-                return answered(self._refuse(ex, error, kind, policy))
-            if known is not None:
-                attrs = ex.attrs
-                attrs[IDENTITY_ATTR] = known
-                upstream = ex.upstream_headers
-                if not self._forward:
-                    if kind == "bearer":
-                        # The one Authorization header is the credential (what
-                        # _remove_credential does for a bearer token, inline;
-                        # del costs half of popall, which builds a list; a
-                        # try costs nothing in 3.11, contextlib.suppress does).
-                        try:  # noqa: SIM105
-                            del upstream[AUTHORIZATION_KEY]
-                        except KeyError:
-                            pass  # listed in Connection: the ingress dropped it
-                    else:
-                        self._remove_credential(ex, kind)
-                headers = self._headers
-                if headers is not None:
-                    # headers.apply(ex, known), inline: a call layer less.
-                    pairs, keyed = headers.known(id(known)) or headers.rendered(known)
-                    upstream.update(keyed)
-                    attrs[IDENTITY_HEADERS_ATTR] = pairs
-                return next_handler(ex)
+        headers = ex.request.headers
+        try:
+            known = self._authenticator.cached(headers, policy)
+        except AuthError as error:  # a cached caller without any of the route's roles
+            # Exactly the credential cached() decided on (its contract), so
+            # presented_credential cannot raise here.
+            presented = presented_credential(headers)
+            kind = presented.kind if presented is not None else None
+            return answered(self._refuse(ex, error, kind, policy))
+        if known is not None:
+            attrs = ex.attrs
+            attrs[IDENTITY_ATTR] = known
+            upstream = ex.upstream_headers
+            if not self._forward:
+                if known.method == "jwt":
+                    # A bearer token, the one Authorization header (what
+                    # _remove_credential does for one, inline; del costs half
+                    # of popall, which builds a list; a try costs nothing in
+                    # 3.11, contextlib.suppress does).
+                    try:  # noqa: SIM105
+                        del upstream[AUTHORIZATION_KEY]
+                    except KeyError:
+                        pass  # listed in Connection: the ingress dropped it
+                else:
+                    self._remove_credential(ex, "apikey")
+            identity_headers = self._headers
+            if identity_headers is not None:
+                # identity_headers.apply(ex, known), inline: a call layer less.
+                pairs, keyed = identity_headers.known(id(known)) or identity_headers.rendered(known)
+                upstream.update(keyed)
+                attrs[IDENTITY_HEADERS_ATTR] = pairs
+            return next_handler(ex)
         return self._authenticate(ex, next_handler, policy)
 
     def _then(self, ex: Exchange, next_handler: Handler) -> Awaitable[web.StreamResponse]:

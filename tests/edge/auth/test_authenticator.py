@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from edge.auth.apikey_verifier import ApiKeysUnavailable, ApiKeyVerifier
 from edge.auth.apikeys import ApiKeyRecord, generate_key
 from edge.auth.authenticator import Authenticator, Verifiers
 from edge.auth.claims import Claims
-from edge.auth.credentials import Credential
+from edge.auth.credentials import Credential, presented_credential
 from edge.auth.errors import AuthError
 from edge.auth.jwt_verifier import JwtSettings, JwtVerifier
 from edge.auth.keys import KeysUnavailable
@@ -157,9 +158,20 @@ async def outcome(auth: Authenticator, credential: Credential, route: RoutePolic
         return (error.status, error.code, error.description, error.scope)
 
 
+def sent(credential: Credential) -> CIMultiDictProxy[str]:
+    """The request headers presenting ``credential`` in its plain form."""
+    if credential.kind == "bearer":
+        return headers(("Authorization", f"Bearer {credential.secret}"))
+    return headers(("X-API-Key", credential.secret))
+
+
+def headers(*pairs: tuple[str, str]) -> CIMultiDictProxy[str]:
+    return CIMultiDictProxy(CIMultiDict(pairs))
+
+
 def cached_outcome(auth: Authenticator, credential: Credential, route: RoutePolicy) -> Any:
     try:
-        return auth.cached(credential.kind, credential.secret, route)
+        return auth.cached(sent(credential), route)
     except AuthError as error:
         return (error.status, error.code, error.description, error.scope)
 
@@ -208,18 +220,19 @@ async def test_cached_gives_the_same_identity_object_as_authenticate(
     auth = with_jwt_verifier(key_source, clock)
     token = tokens.sign(ec_key, "ec-1")
     identity = await auth.authenticate(Credential("bearer", token), policy())
-    assert auth.cached("bearer", token, policy()) is identity
+    assert auth.cached(sent(Credential("bearer", token)), policy()) is identity
     record_identity = await auth.authenticate(API_KEY, policy())
-    assert auth.cached("apikey", KEY, policy()) is record_identity
+    assert auth.cached(sent(API_KEY), policy()) is record_identity
+    assert auth.cached(headers(("Authorization", f"ApiKey {KEY}")), policy()) is record_identity
     assert key_source.lookups == 1
 
 
 async def test_cached_trusts_only_verifiers_that_vouch_for_the_token_shape() -> None:
     auth = authenticator()  # a bearer verifier that is not a JwtVerifier
     await auth.authenticate(BEARER_ALICE, policy())
-    assert auth.cached("bearer", "alice", policy()) is None
-    assert Authenticator().cached("bearer", "alice", policy()) is None
-    assert Authenticator().cached("apikey", KEY, policy()) is None
+    assert auth.cached(sent(BEARER_ALICE), policy()) is None
+    assert Authenticator().cached(sent(BEARER_ALICE), policy()) is None
+    assert Authenticator().cached(sent(API_KEY), policy()) is None
 
 
 async def test_cached_follows_installed_jwt_verifier_and_its_size_limit(
@@ -229,31 +242,63 @@ async def test_cached_follows_installed_jwt_verifier_and_its_size_limit(
     jwt = JwtVerifier(JwtSettings(issuer=ISSUER, audience=AUDIENCE), key_source, clock)
     auth = Authenticator(Verifiers(jwt=jwt))
     identity = await auth.authenticate(Credential("bearer", token), policy())
-    assert auth.cached("bearer", token, policy()) is identity
-    hashed = HashCountingStr(token)
-    assert auth.cached("bearer", hashed, policy()) is identity
-    looked_up = hashed.hashes
-    assert looked_up > 0  # the cache's look-up hashed it
-    # Over the installed verifier's size limit, the token is not even hashed.
+    bearer = sent(Credential("bearer", token))
+    assert auth.cached(bearer, policy()) is identity
+    # Over the installed verifier's size limit, the token is not looked up.
     small = JwtVerifier(
         JwtSettings(issuer=ISSUER, audience=AUDIENCE, max_token_bytes=len(token) - 1),
         key_source,
         clock,
     )
     auth.install(Verifiers(jwt=small))
-    assert auth.cached("bearer", hashed, policy()) is None
-    assert hashed.hashes == looked_up
+    assert auth.cached(bearer, policy()) is None
     auth.install(Verifiers())
-    assert auth.cached("bearer", token, policy()) is None
+    assert auth.cached(bearer, policy()) is None
     auth.install(Verifiers(jwt=jwt))
-    assert auth.cached("bearer", token, policy()) is identity
+    assert auth.cached(bearer, policy()) is identity
 
 
-class HashCountingStr(str):
-    """A str that counts how often it is hashed (each dict look-up hashes a subclass)."""
-
-    hashes = 0
-
-    def __hash__(self) -> int:
-        self.hashes += 1
-        return super().__hash__()
+@pytest.mark.parametrize(
+    ("form", "decided"),
+    [
+        ((("Authorization", "Bearer {token}"),), True),
+        ((("Authorization", "ApiKey {key}"),), True),
+        ((("x-api-key", "{key}"),), True),
+        ((("AUTHORIZATION", "Bearer {token}"),), True),  # names are case-insensitive
+        # Other spellings, other schemes, several credentials: the full path decides.
+        ((), False),
+        ((("Authorization", "bearer {token}"),), False),
+        ((("Authorization", "Bearer  {token}"),), False),
+        ((("Authorization", "Bearer\t{token}"),), False),
+        ((("Authorization", "apikey {key}"),), False),
+        ((("X-API-Key", " {key} "),), False),
+        ((("Authorization", "Basic dXNlcjpwYXNz"),), False),
+        ((("Authorization", "Basic dXNlcjpwYXNz"), ("X-API-Key", "{key}")), False),
+        ((("Authorization", "Bearer {token}"), ("Authorization", "Bearer {token}")), False),
+        ((("Authorization", "Bearer {token}"), ("X-API-Key", "{key}")), False),
+        ((("Authorization", "ApiKey {key}"), ("X-API-Key", "{key}")), False),
+        ((("X-API-Key", "{key}"), ("X-API-Key", "{key}")), False),
+    ],
+)
+async def test_cached_decides_only_plain_forms_and_exactly_the_presented_credential(
+    form: tuple[tuple[str, str], ...],
+    decided: bool,
+    key_source: CountingKeySource,
+    clock: FakeClock,
+    tokens: TokenFactory,
+    ec_key: Any,
+) -> None:
+    """The contract the filter's cached path stands on: whatever cached() answers
+    for is the credential presented_credential reads from the same headers."""
+    auth = with_jwt_verifier(key_source, clock)
+    token = tokens.sign(ec_key, "ec-1")
+    by_secret = {
+        token: await auth.authenticate(Credential("bearer", token), policy()),
+        KEY: await auth.authenticate(API_KEY, policy()),
+    }
+    request = headers(*((k, v.format(token=token, key=KEY)) for k, v in form))
+    identity = auth.cached(request, policy())
+    assert (identity is not None) == decided
+    if identity is not None:
+        credential = presented_credential(request)
+        assert credential is not None and by_secret[credential.secret] is identity
