@@ -72,7 +72,7 @@ class AuthenticateFilter:
         self._authenticator = authenticator
         self._realm = realm
         self._forward = forward_credentials
-        self._headers = identity_headers
+        self._identity_headers = identity_headers
 
     def fuse_next(self, following: Filter) -> AuthenticateFilter | None:
         """This filter and ``following`` as one, when ``following`` is the
@@ -82,7 +82,7 @@ class AuthenticateFilter:
         limit counting by ``X-User-Id``, say) must see the request after
         authentication but before the identity headers are set.
         """
-        if self._headers is not None or not isinstance(following, IdentityHeadersFilter):
+        if self._identity_headers is not None or not isinstance(following, IdentityHeadersFilter):
             return None
         return AuthenticateFilter(
             self._policies,
@@ -125,9 +125,10 @@ class AuthenticateFilter:
                         pass  # listed in Connection: the ingress dropped it
                 else:
                     self._remove_credential(ex, "apikey")
-            identity_headers = self._headers
+            identity_headers = self._identity_headers
             if identity_headers is not None:
-                # identity_headers.apply(ex, known), inline: a call layer less.
+                # What identity_headers(ex, next_handler) does, inline: the
+                # point of fusing the two.
                 pairs, keyed = identity_headers.known(id(known)) or identity_headers.rendered(known)
                 upstream.update(keyed)
                 attrs[IDENTITY_HEADERS_ATTR] = pairs
@@ -136,10 +137,10 @@ class AuthenticateFilter:
 
     def _then(self, ex: Exchange, next_handler: Handler) -> Awaitable[web.StreamResponse]:
         """What comes after the decision: the identity headers when fused, then ``next_handler``."""
-        headers = self._headers
-        if headers is None:
+        identity_headers = self._identity_headers
+        if identity_headers is None:
             return next_handler(ex)
-        return headers(ex, next_handler)
+        return identity_headers(ex, next_handler)
 
     async def _authenticate(
         self, ex: Exchange, next_handler: Handler, policy: RoutePolicy

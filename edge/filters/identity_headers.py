@@ -6,7 +6,8 @@ strip filter already removed every client copy). The pairs set are left in
 
 When nothing sits between it and the authenticate filter, the edge runs the
 two as one chain level (:meth:`edge.filters.authenticate.AuthenticateFilter.fuse_next`),
-which sets the headers exactly as :meth:`IdentityHeadersFilter.apply` does.
+which sets the headers exactly as this filter would, through its
+:attr:`IdentityHeadersFilter.known` and :attr:`IdentityHeadersFilter.rendered`.
 """
 
 from __future__ import annotations
@@ -49,20 +50,13 @@ class IdentityHeadersFilter:
         """``known(id(identity))``: what :attr:`rendered` gave for that identity
         before, else None (one dict look-up, for the per-request paths)."""
 
-    def apply(self, ex: Exchange, identity: Identity) -> None:
-        """Set ``identity``'s headers on ``ex.upstream_headers`` and record the pairs."""
-        pairs, keyed = self.known(id(identity)) or self.rendered(identity)
-        # One C call that replaces any header of each name: cheaper than a
-        # setitem per header.
-        ex.upstream_headers.update(keyed)
-        ex.attrs[IDENTITY_HEADERS_ATTR] = pairs
-
     def __call__(self, ex: Exchange, next_handler: Handler) -> Awaitable[web.StreamResponse]:
         # A plain def: nothing to do on the way out (see mesh.chain.Filter).
         identity: Identity | None = ex.attrs.get("identity")
         if identity is not None:
-            # apply(), inline: one call layer less on every authenticated request.
             pairs, keyed = self.known(id(identity)) or self.rendered(identity)
+            # One C call that replaces any header of each name: cheaper than
+            # a setitem per header.
             ex.upstream_headers.update(keyed)
             ex.attrs[IDENTITY_HEADERS_ATTR] = pairs
         return next_handler(ex)
