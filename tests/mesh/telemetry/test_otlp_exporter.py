@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
+import threading
+from pathlib import Path
+
 import pytest
 import requests
+from opentelemetry.exporter.http.transport._requests import RequestsHTTPTransport
+from opentelemetry.exporter.http.transport._urllib3 import Urllib3HTTPTransport
 
 from mesh.telemetry import otlp_exporter
 from mesh.telemetry.otlp_exporter import FastOTLPSpanExporter, settle_verify, settled_session
@@ -24,6 +30,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "all_proxy",
         "REQUESTS_CA_BUNDLE",
         "CURL_CA_BUNDLE",
+        "NETRC",
         *otlp_exporter.CREDENTIAL_PROVIDER_VARIABLES,
     ):
         monkeypatch.delenv(name, raising=False)
@@ -94,3 +101,77 @@ def test_a_given_session_or_a_credential_provider_is_left_to_the_sdk(
     with pytest.raises(RuntimeError):  # the SDK looked for the provider's entry point
         FastOTLPSpanExporter(endpoint=ENDPOINT)
     assert made == []
+
+
+def test_posts_go_through_the_sdk_s_urllib3_transport_when_nothing_needs_requests() -> None:
+    exporter = FastOTLPSpanExporter(endpoint=ENDPOINT)
+    transport = exporter._client._transport
+    assert exporter.transport == "urllib3" and isinstance(transport, Urllib3HTTPTransport)
+    # verify=True means requests' CA bundle, as before, not urllib3's default store
+    assert transport._pool.connection_pool_kw["ca_certs"] == requests.utils.DEFAULT_CA_BUNDLE_PATH
+    exporter.shutdown()
+
+    exporter = FastOTLPSpanExporter(
+        endpoint=ENDPOINT,
+        certificate_file="/etc/ssl/otlp.pem",
+        client_certificate_file="/etc/ssl/client.pem",
+        client_key_file="/etc/ssl/client.key",
+    )
+    kw = exporter._client._transport._pool.connection_pool_kw
+    assert kw["ca_certs"] == "/etc/ssl/otlp.pem"
+    assert (kw["cert_file"], kw["key_file"]) == ("/etc/ssl/client.pem", "/etc/ssl/client.key")
+    exporter.shutdown()
+
+
+@pytest.mark.parametrize("setting", ["proxy", "netrc", "session"])
+def test_requests_stays_for_proxies_netrc_credentials_and_given_sessions(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, setting: str
+) -> None:
+    kwargs: dict[str, object] = {}
+    if setting == "proxy":
+        monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    elif setting == "netrc":
+        netrc = tmp_path / "netrc"
+        netrc.write_text("machine collector.example login user password secret\n")
+        monkeypatch.setenv("NETRC", str(netrc))
+    else:
+        kwargs["session"] = requests.Session()
+    exporter = FastOTLPSpanExporter(endpoint=ENDPOINT, **kwargs)  # type: ignore[arg-type]
+    assert exporter.transport == "requests"
+    assert isinstance(exporter._client._transport, RequestsHTTPTransport)
+    exporter.shutdown()
+
+
+def test_the_urllib3_transport_posts_and_the_sdk_retries(tmp_path: Path) -> None:
+    """A real receiver: 503 then 200 (the SDK's retry), bodies and headers as sent."""
+    statuses = [503, 200]
+    seen: list[tuple[str, bytes, str | None]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append((self.path, body, self.headers.get("X-Tenant")))
+            self.send_response(statuses.pop(0))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
+        exporter = FastOTLPSpanExporter(endpoint=url, headers={"X-Tenant": "t1"})
+        exporter._client._compute_backoff = lambda retry: 0.01  # no second-long sleeps
+        assert exporter.transport == "urllib3"
+        result = exporter._client.export(b"payload")
+        assert result.success and result.status_code == 200
+        assert seen == [("/v1/traces", b"payload", "t1")] * 2
+        exporter.shutdown()
+    finally:
+        server.shutdown()
+        server.server_close()
