@@ -31,6 +31,8 @@ from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 
+from mesh.telemetry.recorded_span import RecordedSpan
+
 _PACK_FIXED64 = struct.Struct("<Q").pack
 _PACK_DOUBLE = struct.Struct("<d").pack
 _PACK_FIXED32 = struct.Struct("<I").pack
@@ -330,16 +332,22 @@ def _status_field(status: Status) -> bytes:
     return field
 
 
+_FIELD_TYPES = frozenset({ReadableSpan, RecordedSpan})
+"""Spans read through their fields: the SDK's ``ReadableSpan``, and meshgate's recorded
+spans, whose slots carry the same names (``RecordedSpan`` hands over only ended spans)."""
+
+
 def encode_span(span: ReadableSpan) -> bytes:
     """One ``Span`` message.
 
-    The SDK's own ``ReadableSpan`` (what its span processors hand over) is
-    read through its fields: its properties copy events and links into new
-    tuples and wrap attributes in a read-only proxy, on every span. Any
+    The SDK's own ``ReadableSpan`` (what its span processors hand over) and
+    meshgate's ended ``RecordedSpan`` are read through their fields: the
+    properties copy events and links into new tuples and wrap attributes in
+    a read-only proxy, on every span. Any
     other ``ReadableSpan``, or an SDK whose fields differ, is read through
     the public properties; both give the same bytes (tests hold them).
     """
-    if type(span) is ReadableSpan:
+    if type(span) in _FIELD_TYPES:
         try:
             return _encode_span_fields(
                 span._context,
@@ -513,7 +521,7 @@ def encode_request(spans: Sequence[ReadableSpan]) -> bytes:
     last_scope: object = None
     encoded: list[bytes] = []
     for span in spans:
-        if type(span) is ReadableSpan:  # the properties are Python calls; see encode_span
+        if type(span) in _FIELD_TYPES:  # the properties are Python calls; see encode_span
             try:
                 resource, scope = span._resource, span._instrumentation_scope
             except AttributeError:

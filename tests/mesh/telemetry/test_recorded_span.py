@@ -16,7 +16,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from mesh.snapshot import Instance
+from mesh.telemetry import recorded_span
 from mesh.telemetry.config import TracingConfig
+from mesh.telemetry.otlp_encoding import encode_span, encode_span_public
 from mesh.telemetry.recorded_span import EMPTY_TRACE_STATE, RecordedSpan
 from mesh.telemetry.tracing import Tracing, end_client
 from mesh.telemetry.tracing_settings import resolve_tracing
@@ -43,7 +45,9 @@ def test_a_request_s_spans_never_go_through_the_sdk_span(
     trace = r.tracing.start_request(ex)
     end_client(trace.client_attempt(ex, INSTANCE, 1), 200, None)
     trace.end_server(ex, 200, None, "/api")
-    assert [type(s) for s in r.spans] == [ReadableSpan, ReadableSpan]
+    # The recorded spans themselves, ended: SDK ReadableSpans, not SDK Spans.
+    assert [type(s) for s in r.spans] == [RecordedSpan, RecordedSpan]
+    assert all(isinstance(s, ReadableSpan) and not s.is_recording() for s in r.spans)
     client, server = r.spans
     assert server.resource is r.tracing.provider.resource
     assert server.instrumentation_scope is not None
@@ -242,3 +246,59 @@ def test_an_unsampled_recorded_span_is_dropped_by_the_batch_processor() -> None:
     unsampled.end()
     tracing.shutdown()
     assert exporter.spans == []
+
+
+def test_this_sdk_s_readable_span_reads_the_fields_recorded_spans_have() -> None:
+    assert recorded_span._OWN_FIELDS  # so the tests above run the no-copy path
+    assert recorded_span._reads_own_fields()
+
+
+def test_another_field_layout_is_noticed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        recorded_span, "_READABLE_FIELDS", recorded_span._READABLE_FIELDS | {"_renamed"}
+    )
+    assert not recorded_span._reads_own_fields()
+
+
+def test_without_the_known_field_layout_a_separate_readable_span_is_handed_over(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def exported(own_fields: bool) -> list[ReadableSpan]:
+        monkeypatch.setattr(recorded_span, "_OWN_FIELDS", own_fields)
+        r = Recorder(sampler_ratio=1.0)
+        ex = make_exchange()
+        trace = r.tracing.start_request(ex)
+        assert trace.span is not None
+        trace.span.add_event("e", {"n": 1}, timestamp=7)
+        end_client(trace.client_attempt(ex, INSTANCE, 1), 503, None)
+        trace.end_server(ex, 503, None, "/api")
+        return list(r.spans)
+
+    ours, copies = exported(True), exported(False)
+    assert [type(s) for s in copies] == [ReadableSpan, ReadableSpan]
+    for mine, copy in zip(ours, copies, strict=True):
+        assert copy.name == mine.name and copy.kind is mine.kind
+        assert (copy.parent is None) == (mine.parent is None)
+        assert dict(copy.attributes or {}) == dict(mine.attributes or {})
+        assert [(e.name, e.timestamp) for e in copy.events] == [
+            (e.name, e.timestamp) for e in mine.events
+        ]
+        assert copy.status.status_code is mine.status.status_code is StatusCode.ERROR
+        assert copy.resource.attributes == mine.resource.attributes
+        assert copy.instrumentation_scope == mine.instrumentation_scope
+
+
+def test_an_ended_recorded_span_encodes_as_through_its_public_properties() -> None:
+    r = Recorder(sampler_ratio=1.0)
+    ex = make_exchange()
+    trace = r.tracing.start_request(ex)
+    assert trace.span is not None
+    trace.span.add_event("retry", {"attempt": 1})
+    end_client(trace.client_attempt(ex, INSTANCE, 1), 200, None)
+    trace.end_server(ex, 200, None, "/api")
+    for span in r.spans:
+        assert type(span) is RecordedSpan
+        assert encode_span(span) == encode_span_public(span)
+    client, server = r.spans
+    assert client.parent == server.get_span_context() == server.context
+    assert client._parent == client.parent  # settled at the end, read by the encoder
