@@ -6,7 +6,8 @@
 - ``propagation``: trace context headers (W3C by hand when unsampled, SDK otherwise);
 - ``tracing``: the tracer provider and exporter, per-request traces, ``add_event``
   and ``child_span`` for the rest of the proxy;
-- ``recorded_span``: meshgate's own spans, SDK ``ReadableSpan`` objects only once ended;
+- ``recorded_span``: meshgate's own spans, handed to the span processors (as SDK
+  ``ReadableSpan`` objects) once ended;
 - ``otlp_encoding``, ``otlp_exporter``: spans to OTLP/HTTP protobuf, encoded by hand;
 - ``upstream``: one upstream attempt's CLIENT span and duration histogram;
 - ``metrics``: the Prometheus series every process has;

@@ -17,9 +17,9 @@ first, from the incoming context alone:
   each attempt's ``traceparent`` naming its CLIENT span, so each callee's
   SERVER span is the child of the CLIENT span of the attempt that reached it.
   These are :class:`mesh.telemetry.recorded_span.RecordedSpan` objects, not
-  SDK spans: ids, times and attributes in slots, turned into the SDK's
-  ``ReadableSpan`` when they end and handed to the provider's span
-  processors (see that module for what the SDK still does).
+  SDK spans: ids, times and attributes in slots, themselves the SDK's
+  ``ReadableSpan`` that the provider's span processors get when they end
+  (see that module for what the SDK still does).
 
 Headers are read and written by :mod:`mesh.telemetry.propagation`: by hand
 with W3C formats only (the default), through the SDK's propagators with B3.
