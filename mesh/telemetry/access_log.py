@@ -26,6 +26,7 @@ lands whole.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import time
@@ -49,6 +50,29 @@ _METHODS = {
     for method in ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
 }
 """The ``method`` field's quoted value, for the standard methods."""
+
+
+_OUTCOMES = {
+    outcome: _quote(outcome) for outcome in ("allowed", "refused", "failed_open", "failed_closed")
+}
+"""The ``rate_limit`` field's quoted value, for the outcomes :func:`rate_limit_outcome` gives."""
+
+_MAX_SUBJECTS = 4096
+"""Identities whose quoted subject a log keeps; past that it starts over."""
+
+
+_UNCHANGING: dict[type, bool] = {}
+
+
+def _unchanging(cls: type) -> bool:
+    """Instances of ``cls`` never change their fields: a frozen dataclass."""
+    known = _UNCHANGING.get(cls)
+    if known is None:
+        params = (
+            getattr(cls, "__dataclass_params__", None) if dataclasses.is_dataclass(cls) else None
+        )
+        known = _UNCHANGING[cls] = bool(getattr(params, "frozen", False))
+    return known
 
 
 def subject_of(identity: object) -> str | None:
@@ -115,6 +139,11 @@ class AccessLog:
         """The line up to the timestamp's milliseconds, for the current second."""
         self._closed = False
         self.write_errors = 0
+        # id(identity) -> (identity, its quoted subject): the edge hands every
+        # request of a cached caller the same Identity object, so the field is
+        # made once per caller. Only for identities that cannot change (frozen
+        # dataclasses); the object is kept so that its id is not reused.
+        self._subjects: dict[int, tuple[object, str]] = {}
 
     @classmethod
     def open(cls, config: AccessLogConfig, role: str) -> AccessLog | None:
@@ -166,7 +195,19 @@ class AccessLog:
         method = ex.method
         attrs = ex.attrs
         identity = attrs.get("identity")
+        if identity is None:
+            subject = "null"
+        else:
+            known = self._subjects.get(id(identity))
+            subject = (
+                known[1] if known is not None and known[0] is identity else self._subject(identity)
+            )
         limit = attrs.get("rate_limit")
+        if limit is None:
+            outcome = "null"
+        else:
+            text = rate_limit_outcome(limit)
+            outcome = "null" if text is None else _OUTCOMES.get(text) or _quote(text)
         return (
             f'{self._line_start}{_MILLIS[int((now - second) * 1000)]}Z","role":{self._role},'
             f'"request_id":{_quote(ex.request_id)},'
@@ -176,9 +217,18 @@ class AccessLog:
             f'"service":{"null" if service is None else _quote(service)},'
             f'"instance":{"null" if instance is None else _quote(instance.id)},'
             f'"status":{status},"duration_ms":{duration_ms:.3f},"client":{_quote(ex.client_ip)},'
-            f'"subject":{"null" if identity is None else _q(subject_of(identity))},'
-            f'"rate_limit":{"null" if limit is None else _q(rate_limit_outcome(limit))}}}\n'
+            f'"subject":{subject},"rate_limit":{outcome}}}\n'
         )
+
+    def _subject(self, identity: object) -> str:
+        """The ``subject`` field's value for ``identity``, kept when it cannot change."""
+        quoted = _q(subject_of(identity))
+        if _unchanging(type(identity)):
+            subjects = self._subjects
+            if len(subjects) >= _MAX_SUBJECTS:
+                subjects.clear()  # past the working set: start over rather than track recency
+            subjects[id(identity)] = (identity, quoted)
+        return quoted
 
     def record(self, ex: Exchange, status: int) -> None:
         """Log ``ex``; written at once, when the buffer is full, or by the flush timer."""

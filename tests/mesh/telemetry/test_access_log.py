@@ -205,3 +205,56 @@ def test_the_timestamp_follows_the_clock_across_seconds(pipe: Pipe) -> None:
         "2023-11-14T22:13:21.500Z",
     ]
     assert [e["method"] for e in entries] == ["GET", "BREW", "GET"]
+
+
+def _subject_in(log: AccessLog, identity: object) -> object:
+    ex = make_exchange()
+    ex.attrs["identity"] = identity
+    return json.loads(log.format(ex, 200))["subject"]
+
+
+def test_a_cached_callers_subject_is_made_once_and_stays_right() -> None:
+    log = AccessLog(-1, "edge")
+    alice = Claims(subject='al"ice', token_id="t1")
+    assert _subject_in(log, alice) == 'al"ice'
+    assert _subject_in(log, alice) == 'al"ice'
+    assert list(log._subjects.values()) == [(alice, '"al\\"ice"')]
+    # Another identity object (even an equal one) is looked at for itself.
+    assert _subject_in(log, Claims(subject="bob", token_id="t2")) == "bob"
+
+
+def test_identities_that_can_change_are_read_every_time() -> None:
+    log = AccessLog(-1, "edge")
+    caller = SimpleNamespace(subject="alice")
+    assert _subject_in(log, caller) == "alice"
+    caller.subject = "mallory"
+    assert _subject_in(log, caller) == "mallory"
+    mapping = {"sub": "carol"}
+    assert _subject_in(log, mapping) == "carol"
+    mapping["sub"] = "dave"
+    assert _subject_in(log, mapping) == "dave"
+    assert log._subjects == {}
+
+
+def test_kept_subjects_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("mesh.telemetry.access_log._MAX_SUBJECTS", 3)
+    log = AccessLog(-1, "edge")
+    callers = [Claims(subject=f"user-{i}", token_id=f"t{i}") for i in range(7)]
+    for caller in callers:
+        assert _subject_in(log, caller) == caller.subject
+        assert len(log._subjects) <= 3
+
+
+@pytest.mark.parametrize(
+    ("result", "field"),
+    [
+        (SimpleNamespace(allowed=True, source="redis"), "allowed"),
+        (SimpleNamespace(allowed=False, source="closed"), "failed_closed"),
+        ("custom", "custom"),
+        (SimpleNamespace(allowed="yes"), None),
+    ],
+)
+def test_rate_limit_field(result: object, field: str | None) -> None:
+    ex = make_exchange()
+    ex.attrs["rate_limit"] = result
+    assert json.loads(AccessLog(-1, "edge").format(ex, 200))["rate_limit"] == field
