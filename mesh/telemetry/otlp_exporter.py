@@ -40,13 +40,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import requests
-from opentelemetry.exporter.http.transport._requests import RequestsHTTPTransport
-from opentelemetry.exporter.http.transport._urllib3 import Urllib3HTTPTransport
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from mesh.telemetry.otlp_encoding import encode_request
+
+try:  # the SDK's HTTP transports (exporter 1.4x); older exporters post through requests alone
+    from opentelemetry.exporter.http.transport._requests import RequestsHTTPTransport
+    from opentelemetry.exporter.http.transport._urllib3 import Urllib3HTTPTransport
+except ImportError:  # pragma: no cover - depends on the installed exporter
+    RequestsHTTPTransport = Urllib3HTTPTransport = None  # type: ignore[assignment,misc]
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +100,9 @@ def lighter_transport(client: object, session: requests.Session) -> str:
     """
     current = getattr(client, "_transport", None)
     if (
-        type(current) is not RequestsHTTPTransport
+        RequestsHTTPTransport is None
+        or Urllib3HTTPTransport is None
+        or type(current) is not RequestsHTTPTransport
         or session.proxies
         or session.auth is not None
         or not isinstance(session.verify, bool | str)

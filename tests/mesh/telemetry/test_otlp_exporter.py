@@ -142,6 +142,19 @@ def test_requests_stays_for_proxies_netrc_credentials_and_given_sessions(
     exporter.shutdown()
 
 
+def test_an_exporter_without_the_sdk_transports_stays_on_requests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Exporters before the transport package (the project allows >= 1.25) import
+    # without it: the names are None, and every POST goes through requests.
+    monkeypatch.setattr(otlp_exporter, "RequestsHTTPTransport", None)
+    monkeypatch.setattr(otlp_exporter, "Urllib3HTTPTransport", None)
+    exporter = FastOTLPSpanExporter(endpoint=ENDPOINT)
+    assert exporter.transport == "requests"
+    assert isinstance(exporter._client._transport, RequestsHTTPTransport)
+    exporter.shutdown()
+
+
 def test_the_urllib3_transport_posts_and_the_sdk_retries(tmp_path: Path) -> None:
     """A real receiver: 503 then 200 (the SDK's retry), bodies and headers as sent."""
     statuses = [503, 200]
