@@ -11,7 +11,9 @@ bursts (A B, B A, A B, ... so neither always goes first), and each round's
 *pair* gives one ratio B/A for req/s and one for CPU per request. Slow drift
 (another tenant, a helper's build) hits both halves of a pair alike and cancels
 in the ratio; the median of the paired ratios is the figure, and the spread
-of the middle half of them says how far to trust it.
+of the middle half of them says how far to trust it. Fast changes (another
+tenant's cache pressure) still move a run's median by several points, so for
+a figure near a target run more rounds, or pool the bursts of several runs.
 
 Both edges are pinned to the same CPU (the other processes to the rest), as
 ``bench.run --pin`` does; the idle one does only its background work (Consul
