@@ -3,7 +3,7 @@
 Filter order (outermost first): metrics → features' ``before_routing`` filters
 → routing → features' ``after_routing`` filters → their ``before_proxy``
 filters → proxy. Two filters next to each other in that order run as one
-chain level when the first offers to (:func:`fuse_adjacent`). The route table
+chain level when the first offers to (:func:`mesh.chain.fuse_adjacent`). The route table
 (config routes plus routes declared in Consul meta) is compiled once per
 snapshot; a request reads ``chain`` once, so it runs entirely against one
 route table and one snapshot.
@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from edge.config import EdgeConfig
 from edge.feature import EdgeFeature
 from edge.filters.routing import RoutingFilter
 from edge.meta_routes import MetaProblem, all_meta_routes
 from edge.routes import Route, RouteTable, make_route
-from mesh.chain import Filter, Handler, build_chain
+from mesh.chain import Filter, Handler, build_chain, fuse_adjacent
 from mesh.filters.metrics import MetricsFilter
 from mesh.proxy import Proxy
 from mesh.snapshot import Snapshot, SnapshotStore
@@ -39,36 +39,6 @@ _ROUTING_KEYS = {
     "prefix_rewrite",
     "timeout",
 }
-
-
-@runtime_checkable
-class FusibleFilter(Filter, Protocol):
-    """A filter that may take over the work of the filter right after it."""
-
-    def fuse_next(self, following: Filter) -> Filter | None:
-        """One filter doing this one's work and then exactly ``following``'s, or
-        None to keep both. Called only when ``following`` comes right after."""
-        ...
-
-
-def fuse_adjacent(filters: Sequence[Filter]) -> list[Filter]:
-    """``filters`` with each one that offers to (:class:`FusibleFilter`) fused
-    with the filter right after it, repeatedly, left to right.
-
-    Each chain level costs every request a call or two; fusing only ever
-    joins neighbours, so every filter still sees the exchange exactly as the
-    filters before it left it.
-    """
-    fused: list[Filter] = []
-    for flt in filters:
-        previous = fused[-1] if fused else None
-        if isinstance(previous, FusibleFilter):
-            merged = previous.fuse_next(flt)
-            if merged is not None:
-                fused[-1] = merged
-                continue
-        fused.append(flt)
-    return fused
 
 
 def config_routes(config: EdgeConfig) -> list[Route]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from types import FunctionType, MethodType
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from aiohttp import web
 
@@ -25,6 +25,36 @@ class Filter(Protocol):
     next handler's own awaitable when it has nothing to do on the way out."""
 
     def __call__(self, ex: Exchange, next_handler: Handler) -> Awaitable[web.StreamResponse]: ...
+
+
+@runtime_checkable
+class FusibleFilter(Filter, Protocol):
+    """A filter that may take over the work of the filter right after it."""
+
+    def fuse_next(self, following: Filter) -> Filter | None:
+        """One filter doing this one's work and then exactly ``following``'s, or
+        None to keep both. Called only when ``following`` comes right after."""
+        ...
+
+
+def fuse_adjacent(filters: Sequence[Filter]) -> list[Filter]:
+    """``filters`` with each one that offers to (:class:`FusibleFilter`) fused
+    with the filter right after it, repeatedly, left to right.
+
+    Each chain level costs every request a call or two; fusing only ever
+    joins neighbours, so every filter still sees the exchange exactly as the
+    filters before it left it. Call it on the list given to :func:`build_chain`.
+    """
+    fused: list[Filter] = []
+    for flt in filters:
+        previous = fused[-1] if fused else None
+        if isinstance(previous, FusibleFilter):
+            merged = previous.fuse_next(flt)
+            if merged is not None:
+                fused[-1] = merged
+                continue
+        fused.append(flt)
+    return fused
 
 
 def build_chain(filters: Sequence[Filter], terminal: Handler) -> Handler:

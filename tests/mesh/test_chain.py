@@ -9,7 +9,7 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 
-from mesh.chain import Handler, answered, build_chain
+from mesh.chain import Filter, FusibleFilter, Handler, answered, build_chain, fuse_adjacent
 from mesh.exchange import Exchange
 
 
@@ -117,3 +117,48 @@ def test_a_plain_function_filter_answering_itself_with_answered_stops_the_chain(
     assert response.status == 429
     assert log == ["in:a", "refuse", "out:a"]
     assert response.headers["X-a"] == "seen"
+
+
+# --- fusing adjacent filters ---------------------------------------------------------------
+
+
+def _plain(ex: Exchange, next_handler: Handler) -> Awaitable[web.StreamResponse]:
+    return next_handler(ex)
+
+
+def _other(ex: Exchange, next_handler: Handler) -> Awaitable[web.StreamResponse]:
+    return next_handler(ex)
+
+
+class _Joins:
+    """Fuses with the next filter when that one is ``partner``."""
+
+    def __init__(self, partner: Filter, parts: tuple[Filter, ...] = ()) -> None:
+        self.partner = partner
+        self.parts = parts or (self,)
+
+    def fuse_next(self, following: Filter) -> Filter | None:
+        if following is not self.partner:
+            return None
+        return _Joins(self.partner, (*self.parts, following))
+
+    def __call__(self, ex: Exchange, next_handler: Handler) -> Awaitable[web.StreamResponse]:
+        return next_handler(ex)
+
+
+def test_fuses_only_neighbours_that_agree() -> None:
+    joins = _Joins(_plain)
+    assert isinstance(joins, FusibleFilter)
+    fused = fuse_adjacent([_other, joins, _plain, _other])
+    assert len(fused) == 3 and fused[0] is _other and fused[2] is _other
+    assert isinstance(fused[1], _Joins) and fused[1].parts == (joins, _plain)
+    # Not its partner, or not right after it: all stay.
+    assert fuse_adjacent([joins, _other, _plain]) == [joins, _other, _plain]
+    assert fuse_adjacent([_plain, joins]) == [_plain, joins]
+    assert fuse_adjacent([]) == []
+
+
+def test_a_fused_filter_may_fuse_again() -> None:
+    joins = _Joins(_plain)
+    [fused] = fuse_adjacent([joins, _plain, _plain])
+    assert isinstance(fused, _Joins) and fused.parts == (joins, _plain, _plain)

@@ -3,7 +3,7 @@
 Ingress → strip identity headers → routing (one fixed route) → authenticate →
 any filters ``between`` → identity headers → any extra filters → a capture of
 what would go upstream. Neighbours are fused as the edge's gateway fuses them
-(:func:`edge.gateway.fuse_adjacent`) unless :attr:`AuthEdge.fuse` is False, so
+(:func:`mesh.chain.fuse_adjacent`) unless :attr:`AuthEdge.fuse` is False, so
 that the tests can run against both shapes of the chain (the ``fusion``
 fixture).
 """
@@ -24,9 +24,8 @@ from edge.auth.policy import RoutePolicies
 from edge.filters.authenticate import AuthenticateFilter
 from edge.filters.identity_headers import IdentityHeadersFilter
 from edge.filters.strip_identity import StripIdentityFilter
-from edge.gateway import fuse_adjacent
 from edge.routes import make_route
-from mesh.chain import Filter, Handler, build_chain
+from mesh.chain import Filter, Handler, build_chain, fuse_adjacent
 from mesh.exchange import Exchange
 from mesh.ingress import Ingress
 

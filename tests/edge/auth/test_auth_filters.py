@@ -16,9 +16,13 @@ from edge.auth.authenticator import Authenticator, Verifiers
 from edge.auth.claims import Claims
 from edge.auth.config import AuthConfig
 from edge.auth.errors import AuthError
+from edge.auth.identity import IdentityHeaders
 from edge.auth.keys import KeysUnavailable
+from edge.auth.policy import RoutePolicies
+from edge.filters.authenticate import AuthenticateFilter
+from edge.filters.identity_headers import IdentityHeadersFilter
 from edge.filters.identity_token import IdentityTokenFilter
-from mesh.chain import Filter, Handler
+from mesh.chain import Filter, Handler, fuse_adjacent
 from mesh.exchange import Exchange
 from mesh.identity.keys import generate_signing_key
 from mesh.identity.token import IdentitySigner, verification_keys, verify_identity_token
@@ -231,3 +235,20 @@ async def test_adjacent_authenticate_and_identity_headers_run_as_one_level() -> 
     assert len(fused.filters) == (4 if Edge.fuse else 5)
     assert (await fused.send([("Authorization", "Bearer good")])).status == 200
     assert ("X-User-Id", "alice") in fused.upstream()
+
+
+def _pass(ex: Exchange, next_handler: Handler) -> Awaitable[web.StreamResponse]:
+    return next_handler(ex)
+
+
+def test_authenticate_takes_over_identity_headers_only_right_after_it() -> None:
+    config = AuthConfig.model_validate(
+        {"issuer": "i", "audience": "a", "jwks": {"url": "http://127.0.0.1:1/jwks"}}
+    )
+    authenticate = AuthenticateFilter(RoutePolicies(config), Authenticator(), realm="r")
+    headers = IdentityHeadersFilter(IdentityHeaders(config.identity.claims))
+    [fused] = fuse_adjacent([authenticate, headers])
+    assert isinstance(fused, AuthenticateFilter) and fused is not authenticate
+    assert fused.fuse_next(headers) is None  # already has them
+    assert fuse_adjacent([authenticate, _pass, headers]) == [authenticate, _pass, headers]
+    assert fuse_adjacent([headers, authenticate]) == [headers, authenticate]
