@@ -94,12 +94,17 @@ async def test_breaker_opens_fails_fast_probes_and_closes(mesh: Mesh) -> None:
             # First trip: open for open_base (1 s, no jitter) from the fifth failure,
             # so what is left is 1 s less the time since then (rounded to the ms),
             # bounded by the times the test saw on either side of both events.
-            # The lower bound fails for a value that is too small (checked: with
-            # retry_after() scaled by 0.7 this line fails, 0.558 < 0.794); the
-            # upper bound for one that does not count down (a constant 1.0).
             left = body["retry_after_s"]
-            assert 1.0 - (answered - tripping_call) - 0.001 <= left
-            assert left <= 1.0 - (sent - tripped) + 0.001
+            at_least = 1.0 - (answered - tripping_call) - 0.001
+            at_most = 1.0 - (sent - tripped) + 0.001
+            # The lower bound has teeth: the breaker still answered "open", so less
+            # than its 1 s has passed since the trip and the bound is above zero. A
+            # value that is too small fails it: 0 (no time left while open), or
+            # retry_after() scaled by 0.7 (checked: 0.558 < 0.794).
+            assert at_least > 0.0
+            assert at_least <= left
+            # The upper bound fails a value that does not count down (a constant 1.0).
+            assert left <= at_most
             assert headers["Retry-After"] == "1"
         assert app.stats()["total"] == reached
         async with s.get(f"http://127.0.0.1:{caller.admin}/breakers") as resp:
