@@ -22,7 +22,6 @@ from aiohttp import web
 
 from mesh.chain import Handler
 from mesh.exchange import Exchange
-from mesh.telemetry.propagation import FLAGS_SUFFIX
 from mesh.telemetry.tracing import RequestTrace, Tracing
 
 TRACERESPONSE = "traceresponse"
@@ -59,14 +58,7 @@ class TracingFilter:
         trace = self._tracing.start_request(ex)
         ex.trace = trace
         if self._traceresponse:
-            # trace.traceresponse(), inline (two calls fewer): every request pays it.
-            ex.response_headers.append(
-                (
-                    TRACERESPONSE,
-                    f"00-{trace.trace_id_hex}-{trace.span_id.to_bytes(8, 'big').hex()}"
-                    f"{FLAGS_SUFFIX[trace.flags]}",
-                )
-            )
+            ex.response_headers.append((TRACERESPONSE, trace.traceresponse()))
         if trace.span is None:
             return next_handler(ex)
         return self._traced(ex, next_handler, trace)

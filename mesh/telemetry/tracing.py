@@ -62,7 +62,6 @@ from opentelemetry.util.types import AttributeValue
 from mesh.telemetry.otlp_exporter import FastOTLPSpanExporter
 from mesh.telemetry.propagation import (
     BAGGAGE,
-    FLAGS_SUFFIX,
     RANDOM_TRACE_ID,
     SAMPLED,
     TRACEPARENT,
@@ -330,12 +329,8 @@ class RequestTrace:
         server = self.span
         if server is None:
             if tracing.w3c_only:  # the common case, kept short: every request pays it
-                # _new_span_id() and format_traceparent(), inline: every request pays them.
-                span_id = _getrandbits(64) or 1
-                out[TRACEPARENT] = (
-                    f"00-{self.trace_id_hex}-{span_id.to_bytes(8, 'big').hex()}"
-                    f"{FLAGS_SUFFIX[self.flags]}"
-                )
+                span_id = _getrandbits(64) or 1  # _new_span_id(), without the call
+                out[TRACEPARENT] = format_traceparent(self.trace_id_hex, span_id, self.flags)
             else:
                 tracing.propagation.write_unsampled(
                     out, self.trace_id_hex, _new_span_id(), self.flags
