@@ -32,7 +32,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as ``python bench/ab.py``
@@ -42,7 +42,7 @@ from bench.context import BenchContext
 from bench.cpu import pin_tree, tree_cpu_seconds
 from bench.proxies import start_upstream
 from bench.run import cpu_split
-from bench.scenarios import SCENARIOS, EdgeScenario, Target
+from bench.scenarios import SCENARIOS, EdgeScenario, Target, warm_up
 from bench.wrk import WrkOptions, WrkResult, run_wrk
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "ab.json"
@@ -127,13 +127,7 @@ def compare(
             pin_tree(ctx.scope_pids, {split[0]})
         for scenario, target in zip(scenarios, targets, strict=True):
             needed = scenario.warm_requests if isinstance(scenario, EdgeScenario) else 0
-            seconds = warmup
-            while True:  # as bench.instructions: until one warm-up covered what is needed
-                warm = WrkOptions(options.threads, options.connections, seconds, options.timeout)
-                done = run_wrk(target.url, warm, target.headers, target.script)[0]
-                if done.requests >= needed or seconds > 120:
-                    break
-                seconds *= 2
+            warm_up(target, replace(options, duration=warmup), needed)
         bursts: list[list[Burst]] = [[], []]
         for index in range(rounds):
             for which in round_order(index):

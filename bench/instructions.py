@@ -43,14 +43,13 @@ if __package__ in (None, ""):  # run as ``python bench/instructions.py``
 
 from bench.context import BenchContext
 from bench.proxies import start_upstream
-from bench.scenarios import SCENARIOS, EdgeScenario, Target
+from bench.scenarios import SCENARIOS, EdgeScenario, warm_up
 from bench.wrk import WrkOptions, run_wrk
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "instructions.json"
 SETTLE_SECONDS = 7.0
 """Longer than the batch span processor's export delay (5 s, the SDK's default)."""
 STARTUP_SLOWDOWN = 12.0
-MAX_WARMUP_SECONDS = 300.0
 """Start-up waits are this much longer: imports under valgrind take a while."""
 
 
@@ -122,7 +121,9 @@ def measure(
         with ctx.scenario_scope():
             target = scenario.start(ctx)
             pid = _edge_pid(ctx)
-            _warm_up(target, connections, warmup, scenario.warm_requests)
+            warm_up(
+                target, WrkOptions(1, connections, warmup, timeout=10.0), scenario.warm_requests
+            )
             subprocess.run(
                 ["callgrind_control", "-i", "on", str(pid)], check=True, capture_output=True
             )
@@ -150,21 +151,6 @@ def measure(
         "instructions_per_request": (loaded - background) / requests,
         "background_per_request": background / requests,
     }
-
-
-def _warm_up(target: Target, connections: int, seconds: float, requests: int) -> None:
-    """Load ``target`` for ``seconds``; again, twice as long each time, until one run
-    completed ``requests`` (see :attr:`bench.scenarios.EdgeScenario.warm_requests`)."""
-    while True:
-        warm = WrkOptions(1, connections, seconds, timeout=10.0)
-        result, _ = run_wrk(target.url, warm, target.headers, target.script)
-        if result.requests >= requests:
-            return
-        if seconds > MAX_WARMUP_SECONDS:
-            raise RuntimeError(
-                f"warm-up: {result.requests} requests in {seconds:g} s, {requests} needed"
-            )
-        seconds *= 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeAlias, TypeVar
 
 from bench.auth_nodes import (
@@ -41,6 +41,7 @@ from bench.ratelimit_nodes import (
     new_key_edge_config,
 )
 from bench.telemetry_nodes import NO_TELEMETRY, access_log_edge_config, tracing_edge_config
+from bench.wrk import WrkOptions, run_wrk
 
 T = TypeVar("T")
 FromContext: TypeAlias = T | Callable[[BenchContext], T]
@@ -61,6 +62,30 @@ class Target:
     headers: Mapping[str, str] = field(default_factory=dict)
     script: str | None = None
     """Path of a wrk Lua script (``wrk -s``), for requests that differ from one another."""
+
+
+MAX_WARMUP_SECONDS = 300.0
+"""The longest single warm-up run :func:`warm_up` tries before it gives up."""
+
+
+def warm_up(target: Target, options: WrkOptions, requests: int = 0) -> None:
+    """Load ``target`` with ``options``; again, twice as long each time, until one run
+    completed ``requests`` (see :attr:`EdgeScenario.warm_requests`).
+
+    Raises RuntimeError when a run longer than :data:`MAX_WARMUP_SECONDS` falls short.
+    """
+    seconds = options.duration
+    while True:
+        result, _ = run_wrk(
+            target.url, replace(options, duration=seconds), target.headers, target.script
+        )
+        if result.requests >= requests:
+            return
+        if seconds > MAX_WARMUP_SECONDS:
+            raise RuntimeError(
+                f"warm-up: {result.requests} requests in {seconds:g} s, {requests} needed"
+            )
+        seconds *= 2
 
 
 class Scenario(ABC):
