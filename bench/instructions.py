@@ -13,9 +13,10 @@ load and the instructions executed (Ir, every thread of the edge, user space
 only) are divided by the requests wrk completed. The same build gives the
 same count within about 1 %, whatever else the machine is doing.
 
-What it does not see: system calls (time in the kernel), cache misses, and
-the GIL's waits, so a feature's share of instructions is a floor, not its
-share of wall-clock throughput. The edge runs 50-100x slower under valgrind,
+What it does not see: system calls (time in the kernel), cache misses
+(unless ``--cache-sim``, which simulates them) and the GIL's waits, so a
+feature's share of instructions is a floor, not its share of wall-clock
+throughput. The edge runs 50-100x slower under valgrind,
 so batching that depends on timing (rate-limit checks coalesced per loop turn,
 span batches) can differ from the real thing; compare scenarios with each
 other, not with native figures.
@@ -35,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -53,12 +55,68 @@ STARTUP_SLOWDOWN = 12.0
 """Start-up waits are this much longer: imports under valgrind take a while."""
 
 
-def callgrind_total(text: str) -> int:
-    """The instruction total of one callgrind output file (its ``totals:`` or ``summary:`` line)."""
+L1_MISSES = ("I1mr", "D1mr", "D1mw")
+LL_MISSES = ("ILmr", "DLmr", "DLmw")
+
+
+def callgrind_counts(text: str) -> dict[str, int]:
+    """Every event total of one callgrind output file, by event name (``Ir``, ``D1mr``, ...).
+
+    The names come from the file's ``events:`` line, the totals from its
+    ``totals:`` (or ``summary:``) line, in the same order.
+    """
+    events: list[str] = []
     for line in text.splitlines():
-        if line.startswith(("totals:", "summary:")):
-            return int(line.split()[1])
+        if line.startswith("events:"):
+            events = line.split()[1:]
+        elif line.startswith(("totals:", "summary:")):
+            if not events:
+                raise ValueError("a totals: line before any events: line in the callgrind output")
+            values = [int(v) for v in line.split()[1:]]
+            # Trailing zero events may be left out of the line.
+            return dict(zip(events, values + [0] * (len(events) - len(values)), strict=True))
     raise ValueError("no totals: or summary: line in the callgrind output")
+
+
+def callgrind_total(text: str) -> int:
+    """The instruction total (``Ir``) of one callgrind output file."""
+    return callgrind_counts(text)["Ir"]
+
+
+def cycle_estimate(counts: dict[str, float]) -> float:
+    """KCachegrind's cycle estimate: Ir + 10 per first-level miss + 100 per last-level miss.
+
+    A model, not a measurement: it weighs the simulated cache misses (which
+    instruction counts ignore) so that a feature which touches much memory
+    shows its cost. Events missing from ``counts`` (no ``--cache-sim``) count 0.
+    """
+    l1 = sum(counts.get(e, 0) for e in L1_MISSES)
+    ll = sum(counts.get(e, 0) for e in LL_MISSES)
+    return counts["Ir"] + 10 * l1 + 100 * ll
+
+
+def private_cache_option(cpu_cache: Path = Path("/sys/devices/system/cpu/cpu0/cache")) -> list[str]:
+    """Callgrind's ``--LL`` set to this machine's per-core level-2 cache, if sysfs tells it.
+
+    Callgrind simulates two levels and by default takes the last level from
+    the host: here a 32 MiB L3 shared with wrk, Redis, the upstream and, on a
+    virtual machine, other tenants. The edge has only its core's L2 to
+    itself, so simulating that as the last level is the fairer model of what
+    a growing working set costs it. ``[]`` (callgrind's default) when sysfs
+    has no unified level-2 cache.
+    """
+    for index in sorted(cpu_cache.glob("index*")):
+        try:
+            level = (index / "level").read_text().strip()
+            kind = (index / "type").read_text().strip()
+            size = (index / "size").read_text().strip()
+            ways = int((index / "ways_of_associativity").read_text())
+            line = int((index / "coherency_line_size").read_text())
+        except (OSError, ValueError):
+            continue
+        if level == "2" and kind == "Unified" and size.endswith("K"):
+            return [f"--LL={int(size[:-1]) * 1024},{ways},{line}"]
+    return []
 
 
 def _edge_pid(ctx: BenchContext) -> int:
@@ -69,13 +127,16 @@ def _edge_pid(ctx: BenchContext) -> int:
     raise RuntimeError("the scenario started no edge under valgrind (not an edge scenario?)")
 
 
-def _dump(pid: int, out_dir: Path, seen: set[str]) -> int:
-    """Dump the edge's counters (which zeroes them) and return the instructions dumped."""
+def _dump(pid: int, out_dir: Path, seen: set[str]) -> Counter[str]:
+    """Dump the edge's counters (which zeroes them) and return the event totals dumped."""
     subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True)
     time.sleep(1.0)  # the dump is written by the edge's own thread
     new = sorted(set(glob.glob(f"{out_dir}/cg.{pid}.out.*")) - seen)
     seen.update(new)
-    return sum(callgrind_total(Path(f).read_text()) for f in new)
+    total: Counter[str] = Counter()
+    for f in new:
+        total.update(callgrind_counts(Path(f).read_text()))
+    return total
 
 
 def measure(
@@ -86,6 +147,7 @@ def measure(
     warmup: float = 5.0,
     idle_seconds: float = 6.0,
     settle_seconds: float = SETTLE_SECONDS,
+    cache_sim: bool = False,
 ) -> dict[str, object]:
     """Start scenario ``name`` with its edge under callgrind; count one measured window.
 
@@ -103,6 +165,11 @@ def measure(
     window is counted until ``settle_seconds`` after wrk stops (its own
     spans' exports are in it; the extra seconds' background is subtracted
     like the rest).
+
+    With ``cache_sim``, callgrind also simulates the caches (the last level
+    being the core's private L2, :func:`private_cache_option`), and the row
+    gains first-level and last-level misses per request and the cycle
+    estimate (:func:`cycle_estimate`), background subtracted the same way.
     """
     scenario = SCENARIOS[name]
     if not isinstance(scenario, EdgeScenario):
@@ -114,9 +181,11 @@ def measure(
         "--tool=callgrind",
         "--instr-atstart=no",
         f"--callgrind-out-file={out_dir}/cg.%p.out",
+        *(["--cache-sim=yes", *private_cache_option()] if cache_sim else []),
     ]
     seen: set[str] = set()
-    idle_rate = 0.0
+    idle: Counter[str] = Counter()
+    idle_elapsed = 1.0
     try:
         with ctx.scenario_scope():
             target = scenario.start(ctx)
@@ -133,7 +202,7 @@ def measure(
                 started = time.monotonic()
                 time.sleep(idle_seconds)
                 idle = _dump(pid, out_dir, seen)
-                idle_rate = idle / (time.monotonic() - started)
+                idle_elapsed = time.monotonic() - started
             started = time.monotonic()
             window = WrkOptions(1, connections, seconds, timeout=10.0)
             result, _ = run_wrk(target.url, window, target.headers, target.script)
@@ -143,14 +212,36 @@ def measure(
     finally:
         ctx.meshgate_prefix.pop("edge", None)
     requests = max(result.requests, 1)
-    background = idle_rate * elapsed
-    return {
+    scale = elapsed / idle_elapsed
+    per_request = {e: (loaded[e] - idle[e] * scale) / requests for e in loaded}
+    row: dict[str, object] = {
         "name": name,
         "requests": result.requests,
         "errors": result.error_count,
-        "instructions_per_request": (loaded - background) / requests,
-        "background_per_request": background / requests,
+        "instructions_per_request": per_request["Ir"],
+        "background_per_request": idle["Ir"] * scale / requests,
     }
+    if cache_sim:
+        row["l1_misses_per_request"] = sum(per_request.get(e, 0.0) for e in L1_MISSES)
+        row["ll_misses_per_request"] = sum(per_request.get(e, 0.0) for e in LL_MISSES)
+        row["cycle_estimate_per_request"] = cycle_estimate(per_request)
+    return row
+
+
+def _print_cache_table(rows: list[dict[str, object]], baseline: str) -> None:
+    """The ``--cache-sim`` columns: misses per request and the cycle estimate with its ratio."""
+    base = float(str(rows[0]["cycle_estimate_per_request"]))
+    print(
+        f"\n{'scenario':24} {'L1 miss/req':>11} {'LL miss/req':>11} {'cycles(est)/req':>15}"
+        f"  vs {baseline}"
+    )
+    for row in rows:
+        est = float(str(row["cycle_estimate_per_request"]))
+        row[f"cycle_ratio_to_{baseline}"] = est / base
+        print(
+            f"{row['name']!s:24} {float(str(row['l1_misses_per_request'])):>11,.0f}"
+            f" {float(str(row['ll_misses_per_request'])):>11,.0f} {est:>15,.0f} {est / base:>7.3f}x"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -173,6 +264,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=SETTLE_SECONDS,
         help="wait after the warm-up and after the window, so that deferred work "
         f"(span exports) is charged to the requests that caused it ({SETTLE_SECONDS:g})",
+    )
+    parser.add_argument(
+        "--cache-sim",
+        action="store_true",
+        help="also simulate the caches: misses per request and the cycle estimate (~2x slower)",
     )
     parser.add_argument("--json-out", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args(argv)
@@ -200,6 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     args.warmup,
                     args.idle_seconds,
                     args.settle_seconds,
+                    args.cache_sim,
                 )
             )
     baseline = args.scenarios[0]
@@ -217,6 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{row['name']!s:24} {row['requests']!s:>8} {ir:>11,.0f} {ir / base:>7.3f}x"
             f"   ({bg:,.0f}){flag}"
         )
+    if args.cache_sim:
+        _print_cache_table(rows, baseline)
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
     args.json_out.write_text(json.dumps({"scenarios": rows, "seconds": args.seconds}, indent=2))
     print(f"results: {args.json_out}")
