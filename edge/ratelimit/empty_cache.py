@@ -26,7 +26,10 @@ class _Empty:
 
 
 class KnownEmptyCache:
-    """Redis key → "held ``tokens`` at local time ``at``", for buckets with less than 1 token.
+    """Bucket → "held ``tokens`` at local time ``at``", for buckets with less than 1 token.
+
+    A bucket is named by its Redis key, in any one form (the Redis limiter uses
+    the key as it sends it, a RESP bulk string).
 
     Bounded to ``capacity`` entries: when full, entries that have refilled are
     dropped, then the oldest. Times are on the caller's monotonic clock.
@@ -36,14 +39,14 @@ class KnownEmptyCache:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity!r}")
         self._capacity = capacity
-        self.entries: dict[str, _Empty] = {}
+        self.entries: dict[str | bytes, _Empty] = {}
         """The entries by key. Read it (``if cache.entries``, a membership test) on hot
         paths, where even ``len(cache)`` is a method call; change it only through methods."""
 
     def __len__(self) -> int:
         return len(self.entries)
 
-    def remember(self, key: str, tokens: float, at: float, rate: float) -> None:
+    def remember(self, key: str | bytes, tokens: float, at: float, rate: float) -> None:
         """Record that ``key`` held ``tokens`` at ``at``; levels of 1 or more are not kept."""
         if tokens >= 1.0:
             self.entries.pop(key, None)
@@ -53,7 +56,7 @@ class KnownEmptyCache:
         self.entries[key] = _Empty(tokens, at, rate)
 
     def refusal(
-        self, key: str, now: float, cost: float, rate: float, burst: float
+        self, key: str | bytes, now: float, cost: float, rate: float, burst: float
     ) -> Decision | None:
         """A refusing Decision if ``key`` surely lacks ``cost`` tokens at ``now``, else None.
 
@@ -72,7 +75,7 @@ class KnownEmptyCache:
             allowed=False, tokens=tokens, cost=cost, rate=rate, burst=burst, wait_s=entry.at - now
         )
 
-    def forget(self, key: str) -> None:
+    def forget(self, key: str | bytes) -> None:
         """Drop what is known about ``key`` (its tokens were given back)."""
         self.entries.pop(key, None)
 

@@ -54,6 +54,6 @@ def bucket_key(limit: LimitRequest, prefix: str = DEFAULT_PREFIX) -> str:
     return f"{prefix}:{{{tag}}}:{name}:{key}"
 
 
-def slot_of(key: str) -> int:
-    """The Redis Cluster slot of a key built by :func:`bucket_key`."""
-    return key_slot(key.encode())
+def slot_of(key: str | bytes) -> int:
+    """The Redis Cluster slot of a key built by :func:`bucket_key` (as text or encoded)."""
+    return key_slot(key if isinstance(key, bytes) else key.encode())

@@ -58,10 +58,13 @@ class LimitPolicy:
 class LimitRequest:
     """One bucket a request must draw from: ``cost`` tokens of ``policy`` for ``key``.
 
-    Read-only by contract (never changed once made), like :class:`LimitOutcome`:
-    one is made for every bucket seen for the first time, which for many
-    distinct callers is most requests, and a frozen dataclass costs several
-    times as much to build.
+    Its four fields are read-only by contract (never changed once made), like
+    :class:`LimitOutcome`: one is made for every bucket seen for the first
+    time, which for many distinct callers is most requests, and a frozen
+    dataclass costs several times as much to build. The fields after them
+    (``owner`` ... ``memo``) are no part of the request: the Redis limiter's
+    state of the bucket, kept on the object that policies hand out again for
+    the same bucket.
 
     ``partition`` decides the Redis Cluster slot (the key's hash tag). Limits of
     one request with the same partition are checked in one atomic script on
@@ -79,6 +82,23 @@ class LimitRequest:
     key: str
     cost: int = 1
     partition: str | None = None
+    # The rest is not part of the request (not compared, hashed, shown, or copied by
+    # replace): what the Redis limiter keeps of this bucket, on the bucket's own object,
+    # so that a check of a bucket seen before reaches all of it through the request it
+    # already holds, without a look-up of its own (with many callers, every look-up and
+    # every object a check touches is likely a cache miss). Set only by that limiter.
+    owner: object = field(default=None, init=False, repr=False, compare=False, hash=False)
+    """The limiter that set the fields below (None: none did); another one makes its own."""
+    packed: bytes = field(default=b"", init=False, repr=False, compare=False, hash=False)
+    """The bucket's Redis key as a RESP bulk string, as ``owner`` sends it."""
+    argv: bytes = field(default=b"", init=False, repr=False, compare=False, hash=False)
+    """The ARGV of a script call checking this bucket alone, as a RESP bulk string."""
+    memo_text: bytes | None = field(default=None, init=False, repr=False, compare=False, hash=False)
+    """The level text of the reply ``memo`` was made from (see ``RedisLimiter._result_one``)."""
+    memo: LimitResult | None = field(
+        default=None, init=False, repr=False, compare=False, hash=False
+    )
+    """The latest result of a check of this bucket alone, shared while Redis answers the same."""
 
     def __post_init__(self) -> None:
         if isinstance(self.cost, bool) or not isinstance(self.cost, int):

@@ -11,14 +11,23 @@ Redis reported empty are refused locally until they refill
 
 Per check, the Python work is the edge's cost of a limit, so the hot path is
 kept lean: to a single Redis the batch's EVALSHA is written in the Redis
-protocol here (:func:`~edge.ratelimit.script.pack_evalsha`) and sent on a
+protocol here, from bulk strings made once per bucket, and sent on a
 connection the limiter keeps between batches, without redis-py's pipeline,
 general-purpose packer and pool hand-overs (a Cluster still goes through
-redis-py's cluster pipeline, which routes by slot); the reply's clock is
-parsed once per batch (:class:`~edge.ratelimit.script.ReplyDecoder`); a
-one-limit check (most) is made once per bucket and shared; ``check`` hands
-back the batch's future rather than being a coroutine; and the batch's
-decisions reach the observer in one call.
+redis-py's cluster pipeline, which routes by slot); the reply is read as one
+list of fields, its clock parsed once per batch
+(:class:`~edge.ratelimit.script.ReplyDecoder`); ``check`` hands back the
+batch's future rather than being a coroutine; and the batch's decisions reach
+the observer in one call.
+
+With many callers, each check's bucket is one of thousands, and what a check
+touches of it is likely out of the CPU's caches: so a bucket's state is kept
+on its :class:`~edge.ratelimit.limiter.LimitRequest` (which policies hand out
+again for the same bucket), reached without a look-up of its own: its Redis
+key and ARGV as sent, and its latest result with the level text it came from
+(a bucket its callers do not exhaust answers the same, and gets the same
+read-only result). A one-limit check (most) goes into the batch as its
+``(limit,)`` tuple, which the result then names as its requests.
 
 When a round trip fails or outlasts ``timeout_s``, Redis is marked unusable
 (:mod:`edge.ratelimit.health`): from then on no request waits on it. Each
@@ -88,10 +97,10 @@ from edge.ratelimit.script import (
     bulk,
     call_argv,
     evalsha_args,
+    evalsha_head,
     pack_evalsha,
-    pack_packed,
-    packed_call,
     split_reply,
+    unbulk,
 )
 
 log = logging.getLogger(__name__)
@@ -141,45 +150,46 @@ class RedisLimiterSettings:
 
 
 _ONE_CALL: tuple[tuple[int, ...], ...] = ((0,),)
-"""The script calls of a check with one limit (most checks): one call, that limit."""
+"""The script calls of a check with one limit: one call, that limit."""
 
 _FLAGS = (b"1", b"0")
 """The first field of a script call's reply part: admitted, or not."""
 
-_MAX_PREPARED = 65536
-"""Most one-limit checks a limiter keeps made (see ``RedisLimiter._single``)."""
+_MAX_ARGV = 65536
+"""Most policies whose one-limit ARGV a limiter keeps (see ``RedisLimiter._argv``)."""
+
+_MAX_TEXTS = 4096
+"""Most distinct level texts a limiter keeps one copy of (see ``RedisLimiter._texts``)."""
 
 
 class _Check:
-    """One pending check: its limits, their bucket keys, and its script calls.
+    """One pending check of several limits: their bucket keys and its script calls.
 
-    A plain class rather than a frozen dataclass: one may be made per request,
+    A plain class rather than a frozen dataclass: one is made per such request,
     and a frozen dataclass costs several times as much to build. Never changed
-    once made (the one-limit checks are shared by every request to their bucket),
-    except ``last``, a one-limit check's latest result (see ``_result_one``).
+    once made. (A check of one limit, most checks, is its ``(limit,)`` tuple
+    itself: the limit holds what it sends, see :meth:`RedisLimiter._prepare`.)
     """
 
-    __slots__ = ("calls", "keys", "last", "limits", "packed", "script")
+    __slots__ = ("calls", "keys", "limits", "packed", "script")
 
     def __init__(
         self,
         limits: tuple[LimitRequest, ...],
-        keys: Sequence[str],
+        keys: Sequence[bytes],
         calls: Sequence[Sequence[int]],
         script: Sequence[Call],
         packed: Sequence[PackedCall],
     ) -> None:
         self.limits = limits
-        self.keys = keys  # the Redis key of each limit's bucket
+        self.keys = keys  # each limit's Redis key as a RESP bulk string (LimitRequest.packed)
         self.calls = calls  # indices into limits, one sequence per script call
         self.script = script  # what each script call sends: its keys and ARGV
-        # The script calls in the Redis protocol, made once: a shared one-limit check
-        # is sent by every request to its bucket.
-        self.packed = packed
-        # The only field that changes: (flag, tokens) of the latest reply part of a
-        # one-limit check that left the bucket with 1 token or more at Redis's now, and
-        # the result made of it (see RedisLimiter._result_one).
-        self.last: tuple[bytes, bytes, LimitResult] | None = None
+        self.packed = packed  # the script calls in the Redis protocol
+
+
+_Pending = tuple[LimitRequest, ...] | _Check
+"""What a batch holds per check: the ``(limit,)`` of a one-limit check, else a _Check."""
 
 
 class RedisLimiter:
@@ -221,18 +231,16 @@ class RedisLimiter:
         self._local = LocalLimiter(instances=instances, clock=clock)
         self._empty = KnownEmptyCache(self._settings.known_empty_capacity)
         self._health = RedisHealth(on_change=self._health_changed)
-        self._coalescer: Coalescer[_Check, LimitResult] = Coalescer(
+        self._coalescer: Coalescer[_Pending, LimitResult] = Coalescer(
             self._flush, self._settings.max_batch, self._settings.max_in_flight
         )
-        # id(LimitRequest) -> the check of that limit alone: its key, its script call and,
-        # for a one-limit request (most), the whole pending check, shared by every request
-        # drawing from that bucket (nothing changes a _Check once made). Policies hand out
-        # the same LimitRequest for the same bucket, so a busy bucket is one look-up. The
-        # check holds its limit, so that no other object can take that id while it is kept.
-        self._single: dict[int, _Check] = {}
-        # id(LimitPolicy) -> (that policy, the ARGV of a one-limit check of cost 1, and
-        # that ARGV as a RESP bulk string): what every new bucket of the policy sends.
-        self._argv: dict[int, tuple[LimitPolicy, str, str]] = {}
+        # id(LimitPolicy) -> (that policy, the ARGV of a one-limit check of cost 1 as a
+        # RESP bulk string): what every new bucket of the policy sends.
+        self._argv: dict[int, tuple[LimitPolicy, bytes]] = {}
+        # Level text -> one copy of it: the memo of every bucket left at the same level
+        # (most of them, at a level callers do not exhaust) holds that one object, which
+        # stays in cache, rather than a copy of its own (see _result_one).
+        self._texts: dict[bytes, bytes] = {}
         # Connections to a single Redis kept between batches (see _evalsha).
         self._idle: list[Any] = []
         self._probe_task: asyncio.Task[None] | None = None
@@ -342,72 +350,84 @@ class RedisLimiter:
             # Keys are needed only to ask Redis or the known-empty cache: while
             # degraded with nothing known empty, the fallback answers without them.
             if count == 1:
-                check = self._single.get(id(limits[0])) or self._prepare(limits[0])
-                keys = check.keys
+                # Most checks: the bucket's limit holds its key and the rest (_prepare),
+                # and its (limit,) goes into the batch as it is.
+                limit = limits[0]
+                if limit.owner is not self:
+                    self._prepare(limit)
+                if known_empty:
+                    result = self._cached_refusal(limits, (limit.packed,))
+                if result is None and healthy:
+                    return self._coalescer.submit(limits if type(limits) is tuple else (limit,))
             else:
-                keys = [(self._single.get(id(x)) or self._prepare(x)).keys[0] for x in limits]
-            if known_empty:
-                result = self._cached_refusal(limits, keys)
-            if result is None and healthy:
-                if count != 1:
-                    check = self._check_of(limits, keys)
-                return self._coalescer.submit(check)
+                keys = [(x if x.owner is self else self._prepare(x)).packed for x in limits]
+                if known_empty:
+                    result = self._cached_refusal(limits, keys)
+                if result is None and healthy:
+                    return self._coalescer.submit(self._check_of(limits, keys))
         if result is None:
             result = self._fallback(limits)
         self._observer.on_decision(result)
         return result
 
-    def _prepare(self, limit: LimitRequest) -> _Check:
-        """The check of ``limit`` alone, made once per LimitRequest (see ``_single``).
+    def _prepare(self, limit: LimitRequest) -> LimitRequest:
+        """Give ``limit`` what this limiter sends for its bucket (see :class:`LimitRequest`).
 
-        With many callers most requests bring a bucket not seen lately, so this
-        is on their path: the ARGV (a function of the policy and the cost) is
-        made once per policy, and the parts are tuples of strings, which the
-        collector stops tracking.
+        Done once per LimitRequest, which policies hand out again for the same
+        bucket: its Redis key and the ARGV of a check of it alone, as the RESP
+        bulk strings that go into a batch's EVALSHA, and no result yet. With
+        many callers most requests bring a bucket not seen lately, so the ARGV
+        (a function of the policy and the cost) is made once per policy.
+        Returns ``limit``.
         """
         policy = limit.policy
         argv = self._argv.get(id(policy)) if limit.cost == 1 else None
         if argv is None:
             rate = policy.rate
             text = "1 " + bucket_spec(rate.per_second, rate.burst, limit.cost)
-            argv = (policy, text, bulk(text, *self._encoding))
+            argv = (policy, bulk(text, *self._encoding))
             if limit.cost == 1:
-                if len(self._argv) >= _MAX_PREPARED:
+                if len(self._argv) >= _MAX_ARGV:
                     self._argv.clear()
                 self._argv[id(policy)] = argv
-        key = bucket_key(limit, self._settings.key_prefix)
-        keys = (key,)
-        check = _Check(
-            (limit,),
-            keys,
-            _ONE_CALL,
-            ((keys, argv[1]),),
-            ((1, bulk(key, *self._encoding), argv[2]),),
-        )
-        if len(self._single) >= _MAX_PREPARED:
-            self._single.clear()  # past the working set: start over rather than track recency
-        self._single[id(limit)] = check
-        return check
+        limit.packed = bulk(bucket_key(limit, self._settings.key_prefix), *self._encoding)
+        limit.argv = argv[1]
+        limit.memo_text = None
+        limit.memo = None
+        limit.owner = self
+        return limit
 
-    def _check_of(self, limits: Sequence[LimitRequest], keys: Sequence[str]) -> _Check:
-        """The pending check of ``limits``, with what its script calls will send."""
-        if len(limits) == 1:
-            return self._single.get(id(limits[0])) or self._prepare(limits[0])
+    def _check_of(self, limits: Sequence[LimitRequest], keys: Sequence[bytes]) -> _Check:
+        """The pending check of several ``limits``, with what its script calls will send.
+
+        ``keys``: each limit's :attr:`~LimitRequest.packed` key.
+        """
         calls = self._script_calls(keys)
         script: list[Call] = []
+        packed: list[PackedCall] = []
         for call in calls:
             specs = []
             for i in call:
                 rate = limits[i].policy.rate
                 specs.append(bucket_spec(rate.per_second, rate.burst, limits[i].cost))
-            script.append((keys if len(calls) == 1 else [keys[i] for i in call], call_argv(specs)))
-        packed = [packed_call(call, *self._encoding) for call in script]
+            argv = call_argv(specs)
+            script.append(([unbulk(keys[i]) for i in call], argv))
+            packed.append(
+                (len(call), b"".join([keys[i] for i in call]), bulk(argv, *self._encoding))
+            )
         return _Check(tuple(limits), keys, calls, script, packed)
+
+    def _one_check(self, limits: tuple[LimitRequest, ...]) -> _Check:
+        """The :class:`_Check` of a one-limit check, for the paths that handle any check."""
+        limit = limits[0]
+        keys = (limit.packed,)
+        call: Call = ([unbulk(limit.packed)], unbulk(limit.argv))
+        return _Check(limits, keys, _ONE_CALL, (call,), ((1, limit.packed, limit.argv),))
 
     # -- decisions without Redis ------------------------------------------------------------
 
     def _cached_refusal(
-        self, limits: Sequence[LimitRequest], keys: Sequence[str]
+        self, limits: Sequence[LimitRequest], keys: Sequence[bytes]
     ) -> LimitResult | None:
         if not self._empty.entries:
             return None
@@ -467,16 +487,19 @@ class RedisLimiter:
 
     # -- the Redis round trip -----------------------------------------------------------------
 
-    def _script_calls(self, keys: Sequence[str]) -> Sequence[Sequence[int]]:
-        """Which limits go into which script call: all in one, except across Cluster slots."""
+    def _script_calls(self, keys: Sequence[bytes]) -> Sequence[Sequence[int]]:
+        """Which limits go into which script call: all in one, except across Cluster slots.
+
+        ``keys``: each limit's packed key (a RESP bulk string).
+        """
         if not self._cluster or len(keys) == 1:
             return [range(len(keys))]
         by_slot: dict[int, list[int]] = {}
         for index, key in enumerate(keys):
-            by_slot.setdefault(slot_of(key), []).append(index)
+            by_slot.setdefault(slot_of(unbulk(key)), []).append(index)
         return list(by_slot.values())
 
-    async def _flush(self, checks: list[_Check]) -> list[LimitResult]:
+    async def _flush(self, checks: list[_Pending]) -> list[LimitResult]:
         """Run one batch of checks in one pipelined round trip (the Coalescer's flush).
 
         Every result is reported to the observer here, before its check resumes.
@@ -485,49 +508,165 @@ class RedisLimiter:
         self._observer.on_decisions(results)
         return results
 
-    async def _decide(self, checks: list[_Check]) -> list[LimitResult]:
+    async def _decide(self, checks: list[_Pending]) -> list[LimitResult]:
         """The results of one batch (see :meth:`_flush`)."""
         if not self._health.healthy:
             # Redis failed after these were queued: they must not wait on it either.
-            return [self._fallback(check.limits) for check in checks]
-        script = [call for check in checks for call in check.script]
-        packed = None if self._cluster else [p for check in checks for p in check.packed]
+            return [self._fallback(_limits_of(check)) for check in checks]
+        cluster = self._cluster
+        script: list[Call] = []
+        command = b""
+        if cluster:
+            for check in checks:
+                if type(check) is tuple:
+                    script.extend(self._script_of(check))
+                else:
+                    script.extend(cast(_Check, check).script)
+            calls = len(script)
+        else:
+            command, calls, ones = self._command(checks)
         sent_at = self._clock()
         started = time.perf_counter()
+        reply: object = None
+        replies: Sequence[object] | None = None
         try:
             async with asyncio.timeout(self._settings.timeout_s):
-                replies = await self._run_scripts(script, packed)
+                if cluster:
+                    replies = await self._run_scripts(script)
+                else:
+                    try:
+                        reply = await self._run_command(command)
+                    except ResponseError as exc:
+                        replies = [exc] * calls  # Redis answered: no outage
         except Exception as exc:
-            self._observer.on_round_trip(time.perf_counter() - started, len(script), _kind(exc))
+            self._observer.on_round_trip(time.perf_counter() - started, calls, _kind(exc))
             self._failed(exc)
-            return [self._fallback(check.limits) for check in checks]
-        self._observer.on_round_trip(time.perf_counter() - started, len(script), None)
+            return [self._fallback(_limits_of(check)) for check in checks]
+        self._observer.on_round_trip(time.perf_counter() - started, calls, None)
 
         decoder = ReplyDecoder()
-        if len(script) == len(checks):
+        if replies is None:
+            if ones and type(reply) is bytes:
+                return self._results_of_ones(
+                    cast(list[tuple[LimitRequest, ...]], checks), reply, sent_at, decoder
+                )
+            replies = _split(reply, calls)
+        if calls == len(checks):
             # One call per check, the only case on a single Redis: replies pair up.
             return [
                 self._result_one(check, reply, sent_at, decoder)
-                if check.calls is _ONE_CALL
-                else self._result(check, (reply,), sent_at, decoder)
+                if type(check) is tuple
+                else self._result(cast(_Check, check), (reply,), sent_at, decoder)
                 for check, reply in zip(checks, replies, strict=True)
             ]
         results = []
         start = 0
         for check in checks:
-            end = start + len(check.script)
-            results.append(self._result(check, replies[start:end], sent_at, decoder))
-            start = end
+            if type(check) is tuple:
+                results.append(self._result_one(check, replies[start], sent_at, decoder))
+                start += 1
+            else:
+                several = cast(_Check, check)
+                end = start + len(several.script)
+                results.append(self._result(several, replies[start:end], sent_at, decoder))
+                start = end
         return results
 
-    async def _run_scripts(
-        self, calls: list[Call], packed: list[PackedCall] | None = None
-    ) -> list[object]:
+    def _command(self, checks: list[_Pending]) -> tuple[bytes, int, bool]:
+        """The EVALSHA of a batch to a single Redis, in the Redis protocol, its call count,
+        and whether every check is of one limit.
+
+        Made of the bulk strings each check holds (a one-limit check's limit its
+        key and ARGV, see :meth:`_prepare`; a _Check its calls), joined once.
+        """
+        keys: list[bytes] = [b""]  # [0]: the command's head, once the counts are known
+        argvs: list[bytes] = []
+        extra_keys = 0  # keys beyond one per call
+        ones = True
+        for check in checks:
+            if type(check) is tuple:
+                limit = check[0]
+                keys.append(limit.packed)
+                argvs.append(limit.argv)
+            else:
+                ones = False
+                for count, packed_keys, argv in cast(_Check, check).packed:
+                    keys.append(packed_keys)
+                    argvs.append(argv)
+                    extra_keys += count - 1
+        calls = len(argvs)
+        keys[0] = evalsha_head(calls + extra_keys, calls)
+        keys.extend(argvs)
+        return b"".join(keys), calls, ones
+
+    def _script_of(self, limits: tuple[LimitRequest, ...]) -> Sequence[Call]:
+        """The script call of a one-limit check, for a Cluster's pipeline."""
+        limit = limits[0]
+        return (([unbulk(limit.packed)], unbulk(limit.argv)),)
+
+    async def _run_command(self, command: bytes) -> object:
+        """Send a batch's EVALSHA (:meth:`_command`) to the single Redis; its reply.
+
+        After NOSCRIPT (Redis restarted, or SCRIPT FLUSH ran), the script is
+        loaded and the command sent again: on a single Redis the whole EVALSHA
+        was refused, so none of its calls ran. Raises ResponseError for an error
+        reply (none of the calls ran), and what a failure of Redis raises.
+        """
+        try:
+            return await self._evalsha(command)
+        except NoScriptError:
+            await self._load_script()
+            return await self._evalsha(command)
+
+    def _results_of_ones(
+        self,
+        checks: list[tuple[LimitRequest, ...]],
+        reply: bytes,
+        sent_at: float,
+        decoder: ReplyDecoder,
+    ) -> list[LimitResult]:
+        """The results of a batch of one-limit checks from its EVALSHA's reply, in order.
+
+        The reply is one line ``<0|1> <now> <tokens> <stamp>`` per check, read as
+        one list of fields rather than split into lines first: no line objects,
+        no list per line. From the first part that is not such a line (an error,
+        ``E ...``), the rest is split into lines and each read by itself.
+        """
+        fields = reply.split()
+        results: list[LimitResult] = []
+        if len(fields) == 4 * len(checks):
+            result_of = self._result_of
+            at = 0
+            for check in checks:
+                flag = fields[at]
+                # Every line before this one had 4 fields, so this one starts here.
+                if flag not in _FLAGS:
+                    break
+                results.append(
+                    result_of(
+                        check,
+                        flag,
+                        fields[at + 1],
+                        fields[at + 2],
+                        fields[at + 3],
+                        sent_at,
+                        decoder,
+                    )
+                )
+                at += 4
+        done = len(results)
+        if done < len(checks):
+            lines = _split(reply, len(checks))
+            for check, line in zip(checks[done:], lines[done:], strict=True):
+                results.append(self._result_one(check, line, sent_at, decoder))
+        return results
+
+    async def _run_scripts(self, calls: list[Call]) -> list[object]:
         """EVALSHA every call in one round trip; after NOSCRIPT, SCRIPT LOAD and rerun those.
 
-        ``packed``: the calls already in the Redis protocol, when the caller has them.
+        What a Cluster's batches and the refunds (on either kind of Redis) go through.
         """
-        replies = await self._send(calls, packed)
+        replies = await self._send(calls)
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:
             # Redis restarted or SCRIPT FLUSH ran: load the script once and rerun the calls.
@@ -537,27 +676,19 @@ class RedisLimiter:
                 replies[i] = reply
         return replies
 
-    async def _send(
-        self, calls: list[Call], packed: list[PackedCall] | None = None
-    ) -> list[object]:
+    async def _send(self, calls: list[Call]) -> list[object]:
         """Run ``calls`` in one round trip; one reply (or exception) per call, in order.
 
         The calls of one slot (all of them on a single Redis) go into one
-        EVALSHA: one command to pack and one reply to parse per batch, not per
-        request. An error reply (NOSCRIPT, a failing script) is returned for
+        EVALSHA. An error reply (NOSCRIPT, a failing script) is returned for
         each call of its EVALSHA; a failure of Redis itself is raised.
-        ``packed``: the calls' :func:`~edge.ratelimit.script.packed_call` parts, if made.
         """
         if not calls:
             return []
         if self._cluster:
             return await self._pipeline(calls)
-        if packed is None:
-            command = pack_evalsha(calls, *self._encoding)
-        else:
-            command = pack_packed(packed, *self._encoding)
         try:
-            reply = await self._evalsha(command)
+            reply = await self._evalsha(pack_evalsha(calls, *self._encoding))
         except ResponseError as exc:
             return [exc] * len(calls)
         try:
@@ -649,7 +780,11 @@ class RedisLimiter:
         await cast(Awaitable[object], client.script_load(SOURCE))
 
     def _result_one(
-        self, check: _Check, reply: object, sent_at: float, decoder: ReplyDecoder
+        self,
+        limits: tuple[LimitRequest, ...],
+        reply: object,
+        sent_at: float,
+        decoder: ReplyDecoder,
     ) -> LimitResult:
         """:meth:`_result` of a check with one limit (one call): what most requests are.
 
@@ -661,25 +796,37 @@ class RedisLimiter:
         """
         fields = reply.split() if type(reply) is bytes else ()
         if len(fields) != 4 or (flag := fields[0]) not in _FLAGS:
-            return self._result(check, (reply,), sent_at, decoder)
+            return self._result(self._one_check(limits), (reply,), sent_at, decoder)
+        return self._result_of(limits, flag, fields[1], fields[2], fields[3], sent_at, decoder)
+
+    def _result_of(
+        self,
+        limits: tuple[LimitRequest, ...],
+        flag: bytes,
+        now: bytes,
+        level: bytes,
+        stamp: bytes,
+        sent_at: float,
+        decoder: ReplyDecoder,
+    ) -> LimitResult:
+        """:meth:`_result_one` of a well-formed reply part, given as its four fields."""
+        limit = limits[0]
         # The bucket's stamp is Redis's now unless its clock went back (rare): then the
         # refill waits for the stamp, and only then is either parsed.
-        stamp = fields[3]
-        current = stamp == fields[1]
+        current = stamp == now
+        admitted = flag == b"1"
         if current:
             # With the stamp at Redis's now, the result is a function of the flag and the
             # level alone (and the check): the same text as last time gives the same
             # result, which is read-only and can be shared. A bucket its callers do not
             # exhaust answers the same level on every visit (full again, less the cost).
-            last = check.last
-            if last is not None and last[1] == fields[2] and last[0] == flag:
+            memo = limit.memo
+            if memo is not None and limit.memo_text == level and memo.allowed is admitted:
                 if self._empty.entries:
-                    self._empty.forget(check.keys[0])  # as below, for a level of 1 or more
-                return last[2]
-        admitted = flag == b"1"
-        tokens = float(fields[2])
-        wait_s = 0.0 if current else float(stamp) - decoder.now(fields[1])
-        limit = check.limits[0]
+                    self._empty.forget(limit.packed)  # as below, for a level of 1 or more
+                return memo
+        tokens = float(level)
+        wait_s = 0.0 if current else float(stamp) - decoder.now(now)
         rate = limit.policy.rate
         cost = float(limit.cost)
         # Refused calls leave levels untouched, so "had room" is readable off them.
@@ -690,20 +837,27 @@ class RedisLimiter:
         if tokens < 1.0:
             # Refill restarts at Redis's stamp, which may be ahead of its now.
             wait = wait_s if wait_s > 0.0 else 0.0
-            self._empty.remember(check.keys[0], tokens, sent_at + wait, rate.per_second)
+            self._empty.remember(limit.packed, tokens, sent_at + wait, rate.per_second)
         elif self._empty.entries:
-            self._empty.forget(check.keys[0])  # what remember() does for a level of 1 or more
+            self._empty.forget(limit.packed)  # what remember() does for a level of 1 or more
         # One call: nothing was taken unless admitted, so there is nothing to refund.
         result = LimitResult(
             admitted,
             "redis",
             False,
-            check.limits,
+            limits,
             (LimitOutcome(limit, had_room, remaining, reset_s, retry_s),),
             0.0 if admitted else retry_s,
         )
-        if current and tokens >= 1.0:
-            check.last = (flag, fields[2], result)
+        if current and tokens >= 1.0 and limit.owner is self:
+            texts = self._texts
+            text = texts.get(level)
+            if text is None:
+                if len(texts) >= _MAX_TEXTS:
+                    texts.clear()
+                text = texts[level] = level
+            limit.memo_text = text
+            limit.memo = result
         return result
 
     def _result(
@@ -776,12 +930,12 @@ class RedisLimiter:
             return
         refunds: list[Call] = []
         for call in calls:
-            keys = []
+            keys: list[str | bytes] = []
             specs = []
             for i in call:
                 limit = check.limits[i]
                 rate = limit.policy.rate
-                keys.append(check.keys[i])
+                keys.append(unbulk(check.keys[i]))
                 specs.append(bucket_spec(rate.per_second, rate.burst, -limit.cost))
                 # The cached level predates the refund and would under-state the bucket.
                 self._empty.forget(check.keys[i])
@@ -868,6 +1022,19 @@ async def _dirty(conn: Any) -> bool:
         return True
     await conn.disconnect()
     return True
+
+
+def _split(reply: object, calls: int) -> Sequence[object]:
+    """:func:`~edge.ratelimit.script.split_reply`, a malformed reply an error for each call."""
+    try:
+        return split_reply(reply, calls)
+    except ValueError as exc:
+        return [exc] * calls
+
+
+def _limits_of(check: _Pending) -> tuple[LimitRequest, ...]:
+    """The limits of a batch's check."""
+    return check if type(check) is tuple else cast(_Check, check).limits
 
 
 def _done(result: LimitResult) -> asyncio.Future[LimitResult]:

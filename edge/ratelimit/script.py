@@ -72,8 +72,9 @@ class ScriptReply:
         return out
 
 
-Call = tuple[Sequence[str], str]
-"""One script call: its bucket keys, in order, and its ARGV string (see :func:`call_argv`)."""
+Call = tuple[Sequence[str | bytes], str | bytes]
+"""One script call: its bucket keys, in order, and its ARGV string (see :func:`call_argv`);
+each as text, or as the bytes sent (the Redis limiter keeps its keys packed)."""
 
 
 @lru_cache(maxsize=1024)
@@ -102,7 +103,7 @@ def charges_call(charges: Sequence[BucketCharge]) -> Call:
     )
 
 
-def script_args(calls: Sequence[Sequence[BucketCharge]]) -> list[str | int]:
+def script_args(calls: Sequence[Sequence[BucketCharge]]) -> list[str | bytes | int]:
     """``numkeys, *KEYS, *ARGV`` for one EVALSHA (after the SHA) running ``calls`` in order.
 
     Each call is one request's buckets; on Cluster, every key of one EVALSHA
@@ -111,9 +112,9 @@ def script_args(calls: Sequence[Sequence[BucketCharge]]) -> list[str | int]:
     return evalsha_args([charges_call(call) for call in calls])
 
 
-def evalsha_args(calls: Sequence[Call]) -> list[str | int]:
+def evalsha_args(calls: Sequence[Call]) -> list[str | bytes | int]:
     """``numkeys, *KEYS, *ARGV`` for one EVALSHA (after the SHA) running ``calls`` in order."""
-    args: list[str | int] = [sum(len(keys) for keys, _ in calls)]
+    args: list[str | bytes | int] = [sum(len(keys) for keys, _ in calls)]
     for keys, _ in calls:
         args.extend(keys)
     args.extend(argv for _, argv in calls)
@@ -123,47 +124,55 @@ def evalsha_args(calls: Sequence[Call]) -> list[str | int]:
 _EVALSHA = f"$7\r\nEVALSHA\r\n${len(SHA)}\r\n{SHA}\r\n"
 
 
-PackedCall = tuple[int, str, str]
+PackedCall = tuple[int, bytes, bytes]
 """One call's part of an EVALSHA in the Redis protocol: its number of keys, its keys as
 bulk strings, and its ARGV as a bulk string (see :func:`packed_call`)."""
 
 
-def bulk(text: str, encoding: str = "utf-8", errors: str = "strict") -> str:
-    """``text`` as a RESP bulk string (its length counted in encoded bytes)."""
-    size = len(text) if text.isascii() else len(text.encode(encoding, errors))
-    return f"${size}\r\n{text}\r\n"
+def bulk(value: str | bytes, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+    """``value`` as a RESP bulk string (text encoded with ``encoding``, as redis-py would)."""
+    data = value if isinstance(value, bytes) else value.encode(encoding, errors)
+    return b"$%d\r\n%b\r\n" % (len(data), data)
+
+
+def unbulk(packed: bytes) -> bytes:
+    """The value of a RESP bulk string made by :func:`bulk`."""
+    return packed[packed.index(b"\n") + 1 : -2]
 
 
 def packed_call(call: Call, encoding: str = "utf-8", errors: str = "strict") -> PackedCall:
     """``call``'s part of an EVALSHA (:func:`pack_evalsha`), made once and kept by callers
-    that send the same call again (the Redis limiter, per bucket)."""
+    that send the same call again."""
     keys, argv = call
-    packed_keys = "".join([bulk(key, encoding, errors) for key in keys])
+    packed_keys = b"".join([bulk(key, encoding, errors) for key in keys])
     return len(keys), packed_keys, bulk(argv, encoding, errors)
+
+
+def evalsha_head(keys: int, calls: int) -> bytes:
+    """The start of an EVALSHA of ``calls`` script calls with ``keys`` keys in all: what
+    comes before the keys' bulk strings, themselves followed by the calls' ARGV."""
+    numkeys = str(keys)
+    return f"*{3 + keys + calls}\r\n{_EVALSHA}${len(numkeys)}\r\n{numkeys}\r\n".encode()
 
 
 def pack_evalsha(calls: Sequence[Call], encoding: str = "utf-8", errors: str = "strict") -> bytes:
     """The Redis protocol (RESP) bytes of ``EVALSHA <SHA> <numkeys> *KEYS *ARGV`` for ``calls``.
 
     Byte for byte what redis-py's packer sends for the arguments of
-    :func:`evalsha_args`, strings encoded with ``encoding`` (which must, like
-    UTF-8, encode ASCII as itself), built as one string and encoded once.
+    :func:`evalsha_args`, text encoded with ``encoding``.
     """
-    return pack_packed([packed_call(call, encoding, errors) for call in calls], encoding, errors)
+    return pack_packed([packed_call(call, encoding, errors) for call in calls])
 
 
-def pack_packed(
-    calls: Sequence[PackedCall], encoding: str = "utf-8", errors: str = "strict"
-) -> bytes:
+def pack_packed(calls: Sequence[PackedCall]) -> bytes:
     """:func:`pack_evalsha` of calls already made into their parts (:func:`packed_call`)."""
     keys_count = 0
     for count, _, _ in calls:
         keys_count += count
-    numkeys = str(keys_count)
-    parts = [f"*{3 + keys_count + len(calls)}\r\n{_EVALSHA}${len(numkeys)}\r\n{numkeys}\r\n"]
+    parts = [evalsha_head(keys_count, len(calls))]
     parts.extend([keys for _, keys, _ in calls])
     parts.extend([argv for _, _, argv in calls])
-    return "".join(parts).encode(encoding, errors)
+    return b"".join(parts)
 
 
 def split_reply(reply: object, calls: int) -> list[bytes | str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from redis.asyncio import Redis
 
@@ -30,6 +32,19 @@ def test_policy_and_request_validation() -> None:
     with pytest.raises(ValueError, match="between 0"):
         LimitRequest(POLICY, "k", cost=-1)
     LimitRequest(POLICY, "k", cost=0)
+
+
+def test_what_a_limiter_keeps_on_a_request_is_no_part_of_it() -> None:
+    kept = LimitRequest(POLICY, "k", partition="k")
+    kept.owner = object()
+    kept.packed = b"$1\r\nk\r\n"
+    kept.argv = b"$3\r\n1 1\r\n"
+    kept.memo_text = b"4"
+    kept.memo = LimitResult(True, "redis", False, (kept,))
+    fresh = LimitRequest(POLICY, "k", partition="k")
+    assert kept == fresh and hash(kept) == hash(fresh) and repr(kept) == repr(fresh)
+    copied = replace(kept, cost=2)
+    assert copied.owner is None and copied.packed == b"" and copied.memo is None
 
 
 @pytest.mark.parametrize(

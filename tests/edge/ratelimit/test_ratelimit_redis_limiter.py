@@ -19,6 +19,7 @@ from edge.ratelimit import (
     parse_rate,
 )
 from edge.ratelimit.keys import bucket_key
+from edge.ratelimit.script import ReplyDecoder
 
 pytestmark = pytest.mark.integration
 
@@ -207,8 +208,30 @@ async def test_a_failing_script_call_is_not_an_outage(
         )
         assert broken_again.source == "open"
         assert fine.source == "redis" and fine.allowed and fine.outcomes[0].remaining == 9
+        before, broken_between, after = await asyncio.gather(
+            limiter.check([LimitRequest(policy, "fine")]),
+            limiter.check([broken]),
+            limiter.check([LimitRequest(policy, "after")]),
+        )
+        assert [r.source for r in (before, broken_between, after)] == ["redis", "open", "redis"]
+        assert [before.outcomes[0].remaining, after.outcomes[0].remaining] == [8, 9]
     finally:
         await raw.aclose()
+
+
+async def test_a_batch_reply_read_as_fields_until_a_line_is_not_a_level(
+    redis_server: RedisServer, make_limiter: Callable[..., Any]
+) -> None:
+    # A reply whose lines happen to add up to four fields each, with an error line among
+    # them: the lines before it are read as fields, that one and the rest line by line.
+    limiter = make_limiter(redis_server.url)
+    policy = LimitPolicy("fields", parse_rate("10/s burst 5"), FailureMode.OPEN)
+    checks = [(limiter._prepare(LimitRequest(policy, key)),) for key in ("a", "b", "c")]
+    reply = b"1 100 4 100\nE A B C\n1 100 3 100"
+    results = limiter._results_of_ones(checks, reply, 0.0, ReplyDecoder())
+    assert [r.source for r in results] == ["redis", "open", "redis"]
+    assert [results[0].outcomes[0].remaining, results[2].outcomes[0].remaining] == [4, 3]
+    assert [r.requests for r in results] == checks
 
 
 async def test_a_batch_is_one_evalsha_packed_by_the_limiter(
@@ -302,3 +325,23 @@ async def test_a_bucket_full_again_on_each_visit_shares_its_result(
     assert not limiter._empty.entries
     await asyncio.sleep(0.05)
     assert await limiter.check(limit) is after
+
+
+async def test_limiters_sharing_a_request_each_charge_their_own_bucket(
+    redis_server: RedisServer, make_limiter: Callable[..., Any]
+) -> None:
+    # A limiter keeps what it sends for a bucket on its LimitRequest; another limiter
+    # (another key prefix) checking the same object must still use its own key.
+    first = make_limiter(redis_server.url, key_prefix="one")
+    second = make_limiter(redis_server.url, key_prefix="two")
+    limit = (LimitRequest(LimitPolicy("shared", parse_rate("100/h burst 5")), "k"),)
+    remaining = []
+    for limiter in (first, first, second, first, second):
+        remaining.append((await limiter.check(limit)).outcomes[0].remaining)
+    assert remaining == [4, 3, 4, 2, 3]
+    raw = Redis.from_url(redis_server.url)
+    try:
+        for prefix in ("one", "two"):
+            assert await raw.exists(bucket_key(limit[0], prefix).encode()) == 1
+    finally:
+        await raw.aclose()
