@@ -50,7 +50,8 @@ class Authenticator:
 
     def __init__(self, verifiers: Verifiers | None = None) -> None:
         self._verifiers: Verifiers
-        # The local JWT cache's look-up (JwtVerifier.cached_lookup), or None.
+        # The local JWT cache's look-up by Authorization value
+        # (JwtVerifier.cached_header_lookup), or None.
         self._jwt_max_len = 0
         self._jwt_claims: Callable[[str], Claims | None] | None
         self.install(verifiers or Verifiers())
@@ -70,7 +71,7 @@ class Authenticator:
         self._verifiers = verifiers
         # Only JwtVerifier's cache guarantees the token shape cached() relies on.
         if isinstance(verifiers.jwt, JwtVerifier):
-            self._jwt_max_len, self._jwt_claims = verifiers.jwt.cached_lookup()
+            self._jwt_max_len, self._jwt_claims = verifiers.jwt.cached_header_lookup()
         else:
             self._jwt_max_len, self._jwt_claims = 0, None
 
@@ -104,28 +105,25 @@ class Authenticator:
             if len(authorizations) != 1 or API_KEY_KEY in headers:
                 return None
             value = authorizations[0]
-            # Both prefixes are 7 characters long. A slice and == is about a
-            # third of what a str.startswith() method call costs.
-            prefix = value[:7]
-            if prefix == "Bearer ":
-                # policy.local_jwt: the route takes bearer tokens and verifies
-                # them locally (precomputed per policy).
-                claims_of = self._jwt_claims
-                if (
-                    claims_of is None
-                    or not policy.local_jwt
-                    or len(value) - 7 > self._jwt_max_len  # never cached, never hashed
-                ):
-                    return None
-                claims = claims_of(value[7:])  # JwtVerifier.cached, one call layer less
-                if claims is None:
-                    return None
-                identity = self._jwt_identity(id(claims)) or self._from_jwt(claims)
-                if policy.roles and not identity.has_any_role(policy.roles):
-                    raise _missing_role(policy)
-                return identity
-            if prefix != "ApiKey ":
-                return None
+            # policy.local_jwt: the route takes bearer tokens and verifies them
+            # locally (precomputed per policy). The claims cache is keyed by
+            # the plain value "Bearer <token>" itself, so the value is looked up
+            # as it is: a hit is exactly that form, the token never sliced out.
+            claims_of = self._jwt_claims
+            if (
+                claims_of is not None
+                and policy.local_jwt
+                and len(value) <= self._jwt_max_len  # longer: never cached, never hashed
+            ):
+                claims = claims_of(value)
+                if claims is not None:
+                    identity = self._jwt_identity(id(claims)) or self._from_jwt(claims)
+                    if policy.roles and not identity.has_any_role(policy.roles):
+                        raise _missing_role(policy)
+                    return identity
+            # A slice and == is about a third of what a str.startswith() call costs.
+            if value[:7] != "ApiKey ":
+                return None  # a bearer token not cached here, or another scheme
             secret = value[7:]
         else:
             api_keys = headers.getall(API_KEY_KEY, ())

@@ -3,8 +3,9 @@
 The order of checks is the security argument, cheapest and most hostile first:
 
 1. size, before anything is hashed or decoded (``token too large``);
-2. the claims cache, by the token text: a repeat caller costs a dict look-up
-   and no signature check (:meth:`JwtVerifier.cached` is that look-up alone);
+2. the claims cache, by the token's plain Authorization value ``Bearer
+   <token>``: a repeat caller costs a dict look-up and no signature check
+   (:meth:`JwtVerifier.cached` is that look-up alone);
 3. the header, parsed strictly by :mod:`edge.auth.jws_header` (alg allow-list,
    ``none`` refused, kid shape, key-locating headers refused or ignored);
 4. the key, by kid only, from the key source (``unknown kid``), and the
@@ -33,6 +34,10 @@ DEFAULT_ALGORITHMS = frozenset({"ES256", "RS256", "EdDSA"})
 """The edge accepts these unless configured otherwise: asymmetric only, one per key type."""
 
 DEFAULT_MAX_TOKEN_BYTES = 8 * 1024
+
+BEARER_PREFIX = "Bearer "
+"""The claims cache's keys are this and the token: each token's plain
+``Authorization`` value (RFC 6750 §2.1, the scheme as spelled there, one space)."""
 
 # PyJWT checks the signature only: claims are checked by claim_checks at the
 # injected clock (PyJWT would read the wall clock and coerce "exp": "123").
@@ -117,15 +122,19 @@ class JwtVerifier:
     claims checks and the cache alike.
 
     The verified-claims cache is keyed by the token text itself, not a digest
-    of it: a hit is one dict look-up (the str hash, then a comparison of the
-    whole text against the stored key, so a token differing in one character
-    is a miss: as exact as comparing digests). It only ever holds tokens that
-    passed every check below, each until its ``exp`` and at most
-    ``cache_max_entries`` of them (LRU); since the size check comes first, each
-    is at most ``max_token_bytes`` characters of ASCII (one byte each), so the
-    keys take at most ``cache_max_entries * max_token_bytes`` bytes plus about
-    50 bytes of object header each: 80 MiB with the defaults in the worst case
-    of 8 KiB tokens, a few MiB for typical sub-kilobyte ones. The price: unlike
+    of it, behind :data:`BEARER_PREFIX`: the key of a token ``t`` is ``"Bearer
+    " + t``, exactly the plain ``Authorization`` value that presents it, so the
+    authenticator looks the request's header value up as it is, without
+    slicing the token out of it (:meth:`cached_header_lookup`). A hit is one
+    dict look-up (the str hash, then a comparison of the whole text against
+    the stored key, so a token differing in one character is a miss: as exact
+    as comparing digests). It only ever holds tokens that passed every check
+    below, each until its ``exp`` and at most ``cache_max_entries`` of them
+    (LRU); since the size check comes first, each is at most
+    ``max_token_bytes`` characters of ASCII (one byte each), so the keys take
+    at most ``cache_max_entries * (max_token_bytes + 7)`` bytes plus about 50
+    bytes of object header each: 80 MiB with the defaults in the worst case of
+    8 KiB tokens, a few MiB for typical sub-kilobyte ones. The price: unlike
     a digest, the keys are the bearer tokens themselves, so a dump of the
     process's memory holds every cached token (usable until its ``exp``).
     """
@@ -163,7 +172,8 @@ class JwtVerifier:
         if len(token) > self._settings.max_token_bytes:
             self._refused += 1
             raise AuthError.invalid_token("token too large")
-        cached = self._cache.get(token)
+        key = BEARER_PREFIX + token
+        cached = self._cache.get(key)
         if cached is not None:
             return cached  # counted in the cache's hits
         try:
@@ -173,7 +183,7 @@ class JwtVerifier:
             raise
         self._verified += 1
         if claims.expires_at is not None:
-            self._cache.put(token, claims, claims.expires_at)
+            self._cache.put(key, claims, claims.expires_at)
         return claims
 
     def cached(self, token: str) -> Claims | None:
@@ -188,19 +198,24 @@ class JwtVerifier:
         if len(token) > self._max_token_bytes:
             return None  # never cached; and never hashed, as in verify
         # TokenCache.get counts the hit: stats() reads the cache's own counter.
-        return self._cache.get(token)
+        return self._cache.get(BEARER_PREFIX + token)
 
-    def cached_lookup(self) -> tuple[int, Callable[[str], Claims | None]]:
-        """:meth:`cached` in two parts, for a caller that asks on every request.
+    def cached_header_lookup(self) -> tuple[int, Callable[[str], Claims | None]]:
+        """:meth:`cached` for a request's ``Authorization`` value as it is, for a
+        caller that asks on every request.
 
-        Returns ``(max_len, get)``: for a token of at most ``max_len``
-        characters, ``get(token)`` is exactly ``cached(token)`` (same answer,
-        same hit counted); a longer token is never cached (answer None without
-        calling ``get``). Saves a Python call layer per request; both parts stay
-        valid for the verifier's life (:meth:`clear_cache` empties, never
-        replaces, the cache).
+        Returns ``(max_len, get)``: for a ``value`` of at most ``max_len``
+        characters, ``get(value)`` is exactly ``cached(t)`` when ``value`` is
+        ``"Bearer " + t`` (same answer, same hit counted), and None for any
+        other value (another scheme or spelling of it, no token): the cache's
+        keys are exactly those values for the tokens it holds. A longer value
+        holds a token that is never cached (answer None without calling
+        ``get``, which would hash it). Saves slicing the token out of the
+        header and a Python call layer per request; both parts stay valid for
+        the verifier's life (:meth:`clear_cache` empties, never replaces, the
+        cache).
         """
-        return self._max_token_bytes, self._cache.get
+        return self._max_token_bytes + len(BEARER_PREFIX), self._cache.get
 
     def clear_cache(self) -> None:
         """Forget every cached verification (e.g. after revoking a key)."""

@@ -8,9 +8,9 @@ Each owner picks its keys (:data:`TokenKey`) and states the choice:
   need not say when they do), and every key has the same small size whatever
   the secret length.
 - The verified-claims cache of :class:`edge.auth.jwt_verifier.JwtVerifier` is
-  keyed by the token text itself, so a repeat caller costs a dict look-up
-  rather than a hash; see there for why that is exact and how its memory is
-  bounded.
+  keyed by the token text itself (as its plain ``Authorization`` value,
+  ``Bearer <token>``), so a repeat caller costs a dict look-up rather than a
+  hash; see there for why that is exact and how its memory is bounded.
 
 Either way a hit needs the whole key to be equal: a str key compares the full
 text, a digest the full 32 bytes.

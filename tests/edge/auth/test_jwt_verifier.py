@@ -621,19 +621,44 @@ async def test_cached_never_looks_at_a_token_over_the_size_limit(
     assert small.cached(token) is None
 
 
-async def test_cached_lookup_answers_as_cached_and_counts_hits_alike(
+async def test_cached_header_lookup_answers_as_cached_and_counts_hits_alike(
     ctx: Ctx, key_source: Any, clock: Any
 ) -> None:
     verifier = make_verifier(key_source, clock)
-    max_len, get = verifier.cached_lookup()
-    assert max_len == verifier._settings.max_token_bytes
+    max_len, get = verifier.cached_header_lookup()
+    assert max_len == verifier._settings.max_token_bytes + len("Bearer ")
     token = ctx.es(exp=int(clock()) + 100)
-    assert get(token) is None
+    value = f"Bearer {token}"
+    assert get(value) is None
     claims = await verifier.verify(token)
-    assert get(token) is claims is verifier.cached(token)
+    assert get(value) is claims is verifier.cached(token)
     assert verifier.stats().cache_hits == 2  # one by get, one by cached
     verifier.clear_cache()  # empties the cache get reads, so get stays valid
-    assert get(token) is None
+    assert get(value) is None
     await verifier.verify(token)
     clock.advance(100)  # at exp
-    assert get(token) is None
+    assert get(value) is None
+
+
+async def test_cached_header_lookup_answers_only_the_plain_bearer_value(
+    ctx: Ctx, key_source: Any, clock: Any
+) -> None:
+    """Any other spelling of the header, or the bare token, is a miss (not counted)."""
+    verifier = make_verifier(key_source, clock)
+    _, get = verifier.cached_header_lookup()
+    token = ctx.es()
+    claims = await verifier.verify(token)
+    for other in (
+        token,
+        f"bearer {token}",
+        f"BEARER {token}",
+        f"Bearer  {token}",
+        f" Bearer {token}",
+        f"Bearer {token} ",
+        f"Bearer\t{token}",
+        f"ApiKey {token}",
+        f"Bearer {token[:-1]}",
+    ):
+        assert get(other) is None, other
+    assert verifier.stats().cache_hits == 0
+    assert get(f"Bearer {token}") is claims
