@@ -86,9 +86,9 @@ FLAGS_SUFFIX: tuple[str, ...] = tuple(f"-{flags:02x}" for flags in range(256))
 """``-<flags>``, the end of a ``traceparent``, for each value of the flags byte."""
 
 
-def format_traceparent(trace_id: str, span_id: int, flags: int) -> str:
-    """``00-<trace id>-<span id>-<flags>``; ``trace_id`` is already 32 hex digits."""
-    return f"00-{trace_id}-{span_id.to_bytes(8, 'big').hex()}{FLAGS_SUFFIX[flags]}"
+def format_traceparent(trace_id: str, span_id: str, flags: int) -> str:
+    """``00-<trace id>-<span id>-<flags>``; the ids are already hex (32 and 16 digits)."""
+    return f"00-{trace_id}-{span_id}{FLAGS_SUFFIX[flags]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,17 +142,17 @@ class Propagation:
             headers.popall(name, None)
 
     def write_unsampled(
-        self, headers: CIMultiDict[str], trace_id: str, span_id: int, flags: int
+        self, headers: CIMultiDict[str], trace_id: str, span_id: str, flags: int
     ) -> None:
         """Write the context of an unsampled span (``flags`` without the sampled bit),
-        without OpenTelemetry objects."""
+        without OpenTelemetry objects; the ids are hex (32 and 16 digits)."""
         if "tracecontext" in self.names:
             headers[TRACEPARENT] = format_traceparent(trace_id, span_id, flags)
         if "b3" in self.names:
-            headers[B3_SINGLE] = f"{trace_id}-{span_id:016x}-0"
+            headers[B3_SINGLE] = f"{trace_id}-{span_id}-0"
         if "b3multi" in self.names:
             headers["X-B3-TraceId"] = trace_id
-            headers["X-B3-SpanId"] = f"{span_id:016x}"
+            headers["X-B3-SpanId"] = span_id
             headers["X-B3-Sampled"] = "0"
 
     def extract(self, headers: Mapping[str, str]) -> Context:

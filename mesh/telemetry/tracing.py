@@ -104,10 +104,23 @@ _METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
 )
 _getrandbits = random.getrandbits
+_LOW_128 = (1 << 128) - 1
+_ZERO_ID = "0" * 16
+"""Sixteen zero digits: in every all-zero id (invalid), and rarely anywhere else."""
 
 
 def _new_span_id() -> int:
     return _getrandbits(64) or 1
+
+
+def _draw_ids(bits: int) -> tuple[int, str]:
+    """``bits`` random bits (a multiple of 64) and their hex digits, none of whose 16-digit
+    ids is all zeros (W3C: invalid); drawn again in the rare case (one in 2**60 or fewer)."""
+    while True:
+        value = _getrandbits(bits)
+        digits = value.to_bytes(bits // 8, "big").hex()
+        if _ZERO_ID not in digits:
+            return value, digits
 
 
 class Tracing:
@@ -194,19 +207,30 @@ class Tracing:
             raw = ex.request.headers.get(TRACEPARENT) if self._w3c else None
             parent = parse_traceparent(raw) if raw is not None else None
             context = None
+        # One random draw, formatted once, gives every id an unsampled request needs: this
+        # hop's span id (digits 0-15, for traceresponse), its first attempt's (16-31) and,
+        # without a parent, the trace id (32-63). Ints are made only when sampled.
         if parent is None:
-            trace_id = _getrandbits(128) or 1
+            bits = _getrandbits(256)
+            ids = bits.to_bytes(32, "big").hex()
+            if _ZERO_ID in ids:  # an all-zero id is invalid: draw again (rare)
+                bits, ids = _draw_ids(256)
+            trace_hex = ids[32:]
             random_flag = RANDOM_TRACE_ID  # ours is random, as the SDK's would be
             # self.rule.sampled(trace_id, None), without the call: every request pays it.
-            sampled = (trace_id & LOW_64) < self._root_bound
-        else:
-            trace_id = parent.trace_id
-            random_flag = parent.flags & RANDOM_TRACE_ID
-            sampled = self.rule.sampled(trace_id, parent.sampled)
-        if not sampled:
-            if parent is None:
+            # The trace id is bits' low 128 bits, so its low 64 are bits' own.
+            sampled = (bits & LOW_64) < self._root_bound
+            if not sampled:
                 headers.popall(TRACESTATE, None)  # belongs to no valid parent
-            return RequestTrace(self, trace_id, _getrandbits(64) or 1, random_flag, None, None)
+                return RequestTrace(self, trace_hex, ids[:16], ids[16:32], random_flag)
+            trace_id = bits & _LOW_128
+        else:
+            ids = _draw_ids(128)[1]
+            trace_id = parent.trace_id
+            trace_hex = trace_id.to_bytes(16, "big").hex()
+            random_flag = parent.flags & RANDOM_TRACE_ID
+            if not self.rule.sampled(trace_id, parent.sampled):
+                return RequestTrace(self, trace_hex, ids[:16], ids[16:32], random_flag)
         incoming = ex.request.headers
         state = EMPTY_TRACE_STATE
         if self.w3c_only:
@@ -242,13 +266,13 @@ class Tracing:
             ex.method,
             SpanKind.SERVER,
             trace_id,
-            _new_span_id(),
+            int(ids[:16], 16),
             flags,
             state,
             remote,
             _server_attributes(ex),
         )
-        return RequestTrace(self, trace_id, span.span_id, flags, span, context)
+        return RequestTrace(self, trace_hex, ids[:16], None, flags, span, context)
 
     def shutdown(self, timeout_s: float = 5.0) -> None:
         """Export what is pending (up to ``timeout_s``) and stop; idempotent."""
@@ -267,29 +291,49 @@ class RequestTrace:
     :meth:`client_attempt` still writes a fresh context for each attempt.
     """
 
-    __slots__ = ("_incoming", "_tracing", "flags", "span", "span_id", "trace_id", "trace_id_hex")
+    __slots__ = (
+        "_first_attempt_id",
+        "_incoming",
+        "_tracing",
+        "flags",
+        "span",
+        "span_id_hex",
+        "trace_id_hex",
+    )
 
     def __init__(
         self,
         tracing: Tracing,
-        trace_id: int,
-        span_id: int,
+        trace_id_hex: str,
+        span_id_hex: str,
+        first_attempt_id: str | None,
         flags: int,
-        span: RecordedSpan | None,
-        incoming: Context | None,
+        span: RecordedSpan | None = None,
+        incoming: Context | None = None,
     ) -> None:
         self._tracing = tracing
-        self.trace_id = trace_id
-        self.span_id = span_id
+        # Hex, not ints: every request writes them (traceresponse, each attempt's
+        # traceparent, access log, problem bodies), and an unsampled one needs no int.
+        self.trace_id_hex = trace_id_hex
+        """The trace id as 32 hex digits (what Jaeger's search box takes)."""
+        self.span_id_hex = span_id_hex
+        """This hop's span id as 16 hex digits (the SERVER span's, when sampled)."""
+        self._first_attempt_id = first_attempt_id
+        """The span id (hex) of an unsampled request's first attempt, drawn with the others."""
         self.flags = flags
         """W3C trace flags of this hop's span: sampled (0x01), random trace id (0x02)."""
         self.span = span
         self._incoming = incoming
         """The context the SDK's propagators extracted (baggage), when they were used."""
-        # Every request needs it (traceresponse, each attempt's traceparent), so made at once;
-        # to_bytes().hex() takes about half the time of f"{trace_id:032x}".
-        self.trace_id_hex = trace_id.to_bytes(16, "big").hex()
-        """The trace id as 32 hex digits (what Jaeger's search box takes)."""
+
+    @property
+    def trace_id(self) -> int:
+        return int(self.trace_id_hex, 16)
+
+    @property
+    def span_id(self) -> int:
+        """This hop's span id (the SERVER span's, when sampled)."""
+        return int(self.span_id_hex, 16)
 
     @property
     def sampled(self) -> bool:
@@ -307,7 +351,7 @@ class RequestTrace:
 
     def traceresponse(self) -> str:
         """The W3C ``traceresponse`` header value naming this hop's span."""
-        return format_traceparent(self.trace_id_hex, self.span_id, self.flags)
+        return format_traceparent(self.trace_id_hex, self.span_id_hex, self.flags)
 
     @property
     def tracer(self) -> trace.Tracer:
@@ -328,13 +372,15 @@ class RequestTrace:
         tracing = self._tracing
         server = self.span
         if server is None:
+            span_id = self._first_attempt_id
+            if span_id is None:  # a retry: a fresh span id
+                span_id = _draw_ids(64)[1]
+            else:
+                self._first_attempt_id = None
             if tracing.w3c_only:  # the common case, kept short: every request pays it
-                span_id = _getrandbits(64) or 1  # _new_span_id(), without the call
                 out[TRACEPARENT] = format_traceparent(self.trace_id_hex, span_id, self.flags)
             else:
-                tracing.propagation.write_unsampled(
-                    out, self.trace_id_hex, _new_span_id(), self.flags
-                )
+                tracing.propagation.write_unsampled(out, self.trace_id_hex, span_id, self.flags)
             return None
         method = ex.method
         known = method in _METHODS
@@ -352,7 +398,8 @@ class RequestTrace:
             method if known else "HTTP", SpanKind.CLIENT, _new_span_id(), attributes
         )
         if tracing.w3c_only:
-            out[TRACEPARENT] = format_traceparent(self.trace_id_hex, span.span_id, self.flags)
+            span_hex = span.span_id.to_bytes(8, "big").hex()
+            out[TRACEPARENT] = format_traceparent(self.trace_id_hex, span_hex, self.flags)
         else:
             context = trace.set_span_in_context(span, self._incoming or Context())
             tracing.propagation.inject(out, context)

@@ -51,7 +51,7 @@ def test_parsed_flags() -> None:
 
 
 def test_format_round_trips() -> None:
-    value = format_traceparent(TRACE, int(SPAN, 16), 1)
+    value = format_traceparent(TRACE, SPAN, 1)
     assert value == f"00-{TRACE}-{SPAN}-01"
     assert parse_traceparent(value) == RemoteParent(int(TRACE, 16), int(SPAN, 16), 1)
 
@@ -65,7 +65,7 @@ def test_trace_id_from_headers() -> None:
 def test_unsampled_context_in_every_configured_format() -> None:
     headers: CIMultiDict[str] = CIMultiDict({"tracestate": "v=1", "baggage": "k=v"})
     Propagation.build(["tracecontext", "baggage", "b3", "b3multi"]).write_unsampled(
-        headers, TRACE, 0xAB, 2
+        headers, TRACE, "00000000000000ab", 2
     )
     assert headers["traceparent"] == f"00-{TRACE}-00000000000000ab-02"
     assert headers["b3"] == f"{TRACE}-00000000000000ab-0"
@@ -81,7 +81,7 @@ def test_unsampled_context_in_every_configured_format() -> None:
 def test_only_configured_formats_are_written_and_read() -> None:
     w3c = Propagation.build(["tracecontext", "baggage"])
     headers: CIMultiDict[str] = CIMultiDict()
-    w3c.write_unsampled(headers, TRACE, 1, 0)
+    w3c.write_unsampled(headers, TRACE, "0000000000000001", 0)
     assert set(headers) == {"traceparent"}
     assert not w3c.b3
     assert not w3c.has_b3({"b3": f"{TRACE}-{SPAN}-1"})
