@@ -79,7 +79,8 @@ class RateLimitFilter:
         if not result.allowed:
             return await self._apply(ex, next_handler, result)
         ex.attrs[RESULT_ATTR] = result
-        ex.response_headers.extend(rate_limit_headers(result))
+        headers = result.headers  # rate_limit_headers' first case (one call less)
+        ex.response_headers.extend(headers if headers is not None else rate_limit_headers(result))
         return await next_handler(ex)
 
     async def _traced(

@@ -636,24 +636,31 @@ class RedisLimiter:
         results: list[LimitResult] = []
         if len(fields) == 4 * len(checks):
             result_of = self._result_of
+            empty = self._empty
             at = 0
             for check in checks:
                 flag = fields[at]
                 # Every line before this one had 4 fields, so this one starts here.
                 if flag not in _FLAGS:
                     break
-                results.append(
-                    result_of(
-                        check,
-                        flag,
-                        fields[at + 1],
-                        fields[at + 2],
-                        fields[at + 3],
-                        sent_at,
-                        decoder,
-                    )
-                )
+                now = fields[at + 1]
+                level = fields[at + 2]
+                stamp = fields[at + 3]
                 at += 4
+                # _result_one's memo test (the common case) written out: one call less.
+                limit = check[0]
+                memo = limit.memo
+                if (
+                    memo is not None
+                    and stamp == now
+                    and limit.memo_text == level
+                    and memo.allowed is (flag == b"1")
+                ):
+                    if empty.entries:
+                        empty.forget(limit.packed)
+                    results.append(memo)
+                else:
+                    results.append(result_of(check, flag, now, level, stamp, sent_at, decoder))
         done = len(results)
         if done < len(checks):
             lines = _split(reply, len(checks))
@@ -797,7 +804,24 @@ class RedisLimiter:
         fields = reply.split() if type(reply) is bytes else ()
         if len(fields) != 4 or (flag := fields[0]) not in _FLAGS:
             return self._result(self._one_check(limits), (reply,), sent_at, decoder)
-        return self._result_of(limits, flag, fields[1], fields[2], fields[3], sent_at, decoder)
+        limit = limits[0]
+        now, level, stamp = fields[1], fields[2], fields[3]
+        memo = limit.memo
+        # With the stamp at Redis's now, the result is a function of the flag and the
+        # level alone (and the check): the same text as last time gives the same result,
+        # which is read-only and can be shared (see _result_of, which keeps it). A bucket
+        # its callers do not exhaust answers the same level on every visit (full again,
+        # less the cost). _results_of_ones makes the same test.
+        if (
+            memo is not None
+            and stamp == now
+            and limit.memo_text == level
+            and memo.allowed is (flag == b"1")
+        ):
+            if self._empty.entries:
+                self._empty.forget(limit.packed)  # as _result_of does, for a level of 1 or more
+            return memo
+        return self._result_of(limits, flag, now, level, stamp, sent_at, decoder)
 
     def _result_of(
         self,
@@ -809,22 +833,13 @@ class RedisLimiter:
         sent_at: float,
         decoder: ReplyDecoder,
     ) -> LimitResult:
-        """:meth:`_result_one` of a well-formed reply part, given as its four fields."""
+        """:meth:`_result_one` of a well-formed reply part, given as its four fields,
+        when the bucket's memo does not answer it (the callers test that first)."""
         limit = limits[0]
         # The bucket's stamp is Redis's now unless its clock went back (rare): then the
         # refill waits for the stamp, and only then is either parsed.
         current = stamp == now
         admitted = flag == b"1"
-        if current:
-            # With the stamp at Redis's now, the result is a function of the flag and the
-            # level alone (and the check): the same text as last time gives the same
-            # result, which is read-only and can be shared. A bucket its callers do not
-            # exhaust answers the same level on every visit (full again, less the cost).
-            memo = limit.memo
-            if memo is not None and limit.memo_text == level and memo.allowed is admitted:
-                if self._empty.entries:
-                    self._empty.forget(limit.packed)  # as below, for a level of 1 or more
-                return memo
         tokens = float(level)
         wait_s = 0.0 if current else float(stamp) - decoder.now(now)
         rate = limit.policy.rate
