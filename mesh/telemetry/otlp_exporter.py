@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import requests
@@ -46,7 +46,8 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-from mesh.telemetry.otlp_encoding import encode_request
+from mesh.telemetry.otlp_encoding import EncodedSpan, encode_ended, encode_request
+from mesh.telemetry.recorded_span import RecordedSpan
 
 try:  # the SDK's HTTP transports (exporter 1.4x); older exporters post through requests alone
     from opentelemetry.exporter.http.transport._requests import RequestsHTTPTransport
@@ -150,6 +151,15 @@ class FastOTLPSpanExporter(OTLPSpanExporter):
             ``requests``."""
         else:
             self.transport = "requests"
+
+    def ended_span_encoder(self) -> Callable[[RecordedSpan], EncodedSpan] | None:
+        """How a recorded span may be handed to this exporter's batch processor: encoded
+        as it ends (:func:`~mesh.telemetry.otlp_encoding.encode_ended`), when
+        :meth:`export` sends such spans itself (the SDK's HTTP client is there);
+        None otherwise. See :class:`mesh.telemetry.recorded_span.SpanSink`."""
+        if getattr(getattr(self, "_client", None), "export", None) is None:
+            return None
+        return encode_ended
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         client = getattr(self, "_client", None)

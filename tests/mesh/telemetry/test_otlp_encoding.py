@@ -11,7 +11,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExportResult,
+)
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import (
     Link,
@@ -26,7 +30,9 @@ from opentelemetry.trace import (
 )
 
 from mesh.snapshot import Instance
+from mesh.telemetry.config import TracingConfig
 from mesh.telemetry.otlp_encoding import (
+    EncodedSpan,
     encode_attributes,
     encode_request,
     encode_span,
@@ -34,7 +40,9 @@ from mesh.telemetry.otlp_encoding import (
     encode_value,
 )
 from mesh.telemetry.otlp_exporter import FastOTLPSpanExporter
-from mesh.telemetry.tracing import add_event, end_client
+from mesh.telemetry.recorded_span import RecordedSpan
+from mesh.telemetry.tracing import Tracing, add_event, end_client
+from mesh.telemetry.tracing_settings import resolve_tracing
 from tests.mesh.telemetry.support import Recorder, make_exchange
 
 
@@ -139,6 +147,56 @@ def test_the_exporter_sends_what_the_encoder_makes(monkeypatch: pytest.MonkeyPat
     assert decoded(sent[0]) == encode_spans(spans)
     exporter.shutdown()
     assert exporter.export(spans) is SpanExportResult.FAILURE
+
+
+def test_spans_encoded_as_they_end_make_the_request_the_sdk_encoder_makes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A lone batch processor over the fast exporter queues recorded spans encoded as they
+    end; what it sends decodes to the SDK encoder's message for the same spans."""
+    exporter = FastOTLPSpanExporter(endpoint="http://127.0.0.1:9/v1/traces")
+    sent: list[bytes] = []
+
+    class Result:
+        success = True
+
+    monkeypatch.setattr(exporter._client, "export", lambda data: sent.append(data) or Result())
+    processor = BatchSpanProcessor(exporter)
+    queued: list[object] = []
+    emit = processor._batch_processor.emit
+    monkeypatch.setattr(
+        processor._batch_processor, "emit", lambda item: queued.append(item) or emit(item)
+    )
+    settings = resolve_tracing(TracingConfig.model_validate({"sampler_ratio": 1.0}), {}, "edge")
+    tracing = Tracing(settings, processor=processor)
+    instance = Instance(id="orders-1", service="orders", address="10.0.0.5", port=15000)
+    ended: list[RecordedSpan] = []
+    for status, headers in ((200, None), (503, {"traceparent": f"00-{'ab' * 16}-{'cd' * 8}-01"})):
+        ex = make_exchange(headers)
+        ex.trace = tracing.start_request(ex)
+        for attempt in (1, 2):
+            span = ex.trace.client_attempt(ex, instance, attempt)
+            assert span is not None
+            end_client(span, status, None)
+            ended.append(span)
+        add_event(ex, "meshgate.retry", {"meshgate.attempt": 1})
+        ex.trace.end_server(ex, status, None, "/api/orders")
+        assert ex.trace.span is not None
+        ended.append(ex.trace.span)
+    tracing.shutdown()
+    assert [type(item) for item in queued] == [EncodedSpan] * 6
+    assert len(sent) == 1
+    assert decoded(sent[0]) == encode_spans(ended)
+    assert decoded(encode_request(ended)) == encode_spans(ended)  # the spans, as they are
+
+
+def test_an_exporter_that_cannot_send_bytes_offers_no_encoder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    exporter = FastOTLPSpanExporter(endpoint="http://127.0.0.1:9/v1/traces")
+    assert exporter.ended_span_encoder() is not None
+    monkeypatch.setattr(exporter, "_client", None)  # an SDK without the HTTP client
+    assert exporter.ended_span_encoder() is None
 
 
 def test_the_attribute_cache_tells_true_from_1() -> None:

@@ -238,6 +238,35 @@ def test_a_processor_added_later_sees_every_span_after_it() -> None:
     assert [s.name for s in later.get_finished_spans()] == ["GET /second"]
 
 
+class _Encoding(_Exporter):
+    """An exporter that takes spans encoded as they end (as FastOTLPSpanExporter does)."""
+
+    def ended_span_encoder(self) -> object:
+        return lambda span: ("encoded", span.name)
+
+
+def test_a_lone_batch_processor_s_exporter_may_take_spans_encoded_as_they_end() -> None:
+    settings = resolve_tracing(
+        TracingConfig.model_validate({"sampler_ratio": 1.0}), {}, "test-service"
+    )
+    exporter = _Encoding()
+    tracing = Tracing(settings, processor=BatchSpanProcessor(exporter))
+    ex = make_exchange()
+    first = tracing.start_request(ex)
+    first.end_server(ex, 200, None, "/first")
+    # Another processor: spans are ReadableSpans again, for both, with settled fields.
+    later = InMemorySpanExporter()
+    tracing.provider.add_span_processor(SimpleSpanProcessor(later))
+    second = tracing.start_request(ex)
+    end_client(second.client_attempt(ex, INSTANCE, 1), 200, None)
+    second.end_server(ex, 200, None, "/second")
+    tracing.shutdown()
+    assert exporter.spans[0] == ("encoded", "GET /first")  # type: ignore[comparison-overlap]
+    assert [type(s) for s in exporter.spans[1:]] == [RecordedSpan, RecordedSpan]
+    client, server = later.get_finished_spans()
+    assert client._parent == server.get_span_context() == server._context
+
+
 def test_an_unsampled_recorded_span_is_dropped_by_the_batch_processor() -> None:
     tracing, exporter = _batched()
     unsampled = RecordedSpan(
