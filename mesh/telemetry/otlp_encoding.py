@@ -181,16 +181,17 @@ def _key_value(name: str, value: Any) -> bytes:
     return _str_field(_K["kv_key"], name) + _len_field(_K["kv_value"], encode_value(value))
 
 
-# Encoded attribute fields (field key, length and KeyValue) of str, int and bool
+# Encoded attribute fields (field key, length and KeyValue) of str and int
 # attributes: a proxy's spans repeat the same few (method, scheme, route,
 # instance, status ...). By field key, then the (name, value) pair as the
-# attribute dict's items() gives it; each entry keeps the value's type, as
-# True == 1 for a dict. Floats are never stored (0.0 == -0.0, NaN != NaN).
-# Bounded: emptied when full.
-_FIELD_CACHE: dict[bytes, dict[tuple[str, object], tuple[type, bytes]]] = {}
+# attribute dict's items() gives it. Only values of exactly those two types are
+# stored or looked up: a str never equals an int, so an entry found is of the
+# value's own type (a bool or a float may equal an int: True == 1 == 1.0, for a
+# dict too, so neither is ever stored). Bounded: emptied when full.
+_FIELD_CACHE: dict[bytes, dict[tuple[str, object], bytes]] = {}
 _FIELD_CACHE_MAX = 4096
 _cached_fields = 0
-_CACHED_TYPES = frozenset({str, int, bool})
+_CACHED_TYPES = frozenset({str, int})
 
 
 def _plain_items(attributes: Mapping[str, Any]) -> Iterable[tuple[str, Any]]:
@@ -206,30 +207,36 @@ def _plain_items(attributes: Mapping[str, Any]) -> Iterable[tuple[str, Any]]:
     return inner.items() if isinstance(inner, dict) else attributes.items()
 
 
-def encode_attributes(key: bytes, attributes: Mapping[str, Any] | None) -> bytes:
-    """Repeated ``KeyValue`` under field ``key``; a value of an unsupported type is left out."""
+def encode_attributes(
+    key: bytes, attributes: Mapping[str, Any] | None, *, str_and_int: bool = False
+) -> bytes:
+    """Repeated ``KeyValue`` under field ``key``; a value of an unsupported type is left out.
+
+    ``str_and_int``: the caller knows every value is exactly a ``str`` or an
+    ``int`` (a recorded span's own attributes), so a plain dict's fields,
+    when all are cached, are looked up and joined in C, with no Python-level
+    step per attribute.
+    """
     if not attributes:
         return b""
-    out: list[bytes] = []
-    append = out.append  # bound once: this loop runs for every attribute of every span
     cache = _FIELD_CACHE.get(key)
     if cache is None:
         cache = _FIELD_CACHE[key] = {}
+    if str_and_int and type(attributes) is dict:
+        fields = list(map(cache.get, attributes.items()))
+        if None not in fields:
+            return b"".join(fields)  # type: ignore[arg-type]  # no None, just checked
+    out: list[bytes] = []
+    append = out.append  # bound once: this loop runs for every attribute of every span
     cached = cache.get
     for item in _plain_items(attributes):
-        try:
-            hit = cached(item)
-        except TypeError:  # an unhashable value (a list given to a span of someone else's)
-            hit = None
-        if hit is not None and hit[0] is type(item[1]):
-            append(hit[1])
-        else:
-            append(_attribute_field(key, cache, item))
+        field = cached(item) if type(item[1]) in _CACHED_TYPES else None
+        append(field if field is not None else _attribute_field(key, cache, item))
     return b"".join(out)
 
 
 def _attribute_field(
-    key: bytes, cache: dict[tuple[str, object], tuple[type, bytes]], item: tuple[str, Any]
+    key: bytes, cache: dict[tuple[str, object], bytes], item: tuple[str, Any]
 ) -> bytes:
     """One attribute's encoded field (empty for an unsupported value), cached when it may be."""
     global _cached_fields
@@ -238,13 +245,12 @@ def _attribute_field(
         field = _len_field(key, _key_value(name, value))
     except UnsupportedValue:
         return b""
-    kind = type(value)
-    if kind in _CACHED_TYPES:
+    if type(value) in _CACHED_TYPES:
         if _cached_fields >= _FIELD_CACHE_MAX:
             for entries in _FIELD_CACHE.values():
                 entries.clear()
             _cached_fields = 0
-        cache[name, value] = (kind, field)
+        cache[name, value] = field
         _cached_fields += 1
     return field
 
@@ -400,6 +406,7 @@ def encode_recorded_span(span: RecordedSpan) -> bytes:
         span._events,
         span._links,
         span._status,
+        str_and_int=span._str_and_int,
     )
 
 
@@ -510,6 +517,8 @@ def _encode_span_fields(
     dropped_attributes: int | None = None,
     dropped_events: int | None = None,
     dropped_links: int | None = None,
+    *,
+    str_and_int: bool = False,
 ) -> bytes:
     """The ``Span`` message; the ``dropped_*`` counts are read from the containers when None.
 
@@ -531,7 +540,7 @@ def _encode_span_fields(
     parts.append(_KIND_FIELDS_BY_ID.get(id(kind)) or _KIND_FIELDS.get(kind) or _K_KIND + b"\x00")
     parts.append(_PACK_TIMES(_KEY_START, start_time or 0, _KEY_END, end_time or 0))
     if attributes:
-        parts.append(encode_attributes(_K_ATTRIBUTES, attributes))
+        parts.append(encode_attributes(_K_ATTRIBUTES, attributes, str_and_int=str_and_int))
     if dropped_attributes is None and type(attributes) not in _UNBOUNDED:
         dropped_attributes = _dropped(attributes)
     if dropped_attributes:

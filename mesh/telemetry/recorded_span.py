@@ -305,7 +305,9 @@ class RecordedSpan(Span, ReadableSpan):
     has ended (its public properties read the slots below; see the module
     docstring). ``parent`` is the parent's span context, or the parent
     :class:`RecordedSpan` (its context is made only if needed, once).
-    ``attributes`` is owned by the span from then on. Calls after
+    ``attributes`` is owned by the span from then on, and holds meshgate's
+    own values, each exactly a ``str`` or an ``int`` (others' values go
+    through :meth:`set_attributes`, which cleans them). Calls after
     :meth:`end` are ignored, as the SDK ignores them, so the batch
     processor's thread reads fields nobody changes any more. Unlike the
     SDK's span it takes no lock: a request's spans are used by the event
@@ -327,6 +329,7 @@ class RecordedSpan(Span, ReadableSpan):
         "_sink",
         "_start_time",
         "_status",
+        "_str_and_int",
         "flags",
         "span_id",
         "trace_id",
@@ -366,6 +369,9 @@ class RecordedSpan(Span, ReadableSpan):
             self._parent_span = parent
             self._parent = None
         self._attributes: types.Attributes = attributes
+        self._str_and_int = True
+        """Every attribute value is exactly a str or an int: meshgate's own, given at the
+        start and through put(); set_attributes() (others' values) clears it."""
         self._events: Sequence[Event] = ()
         """A list while recording (once there is one), a tuple or BoundedList once ended."""
         self._links: Sequence[Link] = ()
@@ -395,7 +401,8 @@ class RecordedSpan(Span, ReadableSpan):
         )
 
     def put(self, attributes: Mapping[str, types.AttributeValue]) -> None:
-        """Add meshgate's own attributes (plain strings and numbers), without cleaning."""
+        """Add meshgate's own attributes, without cleaning: values exactly ``str`` or ``int``
+        (as at the start; the encoder relies on it, see ``_str_and_int``)."""
         attributes_ = self._attributes
         if self._end_time is None:
             # While recording, the plain dict given at the start (BoundedAttributes only
@@ -454,6 +461,7 @@ class RecordedSpan(Span, ReadableSpan):
         if self._end_time is None:
             assert type(attributes_) is dict  # see put
             attributes_.update(self._sink.clean(attributes))
+            self._str_and_int = False
 
     def set_attribute(self, key: str, value: types.AttributeValue) -> None:
         self.set_attributes({key: value})

@@ -209,6 +209,27 @@ def test_the_attribute_cache_tells_true_from_1() -> None:
     assert encode_attributes(key, {"x": [1, 2]}) == encode_attributes(key, {"x": (1, 2)})
     first = encode_attributes(key, {"y": "a", "z": 7})
     assert encode_attributes(key, {"y": "a", "z": 7}) == first  # from the cache: the same bytes
+    assert encode_attributes(key, {"y": "a", "z": 7}, str_and_int=True) == first
+    # The other order of entries is another order of fields, from the same cached pairs.
+    assert encode_attributes(key, {"z": 7, "y": "a"}, str_and_int=True) != first
+
+
+def test_a_recorded_span_given_others_values_is_not_read_as_str_and_int() -> None:
+    r = Recorder(sampler_ratio=1.0)
+    own = RecordedSpan(
+        r.tracing.sink, "own", SpanKind.INTERNAL, 1, 2, 0x01, TraceState(), None, {"x": 1}
+    )
+    own.end()
+    other = RecordedSpan(
+        r.tracing.sink, "other", SpanKind.INTERNAL, 1, 3, 0x01, TraceState(), None, {}
+    )
+    other.set_attribute("x", True)  # equal to 1 for a dict: must not take 1's cached field
+    other.end()
+    assert own._str_and_int and not other._str_and_int
+    message = decoded(encode_request(r.spans))
+    values = [s.attributes[0].value for s in message.resource_spans[0].scope_spans[0].spans]
+    assert [v.WhichOneof("value") for v in values] == ["int_value", "bool_value"]
+    assert message == encode_spans(r.spans)
 
 
 def test_the_sdk_span_s_fields_give_the_bytes_its_properties_give() -> None:
