@@ -122,6 +122,22 @@ def test_same_message_for_meshgate_s_own_spans() -> None:
     assert decoded(encode_request(r.spans)) == encode_spans(r.spans)
 
 
+@pytest.mark.parametrize("traceparent", [None, f"00-{'ab' * 16}-{'cd' * 8}-01"])
+def test_the_usual_recorded_span_s_one_join_gives_the_general_bytes(
+    traceparent: str | None,
+) -> None:
+    r = Recorder(sampler_ratio=1.0)
+    instance = Instance(id="orders-1", service="orders", address="10.0.0.5", port=15000)
+    ex = make_exchange({"traceparent": traceparent} if traceparent else None)
+    ex.trace = r.tracing.start_request(ex)
+    end_client(ex.trace.client_attempt(ex, instance, 1), 200, None)
+    ex.trace.end_server(ex, 503, None, "/api/orders")  # status ERROR
+    for span in r.spans:
+        assert type(span) is RecordedSpan and not span.events  # the one-join shape
+        assert encode_span(span) == encode_span_public(span)
+    assert decoded(encode_request(r.spans)) == encode_spans(r.spans)
+
+
 def test_empty_batch() -> None:
     assert encode_request(()) == b""
     assert decoded(b"") == encode_spans(())
