@@ -6,11 +6,14 @@ exchanges are built as the ingress builds them.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 import pytest
 from aiohttp import web
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.trace import SpanKind, StatusCode
 
+from mesh.chain import Filter, Handler, build_chain, fuse_adjacent
 from mesh.exchange import Exchange
 from mesh.filters.tracing import TracingFilter
 from mesh.snapshot import Instance
@@ -267,6 +270,47 @@ async def test_filter_records_an_exception_and_skips_untraced_paths() -> None:
     await flt(health, fine)
     assert len(r.spans) == 1
     assert health.upstream_headers["traceparent"] == f"00-{TRACE}-{PARENT}-01"
+
+
+@pytest.mark.parametrize(("ratio", "path"), [(1.0, "/api"), (0.0, "/api"), (1.0, "/health")])
+async def test_fused_with_the_next_filter_it_is_both_in_one_level(ratio: float, path: str) -> None:
+    r = Recorder(sampler_ratio=ratio)
+    seen: list[str] = []
+
+    class Next:
+        def __call__(self, ex: Exchange, next_handler: Handler) -> Awaitable[web.StreamResponse]:
+            seen.append(f"next filter, traced: {ex.trace is not None}")
+            ex.route = "orders"
+            return next_handler(ex)
+
+    async def handler(ex: Exchange) -> web.StreamResponse:
+        seen.append("handler")
+        return ok(201)
+
+    flt = TracingFilter(r.tracing, traceresponse=True, untraced_paths=["/health"])
+    chain = fuse_adjacent([flt, Next(), Next()])
+    assert len(chain) == 2 and isinstance(chain[0], TracingFilter)
+    assert chain[0].fuse_next(Next()) is None  # fused once only
+    ex = make_exchange(path=path)
+    response = await build_chain(chain, handler)(ex)
+    traced = path != "/health"
+    assert response.status == 201
+    assert seen == [f"next filter, traced: {traced}"] * 2 + ["handler"]
+    assert (ex.trace is not None) is traced
+    assert [name for name, _ in ex.response_headers] == (["traceresponse"] if traced else [])
+    assert [s.name for s in r.spans] == (["GET orders"] if traced and ratio else [])
+
+
+def test_it_leaves_a_filter_that_fuses_with_its_own_next_one_alone() -> None:
+    class Fusing:
+        def __call__(self, ex: Exchange, next_handler: Handler) -> Awaitable[web.StreamResponse]:
+            return next_handler(ex)
+
+        def fuse_next(self, following: Filter) -> Filter | None:
+            return None
+
+    flt = TracingFilter(Recorder().tracing)
+    assert flt.fuse_next(Fusing()) is None
 
 
 def test_without_an_endpoint_nothing_is_exported_and_shutdown_is_idempotent() -> None:
