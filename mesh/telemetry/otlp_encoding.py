@@ -247,7 +247,7 @@ def _attribute_field(
         return b""
     if type(value) in _CACHED_TYPES:
         if _cached_fields >= _FIELD_CACHE_MAX:
-            for entries in _FIELD_CACHE.values():
+            for entries in list(_FIELD_CACHE.values()):  # another thread may add a key
                 entries.clear()
             _cached_fields = 0
         cache[name, value] = field
