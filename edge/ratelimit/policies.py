@@ -72,10 +72,13 @@ def hashed(value: str) -> str:
     if digest is None:
         if len(_hashes) >= _MAX_HASHED:
             _hashes.clear()
-        digest = _hashes[value] = blake2b(
-            value.encode("utf-8", "surrogatepass"), digest_size=12
-        ).hexdigest()
+        digest = _hashes[value] = _digest(value)
     return digest
+
+
+def _digest(value: str) -> str:
+    """:func:`hashed` without the cache."""
+    return blake2b(value.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
 
 
 class Policy:
@@ -223,6 +226,31 @@ class Policy:
         made[key] = limit
         return limit
 
+    def limit_of_value(self, raw: str) -> LimitRequest:
+        """:meth:`limit_for` of an anonymous caller whose :attr:`anonymous_source` value is
+        ``raw`` (non-empty); only for a policy that has one.
+
+        The same LimitRequest as :meth:`limit_for` gives, but the value is hashed
+        without :func:`hashed`'s cache: :meth:`PolicyBook.limits_for` keeps the
+        buckets of these callers by raw value, so a cached digest would only be
+        one more object per caller to keep (and for the collector to visit).
+        """
+        policy = self._anonymous[0]
+        if policy is None or self.anonymous_source is None:
+            raise ValueError(f"policy {self.name!r} does not count anonymous callers by one value")
+        head = self._parts[0][2]
+        key = head + _digest(raw)
+        made = self._made.get(id(policy))
+        if made is None:
+            made = self._made[id(policy)] = {}
+        found = made.get(key)
+        if found is None:
+            found = LimitRequest(policy, key, 1, None if self.partition_at is None else key)
+            if len(made) >= _MAX_CACHED_REQUESTS:
+                made.clear()  # as in limit_for
+            made[key] = found
+        return found
+
     def describe(self) -> dict[str, Any]:
         """The policy as configured, for ``/ratelimits``."""
         return {
@@ -334,7 +362,7 @@ class PolicyBook:
                 found = single.anonymous_limits.get(raw)
                 if found is not None:
                     return found
-                return self._anonymous_limit(single, raw, client_ip, route, headers)
+                return self._anonymous_limit(single, raw)
         policies = self.for_route(route)
         if not policies:
             return ()
@@ -356,23 +384,12 @@ class PolicyBook:
                 return fixed
         return limits
 
-    def _anonymous_limit(
-        self,
-        policy: Policy,
-        raw: str,
-        client_ip: str,
-        route: Route | None,
-        headers: Mapping[str, str],
-    ) -> Sequence[LimitRequest]:
+    def _anonymous_limit(self, policy: Policy, raw: str) -> Sequence[LimitRequest]:
         """:meth:`limits_for` of an anonymous caller not yet in ``policy.anonymous_limits``.
 
         ``raw`` is the value of the policy's ``anonymous_source`` in this request.
         """
-        name = route.name if route is not None else ""
-        limit = policy.limit_for(ANONYMOUS, client_ip, name, headers)
-        if limit is None:  # cannot happen for a non-empty value; answer as limits() would
-            return ()
-        found = (limit,)
+        found = (policy.limit_of_value(raw),)
         made = policy.anonymous_limits
         if len(made) >= _MAX_CACHED_REQUESTS:
             made.clear()  # past the working set: start over rather than track recency

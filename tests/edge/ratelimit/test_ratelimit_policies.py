@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from edge.ratelimit import policies as policies_module
 from edge.ratelimit.caller import ANONYMOUS, Caller
 from edge.ratelimit.config import RateLimitsConfig
 from edge.ratelimit.keys import bucket_key, slot_of
@@ -296,6 +297,23 @@ def test_anonymous_callers_counted_by_one_value_get_the_bucket_of_that_value(
             assert got[0].partition == got[0].key
     ip, headers = value_of(1)
     assert book.limits_for(route, None, ip, headers) is book.limits_for(route, None, ip, headers)
+
+
+def test_a_bucket_found_by_raw_value_keeps_no_digest_of_it() -> None:
+    # The raw-value cache is the only one these callers need: the value's digest is
+    # not kept (one object per caller less to hold and for the collector to visit).
+    book = PolicyBook(SINGLE_DIMENSION)
+    route = make_route(
+        prefix="/c", service="c", source="config", options={"rate_limits": ("per-client",)}
+    )
+    book.limits_for(route, None, "10.0.0.1", {"x-client-id": "c-0"})  # route resolved
+    for n in range(1, 4):
+        value = f"never-hashed-{n}"
+        (got,) = book.limits_for(route, None, "10.0.0.1", {"x-client-id": value})
+        assert value not in policies_module._hashes
+        assert got.key == f"header:x-client-id={hashed(value)}"
+    with pytest.raises(ValueError, match="anonymous"):
+        PolicyBook(CONFIG).policies["per-user"].limit_of_value("x")
 
 
 def test_anonymous_callers_lacking_the_counted_value_are_not_limited() -> None:
