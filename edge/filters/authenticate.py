@@ -124,7 +124,20 @@ class AuthenticateFilter:
                     except KeyError:
                         pass  # listed in Connection: the ingress dropped it
                 else:
-                    self._remove_credential(ex, "apikey")
+                    # An API key in one of its plain forms, alone (cached()'s
+                    # contract): X-API-Key with no Authorization, or
+                    # "Authorization: ApiKey" with no X-API-Key. The upstream
+                    # headers are the request's less what the ingress dropped,
+                    # so removing whichever of the two is there is exactly what
+                    # _remove_credential does, without its popall lists and
+                    # scheme parsing.
+                    try:
+                        del upstream[API_KEY_KEY]
+                    except KeyError:
+                        try:  # noqa: SIM105
+                            del upstream[AUTHORIZATION_KEY]
+                        except KeyError:
+                            pass  # listed in Connection: the ingress dropped it
             identity_headers = self._identity_headers
             if identity_headers is not None:
                 # What identity_headers(ex, next_handler) does, inline: the

@@ -73,9 +73,8 @@ class Edge(AuthEdge):
     ) -> None:
         self.tokens = Tokens()
         self.signer = IdentitySigner(generate_signing_key("ES256"))
-        authenticator = Authenticator(
-            Verifiers(jwt=self.tokens, api_keys=ApiKeyVerifier(lookup, FakeClock()))
-        )
+        self.api_keys = ApiKeyVerifier(lookup, FakeClock())
+        authenticator = Authenticator(Verifiers(jwt=self.tokens, api_keys=self.api_keys))
         super().__init__(
             CONFIG,
             authenticator,
@@ -203,6 +202,17 @@ async def test_api_keys_stay_at_the_edge_and_other_schemes_do_not() -> None:
     assert upstream["X-Consumer-Id"] == "acme" and upstream["X-Auth-Method"] == "apikey"
     assert (await edge.send([("Authorization", f"ApiKey {KEY}")])).status == 200
     assert "Authorization" not in dict(edge.upstream())
+
+
+async def test_a_cached_api_key_stays_at_the_edge_in_either_plain_form() -> None:
+    edge = Edge()
+    forms = ([("X-API-Key", KEY)], [("Authorization", f"ApiKey {KEY}")])
+    for headers in (*forms, *forms):
+        assert (await edge.send([*headers, ("Accept", "a")])).status == 200
+        upstream = dict(edge.upstream())
+        assert "X-API-Key" not in upstream and "Authorization" not in upstream
+        assert upstream["Accept"] == "a" and upstream["X-Auth-Method"] == "apikey"
+    assert edge.api_keys.stats().cache_hits == 3  # all but the first from the cache
 
 
 async def test_forward_credentials_keeps_them() -> None:
