@@ -47,6 +47,15 @@ class Exchange:
     """Headers to set on whatever response goes back (request id, rate limits, ...); one
     entry per name, each replacing any header of that name the upstream sent."""
     attrs: dict[str, Any] = field(default_factory=dict)
+    upstream_header_block: str = ""
+    """Header lines sent upstream after ``upstream_headers``, already rendered:
+    ``"Name: value"`` lines joined by CRLF (no trailing CRLF), or "". For headers
+    a filter sets the same way for many requests (the identity headers): it
+    keeps the block per caller, and a request costs one attribute store, not a
+    multidict insert and a serialised line per header. The writer guarantees
+    every name is a valid field name that ``upstream_headers`` does not hold,
+    each once, and no value holds CR or LF. One writer: the edge's identity
+    headers, which replace it when set again."""
     trace: RequestTrace | None = None
     """This hop's trace of the request (set by the tracing filter; None when not traced)."""
 
@@ -58,6 +67,16 @@ class Exchange:
     def deadline(self) -> float | None:
         """Monotonic time by which the exchange must be done, or None for no deadline."""
         return self.started + self.timeout if self.timeout is not None else None
+
+    def upstream_items(self) -> list[tuple[str, str]]:
+        """Every header sent upstream, in order: ``upstream_headers``, then the block's."""
+        items = list(self.upstream_headers.items())
+        block = self.upstream_header_block
+        if block:
+            for line in block.split("\r\n"):
+                name, _, value = line.partition(": ")
+                items.append((name, value))
+        return items
 
     def target(self) -> str:
         """Path and query to send upstream."""

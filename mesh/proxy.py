@@ -135,6 +135,7 @@ class Proxy:
             body=body,
             connect_timeout=connect_timeout,
             response_timeout=response_timeout,
+            header_block=ex.upstream_header_block,
         )
 
 

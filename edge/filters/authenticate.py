@@ -142,8 +142,14 @@ class AuthenticateFilter:
             if identity_headers is not None:
                 # What identity_headers(ex, next_handler) does, inline: the
                 # point of fusing the two.
-                pairs, keyed = identity_headers.known(id(known)) or identity_headers.rendered(known)
-                upstream.update(keyed)
+                pairs, names, block = identity_headers.known(
+                    id(known)
+                ) or identity_headers.rendered(known)
+                # set_rendered(ex, names, block), inline.
+                if not upstream.keys().isdisjoint(names):
+                    for name in names:
+                        upstream.popall(name, None)
+                ex.upstream_header_block = block
                 attrs[IDENTITY_HEADERS_ATTR] = pairs
             return next_handler(ex)
         return self._authenticate(ex, next_handler, policy)

@@ -27,26 +27,46 @@ IDENTITY_HEADERS_ATTR = "identity_headers"
 
 
 Pairs = tuple[tuple[str, str], ...]
+Rendered = tuple[Pairs, frozenset[str], str]
+"""``(pairs, names, block)``: the pairs to sign, their names (istr) and the
+header lines as :attr:`mesh.exchange.Exchange.upstream_header_block` takes them."""
+
+
+def set_rendered(ex: Exchange, names: frozenset[str], block: str) -> None:
+    """Set the rendered identity headers on what goes upstream: every copy of
+    those names in ``ex.upstream_headers`` removed (set, never appended), the
+    block sent after them (it replaces any block set before: setting twice
+    leaves what setting once does)."""
+    upstream = ex.upstream_headers
+    # Usually none (the strip filter removed every client copy): one C call says so.
+    if not upstream.keys().isdisjoint(names):
+        for name in names:
+            upstream.popall(name, None)
+    ex.upstream_header_block = block
 
 
 class IdentityHeadersFilter:
     def __init__(self, headers: IdentityHeaders) -> None:
         # Identities of cached callers are the same objects: render each once,
-        # and keep the names also as istr, whose case-folded form is computed
-        # once: setting a header by an istr name skips folding it per request.
-        def render(identity: Identity) -> tuple[Pairs, Pairs]:
+        # as the block of header lines the proxy sends as it is (no multidict
+        # insert nor serialised line per header and request), with the names
+        # as istr, whose case-folded form is computed once.
+        def render(identity: Identity) -> Rendered:
             pairs = headers.render(identity)
-            # One entry per name, case-insensitively, where the first one was,
-            # spelled and valued as the last: update() with these is then
-            # exactly a setitem per pair, in order.
-            keyed = {name.lower(): (istr(name), value) for name, value in pairs}
-            return pairs, tuple(keyed.values())
+            # One line per name, case-insensitively, where the first one was,
+            # spelled and valued as the last: exactly what setting each pair
+            # in turn would leave. Names are field names (checked when the
+            # claim map is loaded) and values printable ASCII (header_value),
+            # so the block holds no CR or LF but its separators.
+            keyed = {name.lower(): (name, value) for name, value in pairs}
+            names = frozenset(istr(name) for name, _ in keyed.values())
+            block = "\r\n".join(f"{name}: {value}" for name, value in keyed.values())
+            return pairs, names, block
 
-        self.rendered: ObjectMemo[Identity, tuple[Pairs, Pairs]] = ObjectMemo(render)
-        """``rendered(identity)``: ``(pairs, keyed)``, the pairs to sign and the
-        same as one ``(istr name, value)`` per name, for ``update``; the same
-        objects for the same identity object."""
-        self.known: Callable[[int], tuple[Pairs, Pairs] | None] = self.rendered.known
+        self.rendered: ObjectMemo[Identity, Rendered] = ObjectMemo(render)
+        """``rendered(identity)``: ``(pairs, names, block)`` (see :data:`Rendered`);
+        the same objects for the same identity object."""
+        self.known: Callable[[int], Rendered | None] = self.rendered.known
         """``known(id(identity))``: what :attr:`rendered` gave for that identity
         before, else None (one dict look-up, for the per-request paths)."""
 
@@ -54,9 +74,7 @@ class IdentityHeadersFilter:
         # A plain def: nothing to do on the way out (see mesh.chain.Filter).
         identity: Identity | None = ex.attrs.get("identity")
         if identity is not None:
-            pairs, keyed = self.known(id(identity)) or self.rendered(identity)
-            # One C call that replaces any header of each name: cheaper than
-            # a setitem per header.
-            ex.upstream_headers.update(keyed)
+            pairs, names, block = self.known(id(identity)) or self.rendered(identity)
+            set_rendered(ex, names, block)
             ex.attrs[IDENTITY_HEADERS_ATTR] = pairs
         return next_handler(ex)

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
-from multidict import CIMultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from mesh.transport.base import (
@@ -76,11 +76,17 @@ class AiohttpTransport:
             sock_read=request.response_timeout,
         )
         url = f"http://{host}:{port}{request.target}"
+        headers = request.headers
+        if request.header_block:
+            headers = CIMultiDict(headers)
+            for line in request.header_block.split("\r\n"):
+                name, _, value = line.partition(": ")
+                headers.add(name, value)
         try:
             resp = await session.request(
                 request.method,
                 URL(url, encoded=True),
-                headers=request.headers,
+                headers=headers,
                 data=request.body,
                 allow_redirects=False,
                 timeout=timeout,

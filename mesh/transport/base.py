@@ -37,6 +37,8 @@ class UpstreamRequest:
     connect_timeout: float
     response_timeout: float
     """Time allowed from sending to the response headers, and between body reads."""
+    header_block: str = ""
+    """More header lines, rendered (see :attr:`mesh.exchange.Exchange.upstream_header_block`)."""
 
 
 class UpstreamResponse(Protocol):

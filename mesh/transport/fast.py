@@ -178,7 +178,13 @@ class FastTransport:
                 framing = Framing.LENGTH
                 length = announced
         head = serialize_head(
-            method, request.target, request.headers, authority(host, port), framing, length
+            method,
+            request.target,
+            request.headers,
+            authority(host, port),
+            framing,
+            length,
+            request.header_block,
         )
         # For a streamed body: the byte count it must have, or None for chunked.
         streamed = None if framing is Framing.CHUNKED else length

@@ -63,6 +63,7 @@ def serialize_head(
     authority: str,
     framing: Framing,
     length: int = 0,
+    block: str = "",
 ) -> bytes:
     """The request line and header block, ending with the blank line.
 
@@ -70,6 +71,10 @@ def serialize_head(
     requires one). Framing headers in ``headers`` are replaced by the ones
     ``framing``/``length`` call for. No ``Connection`` header is written:
     HTTP/1.1 connections are persistent by default, which is what the pool wants.
+
+    ``block`` (rendered header lines joined by CRLF, see
+    :attr:`mesh.exchange.Exchange.upstream_header_block`) goes after the other
+    headers as it is: its writer vouches for its names and values.
 
     Raises UpstreamError (before anything is sent) when a header or the target
     contains CR or LF, which would let a caller smuggle extra headers or a
@@ -100,7 +105,7 @@ def serialize_head(
     if "\n" in probe or "\r" in probe:
         raise UpstreamError("request target or a header contains CR or LF")
     # Two empty lines at the end: the last header's CRLF and the blank line.
-    lines += ("", "")
+    lines += (block, "", "") if block else ("", "")
     # surrogateescape round-trips the raw bytes aiohttp's server decoded the
     # incoming headers from (it decodes with utf-8/surrogateescape too).
     return "\r\n".join(lines).encode("utf-8", "surrogateescape")

@@ -1,4 +1,4 @@
-"""Exchange.apply_response_headers: what the response that goes back carries."""
+"""Exchange: what the response that goes back carries, and what goes upstream."""
 
 from __future__ import annotations
 
@@ -33,3 +33,17 @@ def test_response_headers_are_applied_once() -> None:
     ex.apply_response_headers(second)
     assert first.headers["X-Request-Id"] == "rid"
     assert "X-Request-Id" not in second.headers
+
+
+def test_upstream_items_are_the_headers_then_the_blocks() -> None:
+    ex = _exchange()
+    ex.upstream_headers.extend([("Host", "h"), ("X-Tag", "1"), ("X-Tag", "2")])
+    assert ex.upstream_items() == [("Host", "h"), ("X-Tag", "1"), ("X-Tag", "2")]
+    ex.upstream_header_block = "X-User-Id: alice\r\nX-Auth-Method: jwt"
+    assert ex.upstream_items() == [
+        ("Host", "h"),
+        ("X-Tag", "1"),
+        ("X-Tag", "2"),
+        ("X-User-Id", "alice"),
+        ("X-Auth-Method", "jwt"),
+    ]

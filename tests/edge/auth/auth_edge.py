@@ -87,4 +87,4 @@ class AuthEdge:
 
     def upstream(self) -> list[tuple[str, str]]:
         assert self.seen is not None, "the request did not reach the upstream"
-        return list(self.seen.upstream_headers.items())
+        return self.seen.upstream_items()

@@ -73,9 +73,7 @@ class Edge(AuthEdge):
             body.pop("request_id")
         upstream = None
         if self.seen is not None:
-            upstream = [
-                (k, v) for k, v in self.seen.upstream_headers.items() if k != "X-Request-Id"
-            ]
+            upstream = [(k, v) for k, v in self.seen.upstream_items() if k != "X-Request-Id"]
         return response.status, response.headers.getall("WWW-Authenticate", []), body, upstream
 
 

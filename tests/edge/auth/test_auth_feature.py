@@ -109,7 +109,7 @@ async def run_through(feature: AuthFeature, headers: list[tuple[str, str]]) -> A
         return await next_handler(ex)
 
     async def capture(ex: Exchange) -> web.StreamResponse:
-        seen["headers"] = ex.upstream_headers
+        seen["headers"] = CIMultiDict(ex.upstream_items())
         return web.Response(text="ok")
 
     chain = build_chain(

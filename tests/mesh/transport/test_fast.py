@@ -91,6 +91,20 @@ async def test_request_line_and_headers_arrive_as_given(
     assert sent["Content-Length"] == "7"
 
 
+async def test_the_header_block_arrives_after_the_headers(
+    transport: UpstreamTransport, upstream: Upstream
+) -> None:
+    request = make_request("/echo", headers={"Host": "orders.internal", "X-Trace": "abc"})
+    request.header_block = "X-User-Id: alice\r\nX-User-Roles: user,ops"
+    response = await transport.send(HOST, upstream.port, request)
+    try:
+        echoed = decode_json(await read_all(response))
+    finally:
+        response.release()
+    sent = [(name, value) for name, value in echoed["headers"] if name.startswith("X-")]
+    assert sent == [("X-Trace", "abc"), ("X-User-Id", "alice"), ("X-User-Roles", "user,ops")]
+
+
 async def test_keep_alive_reuses_one_connection(
     transport: UpstreamTransport, upstream: Upstream
 ) -> None:

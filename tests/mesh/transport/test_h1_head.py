@@ -126,3 +126,20 @@ def test_streamed_length(values: list[str], expected: int | None) -> None:
 )
 def test_authority(host: str, port: int, expected: str) -> None:
     assert authority(host, port) == expected
+
+
+def test_the_header_block_goes_last_as_it_is() -> None:
+    headers = CIMultiDict([("Accept", "a")])
+    block = "X-User-Id: alice\r\nX-User-Roles: user,ops"
+    head = serialize_head("POST", "/", headers, "svc:1", Framing.LENGTH, 3, block)
+    assert head_lines(head) == [
+        "POST / HTTP/1.1",
+        "Accept: a",
+        "Host: svc:1",
+        "Content-Length: 3",
+        "X-User-Id: alice",
+        "X-User-Roles: user,ops",
+    ]
+    assert serialize_head("GET", "/", headers, "svc:1", Framing.NONE, 0, "") == serialize_head(
+        "GET", "/", headers, "svc:1", Framing.NONE
+    )
