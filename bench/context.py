@@ -88,6 +88,13 @@ class BenchContext:
         """``meshgate <command>`` runs behind this argv prefix (e.g. ``valgrind ...``) when set."""
         self.timeout_scale = 1.0
         """Start-up waits are this many times longer (a process under valgrind starts slowly)."""
+        self.runtime_slowdown = 1.0
+        """How many times slower than natively the proxy under test runs (under valgrind
+        about 50-100x): time limits in its config sized for native speed are scaled by
+        it, so that they trip no more often than they would natively (the rate
+        limiter's Redis timeout, 50 ms: under valgrind a batch's reply waits longer
+        than that behind the loop's other work, and the edge would measure its
+        local fallback instead)."""
 
     # -- lifecycle -----------------------------------------------------------------
 

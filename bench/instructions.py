@@ -53,6 +53,8 @@ SETTLE_SECONDS = 7.0
 """Longer than the batch span processor's export delay (5 s, the SDK's default)."""
 STARTUP_SLOWDOWN = 12.0
 """Start-up waits are this much longer: imports under valgrind take a while."""
+RUNTIME_SLOWDOWN = 100.0
+"""The edge runs up to this much slower under callgrind (see BenchContext.runtime_slowdown)."""
 
 
 L1_MISSES = ("I1mr", "D1mr", "D1mw")
@@ -284,6 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="meshgate-instructions-"))
     with BenchContext(workdir) as ctx:
         ctx.timeout_scale = STARTUP_SLOWDOWN
+        ctx.runtime_slowdown = RUNTIME_SLOWDOWN
         ctx.upstream_port = start_upstream(ctx)
         for name in args.scenarios:
             print(f"{name}: measuring under callgrind", flush=True)

@@ -32,12 +32,17 @@ from bench.context import BenchContext
 from demo.processes import free_port
 
 NEVER_REFUSES = "100000000/s burst 100000000"
+REDIS_TIMEOUT_MS = 50
+"""The limiter's default Redis timeout, scaled by ``ctx.runtime_slowdown``."""
 
 
 def _rate_limited(ctx: BenchContext, count_by: str, redis_url: str | None = None) -> dict[str, Any]:
     return {
         "rate_limits": {
-            "redis": {"url": redis_url or ctx.redis.url},
+            "redis": {
+                "url": redis_url or ctx.redis.url,
+                "timeout": f"{REDIS_TIMEOUT_MS * ctx.runtime_slowdown:g}ms",
+            },
             "policies": {"bench": {"count_by": count_by, "limit": NEVER_REFUSES}},
             "default_policies": ["bench"],
         }
