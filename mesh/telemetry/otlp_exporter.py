@@ -21,17 +21,15 @@ credentials, ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``) and turns
 With an OTLP credential provider configured, the SDK's own session is used.
 
 When that settled session would send straight to the endpoint (no proxy for
-it, no ``.netrc`` credentials), the POSTs go through
-:class:`mesh.telemetry.otlp_transport.HTTPClientTransport` instead, an
-implementation of the SDK's transport interface
-(``opentelemetry-exporter-http-transport``) on one kept-alive
-``http.client`` connection, with the session's resolved ``verify`` and
-client certificate: about 0.3 million instructions a POST against the SDK's
-urllib3 transport's 0.93 million and requests' 2.1 million (callgrind, 40 kB
-body, keep-alive). The SDK's HTTP client around the transport is unchanged,
-so retries with backoff (429/502/503/504), the timeout, compression and
-``OTEL_EXPORTER_OTLP_*HEADERS`` stay the SDK's. One difference: redirects
-are not followed, where requests would (an OTLP receiver does not redirect).
+it, no ``.netrc`` credentials), the POSTs go through the SDK's own urllib3
+transport instead (``opentelemetry-exporter-http-transport``'s
+``Urllib3HTTPTransport``, with the session's resolved ``verify`` and client
+certificate): about 0.9 million instructions a POST against requests' 2.1
+million (callgrind, 40 kB body, keep-alive). The SDK's HTTP client around the
+transport is unchanged, so retries with backoff (429/502/503/504), the
+timeout, compression and ``OTEL_EXPORTER_OTLP_*HEADERS`` stay the SDK's. One
+difference: urllib3 is told not to follow redirects, where requests would
+(an OTLP receiver does not redirect).
 """
 
 from __future__ import annotations
@@ -51,10 +49,9 @@ from mesh.telemetry.recorded_span import RecordedSpan
 
 try:  # the SDK's HTTP transports (exporter 1.4x); older exporters post through requests alone
     from opentelemetry.exporter.http.transport._requests import RequestsHTTPTransport
-
-    from mesh.telemetry.otlp_transport import HTTPClientTransport
+    from opentelemetry.exporter.http.transport._urllib3 import Urllib3HTTPTransport
 except ImportError:  # pragma: no cover - depends on the installed exporter
-    RequestsHTTPTransport = HTTPClientTransport = None  # type: ignore[assignment,misc]
+    RequestsHTTPTransport = Urllib3HTTPTransport = None  # type: ignore[assignment,misc]
 
 log = logging.getLogger(__name__)
 
@@ -94,19 +91,18 @@ def settle_verify(session: requests.Session) -> None:
 
 
 def lighter_transport(client: object, session: requests.Session) -> str:
-    """Point the SDK HTTP ``client`` at :class:`~mesh.telemetry.otlp_transport.HTTPClientTransport`
-    when ``session`` sends straight to the endpoint; returns the transport the client uses
-    (``http.client``/``requests``).
+    """Point the SDK HTTP ``client`` at the SDK's urllib3 transport when ``session`` sends
+    straight to the endpoint; returns the transport the client uses (``urllib3``/``requests``).
 
     Kept on requests: a proxy or ``.netrc`` credentials for the endpoint
-    (the lighter transport honours neither), a session given by the caller
+    (urllib3's pool manager honours neither), a session given by the caller
     or a credential provider (not settled), and an SDK whose client does not
     hold the requests transport this expects (``_transport``, SDK 1.4x).
     """
     current = getattr(client, "_transport", None)
     if (
         RequestsHTTPTransport is None
-        or HTTPClientTransport is None
+        or Urllib3HTTPTransport is None
         or type(current) is not RequestsHTTPTransport
         or session.proxies
         or session.auth is not None
@@ -116,11 +112,11 @@ def lighter_transport(client: object, session: requests.Session) -> str:
     cert = session.cert
     if not (cert is None or isinstance(cert, str) or _is_pair(cert)):
         return "requests"
-    # verify=True: requests' own CA bundle (certifi), not the system's default trust store.
+    # verify=True: requests' own CA bundle (certifi), not urllib3's default trust store.
     verify = requests.utils.DEFAULT_CA_BUNDLE_PATH if session.verify is True else session.verify
-    client._transport = HTTPClientTransport(verify=verify, cert=cert)  # type: ignore[attr-defined]
+    client._transport = Urllib3HTTPTransport(verify=verify, cert=cert)  # type: ignore[attr-defined]
     current.close()
-    return "http.client"
+    return "urllib3"
 
 
 def _is_pair(value: object) -> bool:
@@ -147,8 +143,7 @@ class FastOTLPSpanExporter(OTLPSpanExporter):
         if settled and session is not None:
             settle_verify(session)  # after the SDK has set verify from its own settings
             self.transport = lighter_transport(getattr(self, "_client", None), session)
-            """``http.client`` when POSTs go through :class:`HTTPClientTransport`, else
-            ``requests``."""
+            """``urllib3`` when POSTs go through the SDK's urllib3 transport, else ``requests``."""
         else:
             self.transport = "requests"
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import requests
 from opentelemetry.exporter.http.transport._requests import RequestsHTTPTransport
+from opentelemetry.exporter.http.transport._urllib3 import Urllib3HTTPTransport
 
 from mesh.telemetry import otlp_exporter
 from mesh.telemetry.otlp_exporter import FastOTLPSpanExporter, settle_verify, settled_session
-from mesh.telemetry.otlp_transport import HTTPClientTransport
 
 ENDPOINT = "http://collector.example:4318/v1/traces"
 
@@ -103,13 +103,12 @@ def test_a_given_session_or_a_credential_provider_is_left_to_the_sdk(
     assert made == []
 
 
-def test_posts_go_through_the_http_client_transport_when_nothing_needs_requests() -> None:
+def test_posts_go_through_the_sdk_s_urllib3_transport_when_nothing_needs_requests() -> None:
     exporter = FastOTLPSpanExporter(endpoint=ENDPOINT)
     transport = exporter._client._transport
-    assert exporter.transport == "http.client" and isinstance(transport, HTTPClientTransport)
-    # verify=True means requests' CA bundle, as before, not the system's default store
-    assert transport._verify == requests.utils.DEFAULT_CA_BUNDLE_PATH
-    assert transport._cert is None
+    assert exporter.transport == "urllib3" and isinstance(transport, Urllib3HTTPTransport)
+    # verify=True means requests' CA bundle, as before, not urllib3's default store
+    assert transport._pool.connection_pool_kw["ca_certs"] == requests.utils.DEFAULT_CA_BUNDLE_PATH
     exporter.shutdown()
 
     exporter = FastOTLPSpanExporter(
@@ -118,9 +117,9 @@ def test_posts_go_through_the_http_client_transport_when_nothing_needs_requests(
         client_certificate_file="/etc/ssl/client.pem",
         client_key_file="/etc/ssl/client.key",
     )
-    transport = exporter._client._transport
-    assert transport._verify == "/etc/ssl/otlp.pem"
-    assert transport._cert == ("/etc/ssl/client.pem", "/etc/ssl/client.key")
+    kw = exporter._client._transport._pool.connection_pool_kw
+    assert kw["ca_certs"] == "/etc/ssl/otlp.pem"
+    assert (kw["cert_file"], kw["key_file"]) == ("/etc/ssl/client.pem", "/etc/ssl/client.key")
     exporter.shutdown()
 
 
@@ -149,14 +148,14 @@ def test_an_exporter_without_the_sdk_transports_stays_on_requests(
     # Exporters before the transport package (the project allows >= 1.25) import
     # without it: the names are None, and every POST goes through requests.
     monkeypatch.setattr(otlp_exporter, "RequestsHTTPTransport", None)
-    monkeypatch.setattr(otlp_exporter, "HTTPClientTransport", None)
+    monkeypatch.setattr(otlp_exporter, "Urllib3HTTPTransport", None)
     exporter = FastOTLPSpanExporter(endpoint=ENDPOINT)
     assert exporter.transport == "requests"
     assert isinstance(exporter._client._transport, RequestsHTTPTransport)
     exporter.shutdown()
 
 
-def test_the_http_client_transport_posts_and_the_sdk_retries(tmp_path: Path) -> None:
+def test_the_urllib3_transport_posts_and_the_sdk_retries(tmp_path: Path) -> None:
     """A real receiver: 503 then 200 (the SDK's retry), bodies and headers as sent."""
     statuses = [503, 200]
     seen: list[tuple[str, bytes, str | None]] = []
@@ -181,7 +180,7 @@ def test_the_http_client_transport_posts_and_the_sdk_retries(tmp_path: Path) -> 
         url = f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
         exporter = FastOTLPSpanExporter(endpoint=url, headers={"X-Tenant": "t1"})
         exporter._client._compute_backoff = lambda retry: 0.01  # no second-long sleeps
-        assert exporter.transport == "http.client"
+        assert exporter.transport == "urllib3"
         result = exporter._client.export(b"payload")
         assert result.success and result.status_code == 200
         assert seen == [("/v1/traces", b"payload", "t1")] * 2
