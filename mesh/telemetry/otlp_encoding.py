@@ -399,20 +399,16 @@ def encode_recorded_span(span: RecordedSpan) -> bytes:
         trace_id = span.trace_id
         high, low = trace_id >> 64, trace_id & _LOW_64
         flags = _FLAGS_LOCAL_PARENT
+        parent_span_id: int | None = None
         if parent_span is not None:
-            ids = _PACK_IDS_PARENT(
-                _TRACE_ID_PREFIX,
-                high,
-                low,
-                _SPAN_ID_PREFIX,
-                span.span_id,
-                _PARENT_ID_PREFIX,
-                parent_span.span_id,
-            )
-        elif parent is None:
+            parent_span_id = parent_span.span_id
+        elif parent is not None:
+            _, parent_span_id, remote, _, _, _ = parent
+            if remote:
+                flags = _FLAGS_REMOTE_PARENT
+        if parent_span_id is None:
             ids = _PACK_IDS(_TRACE_ID_PREFIX, high, low, _SPAN_ID_PREFIX, span.span_id)
         else:
-            _, parent_span_id, remote, _, _, _ = parent
             ids = _PACK_IDS_PARENT(
                 _TRACE_ID_PREFIX,
                 high,
@@ -422,8 +418,6 @@ def encode_recorded_span(span: RecordedSpan) -> bytes:
                 _PARENT_ID_PREFIX,
                 parent_span_id,
             )
-            if remote:
-                flags = _FLAGS_REMOTE_PARENT
         name = span._name
         kind = span._kind
         status = span._status
