@@ -97,7 +97,7 @@ from edge.ratelimit.script import (
     bulk,
     call_argv,
     evalsha_args,
-    evalsha_head,
+    join_evalsha,
     pack_evalsha,
     split_reply,
     unbulk,
@@ -579,7 +579,7 @@ class RedisLimiter:
         Made of the bulk strings each check holds (a one-limit check's limit its
         key and ARGV, see :meth:`_prepare`; a _Check its calls), joined once.
         """
-        keys: list[bytes] = [b""]  # [0]: the command's head, once the counts are known
+        keys: list[bytes] = []
         argvs: list[bytes] = []
         extra_keys = 0  # keys beyond one per call
         ones = True
@@ -595,9 +595,7 @@ class RedisLimiter:
                     argvs.append(argv)
                     extra_keys += count - 1
         calls = len(argvs)
-        keys[0] = evalsha_head(calls + extra_keys, calls)
-        keys.extend(argvs)
-        return b"".join(keys), calls, ones
+        return join_evalsha(calls + extra_keys, keys, argvs), calls, ones
 
     def _script_of(self, limits: tuple[LimitRequest, ...]) -> Sequence[Call]:
         """The script call of a one-limit check, for a Cluster's pipeline."""
@@ -635,8 +633,7 @@ class RedisLimiter:
         fields = reply.split()
         results: list[LimitResult] = []
         if len(fields) == 4 * len(checks):
-            result_of = self._result_of
-            empty = self._empty
+            result_of = self._result_of_fields
             at = 0
             for check in checks:
                 flag = fields[at]
@@ -647,20 +644,7 @@ class RedisLimiter:
                 level = fields[at + 2]
                 stamp = fields[at + 3]
                 at += 4
-                # _result_one's memo test (the common case) written out: one call less.
-                limit = check[0]
-                memo = limit.memo
-                if (
-                    memo is not None
-                    and stamp == now
-                    and limit.memo_text == level
-                    and memo.allowed is (flag == b"1")
-                ):
-                    if empty.entries:
-                        empty.forget(limit.packed)
-                    results.append(memo)
-                else:
-                    results.append(result_of(check, flag, now, level, stamp, sent_at, decoder))
+                results.append(result_of(check, flag, now, level, stamp, sent_at, decoder))
         done = len(results)
         if done < len(checks):
             lines = _split(reply, len(checks))
@@ -804,14 +788,29 @@ class RedisLimiter:
         fields = reply.split() if type(reply) is bytes else ()
         if len(fields) != 4 or (flag := fields[0]) not in _FLAGS:
             return self._result(self._one_check(limits), (reply,), sent_at, decoder)
+        return self._result_of_fields(
+            limits, flag, fields[1], fields[2], fields[3], sent_at, decoder
+        )
+
+    def _result_of_fields(
+        self,
+        limits: tuple[LimitRequest, ...],
+        flag: bytes,
+        now: bytes,
+        level: bytes,
+        stamp: bytes,
+        sent_at: float,
+        decoder: ReplyDecoder,
+    ) -> LimitResult:
+        """The result of a one-limit check from its reply part's four fields: the limit's
+        memo when the fields say what it was made of, else :meth:`_result_of`."""
         limit = limits[0]
-        now, level, stamp = fields[1], fields[2], fields[3]
         memo = limit.memo
         # With the stamp at Redis's now, the result is a function of the flag and the
         # level alone (and the check): the same text as last time gives the same result,
         # which is read-only and can be shared (see _result_of, which keeps it). A bucket
         # its callers do not exhaust answers the same level on every visit (full again,
-        # less the cost). _results_of_ones makes the same test.
+        # less the cost).
         if (
             memo is not None
             and stamp == now

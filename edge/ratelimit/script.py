@@ -169,10 +169,16 @@ def pack_packed(calls: Sequence[PackedCall]) -> bytes:
     keys_count = 0
     for count, _, _ in calls:
         keys_count += count
-    parts = [evalsha_head(keys_count, len(calls))]
-    parts.extend([keys for _, keys, _ in calls])
-    parts.extend([argv for _, _, argv in calls])
-    return b"".join(parts)
+    return join_evalsha(keys_count, [keys for _, keys, _ in calls], [argv for _, _, argv in calls])
+
+
+def join_evalsha(keys_count: int, keys: list[bytes], argvs: Sequence[bytes]) -> bytes:
+    """An EVALSHA of one script call per item of ``argvs`` (each a bulk string), whose
+    ``keys_count`` keys are the bulk strings in ``keys`` (an item may hold several,
+    one call's keys joined). Consumes ``keys``: the command is built in it."""
+    keys.insert(0, evalsha_head(keys_count, len(argvs)))
+    keys.extend(argvs)
+    return b"".join(keys)
 
 
 def split_reply(reply: object, calls: int) -> list[bytes | str]:
