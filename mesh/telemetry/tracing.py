@@ -212,10 +212,7 @@ class Tracing:
         # hop's span id (digits 0-15, for traceresponse), its first attempt's (16-31) and,
         # without a parent, the trace id (32-63). Ints are made only when sampled.
         if parent is None:
-            bits = _getrandbits(256)
-            ids = bits.to_bytes(32, "big").hex()
-            if _ZERO_ID in ids:  # an all-zero id is invalid: draw again (rare)
-                bits, ids = _draw_ids(256)
+            bits, ids = _draw_ids(256)
             trace_hex = ids[32:]
             random_flag = RANDOM_TRACE_ID  # ours is random, as the SDK's would be
             # self.rule.sampled(trace_id, None), without the call: every request pays it.
