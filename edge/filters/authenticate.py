@@ -38,7 +38,7 @@ from edge.auth.credentials import (
 )
 from edge.auth.errors import AuthError
 from edge.auth.policy import RoutePolicies, RoutePolicy
-from edge.filters.identity_headers import IDENTITY_HEADERS_ATTR, IdentityHeadersFilter
+from edge.filters.identity_headers import IdentityHeadersFilter
 from mesh.chain import Filter, Handler, answered
 from mesh.exchange import Exchange
 
@@ -140,17 +140,9 @@ class AuthenticateFilter:
                             pass  # listed in Connection: the ingress dropped it
             identity_headers = self._identity_headers
             if identity_headers is not None:
-                # What identity_headers(ex, next_handler) does, inline: the
-                # point of fusing the two.
-                pairs, names, block = identity_headers.known(
-                    id(known)
-                ) or identity_headers.rendered(known)
-                # set_rendered(ex, names, block), inline.
-                if not upstream.keys().isdisjoint(names):
-                    for name in names:
-                        upstream.popall(name, None)
-                ex.upstream_header_block = block
-                attrs[IDENTITY_HEADERS_ATTR] = pairs
+                # What identity_headers(ex, next_handler) does, without its chain level:
+                # the point of fusing the two.
+                identity_headers.set_for(ex, known)
             return next_handler(ex)
         return self._authenticate(ex, next_handler, policy)
 

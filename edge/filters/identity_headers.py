@@ -32,19 +32,6 @@ Rendered = tuple[Pairs, frozenset[str], str]
 header lines as :attr:`mesh.exchange.Exchange.upstream_header_block` takes them."""
 
 
-def set_rendered(ex: Exchange, names: frozenset[str], block: str) -> None:
-    """Set the rendered identity headers on what goes upstream: every copy of
-    those names in ``ex.upstream_headers`` removed (set, never appended), the
-    block sent after them (it replaces any block set before: setting twice
-    leaves what setting once does)."""
-    upstream = ex.upstream_headers
-    # Usually none (the strip filter removed every client copy): one C call says so.
-    if not upstream.keys().isdisjoint(names):
-        for name in names:
-            upstream.popall(name, None)
-    ex.upstream_header_block = block
-
-
 class IdentityHeadersFilter:
     def __init__(self, headers: IdentityHeaders) -> None:
         # Identities of cached callers are the same objects: render each once,
@@ -74,7 +61,23 @@ class IdentityHeadersFilter:
         # A plain def: nothing to do on the way out (see mesh.chain.Filter).
         identity: Identity | None = ex.attrs.get("identity")
         if identity is not None:
-            pairs, names, block = self.known(id(identity)) or self.rendered(identity)
-            set_rendered(ex, names, block)
-            ex.attrs[IDENTITY_HEADERS_ATTR] = pairs
+            self.set_for(ex, identity)
         return next_handler(ex)
+
+    def set_for(self, ex: Exchange, identity: Identity) -> None:
+        """Set ``identity``'s headers on what goes upstream, and its pairs in
+        ``ex.attrs[IDENTITY_HEADERS_ATTR]`` (for the identity token's signature).
+
+        Every copy of those names in ``ex.upstream_headers`` is removed (set,
+        never appended) and the rendered block sent after them; it replaces any
+        block set before, so setting twice leaves what setting once does. Also
+        what the authenticate filter calls when fused with this one.
+        """
+        pairs, names, block = self.known(id(identity)) or self.rendered(identity)
+        upstream = ex.upstream_headers
+        # Usually none (the strip filter removed every client copy): one C call says so.
+        if not upstream.keys().isdisjoint(names):
+            for name in names:
+                upstream.popall(name, None)
+        ex.upstream_header_block = block
+        ex.attrs[IDENTITY_HEADERS_ATTR] = pairs
