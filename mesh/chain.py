@@ -65,11 +65,16 @@ def build_chain(filters: Sequence[Filter], terminal: Handler) -> Handler:
     return handler
 
 
+def filter_call(flt: Filter) -> Filter:
+    """What to call for ``flt`` on every request: itself if a function or a bound
+    method, else its bound ``__call__``. Calling an object filter itself goes
+    through the type's generic call slot, which looks the method up and binds
+    it again on every request."""
+    return flt if isinstance(flt, FunctionType | MethodType) else flt.__call__
+
+
 def _bind(flt: Filter, next_handler: Handler) -> Handler:
-    # An object filter is called through its bound __call__: calling the
-    # instance itself goes through the type's generic call slot, which looks
-    # the method up and binds it again on every request.
-    call = flt if isinstance(flt, FunctionType | MethodType) else flt.__call__
+    call = filter_call(flt)
 
     # A plain function handing back the filter's own coroutine: an ``async def``
     # wrapper would add a coroutine object and a frame per filter per request.

@@ -21,11 +21,10 @@ exactly that filter's work, which saves every request a level's call.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from types import FunctionType, MethodType
 
 from aiohttp import web
 
-from mesh.chain import Filter, FusibleFilter, Handler
+from mesh.chain import Filter, FusibleFilter, Handler, filter_call
 from mesh.exchange import Exchange
 from mesh.telemetry.tracing import RequestTrace, Tracing
 
@@ -48,15 +47,7 @@ class TracingFilter:
         self._http_route = http_route
         self._following = following
         """The filter fused into this one (see fuse_next): run after the tracing."""
-        # Its bound __call__, as mesh.chain binds object filters (calling the instance
-        # would look the method up and bind it again on every request).
-        self._then: Filter | None = (
-            None
-            if following is None
-            else following
-            if isinstance(following, FunctionType | MethodType)
-            else following.__call__
-        )
+        self._then: Filter | None = None if following is None else filter_call(following)
 
     def fuse_next(self, following: Filter) -> TracingFilter | None:
         """This filter and ``following`` (the filter right after it) as one chain level:
