@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from multidict import CIMultiDict
 
+from mesh.http.headers import header_block_items
 from mesh.http.problem import problem_response
 from mesh.snapshot import Instance
 
@@ -70,13 +71,7 @@ class Exchange:
 
     def upstream_items(self) -> list[tuple[str, str]]:
         """Every header sent upstream, in order: ``upstream_headers``, then the block's."""
-        items = list(self.upstream_headers.items())
-        block = self.upstream_header_block
-        if block:
-            for line in block.split("\r\n"):
-                name, _, value = line.partition(": ")
-                items.append((name, value))
-        return items
+        return [*self.upstream_headers.items(), *header_block_items(self.upstream_header_block)]
 
     def target(self) -> str:
         """Path and query to send upstream."""

@@ -89,3 +89,14 @@ def forwarded_chain(incoming: str | None, trusted_hops: int) -> list[str]:
 def client_address(peer: str, chain: list[str]) -> str:
     """The original client's address: the first trusted entry, else the peer."""
     return chain[0] if chain else peer
+
+
+def header_block_items(block: str) -> list[tuple[str, str]]:
+    """The ``(name, value)`` pairs of a rendered header block: ``"Name: value"``
+    lines joined by CRLF, as :attr:`mesh.exchange.Exchange.upstream_header_block`
+    holds them ("" gives none)."""
+    if not block:
+        return []
+    return [
+        (name, value) for name, _, value in (line.partition(": ") for line in block.split("\r\n"))
+    ]

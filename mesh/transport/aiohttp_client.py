@@ -9,6 +9,7 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from mesh.http.headers import header_block_items
 from mesh.transport.base import (
     UpstreamConnectError,
     UpstreamError,
@@ -79,9 +80,7 @@ class AiohttpTransport:
         headers = request.headers
         if request.header_block:
             headers = CIMultiDict(headers)
-            for line in request.header_block.split("\r\n"):
-                name, _, value = line.partition(": ")
-                headers.add(name, value)
+            headers.extend(header_block_items(request.header_block))
         try:
             resp = await session.request(
                 request.method,

@@ -12,6 +12,7 @@ from mesh.http.headers import (
     drop_names,
     end_to_end,
     forwarded_chain,
+    header_block_items,
 )
 
 
@@ -221,3 +222,11 @@ def test_client_address(peer: str, chain: list[str], expected: str) -> None:
 def test_client_address_ignores_spoofed_entries_end_to_end() -> None:
     chain = forwarded_chain("6.6.6.6, 203.0.113.7", trusted_hops=1)
     assert client_address("10.0.0.1", chain) == "203.0.113.7"
+
+
+def test_header_block_items_are_its_lines_in_order() -> None:
+    assert header_block_items("") == []
+    assert header_block_items("X-User-Id: alice\r\nX-Note: a: b") == [
+        ("X-User-Id", "alice"),
+        ("X-Note", "a: b"),  # split at the first separator only
+    ]
