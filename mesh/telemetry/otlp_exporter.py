@@ -152,13 +152,15 @@ class FastOTLPSpanExporter(OTLPSpanExporter):
         as it ends (:func:`~mesh.telemetry.otlp_encoding.encode_ended`), when
         :meth:`export` sends such spans itself (the SDK's HTTP client is there);
         None otherwise. See :class:`mesh.telemetry.recorded_span.SpanSink`."""
-        if getattr(getattr(self, "_client", None), "export", None) is None:
-            return None
-        return encode_ended
+        return None if self._client_export() is None else encode_ended
+
+    def _client_export(self) -> Callable[[bytes], Any] | None:
+        """The SDK HTTP client's ``export(bytes)`` (exporter 1.4x), which POSTs an encoded
+        request with the SDK's retries; None with an exporter that has none."""
+        return getattr(getattr(self, "_client", None), "export", None)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        client = getattr(self, "_client", None)
-        send = getattr(client, "export", None)
+        send = self._client_export()
         if send is None:
             return super().export(spans)
         if getattr(self, "_shutdown", False):
