@@ -86,7 +86,6 @@ async def test_redis_killed_then_restarted(
 
     # From now on nothing waits on Redis: every check completes without suspending.
     edge = edges[0]
-    started = time.monotonic()
     opened = answer_without_waiting(edge.check([LimitRequest(OPEN, "k")]))
     assert opened.allowed and opened.source == "open" and opened.status == 200
     closed = answer_without_waiting(edge.check([LimitRequest(CLOSED, "k")]))
@@ -100,9 +99,11 @@ async def test_redis_killed_then_restarted(
         edge.check([LimitRequest(OPEN, "m"), LimitRequest(CLOSED, "m"), LimitRequest(LOCAL, "m")])
     )
     assert mixed.source == "closed"  # closed wins over local and open
+    # Many more: each is answered without suspending (answer_without_waiting fails otherwise).
+    # No wall-clock bound here: on a shared machine it measures the neighbours, not the
+    # limiter; the end-to-end p99 while Redis is down is asserted in tests/integration.
     for _ in range(200):
         answer_without_waiting(edge.check([LimitRequest(LOCAL, "many")]))
-    assert time.monotonic() - started < 0.1
 
     # Redis comes back (empty: no persistence): both edges are global again within 5 s.
     restarted_at = time.monotonic()
