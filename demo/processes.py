@@ -162,7 +162,12 @@ def port_open(host: str, port: int) -> bool:
 
 @dataclass
 class ManagedProcess:
-    """One child process with its log file. ``stop()`` is idempotent."""
+    """One child process with its log file. ``stop()`` is idempotent.
+
+    Without a ``log_path`` the log goes to a temporary file of its own, which
+    ``stop()`` removes once the process is gone (a given ``log_path`` is the
+    caller's and stays).
+    """
 
     name: str
     argv: Sequence[str]
@@ -170,12 +175,14 @@ class ManagedProcess:
     log_path: Path | None = None
     cwd: str | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    _own_log: bool = field(default=False, init=False, repr=False)
 
     def start(self) -> ManagedProcess:
         if self.log_path is None:
             fd, path = tempfile.mkstemp(prefix=f"meshgate-{self.name}-", suffix=".log")
             os.close(fd)
             self.log_path = Path(path)
+            self._own_log = True
         env = dict(os.environ)
         if self.env:
             env.update(self.env)
@@ -221,6 +228,8 @@ class ManagedProcess:
         # Anything the child left in its group goes too.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
+        if self._own_log and self.log_path is not None:
+            self.log_path.unlink(missing_ok=True)
         return self.proc.returncode
 
     def kill(self) -> None:
@@ -240,7 +249,9 @@ class ConsulAgent:
 
     http_port: int = field(default_factory=free_port)
     data_dir: str | None = None
+    """Where its config file goes; without one, a temporary directory that ``stop()`` removes."""
     process: ManagedProcess | None = field(default=None, init=False)
+    _own_dir: bool = field(default=False, init=False, repr=False)
 
     @property
     def address(self) -> str:
@@ -253,6 +264,7 @@ class ConsulAgent:
     def start(self, timeout: float = 30.0) -> ConsulAgent:
         if self.data_dir is None:
             self.data_dir = tempfile.mkdtemp(prefix="meshgate-consul-")
+            self._own_dir = True
         ports = {
             "http": self.http_port,
             "dns": free_port(),
@@ -302,6 +314,10 @@ class ConsulAgent:
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop()
+        if self._own_dir and self.data_dir is not None:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            self.data_dir = None
+            self._own_dir = False
 
     def kill(self) -> None:
         if self.process is not None:
