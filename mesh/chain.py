@@ -16,6 +16,7 @@ from typing import Protocol, runtime_checkable
 from aiohttp import web
 
 from mesh.exchange import Exchange
+from mesh.loop import running_loop
 
 Handler = Callable[[Exchange], Awaitable[web.StreamResponse]]
 
@@ -90,6 +91,6 @@ def answered(response: web.StreamResponse) -> Awaitable[web.StreamResponse]:
     A done future: awaiting it does not suspend, and it costs less than a
     coroutine made only to return ``response``. Call it on the event loop.
     """
-    future: asyncio.Future[web.StreamResponse] = asyncio.get_running_loop().create_future()
+    future: asyncio.Future[web.StreamResponse] = running_loop().create_future()
     future.set_result(response)
     return future

@@ -22,6 +22,8 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Generic, TypeVar
 
+from mesh.loop import running_loop
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -66,7 +68,7 @@ class Coalescer(Generic[T, R]):
         future (or a task awaiting it) only gives up the result. Must be
         called with the owning loop running.
         """
-        loop = asyncio.get_running_loop()
+        loop = running_loop()
         future: asyncio.Future[R] = loop.create_future()
         self._pending.append(item)
         self._futures.append(future)
@@ -103,7 +105,7 @@ class Coalescer(Generic[T, R]):
         )
         left = [len(batches)]  # batches of this round still running
         for items, waiting in batches:
-            task = asyncio.get_running_loop().create_task(self._run(items, waiting))
+            task = running_loop().create_task(self._run(items, waiting))
             # Keep a reference: the loop holds tasks only weakly.
             self._running.add(task)
             task.add_done_callback(self._running.discard)
@@ -116,7 +118,7 @@ class Coalescer(Generic[T, R]):
             if self._pending and not self._scheduled:
                 # What waited for this round goes out now, as one batch.
                 self._scheduled = True
-                asyncio.get_running_loop().call_soon(self._dispatch)
+                running_loop().call_soon(self._dispatch)
 
     async def _run(self, items: list[T], futures: list[asyncio.Future[R]]) -> None:
         try:

@@ -102,6 +102,7 @@ from edge.ratelimit.script import (
     split_reply,
     unbulk,
 )
+from mesh.loop import running_loop
 
 log = logging.getLogger(__name__)
 
@@ -1053,7 +1054,7 @@ def _limits_of(check: _Pending) -> tuple[LimitRequest, ...]:
 
 def _done(result: LimitResult) -> asyncio.Future[LimitResult]:
     """A future already holding ``result``: awaiting it does not suspend."""
-    future = asyncio.get_running_loop().create_future()
+    future = running_loop().create_future()
     future.set_result(result)
     return future
 

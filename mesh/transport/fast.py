@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from aiohttp import StreamReader
 from multidict import CIMultiDictProxy
 
+from mesh.loop import running_loop
 from mesh.transport.base import (
     UpstreamConnectError,
     UpstreamError,
@@ -188,7 +189,7 @@ class FastTransport:
         )
         # For a streamed body: the byte count it must have, or None for chunked.
         streamed = None if framing is Framing.CHUNKED else length
-        loop = asyncio.get_running_loop()
+        loop = running_loop()
         conn = self._pool.take((host, port), loop.time())
         if conn is not None:
             try:
