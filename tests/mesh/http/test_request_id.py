@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
 
+from mesh.http import request_id
 from mesh.http.request_id import HEADER, accept_or_generate
 
 _GENERATED = re.compile(r"^[0-9a-f]{32}$")
@@ -64,3 +66,41 @@ def test_generated_ids_are_valid_and_unique() -> None:
         assert _GENERATED.match(value)
         # A generated id is itself well-formed, so the next hop keeps it.
         assert accept_or_generate(value) == value
+
+
+def test_generated_ids_are_distinct_across_many_reads() -> None:
+    ids = [request_id.new_id() for _ in range(5 * request_id.IDS_PER_READ + 7)]
+    assert all(_GENERATED.match(i) for i in ids)
+    assert len(set(ids)) == len(ids)
+
+
+def test_ids_are_read_from_urandom_in_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[int] = []
+    real = os.urandom
+
+    def counting(n: int) -> bytes:
+        reads.append(n)
+        return real(n)
+
+    monkeypatch.setattr(request_id, "_unused", [])
+    monkeypatch.setattr(os, "urandom", counting)
+    for _ in range(request_id.IDS_PER_READ + 1):
+        request_id.new_id()
+    assert reads == [16 * request_id.IDS_PER_READ] * 2
+
+
+def test_a_forked_child_never_hands_out_the_parents_unused_ids() -> None:
+    request_id.new_id()  # the parent now holds unused ids
+    parents_next = request_id._unused[-1]
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        os.write(write_end, request_id.new_id().encode())
+        os._exit(0)
+    os.close(write_end)
+    childs = os.read(read_end, 64).decode()
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    assert _GENERATED.match(childs) and childs != parents_next
+    assert request_id.new_id() == parents_next
