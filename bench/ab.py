@@ -21,7 +21,8 @@ watches, probes) while the other is loaded. CPU per request counts each
 scenario's own processes only, as in ``bench.run``.
 
 Scenarios are those of ``python -m bench.run --list``; B's feature is measured
-against A.
+against A. ``--pool run1.json run2.json ...`` measures nothing and pools the
+rounds of saved runs of the same A and B (see :func:`pool`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):  # run as ``python bench/ab.py``
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -140,26 +142,54 @@ def compare(
                 f"{b.cpu_us_per_request:.0f} µs",
                 flush=True,
             )
+    return {
+        **_summary(names, [[asdict(x) for x in bursts[i]] for i in range(2)]),
+        "duration_s": options.duration,
+    }
+
+
+def _summary(names: tuple[str, str], bursts: Sequence[Sequence[dict[str, Any]]]) -> dict[str, Any]:
+    """The figures of paired bursts (``bursts[0][i]`` of A with ``bursts[1][i]`` of B)."""
+    a, b = bursts
     throughput = paired_ratios(
-        [x.requests_per_sec for x in bursts[0]], [x.requests_per_sec for x in bursts[1]]
+        [x["requests_per_sec"] for x in a], [x["requests_per_sec"] for x in b]
     )
-    cpu = paired_ratios(
-        [x.cpu_us_per_request for x in bursts[0]], [x.cpu_us_per_request for x in bursts[1]]
-    )
+    cpu = paired_ratios([x["cpu_us_per_request"] for x in a], [x["cpu_us_per_request"] for x in b])
     return {
         "a": names[0],
         "b": names[1],
-        "rounds": rounds,
-        "duration_s": options.duration,
+        "rounds": len(a),
         "throughput_ratio": asdict(throughput),
         "cpu_per_request_ratio": asdict(cpu),
-        "bursts": {names[i]: [asdict(x) for x in bursts[i]] for i in range(2)},
+        # Keyed by side, not by name: an A/A run (one scenario twice) keeps both sides.
+        "bursts": {"a": list(a), "b": list(b)},
     }
+
+
+def pool(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Several runs' results (``compare``'s, as saved in the JSON) as one: every round's
+    pair from every run, so the median and quartiles are of all of them. Also keeps
+    each run's own req/s median (``run_medians``), which says how far runs disagree.
+
+    Raises ValueError when there are none, or when they compare different scenarios.
+    """
+    if not results:
+        raise ValueError("nothing to pool")
+    names = (results[0]["a"], results[0]["b"])
+    if any((r["a"], r["b"]) != names for r in results):
+        raise ValueError("the runs pooled must all compare the same two scenarios")
+    pooled = _summary(names, [[x for r in results for x in _side(r, side)] for side in (0, 1)])
+    pooled["run_medians"] = [r["throughput_ratio"]["median"] for r in results]
+    return pooled
 
 
 def format_summary(result: dict[str, object]) -> str:
     """Two lines: B's change in req/s and in CPU per request against A, with the quartiles."""
     lines = []
+    runs = result.get("run_medians")
+    if isinstance(runs, list):
+        medians = ", ".join(f"{100 * (m - 1):+.1f}" for m in runs)
+        lines.append(f"{len(runs)} runs pooled (their req/s medians: {medians} %)")
     for label, key in (("req/s", "throughput_ratio"), ("CPU/request", "cpu_per_request_ratio")):
         r = result[key]
         assert isinstance(r, dict)
@@ -173,15 +203,28 @@ def format_summary(result: dict[str, object]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__)
-    parser.add_argument("a", help="the reference scenario")
-    parser.add_argument("b", help="the scenario whose feature is measured")
+    parser.add_argument("a", nargs="?", help="the reference scenario")
+    parser.add_argument("b", nargs="?", help="the scenario whose feature is measured")
     parser.add_argument("--rounds", type=int, default=12, help="A/B pairs (12)")
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per burst (3)")
     parser.add_argument("--connections", type=int, default=64, help="wrk -c (64)")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load first (3)")
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin")
     parser.add_argument("--json-out", type=Path, default=DEFAULT_JSON)
+    parser.add_argument(
+        "--pool",
+        nargs="+",
+        type=Path,
+        metavar="JSON",
+        help="measure nothing: pool the rounds of these saved runs (of the same A and B)",
+    )
     args = parser.parse_args(argv)
+    if args.pool:
+        return _print_pooled(args.pool)
+    if args.a is None or args.b is None:
+        parser.print_usage(sys.stderr)
+        print("bench: name the scenarios A and B (or --pool saved runs)", file=sys.stderr)
+        return 2
     unknown = [n for n in (args.a, args.b) if n not in SCENARIOS]
     if unknown:
         print(f"bench: unknown scenario(s) {', '.join(unknown)}", file=sys.stderr)
@@ -198,6 +241,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
     args.json_out.write_text(json.dumps(result, indent=2))
     print(f"results: {args.json_out}")
+    return 0
+
+
+def _side(result: dict[str, Any], side: int) -> list[dict[str, Any]]:
+    """One side's bursts of a saved run: keyed ``a``/``b``, or by scenario name in
+    files written before an A/A run could be saved."""
+    bursts = result["bursts"]
+    key = ("a", "b")[side]
+    return list(bursts[key] if key in bursts else bursts[result[key]])
+
+
+def _print_pooled(paths: Sequence[Path]) -> int:
+    try:
+        results = [json.loads(p.read_text()) for p in paths]
+        pooled = pool(results)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"bench: cannot pool {', '.join(map(str, paths))}: {exc!r}", file=sys.stderr)
+        return 2
+    print(format_summary(pooled))
     return 0
 
 
