@@ -4,9 +4,9 @@ The SDK's encoder builds a protobuf message object for every span, attribute
 and event, and hashes each span's resource with ``json.dumps`` to group them;
 on this project's machines that is 35 to 95 µs per span, paid by the
 export thread, which shares the proxy's CPU (and GIL). Writing the wire
-format directly costs a fraction of that. meshgate's own spans are usually
-encoded as they end, on the event loop (:class:`EncodedSpan`), others when
-exported. The output decodes to the same
+format directly costs a fraction of that. meshgate's own spans are read
+from their slots as they were when they ended, with no span contexts made for
+them (:func:`encode_recorded_span`). The output decodes to the same
 message as the SDK's ``encode_spans`` (tests compare them field by field
 with ``opentelemetry-proto``), so any OTLP receiver sees no difference.
 Measured with callgrind on meshgate's own SERVER and CLIENT spans: about
@@ -347,34 +347,6 @@ _FIELD_TYPES = frozenset({ReadableSpan, RecordedSpan})
 spans, whose slots carry the same names (``RecordedSpan`` hands over only ended spans)."""
 
 
-class EncodedSpan:
-    """An ended span already encoded (its ``Span`` message), with what groups it in a request.
-
-    What a recorded span becomes when it ends, if the only span processor is
-    a batch processor exporting through
-    :class:`mesh.telemetry.otlp_exporter.FastOTLPSpanExporter` (see
-    :class:`mesh.telemetry.recorded_span.SpanSink`): encoded at once, on the
-    event loop, while its fields are still in the CPU's caches, rather than
-    seconds later by the export thread, after hundreds of other requests;
-    and the span's objects (attribute dict, strings) are freed with the
-    request instead of waiting in the processor's queue. The processor
-    queues these as it would spans (``OTEL_BSP_*`` apply unchanged);
-    :func:`encode_request` only copies the message.
-    """
-
-    __slots__ = ("instrumentation_scope", "message", "resource")
-
-    def __init__(self, message: bytes, resource: Any, instrumentation_scope: Any) -> None:
-        self.message = message
-        self.resource = resource
-        self.instrumentation_scope = instrumentation_scope
-
-
-def encode_ended(span: RecordedSpan) -> EncodedSpan:
-    """An ended recorded span as an :class:`EncodedSpan` (its limits already applied)."""
-    return EncodedSpan(encode_recorded_span(span), span._resource, span._instrumentation_scope)
-
-
 def encode_recorded_span(span: RecordedSpan) -> bytes:
     """The ``Span`` message of an ended :class:`RecordedSpan`, read from its slots.
 
@@ -566,8 +538,8 @@ def _encode_span_fields(
 ) -> bytes:
     """The ``Span`` message; the ``dropped_*`` counts are read from the containers when None.
 
-    Runs once per exported span (on the event loop as a recorded span ends,
-    or on the batch processor's thread): written for few Python-level calls.
+    Runs once per exported span, on the batch processor's thread: written for few
+    Python-level calls.
     """
     parts = [
         _PACK_IDS(_TRACE_ID_PREFIX, trace_id >> 64, trace_id & _LOW_64, _SPAN_ID_PREFIX, span_id)
@@ -654,7 +626,7 @@ def _encode_events_and_links(
         parts.append(_K_DROPPED_LINKS + _varint(dropped_links))
 
 
-def encode_request(spans: Sequence[ReadableSpan | EncodedSpan]) -> bytes:
+def encode_request(spans: Sequence[ReadableSpan]) -> bytes:
     """An ``ExportTraceServiceRequest`` with ``spans``, grouped by resource and scope."""
     # Group by identity first (cheap), as spans of one provider share one Resource object.
     groups: dict[int, tuple[Any, dict[int, tuple[Any, list[bytes]]]]] = {}
@@ -662,18 +634,14 @@ def encode_request(spans: Sequence[ReadableSpan | EncodedSpan]) -> bytes:
     last_scope: object = None
     encoded: list[bytes] = []
     for span in spans:
-        if isinstance(span, EncodedSpan):  # encoded as it ended (see EncodedSpan)
-            resource, scope = span.resource, span.instrumentation_scope
-            message = span.message
-        else:
-            if type(span) in _FIELD_TYPES:  # the properties are Python calls; see encode_span
-                try:
-                    resource, scope = span._resource, span._instrumentation_scope
-                except AttributeError:
-                    resource, scope = span.resource, span.instrumentation_scope
-            else:
+        if type(span) in _FIELD_TYPES:  # the properties are Python calls; see encode_span
+            try:
+                resource, scope = span._resource, span._instrumentation_scope
+            except AttributeError:
                 resource, scope = span.resource, span.instrumentation_scope
-            message = encode_span(span)
+        else:
+            resource, scope = span.resource, span.instrumentation_scope
+        message = encode_span(span)
         if resource is not last_resource or scope is not last_scope:
             # A batch is nearly always one resource and one scope: look the group up only
             # when they change, rather than making (and dropping) a dict and a list per span.

@@ -44,8 +44,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-from mesh.telemetry.otlp_encoding import EncodedSpan, encode_ended, encode_request
-from mesh.telemetry.recorded_span import RecordedSpan
+from mesh.telemetry.otlp_encoding import encode_request
 
 try:  # the SDK's HTTP transports (exporter 1.4x); older exporters post through requests alone
     from opentelemetry.exporter.http.transport._requests import RequestsHTTPTransport
@@ -147,12 +146,13 @@ class FastOTLPSpanExporter(OTLPSpanExporter):
         else:
             self.transport = "requests"
 
-    def ended_span_encoder(self) -> Callable[[RecordedSpan], EncodedSpan] | None:
-        """How a recorded span may be handed to this exporter's batch processor: encoded
-        as it ends (:func:`~mesh.telemetry.otlp_encoding.encode_ended`), when
-        :meth:`export` sends such spans itself (the SDK's HTTP client is there);
-        None otherwise. See :class:`mesh.telemetry.recorded_span.SpanSink`."""
-        return None if self._client_export() is None else encode_ended
+    def reads_recorded_spans(self) -> bool:
+        """True when :meth:`export` reads meshgate's recorded spans from their slots
+        (:func:`~mesh.telemetry.otlp_encoding.encode_recorded_span`), so that a batch
+        processor may queue them as they ended, with no span contexts made for them:
+        when it sends the bytes itself (the SDK's HTTP client is there). See
+        :class:`mesh.telemetry.recorded_span.SpanSink`."""
+        return self._client_export() is not None
 
     def _client_export(self) -> Callable[[bytes], Any] | None:
         """The SDK HTTP client's ``export(bytes)`` (exporter 1.4x), which POSTs an encoded

@@ -40,8 +40,7 @@ Cost per request, counted with callgrind in-process (SDK 1.45): an
 unsampled request about 20,000 instructions (its context: ids, headers); a
 sampled one about 100,000 more on the event loop for its SERVER and CLIENT
 spans (300,000 with SDK spans), plus the OTLP encoding of each span
-(:mod:`mesh.telemetry.otlp_encoding`), done as it ends when meshgate's
-exporter is the only one.
+(:mod:`mesh.telemetry.otlp_encoding`) on the batch processor's thread.
 """
 
 from __future__ import annotations

@@ -32,7 +32,6 @@ from opentelemetry.trace import (
 from mesh.snapshot import Instance
 from mesh.telemetry.config import TracingConfig
 from mesh.telemetry.otlp_encoding import (
-    EncodedSpan,
     encode_attributes,
     encode_request,
     encode_span,
@@ -165,11 +164,12 @@ def test_the_exporter_sends_what_the_encoder_makes(monkeypatch: pytest.MonkeyPat
     assert exporter.export(spans) is SpanExportResult.FAILURE
 
 
-def test_spans_encoded_as_they_end_make_the_request_the_sdk_encoder_makes(
+def test_spans_queued_as_they_ended_make_the_request_the_sdk_encoder_makes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A lone batch processor over the fast exporter queues recorded spans encoded as they
-    end; what it sends decodes to the SDK encoder's message for the same spans."""
+    """A lone batch processor over the fast exporter queues recorded spans as they ended,
+    no span context made for them; what it sends decodes to the SDK encoder's message for
+    the same spans, their contexts made."""
     exporter = FastOTLPSpanExporter(endpoint="http://127.0.0.1:9/v1/traces")
     sent: list[bytes] = []
 
@@ -199,20 +199,23 @@ def test_spans_encoded_as_they_end_make_the_request_the_sdk_encoder_makes(
         ex.trace.end_server(ex, status, None, "/api/orders")
         assert ex.trace.span is not None
         ended.append(ex.trace.span)
+    assert [type(item) for item in queued] == [RecordedSpan] * 6
+    # Queued as they ended: neither a CLIENT span's parent context nor any span's own made.
+    assert all(s._context is None for s in ended)
+    assert all(s._parent is None for s in ended if s.kind is SpanKind.CLIENT)
     tracing.shutdown()
-    assert [type(item) for item in queued] == [EncodedSpan] * 6
     assert len(sent) == 1
-    assert decoded(sent[0]) == encode_spans(ended)
+    assert decoded(sent[0]) == encode_spans(ended)  # encode_spans reads (makes) the contexts
     assert decoded(encode_request(ended)) == encode_spans(ended)  # the spans, as they are
 
 
-def test_an_exporter_that_cannot_send_bytes_offers_no_encoder(
+def test_an_exporter_that_cannot_send_bytes_does_not_read_recorded_spans_raw(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     exporter = FastOTLPSpanExporter(endpoint="http://127.0.0.1:9/v1/traces")
-    assert exporter.ended_span_encoder() is not None
+    assert exporter.reads_recorded_spans()
     monkeypatch.setattr(exporter, "_client", None)  # an SDK without the HTTP client
-    assert exporter.ended_span_encoder() is None
+    assert not exporter.reads_recorded_spans()
 
 
 def test_the_attribute_cache_tells_true_from_1() -> None:

@@ -238,18 +238,18 @@ def test_a_processor_added_later_sees_every_span_after_it() -> None:
     assert [s.name for s in later.get_finished_spans()] == ["GET /second"]
 
 
-class _Encoding(_Exporter):
-    """An exporter that takes spans encoded as they end (as FastOTLPSpanExporter does)."""
+class _RawReader(_Exporter):
+    """An exporter that reads recorded spans from their slots (as FastOTLPSpanExporter does)."""
 
-    def ended_span_encoder(self) -> object:
-        return lambda span: ("encoded", span.name)
+    def reads_recorded_spans(self) -> bool:
+        return True
 
 
-def test_a_lone_batch_processor_s_exporter_may_take_spans_encoded_as_they_end() -> None:
+def test_a_lone_batch_processor_s_exporter_may_take_spans_as_they_ended() -> None:
     settings = resolve_tracing(
         TracingConfig.model_validate({"sampler_ratio": 1.0}), {}, "test-service"
     )
-    exporter = _Encoding()
+    exporter = _RawReader()
     tracing = Tracing(settings, processor=BatchSpanProcessor(exporter))
     ex = make_exchange()
     first = tracing.start_request(ex)
@@ -261,8 +261,11 @@ def test_a_lone_batch_processor_s_exporter_may_take_spans_encoded_as_they_end() 
     end_client(second.client_attempt(ex, INSTANCE, 1), 200, None)
     second.end_server(ex, 200, None, "/second")
     tracing.shutdown()
-    assert exporter.spans[0] == ("encoded", "GET /first")  # type: ignore[comparison-overlap]
+    unsettled = exporter.spans[0]
+    assert isinstance(unsettled, RecordedSpan) and unsettled.name == "GET /first"
+    assert unsettled._context is None  # queued as it ended: no span context made for it
     assert [type(s) for s in exporter.spans[1:]] == [RecordedSpan, RecordedSpan]
+    assert all(s._context is not None for s in exporter.spans[1:])
     client, server = later.get_finished_spans()
     assert client._parent == server.get_span_context() == server._context
 
