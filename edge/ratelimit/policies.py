@@ -215,11 +215,15 @@ class Policy:
             partition = None if at is None else values[at]
         # The tier's id stands for the tier: hashing a LimitPolicy costs more than the look-up.
         made = self._made.get(id(policy))
+        found = made.get(key) if made is not None else None
+        return found if found is not None else self._remember(policy, key, partition)
+
+    def _remember(self, policy: LimitPolicy, key: str, partition: str | None) -> LimitRequest:
+        """A new LimitRequest for ``key`` under ``policy`` (a tier of this policy), kept for
+        :meth:`limit_for` and :meth:`limit_of_value`, which look it up first."""
+        made = self._made.get(id(policy))
         if made is None:
             made = self._made[id(policy)] = {}
-        found = made.get(key)
-        if found is not None:
-            return found
         limit = LimitRequest(policy, key, 1, partition)  # positional: no keyword dict
         if len(made) >= _MAX_CACHED_REQUESTS:
             made.clear()  # past the working set: start over rather than track recency
@@ -238,18 +242,12 @@ class Policy:
         policy = self._anonymous[0]
         if policy is None or self.anonymous_source is None:
             raise ValueError(f"policy {self.name!r} does not count anonymous callers by one value")
-        head = self._parts[0][2]
-        key = head + _digest(raw)
+        key = self._parts[0][2] + _digest(raw)
         made = self._made.get(id(policy))
-        if made is None:
-            made = self._made[id(policy)] = {}
-        found = made.get(key)
-        if found is None:
-            found = LimitRequest(policy, key, 1, None if self.partition_at is None else key)
-            if len(made) >= _MAX_CACHED_REQUESTS:
-                made.clear()  # as in limit_for
-            made[key] = found
-        return found
+        found = made.get(key) if made is not None else None
+        if found is not None:
+            return found
+        return self._remember(policy, key, None if self.partition_at is None else key)
 
     def describe(self) -> dict[str, Any]:
         """The policy as configured, for ``/ratelimits``."""
