@@ -23,6 +23,11 @@ scenario's own processes only, as in ``bench.run``.
 Scenarios are those of ``python -m bench.run --list``; B's feature is measured
 against A. ``--pool run1.json run2.json ...`` measures nothing and pools the
 rounds of saved runs of the same A and B (see :func:`pool`).
+
+``--b-source DIR`` compares two versions of the code instead of two features:
+B's processes run the meshgate of another checkout (say a ``git worktree`` of
+the commit before a change), A's this one's, so ``edge+trace10 edge+trace10
+--b-source ../old`` measures a change to tracing in paired rounds.
 """
 
 from __future__ import annotations
@@ -113,17 +118,28 @@ def compare(
     options: WrkOptions,
     warmup: float,
     pin: bool = True,
+    b_source: Path | None = None,
 ) -> dict[str, object]:
-    """Start both scenarios, warm them, load them in turn for ``rounds`` rounds; the figures."""
+    """Start both scenarios, warm them, load them in turn for ``rounds`` rounds; the figures.
+
+    ``b_source``: another checkout of meshgate, whose code B's processes run (A's run
+    this one's), to compare two versions of the code in one scenario.
+    """
     scenarios = [SCENARIOS[n] for n in names]
     targets: list[Target] = []
     pids: list[list[int]] = []
     split = cpu_split(os.sched_getaffinity(0)) if pin else None
     with ctx.scenario_scope():
-        for scenario in scenarios:
+        own_source = ctx.source_root
+        for side, scenario in enumerate(scenarios):
             started = set(ctx.scope_pids)
-            print(f"{scenario.name}: starting", flush=True)
-            targets.append(scenario.start(ctx))
+            source = b_source if side == 1 and b_source is not None else own_source
+            print(f"{scenario.name}: starting (code in {source})", flush=True)
+            ctx.source_root = source
+            try:
+                targets.append(scenario.start(ctx))
+            finally:
+                ctx.source_root = own_source
             pids.append([p for p in ctx.scope_pids if p not in started])
         if split is not None:
             pin_tree(ctx.scope_pids, {split[0]})
@@ -145,6 +161,7 @@ def compare(
     return {
         **_summary(names, [[asdict(x) for x in bursts[i]] for i in range(2)]),
         "duration_s": options.duration,
+        "b_source": None if b_source is None else str(b_source),
     }
 
 
@@ -218,6 +235,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="JSON",
         help="measure nothing: pool the rounds of these saved runs (of the same A and B)",
     )
+    parser.add_argument(
+        "--b-source",
+        type=Path,
+        metavar="DIR",
+        help="B's meshgate processes run the code of this other checkout (e.g. a git "
+        "worktree of another commit): A and B may then be the same scenario",
+    )
     args = parser.parse_args(argv)
     if args.pool:
         return _print_pooled(args.pool)
@@ -232,11 +256,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.rounds < 1:
         print("bench: --rounds must be at least 1", file=sys.stderr)
         return 2
+    if args.b_source is not None and not (args.b_source / "meshgate" / "__main__.py").is_file():
+        print(f"bench: --b-source {args.b_source}: no meshgate checkout there", file=sys.stderr)
+        return 2
     workdir = Path(tempfile.mkdtemp(prefix="meshgate-ab-"))
     with BenchContext(workdir) as ctx:
         ctx.upstream_port = start_upstream(ctx)
         options = WrkOptions(1, args.connections, args.duration, timeout=10.0)
-        result = compare(ctx, (args.a, args.b), args.rounds, options, args.warmup, args.pin)
+        result = compare(
+            ctx, (args.a, args.b), args.rounds, options, args.warmup, args.pin, args.b_source
+        )
     print(format_summary(result))
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
     args.json_out.write_text(json.dumps(result, indent=2))

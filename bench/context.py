@@ -84,6 +84,10 @@ class BenchContext:
         self._registered: set[str] = set()
         self._names: dict[str, int] = {}
         self._scope_pids: list[int] = []
+        self.source_root: Path = PROJECT_ROOT
+        """The checkout whose ``meshgate`` the processes started here run (its directory is
+        their working directory, which ``python -m`` puts first on ``sys.path``);
+        :mod:`bench.ab` ``--b-source`` sets another one for side B."""
         self.meshgate_prefix: dict[str, list[str]] = {}
         """``meshgate <command>`` runs behind this argv prefix (e.g. ``valgrind ...``) when set."""
         self.timeout_scale = 1.0
@@ -151,7 +155,7 @@ class BenchContext:
     def spawn(self, name: str, argv: Sequence[str]) -> ManagedProcess:
         """Start ``argv`` with its output in ``<workdir>/<name>.log``; stopped with the scope."""
         proc = ManagedProcess(
-            name, list(argv), log_path=self.path(f"{name}.log"), cwd=str(PROJECT_ROOT)
+            name, list(argv), log_path=self.path(f"{name}.log"), cwd=str(self.source_root)
         )
         self._stack().callback(proc.stop, 5.0)
         proc.start()

@@ -131,3 +131,10 @@ def test_pooling_reads_runs_saved_with_bursts_keyed_by_scenario() -> None:
     assert isinstance(bursts, dict)
     old["bursts"] = {"edge": bursts["a"], "edge+jwt": bursts["b"]}
     assert pool([old])["throughput_ratio"]["median"] == pytest.approx(0.9)
+
+
+def test_b_source_must_be_a_meshgate_checkout(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["edge", "edge", "--b-source", str(tmp_path)]) == 2
+    assert f"--b-source {tmp_path}: no meshgate checkout there" in capsys.readouterr().err
