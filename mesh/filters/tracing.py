@@ -44,6 +44,8 @@ class TracingFilter:
         self._tracing = tracing
         self._traceresponse = traceresponse
         self._untraced = frozenset(untraced_paths)
+        self._skips = bool(self._untraced)
+        """Some paths go untraced: look each request's path up (hashing it) only then."""
         self._http_route = http_route
         self._following = following
         """The filter fused into this one (see fuse_next): run after the tracing."""
@@ -81,7 +83,7 @@ class TracingFilter:
         following filter, that filter's call takes the next handler's place.
         """
         then = self._then
-        if ex.path in self._untraced:
+        if self._skips and ex.path in self._untraced:
             return next_handler(ex) if then is None else then(ex, next_handler)
         trace = self._tracing.start_request(ex)
         ex.trace = trace

@@ -62,6 +62,7 @@ from opentelemetry.util.types import AttributeValue
 from mesh.telemetry.otlp_exporter import FastOTLPSpanExporter
 from mesh.telemetry.propagation import (
     BAGGAGE,
+    FLAGS_SUFFIX,
     RANDOM_TRACE_ID,
     SAMPLED,
     TRACEPARENT,
@@ -104,6 +105,10 @@ _METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
 )
 _getrandbits = random.getrandbits
+_SERVER: Final = SpanKind.SERVER
+_CLIENT: Final = SpanKind.CLIENT
+"""SpanKind's members, looked up once: an Enum class's attribute goes through its
+metaclass's ``__getattr__`` hook in Python 3.11 (a few hundred instructions)."""
 _LOW_128 = (1 << 128) - 1
 _ZERO_ID = "0" * 16
 """Sixteen zero digits: in every all-zero id (invalid), and rarely anywhere else."""
@@ -211,7 +216,11 @@ class Tracing:
         # hop's span id (digits 0-15, for traceresponse), its first attempt's (16-31) and,
         # without a parent, the trace id (32-63). Ints are made only when sampled.
         if parent is None:
-            bits, ids = _draw_ids(256)
+            # _draw_ids(256), inline but for the rare redraw: every request pays it.
+            bits = _getrandbits(256)
+            ids = bits.to_bytes(32, "big").hex()
+            if _ZERO_ID in ids:
+                bits, ids = _draw_ids(256)
             trace_hex = ids[32:]
             random_flag = RANDOM_TRACE_ID  # ours is random, as the SDK's would be
             # self.rule.sampled(trace_id, None), without the call: every request pays it.
@@ -261,7 +270,7 @@ class Tracing:
         span = RecordedSpan(
             self.sink,
             ex.method,
-            SpanKind.SERVER,
+            _SERVER,
             trace_id,
             int(ids[:16], 16),
             flags,
@@ -348,7 +357,8 @@ class RequestTrace:
 
     def traceresponse(self) -> str:
         """The W3C ``traceresponse`` header value naming this hop's span."""
-        return format_traceparent(self.trace_id_hex, self.span_id_hex, self.flags)
+        # format_traceparent, inline: every request at the edge pays it.
+        return f"00-{self.trace_id_hex}-{self.span_id_hex}{FLAGS_SUFFIX[self.flags]}"
 
     @property
     def tracer(self) -> trace.Tracer:
@@ -375,7 +385,8 @@ class RequestTrace:
             else:
                 self._first_attempt_id = None
             if tracing.w3c_only:  # the common case, kept short: every request pays it
-                out[TRACEPARENT] = format_traceparent(self.trace_id_hex, span_id, self.flags)
+                # format_traceparent, inline
+                out[TRACEPARENT] = f"00-{self.trace_id_hex}-{span_id}{FLAGS_SUFFIX[self.flags]}"
             else:
                 tracing.propagation.write_unsampled(out, self.trace_id_hex, span_id, self.flags)
             return None
@@ -391,9 +402,7 @@ class RequestTrace:
         }
         if attempt > 1:
             attributes["http.request.resend_count"] = attempt - 1
-        span = server.child(
-            method if known else "HTTP", SpanKind.CLIENT, _new_span_id(), attributes
-        )
+        span = server.child(method if known else "HTTP", _CLIENT, _new_span_id(), attributes)
         if tracing.w3c_only:
             span_hex = span.span_id.to_bytes(8, "big").hex()
             out[TRACEPARENT] = format_traceparent(self.trace_id_hex, span_hex, self.flags)

@@ -6,6 +6,7 @@ exchanges are built as the ingress builds them.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Awaitable
 
 import pytest
@@ -17,6 +18,7 @@ from mesh.chain import Filter, Handler, build_chain, fuse_adjacent
 from mesh.exchange import Exchange
 from mesh.filters.tracing import TracingFilter
 from mesh.snapshot import Instance
+from mesh.telemetry import tracing as tracing_module
 from mesh.telemetry.config import TracingConfig
 from mesh.telemetry.propagation import parse_traceparent
 from mesh.telemetry.tracing import (
@@ -126,6 +128,27 @@ def test_unsampled_request_creates_no_span_but_carries_the_context() -> None:
         assert span is None
     assert r.spans == ()
     assert trace.traceresponse().endswith("-02")
+
+
+@pytest.mark.parametrize("ratio", [0.0, 1.0])
+def test_a_draw_with_an_all_zero_id_is_drawn_again(
+    ratio: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # W3C: an all-zero trace or span id is invalid. The first draw's trace id (its
+    # low 128 bits) has an all-zero half; the request must use the second draw.
+    good = int("1" * 16 + "2" * 16 + "3" * 32, 16)
+    draws = iter([0xABC << 128, good])  # then random bits (a sampled request's CLIENT span)
+    monkeypatch.setattr(
+        tracing_module, "_getrandbits", lambda bits: next(draws, 0) or random.getrandbits(bits)
+    )
+    r = Recorder(sampler_ratio=ratio)
+    ex = make_exchange()
+    trace = r.tracing.start_request(ex)
+    assert trace.trace_id_hex == "3" * 32
+    assert trace.span_id_hex == "1" * 16
+    trace.client_attempt(ex, INSTANCE, 1)
+    sent = parse_traceparent(ex.upstream_headers["traceparent"])
+    assert sent is not None and sent.trace_id == int("3" * 32, 16)
 
 
 def test_a_caller_decides_under_parent_based_sampling() -> None:
