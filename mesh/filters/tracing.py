@@ -44,8 +44,6 @@ class TracingFilter:
         self._tracing = tracing
         self._traceresponse = traceresponse
         self._untraced = frozenset(untraced_paths)
-        self._skips = bool(self._untraced)
-        """Some paths go untraced: look each request's path up (hashing it) only then."""
         self._http_route = http_route
         self._following = following
         """The filter fused into this one (see fuse_next): run after the tracing."""
@@ -83,7 +81,9 @@ class TracingFilter:
         following filter, that filter's call takes the next handler's place.
         """
         then = self._then
-        if self._skips and ex.path in self._untraced:
+        untraced = self._untraced
+        # Empty at the edge: then no request's path is hashed for the look-up.
+        if untraced and ex.path in untraced:
             return next_handler(ex) if then is None else then(ex, next_handler)
         trace = self._tracing.start_request(ex)
         ex.trace = trace

@@ -19,7 +19,8 @@ def _fake_checkout(root: Path) -> Path:
     return root
 
 
-def _log_after_exit(ctx: BenchContext, name: str) -> str:
+def _output_of(ctx: BenchContext, name: str) -> str:
+    """The log of process ``name`` once it holds the line the process prints."""
     log = ctx.path(f"{name}.log")
     deadline = time.monotonic() + 30
     while "meshgate from" not in (log.read_text() if log.exists() else ""):
@@ -32,7 +33,7 @@ def test_processes_run_in_this_checkout_by_default(tmp_path: Path) -> None:
     with BenchContext(tmp_path) as ctx:
         assert ctx.source_root == PROJECT_ROOT
         ctx.spawn("cwd", [sys.executable, "-c", "import os; print('meshgate from', os.getcwd())"])
-        text = _log_after_exit(ctx, "cwd")
+        text = _output_of(ctx, "cwd")
     assert f"meshgate from {PROJECT_ROOT}" in text
 
 
@@ -42,5 +43,5 @@ def test_meshgate_runs_the_code_of_another_source_root(tmp_path: Path) -> None:
     with BenchContext(tmp_path / "work") as ctx:
         ctx.source_root = other
         ctx.meshgate("edge", "edge", {})
-        text = _log_after_exit(ctx, "edge")
+        text = _output_of(ctx, "edge")
     assert f"meshgate from {other / 'meshgate' / '__main__.py'}" in text
