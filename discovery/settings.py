@@ -52,6 +52,12 @@ class DiscoverySettings(Frozen):
     """For ``provider: static``: a YAML file of services and instances, reloaded on change."""
     services: tuple[str, ...] | None = None
     """Only follow these services; by default every service in the catalog."""
+    initial_fetch_timeout: Duration = 15.0
+    """How long a process waits for its first catalog before it opens the listener that
+    routes by it (Envoy's ``initial_fetch_timeout``). Until then the kernel gives new
+    connections to the ports' other workers, or refuses them, rather than this process
+    answering 503 for services it has not heard of yet. After the timeout it opens
+    anyway, with a warning, and answers 503 until the catalog comes. 0: do not wait."""
 
     @model_validator(mode="after")
     def _static_needs_file(self) -> DiscoverySettings:

@@ -7,7 +7,7 @@ import logging
 
 from prometheus_client import CollectorRegistry
 
-from discovery.provider import make_provider
+from discovery.provider import make_provider, wait_for_first_catalog
 from edge.config import EdgeConfig
 from edge.feature import EdgeContext
 from edge.features import build_features
@@ -97,6 +97,8 @@ async def run_edge(config: EdgeConfig) -> None:
     for feature in features:
         await feature.start()
     await provider.start()
+    # Each worker has its own catalog: one still without it would answer 503 (SO_REUSEPORT).
+    await wait_for_first_catalog(store, config.discovery.initial_fetch_timeout, "edge")
     await main.start()
     if redirect is not None:
         await redirect.start()

@@ -19,7 +19,7 @@ import logging
 from prometheus_client import CollectorRegistry
 
 from discovery.consul_client import make_consul
-from discovery.provider import make_provider
+from discovery.provider import make_provider, wait_for_first_catalog
 from discovery.registration import Registration, RegistrationSpec
 from mesh.admin import build_admin_app
 from mesh.balancing import Balancer
@@ -160,7 +160,8 @@ async def run_sidecar(config: SidecarConfig) -> None:
     if identity is not None:
         await identity.start()
     await provider.start()
-    await inbound.start()
+    await inbound.start()  # to the local app: needs no catalog
+    await wait_for_first_catalog(store, config.discovery.initial_fetch_timeout, "outbound")
     await outbound.start()
     consul_client = None
     if config.registration.enabled:

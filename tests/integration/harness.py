@@ -10,7 +10,9 @@ import asyncio
 import json
 import os
 import sys
+import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,16 @@ class App:
         with urllib.request.urlopen(f"{self.url}/admin/stats", timeout=5) as resp:
             data: dict[str, Any] = json.loads(resp.read())
         return data
+
+
+def http(url: str, headers: Mapping[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """GET ``url`` on a new connection; (status, lower-cased headers, body), errors included."""
+    req = urllib.request.Request(url, headers=dict(headers or {}))
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
 
 
 def post_json(url: str, body: Any) -> Any:
@@ -163,7 +175,13 @@ class Mesh:
                 )
         return sidecar
 
-    def edge(self, routes: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> Edge:
+    def edge(
+        self,
+        routes: list[dict[str, Any]],
+        extra: dict[str, Any] | None = None,
+        *,
+        wait_ready: bool = True,
+    ) -> Edge:
         port, admin = free_port(), free_port()
         config = deep_merge(
             {
@@ -177,7 +195,8 @@ class Mesh:
         )
         path = self._write(f"edge-{port}.yaml", config)
         proc = self._spawn(f"edge-{port}", meshgate_argv("edge", "--config", str(path)))
-        self.wait_ready(proc, admin)
+        if wait_ready:
+            self.wait_ready(proc, admin)
         return Edge(port, admin, proc)
 
     def wait_ready(self, proc: ManagedProcess, admin: int, timeout: float = 20) -> None:

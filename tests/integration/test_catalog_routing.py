@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import Counter
 
 import aiohttp
 
-from demo.processes import ConsulAgent
-from tests.integration.harness import Mesh, consul_api, passing_ids, registered_ids
+from demo.processes import ConsulAgent, free_port, http_ok, port_open, wait_until
+from tests.integration.harness import Mesh, consul_api, http, passing_ids, registered_ids
 
 ROUTES = [{"prefix": "/api/users", "service": "users", "prefix_rewrite": "/users"}]
 
@@ -103,3 +104,30 @@ async def test_traffic_follows_the_catalog_and_survives_consul_outage(
         assert body["service"] == "users"
         assert set(body) >= {"type", "title", "status", "detail", "request_id"}
         assert body["request_id"] == resp.headers["X-Request-Id"]
+
+
+def test_edge_opens_its_listener_after_the_first_catalog_or_the_timeout(mesh: Mesh) -> None:
+    """A worker without a catalog keeps its listener shut for discovery.initial_fetch_timeout
+    (other workers, or a refused connect, rather than its 503s); then it opens, warns, and
+    answers 503 with a problem body until the catalog comes."""
+    unreachable = free_port()  # nothing listens: Consul never answers
+    edge = mesh.edge(
+        ROUTES,
+        extra={
+            "consul": {"address": f"127.0.0.1:{unreachable}"},
+            "discovery": {"initial_fetch_timeout": "3s"},
+        },
+        wait_ready=False,
+    )
+    wait_until(lambda: port_open("127.0.0.1", edge.admin), 20, "the admin listener")
+    # The admin listener opens before the wait begins, which is 3 s long.
+    assert not port_open("127.0.0.1", edge.port), "edge listener open without a catalog"
+    assert not http_ok(f"http://127.0.0.1:{edge.admin}/readyz")
+    wait_until(lambda: port_open("127.0.0.1", edge.port), 15, "the edge listener")
+    assert "no catalog after 3s: opening the edge listener anyway" in edge.process.log_tail()
+    status, headers, raw = http(f"{edge.url}/api/users/echo")
+    assert status == 503
+    assert headers["content-type"] == "application/problem+json"
+    body = json.loads(raw)
+    assert body["status"] == 503
+    assert body["service"] == "users"

@@ -17,7 +17,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from mesh.telemetry.tracing import (
     EVENT_RATE_LIMITED,
     EVENT_RETRY,
 )
-from tests.integration.harness import App, Edge, Mesh, Sidecar, descendants
+from tests.integration.harness import App, Edge, Mesh, Sidecar, descendants, http
 from tests.integration.otlp_receiver import OtlpReceiver, ReceivedSpan
 
 ORDERS_ROUTE = [{"prefix": "/api/orders", "service": "orders", "prefix_rewrite": "/orders"}]
@@ -59,16 +59,6 @@ def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[OtlpReceiver]:
 
 
 # --- helpers ---------------------------------------------------------------------------
-
-
-def http(url: str, headers: Mapping[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    """GET ``url`` on a new connection; (status, lower-cased headers, body), errors included."""
-    req = urllib.request.Request(url, headers=dict(headers or {}))
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
 
 
 def traceparent(trace_id: str, span_id: str = "00f067aa0ba902b7", sampled: bool = True) -> str:
