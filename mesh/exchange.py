@@ -59,6 +59,15 @@ class Exchange:
     headers, which replace it when set again."""
     trace: RequestTrace | None = None
     """This hop's trace of the request (set by the tracing filter; None when not traced)."""
+    attempt_header_block: str = ""
+    """Header lines for the current upstream attempt alone, rendered like
+    ``upstream_header_block`` and sent after it, or "": the attempt's W3C
+    ``traceparent``, which :meth:`mesh.telemetry.tracing.RequestTrace.client_attempt`
+    replaces before every attempt. A rendered line, not a ``upstream_headers``
+    entry: every traced request writes it, and a multidict insert plus its
+    serialisation cost several times a string's format. The writer guarantees
+    what ``upstream_header_block``'s does, and that ``upstream_headers`` holds
+    no header of the same name (the tracing removes an incoming one)."""
 
     @property
     def method(self) -> str:
@@ -70,8 +79,16 @@ class Exchange:
         return self.started + self.timeout if self.timeout is not None else None
 
     def upstream_items(self) -> list[tuple[str, str]]:
-        """Every header sent upstream, in order: ``upstream_headers``, then the block's."""
-        return [*self.upstream_headers.items(), *header_block_items(self.upstream_header_block)]
+        """Every header sent upstream, in order: ``upstream_headers``, then the blocks'."""
+        return [*self.upstream_headers.items(), *header_block_items(self.header_block())]
+
+    def header_block(self) -> str:
+        """The rendered lines sent after ``upstream_headers`` on this attempt: the
+        request's block, then the attempt's (CRLF between them; "" for none)."""
+        block, attempt = self.upstream_header_block, self.attempt_header_block
+        if not attempt:
+            return block
+        return f"{block}\r\n{attempt}" if block else attempt
 
     def target(self) -> str:
         """Path and query to send upstream."""

@@ -38,6 +38,8 @@ from mesh.transport.base import (
 # Bodies up to this size (by Content-Length) are read whole and sent in one write.
 SMALL_BODY = 64 * 1024
 _BODYLESS_STATUS = frozenset({204, 304})
+_SHORTEST_TIMEOUT = 0.001
+"""Seconds: the least time an attempt is given (see Proxy._upstream_request)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,11 +91,11 @@ class Proxy:
                 break
             tried.add(instance.id)
             ex.instance = instance
-            request = self._upstream_request(ex, deadline)
-            if request is None:
+            if deadline is not None and time.monotonic() >= deadline:
                 return gateway_timeout(ex, "the request's time ran out")
-            # Writes this attempt's trace context into the request's headers.
+            # Writes this attempt's trace context, which the request built below carries.
             attempt = self._telemetry.attempt(ex, instance, number)
+            request = self._upstream_request(ex, deadline)
             in_flight.acquire(instance.id)
             try:
                 try:
@@ -116,13 +118,14 @@ class Proxy:
         detail = str(last_error) if last_error else "no instance could be tried"
         return bad_gateway(ex, f"could not connect to any instance of {ex.service!r}: {detail}")
 
-    def _upstream_request(self, ex: Exchange, deadline: float | None) -> UpstreamRequest | None:
+    def _upstream_request(self, ex: Exchange, deadline: float | None) -> UpstreamRequest:
+        """The request of one attempt, its timeouts within ``deadline`` (not yet passed:
+        the caller checked), whose remaining time goes upstream in the deadline header."""
         response_timeout = self._settings.response_timeout
         connect_timeout = self._settings.connect_timeout
         if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
+            # The caller's check was microseconds ago: at worst a timeout this short.
+            left = max(deadline - time.monotonic(), _SHORTEST_TIMEOUT)
             response_timeout = min(response_timeout, left)
             connect_timeout = min(connect_timeout, left)
             ex.upstream_headers[DEADLINE_HEADER] = format_remaining(deadline)
@@ -135,7 +138,7 @@ class Proxy:
             body=body,
             connect_timeout=connect_timeout,
             response_timeout=response_timeout,
-            header_block=ex.upstream_header_block,
+            header_block=ex.header_block(),
         )
 
 

@@ -319,7 +319,7 @@ class ResilientProxy:
             body=body,
             connect_timeout=min(self._settings.connect_timeout, per_try),
             response_timeout=per_try,
-            header_block=ex.upstream_header_block,
+            header_block=ex.header_block(),
         )
         in_flight = self._balancer.in_flight
         in_flight.acquire(instance.id)

@@ -213,8 +213,11 @@ class Tracing:
             parent, context = self._parent(ex)
             self.propagation.strip_b3(headers)
         else:  # _parent without B3, inline: every request pays it
-            raw = ex.request.headers.get(TRACEPARENT) if self._w3c else None
-            parent = parse_traceparent(raw) if raw is not None else None
+            # Taken out of the headers sent on (each attempt writes its own, see
+            # client_attempt): one look-up for both, and the upstream headers are the
+            # request's own but for hop-by-hop ones, without aiohttp's cached property.
+            raw = headers.popall(TRACEPARENT, None) if self._w3c else None
+            parent = parse_traceparent(raw[0]) if raw is not None else None
             context = None
         # One random draw, formatted once, gives every id an unsampled request needs: this
         # hop's span id (digits 0-15, for traceresponse), its first attempt's (16-31) and,
@@ -370,7 +373,10 @@ class RequestTrace:
 
     def client_attempt(self, ex: Exchange, instance: Instance, attempt: int) -> RecordedSpan | None:
         """Start the CLIENT span of attempt number ``attempt`` (from 1) to ``instance``
-        and write its context into ``ex.upstream_headers``.
+        and write its context for the attempt: ``traceparent`` as
+        ``ex.attempt_header_block`` (replacing the previous attempt's) with
+        W3C headers only, through the propagators into ``ex.upstream_headers``
+        otherwise.
 
         Returns the span, for :func:`end_client`; None when the request is not
         sampled (the context is written all the same). Attributes:
@@ -389,8 +395,10 @@ class RequestTrace:
             else:
                 self._first_attempt_id = None
             if tracing.w3c_only:  # the common case, kept short: every request pays it
-                # format_traceparent, inline
-                out[TRACEPARENT] = f"00-{self.trace_id_hex}-{span_id}{FLAGS_SUFFIX[self.flags]}"
+                # format_traceparent, inline, as a rendered header line (see Exchange)
+                ex.attempt_header_block = (
+                    f"traceparent: 00-{self.trace_id_hex}-{span_id}{FLAGS_SUFFIX[self.flags]}"
+                )
             else:
                 tracing.propagation.write_unsampled(out, self.trace_id_hex, span_id, self.flags)
             return None
@@ -409,7 +417,8 @@ class RequestTrace:
         span = server.child(method if known else "HTTP", _CLIENT, _new_span_id(), attributes)
         if tracing.w3c_only:
             span_hex = span.span_id.to_bytes(8, "big").hex()
-            out[TRACEPARENT] = format_traceparent(self.trace_id_hex, span_hex, self.flags)
+            traceparent = format_traceparent(self.trace_id_hex, span_hex, self.flags)
+            ex.attempt_header_block = f"{TRACEPARENT}: {traceparent}"
         else:
             context = trace.set_span_in_context(span, self._incoming or Context())
             tracing.propagation.inject(out, context)

@@ -2,8 +2,8 @@
 
 The proxies (:class:`mesh.proxy.Proxy`, the sidecar's resilient proxy) open
 one :class:`UpstreamAttempt` per attempt, *before* they build the request,
-because opening it writes the attempt's trace context into
-``ex.upstream_headers``. They then report exactly one of
+because opening it writes the attempt's trace context, which the request
+carries (:meth:`mesh.exchange.Exchange.header_block`). They then report exactly one of
 :meth:`~UpstreamAttempt.responded` or :meth:`~UpstreamAttempt.failed`, and
 call :meth:`~UpstreamAttempt.end` once the response has been streamed (or
 dropped). ``end`` is idempotent, so a ``finally`` may call it too.

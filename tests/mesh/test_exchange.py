@@ -47,3 +47,20 @@ def test_upstream_items_are_the_headers_then_the_blocks() -> None:
         ("X-User-Id", "alice"),
         ("X-Auth-Method", "jwt"),
     ]
+    ex.attempt_header_block = "traceparent: 00-t-s-01"
+    assert ex.upstream_items()[-3:] == [
+        ("X-User-Id", "alice"),
+        ("X-Auth-Method", "jwt"),
+        ("traceparent", "00-t-s-01"),
+    ]
+
+
+def test_the_header_block_is_the_requests_then_the_attempts() -> None:
+    ex = _exchange()
+    assert ex.header_block() == ""
+    ex.attempt_header_block = "traceparent: 00-t-s-01"
+    assert ex.header_block() == "traceparent: 00-t-s-01"
+    ex.upstream_header_block = "X-User-Id: alice"
+    assert ex.header_block() == "X-User-Id: alice\r\ntraceparent: 00-t-s-01"
+    ex.attempt_header_block = ""
+    assert ex.header_block() == "X-User-Id: alice"

@@ -34,6 +34,11 @@ def make_exchange(
     )
 
 
+def headers_sent(ex: Exchange) -> CIMultiDict[str]:
+    """The headers an upstream attempt of ``ex`` would send now (see Exchange.upstream_items)."""
+    return CIMultiDict(ex.upstream_items())
+
+
 class Recorder:
     """A Tracing whose finished spans land in ``spans``."""
 

@@ -29,7 +29,7 @@ from mesh.telemetry.tracing import (
     end_client,
 )
 from mesh.telemetry.tracing_settings import resolve_tracing
-from tests.mesh.telemetry.support import Recorder, make_exchange
+from tests.mesh.telemetry.support import Recorder, headers_sent, make_exchange
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"
@@ -46,7 +46,7 @@ def test_sampled_root_gets_a_server_span_and_client_spans_are_its_children() -> 
     trace = r.tracing.start_request(ex)
     assert trace.sampled and trace.span is not None
     span = trace.client_attempt(ex, INSTANCE, 1)
-    sent = parse_traceparent(ex.upstream_headers["traceparent"])
+    sent = parse_traceparent(headers_sent(ex)["traceparent"])
     assert span is not None and sent is not None
     assert sent.trace_id == trace.trace_id and sent.sampled
     assert sent.span_id == span.get_span_context().span_id  # the callee's parent: this attempt
@@ -91,7 +91,7 @@ def test_every_attempt_gets_its_own_context_and_number() -> None:
     sent = []
     for n in (1, 2, 3):
         span = trace.client_attempt(ex, INSTANCE, n)
-        sent.append(ex.upstream_headers["traceparent"])
+        sent.append(headers_sent(ex)["traceparent"])
         end_client(span, None, "connect_error")
     trace.end_server(ex, 502, None, None)
     assert len(set(sent)) == 3
@@ -113,11 +113,11 @@ def test_unsampled_request_creates_no_span_but_carries_the_context() -> None:
     ex = make_exchange({"tracestate": "orphan=1"})
     trace = r.tracing.start_request(ex)
     assert not trace.sampled and trace.span is None and trace.context is None
-    assert "tracestate" not in ex.upstream_headers  # it belonged to no valid parent
+    assert "tracestate" not in headers_sent(ex)  # it belonged to no valid parent
     seen = set()
     for n in (1, 2):
         assert trace.client_attempt(ex, INSTANCE, n) is None
-        sent = parse_traceparent(ex.upstream_headers["traceparent"])
+        sent = parse_traceparent(headers_sent(ex)["traceparent"])
         assert sent is not None and sent.trace_id == trace.trace_id and not sent.sampled
         assert sent.flags == 0x02  # random trace id, as the SDK would say
         seen.add(sent.span_id)
@@ -147,7 +147,7 @@ def test_a_draw_with_an_all_zero_id_is_drawn_again(
     assert trace.trace_id_hex == "3" * 32
     assert trace.span_id_hex == "1" * 16
     trace.client_attempt(ex, INSTANCE, 1)
-    sent = parse_traceparent(ex.upstream_headers["traceparent"])
+    sent = parse_traceparent(headers_sent(ex)["traceparent"])
     assert sent is not None and sent.trace_id == int("3" * 32, 16)
 
 
@@ -163,9 +163,9 @@ def test_a_caller_decides_under_parent_based_sampling() -> None:
     trace = r.tracing.start_request(ex)
     assert trace.sampled and trace.trace_id_hex == TRACE
     span = trace.client_attempt(ex, INSTANCE, 1)
-    assert ex.upstream_headers["tracestate"] == "vendor=abc"
-    assert ex.upstream_headers["baggage"] == "tenant=acme"
-    assert len(ex.upstream_headers.getall("traceparent")) == 1
+    assert headers_sent(ex)["tracestate"] == "vendor=abc"
+    assert headers_sent(ex)["baggage"] == "tenant=acme"
+    assert len(headers_sent(ex).getall("traceparent")) == 1
     end_client(span, 200, None)
     trace.end_server(ex, 200, None, None)
     server = next(s for s in r.spans if s.kind is SpanKind.SERVER)
@@ -177,10 +177,10 @@ def test_a_caller_decides_under_parent_based_sampling() -> None:
     trace = r.tracing.start_request(ex)
     assert not trace.sampled and trace.trace_id_hex == TRACE
     trace.client_attempt(ex, INSTANCE, 1)
-    sent = parse_traceparent(ex.upstream_headers["traceparent"])
+    sent = parse_traceparent(headers_sent(ex)["traceparent"])
     assert sent is not None and sent.trace_id == int(TRACE, 16) and sent.flags == 0
     assert sent.span_id != int(PARENT, 16)
-    assert ex.upstream_headers["tracestate"] == "vendor=abc"  # the caller's, untouched
+    assert headers_sent(ex)["tracestate"] == "vendor=abc"  # the caller's, untouched
     assert r.spans == ()
 
 
@@ -212,14 +212,14 @@ def test_b3_is_read_only_when_configured() -> None:
     span = trace.client_attempt(ex, INSTANCE, 1)
     assert span is not None
     own = f"{span.get_span_context().span_id:016x}"
-    assert ex.upstream_headers["b3"] == f"{TRACE}-{own}-1"
-    assert ex.upstream_headers["traceparent"].split("-")[2] == own
+    assert headers_sent(ex)["b3"] == f"{TRACE}-{own}-1"
+    assert headers_sent(ex)["traceparent"].split("-")[2] == own
 
     plain = Recorder(sampler_ratio=0.0)
     ex = make_exchange({"b3": b3})
     trace = plain.tracing.start_request(ex)
     assert not trace.sampled and trace.trace_id_hex != TRACE
-    assert ex.upstream_headers["b3"] == b3  # not ours to touch
+    assert headers_sent(ex)["b3"] == b3  # not ours to touch
 
 
 def test_events_and_child_spans_on_sampled_requests() -> None:
@@ -292,7 +292,7 @@ async def test_filter_records_an_exception_and_skips_untraced_paths() -> None:
 
     await flt(health, fine)
     assert len(r.spans) == 1
-    assert health.upstream_headers["traceparent"] == f"00-{TRACE}-{PARENT}-01"
+    assert headers_sent(health)["traceparent"] == f"00-{TRACE}-{PARENT}-01"
 
 
 @pytest.mark.parametrize(("ratio", "path"), [(1.0, "/api"), (0.0, "/api"), (1.0, "/health")])
@@ -362,7 +362,7 @@ def test_traceparent_is_ignored_when_only_b3_is_configured() -> None:
     trace = r.tracing.start_request(ex)
     assert not trace.sampled and trace.trace_id_hex != TRACE
     trace.client_attempt(ex, INSTANCE, 1)
-    assert ex.upstream_headers["b3"].startswith(f"{trace.trace_id_hex}-")
+    assert headers_sent(ex)["b3"].startswith(f"{trace.trace_id_hex}-")
 
 
 def test_a_sampled_callers_tracestate_reaches_the_spans_and_the_next_hop() -> None:
@@ -372,7 +372,7 @@ def test_a_sampled_callers_tracestate_reaches_the_spans_and_the_next_hop() -> No
     span = trace.client_attempt(ex, INSTANCE, 1)
     assert span is not None
     assert dict(span.get_span_context().trace_state) == {"k1": "v1", "k2": "v2"}
-    assert ex.upstream_headers.getall("tracestate") == ["k1=v1,k2=v2"]
+    assert headers_sent(ex).getall("tracestate") == ["k1=v1,k2=v2"]
     end_client(span, 200, None)
     trace.end_server(ex, 200, None, None)
     server = next(s for s in r.spans if s.kind is SpanKind.SERVER)
