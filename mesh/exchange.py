@@ -21,7 +21,7 @@ from mesh.http.problem import problem_response
 from mesh.snapshot import Instance
 
 if TYPE_CHECKING:
-    from mesh.telemetry.tracing import RequestTrace
+    from mesh.telemetry.tracing import HopTrace
 
 
 @dataclass(slots=True, eq=False)
@@ -57,17 +57,21 @@ class Exchange:
     every name is a valid field name that ``upstream_headers`` does not hold,
     each once, and no value holds CR or LF. One writer: the edge's identity
     headers, which replace it when set again."""
-    trace: RequestTrace | None = None
+    trace: HopTrace | None = None
     """This hop's trace of the request (set by the tracing filter; None when not traced)."""
+    trace_id: str | None = None
+    """The request's trace id, 32 hex digits, once the tracing filter has set it (None
+    when not traced): what problem bodies and access logs name."""
     attempt_header_block: str = ""
     """Header lines for the current upstream attempt alone, rendered like
     ``upstream_header_block`` and sent after it, or "": the attempt's W3C
-    ``traceparent``, which :meth:`mesh.telemetry.tracing.RequestTrace.client_attempt`
-    replaces before every attempt. A rendered line, not a ``upstream_headers``
-    entry: every traced request writes it, and a multidict insert plus its
-    serialisation cost several times a string's format. The writer guarantees
-    what ``upstream_header_block``'s does, and that ``upstream_headers`` holds
-    no header of the same name (the tracing removes an incoming one)."""
+    ``traceparent``, which the tracing (:mod:`mesh.telemetry.tracing`) writes as
+    the request starts and again for each later attempt. A rendered line, not an
+    ``upstream_headers`` entry: every traced request writes it, and a multidict
+    insert plus its serialisation cost several times a string's format. The
+    writer guarantees what ``upstream_header_block``'s does, and that
+    ``upstream_headers`` holds no header of the same name (the tracing removes
+    an incoming one)."""
 
     @property
     def method(self) -> str:
@@ -114,7 +118,7 @@ class Exchange:
             slug=slug,
             extra=extra,
             headers=headers,
-            trace_id=self.trace.trace_id_hex if self.trace is not None else None,
+            trace_id=self.trace_id,
         )
 
     def apply_response_headers(self, response: web.StreamResponse) -> None:

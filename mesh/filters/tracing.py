@@ -26,9 +26,7 @@ from aiohttp import web
 
 from mesh.chain import Filter, FusibleFilter, Handler, filter_call
 from mesh.exchange import Exchange
-from mesh.telemetry.tracing import RequestTrace, Tracing
-
-TRACERESPONSE = "traceresponse"
+from mesh.telemetry.tracing import HopTrace, Tracing
 
 
 class TracingFilter:
@@ -85,16 +83,13 @@ class TracingFilter:
         # Empty at the edge: then no request's path is hashed for the look-up.
         if untraced and ex.path in untraced:
             return next_handler(ex) if then is None else then(ex, next_handler)
-        trace = self._tracing.start_request(ex)
-        ex.trace = trace
-        if self._traceresponse:
-            ex.response_headers.append((TRACERESPONSE, trace.traceresponse()))
+        trace = self._tracing.start_request(ex, self._traceresponse)
         if trace.span is None:
             return next_handler(ex) if then is None else then(ex, next_handler)
         return self._traced(ex, next_handler, trace)
 
     async def _traced(
-        self, ex: Exchange, next_handler: Handler, trace: RequestTrace
+        self, ex: Exchange, next_handler: Handler, trace: HopTrace
     ) -> web.StreamResponse:
         status = 500
         error: str | None = None

@@ -188,7 +188,7 @@ class AccessLog:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
             self._line_start = f'{{"ts":"{stamp}.'
         duration_ms = (self._monotonic() - ex.started) * 1000
-        trace = ex.trace
+        trace_id = ex.trace_id
         instance = ex.instance
         route = ex.route
         service = ex.service
@@ -211,7 +211,7 @@ class AccessLog:
         return (
             f'{self._line_start}{_MILLIS[int((now - second) * 1000)]}Z","role":{self._role},'
             f'"request_id":{_quote(ex.request_id)},'
-            f'"trace_id":{"null" if trace is None else _quote(trace.trace_id_hex)},'
+            f'"trace_id":{"null" if trace_id is None else _quote(trace_id)},'
             f'"method":{_METHODS.get(method) or _quote(method)},"path":{_quote(ex.path)},'
             f'"route":{"null" if route is None else _quote(route)},'
             f'"service":{"null" if service is None else _quote(service)},'

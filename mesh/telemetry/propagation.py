@@ -33,6 +33,7 @@ from mesh.telemetry.config import PropagatorName
 
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
+TRACERESPONSE = "traceresponse"
 BAGGAGE = "baggage"
 B3_SINGLE = "b3"
 B3_MULTI = ("X-B3-TraceId", "X-B3-SpanId", "X-B3-Sampled", "X-B3-ParentSpanId", "X-B3-Flags")

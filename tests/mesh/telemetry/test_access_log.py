@@ -57,7 +57,8 @@ def test_a_line_has_every_field(pipe: Pipe) -> None:
     )
     ex = served(make_exchange())
     ex.started = 10.5 - 0.0123
-    ex.trace = Recorder(sampler_ratio=0.0).tracing.start_request(ex)
+    Recorder(sampler_ratio=0.0).tracing.start_request(ex)
+    assert ex.trace_id is not None and len(ex.trace_id) == 32
     ex.attrs["identity"] = Claims(subject="alice", token_id="jti-secret-ish")
     ex.attrs["rate_limit"] = SimpleNamespace(allowed=True, source="redis")
     log.record(ex, 201)
@@ -67,7 +68,7 @@ def test_a_line_has_every_field(pipe: Pipe) -> None:
         "ts": "2023-11-14T22:13:20.250Z",
         "role": "edge",
         "request_id": "req-0001",
-        "trace_id": ex.trace.trace_id_hex,
+        "trace_id": ex.trace_id,
         "method": "GET",
         "path": "/api/orders/7",
         "route": "orders-api",

@@ -111,14 +111,15 @@ def test_every_attempt_gets_its_own_context_and_number() -> None:
 def test_unsampled_request_creates_no_span_but_carries_the_context() -> None:
     r = Recorder(sampler_ratio=0.0)
     ex = make_exchange({"tracestate": "orphan=1"})
-    trace = r.tracing.start_request(ex)
+    trace = r.tracing.start_request(ex, traceresponse=True)
     assert not trace.sampled and trace.span is None and trace.context is None
+    assert ex.trace is trace and ex.trace_id is not None
     assert "tracestate" not in headers_sent(ex)  # it belonged to no valid parent
     seen = set()
     for n in (1, 2):
         assert trace.client_attempt(ex, INSTANCE, n) is None
         sent = parse_traceparent(headers_sent(ex)["traceparent"])
-        assert sent is not None and sent.trace_id == trace.trace_id and not sent.sampled
+        assert sent is not None and sent.trace_id == int(ex.trace_id, 16) and not sent.sampled
         assert sent.flags == 0x02  # random trace id, as the SDK would say
         seen.add(sent.span_id)
     assert len(seen) == 2  # a new parent span id per attempt
@@ -127,7 +128,23 @@ def test_unsampled_request_creates_no_span_but_carries_the_context() -> None:
     with child_span(ex, "redis") as span:
         assert span is None
     assert r.spans == ()
-    assert trace.traceresponse().endswith("-02")
+    [(name, value)] = ex.response_headers
+    _, trace_id, span_id, flags = value.split("-")
+    assert (name, trace_id, flags) == ("traceresponse", ex.trace_id, "02")
+    assert int(span_id, 16) not in seen  # this hop's, not an attempt's
+
+
+def test_unsampled_requests_share_one_trace_object_and_keep_their_own_ids() -> None:
+    r = Recorder(sampler_ratio=0.0)
+    first, second = make_exchange(), make_exchange()
+    assert r.tracing.start_request(first) is r.tracing.start_request(second)
+    assert first.trace_id != second.trace_id
+    assert first.attempt_header_block != second.attempt_header_block
+    before = second.attempt_header_block
+    assert first.trace is not None
+    first.trace.client_attempt(first, INSTANCE, 2)  # a retry of the first touches its own
+    assert second.attempt_header_block == before
+    assert first.attempt_header_block.startswith(f"traceparent: 00-{first.trace_id}-")
 
 
 @pytest.mark.parametrize("ratio", [0.0, 1.0])
@@ -143,9 +160,9 @@ def test_a_draw_with_an_all_zero_id_is_drawn_again(
     )
     r = Recorder(sampler_ratio=ratio)
     ex = make_exchange()
-    trace = r.tracing.start_request(ex)
-    assert trace.trace_id_hex == "3" * 32
-    assert trace.span_id_hex == "1" * 16
+    trace = r.tracing.start_request(ex, traceresponse=True)
+    assert ex.trace_id == "3" * 32
+    assert ex.response_headers[0][1].split("-")[2] == "1" * 16  # this hop's span id
     trace.client_attempt(ex, INSTANCE, 1)
     sent = parse_traceparent(headers_sent(ex)["traceparent"])
     assert sent is not None and sent.trace_id == int("3" * 32, 16)
@@ -175,7 +192,7 @@ def test_a_caller_decides_under_parent_based_sampling() -> None:
     r = Recorder(sampler_ratio=1.0)
     ex = make_exchange({"traceparent": f"00-{TRACE}-{PARENT}-00", "tracestate": "vendor=abc"})
     trace = r.tracing.start_request(ex)
-    assert not trace.sampled and trace.trace_id_hex == TRACE
+    assert not trace.sampled and ex.trace_id == TRACE
     trace.client_attempt(ex, INSTANCE, 1)
     sent = parse_traceparent(headers_sent(ex)["traceparent"])
     assert sent is not None and sent.trace_id == int(TRACE, 16) and sent.flags == 0
@@ -196,7 +213,8 @@ def test_ratio_decides_on_the_trace_id_the_spans_carry() -> None:
     for _ in range(200):
         ex = make_exchange()
         trace = r.tracing.start_request(ex)
-        assert trace.sampled is r.tracing.rule.sampled(trace.trace_id, None)
+        assert ex.trace_id is not None
+        assert trace.sampled is r.tracing.rule.sampled(int(ex.trace_id, 16), None)
         trace.end_server(ex, 200, None, None)
     exported = {s.context.trace_id for s in r.spans}
     assert 50 <= len(exported) <= 150
@@ -218,7 +236,7 @@ def test_b3_is_read_only_when_configured() -> None:
     plain = Recorder(sampler_ratio=0.0)
     ex = make_exchange({"b3": b3})
     trace = plain.tracing.start_request(ex)
-    assert not trace.sampled and trace.trace_id_hex != TRACE
+    assert not trace.sampled and ex.trace_id != TRACE
     assert headers_sent(ex)["b3"] == b3  # not ours to touch
 
 
@@ -246,10 +264,10 @@ def test_events_and_child_spans_on_sampled_requests() -> None:
 def test_problem_bodies_carry_the_trace_id() -> None:
     r = Recorder(sampler_ratio=0.0)
     ex = make_exchange()
-    ex.trace = r.tracing.start_request(ex)
+    r.tracing.start_request(ex)
     body = ex.problem(502, "Bad gateway", "no").body
-    assert isinstance(body, bytes)
-    assert f'"trace_id": "{ex.trace.trace_id_hex}"'.encode() in body
+    assert isinstance(body, bytes) and ex.trace_id is not None
+    assert f'"trace_id": "{ex.trace_id}"'.encode() in body
     untraced = make_exchange()
     assert b'"trace_id": null' in (untraced.problem(404, "No route", "no").body or b"")
 
