@@ -308,8 +308,12 @@ class ResilientProxy:
             left = deadline - self._clock()
             if left <= 0:
                 raise _DeadlineExceeded()
-            per_try = min(per_try, left)
+            if left < per_try:  # not min(): see mesh.proxy
+                per_try = left
             ex.upstream_headers[DEADLINE_HEADER] = format_remaining(deadline)
+        connect_timeout = self._settings.connect_timeout
+        if per_try < connect_timeout:
+            connect_timeout = per_try
         # Writes this attempt's trace context into the headers sent below.
         attempt = self._telemetry.attempt(ex, instance, number)
         request = UpstreamRequest(
@@ -317,7 +321,7 @@ class ResilientProxy:
             target=ex.target(),
             headers=ex.upstream_headers,
             body=body,
-            connect_timeout=min(self._settings.connect_timeout, per_try),
+            connect_timeout=connect_timeout,
             response_timeout=per_try,
             header_block=ex.header_block(),
         )
