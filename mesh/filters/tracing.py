@@ -1,11 +1,12 @@
 """Tracing filter: one SERVER span per request received (when sampled), context for every hop.
 
 Placed right after the metrics filter, so that its span covers everything
-the hop does, authentication and rate limiting included. It sets
-``ex.trace`` (which the proxies use for their CLIENT spans, and
-:meth:`mesh.exchange.Exchange.problem` for the ``trace_id`` of problem
-bodies), and with ``traceresponse`` it returns the trace id to the caller in
-a W3C ``traceresponse`` header.
+the hop does, authentication and rate limiting included. Through
+:meth:`mesh.telemetry.tracing.Tracing.start_request` it sets ``ex.trace``
+(which the proxies use for each attempt's context and CLIENT span) and
+``ex.trace_id`` (which problem bodies and access logs name), and with
+``traceresponse`` it returns the trace id to the caller in a W3C
+``traceresponse`` header.
 
 ``http_route`` tells the span's ``http.route`` (the matched route's path
 template) once the request is done; without it the span has none.

@@ -37,14 +37,16 @@ Spans started through :attr:`Tracing.tracer` (the SDK's) with
 span too, at the SDK's price.
 
 Cost per request, counted with callgrind in-process (SDK 1.45, CPython
-3.11): an unsampled request about 14,000 instructions in the filter (its
-ids, ``traceresponse``) and 3,000 per attempt (its ``traceparent``); a
-sampled one about 74,000 on the event loop for its SERVER and CLIENT spans
-(300,000 with SDK spans), and the OTLP encoding of its two spans, about
-48,000 (:mod:`mesh.telemetry.otlp_encoding`), on the batch processor's
-thread. What is left on the unsampled path is mostly the interpreter's own
-work: drawing 256 random bits and writing them as hex (about 4,000), the
-:class:`RequestTrace` (about 2,000) and two header values.
+3.11): an unsampled request about 13,400 instructions in the filter (its
+ids, ``traceresponse``, its first attempt's ``traceparent``) and 1,400 for
+that attempt, whose header line is written already; a sampled one about
+74,000 on the event loop for its SERVER and CLIENT spans (300,000 with SDK
+spans), and the OTLP encoding of its two spans, about 48,000
+(:mod:`mesh.telemetry.otlp_encoding`), on the batch processor's thread.
+What is left on the unsampled path is mostly the interpreter's own work:
+drawing 256 random bits and writing them as hex (about 2,400), three string
+slices (about 1,200), two header values (about 1,100) and three Python
+frames.
 """
 
 from __future__ import annotations
@@ -328,8 +330,10 @@ class Tracing:
 class RequestTrace:
     """The trace of one request at one hop: its ids, and its SERVER span when sampled.
 
-    ``span`` is None for an unsampled request: nothing is recorded, but
-    :meth:`client_attempt` still writes a fresh context for each attempt.
+    ``span`` is None for an unsampled request when headers are not W3C only
+    (with W3C only, such a request has the shared :class:`UnsampledTrace`):
+    nothing is recorded, but :meth:`client_attempt` still writes a fresh
+    context for each attempt.
     """
 
     __slots__ = (
@@ -422,13 +426,8 @@ class RequestTrace:
                 span_id = _draw_ids(64)[1]
             else:
                 self._first_attempt_id = None
-            if tracing.w3c_only:  # the common case, kept short: every request pays it
-                # format_traceparent, inline, as a rendered header line (see Exchange)
-                ex.attempt_header_block = (
-                    f"traceparent: 00-{self.trace_id_hex}-{span_id}{FLAGS_SUFFIX[self.flags]}"
-                )
-            else:
-                tracing.propagation.write_unsampled(out, self.trace_id_hex, span_id, self.flags)
+            # Not W3C only (with W3C only an unsampled request has an UnsampledTrace).
+            tracing.propagation.write_unsampled(out, self.trace_id_hex, span_id, self.flags)
             return None
         method = ex.method
         known = method in _METHODS
