@@ -8,8 +8,6 @@ sends on what is left when it calls the next hop.
 
 from __future__ import annotations
 
-import time
-
 HEADER = "X-Mesh-Deadline-Ms"
 _MAX_MS = 24 * 3600 * 1000
 
@@ -24,7 +22,7 @@ def parse_remaining(value: str | None) -> float | None:
     return min(int(value), _MAX_MS) / 1000.0
 
 
-def format_remaining(deadline: float, now: float | None = None) -> str:
-    """Monotonic ``deadline`` → header value (whole ms left, never negative)."""
-    ms = int((deadline - (time.monotonic() if now is None else now)) * 1000)
+def format_remaining(seconds: float) -> str:
+    """Seconds left (``deadline - now``) → header value: whole ms, never negative."""
+    ms = int(seconds * 1000)
     return str(ms) if ms > 0 else "0"  # not max(): see mesh.proxy

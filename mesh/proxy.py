@@ -38,8 +38,6 @@ from mesh.transport.base import (
 # Bodies up to this size (by Content-Length) are read whole and sent in one write.
 SMALL_BODY = 64 * 1024
 _BODYLESS_STATUS = frozenset({204, 304})
-_SHORTEST_TIMEOUT = 0.001
-"""Seconds: the least time an attempt is given (see Proxy._upstream_request)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +90,12 @@ class Proxy:
                 break
             tried.add(instance.id)
             ex.instance = instance
-            if deadline is not None and time.monotonic() >= deadline:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
                 return gateway_timeout(ex, "the request's time ran out")
             # Writes this attempt's trace context, which the request built below carries.
             attempt = self._telemetry.attempt(ex, instance, number)
-            request = self._upstream_request(ex, deadline)
+            request = self._upstream_request(ex, left)
             in_flight.acquire(instance.id)
             try:
                 try:
@@ -119,22 +118,20 @@ class Proxy:
         detail = str(last_error) if last_error else "no instance could be tried"
         return bad_gateway(ex, f"could not connect to any instance of {ex.service!r}: {detail}")
 
-    def _upstream_request(self, ex: Exchange, deadline: float | None) -> UpstreamRequest:
-        """The request of one attempt, its timeouts within ``deadline`` (not yet passed:
-        the caller checked), whose remaining time goes upstream in the deadline header."""
+    def _upstream_request(self, ex: Exchange, left: float | None) -> UpstreamRequest:
+        """The request of one attempt, its timeouts within the ``left`` seconds (more
+        than 0) the request has, which go upstream in the deadline header (None: no
+        deadline)."""
         response_timeout = self._settings.response_timeout
         connect_timeout = self._settings.connect_timeout
-        if deadline is not None:
-            # Comparisons, not min() and max(): in CPython 3.11 each of those parses
-            # its arguments as keywords, about 1,300 instructions a call.
-            left = deadline - time.monotonic()
-            if left < _SHORTEST_TIMEOUT:  # the caller's check was microseconds ago
-                left = _SHORTEST_TIMEOUT
+        if left is not None:
+            # Comparisons, not min(): in CPython 3.11 min() and max() parse their
+            # arguments as keywords, about 1,300 instructions a call.
             if left < response_timeout:
                 response_timeout = left
             if left < connect_timeout:
                 connect_timeout = left
-            ex.upstream_headers[DEADLINE_HEADER] = format_remaining(deadline)
+            ex.upstream_headers[DEADLINE_HEADER] = format_remaining(left)
         req = ex.request
         body = req.content if req.body_exists else None
         return UpstreamRequest(

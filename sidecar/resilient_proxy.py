@@ -310,7 +310,7 @@ class ResilientProxy:
                 raise _DeadlineExceeded()
             if left < per_try:  # not min(): see mesh.proxy
                 per_try = left
-            ex.upstream_headers[DEADLINE_HEADER] = format_remaining(deadline)
+            ex.upstream_headers[DEADLINE_HEADER] = format_remaining(left)
         connect_timeout = self._settings.connect_timeout
         if per_try < connect_timeout:
             connect_timeout = per_try

@@ -396,8 +396,7 @@ class RequestTrace:
 
     def traceresponse(self) -> str:
         """The W3C ``traceresponse`` header value naming this hop's span."""
-        # format_traceparent, inline: every request at the edge pays it.
-        return f"00-{self.trace_id_hex}-{self.span_id_hex}{FLAGS_SUFFIX[self.flags]}"
+        return format_traceparent(self.trace_id_hex, self.span_id_hex, self.flags)
 
     @property
     def tracer(self) -> trace.Tracer:
