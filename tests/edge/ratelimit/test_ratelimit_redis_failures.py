@@ -19,6 +19,7 @@ from edge.ratelimit import (
     RedisLimiter,
     parse_rate,
 )
+from tests.edge.ratelimit.conftest import PRODUCTION_TIMEOUT_S
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +66,10 @@ async def wait_healthy(limiters: Sequence[RedisLimiter], within: float) -> float
 async def test_redis_killed_then_restarted(
     redis_server: RedisServer, make_limiter: Callable[..., RedisLimiter]
 ) -> None:
-    edges = [make_limiter(redis_server.url, instances=lambda: 2) for _ in range(2)]
+    edges = [
+        make_limiter(redis_server.url, instances=lambda: 2, timeout_s=PRODUCTION_TIMEOUT_S)
+        for _ in range(2)
+    ]
     for edge in edges:
         await edge.start()
     for policy in (OPEN, CLOSED, LOCAL):
@@ -121,9 +125,8 @@ async def test_redis_killed_then_restarted(
 async def test_connections_pooled_before_an_outage_do_not_fail_after_it(
     redis_server: RedisServer, make_limiter: Callable[..., RedisLimiter]
 ) -> None:
-    # One batch per check, so that 20 concurrent checks fill the pool with 20 connections;
-    # a generous timeout, so that opening 20 connections on a busy machine is no outage.
-    limiter = make_limiter(redis_server.url, max_batch=1, timeout_s=0.5)
+    # One batch per check, so that 20 concurrent checks fill the pool with 20 connections.
+    limiter = make_limiter(redis_server.url, max_batch=1)
     await limiter.start()
     keys = [[LimitRequest(OPEN, f"k{i}")] for i in range(20)]
     assert {r.source for r in await asyncio.gather(*map(limiter.check, keys))} == {"redis"}
@@ -143,7 +146,7 @@ async def test_connections_pooled_before_an_outage_do_not_fail_after_it(
 async def test_redis_paused_timeouts_are_honoured(
     redis_server: RedisServer, make_limiter: Callable[..., RedisLimiter]
 ) -> None:
-    limiter = make_limiter(redis_server.url, probe_interval_s=0.25)  # default 50 ms timeout
+    limiter = make_limiter(redis_server.url, probe_interval_s=0.25, timeout_s=PRODUCTION_TIMEOUT_S)
     await limiter.start()
     policy = LimitPolicy("paused", parse_rate("1/min burst 5"), FailureMode.LOCAL)
     assert (await limiter.check([LimitRequest(policy, "before")])).source == "redis"
