@@ -320,7 +320,8 @@ async def test_three_hops_never_run_past_the_route_timeout(mesh: Mesh) -> None:
             status, _, body = await get(s, f"{edge.url}/api/orders/7")
             elapsed = time.monotonic() - started
             assert status == 504, body
-            assert elapsed < 0.45, f"a 300 ms deadline took {elapsed * 1000:.0f} ms"
+            # Well under the 2 s the upstream would take, with room for a loaded machine.
+            assert elapsed < 1.0, f"a 300 ms deadline took {elapsed * 1000:.0f} ms"
 
 
 async def test_inbound_cap_sheds_the_excess_quickly(mesh: Mesh) -> None:
@@ -328,7 +329,7 @@ async def test_inbound_cap_sheds_the_excess_quickly(mesh: Mesh) -> None:
     side = mesh.sidecar(
         app, "backend-0", extra={"inbound": {"limit": {"max_in_flight": 4, "max_queue": 0}}}
     )
-    app.faults(latency_ms=600)
+    app.faults(latency_ms=1500)
     url = f"http://127.0.0.1:{side.inbound}/backend/echo"
 
     async def timed(s: aiohttp.ClientSession) -> tuple[int, float, str | None]:
@@ -342,6 +343,7 @@ async def test_inbound_cap_sheds_the_excess_quickly(mesh: Mesh) -> None:
     ok = [r for r in results if r[0] == 200]
     shed = [r for r in results if r[0] == 503]
     assert len(ok) == 4 and len(shed) == 4, results
-    assert all(elapsed < 0.3 for _, elapsed, _ in shed), shed
+    # Shed at once, not after the 1.5 s the admitted ones wait (room for a loaded machine).
+    assert all(elapsed < 0.75 for _, elapsed, _ in shed), shed
     assert all(retry_after == "1" for _, _, retry_after in shed)
     assert app.stats()["max_in_progress"] <= 4

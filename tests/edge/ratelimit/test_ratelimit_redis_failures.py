@@ -81,7 +81,7 @@ async def test_redis_killed_then_restarted(
     # The check that meets the dead Redis answers by its policy, within the timeout.
     for edge in edges:
         result, took = await timed(edge, [LimitRequest(OPEN, "k")])
-        assert took < 0.1
+        assert took < 0.3  # the 50 ms timeout and loop lag, no reconnect backoff
         assert result.allowed and result.source == "open" and result.degraded
         assert not edge.healthy
     status = edges[0].status()
@@ -155,7 +155,7 @@ async def test_redis_paused_timeouts_are_honoured(
         await admin.client_pause(3000)
         paused_at = time.monotonic()
         result, took = await timed(limiter, [LimitRequest(policy, "k")])
-        assert 0.045 <= took < 0.1  # waited for the timeout, and no longer
+        assert 0.045 <= took < 0.3  # waited for the timeout, not for the 3 s pause
         assert result.source == "local" and result.degraded and result.allowed
         status = limiter.status()
         assert status.last_error is not None and status.last_error.startswith("timeout")
@@ -184,7 +184,7 @@ async def test_starts_degraded_when_redis_is_absent(
     policy = LimitPolicy("absent", parse_rate("10/s burst 2"), FailureMode.CLOSED)
     started = time.monotonic()
     await limiter.start()
-    assert time.monotonic() - started < 0.1
+    assert time.monotonic() - started < 0.5  # refused at once, not start()'s 5 s
     assert not limiter.healthy
     refused = answer_without_waiting(limiter.check([LimitRequest(policy, "k")]))
     assert refused.status == 503
