@@ -53,8 +53,11 @@ async def run_edge(config: EdgeConfig) -> None:
     draining = False
 
     def ready() -> tuple[bool, dict[str, object]]:
-        ok = store.ready.is_set() and not draining
-        return ok, {"catalog": store.ready.is_set(), "draining": draining}
+        # The listener opens after the first catalog (wait_for_first_catalog): ready
+        # only once both are so, or a probe would send traffic to a closed port.
+        catalog, listening = store.ready.is_set(), main.listening
+        ok = catalog and listening and not draining
+        return ok, {"catalog": catalog, "listening": listening, "draining": draining}
 
     admin = Listener(
         "admin",

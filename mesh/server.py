@@ -56,6 +56,16 @@ class Listener:
                 server, handle_signals=False, shutdown_timeout=shutdown_timeout
             )
         self._runner = runner
+        self._listening = False
+
+    @property
+    def listening(self) -> bool:
+        """True once :meth:`start` has opened the port, until :meth:`stop` begins.
+
+        Readiness reports this: a process whose catalog is in but whose port is
+        not open yet (or no longer) must not be sent traffic.
+        """
+        return self._listening
 
     async def start(self) -> None:
         await self._runner.setup()
@@ -70,10 +80,12 @@ class Listener:
         await site.start()
         if self.port == 0 and self._runner.addresses:
             self.port = int(self._runner.addresses[0][1])
+        self._listening = True
         log.info("%s listening on %s:%s", self.name, self.host, self.port)
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish (up to the shutdown timeout), close."""
+        self._listening = False
         await self._runner.cleanup()
 
 

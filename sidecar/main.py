@@ -124,8 +124,15 @@ async def run_sidecar(config: SidecarConfig) -> None:
 
     def ready() -> tuple[bool, dict[str, object]]:
         registered = registration is None or registration.registered
-        ok = store.ready.is_set() and registered and not draining
-        return ok, {"catalog": store.ready.is_set(), "registered": registered, "draining": draining}
+        # Both ports open: the outbound one opens only after the first catalog.
+        catalog, listening = store.ready.is_set(), inbound.listening and outbound.listening
+        ok = catalog and listening and registered and not draining
+        return ok, {
+            "catalog": catalog,
+            "listening": listening,
+            "registered": registered,
+            "draining": draining,
+        }
 
     def upstreams_view() -> dict[str, object]:
         snap = store.current

@@ -12,7 +12,7 @@ import os
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,7 +166,7 @@ class Mesh:
         )
         sidecar = Sidecar(app.name, instance_id, inbound, outbound, admin, proc)
         if wait_ready:
-            self.wait_ready(proc, admin)
+            self.wait_ready(proc, admin, serving=(inbound, outbound))
             if config.get("registration", {}).get("enabled", True):
                 wait_until(
                     lambda: instance_id in passing_ids(self.consul, app.name),
@@ -196,10 +196,15 @@ class Mesh:
         path = self._write(f"edge-{port}.yaml", config)
         proc = self._spawn(f"edge-{port}", meshgate_argv("edge", "--config", str(path)))
         if wait_ready:
-            self.wait_ready(proc, admin)
+            self.wait_ready(proc, admin, serving=(port,))
         return Edge(port, admin, proc)
 
-    def wait_ready(self, proc: ManagedProcess, admin: int, timeout: float = 20) -> None:
+    def wait_ready(
+        self, proc: ManagedProcess, admin: int, serving: Sequence[int] = (), timeout: float = 20
+    ) -> None:
+        """Until ``/readyz`` on ``admin`` says ready; then every port in ``serving`` must
+        accept connections (ready means traffic may come: checked on every start)."""
+
         def ready() -> bool:
             if not proc.alive():
                 raise RuntimeError(f"{proc.name} exited:\n{proc.log_tail()}")
@@ -209,6 +214,8 @@ class Mesh:
             wait_until(ready, timeout, f"{proc.name} ready")
         except TimeoutError:
             raise TimeoutError(f"{proc.name} not ready:\n{proc.log_tail()}") from None
+        shut = [port for port in serving if not port_open("127.0.0.1", port)]
+        assert not shut, f"{proc.name} ready while port {shut} is shut"
 
     def close(self) -> None:
         for proc in reversed(self.processes):

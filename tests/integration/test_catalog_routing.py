@@ -9,7 +9,7 @@ from collections import Counter
 
 import aiohttp
 
-from demo.processes import ConsulAgent, free_port, http_ok, port_open, wait_until
+from demo.processes import ConsulAgent, free_port, port_open, wait_until
 from tests.integration.harness import Mesh, consul_api, http, passing_ids, registered_ids
 
 ROUTES = [{"prefix": "/api/users", "service": "users", "prefix_rewrite": "/users"}]
@@ -122,9 +122,20 @@ def test_edge_opens_its_listener_after_the_first_catalog_or_the_timeout(mesh: Me
     wait_until(lambda: port_open("127.0.0.1", edge.admin), 20, "the admin listener")
     # The admin listener opens before the wait begins, which is 3 s long.
     assert not port_open("127.0.0.1", edge.port), "edge listener open without a catalog"
-    assert not http_ok(f"http://127.0.0.1:{edge.admin}/readyz")
+    status, _, raw = http(f"http://127.0.0.1:{edge.admin}/readyz")
+    assert status == 503
+    assert json.loads(raw) == {
+        "ready": False,
+        "catalog": False,
+        "listening": False,
+        "draining": False,
+    }
     wait_until(lambda: port_open("127.0.0.1", edge.port), 15, "the edge listener")
     assert "no catalog after 3s: opening the edge listener anyway" in edge.process.log_tail()
+    # Open, but still not ready: there is no catalog to route by.
+    status, _, raw = http(f"http://127.0.0.1:{edge.admin}/readyz")
+    assert status == 503
+    assert json.loads(raw)["listening"] is True and json.loads(raw)["catalog"] is False
     status, headers, raw = http(f"{edge.url}/api/users/echo")
     assert status == 503
     assert headers["content-type"] == "application/problem+json"
