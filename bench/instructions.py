@@ -14,7 +14,8 @@ only) are divided by the requests wrk completed. The same build gives the
 same count within about 1 %, whatever else the machine is doing.
 
 What it does not see: system calls (time in the kernel), cache misses
-(unless ``--cache-sim``, which simulates them) and the GIL's waits, so a
+(unless ``--cache-sim``, which simulates them), branch mispredictions (unless
+``--branch-sim``) and the GIL's waits, so a
 feature's share of instructions is a floor, not its share of wall-clock
 throughput. The edge runs 50-100x slower under valgrind,
 so batching that depends on timing (rate-limit checks coalesced per loop turn,
@@ -59,6 +60,8 @@ RUNTIME_SLOWDOWN = 100.0
 
 L1_MISSES = ("I1mr", "D1mr", "D1mw")
 LL_MISSES = ("ILmr", "DLmr", "DLmw")
+MISPREDICTS = ("Bcm", "Bim")
+"""Conditional and indirect branches mispredicted (``--branch-sim``)."""
 
 
 def callgrind_counts(text: str) -> dict[str, int]:
@@ -86,15 +89,19 @@ def callgrind_total(text: str) -> int:
 
 
 def cycle_estimate(counts: dict[str, float]) -> float:
-    """KCachegrind's cycle estimate: Ir + 10 per first-level miss + 100 per last-level miss.
+    """KCachegrind's cycle estimate: Ir + 10 per mispredicted branch + 10 per first-level
+    miss + 100 per last-level miss.
 
-    A model, not a measurement: it weighs the simulated cache misses (which
-    instruction counts ignore) so that a feature which touches much memory
-    shows its cost. Events missing from ``counts`` (no ``--cache-sim``) count 0.
+    A model, not a measurement: it weighs the simulated cache misses and
+    branch mispredictions (which instruction counts ignore) so that a
+    feature which touches much memory, or takes branches the predictor has
+    not learnt, shows its cost. Events missing from ``counts`` (no
+    ``--cache-sim`` or no ``--branch-sim``) count 0.
     """
     l1 = sum(counts.get(e, 0) for e in L1_MISSES)
     ll = sum(counts.get(e, 0) for e in LL_MISSES)
-    return counts["Ir"] + 10 * l1 + 100 * ll
+    mispredicts = sum(counts.get(e, 0) for e in MISPREDICTS)
+    return counts["Ir"] + 10 * mispredicts + 10 * l1 + 100 * ll
 
 
 def private_cache_option(cpu_cache: Path = Path("/sys/devices/system/cpu/cpu0/cache")) -> list[str]:
@@ -150,6 +157,7 @@ def measure(
     idle_seconds: float = 6.0,
     settle_seconds: float = SETTLE_SECONDS,
     cache_sim: bool = False,
+    branch_sim: bool = False,
 ) -> dict[str, object]:
     """Start scenario ``name`` with its edge under callgrind; count one measured window.
 
@@ -172,6 +180,8 @@ def measure(
     being the core's private L2, :func:`private_cache_option`), and the row
     gains first-level and last-level misses per request and the cycle
     estimate (:func:`cycle_estimate`), background subtracted the same way.
+    With ``branch_sim``, it simulates branch prediction: the row gains
+    mispredicted branches per request, and the cycle estimate weighs them.
     """
     scenario = SCENARIOS[name]
     if not isinstance(scenario, EdgeScenario):
@@ -184,6 +194,7 @@ def measure(
         "--instr-atstart=no",
         f"--callgrind-out-file={out_dir}/cg.%p.out",
         *(["--cache-sim=yes", *private_cache_option()] if cache_sim else []),
+        *(["--branch-sim=yes"] if branch_sim else []),
     ]
     seen: set[str] = set()
     idle: Counter[str] = Counter()
@@ -226,24 +237,33 @@ def measure(
     if cache_sim:
         row["l1_misses_per_request"] = sum(per_request.get(e, 0.0) for e in L1_MISSES)
         row["ll_misses_per_request"] = sum(per_request.get(e, 0.0) for e in LL_MISSES)
+    if branch_sim:
+        row["mispredicts_per_request"] = sum(per_request.get(e, 0.0) for e in MISPREDICTS)
+    if cache_sim or branch_sim:
         row["cycle_estimate_per_request"] = cycle_estimate(per_request)
     return row
 
 
-def _print_cache_table(rows: list[dict[str, object]], baseline: str) -> None:
-    """The ``--cache-sim`` columns: misses per request and the cycle estimate with its ratio."""
+MODEL_COLUMNS = (
+    ("l1_misses_per_request", "L1 miss/req"),
+    ("ll_misses_per_request", "LL miss/req"),
+    ("mispredicts_per_request", "mispred/req"),
+)
+"""The simulated events' columns, each shown when the rows have it."""
+
+
+def _print_model_table(rows: list[dict[str, object]], baseline: str) -> None:
+    """The ``--cache-sim``/``--branch-sim`` columns: misses and mispredictions per request,
+    and the cycle estimate with its ratio to ``baseline``."""
     base = float(str(rows[0]["cycle_estimate_per_request"]))
-    print(
-        f"\n{'scenario':24} {'L1 miss/req':>11} {'LL miss/req':>11} {'cycles(est)/req':>15}"
-        f"  vs {baseline}"
-    )
+    columns = [(key, title) for key, title in MODEL_COLUMNS if key in rows[0]]
+    titles = "".join(f" {title:>11}" for _, title in columns)
+    print(f"\n{'scenario':24}{titles} {'cycles(est)/req':>15}  vs {baseline}")
     for row in rows:
         est = float(str(row["cycle_estimate_per_request"]))
         row[f"cycle_ratio_to_{baseline}"] = est / base
-        print(
-            f"{row['name']!s:24} {float(str(row['l1_misses_per_request'])):>11,.0f}"
-            f" {float(str(row['ll_misses_per_request'])):>11,.0f} {est:>15,.0f} {est / base:>7.3f}x"
-        )
+        values = "".join(f" {float(str(row[key])):>11,.0f}" for key, _ in columns)
+        print(f"{row['name']!s:24}{values} {est:>15,.0f} {est / base:>7.3f}x")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -271,6 +291,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--cache-sim",
         action="store_true",
         help="also simulate the caches: misses per request and the cycle estimate (~2x slower)",
+    )
+    parser.add_argument(
+        "--branch-sim",
+        action="store_true",
+        help="also simulate branch prediction: mispredictions per request, weighed in the "
+        "cycle estimate",
     )
     parser.add_argument("--json-out", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args(argv)
@@ -300,6 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     args.idle_seconds,
                     args.settle_seconds,
                     args.cache_sim,
+                    args.branch_sim,
                 )
             )
     baseline = args.scenarios[0]
@@ -317,8 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{row['name']!s:24} {row['requests']!s:>8} {ir:>11,.0f} {ir / base:>7.3f}x"
             f"   ({bg:,.0f}){flag}"
         )
-    if args.cache_sim:
-        _print_cache_table(rows, baseline)
+    if args.cache_sim or args.branch_sim:
+        _print_model_table(rows, baseline)
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
     args.json_out.write_text(json.dumps({"scenarios": rows, "seconds": args.seconds}, indent=2))
     print(f"results: {args.json_out}")

@@ -84,6 +84,7 @@ def test_instruction_count_of_a_short_edge_run(tmp_path: Path) -> None:
             "1",
             "--settle-seconds",
             "1",
+            "--branch-sim",
             "--json-out",
             str(out),
             "edge+notrace",
@@ -102,3 +103,6 @@ def test_instruction_count_of_a_short_edge_run(tmp_path: Path) -> None:
     assert 50_000 < row["instructions_per_request"] < 50_000_000
     # Background work was counted in the idle window and taken out, not added.
     assert row["background_per_request"] >= 0
+    # --branch-sim: an interpreter mispredicts some of its branches, and the estimate weighs them.
+    assert row["mispredicts_per_request"] > 0
+    assert row["cycle_estimate_per_request"] > row["instructions_per_request"]

@@ -58,6 +58,12 @@ def test_cycle_estimate_weighs_misses() -> None:
     assert cycle_estimate({"Ir": 5.0}) == 5.0
 
 
+def test_cycle_estimate_weighs_mispredicted_branches() -> None:
+    # KCachegrind's weight: 10 per mispredicted branch, conditional or indirect.
+    counts = {"Ir": 1000.0, "Bc": 200.0, "Bcm": 12.0, "Bi": 50.0, "Bim": 3.0, "D1mr": 1.0}
+    assert cycle_estimate(counts) == 1000 + 150 + 10
+
+
 def _cache_index(root: Path, name: str, level: str, kind: str, size: str) -> None:
     index = root / name
     index.mkdir()
