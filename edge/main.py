@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry
 
@@ -15,7 +16,7 @@ from edge.gateway import EdgeGateway
 from edge.https_redirect import HttpsRedirect
 from edge.registration import EdgeRegistration
 from edge.tls import server_ssl_context
-from mesh.admin import build_admin_app
+from mesh.admin import build_admin_app, readiness
 from mesh.balancing import Balancer
 from mesh.deadline import HEADER as DEADLINE_HEADER
 from mesh.ingress import Ingress
@@ -52,12 +53,8 @@ async def run_edge(config: EdgeConfig) -> None:
     provider = make_provider(config.discovery, config.consul, store)
     draining = False
 
-    def ready() -> tuple[bool, dict[str, object]]:
-        # The listener opens after the first catalog (wait_for_first_catalog): ready
-        # only once both are so, or a probe would send traffic to a closed port.
-        catalog, listening = store.ready.is_set(), main.listening
-        ok = catalog and listening and not draining
-        return ok, {"catalog": catalog, "listening": listening, "draining": draining}
+    def ready() -> tuple[bool, Mapping[str, bool]]:
+        return readiness(catalog=store.ready.is_set(), listening=main.listening, draining=draining)
 
     admin = Listener(
         "admin",

@@ -24,6 +24,18 @@ def _json(data: Any, status: int = 200) -> web.Response:
     )
 
 
+def readiness(*, draining: bool, **conditions: bool) -> tuple[bool, Mapping[str, bool]]:
+    """What ``/readyz`` reports: ready when every one of ``conditions`` holds and the
+    process is not draining; the body names each condition and ``draining``.
+
+    The edge and the sidecar pass ``catalog`` (the first snapshot is in) and
+    ``listening`` (every listener that takes traffic is open: the one routing
+    by the catalog opens only after it, so a catalog alone would send traffic
+    to a closed port); the sidecar ``registered`` too.
+    """
+    return all(conditions.values()) and not draining, {**conditions, "draining": draining}
+
+
 def build_admin_app(
     *,
     ready: Callable[[], tuple[bool, Mapping[str, Any]]],

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry
 
 from discovery.consul_client import make_consul
 from discovery.provider import make_provider, wait_for_first_catalog
 from discovery.registration import Registration, RegistrationSpec
-from mesh.admin import build_admin_app
+from mesh.admin import build_admin_app, readiness
 from mesh.balancing import Balancer
 from mesh.chain import build_chain
 from mesh.filters.metrics import MetricsFilter
@@ -122,17 +123,13 @@ async def run_sidecar(config: SidecarConfig) -> None:
     registration: Registration | None = None
     draining = False
 
-    def ready() -> tuple[bool, dict[str, object]]:
-        registered = registration is None or registration.registered
-        # Both ports open: the outbound one opens only after the first catalog.
-        catalog, listening = store.ready.is_set(), inbound.listening and outbound.listening
-        ok = catalog and listening and registered and not draining
-        return ok, {
-            "catalog": catalog,
-            "listening": listening,
-            "registered": registered,
-            "draining": draining,
-        }
+    def ready() -> tuple[bool, Mapping[str, bool]]:
+        return readiness(
+            catalog=store.ready.is_set(),
+            listening=inbound.listening and outbound.listening,
+            registered=registration is None or registration.registered,
+            draining=draining,
+        )
 
     def upstreams_view() -> dict[str, object]:
         snap = store.current

@@ -310,7 +310,7 @@ class Tracing:
             ex.response_headers.append((TRACERESPONSE, f"00-{trace_hex}-{ids[:16]}{suffix}"))
         if self.w3c_only:
             # The first attempt's context, written now: the shared trace keeps none.
-            ex.attempt_header_block = f"traceparent: 00-{trace_hex}-{ids[16:32]}{suffix}"
+            ex.attempt_header_block = f"{TRACEPARENT}: 00-{trace_hex}-{ids[16:32]}{suffix}"
             hop: HopTrace = self.unsampled
         else:
             hop = RequestTrace(self, trace_hex, ids[:16], ids[16:32], flags)
