@@ -53,8 +53,12 @@ req/s against it, so the simpler of the two stays.
 
 from __future__ import annotations
 
+import collections
 import logging
+import os
+import threading
 import traceback
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from time import time_ns
 from typing import Final
@@ -146,6 +150,7 @@ class SpanSink:
     """
 
     __slots__ = (
+        "__weakref__",
         "_direct",
         "_limits",
         "_multi",
@@ -175,6 +180,16 @@ class SpanSink:
         self._direct: Callable[[ReadableSpan], None] | None = None
         self._raw = False
         """The lone batch processor's exporter reads recorded spans from their slots."""
+        if hasattr(os, "register_at_fork"):
+            # A forked child's batch processor has a new wake-up event (the SDK's own
+            # at-fork hook, registered before this one, makes it): look it up again.
+            forget = weakref.WeakMethod(self._forget)
+            os.register_at_fork(after_in_child=lambda: _call_if_alive(forget))
+
+    def _forget(self) -> None:
+        """Look the span processors up again at the next span's end."""
+        self._seen = None
+        self._direct = None
 
     def _deliver(self) -> Callable[[ReadableSpan], None]:
         """What takes an ended span: the provider's processors, or its one batch processor's queue.
@@ -183,9 +198,10 @@ class SpanSink:
         goes through the multi-processor's loop, then reads the span's
         context and flags (two Python properties) to drop unsampled spans,
         then calls its batcher's ``emit``; a recorded span is sampled by
-        construction, so it is handed to ``emit`` directly (SDK 1.3x-1.4x
-        names, looked up with ``getattr``; any other shape, or another
-        processor, gets the provider's ``on_end``). Looked up again whenever
+        construction, so it is queued directly, as ``emit`` would
+        (:func:`_enqueue`; SDK 1.3x-1.4x names, looked up with ``getattr``;
+        any other shape, or another processor, gets the provider's
+        ``on_end``). Looked up again whenever
         the provider's processor tuple changes (the SDK replaces it when one
         is added), so a processor added later still sees every span.
 
@@ -199,14 +215,14 @@ class SpanSink:
         if processors is self._seen and self._direct is not None:
             return self._direct
         self._seen = processors
-        direct = self._on_end
+        direct: Callable[[ReadableSpan], None] = self._on_end
         raw = False
         if type(processors) is tuple and len(processors) == 1:
             only = processors[0]
             batcher = getattr(only, "_batch_processor", None)
-            emit = getattr(batcher, "emit", None)
-            if type(only) is BatchSpanProcessor and callable(emit):
-                direct = emit
+            emit: Callable[[ReadableSpan], None] | None = getattr(batcher, "emit", None)
+            if type(only) is BatchSpanProcessor and emit is not None:
+                direct = _enqueue(batcher) or emit
                 reads = getattr(getattr(batcher, "_exporter", None), "reads_recorded_spans", None)
                 raw = callable(reads) and reads() is True
         self._direct = direct
@@ -276,6 +292,54 @@ class SpanSink:
         return BoundedAttributes(
             most, attributes, max_value_len=self._limits.max_attribute_length, immutable=True
         )
+
+
+def _call_if_alive(method: weakref.WeakMethod[Callable[[], None]]) -> None:
+    bound = method()
+    if bound is not None:
+        bound()
+
+
+def _enqueue(batcher: object) -> Callable[[ReadableSpan], None] | None:
+    """What the SDK batcher's ``emit`` does with a span, without its ``os.getpid()``.
+
+    ``emit`` checks the process id on every span, to notice a fork its
+    at-fork hook missed; that is a system call per span, two per sampled
+    request, which on this project's machines (AMD, with the kernel's
+    return-stack mitigation) cost about 0.3 µs each in place and slowed the
+    code around them (``bench.ab``, an A/B of the two). The at-fork hook
+    covers every ``os.fork``, and :class:`SpanSink` looks the batcher up
+    again after one. A full queue or a shut-down batcher still goes through
+    ``emit``, which logs and counts the dropped span. None when the batcher
+    does not have the SDK 1.3x-1.4x fields this relies on (``emit`` is used).
+    """
+    queue = getattr(batcher, "_queue", None)
+    awaken = getattr(batcher, "_worker_awaken", None)
+    batch = getattr(batcher, "_max_export_batch_size", None)
+    emit = getattr(batcher, "emit", None)
+    if (
+        type(queue) is not collections.deque
+        or queue.maxlen is None
+        or not isinstance(awaken, threading.Event)
+        or type(batch) is not int
+        or not isinstance(getattr(batcher, "_shutdown", None), bool)
+        or not callable(emit)
+    ):
+        return None
+    full = queue.maxlen
+    append = queue.appendleft  # the oldest span is on the right, where the worker pops
+    is_set = awaken.is_set
+
+    def enqueue(span: ReadableSpan) -> None:
+        if len(queue) == full or batcher._shutdown:  # type: ignore[attr-defined]
+            emit(span)
+            return
+        append(span)
+        # The worker wakes early for a full batch (else every schedule delay).
+        if len(queue) >= batch and not is_set():
+            awaken.set()
+
+    return enqueue
 
 
 def _copy(span: RecordedSpan) -> ReadableSpan:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, Tracer
@@ -268,6 +271,111 @@ def test_a_lone_batch_processor_s_exporter_may_take_spans_as_they_ended() -> Non
     assert all(s._context is not None for s in exporter.spans[1:])
     client, server = later.get_finished_spans()
     assert client._parent == server.get_span_context() == server._context
+
+
+class _Blocking(_Exporter):
+    """Exports once ``release`` is set; ``calls`` counts the batches begun."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.calls = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.calls += 1
+        self.release.wait(10)
+        return super().export(spans)
+
+
+def _ended_server(tracing: Tracing) -> None:
+    ex = make_exchange()
+    tracing.start_request(ex).end_server(ex, 200, None, "/api")
+
+
+def _wait_for(condition: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + 5.0
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_spans_are_queued_as_emit_would_but_without_a_system_call_per_span(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    exporter = _Exporter()
+    # A long schedule delay: only a full batch (2) wakes the worker in time.
+    processor = BatchSpanProcessor(exporter, max_export_batch_size=2, schedule_delay_millis=60_000)
+    settings = resolve_tracing(
+        TracingConfig.model_validate({"sampler_ratio": 1.0}), {}, "test-service"
+    )
+    tracing = Tracing(settings, processor=processor)
+    emitted: list[object] = []
+    monkeypatch.setattr(processor._batch_processor, "emit", emitted.append)
+    pids: list[int] = []
+    real_getpid = os.getpid
+    monkeypatch.setattr(os, "getpid", lambda: pids.append(1) or real_getpid())
+    _ended_server(tracing)
+    assert len(processor._batch_processor._queue) == 1 and exporter.spans == []
+    _ended_server(tracing)  # a full batch: the worker is woken at once
+    assert _wait_for(lambda: len(exporter.spans) == 2)
+    assert emitted == [] and pids == []
+    monkeypatch.undo()
+    tracing.shutdown()
+
+
+def test_a_full_queue_and_a_shut_down_processor_still_go_through_emit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    exporter = _Blocking()
+    processor = BatchSpanProcessor(
+        exporter, max_queue_size=2, max_export_batch_size=2, schedule_delay_millis=60_000
+    )
+    settings = resolve_tracing(
+        TracingConfig.model_validate({"sampler_ratio": 1.0}), {}, "test-service"
+    )
+    tracing = Tracing(settings, processor=processor)
+    batcher = processor._batch_processor
+    emit = batcher.emit
+    emitted: list[object] = []
+    monkeypatch.setattr(batcher, "emit", lambda span: emitted.append(span) or emit(span))
+    _ended_server(tracing)
+    _ended_server(tracing)  # a batch: the worker takes both and blocks in export
+    assert _wait_for(lambda: exporter.calls == 1)
+    _ended_server(tracing)
+    _ended_server(tracing)  # the queue is full again
+    assert emitted == []
+    _ended_server(tracing)  # no room: emit drops it (with the SDK's warning and count)
+    assert len(emitted) == 1 and len(batcher._queue) == 2
+    exporter.release.set()
+    tracing.shutdown()
+    assert len(exporter.spans) == 4
+    _ended_server(tracing)  # after shutdown: emit ignores it
+    assert len(emitted) == 2 and len(exporter.spans) == 4
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_after_a_fork_the_child_s_spans_wake_its_own_worker() -> None:
+    exporter = _Exporter()
+    processor = BatchSpanProcessor(exporter, max_export_batch_size=2, schedule_delay_millis=60_000)
+    settings = resolve_tracing(
+        TracingConfig.model_validate({"sampler_ratio": 1.0}), {}, "test-service"
+    )
+    tracing = Tracing(settings, processor=processor)
+    _ended_server(tracing)  # the sink has looked the batcher up before the fork
+    pid = os.fork()
+    if pid == 0:  # the child: its batcher has a new worker and a new wake-up event
+        code = 1
+        try:
+            _ended_server(tracing)
+            _ended_server(tracing)
+            code = 0 if _wait_for(lambda: len(exporter.spans) == 2) else 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    tracing.shutdown()
 
 
 def test_an_unsampled_recorded_span_is_dropped_by_the_batch_processor() -> None:
