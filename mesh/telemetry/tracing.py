@@ -251,17 +251,17 @@ class Tracing:
             random_flag = parent.flags & RANDOM_TRACE_ID
             if not self.rule.sampled(trace_id, parent.sampled):
                 return self._unsampled(ex, trace_hex, ids, random_flag, traceresponse)
-        incoming = ex.request.headers
         state = EMPTY_TRACE_STATE
         if self.w3c_only:
             # tracestate and baggage stay as received; attempts write traceparent.
             if parent is None:
                 headers.popall(TRACESTATE, None)
             else:
-                values = incoming.getall(TRACESTATE, None)
+                values = ex.request.headers.getall(TRACESTATE, None)
                 if values:
                     state = TraceState.from_header(values)
         else:
+            incoming = ex.request.headers
             if context is None:
                 if parent is not None or BAGGAGE in incoming:
                     context = self.propagation.extract(incoming)
@@ -281,22 +281,25 @@ class Tracing:
                 trace_state=state,
             )
         flags = SAMPLED | random_flag
+        span_hex = ids[:16]
         span = RecordedSpan(
             self.sink,
             ex.method,
             _SERVER,
             trace_id,
-            int(ids[:16], 16),
+            int(span_hex, 16),
             flags,
             state,
             remote,
             _server_attributes(ex),
         )
-        hop = RequestTrace(self, trace_hex, ids[:16], None, flags, span, context)
+        hop = RequestTrace(self, trace_hex, span_hex, None, flags, span, context)
         ex.trace = hop
         ex.trace_id = trace_hex
-        if traceresponse:
-            ex.response_headers.append((TRACERESPONSE, hop.traceresponse()))
+        if traceresponse:  # hop.traceresponse(), inline: two calls fewer
+            ex.response_headers.append(
+                (TRACERESPONSE, f"00-{trace_hex}-{span_hex}{FLAGS_SUFFIX[flags]}")
+            )
         return hop
 
     def _unsampled(
@@ -440,11 +443,11 @@ class RequestTrace:
         }
         if attempt > 1:
             attributes["http.request.resend_count"] = attempt - 1
-        span = server.child(method if known else "HTTP", _CLIENT, _new_span_id(), attributes)
-        if tracing.w3c_only:
+        span = server.child(method if known else "HTTP", _CLIENT, _getrandbits(64) or 1, attributes)
+        if tracing.w3c_only:  # format_traceparent, inline: every sampled attempt pays it
             span_hex = span.span_id.to_bytes(8, "big").hex()
-            traceparent = format_traceparent(self.trace_id_hex, span_hex, self.flags)
-            ex.attempt_header_block = f"{TRACEPARENT}: {traceparent}"
+            suffix = FLAGS_SUFFIX[self.flags]
+            ex.attempt_header_block = f"{TRACEPARENT}: 00-{self.trace_id_hex}-{span_hex}{suffix}"
         else:
             context = trace.set_span_in_context(span, self._incoming or Context())
             tracing.propagation.inject(out, context)
