@@ -230,8 +230,9 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.list:
+        width = max(len(name) for name in SCENARIOS)
         for sc in SCENARIOS.values():
-            print(f"{sc.name:14} {sc.description}")
+            print(f"{sc.name:{width}}  {sc.description}")
         return 0
     try:
         scenarios = select_scenarios(args.scenarios)

@@ -220,6 +220,19 @@ SCENARIOS: dict[str, Scenario] = {
             description="tracing at the default 10 %, spans exported over OTLP/HTTP",
         ),
         EdgeScenario(
+            "edge+trace10-unexported",
+            compare_with="edge+notrace",
+            extra_config=tracing_edge_config(0.1, export=False),
+            description="tracing at 10 %, spans recorded but not exported (no endpoint): "
+            "recording's share of edge+trace10",
+        ),
+        EdgeScenario(
+            "edge+trace100-unexported",
+            compare_with="edge+notrace",
+            extra_config=tracing_edge_config(1.0, export=False),
+            description="every request's spans recorded, none exported",
+        ),
+        EdgeScenario(
             "edge+trace100",
             compare_with="edge+notrace",
             extra_config=tracing_edge_config(1.0),

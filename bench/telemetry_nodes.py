@@ -17,19 +17,21 @@ from bench.context import BenchContext
 NO_ACCESS_LOG: dict[str, Any] = {"enabled": False}
 
 
-def tracing_edge_config(ratio: float) -> Callable[[BenchContext], dict[str, Any]]:
-    """Tracing on, sampling ``ratio`` of the requests, exported to the upstream nginx."""
+def tracing_edge_config(
+    ratio: float, *, export: bool = True
+) -> Callable[[BenchContext], dict[str, Any]]:
+    """Tracing on, sampling ``ratio`` of the requests, exported to the upstream nginx.
+
+    Without ``export``, no OTLP endpoint: sampled requests' spans are
+    recorded and ended, then dropped (no batch processor, no exporter
+    thread), which separates what recording costs from what exporting does.
+    """
 
     def config(ctx: BenchContext) -> dict[str, Any]:
-        return {
-            "telemetry": {
-                "tracing": {
-                    "sampler_ratio": ratio,
-                    "otlp_endpoint": f"http://127.0.0.1:{ctx.upstream_port}",
-                },
-                "access_log": NO_ACCESS_LOG,
-            }
-        }
+        tracing: dict[str, Any] = {"sampler_ratio": ratio}
+        if export:
+            tracing["otlp_endpoint"] = f"http://127.0.0.1:{ctx.upstream_port}"
+        return {"telemetry": {"tracing": tracing, "access_log": NO_ACCESS_LOG}}
 
     return config
 

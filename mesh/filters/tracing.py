@@ -78,9 +78,9 @@ class TracingFilter:
         through ``ex.on_done`` (:meth:`Exchange.done`) once the chain has
         answered or raised. So a sampled request runs through the same frames
         as an unsampled one: wrapping the rest of the chain in a coroutine of
-        this filter's cost each sampled request about 11,000 instructions
-        (callgrind, an extra frame passed through at every suspension) and,
-        natively, more, in caches the other requests then miss. An error
+        this filter's cost each sampled request about 10,000 instructions
+        (callgrind: a frame more to make and to pass through at every
+        suspension) and its share of the caches. An error
         raised here is raised where the caller calls the handler, which in
         the chain is the ``await`` of the filter before (the same ``try``).
         Fused with a following filter, that filter's call takes the next
