@@ -75,28 +75,12 @@ class Exchange:
     on_done: Callable[[Exchange, int, str | None], None] | None = None
     """Called once when the chain has answered (see :meth:`done`), by the ingress, with
     the response's status, or 500 and the exception's type name when the chain raised.
-    Filters add to it with :meth:`add_done` (the tracing filter ends a sampled
-    request's SERVER span there, the access-log filter writes the line) instead of
-    wrapping the rest of the chain in a coroutine of their own."""
+    One writer: the tracing filter, which ends a sampled request's SERVER span there
+    instead of wrapping the rest of the chain in a coroutine of its own."""
 
     @property
     def method(self) -> str:
         return self.request.method
-
-    def add_done(self, callback: Callable[[Exchange, int, str | None], None]) -> None:
-        """Have ``callback`` called when the chain has answered, after those added before."""
-        first = self.on_done
-        if first is None:
-            self.on_done = callback
-            return
-
-        def both(ex: Exchange, status: int, error: str | None) -> None:
-            try:
-                first(ex, status, error)
-            finally:
-                callback(ex, status, error)
-
-        self.on_done = both
 
     def done(self, status: int, error: str | None = None) -> None:
         """The chain has answered with ``status`` (or raised ``error``, a type name):

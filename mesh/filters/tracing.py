@@ -9,7 +9,7 @@ the hop does, authentication and rate limiting included. Through
 ``traceresponse`` header.
 
 A sampled request's SERVER span ends when the ingress reports the exchange
-done (``ex.on_done``, added to here): with the response's status, or with the
+done (``ex.on_done``, set here): with the response's status, or with the
 type of the exception the chain raised. ``http_route`` tells the span's
 ``http.route`` (the matched route's path template) then; without it the
 span has none.
@@ -92,7 +92,7 @@ class TracingFilter:
         if untraced and ex.path in untraced:
             return next_handler(ex) if then is None else then(ex, next_handler)
         if self._tracing.start_request(ex, self._traceresponse).span is not None:
-            ex.add_done(self._end_span)
+            ex.on_done = self._end_span
         return next_handler(ex) if then is None else then(ex, next_handler)
 
     def _end_span(self, ex: Exchange, status: int, error: str | None) -> None:

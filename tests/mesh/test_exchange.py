@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
@@ -65,23 +64,3 @@ def test_the_header_block_is_the_requests_then_the_attempts() -> None:
     assert ex.header_block() == "X-User-Id: alice\r\ntraceparent: 00-t-s-01"
     ex.attempt_header_block = ""
     assert ex.header_block() == "X-User-Id: alice"
-
-
-def test_done_callbacks_run_once_in_the_order_added_even_if_one_raises() -> None:
-    ex = _exchange()
-    calls: list[tuple[str, int, str | None]] = []
-
-    def first(_: Exchange, status: int, error: str | None) -> None:
-        calls.append(("first", status, error))
-        raise RuntimeError("a bug in the first")
-
-    def second(_: Exchange, status: int, error: str | None) -> None:
-        calls.append(("second", status, error))
-
-    ex.add_done(first)
-    ex.add_done(second)
-    with pytest.raises(RuntimeError):
-        ex.done(502, "timeout")
-    assert calls == [("first", 502, "timeout"), ("second", 502, "timeout")]
-    ex.done(200)  # once only
-    assert len(calls) == 2
