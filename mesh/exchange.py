@@ -9,7 +9,7 @@ sends exactly those headers.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -72,23 +72,10 @@ class Exchange:
     writer guarantees what ``upstream_header_block``'s does, and that
     ``upstream_headers`` holds no header of the same name (the tracing removes
     an incoming one)."""
-    on_done: Callable[[Exchange, int, str | None], None] | None = None
-    """Called once when the chain has answered (see :meth:`done`), by the ingress, with
-    the response's status, or 500 and the exception's type name when the chain raised.
-    One writer: the tracing filter, which ends a sampled request's SERVER span there
-    instead of wrapping the rest of the chain in a coroutine of its own."""
 
     @property
     def method(self) -> str:
         return self.request.method
-
-    def done(self, status: int, error: str | None = None) -> None:
-        """The chain has answered with ``status`` (or raised ``error``, a type name):
-        call :attr:`on_done` once, if set."""
-        on_done = self.on_done
-        if on_done is not None:
-            self.on_done = None
-            on_done(self, status, error)
 
     @property
     def deadline(self) -> float | None:

@@ -10,10 +10,7 @@ the rules that must hold for every request whatever the chain does:
 * hop-by-hop headers, and every header named in ``Connection``, never travel;
 * ``X-Forwarded-For/-Proto/-Host`` are appended, trusting the client's own
   values only for ``trusted_hops`` proxies;
-* an unexpected error becomes a 500 problem, not a dropped connection;
-* once the chain has answered (or raised), the exchange is told
-  (:meth:`Exchange.done`), so that what a filter opened (a sampled request's
-  SERVER span) is closed whatever answered.
+* an unexpected error becomes a 500 problem, not a dropped connection.
 """
 
 from __future__ import annotations
@@ -95,18 +92,11 @@ class Ingress:
             await request.writer.write(_CONTINUE)
         try:
             response = await self._chain()(ex)
-        except Exception as exc:
+        except Exception:
             log.exception("unhandled error for %s %s (request %s)", request.method, path, rid)
             response = ex.problem(
                 500, "Internal error", "the gateway failed to handle the request", slug="internal"
             )
-            ex.done(500, type(exc).__qualname__)
-        except BaseException as exc:  # cancelled (the client went away), or exiting
-            ex.done(500, type(exc).__qualname__)
-            raise
-        else:
-            if ex.on_done is not None:  # checked here: a call less for most requests
-                ex.done(response.status)
         ex.apply_response_headers(response)
         return response
 
