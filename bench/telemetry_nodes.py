@@ -24,7 +24,9 @@ def tracing_edge_config(
 
     Without ``export``, no OTLP endpoint: sampled requests' spans are
     recorded and ended, then dropped (no batch processor, no exporter
-    thread), which separates what recording costs from what exporting does.
+    thread), which separates what recording costs from what exporting does;
+    unless ``OTEL_EXPORTER_OTLP_*ENDPOINT`` is set where the bench runs (the
+    edge would read it).
     """
 
     def config(ctx: BenchContext) -> dict[str, Any]:
