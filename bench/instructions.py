@@ -88,6 +88,11 @@ def callgrind_total(text: str) -> int:
     return callgrind_counts(text)["Ir"]
 
 
+def events_total(counts: dict[str, float], events: tuple[str, ...]) -> float:
+    """The sum of ``events`` in ``counts``; an event not simulated (missing) counts 0."""
+    return sum(counts.get(e, 0) for e in events)
+
+
 def cycle_estimate(counts: dict[str, float]) -> float:
     """KCachegrind's cycle estimate: Ir + 10 per mispredicted branch + 10 per first-level
     miss + 100 per last-level miss.
@@ -98,9 +103,9 @@ def cycle_estimate(counts: dict[str, float]) -> float:
     not learnt, shows its cost. Events missing from ``counts`` (no
     ``--cache-sim`` or no ``--branch-sim``) count 0.
     """
-    l1 = sum(counts.get(e, 0) for e in L1_MISSES)
-    ll = sum(counts.get(e, 0) for e in LL_MISSES)
-    mispredicts = sum(counts.get(e, 0) for e in MISPREDICTS)
+    l1 = events_total(counts, L1_MISSES)
+    ll = events_total(counts, LL_MISSES)
+    mispredicts = events_total(counts, MISPREDICTS)
     return counts["Ir"] + 10 * mispredicts + 10 * l1 + 100 * ll
 
 
@@ -235,10 +240,10 @@ def measure(
         "background_per_request": idle["Ir"] * scale / requests,
     }
     if cache_sim:
-        row["l1_misses_per_request"] = sum(per_request.get(e, 0.0) for e in L1_MISSES)
-        row["ll_misses_per_request"] = sum(per_request.get(e, 0.0) for e in LL_MISSES)
+        row["l1_misses_per_request"] = events_total(per_request, L1_MISSES)
+        row["ll_misses_per_request"] = events_total(per_request, LL_MISSES)
     if branch_sim:
-        row["mispredicts_per_request"] = sum(per_request.get(e, 0.0) for e in MISPREDICTS)
+        row["mispredicts_per_request"] = events_total(per_request, MISPREDICTS)
     if cache_sim or branch_sim:
         row["cycle_estimate_per_request"] = cycle_estimate(per_request)
     return row

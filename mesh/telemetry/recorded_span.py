@@ -222,7 +222,7 @@ class SpanSink:
             batcher = getattr(only, "_batch_processor", None)
             emit: Callable[[ReadableSpan], None] | None = getattr(batcher, "emit", None)
             if type(only) is BatchSpanProcessor and emit is not None:
-                direct = _enqueue(batcher) or emit
+                direct = _enqueue(batcher, emit) or emit
                 reads = getattr(getattr(batcher, "_exporter", None), "reads_recorded_spans", None)
                 raw = callable(reads) and reads() is True
         self._direct = direct
@@ -300,7 +300,9 @@ def _call_if_alive(method: weakref.WeakMethod[Callable[[], None]]) -> None:
         bound()
 
 
-def _enqueue(batcher: object) -> Callable[[ReadableSpan], None] | None:
+def _enqueue(
+    batcher: object, emit: Callable[[ReadableSpan], None]
+) -> Callable[[ReadableSpan], None] | None:
     """What the SDK batcher's ``emit`` does with a span, without its ``os.getpid()``.
 
     ``emit`` checks the process id on every span, to notice a fork its
@@ -317,14 +319,12 @@ def _enqueue(batcher: object) -> Callable[[ReadableSpan], None] | None:
     queue = getattr(batcher, "_queue", None)
     awaken = getattr(batcher, "_worker_awaken", None)
     batch = getattr(batcher, "_max_export_batch_size", None)
-    emit = getattr(batcher, "emit", None)
     if (
         type(queue) is not collections.deque
         or queue.maxlen is None
         or not isinstance(awaken, threading.Event)
         or type(batch) is not int
         or not isinstance(getattr(batcher, "_shutdown", None), bool)
-        or not callable(emit)
     ):
         return None
     full = queue.maxlen

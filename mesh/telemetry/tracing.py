@@ -296,10 +296,8 @@ class Tracing:
         hop = RequestTrace(self, trace_hex, span_hex, None, flags, span, context)
         ex.trace = hop
         ex.trace_id = trace_hex
-        if traceresponse:  # hop.traceresponse(), inline: two calls fewer
-            ex.response_headers.append(
-                (TRACERESPONSE, f"00-{trace_hex}-{span_hex}{FLAGS_SUFFIX[flags]}")
-            )
+        if traceresponse:
+            ex.response_headers.append((TRACERESPONSE, hop.traceresponse()))
         return hop
 
     def _unsampled(
@@ -443,11 +441,11 @@ class RequestTrace:
         }
         if attempt > 1:
             attributes["http.request.resend_count"] = attempt - 1
-        span = server.child(method if known else "HTTP", _CLIENT, _getrandbits(64) or 1, attributes)
-        if tracing.w3c_only:  # format_traceparent, inline: every sampled attempt pays it
+        span = server.child(method if known else "HTTP", _CLIENT, _new_span_id(), attributes)
+        if tracing.w3c_only:
             span_hex = span.span_id.to_bytes(8, "big").hex()
-            suffix = FLAGS_SUFFIX[self.flags]
-            ex.attempt_header_block = f"{TRACEPARENT}: 00-{self.trace_id_hex}-{span_hex}{suffix}"
+            traceparent = format_traceparent(self.trace_id_hex, span_hex, self.flags)
+            ex.attempt_header_block = f"{TRACEPARENT}: {traceparent}"
         else:
             context = trace.set_span_in_context(span, self._incoming or Context())
             tracing.propagation.inject(out, context)

@@ -205,12 +205,16 @@ class _Exporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-def _batched(ratio: float = 1.0) -> tuple[Tracing, _Exporter]:
+def _tracing_through(processor: BatchSpanProcessor, ratio: float = 1.0) -> Tracing:
     settings = resolve_tracing(
         TracingConfig.model_validate({"sampler_ratio": ratio}), {}, "test-service"
     )
+    return Tracing(settings, processor=processor)
+
+
+def _batched(ratio: float = 1.0) -> tuple[Tracing, _Exporter]:
     exporter = _Exporter()
-    return Tracing(settings, processor=BatchSpanProcessor(exporter)), exporter
+    return _tracing_through(BatchSpanProcessor(exporter), ratio), exporter
 
 
 def test_with_one_batch_processor_spans_go_to_its_queue_without_its_on_end(
@@ -249,11 +253,8 @@ class _RawReader(_Exporter):
 
 
 def test_a_lone_batch_processor_s_exporter_may_take_spans_as_they_ended() -> None:
-    settings = resolve_tracing(
-        TracingConfig.model_validate({"sampler_ratio": 1.0}), {}, "test-service"
-    )
     exporter = _RawReader()
-    tracing = Tracing(settings, processor=BatchSpanProcessor(exporter))
+    tracing = _tracing_through(BatchSpanProcessor(exporter))
     ex = make_exchange()
     first = tracing.start_request(ex)
     first.end_server(ex, 200, None, "/first")
@@ -307,10 +308,7 @@ def test_spans_are_queued_as_emit_would_but_without_a_system_call_per_span(
     exporter = _Exporter()
     # A long schedule delay: only a full batch (2) wakes the worker in time.
     processor = BatchSpanProcessor(exporter, max_export_batch_size=2, schedule_delay_millis=60_000)
-    settings = resolve_tracing(
-        TracingConfig.model_validate({"sampler_ratio": 1.0}), {}, "test-service"
-    )
-    tracing = Tracing(settings, processor=processor)
+    tracing = _tracing_through(processor)
     emitted: list[object] = []
     monkeypatch.setattr(processor._batch_processor, "emit", emitted.append)
     pids: list[int] = []
@@ -332,10 +330,7 @@ def test_a_full_queue_and_a_shut_down_processor_still_go_through_emit(
     processor = BatchSpanProcessor(
         exporter, max_queue_size=2, max_export_batch_size=2, schedule_delay_millis=60_000
     )
-    settings = resolve_tracing(
-        TracingConfig.model_validate({"sampler_ratio": 1.0}), {}, "test-service"
-    )
-    tracing = Tracing(settings, processor=processor)
+    tracing = _tracing_through(processor)
     batcher = processor._batch_processor
     emit = batcher.emit
     emitted: list[object] = []
@@ -359,10 +354,7 @@ def test_a_full_queue_and_a_shut_down_processor_still_go_through_emit(
 def test_after_a_fork_the_child_s_spans_wake_its_own_worker() -> None:
     exporter = _Exporter()
     processor = BatchSpanProcessor(exporter, max_export_batch_size=2, schedule_delay_millis=60_000)
-    settings = resolve_tracing(
-        TracingConfig.model_validate({"sampler_ratio": 1.0}), {}, "test-service"
-    )
-    tracing = Tracing(settings, processor=processor)
+    tracing = _tracing_through(processor)
     _ended_server(tracing)  # the sink has looked the batcher up before the fork
     pid = os.fork()
     if pid == 0:  # the child: its batcher has a new worker and a new wake-up event
