@@ -12,8 +12,12 @@ bursts (A B, B A, A B, ... so neither always goes first), and each round's
 (another tenant, a helper's build) hits both halves of a pair alike and cancels
 in the ratio; the median of the paired ratios is the figure, and the spread
 of the middle half of them says how far to trust it. Fast changes (another
-tenant's cache pressure) still move a run's median by several points, so for
-a figure near a target run more rounds, or pool the bursts of several runs.
+tenant's cache pressure) still move a run's median by several points, and so
+does each start of the processes: the same code on both sides (A/A) gave run
+medians from -0.6 to +0.8 % on one day here, and one run of a change gave +3.4 %
+where its two others gave +0.7 and +0.8. So for a figure near a target,
+``--runs N`` measures N runs, each with freshly started processes, and pools
+their bursts (as ``--pool`` does with saved runs).
 
 Both edges are pinned to the same CPU (the other processes to the rest), as
 ``bench.run --pin`` does; the idle one does only its background work (Consul
@@ -222,7 +226,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__)
     parser.add_argument("a", nargs="?", help="the reference scenario")
     parser.add_argument("b", nargs="?", help="the scenario whose feature is measured")
-    parser.add_argument("--rounds", type=int, default=12, help="A/B pairs (12)")
+    parser.add_argument("--rounds", type=int, default=12, help="A/B pairs per run (12)")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        help="runs, each with freshly started processes, whose rounds are pooled (1)",
+    )
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per burst (3)")
     parser.add_argument("--connections", type=int, default=64, help="wrk -c (64)")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load first (3)")
@@ -253,8 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         print(f"bench: unknown scenario(s) {', '.join(unknown)}", file=sys.stderr)
         return 2
-    if args.rounds < 1:
-        print("bench: --rounds must be at least 1", file=sys.stderr)
+    if args.rounds < 1 or args.runs < 1:
+        print("bench: --rounds and --runs must be at least 1", file=sys.stderr)
         return 2
     if args.b_source is not None and not (args.b_source / "meshgate" / "__main__.py").is_file():
         print(f"bench: --b-source {args.b_source}: no meshgate checkout there", file=sys.stderr)
@@ -263,14 +273,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     with BenchContext(workdir) as ctx:
         ctx.upstream_port = start_upstream(ctx)
         options = WrkOptions(1, args.connections, args.duration, timeout=10.0)
-        result = compare(
-            ctx, (args.a, args.b), args.rounds, options, args.warmup, args.pin, args.b_source
+        result = measure_runs(
+            ctx,
+            (args.a, args.b),
+            args.runs,
+            args.rounds,
+            options,
+            args.warmup,
+            args.pin,
+            args.b_source,
         )
     print(format_summary(result))
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
     args.json_out.write_text(json.dumps(result, indent=2))
     print(f"results: {args.json_out}")
     return 0
+
+
+def measure_runs(
+    ctx: BenchContext,
+    names: tuple[str, str],
+    runs: int,
+    rounds: int,
+    options: WrkOptions,
+    warmup: float,
+    pin: bool = True,
+    b_source: Path | None = None,
+) -> dict[str, Any]:
+    """``runs`` runs of :func:`compare`, each starting both scenarios afresh; one run's
+    result as it is, several pooled (:func:`pool`) with each run's own under ``runs``."""
+    results = []
+    for run in range(runs):
+        if runs > 1:
+            print(f"run {run + 1}/{runs}", flush=True)
+        results.append(compare(ctx, names, rounds, options, warmup, pin, b_source))
+    if runs == 1:
+        return results[0]
+    return {**pool(results), "runs": results}
 
 
 def _side(result: dict[str, Any], side: int) -> list[dict[str, Any]]:

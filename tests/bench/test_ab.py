@@ -138,3 +138,9 @@ def test_b_source_must_be_a_meshgate_checkout(
 ) -> None:
     assert main(["edge", "edge", "--b-source", str(tmp_path)]) == 2
     assert f"--b-source {tmp_path}: no meshgate checkout there" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", ["--runs", "--rounds"])
+def test_runs_and_rounds_must_be_positive(option: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["edge", "edge", option, "0"]) == 2
+    assert "--rounds and --runs must be at least 1" in capsys.readouterr().err

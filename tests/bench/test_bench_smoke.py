@@ -106,3 +106,42 @@ def test_instruction_count_of_a_short_edge_run(tmp_path: Path) -> None:
     # --branch-sim: an interpreter mispredicts some of its branches, and the estimate weighs them.
     assert row["mispredicts_per_request"] > 0
     assert row["cycle_estimate_per_request"] > row["instructions_per_request"]
+
+
+def test_paired_runs_start_afresh_and_pool(tmp_path: Path) -> None:
+    """bench.ab --runs 2: two runs of one round each, pooled; each run's own result kept."""
+    out = tmp_path / "ab.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.ab",
+            "nginx",
+            "nginx",
+            "--runs",
+            "2",
+            "--rounds",
+            "2",
+            "--duration",
+            "1",
+            "--warmup",
+            "1",
+            "--json-out",
+            str(out),
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "run 1/2" in done.stdout and "run 2/2" in done.stdout
+    assert "2 runs pooled" in done.stdout
+    # Each run started its own nginx pair: four proxies started in all.
+    assert done.stdout.count("nginx: starting") == 4
+    document = json.loads(out.read_text())
+    assert document["rounds"] == 4  # both runs' rounds, pooled
+    assert len(document["runs"]) == 2 and len(document["run_medians"]) == 2
+    assert [run["rounds"] for run in document["runs"]] == [2, 2]
+    assert len(document["bursts"]["a"]) == len(document["bursts"]["b"]) == 4
