@@ -12,12 +12,13 @@ bursts (A B, B A, A B, ... so neither always goes first), and each round's
 (another tenant, a helper's build) hits both halves of a pair alike and cancels
 in the ratio; the median of the paired ratios is the figure, and the spread
 of the middle half of them says how far to trust it. Fast changes (another
-tenant's cache pressure) still move a run's median by several points, and so
-does each start of the processes: the same code on both sides (A/A) gave run
-medians from -0.6 to +0.8 % on one day here, and one run of a change gave +3.4 %
-where its two others gave +0.7 and +0.8. So for a figure near a target,
-``--runs N`` measures N runs, each with freshly started processes, and pools
-their bursts (as ``--pool`` does with saved runs).
+tenant's cache pressure) still move a run's median by several points, and
+each start of the processes may land differently: on one quiet day here three
+A/A runs (the same scenario and code on both sides) gave medians of +0.2,
++0.1 and -0.2 %, while three runs of one change (``--b-source``) gave +0.7,
++0.8 and +3.4 %. So for a figure near a target, ``--runs N`` measures N runs,
+each with freshly started processes, and pools their bursts (as ``--pool``
+does with saved runs).
 
 Both edges are pinned to the same CPU (the other processes to the rest), as
 ``bench.run --pin`` does; the idle one does only its background work (Consul
