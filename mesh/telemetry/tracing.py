@@ -85,7 +85,8 @@ from mesh.telemetry.recorded_span import (
     RecordedSpan,
     SpanSink,
 )
-from mesh.telemetry.sampling import LOW_64, RuleSampler, SamplingRule
+from mesh.telemetry.root_contexts import ZERO_ID, RootContexts, unsampled_headers
+from mesh.telemetry.sampling import RuleSampler, SamplingRule
 from mesh.telemetry.tracing_settings import TracingSettings
 
 if TYPE_CHECKING:
@@ -116,9 +117,6 @@ _SERVER: Final = SpanKind.SERVER
 _CLIENT: Final = SpanKind.CLIENT
 """SpanKind's members, looked up once: an Enum class's attribute goes through its
 metaclass's ``__getattr__`` hook in Python 3.11 (about 850 instructions)."""
-_LOW_128 = (1 << 128) - 1
-_ZERO_ID = "0" * 16
-"""Sixteen zero digits: in every all-zero id (invalid), and rarely anywhere else."""
 
 
 def _new_span_id() -> int:
@@ -131,7 +129,7 @@ def _draw_ids(bits: int) -> tuple[int, str]:
     while True:
         value = _getrandbits(bits)
         digits = value.to_bytes(bits // 8, "big").hex()
-        if _ZERO_ID not in digits:
+        if ZERO_ID not in digits:
             return value, digits
 
 
@@ -172,6 +170,8 @@ class Tracing:
         self._w3c = "tracecontext" in settings.propagators
         self.w3c_only = self.propagation.w3c_only
         """Headers are written by hand, never through the SDK's propagators."""
+        self._roots = RootContexts(self._root_bound)
+        """Contexts for traces started here, made a batch at a time."""
         self.unsampled = UnsampledTrace()
         """The trace of every unsampled request when ``w3c_only`` (see UnsampledTrace)."""
         self._closed = False
@@ -226,24 +226,18 @@ class Tracing:
             raw = headers.popall(TRACEPARENT, None) if self._w3c else None
             parent = parse_traceparent(raw[0]) if raw is not None else None
             context = None
-        # One random draw, formatted once, gives every id an unsampled request needs: this
-        # hop's span id (digits 0-15, for traceresponse), its first attempt's (16-31) and,
-        # without a parent, the trace id (32-63). Ints are made only when sampled.
+        # ``ids``: this hop's span id (digits 0-15, for traceresponse) and its first
+        # attempt's (16-31), as hex; ints are made only when sampled.
         if parent is None:
-            # _draw_ids(256), inline but for the rare redraw: every request pays it.
-            bits = _getrandbits(256)
-            ids = bits.to_bytes(32, "big").hex()
-            if _ZERO_ID in ids:
-                bits, ids = _draw_ids(256)
-            trace_hex = ids[32:]
+            # Made a batch at a time with the trace id, sampling decided and, unsampled,
+            # the header values written (RootContexts): every request at the edge takes one.
+            ready = self._roots.ready
+            trace_hex, ids, value, line = ready.pop() if ready else self._roots.refill()
             random_flag = RANDOM_TRACE_ID  # ours is random, as the SDK's would be
-            # self.rule.sampled(trace_id, None), without the call: every request pays it.
-            # The trace id is bits' low 128 bits, so its low 64 are bits' own.
-            sampled = (bits & LOW_64) < self._root_bound
-            if not sampled:
+            if line is not None:  # not sampled: its header values are written already
                 headers.popall(TRACESTATE, None)  # belongs to no valid parent
-                return self._unsampled(ex, trace_hex, ids, random_flag, traceresponse)
-            trace_id = bits & _LOW_128
+                return self._unsampled(ex, trace_hex, ids, random_flag, traceresponse, line, value)
+            trace_id = int(trace_hex, 16)
         else:
             ids = _draw_ids(128)[1]
             trace_id = parent.trace_id
@@ -301,17 +295,26 @@ class Tracing:
         return hop
 
     def _unsampled(
-        self, ex: Exchange, trace_hex: str, ids: str, flags: int, traceresponse: bool
+        self,
+        ex: Exchange,
+        trace_hex: str,
+        ids: str,
+        flags: int,
+        traceresponse: bool,
+        line: str | None = None,
+        value: str | None = None,
     ) -> HopTrace:
         """start_request's end for an unsampled request: ``ids`` holds this hop's span
-        id (digits 0-15) and its first attempt's (16-31)."""
+        id (digits 0-15) and its first attempt's (16-31); ``line`` and ``value`` are
+        :func:`unsampled_headers`' for them, when made already."""
         ex.trace_id = trace_hex
-        suffix = FLAGS_SUFFIX[flags]
-        if traceresponse:  # format_traceparent, inline: every request at the edge pays it
-            ex.response_headers.append((TRACERESPONSE, f"00-{trace_hex}-{ids[:16]}{suffix}"))
+        if line is None or value is None:
+            value, line = unsampled_headers(trace_hex, ids, FLAGS_SUFFIX[flags])
+        if traceresponse:
+            ex.response_headers.append((TRACERESPONSE, value))
         if self.w3c_only:
             # The first attempt's context, written now: the shared trace keeps none.
-            ex.attempt_header_block = f"{TRACEPARENT}: 00-{trace_hex}-{ids[16:32]}{suffix}"
+            ex.attempt_header_block = line
             hop: HopTrace = self.unsampled
         else:
             hop = RequestTrace(self, trace_hex, ids[:16], ids[16:32], flags)

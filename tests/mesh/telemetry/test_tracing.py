@@ -18,9 +18,10 @@ from mesh.chain import Filter, Handler, build_chain, fuse_adjacent
 from mesh.exchange import Exchange
 from mesh.filters.tracing import TracingFilter
 from mesh.snapshot import Instance
-from mesh.telemetry import tracing as tracing_module
+from mesh.telemetry import root_contexts
 from mesh.telemetry.config import TracingConfig
 from mesh.telemetry.propagation import parse_traceparent
+from mesh.telemetry.root_contexts import BATCH, ZERO_ID
 from mesh.telemetry.tracing import (
     EVENT_RETRY,
     Tracing,
@@ -151,12 +152,14 @@ def test_unsampled_requests_share_one_trace_object_and_keep_their_own_ids() -> N
 def test_a_draw_with_an_all_zero_id_is_drawn_again(
     ratio: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # W3C: an all-zero trace or span id is invalid. The first draw's trace id (its
-    # low 128 bits) has an all-zero half; the request must use the second draw.
-    good = int("1" * 16 + "2" * 16 + "3" * 32, 16)
-    draws = iter([0xABC << 128, good])  # then random bits (a sampled request's CLIENT span)
+    # W3C: an all-zero trace or span id is invalid. The context taken first (the
+    # draw's last 64 digits) has a trace id with an all-zero half; the request must
+    # get the one before it.
+    good = "1" * 16 + "2" * 16 + "3" * 32
+    bad = "1" * 16 + "2" * 16 + "abc".zfill(16) + ZERO_ID
+    draws = iter([int(good * (BATCH - 1) + bad, 16)])  # then random bits
     monkeypatch.setattr(
-        tracing_module, "_getrandbits", lambda bits: next(draws, 0) or random.getrandbits(bits)
+        root_contexts, "_getrandbits", lambda bits: next(draws, 0) or random.getrandbits(bits)
     )
     r = Recorder(sampler_ratio=ratio)
     ex = make_exchange()

@@ -1,0 +1,100 @@
+"""Trace contexts for requests that arrive without one, made a batch at a time.
+
+At the edge nearly every request starts a trace: it needs a trace id, this
+hop's span id (for ``traceresponse``), its first attempt's span id (for the
+``traceparent`` it sends on), the sampling decision, and, when it is not
+sampled, both header values written out. Made one request at a time that is
+one random draw, its hex digits, three slices, a comparison and two
+formatted strings on every request: about 0.6 µs in a warm loop, but about
+4.5 % of the edge's throughput in place (``bench/README.md``, "Where
+tracing's cost goes, measured again"). :class:`RootContexts` makes them
+:data:`BATCH` at a time, from one draw, in one loop; a request takes one with
+a list ``pop()``.
+
+The sampling decision is the ratio rule's for a root,
+``(trace_id & LOW_64) < root_bound``, made on the digits: the trace id's
+low 64 bits are its last 16 hex digits, and lower-case hex strings of one
+length compare as their numbers do.
+
+A forked child starts with no contexts made (the parent's would repeat its
+ids); Python's ``random`` reseeds itself in the child.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import weakref
+from typing import Final
+
+from mesh.telemetry.propagation import FLAGS_SUFFIX, RANDOM_TRACE_ID, TRACEPARENT
+from mesh.telemetry.sampling import LOW_64
+
+BATCH: Final = 128
+"""Contexts made per draw."""
+ZERO_ID: Final = "0" * 16
+"""Sixteen zero digits: in every all-zero id (invalid, W3C), and rarely anywhere else."""
+_UNSAMPLED_SUFFIX: Final = FLAGS_SUFFIX[RANDOM_TRACE_ID]
+"""An unsampled root's flags: not sampled, trace id random (as the SDK's would be)."""
+_getrandbits = random.getrandbits
+
+RootContext = tuple[str, str, str | None, str | None]
+"""``(trace_hex, ids, traceresponse, traceparent_line)``: the trace id (32 hex
+digits); ``ids``, 64 hex digits whose first 16 are this hop's span id and the
+next 16 its first attempt's (the last 32 are the trace id); for an unsampled
+trace, the ``traceresponse`` value naming this hop's span and the first
+attempt's rendered ``traceparent`` line (None for both when it is sampled)."""
+
+_ALL: weakref.WeakSet[RootContexts] = weakref.WeakSet()
+
+
+def _forget_all() -> None:
+    for contexts in _ALL:
+        contexts.ready.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_all)
+
+
+def unsampled_headers(trace_hex: str, ids: str, suffix: str) -> tuple[str, str]:
+    """An unsampled hop's ``traceresponse`` value (span id ``ids[:16]``) and its first
+    attempt's ``traceparent`` line (span id ``ids[16:32]``); ``suffix`` is ``-<flags>``."""
+    return (
+        f"00-{trace_hex}-{ids[:16]}{suffix}",
+        f"{TRACEPARENT}: 00-{trace_hex}-{ids[16:32]}{suffix}",
+    )
+
+
+class RootContexts:
+    """Contexts for traces started here, sampled when ``(trace_id & LOW_64) < root_bound``.
+
+    ``ready`` holds the contexts made and not taken, the next one last: take
+    one with ``ready.pop()`` when it is not empty, else with :meth:`refill`.
+    Each is a :data:`RootContext`, never handed out twice, with no all-zero id.
+    """
+
+    __slots__ = ("__weakref__", "_bound_hex", "ready")
+
+    def __init__(self, root_bound: int) -> None:
+        self.ready: list[RootContext] = []
+        # "g" sorts after every hex digit: all are below it (everything sampled).
+        self._bound_hex = "g" if root_bound > LOW_64 else f"{max(root_bound, 0):016x}"
+        _ALL.add(self)
+
+    def refill(self) -> RootContext:
+        """Make :data:`BATCH` contexts and take one of them."""
+        digits = _getrandbits(256 * BATCH).to_bytes(32 * BATCH, "big").hex()
+        bound = self._bound_hex
+        suffix = _UNSAMPLED_SUFFIX
+        ready = self.ready
+        for start in range(0, 64 * BATCH, 64):
+            ids = digits[start : start + 64]
+            if ZERO_ID in ids:  # an all-zero id somewhere (one in 2**60 or fewer): skip
+                continue
+            trace_hex = ids[32:]
+            if ids[48:] < bound:
+                ready.append((trace_hex, ids, None, None))
+            else:
+                ready.append((trace_hex, ids, *unsampled_headers(trace_hex, ids, suffix)))
+        return ready.pop() if ready else self.refill()
