@@ -42,7 +42,9 @@ _TRACEPARENT_RE = re.compile(
     r"^[ \t]*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?[ \t]*$"
 )
 _ZERO_TRACE = "0" * 32
-_ZERO_SPAN = "0" * 16
+ZERO_SPAN_ID = "0" * 16
+"""An all-zero span id (W3C: invalid); a run of sixteen zero digits is in every
+all-zero id, which is how drawn ids are checked."""
 
 
 SAMPLED = 0x01
@@ -70,7 +72,7 @@ def parse_traceparent(value: str | None) -> RemoteParent | None:
     if match is None:
         return None
     version, trace_id, span_id, flags, rest = match.groups()
-    if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN or version == "ff":
+    if trace_id == _ZERO_TRACE or span_id == ZERO_SPAN_ID or version == "ff":
         return None
     if version == "00" and rest:
         return None
@@ -90,6 +92,19 @@ FLAGS_SUFFIX: tuple[str, ...] = tuple(f"-{flags:02x}" for flags in range(256))
 def format_traceparent(trace_id: str, span_id: str, flags: int) -> str:
     """``00-<trace id>-<span id>-<flags>``; the ids are already hex (32 and 16 digits)."""
     return f"00-{trace_id}-{span_id}{FLAGS_SUFFIX[flags]}"
+
+
+def unsampled_headers(trace_id: str, ids: str, flags: int) -> tuple[str, str]:
+    """An unsampled hop's ``traceresponse`` value (span id ``ids[:16]``) and its first
+    attempt's rendered ``traceparent`` line (span id ``ids[16:32]``).
+
+    :func:`format_traceparent`'s format, written out: every request that is not
+    sampled pays for it, and a call each would be two calls more."""
+    suffix = FLAGS_SUFFIX[flags]
+    return (
+        f"00-{trace_id}-{ids[:16]}{suffix}",
+        f"{TRACEPARENT}: 00-{trace_id}-{ids[16:32]}{suffix}",
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,15 +30,11 @@ import random
 import weakref
 from typing import Final
 
-from mesh.telemetry.propagation import FLAGS_SUFFIX, RANDOM_TRACE_ID, TRACEPARENT
+from mesh.telemetry.propagation import RANDOM_TRACE_ID, ZERO_SPAN_ID, unsampled_headers
 from mesh.telemetry.sampling import LOW_64
 
 BATCH: Final = 128
 """Contexts made per draw."""
-ZERO_ID: Final = "0" * 16
-"""Sixteen zero digits: in every all-zero id (invalid, W3C), and rarely anywhere else."""
-_UNSAMPLED_SUFFIX: Final = FLAGS_SUFFIX[RANDOM_TRACE_ID]
-"""An unsampled root's flags: not sampled, trace id random (as the SDK's would be)."""
 _getrandbits = random.getrandbits
 
 RootContext = tuple[str, str, str | None, str | None]
@@ -58,15 +54,6 @@ def _forget_all() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_all)
-
-
-def unsampled_headers(trace_hex: str, ids: str, suffix: str) -> tuple[str, str]:
-    """An unsampled hop's ``traceresponse`` value (span id ``ids[:16]``) and its first
-    attempt's ``traceparent`` line (span id ``ids[16:32]``); ``suffix`` is ``-<flags>``."""
-    return (
-        f"00-{trace_hex}-{ids[:16]}{suffix}",
-        f"{TRACEPARENT}: 00-{trace_hex}-{ids[16:32]}{suffix}",
-    )
 
 
 class RootContexts:
@@ -89,15 +76,16 @@ class RootContexts:
         """Make :data:`BATCH` contexts and take one of them."""
         digits = _getrandbits(256 * BATCH).to_bytes(32 * BATCH, "big").hex()
         bound = self._bound_hex
-        suffix = _UNSAMPLED_SUFFIX
         ready = self.ready
         for start in range(0, 64 * BATCH, 64):
             ids = digits[start : start + 64]
-            if ZERO_ID in ids:  # an all-zero id somewhere (one in 2**60 or fewer): skip
+            if ZERO_SPAN_ID in ids:  # an all-zero id somewhere (one in 2**60 or fewer): skip
                 continue
             trace_hex = ids[32:]
             if ids[48:] < bound:
                 ready.append((trace_hex, ids, None, None))
             else:
-                ready.append((trace_hex, ids, *unsampled_headers(trace_hex, ids, suffix)))
+                # Not sampled: the flags say only that the trace id is random (ours is).
+                headers = unsampled_headers(trace_hex, ids, RANDOM_TRACE_ID)
+                ready.append((trace_hex, ids, *headers))
         return ready.pop() if ready else self.refill()

@@ -70,16 +70,17 @@ from opentelemetry.util.types import AttributeValue
 from mesh.telemetry.otlp_exporter import FastOTLPSpanExporter
 from mesh.telemetry.propagation import (
     BAGGAGE,
-    FLAGS_SUFFIX,
     RANDOM_TRACE_ID,
     SAMPLED,
     TRACEPARENT,
     TRACERESPONSE,
     TRACESTATE,
+    ZERO_SPAN_ID,
     Propagation,
     RemoteParent,
     format_traceparent,
     parse_traceparent,
+    unsampled_headers,
 )
 from mesh.telemetry.recorded_span import (
     EMPTY_TRACE_STATE,
@@ -87,7 +88,7 @@ from mesh.telemetry.recorded_span import (
     RecordedSpan,
     SpanSink,
 )
-from mesh.telemetry.root_contexts import ZERO_ID, RootContexts, unsampled_headers
+from mesh.telemetry.root_contexts import RootContexts
 from mesh.telemetry.sampling import RuleSampler, SamplingRule
 from mesh.telemetry.tracing_settings import TracingSettings
 
@@ -131,7 +132,7 @@ def _draw_ids(bits: int) -> tuple[int, str]:
     while True:
         value = _getrandbits(bits)
         digits = value.to_bytes(bits // 8, "big").hex()
-        if ZERO_ID not in digits:
+        if ZERO_SPAN_ID not in digits:
             return value, digits
 
 
@@ -236,9 +237,9 @@ class Tracing:
             ready = self._roots.ready
             trace_hex, ids, value, line = ready.pop() if ready else self._roots.refill()
             random_flag = RANDOM_TRACE_ID  # ours is random, as the SDK's would be
-            if line is not None:  # not sampled: its header values are written already
+            if value is not None and line is not None:  # not sampled: headers written already
                 headers.popall(TRACESTATE, None)  # belongs to no valid parent
-                return self._unsampled(ex, trace_hex, ids, random_flag, traceresponse, line, value)
+                return self._unsampled(ex, trace_hex, ids, random_flag, traceresponse, value, line)
             trace_id = int(trace_hex, 16)
         else:
             ids = _draw_ids(128)[1]
@@ -246,7 +247,8 @@ class Tracing:
             trace_hex = trace_id.to_bytes(16, "big").hex()
             random_flag = parent.flags & RANDOM_TRACE_ID
             if not self.rule.sampled(trace_id, parent.sampled):
-                return self._unsampled(ex, trace_hex, ids, random_flag, traceresponse)
+                value, line = unsampled_headers(trace_hex, ids, random_flag)
+                return self._unsampled(ex, trace_hex, ids, random_flag, traceresponse, value, line)
         state = EMPTY_TRACE_STATE
         if self.w3c_only:
             # tracestate and baggage stay as received; attempts write traceparent.
@@ -303,15 +305,13 @@ class Tracing:
         ids: str,
         flags: int,
         traceresponse: bool,
-        line: str | None = None,
-        value: str | None = None,
+        value: str,
+        line: str,
     ) -> HopTrace:
         """start_request's end for an unsampled request: ``ids`` holds this hop's span
-        id (digits 0-15) and its first attempt's (16-31); ``line`` and ``value`` are
-        :func:`unsampled_headers`' for them, when made already."""
+        id (digits 0-15) and its first attempt's (16-31); ``value`` and ``line`` are
+        :func:`unsampled_headers`' for them."""
         ex.trace_id = trace_hex
-        if line is None or value is None:
-            value, line = unsampled_headers(trace_hex, ids, FLAGS_SUFFIX[flags])
         if traceresponse:
             ex.response_headers.append((TRACERESPONSE, value))
         if self.w3c_only:

@@ -25,29 +25,33 @@ pytestmark = [
 ]
 
 
-def test_one_second_upstream_run_writes_parseable_results(tmp_path: Path) -> None:
-    out = tmp_path / "results.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.run",
-            "--duration",
-            "1",
-            "--warmup",
-            "0",
-            "--scenarios",
-            "upstream",
-            "--json-out",
-            str(out),
-            "--workdir",
-            str(tmp_path / "work"),
-        ],
+def _bench(module: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``python -m bench.<module> args...`` from the project root, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", f"bench.{module}", *args],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
-        timeout=90,
+        timeout=timeout,
         check=False,
+    )
+
+
+def test_one_second_upstream_run_writes_parseable_results(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    done = _bench(
+        "run",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+        "--scenarios",
+        "upstream",
+        "--json-out",
+        str(out),
+        "--workdir",
+        str(tmp_path / "work"),
+        timeout=90,
     )
     assert done.returncode in (0, 1), done.stdout + done.stderr
     assert "upstream" in done.stdout and "req/s" in done.stdout
@@ -69,31 +73,23 @@ def test_one_second_upstream_run_writes_parseable_results(tmp_path: Path) -> Non
 )
 def test_instruction_count_of_a_short_edge_run(tmp_path: Path) -> None:
     out = tmp_path / "instructions.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.instructions",
-            "--seconds",
-            "2",
-            "--warmup",
-            "1",
-            "--connections",
-            "4",
-            "--idle-seconds",
-            "1",
-            "--settle-seconds",
-            "1",
-            "--branch-sim",
-            "--json-out",
-            str(out),
-            "edge+notrace",
-        ],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
+    done = _bench(
+        "instructions",
+        "--seconds",
+        "2",
+        "--warmup",
+        "1",
+        "--connections",
+        "4",
+        "--idle-seconds",
+        "1",
+        "--settle-seconds",
+        "1",
+        "--branch-sim",
+        "--json-out",
+        str(out),
+        "edge+notrace",
         timeout=300,
-        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     [row] = json.loads(out.read_text())["scenarios"]
@@ -111,29 +107,21 @@ def test_instruction_count_of_a_short_edge_run(tmp_path: Path) -> None:
 def test_paired_runs_start_afresh_and_pool(tmp_path: Path) -> None:
     """bench.ab --runs 2: two runs of one round each, pooled; each run's own result kept."""
     out = tmp_path / "ab.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.ab",
-            "nginx",
-            "nginx",
-            "--runs",
-            "2",
-            "--rounds",
-            "2",
-            "--duration",
-            "1",
-            "--warmup",
-            "1",
-            "--json-out",
-            str(out),
-        ],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
+    done = _bench(
+        "ab",
+        "nginx",
+        "nginx",
+        "--runs",
+        "2",
+        "--rounds",
+        "2",
+        "--duration",
+        "1",
+        "--warmup",
+        "1",
+        "--json-out",
+        str(out),
         timeout=120,
-        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "run 1/2" in done.stdout and "run 2/2" in done.stdout

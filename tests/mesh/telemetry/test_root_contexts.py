@@ -8,7 +8,8 @@ import random
 import pytest
 
 from mesh.telemetry import root_contexts
-from mesh.telemetry.root_contexts import BATCH, ZERO_ID, RootContexts
+from mesh.telemetry.propagation import ZERO_SPAN_ID as ZERO_ID
+from mesh.telemetry.root_contexts import BATCH, RootContexts
 from mesh.telemetry.sampling import SamplingRule
 
 

@@ -20,8 +20,9 @@ from mesh.filters.tracing import TracingFilter
 from mesh.snapshot import Instance
 from mesh.telemetry import root_contexts
 from mesh.telemetry.config import TracingConfig
+from mesh.telemetry.propagation import ZERO_SPAN_ID as ZERO_ID
 from mesh.telemetry.propagation import parse_traceparent
-from mesh.telemetry.root_contexts import BATCH, ZERO_ID
+from mesh.telemetry.root_contexts import BATCH
 from mesh.telemetry.tracing import (
     EVENT_RETRY,
     Tracing,
