@@ -163,6 +163,7 @@ def measure(
     settle_seconds: float = SETTLE_SECONDS,
     cache_sim: bool = False,
     branch_sim: bool = False,
+    keep: Path | None = None,
 ) -> dict[str, object]:
     """Start scenario ``name`` with its edge under callgrind; count one measured window.
 
@@ -187,6 +188,8 @@ def measure(
     estimate (:func:`cycle_estimate`), background subtracted the same way.
     With ``branch_sim``, it simulates branch prediction: the row gains
     mispredicted branches per request, and the cycle estimate weighs them.
+    With ``keep``, the loaded window's callgrind files are copied into
+    ``keep/<name>/`` (for ``callgrind_annotate``: where the instructions went).
     """
     scenario = SCENARIOS[name]
     if not isinstance(scenario, EdgeScenario):
@@ -225,7 +228,13 @@ def measure(
             window = WrkOptions(1, connections, seconds, timeout=10.0)
             result, _ = run_wrk(target.url, window, target.headers, target.script)
             time.sleep(settle_seconds)  # ... and the window's own is in its count
+            before = set(seen)
             loaded = _dump(pid, out_dir, seen)
+            if keep is not None:
+                kept = keep / name
+                kept.mkdir(parents=True, exist_ok=True)
+                for f in sorted(seen - before):
+                    shutil.copy(f, kept)
             elapsed = time.monotonic() - started
     finally:
         ctx.meshgate_prefix.pop("edge", None)
@@ -303,6 +312,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also simulate branch prediction: mispredictions per request, weighed in the "
         "cycle estimate",
     )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="copy each scenario's callgrind files of the measured window into DIR/<scenario>/ "
+        "(for callgrind_annotate)",
+    )
     parser.add_argument("--json-out", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args(argv)
     unknown = [n for n in args.scenarios if n not in SCENARIOS]
@@ -332,6 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     args.settle_seconds,
                     args.cache_sim,
                     args.branch_sim,
+                    args.keep,
                 )
             )
     baseline = args.scenarios[0]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.instructions import callgrind_total
 from bench.proxies import nginx_binary
 from bench.wrk import wrk_binary
 from demo.processes import PROJECT_ROOT
@@ -86,6 +87,8 @@ def test_instruction_count_of_a_short_edge_run(tmp_path: Path) -> None:
         "--settle-seconds",
         "1",
         "--branch-sim",
+        "--keep",
+        str(tmp_path / "kept"),
         "--json-out",
         str(out),
         "edge+notrace",
@@ -102,6 +105,12 @@ def test_instruction_count_of_a_short_edge_run(tmp_path: Path) -> None:
     # --branch-sim: an interpreter mispredicts some of its branches, and the estimate weighs them.
     assert row["mispredicts_per_request"] > 0
     assert row["cycle_estimate_per_request"] > row["instructions_per_request"]
+    # --keep: the measured window's callgrind files, which hold at least what the requests
+    # were charged (the window's background is in them too).
+    kept = sorted((tmp_path / "kept" / "edge+notrace").iterdir())
+    assert kept
+    window = sum(callgrind_total(f.read_text()) for f in kept)
+    assert window >= row["instructions_per_request"] * row["requests"]
 
 
 def test_paired_runs_start_afresh_and_pool(tmp_path: Path) -> None:
