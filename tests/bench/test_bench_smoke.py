@@ -110,7 +110,8 @@ def test_instruction_count_of_a_short_edge_run(tmp_path: Path) -> None:
     kept = sorted((tmp_path / "kept" / "edge+notrace").iterdir())
     assert kept
     window = sum(callgrind_total(f.read_text()) for f in kept)
-    assert window >= row["instructions_per_request"] * row["requests"]
+    charged = row["instructions_per_request"] * row["requests"]
+    assert window >= charged * (1 - 1e-9)  # float division and back: allow its rounding
 
 
 def test_paired_runs_start_afresh_and_pool(tmp_path: Path) -> None:
