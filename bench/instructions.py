@@ -141,15 +141,20 @@ def _edge_pid(ctx: BenchContext) -> int:
     raise RuntimeError("the scenario started no edge under valgrind (not an edge scenario?)")
 
 
-def _dump(pid: int, out_dir: Path, seen: set[str]) -> Counter[str]:
-    """Dump the edge's counters (which zeroes them) and return the event totals dumped."""
+def _dump(pid: int, out_dir: Path, seen: set[str], keep: Path | None = None) -> Counter[str]:
+    """Dump the edge's counters (which zeroes them) and return the event totals dumped;
+    with ``keep``, the files dumped are copied into that directory too."""
     subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True)
     time.sleep(1.0)  # the dump is written by the edge's own thread
     new = sorted(set(glob.glob(f"{out_dir}/cg.{pid}.out.*")) - seen)
     seen.update(new)
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
     total: Counter[str] = Counter()
     for f in new:
         total.update(callgrind_counts(Path(f).read_text()))
+        if keep is not None:
+            shutil.copy(f, keep)
     return total
 
 
@@ -228,13 +233,7 @@ def measure(
             window = WrkOptions(1, connections, seconds, timeout=10.0)
             result, _ = run_wrk(target.url, window, target.headers, target.script)
             time.sleep(settle_seconds)  # ... and the window's own is in its count
-            before = set(seen)
-            loaded = _dump(pid, out_dir, seen)
-            if keep is not None:
-                kept = keep / name
-                kept.mkdir(parents=True, exist_ok=True)
-                for f in sorted(seen - before):
-                    shutil.copy(f, kept)
+            loaded = _dump(pid, out_dir, seen, keep / name if keep is not None else None)
             elapsed = time.monotonic() - started
     finally:
         ctx.meshgate_prefix.pop("edge", None)
