@@ -20,9 +20,11 @@ A/A runs (the same scenario and code on both sides) gave medians of +0.2,
 each with freshly started processes, and pools their bursts (as ``--pool``
 does with saved runs).
 
-Both edges are pinned to the same CPU (the other processes to the rest), as
-``bench.run --pin`` does; the idle one does only its background work (Consul
-watches, probes) while the other is loaded. CPU per request counts each
+Both edges are pinned to the same CPU, and every other process (wrk, the
+upstream, Consul, Redis) to the rest, as ``bench.run --pin`` does; the idle edge
+does only its background work (Consul watches, probes) while the other is
+loaded. Each run's JSON records the CPUs the edges' processes and this one
+(so wrk) were actually allowed, under ``pinning``. CPU per request counts each
 scenario's own processes only, as in ``bench.run``.
 
 Scenarios are those of ``python -m bench.run --list``; B's feature is measured
@@ -53,7 +55,7 @@ if __package__ in (None, ""):  # run as ``python bench/ab.py``
 from bench.context import BenchContext
 from bench.cpu import pin_tree, tree_cpu_seconds
 from bench.proxies import start_upstream
-from bench.run import cpu_split
+from bench.run import reserve_proxy_cpu
 from bench.scenarios import SCENARIOS, EdgeScenario, Target, warm_up
 from bench.wrk import WrkOptions, WrkResult, run_wrk
 
@@ -122,18 +124,19 @@ def compare(
     rounds: int,
     options: WrkOptions,
     warmup: float,
-    pin: bool = True,
+    proxy_cpu: int | None = None,
     b_source: Path | None = None,
 ) -> dict[str, object]:
     """Start both scenarios, warm them, load them in turn for ``rounds`` rounds; the figures.
 
+    ``proxy_cpu``: the CPU both scenarios' processes are pinned to (None: not pinned);
+    the caller keeps everything else off it (:func:`main`).
     ``b_source``: another checkout of meshgate, whose code B's processes run (A's run
     this one's), to compare two versions of the code in one scenario.
     """
     scenarios = [SCENARIOS[n] for n in names]
     targets: list[Target] = []
     pids: list[list[int]] = []
-    split = cpu_split(os.sched_getaffinity(0)) if pin else None
     with ctx.scenario_scope():
         own_source = ctx.source_root
         for side, scenario in enumerate(scenarios):
@@ -146,8 +149,12 @@ def compare(
             finally:
                 ctx.source_root = own_source
             pids.append([p for p in ctx.scope_pids if p not in started])
-        if split is not None:
-            pin_tree(ctx.scope_pids, {split[0]})
+        pinning = None
+        if proxy_cpu is not None:
+            pin_tree(ctx.scope_pids, {proxy_cpu})
+            # Read back, not echoed: what the kernel will let each side run on.
+            edge_cpus = {cpu for side in pids for pid in side for cpu in _affinity(pid)}
+            pinning = {"edges": sorted(edge_cpus), "others": sorted(os.sched_getaffinity(0))}
         for scenario, target in zip(scenarios, targets, strict=True):
             needed = scenario.warm_requests if isinstance(scenario, EdgeScenario) else 0
             warm_up(target, replace(options, duration=warmup), needed)
@@ -167,7 +174,16 @@ def compare(
         **_summary(names, [[asdict(x) for x in bursts[i]] for i in range(2)]),
         "duration_s": options.duration,
         "b_source": None if b_source is None else str(b_source),
+        "pinning": pinning,
     }
+
+
+def _affinity(pid: int) -> set[int]:
+    """The CPUs ``pid`` may run on; none if it has exited."""
+    try:
+        return os.sched_getaffinity(pid)
+    except OSError:
+        return set()
 
 
 def _summary(names: tuple[str, str], bursts: Sequence[Sequence[dict[str, Any]]]) -> dict[str, Any]:
@@ -270,6 +286,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.b_source is not None and not (args.b_source / "meshgate" / "__main__.py").is_file():
         print(f"bench: --b-source {args.b_source}: no meshgate checkout there", file=sys.stderr)
         return 2
+    # As bench.run does: wrk, the upstream (the OTLP sink too), Consul and Redis keep
+    # off the edges' CPU. Until session 14 only the edges were pinned, and the rest
+    # ran wherever the scheduler put them, the edges' core included: that
+    # understated B's cost (tracing at 10 % against 0 % sampled: -4.2 % then,
+    # -6.9 % with this; bench/README.md, "Measured again, session 14").
+    split = reserve_proxy_cpu() if args.pin else None
+    if split is not None:
+        print(f"bench: edges on CPU {split[0]}, everything else on {sorted(split[1])}")
     workdir = Path(tempfile.mkdtemp(prefix="meshgate-ab-"))
     with BenchContext(workdir) as ctx:
         ctx.upstream_port = start_upstream(ctx)
@@ -281,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.rounds,
             options,
             args.warmup,
-            args.pin,
+            None if split is None else split[0],
             args.b_source,
         )
     print(format_summary(result))
@@ -298,7 +322,7 @@ def measure_runs(
     rounds: int,
     options: WrkOptions,
     warmup: float,
-    pin: bool = True,
+    proxy_cpu: int | None = None,
     b_source: Path | None = None,
 ) -> dict[str, Any]:
     """``runs`` runs of :func:`compare`, each starting both scenarios afresh; one run's
@@ -307,7 +331,7 @@ def measure_runs(
     for run in range(runs):
         if runs > 1:
             print(f"run {run + 1}/{runs}", flush=True)
-        results.append(compare(ctx, names, rounds, options, warmup, pin, b_source))
+        results.append(compare(ctx, names, rounds, options, warmup, proxy_cpu, b_source))
     if runs == 1:
         return results[0]
     return {**pool(results), "runs": results}

@@ -126,6 +126,17 @@ def cpu_split(available: set[int]) -> tuple[int, set[int]] | None:
     return proxy, available - {proxy}
 
 
+def reserve_proxy_cpu() -> tuple[int, set[int]] | None:
+    """:func:`cpu_split` of the CPUs this process may use, with this process moved onto
+    the others: so is everything it starts from now on (wrk, the upstream, Consul,
+    Redis), and the proxy's CPU is left to the processes pinned there
+    (:func:`bench.cpu.pin_tree`). None, and nothing moved, with one CPU."""
+    split = cpu_split(os.sched_getaffinity(0))
+    if split is not None:
+        os.sched_setaffinity(0, split[1])
+    return split
+
+
 def select_scenarios(spec: str) -> list[Scenario]:
     names = [n.strip() for n in spec.split(",") if n.strip()]
     unknown = [n for n in names if n not in SCENARIOS]
@@ -259,17 +270,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = WrkOptions(args.threads, args.connections, args.duration)
     meta = _meta(options, args.warmup)
     meta["rounds"] = args.repeat
-    split = cpu_split(os.sched_getaffinity(0)) if args.pin is not False else None
+    split = reserve_proxy_cpu() if args.pin is not False else None
     if args.pin and split is None:
         print("bench: --pin needs at least two CPUs", file=sys.stderr)
         return EXIT_USAGE
     proxy_cpu: int | None = None
     if split is not None:
-        # This process, and so wrk, the upstream, Consul, Redis and everything
-        # else started from here, keep off the proxy's CPU; each scenario's own
-        # processes are moved onto it once started (measure()).
+        # This process, and so everything started from here, is off the proxy's
+        # CPU already; each scenario's own processes are moved onto it once
+        # started (measure()).
         proxy_cpu, others = split
-        os.sched_setaffinity(0, others)
         meta["pinning"] = {"proxy_cpu": proxy_cpu, "other_cpus": sorted(others)}
         print(f"bench: proxy under test on CPU {proxy_cpu}, the rest on {sorted(others)}")
     seed = args.shuffle_seed if args.shuffle_seed is not None else random.randrange(2**32)

@@ -6,6 +6,7 @@ Asserts nothing about speed, only that a run produces a well-formed result.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -143,3 +144,9 @@ def test_paired_runs_start_afresh_and_pool(tmp_path: Path) -> None:
     assert len(document["runs"]) == 2 and len(document["run_medians"]) == 2
     assert [run["rounds"] for run in document["runs"]] == [2, 2]
     assert len(document["bursts"]["a"]) == len(document["bursts"]["b"]) == 4
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) >= 2:
+        # Pinned as bench.run pins: both proxies alone on the first CPU, and the
+        # bench itself (so wrk and the upstream it starts) kept off it.
+        for run in document["runs"]:
+            assert run["pinning"] == {"edges": cpus[:1], "others": cpus[1:]}

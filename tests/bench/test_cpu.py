@@ -133,6 +133,29 @@ def test_cpu_split_keeps_one_cpu_for_the_proxy() -> None:
     assert cpu_split({3}) is None
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to keep one free")
+def test_reserve_proxy_cpu_moves_the_bench_and_what_it_starts_off_the_proxy_cpu() -> None:
+    # In a child: the call changes the calling process's own affinity.
+    code = (
+        "import os, subprocess, sys\n"
+        "from bench.run import reserve_proxy_cpu\n"
+        "split = reserve_proxy_cpu()\n"
+        "child = subprocess.run([sys.executable, '-c', "
+        "'import os; print(sorted(os.sched_getaffinity(0)))'], capture_output=True, text=True)\n"
+        "print(split[0], sorted(split[1]), sorted(os.sched_getaffinity(0)), child.stdout.strip())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    cpus = sorted(os.sched_getaffinity(0))
+    others = cpus[1:]
+    assert done.stdout.split(" ", 1) == [str(cpus[0]), f"{others} {others} {others}\n"]
+
+
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to pin onto one")
 def test_pin_tree_moves_a_process_tree_and_its_threads_onto_the_cpus() -> None:
     cpu = min(os.sched_getaffinity(0))
