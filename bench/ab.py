@@ -13,12 +13,12 @@ bursts (A B, B A, A B, ... so neither always goes first), and each round's
 in the ratio; the median of the paired ratios is the figure, and the spread
 of the middle half of them says how far to trust it. Fast changes (another
 tenant's cache pressure) still move a run's median by several points, and
-each start of the processes may land differently: on one quiet day here three
-A/A runs (the same scenario and code on both sides) gave medians of +0.2,
-+0.1 and -0.2 %, while three runs of one change (``--b-source``) gave +0.7,
-+0.8 and +3.4 %. So for a figure near a target, ``--runs N`` measures N runs,
-each with freshly started processes, and pools their bursts (as ``--pool``
-does with saved runs).
+each start of the processes may land differently: A/A runs (the same
+scenario and code on both sides) gave medians of +1.2 and +2.2 % for
+``edge+trace10`` and -1.3 and -1.9 % for ``edge+notrace`` (session 14, with
+wrk and the upstream kept off the edges' CPU). So for a figure near a
+target, ``--runs N`` measures N runs, each with freshly started processes,
+and pools their bursts (as ``--pool`` does with saved runs).
 
 Both edges are pinned to the same CPU, and every other process (wrk, the
 upstream, Consul, Redis) to the rest, as ``bench.run --pin`` does; the idle edge
