@@ -53,9 +53,8 @@ if __package__ in (None, ""):  # run as ``python bench/ab.py``
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.context import BenchContext
-from bench.cpu import pin_tree, tree_cpu_seconds
+from bench.cpu import allowed_cpus, pin_tree, reserve_proxy_cpu, tree_cpu_seconds
 from bench.proxies import start_upstream
-from bench.run import reserve_proxy_cpu
 from bench.scenarios import SCENARIOS, EdgeScenario, Target, warm_up
 from bench.wrk import WrkOptions, WrkResult, run_wrk
 
@@ -153,8 +152,8 @@ def compare(
         if proxy_cpu is not None:
             pin_tree(ctx.scope_pids, {proxy_cpu})
             # Read back, not echoed: what the kernel will let each side run on.
-            edge_cpus = {cpu for side in pids for pid in side for cpu in _affinity(pid)}
-            pinning = {"edges": sorted(edge_cpus), "others": sorted(os.sched_getaffinity(0))}
+            edges = allowed_cpus(pid for side in pids for pid in side)
+            pinning = {"edges": sorted(edges), "others": sorted(os.sched_getaffinity(0))}
         for scenario, target in zip(scenarios, targets, strict=True):
             needed = scenario.warm_requests if isinstance(scenario, EdgeScenario) else 0
             warm_up(target, replace(options, duration=warmup), needed)
@@ -176,14 +175,6 @@ def compare(
         "b_source": None if b_source is None else str(b_source),
         "pinning": pinning,
     }
-
-
-def _affinity(pid: int) -> set[int]:
-    """The CPUs ``pid`` may run on; none if it has exited."""
-    try:
-        return os.sched_getaffinity(pid)
-    except OSError:
-        return set()
 
 
 def _summary(names: tuple[str, str], bursts: Sequence[Sequence[dict[str, Any]]]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""CPU time spent by a set of processes and their descendants (Linux ``/proc``).
+"""CPU time spent by a set of processes and their descendants (Linux ``/proc``), and
+which CPUs they run on.
 
 Throughput on a shared 2-core machine moves by ±15 % between runs, because wrk,
 the proxy and whatever else runs compete for the same cores. The CPU time the
@@ -7,6 +8,11 @@ what a feature costs is best read as extra CPU microseconds per request.
 
 :func:`parse_stat` is a pure function over one ``/proc/<pid>/stat`` line, so it
 is tested without reading ``/proc``.
+
+Pinning, shared by ``bench.run`` and ``bench.ab``: :func:`reserve_proxy_cpu`
+keeps the bench (and so wrk, the upstream, Consul and Redis, which it starts)
+off one CPU, :func:`pin_tree` puts the proxies under test on it, and
+:func:`allowed_cpus` reads back where processes may run.
 """
 
 from __future__ import annotations
@@ -59,6 +65,36 @@ def _tree(roots: Iterable[int], stats: list[tuple[int, int, int]]) -> set[int]:
         seen.add(pid)
         todo.extend(children.get(pid, ()))
     return seen
+
+
+def cpu_split(available: set[int]) -> tuple[int, set[int]] | None:
+    """(the proxy's CPU, the others') from the CPUs this process may use; None with one."""
+    if len(available) < 2:
+        return None
+    proxy = min(available)
+    return proxy, available - {proxy}
+
+
+def reserve_proxy_cpu() -> tuple[int, set[int]] | None:
+    """:func:`cpu_split` of the CPUs this process may use, with this process moved onto
+    the others: so is everything it starts from now on (wrk, the upstream, Consul,
+    Redis), and the proxy's CPU is left to the processes pinned there
+    (:func:`pin_tree`). None, and nothing moved, with one CPU."""
+    split = cpu_split(os.sched_getaffinity(0))
+    if split is not None:
+        os.sched_setaffinity(0, split[1])
+    return split
+
+
+def allowed_cpus(pids: Iterable[int]) -> set[int]:
+    """Every CPU one of ``pids`` may run on (processes that exited meanwhile are skipped)."""
+    cpus: set[int] = set()
+    for pid in pids:
+        try:
+            cpus |= os.sched_getaffinity(pid)
+        except OSError:
+            continue
+    return cpus
 
 
 def pin_tree(roots: Iterable[int], cpus: set[int]) -> int:

@@ -30,7 +30,7 @@ if __package__ in (None, ""):  # run as ``python bench/run.py``
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.context import BenchContext
-from bench.cpu import pin_tree, tree_cpu_seconds
+from bench.cpu import pin_tree, reserve_proxy_cpu, tree_cpu_seconds
 from bench.proxies import haproxy_binary, nginx_binary, start_upstream
 from bench.report import (
     Outcome,
@@ -116,25 +116,6 @@ def round_orders(scenarios: Sequence[Scenario], repeat: int, seed: int) -> list[
         rng.shuffle(order)
         orders.append(order)
     return orders
-
-
-def cpu_split(available: set[int]) -> tuple[int, set[int]] | None:
-    """(the proxy's CPU, the others') from the CPUs this process may use; None with one."""
-    if len(available) < 2:
-        return None
-    proxy = min(available)
-    return proxy, available - {proxy}
-
-
-def reserve_proxy_cpu() -> tuple[int, set[int]] | None:
-    """:func:`cpu_split` of the CPUs this process may use, with this process moved onto
-    the others: so is everything it starts from now on (wrk, the upstream, Consul,
-    Redis), and the proxy's CPU is left to the processes pinned there
-    (:func:`bench.cpu.pin_tree`). None, and nothing moved, with one CPU."""
-    split = cpu_split(os.sched_getaffinity(0))
-    if split is not None:
-        os.sched_setaffinity(0, split[1])
-    return split
 
 
 def select_scenarios(spec: str) -> list[Scenario]:

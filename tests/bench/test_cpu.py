@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.cpu import parse_stat, pin_tree, tree_cpu_seconds
+from bench.cpu import cpu_split, parse_stat, pin_tree, tree_cpu_seconds
 from bench.instructions import callgrind_total
 from bench.report import Outcome, combine_rounds, feature_costs, format_costs, format_table
-from bench.run import cpu_split, round_orders
+from bench.run import round_orders
 from bench.scenarios import SCENARIOS
 from bench.wrk import WrkResult
 
@@ -138,7 +138,7 @@ def test_reserve_proxy_cpu_moves_the_bench_and_what_it_starts_off_the_proxy_cpu(
     # In a child: the call changes the calling process's own affinity.
     code = (
         "import os, subprocess, sys\n"
-        "from bench.run import reserve_proxy_cpu\n"
+        "from bench.cpu import reserve_proxy_cpu\n"
         "split = reserve_proxy_cpu()\n"
         "child = subprocess.run([sys.executable, '-c', "
         "'import os; print(sorted(os.sched_getaffinity(0)))'], capture_output=True, text=True)\n"
