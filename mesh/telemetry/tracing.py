@@ -230,25 +230,42 @@ class Tracing:
             parent = parse_traceparent(raw[0]) if raw is not None else None
             context = None
         # ``ids``: this hop's span id (digits 0-15, for traceresponse) and its first
-        # attempt's (16-31), as hex; ints are made only when sampled.
+        # attempt's (16-31), as hex; ints are made only when sampled. ``line`` (and
+        # ``value``) are set when not sampled: the first attempt's rendered traceparent
+        # line and the traceresponse value.
         if parent is None:
             # Made a batch at a time with the trace id, sampling decided and, unsampled,
             # the header values written (RootContexts): every request at the edge takes one.
             ready = self._roots.ready
             trace_hex, ids, value, line = ready.pop() if ready else self._roots.refill()
             random_flag = RANDOM_TRACE_ID  # ours is random, as the SDK's would be
-            if value is not None and line is not None:  # not sampled: headers written already
+            if line is not None:
                 headers.popall(TRACESTATE, None)  # belongs to no valid parent
-                return self._unsampled(ex, trace_hex, ids, random_flag, traceresponse, value, line)
-            trace_id = int(trace_hex, 16)
         else:
             ids = _draw_ids(128)[1]
             trace_id = parent.trace_id
             trace_hex = trace_id.to_bytes(16, "big").hex()
             random_flag = parent.flags & RANDOM_TRACE_ID
-            if not self.rule.sampled(trace_id, parent.sampled):
+            if self.rule.sampled(trace_id, parent.sampled):
+                value = line = None
+            else:
                 value, line = unsampled_headers(trace_hex, ids, random_flag)
-                return self._unsampled(ex, trace_hex, ids, random_flag, traceresponse, value, line)
+        if line is not None and value is not None:
+            # Not sampled: nearly every request. Written out here rather than in a
+            # method of its own, a call fewer on each of them.
+            ex.trace_id = trace_hex
+            if traceresponse:
+                ex.response_headers.append((TRACERESPONSE, value))
+            if self.w3c_only:
+                # The first attempt's context, written now: the shared trace keeps none.
+                ex.attempt_header_block = line
+                hop: HopTrace = self.unsampled
+            else:
+                hop = RequestTrace(self, trace_hex, ids[:16], ids[16:32], random_flag)
+            ex.trace = hop
+            return hop
+        if parent is None:
+            trace_id = int(trace_hex, 16)
         state = EMPTY_TRACE_STATE
         if self.w3c_only:
             # tracestate and baggage stay as received; attempts write traceparent.
@@ -296,31 +313,6 @@ class Tracing:
         ex.trace_id = trace_hex
         if traceresponse:
             ex.response_headers.append((TRACERESPONSE, hop.traceresponse()))
-        return hop
-
-    def _unsampled(
-        self,
-        ex: Exchange,
-        trace_hex: str,
-        ids: str,
-        flags: int,
-        traceresponse: bool,
-        value: str,
-        line: str,
-    ) -> HopTrace:
-        """start_request's end for an unsampled request: ``ids`` holds this hop's span
-        id (digits 0-15) and its first attempt's (16-31); ``value`` and ``line`` are
-        :func:`unsampled_headers`' for them."""
-        ex.trace_id = trace_hex
-        if traceresponse:
-            ex.response_headers.append((TRACERESPONSE, value))
-        if self.w3c_only:
-            # The first attempt's context, written now: the shared trace keeps none.
-            ex.attempt_header_block = line
-            hop: HopTrace = self.unsampled
-        else:
-            hop = RequestTrace(self, trace_hex, ids[:16], ids[16:32], flags)
-        ex.trace = hop
         return hop
 
     def shutdown(self, timeout_s: float = 5.0) -> None:

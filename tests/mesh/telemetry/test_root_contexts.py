@@ -8,6 +8,7 @@ import random
 import pytest
 
 from mesh.telemetry import root_contexts
+from mesh.telemetry.propagation import RANDOM_TRACE_ID, unsampled_headers
 from mesh.telemetry.propagation import ZERO_SPAN_ID as ZERO_ID
 from mesh.telemetry.root_contexts import BATCH, RootContexts
 from mesh.telemetry.sampling import SamplingRule
@@ -50,6 +51,8 @@ def test_an_unsampled_context_has_both_header_values_written() -> None:
         assert len(trace) == 32 and ids[32:] == trace and len(ids) == 64
         assert value == f"00-{trace}-{ids[:16]}-02"  # this hop's span, random trace id flag
         assert line == f"traceparent: 00-{trace}-{ids[16:32]}-02"  # the first attempt's
+        # What a hop with a remote parent writes for an unsampled request, too.
+        assert (value, line) == unsampled_headers(trace, ids, RANDOM_TRACE_ID)
 
 
 def test_a_sampled_context_leaves_the_headers_to_its_spans() -> None:
