@@ -27,4 +27,4 @@ class MetricsFilter:
             service = ex.service or "none"
             m = self._m
             m.requests_of(self._role, route, service, status_class(status)).inc()
-            m.duration_of(self._role, route, service).observe(time.monotonic() - ex.started)
+            m.observe_duration(self._role, route, service)(time.monotonic() - ex.started)

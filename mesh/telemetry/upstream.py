@@ -39,7 +39,7 @@ class UpstreamTelemetry:
 
     def _observe(self, service: str, outcome: str, seconds: float) -> None:
         if self._metrics is not None:
-            self._metrics.upstream_duration_of(self._role, service, outcome).observe(seconds)
+            self._metrics.observe_upstream_duration(self._role, service, outcome)(seconds)
 
 
 class UpstreamAttempt:

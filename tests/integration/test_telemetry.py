@@ -505,7 +505,17 @@ def test_two_edge_workers_add_up(mesh: Mesh, receiver: OtlpReceiver) -> None:
     )
     wait_until(lambda: len(descendants(edge.process.pid)) == 2, 10, "two workers")
     wait_until(lambda: http(f"{edge.url}/api/users/echo")[0] == 200, 20, "users to answer")
-    before = requests_by_class(metrics(edge.admin), "edge").get("2xx", 0)
+
+    def timed(scraped: dict[str, list[tuple[dict[str, str], float]]]) -> float:
+        return sum(
+            v
+            for labels, v in scraped.get("meshgate_request_duration_seconds_count", [])
+            if labels["role"] == "edge"
+        )
+
+    scraped = metrics(edge.admin)
+    before = requests_by_class(scraped, "edge").get("2xx", 0)
+    timed_before = timed(scraped)
     # urllib opens a connection per request: SO_REUSEPORT spreads them over both workers.
     for _ in range(40):
         assert http(f"{edge.url}/api/users/echo")[0] == 200
@@ -513,6 +523,7 @@ def test_two_edge_workers_add_up(mesh: Mesh, receiver: OtlpReceiver) -> None:
     for _ in range(6):
         scraped = metrics(edge.admin)
         assert requests_by_class(scraped, "edge").get("2xx", 0) - before == 40
+        assert timed(scraped) - timed_before == 40  # the duration histogram's, too
         ages = [
             v for labels, v in scraped["meshgate_catalog_age_seconds"] if labels["role"] == "edge"
         ]

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import pytest
 from opentelemetry.trace import SpanKind, StatusCode
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
 from mesh.snapshot import Instance, ServiceEntry, SnapshotStore, make_snapshot
 from mesh.telemetry.exposition import exposition
-from mesh.telemetry.metrics import ProxyMetrics, RefreshMetrics, status_class
+from mesh.telemetry.metrics import (
+    LATENCY_BUCKETS,
+    ProxyMetrics,
+    RefreshMetrics,
+    observer,
+    status_class,
+)
 from mesh.telemetry.upstream import UpstreamTelemetry
 from tests.mesh.telemetry.support import Recorder, headers_sent, make_exchange
 
@@ -156,3 +163,69 @@ def test_children_looks_up_each_label_tuple_once_and_counts_into_its_series() ->
         )
         == 2.0
     )
+
+
+# Every bound, either side of it, zero, a negative amount and one past the last bound.
+AMOUNTS = [
+    *LATENCY_BUCKETS,
+    *(b * 0.999 for b in LATENCY_BUCKETS),
+    *(b * 1.001 for b in LATENCY_BUCKETS),
+    0.0,
+    -1.0,
+    1e9,
+]
+
+
+def test_observer_counts_every_amount_where_histogram_observe_does() -> None:
+    registry = CollectorRegistry()
+    by_library = Histogram("lib", "h", ["k"], buckets=LATENCY_BUCKETS, registry=registry)
+    by_observer = Histogram("fast", "h", ["k"], buckets=LATENCY_BUCKETS, registry=registry)
+    observe = observer(by_observer.labels("v"))
+    assert observe != by_observer.labels("v").observe  # the bisecting one, not the fallback
+    for amount in AMOUNTS:
+        by_library.labels("v").observe(amount)
+        observe(amount)
+    got = samples(registry)
+    library = {
+        (name[3:], labels): v
+        for (name, labels), v in got.items()
+        if name[:3] == "lib" and name != "lib_created"
+    }
+    fast = {
+        (name[4:], labels): v
+        for (name, labels), v in got.items()
+        if name[:4] == "fast" and name != "fast_created"
+    }
+    assert fast == library
+    assert fast[("_count", (("k", "v"),))] == len(AMOUNTS)
+
+
+def test_observers_make_each_label_tuple_once_and_observe_into_its_series() -> None:
+    registry = CollectorRegistry()
+    metrics = ProxyMetrics(registry, "edge")
+    first = metrics.observe_duration("edge", "r", "svc")
+    assert metrics.observe_duration("edge", "r", "svc") is first
+    first(0.003)
+    metrics.observe_duration("edge", "r", "other")(0.2)
+    got = samples(registry)
+    series = (("role", "edge"), ("route", "r"), ("service", "svc"))
+    assert got[("meshgate_request_duration_seconds_count", series)] == 1
+    assert got[("meshgate_request_duration_seconds_bucket", (("le", "0.0025"), *series))] == 0
+    assert got[("meshgate_request_duration_seconds_bucket", (("le", "0.005"), *series))] == 1
+    assert got[("meshgate_request_duration_seconds_sum", series)] == 0.003
+
+
+def test_observer_of_a_histogram_with_labels_unset_is_refused_as_observe_is() -> None:
+    histogram = Histogram("h", "h", ["k"], registry=CollectorRegistry())
+    with pytest.raises(ValueError, match="missing label values"):
+        histogram.observe(1.0)
+    with pytest.raises(ValueError, match="missing label values"):
+        observer(histogram)(1.0)
+
+
+def test_observer_of_a_histogram_it_does_not_know_is_its_observe() -> None:
+    class Odd:
+        def observe(self, amount: float) -> None: ...
+
+    odd = Odd()
+    assert observer(odd) == odd.observe  # type: ignore[arg-type]
