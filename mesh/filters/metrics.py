@@ -26,5 +26,5 @@ class MetricsFilter:
             route = ex.route or "none"
             service = ex.service or "none"
             m = self._m
-            m.requests_of(self._role, route, service, status_class(status)).inc()
+            m.count_request(self._role, route, service, status_class(status))()
             m.observe_duration(self._role, route, service)(time.monotonic() - ex.started)

@@ -115,6 +115,33 @@ def test_instruction_count_of_a_short_edge_run(tmp_path: Path) -> None:
     assert window >= charged * (1 - 1e-9)  # float division and back: allow its rounding
 
 
+def test_bytecode_count_of_a_short_edge_run(tmp_path: Path) -> None:
+    out = tmp_path / "opcodes.json"
+    done = _bench(
+        "opcodes",
+        "--seconds",
+        "2",
+        "--warmup",
+        "1",
+        "--connections",
+        "4",
+        "--json-out",
+        str(out),
+        "edge+notrace",
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    [row] = json.loads(out.read_text())["scenarios"]
+    assert row["name"] == "edge+notrace"
+    assert row["requests"] > 0 and row["errors"] == 0
+    # A proxied request is thousands of bytecodes in meshgate and aiohttp, never a handful.
+    assert 500 < row["bytecodes_per_request"] < 100_000
+    # Every request passes through the ingress (a coroutine: entered at least once).
+    [ingress] = [v for k, v in row["functions"].items() if k.startswith("Ingress.__call__  ")]
+    assert ingress["entries"] >= 1
+    assert "Ingress.__call__" in done.stdout  # the single scenario's top functions, printed
+
+
 def test_paired_runs_start_afresh_and_pool(tmp_path: Path) -> None:
     """bench.ab --runs 2: two runs of one round each, pooled; each run's own result kept."""
     out = tmp_path / "ab.json"

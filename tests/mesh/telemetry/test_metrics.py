@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
 from mesh.snapshot import Instance, ServiceEntry, SnapshotStore, make_snapshot
 from mesh.telemetry.exposition import exposition
 from mesh.telemetry.metrics import (
     LATENCY_BUCKETS,
+    Counters,
     ProxyMetrics,
     RefreshMetrics,
     observer,
@@ -19,6 +25,7 @@ from mesh.telemetry.metrics import (
 from mesh.telemetry.upstream import UpstreamTelemetry
 from tests.mesh.telemetry.support import Recorder, headers_sent, make_exchange
 
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 INSTANCE = Instance(id="orders-1", service="orders", address="10.0.0.5", port=15000)
 
 
@@ -229,3 +236,69 @@ def test_observer_of_a_histogram_it_does_not_know_is_its_observe() -> None:
 
     odd = Odd()
     assert observer(odd) == odd.observe  # type: ignore[arg-type]
+
+
+def test_counters_of_a_counter_it_does_not_know_add_through_its_inc() -> None:
+    counter = Counter("c", "c", ["k"], registry=CollectorRegistry())
+    child = counter.labels("v")
+    child._value = None  # type: ignore[assignment]  # not a value class it knows
+    assert Counters(counter)("v") == child.inc
+
+
+def test_counters_make_each_label_tuple_once_and_add_one_to_its_series() -> None:
+    registry = CollectorRegistry()
+    metrics = ProxyMetrics(registry, "edge")
+    add = metrics.count_request("edge", "r", "svc", "2xx")
+    assert metrics.count_request("edge", "r", "svc", "2xx") is add
+    add()
+    add()
+    metrics.count_request("edge", "r", "svc", "5xx")()
+    metrics.requests_of("edge", "r", "svc", "5xx").inc()  # the library's own, on the same child
+    got = samples(registry)
+    series = (("role", "edge"), ("route", "r"), ("service", "svc"))
+    assert got[("meshgate_requests_total", (("code_class", "2xx"), *series))] == 2
+    assert got[("meshgate_requests_total", (("code_class", "5xx"), *series))] == 2
+
+
+MULTIPROCESS_SCRIPT = """
+import json, sys
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.multiprocess import MultiProcessCollector
+from mesh.telemetry.metrics import LATENCY_BUCKETS, Counters, observer
+amounts = json.loads(sys.argv[1])
+lib = Histogram("lib", "h", ["k"], buckets=LATENCY_BUCKETS)
+fast = Histogram("fast", "h", ["k"], buckets=LATENCY_BUCKETS)
+observe = observer(fast.labels("v"))
+libc = Counter("libc", "c", ["k"])
+add = Counters(Counter("fastc", "c", ["k"]))("v")
+for amount in amounts:
+    lib.labels("v").observe(amount)
+    observe(amount)
+    libc.labels("v").inc()
+    add()
+registry = CollectorRegistry()
+MultiProcessCollector(registry)
+print(json.dumps([[s.name, sorted(s.labels.items()), s.value]
+                  for m in registry.collect() for s in m.samples]))
+"""
+
+
+def test_multiprocess_values_see_what_observe_and_inc_write(tmp_path: Path) -> None:
+    """With ``PROMETHEUS_MULTIPROC_DIR`` (the edge's workers), values live in mmap files:
+    the observer and the counters write them through their ``inc``, as the library does."""
+    result = subprocess.run(
+        [sys.executable, "-c", MULTIPROCESS_SCRIPT, json.dumps(AMOUNTS)],
+        env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PYTHONPATH": str(PROJECT_ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    got: dict[tuple[str, str], float] = {}
+    for name, labels, value in json.loads(result.stdout):
+        got[name, json.dumps(labels)] = value
+    library = {(n[3:], labels): v for (n, labels), v in got.items() if n.startswith("lib_")}
+    fast = {(n[4:], labels): v for (n, labels), v in got.items() if n.startswith("fast_")}
+    assert library and fast == library
+    assert fast[("_count", json.dumps([["k", "v"]]))] == len(AMOUNTS)
+    assert got["fastc_total", json.dumps([["k", "v"]])] == len(AMOUNTS)
+    assert got["libc_total", json.dumps([["k", "v"]])] == len(AMOUNTS)
