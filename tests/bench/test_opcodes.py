@@ -30,7 +30,8 @@ before()
 """
 
 
-def _probe(tmp_path: Path, script: str, probe_dir: Path | None) -> subprocess.CompletedProcess[str]:
+def _probe(script: str, probe_dir: Path | None) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` with the probe on its path, switched on when ``probe_dir`` is given."""
     env = {**os.environ, "PYTHONPATH": str(PROBE_DIR)}
     if probe_dir is not None:
         env["MESHGATE_OPCODE_PROBE"] = str(probe_dir)
@@ -42,7 +43,7 @@ def _probe(tmp_path: Path, script: str, probe_dir: Path | None) -> subprocess.Co
 
 
 def test_the_probe_counts_what_runs_between_the_two_signals(tmp_path: Path) -> None:
-    done = _probe(tmp_path, PROBE_SCRIPT, tmp_path)
+    done = _probe(PROBE_SCRIPT, tmp_path)
     assert done.returncode == 0, done.stderr
     [written] = tmp_path.glob("opcodes-*.tsv")
     rows = {line.split("\t")[2]: line.split("\t") for line in written.read_text().splitlines()}
@@ -54,7 +55,7 @@ def test_the_probe_counts_what_runs_between_the_two_signals(tmp_path: Path) -> N
 
 def test_without_its_variable_the_probe_does_nothing(tmp_path: Path) -> None:
     # The script's own SIGUSR1 would then end it (the default action): nothing installed.
-    done = _probe(tmp_path, PROBE_SCRIPT, None)
+    done = _probe(PROBE_SCRIPT, None)
     assert done.returncode == -10  # killed by SIGUSR1
     assert not list(tmp_path.glob("opcodes-*.tsv"))
 
