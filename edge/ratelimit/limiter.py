@@ -100,6 +100,18 @@ class LimitRequest:
     )
     """The latest result of a check of this bucket alone, shared while Redis answers the same."""
 
+    def unlink(self) -> None:
+        """Drop the limiter's state that refers back to this request (``memo``).
+
+        ``memo`` is a LimitResult whose outcomes name this request: a reference
+        cycle, which reference counting cannot free. A cache that lets go of a
+        request calls this first, so that the request and its memo are freed at
+        once rather than left to the garbage collector (see
+        :func:`edge.ratelimit.policies.evict_oldest`). The limiter makes a new
+        memo at the next check of the bucket, if the request is still in use.
+        """
+        self.memo = None
+
     def __post_init__(self) -> None:
         if isinstance(self.cost, bool) or not isinstance(self.cost, int):
             raise ValueError(f"cost must be a whole number, got {self.cost!r}")

@@ -43,6 +43,8 @@ _CALLER_DIMENSIONS = ("user", "api_key", "ip", "claim:", "header:")
 
 _MAX_CACHED_REQUESTS = 32768
 """Most LimitRequests one policy keeps for reuse (see :meth:`Policy.limit_for`)."""
+_EVICTED_SHARE = 8
+"""A full cache of LimitRequests drops its oldest 1/8th (see :func:`evict_oldest`)."""
 
 _MAX_CACHED_ROUTES = 1024
 """Most routes whose policies :meth:`PolicyBook.for_route` keeps."""
@@ -79,6 +81,26 @@ def hashed(value: str) -> str:
 def _digest(value: str) -> str:
     """:func:`hashed` without the cache."""
     return blake2b(value.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
+
+
+def evict_oldest(made: dict[str, LimitRequest] | dict[str, tuple[LimitRequest]]) -> None:
+    """Make room in a full cache of LimitRequests (or of tuples of them): drop the oldest
+    :data:`_EVICTED_SHARE`-th of its entries (dicts keep the order they were filled in),
+    each request unlinked first (:meth:`LimitRequest.unlink`).
+
+    Starting over instead (``clear()``) left every dropped request and its memo to
+    the garbage collector: with a new bucket on every request, 65,536 requests at a
+    time, about 330,000 objects in reference cycles, which one collection freed in
+    190-260 ms with the event loop stopped (``edge+ratelimit-newkey``'s p99, 130-230
+    ms in some runs). Unlinked, they are freed as they are dropped, an eighth at a time.
+    """
+    for key in list(made)[: max(1, len(made) // _EVICTED_SHARE)]:
+        dropped = made.pop(key)
+        if type(dropped) is tuple:
+            for limit in dropped:
+                limit.unlink()
+        else:
+            dropped.unlink()  # type: ignore[union-attr]
 
 
 class Policy:
@@ -226,7 +248,7 @@ class Policy:
             made = self._made[id(policy)] = {}
         limit = LimitRequest(policy, key, 1, partition)  # positional: no keyword dict
         if len(made) >= _MAX_CACHED_REQUESTS:
-            made.clear()  # past the working set: start over rather than track recency
+            evict_oldest(made)  # past the working set: the oldest go, not every one
         made[key] = limit
         return limit
 
@@ -390,7 +412,7 @@ class PolicyBook:
         found = (policy.limit_of_value(raw),)
         made = policy.anonymous_limits
         if len(made) >= _MAX_CACHED_REQUESTS:
-            made.clear()  # past the working set: start over rather than track recency
+            evict_oldest(made)  # past the working set: the oldest go, not every one
         made[raw] = found
         return found
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import replace
 
 import pytest
@@ -45,6 +46,42 @@ def test_what_a_limiter_keeps_on_a_request_is_no_part_of_it() -> None:
     assert kept == fresh and hash(kept) == hash(fresh) and repr(kept) == repr(fresh)
     copied = replace(kept, cost=2)
     assert copied.owner is None and copied.packed == b"" and copied.memo is None
+
+
+def _remembered(n: int) -> list[LimitRequest]:
+    """``n`` requests each holding a memo of a check of it alone, as the Redis limiter
+    leaves them: a result whose outcome names the request (a reference cycle)."""
+    made = []
+    for i in range(n):
+        limit = LimitRequest(POLICY, f"k{i}")
+        outcome = LimitOutcome(limit, True, 4, 0.1, 0.0)
+        limit.memo = LimitResult(True, "redis", False, (limit,), (outcome,))
+        made.append(limit)
+    return made
+
+
+def _left_to_the_collector(unlink: bool) -> int:
+    """How many objects the collector finds unreachable once 100 remembered requests
+    are dropped, unlinked first or not (with the collector paused until then)."""
+    gc.disable()
+    try:
+        gc.collect()
+        made = _remembered(100)
+        if unlink:
+            for limit in made:
+                limit.unlink()
+        del made
+        return gc.collect()
+    finally:
+        gc.enable()
+
+
+def test_an_unlinked_request_is_freed_without_the_collector() -> None:
+    assert _left_to_the_collector(unlink=False) >= 100 * 4  # request, result, outcome, tuples
+    assert _left_to_the_collector(unlink=True) < 100  # nothing of theirs (stray garbage aside)
+    [limit] = _remembered(1)
+    limit.unlink()
+    assert limit.memo is None
 
 
 @pytest.mark.parametrize(

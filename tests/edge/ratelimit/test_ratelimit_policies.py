@@ -11,6 +11,7 @@ from edge.ratelimit import policies as policies_module
 from edge.ratelimit.caller import ANONYMOUS, Caller
 from edge.ratelimit.config import RateLimitsConfig
 from edge.ratelimit.keys import bucket_key, slot_of
+from edge.ratelimit.limiter import LimitResult
 from edge.ratelimit.policies import PolicyBook, hashed
 from edge.ratelimit.rate import Rate
 from edge.routes import make_route
@@ -199,6 +200,24 @@ def test_reused_requests_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert all(len(made) <= 3 for made in book.policies["anonymous"]._made.values())
     assert [m.key for m in made] == [f"ip={hashed(f'10.0.0.{n}')}" for n in range(10)]
     assert book.policies["anonymous"].limit_for(*facts(ip="10.0.0.9")) == made[9]
+
+
+def test_a_full_cache_drops_its_oldest_eighth_each_unlinked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("edge.ratelimit.policies._MAX_CACHED_REQUESTS", 16)
+    policy = PolicyBook(CONFIG).policies["anonymous"]
+    made = [policy.limit_for(*facts(ip=f"10.0.0.{n}")) for n in range(16)]
+    for limit in made:
+        assert limit is not None
+        limit.memo = LimitResult(True, "redis", False, (limit,))  # as the Redis limiter would
+    newest = policy.limit_for(*facts(ip="10.0.1.1"))  # the 17th: room is made first
+    [cache] = policy._made.values()
+    assert list(cache.values()) == [*made[2:], newest]  # the oldest two (16 // 8) went
+    assert [m.memo is None for m in made] == [True, True] + [False] * 14  # ... unlinked
+    # A bucket dropped and asked for again is a new request, kept like any other.
+    again = policy.limit_for(*facts(ip="10.0.0.0"))
+    assert again == made[0] and again is not made[0] and list(cache.values())[-1] is again
 
 
 def test_each_route_is_resolved_once() -> None:
