@@ -55,7 +55,7 @@ if __package__ in (None, ""):  # run as ``python bench/ab.py``
 from bench.context import BenchContext
 from bench.cpu import allowed_cpus, pin_tree, reserve_proxy_cpu, tree_cpu_seconds
 from bench.proxies import start_upstream
-from bench.scenarios import SCENARIOS, EdgeScenario, Target, warm_up
+from bench.scenarios import SCENARIOS, EdgeScenario, Target, report_unknown, warm_up
 from bench.wrk import WrkOptions, WrkResult, run_wrk
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "ab.json"
@@ -267,9 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         print("bench: name the scenarios A and B (or --pool saved runs)", file=sys.stderr)
         return 2
-    unknown = [n for n in (args.a, args.b) if n not in SCENARIOS]
-    if unknown:
-        print(f"bench: unknown scenario(s) {', '.join(unknown)}", file=sys.stderr)
+    if report_unknown((args.a, args.b)):
         return 2
     if args.rounds < 1 or args.runs < 1:
         print("bench: --rounds and --runs must be at least 1", file=sys.stderr)

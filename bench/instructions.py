@@ -46,7 +46,7 @@ if __package__ in (None, ""):  # run as ``python bench/instructions.py``
 
 from bench.context import BenchContext
 from bench.proxies import start_upstream
-from bench.scenarios import SCENARIOS, EdgeScenario, warm_up
+from bench.scenarios import report_unknown, warmed_edge
 from bench.wrk import WrkOptions, run_wrk
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "instructions.json"
@@ -133,14 +133,6 @@ def private_cache_option(cpu_cache: Path = Path("/sys/devices/system/cpu/cpu0/ca
     return []
 
 
-def _edge_pid(ctx: BenchContext) -> int:
-    for pid in ctx.scope_pids:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        if argv and b"valgrind" in argv[0]:
-            return pid
-    raise RuntimeError("the scenario started no edge under valgrind (not an edge scenario?)")
-
-
 def _dump(pid: int, out_dir: Path, seen: set[str], keep: Path | None = None) -> Counter[str]:
     """Dump the edge's counters (which zeroes them) and return the event totals dumped;
     with ``keep``, the files dumped are copied into that directory too."""
@@ -196,12 +188,9 @@ def measure(
     With ``keep``, the loaded window's callgrind files are copied into
     ``keep/<name>/`` (for ``callgrind_annotate``: where the instructions went).
     """
-    scenario = SCENARIOS[name]
-    if not isinstance(scenario, EdgeScenario):
-        raise SystemExit(f"{name} is not an edge scenario")
     out_dir = ctx.path("callgrind")
     out_dir.mkdir(exist_ok=True)
-    ctx.meshgate_prefix["edge"] = [
+    valgrind = [
         "valgrind",
         "--tool=callgrind",
         "--instr-atstart=no",
@@ -212,31 +201,21 @@ def measure(
     seen: set[str] = set()
     idle: Counter[str] = Counter()
     idle_elapsed = 1.0
-    try:
-        with ctx.scenario_scope():
-            target = scenario.start(ctx)
-            pid = _edge_pid(ctx)
-            warm_up(
-                target, WrkOptions(1, connections, warmup, timeout=10.0), scenario.warm_requests
-            )
-            subprocess.run(
-                ["callgrind_control", "-i", "on", str(pid)], check=True, capture_output=True
-            )
-            time.sleep(settle_seconds)  # the warm-up's deferred work (span exports) is done
-            if idle_seconds > 0:
-                _dump(pid, out_dir, seen)  # start the idle window from zero
-                started = time.monotonic()
-                time.sleep(idle_seconds)
-                idle = _dump(pid, out_dir, seen)
-                idle_elapsed = time.monotonic() - started
+    with warmed_edge(ctx, name, valgrind, connections, warmup) as (target, pid):
+        subprocess.run(["callgrind_control", "-i", "on", str(pid)], check=True, capture_output=True)
+        time.sleep(settle_seconds)  # the warm-up's deferred work (span exports) is done
+        if idle_seconds > 0:
+            _dump(pid, out_dir, seen)  # start the idle window from zero
             started = time.monotonic()
-            window = WrkOptions(1, connections, seconds, timeout=10.0)
-            result, _ = run_wrk(target.url, window, target.headers, target.script)
-            time.sleep(settle_seconds)  # ... and the window's own is in its count
-            loaded = _dump(pid, out_dir, seen, keep / name if keep is not None else None)
-            elapsed = time.monotonic() - started
-    finally:
-        ctx.meshgate_prefix.pop("edge", None)
+            time.sleep(idle_seconds)
+            idle = _dump(pid, out_dir, seen)
+            idle_elapsed = time.monotonic() - started
+        started = time.monotonic()
+        window = WrkOptions(1, connections, seconds, timeout=10.0)
+        result, _ = run_wrk(target.url, window, target.headers, target.script)
+        time.sleep(settle_seconds)  # ... and the window's own is in its count
+        loaded = _dump(pid, out_dir, seen, keep / name if keep is not None else None)
+        elapsed = time.monotonic() - started
     requests = max(result.requests, 1)
     scale = elapsed / idle_elapsed
     per_request = {e: (loaded[e] - idle[e] * scale) / requests for e in loaded}
@@ -320,9 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--json-out", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args(argv)
-    unknown = [n for n in args.scenarios if n not in SCENARIOS]
-    if unknown:
-        print(f"bench: unknown scenario(s) {', '.join(unknown)}", file=sys.stderr)
+    if report_unknown(args.scenarios):
         return 2
     missing = [b for b in ("valgrind", "callgrind_control", "wrk") if shutil.which(b) is None]
     if missing:

@@ -30,7 +30,6 @@ import os
 import signal
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,7 +38,7 @@ if __package__ in (None, ""):  # run as ``python bench/opcodes.py``
 
 from bench.context import BenchContext
 from bench.proxies import start_upstream
-from bench.scenarios import SCENARIOS, EdgeScenario, warm_up
+from bench.scenarios import report_unknown, warmed_edge
 from bench.wrk import WrkOptions, run_wrk
 
 PROBE_DIR = Path(__file__).resolve().parent / "opcode_probe"
@@ -91,48 +90,22 @@ def changes(base: Counts, other: Counts, top: int) -> list[tuple[str, float, flo
     return [(k, d, other.get(k, (0.0, 0.0))[0]) for k, d in rows[:top] if d]
 
 
-def _edge_pid(ctx: BenchContext) -> int:
-    for pid in ctx.scope_pids:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        if b"meshgate" in argv and b"edge" in argv:
-            return pid
-    raise RuntimeError("the scenario started no edge (not an edge scenario?)")
-
-
 def measure(
     ctx: BenchContext, name: str, seconds: float, connections: int, warmup: float
 ) -> dict[str, object]:
     """Start scenario ``name`` with the probe in its edge; count one loaded window."""
-    scenario = SCENARIOS[name]
-    if not isinstance(scenario, EdgeScenario):
-        raise SystemExit(f"{name} is not an edge scenario")
     out_dir = ctx.path(f"opcodes-{name}")
     out_dir.mkdir(exist_ok=True)
     path = os.pathsep.join(p for p in (str(PROBE_DIR), os.environ.get("PYTHONPATH")) if p)
-    ctx.meshgate_prefix["edge"] = [
-        "env",
-        f"PYTHONPATH={path}",
-        f"MESHGATE_OPCODE_PROBE={out_dir}",
-    ]
-    try:
-        with ctx.scenario_scope():
-            target = scenario.start(ctx)
-            pid = _edge_pid(ctx)
-            options = WrkOptions(1, connections, warmup, timeout=10.0)
-            warm_up(target, options, scenario.warm_requests)
-            os.kill(pid, signal.SIGUSR1)
-            result, _ = run_wrk(
-                target.url,
-                WrkOptions(1, connections, seconds, timeout=10.0),
-                target.headers,
-                target.script,
-            )
-            os.kill(pid, signal.SIGUSR2)
-            done = out_dir / f"opcodes-{pid}.tsv"
-            ctx.wait_for(done.exists, "the probe's counts", timeout=30.0)
-            counts = per_request(parse_counts(done.read_text()), result.requests)
-    finally:
-        ctx.meshgate_prefix.pop("edge", None)
+    probe = ["env", f"PYTHONPATH={path}", f"MESHGATE_OPCODE_PROBE={out_dir}"]
+    with warmed_edge(ctx, name, probe, connections, warmup) as (target, pid):
+        os.kill(pid, signal.SIGUSR1)
+        window = WrkOptions(1, connections, seconds, timeout=10.0)
+        result, _ = run_wrk(target.url, window, target.headers, target.script)
+        os.kill(pid, signal.SIGUSR2)
+        done = out_dir / f"opcodes-{pid}.tsv"
+        ctx.wait_for(done.exists, "the probe's counts", timeout=30.0)
+        counts = per_request(parse_counts(done.read_text()), result.requests)
     return {
         "name": name,
         "requests": result.requests,
@@ -157,9 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=25, help="functions listed (25)")
     parser.add_argument("--json-out", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args(argv)
-    unknown = [n for n in args.scenarios if n not in SCENARIOS]
-    if unknown:
-        print(f"bench: unknown scenario(s) {', '.join(unknown)}", file=sys.stderr)
+    if report_unknown(args.scenarios):
         return 2
     rows: list[dict[str, object]] = []
     workdir = Path(tempfile.mkdtemp(prefix="meshgate-opcodes-"))
@@ -169,7 +140,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in args.scenarios:
             print(f"{name}: counting bytecodes", flush=True)
             rows.append(measure(ctx, name, args.seconds, args.connections, args.warmup))
-            time.sleep(0.5)
     base = rows[0]
     base_total = float(str(base["bytecodes_per_request"]))
     print(f"\n{'scenario':24} {'requests':>8} {'bytecodes/request':>18}  vs {base['name']}")

@@ -17,9 +17,12 @@ Adding one:
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
 
 from bench.auth_nodes import (
@@ -319,3 +322,49 @@ SCENARIOS: dict[str, Scenario] = {
 
 BASELINE = "nginx"
 """Ratios are req/s of a scenario over req/s of this one, measured in the same run."""
+
+
+def report_unknown(names: Sequence[str]) -> bool:
+    """Say on standard error which of ``names`` are not scenarios; True when any is not."""
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        print(f"bench: unknown scenario(s) {', '.join(unknown)}", file=sys.stderr)
+    return bool(unknown)
+
+
+@contextlib.contextmanager
+def warmed_edge(
+    ctx: BenchContext, name: str, prefix: Sequence[str], connections: int, warmup: float
+) -> Iterator[tuple[Target, int]]:
+    """Edge scenario ``name`` started with its edge's command behind ``prefix`` (a tool
+    that runs it, or ``env`` with variables), loaded for ``warmup`` seconds (longer if the
+    scenario needs more requests, see :func:`warm_up`); yields its target and the edge's
+    process id, and stops the scenario on leaving.
+
+    What :mod:`bench.instructions` (``valgrind``) and :mod:`bench.opcodes` (a probe
+    on ``PYTHONPATH``) measure in, each in its own window.
+    """
+    scenario = SCENARIOS[name]
+    if not isinstance(scenario, EdgeScenario):
+        raise SystemExit(f"{name} is not an edge scenario")
+    ctx.meshgate_prefix["edge"] = list(prefix)
+    try:
+        with ctx.scenario_scope():
+            target = scenario.start(ctx)
+            pid = _edge_pid(ctx)
+            warm_up(
+                target, WrkOptions(1, connections, warmup, timeout=10.0), scenario.warm_requests
+            )
+            yield target, pid
+    finally:
+        ctx.meshgate_prefix.pop("edge", None)
+
+
+def _edge_pid(ctx: BenchContext) -> int:
+    """The process id of the edge the current scope started (``meshgate edge`` in its
+    command line, behind whatever prefix)."""
+    for pid in ctx.scope_pids:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if b"meshgate" in argv and b"edge" in argv:
+            return pid
+    raise RuntimeError("the scenario started no edge (not an edge scenario?)")

@@ -82,59 +82,43 @@ def _in_place(*values: object) -> bool:
     return all(type(value) is MutexValue for value in values)
 
 
-class Counters:
-    """A labelled counter's children as functions adding one, each made once and kept.
+F = TypeVar("F", bound=Callable[..., None])
 
-    ``counters(*labels)()`` adds one as ``counter.labels(*labels).inc()`` does;
-    with single-process values, in place (see :func:`observer`). Only for series
+
+class ChildFunctions(Generic[M, F]):
+    """A labelled metric's children, each turned into a function once (``make``) and kept.
+
+    ``functions(*labels)`` is ``make(metric.labels(*labels))``, made on first use:
+    :func:`adder` for a counter, :func:`observer` for a histogram, so that a
+    per-request series costs one dictionary look-up and a call. Only for series
     whose children are never removed, as :class:`Children`.
     """
 
-    __slots__ = ("_children", "_counters")
+    __slots__ = ("_children", "_functions", "_make")
 
-    def __init__(self, counter: Counter) -> None:
-        self._children = Children(counter)
-        self._counters: dict[tuple[str, ...], Callable[[], None]] = {}
+    def __init__(self, metric: M, make: Callable[[M], F]) -> None:
+        self._children = Children(metric)
+        self._make = make
+        self._functions: dict[tuple[str, ...], F] = {}
 
-    def __call__(self, *labels: str) -> Callable[[], None]:
-        """The function adding one to the child for ``labels`` (strings, in label order)."""
-        add = self._counters.get(labels)
-        if add is None:
-            child = self._children(*labels)
-            value = getattr(child, "_value", None)
-            if _in_place(value):
-
-                def add_in_place() -> None:
-                    value._value += 1  # type: ignore[union-attr]
-
-                add = add_in_place
-            else:
-                add = child.inc
-            self._counters[labels] = add
-        return add
+    def __call__(self, *labels: str) -> F:
+        """The function of the child for ``labels`` (strings, in the metric's label order)."""
+        function = self._functions.get(labels)
+        if function is None:
+            function = self._functions[labels] = self._make(self._children(*labels))
+        return function
 
 
-class Observers:
-    """A labelled histogram's children as observe functions, each made once and kept.
+def adder(child: Counter) -> Callable[[], None]:
+    """``child.inc`` (by one); with single-process values, in place (see :func:`observer`)."""
+    value = getattr(child, "_value", None)
+    if not _in_place(value):
+        return child.inc
 
-    ``observers(*labels)(amount)`` records what
-    ``histogram.labels(*labels).observe(amount)`` does, without an exemplar:
-    see :func:`observer`. Only for series whose children are never removed,
-    as :class:`Children`.
-    """
+    def add_in_place() -> None:
+        value._value += 1  # type: ignore[union-attr]
 
-    __slots__ = ("_children", "_observers")
-
-    def __init__(self, histogram: Histogram) -> None:
-        self._children = Children(histogram)
-        self._observers: dict[tuple[str, ...], Callable[[float], None]] = {}
-
-    def __call__(self, *labels: str) -> Callable[[float], None]:
-        """The observe function of the child for ``labels`` (strings, in label order)."""
-        observe = self._observers.get(labels)
-        if observe is None:
-            observe = self._observers[labels] = observer(self._children(*labels))
-        return observe
+    return add_in_place
 
 
 def observer(child: Histogram) -> Callable[[float], None]:
@@ -152,7 +136,7 @@ def observer(child: Histogram) -> Callable[[float], None]:
 
     * single-process values (``MutexValue``, the default without
       ``PROMETHEUS_MULTIPROC_DIR``): their floats are updated in place,
-      without the lock ``MutexValue.inc`` takes (:class:`Counters` does the
+      without the lock ``MutexValue.inc`` takes (:func:`adder` does the
       same). That lock keeps two *writing* threads from losing an update;
       every per-request series is written by one thread only, the process's
       event loop, and a scrape reading meanwhile sees the old float or the
@@ -230,11 +214,11 @@ class ProxyMetrics:
             registry=registry,
         )
         self.requests_of = Children(self.requests)
-        self.count_request = Counters(self.requests)
-        """``count_request(role, route, service, code_class)()``: see :class:`Counters`."""
-        self.observe_duration = Observers(self.duration)
-        """``observe_duration(role, route, service)(seconds)``: see :class:`Observers`."""
-        self.observe_upstream_duration = Observers(self.upstream_duration)
+        self.count_request = ChildFunctions(self.requests, adder)
+        """``count_request(role, route, service, code_class)()``: see :func:`adder`."""
+        self.observe_duration = ChildFunctions(self.duration, observer)
+        """``observe_duration(role, route, service)(seconds)``: see :func:`observer`."""
+        self.observe_upstream_duration = ChildFunctions(self.upstream_duration, observer)
         """``observe_upstream_duration(role, service, outcome)(seconds)``."""
         self.catalog_age = Gauge(
             "meshgate_catalog_age_seconds",

@@ -30,7 +30,7 @@ import random
 import weakref
 from typing import Final
 
-from mesh.telemetry.propagation import FLAGS_SUFFIX, RANDOM_TRACE_ID, TRACEPARENT, ZERO_SPAN_ID
+from mesh.telemetry.propagation import RANDOM_TRACE_ID, ZERO_SPAN_ID, unsampled_headers
 from mesh.telemetry.sampling import LOW_64
 
 BATCH: Final = 128
@@ -76,26 +76,16 @@ class RootContexts:
         """Make :data:`BATCH` contexts and take one of them."""
         digits = _getrandbits(256 * BATCH).to_bytes(32 * BATCH, "big").hex()
         bound = self._bound_hex
-        append = self.ready.append
-        # unsampled_headers' two values, written out in the loop (a call and a tuple
-        # fewer for each context); the flags say only that the trace id is random (ours is).
-        suffix = FLAGS_SUFFIX[RANDOM_TRACE_ID]
-        line_head = f"{TRACEPARENT}: 00-"
+        ready = self.ready
         for start in range(0, 64 * BATCH, 64):
             ids = digits[start : start + 64]
             if ZERO_SPAN_ID in ids:  # an all-zero id somewhere (one in 2**60 or fewer): skip
                 continue
             trace_hex = ids[32:]
             if ids[48:] < bound:
-                append((trace_hex, ids, None, None))
+                ready.append((trace_hex, ids, None, None))
             else:
-                append(
-                    (
-                        trace_hex,
-                        ids,
-                        f"00-{trace_hex}-{ids[:16]}{suffix}",
-                        f"{line_head}{trace_hex}-{ids[16:32]}{suffix}",
-                    )
-                )
-        ready = self.ready
+                # Not sampled: the flags say only that the trace id is random (ours is).
+                value, line = unsampled_headers(trace_hex, ids, RANDOM_TRACE_ID)
+                ready.append((trace_hex, ids, value, line))
         return ready.pop() if ready else self.refill()

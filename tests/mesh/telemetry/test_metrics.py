@@ -16,9 +16,9 @@ from mesh.snapshot import Instance, ServiceEntry, SnapshotStore, make_snapshot
 from mesh.telemetry.exposition import exposition
 from mesh.telemetry.metrics import (
     LATENCY_BUCKETS,
-    Counters,
     ProxyMetrics,
     RefreshMetrics,
+    adder,
     observer,
     status_class,
 )
@@ -242,7 +242,7 @@ def test_counters_of_a_counter_it_does_not_know_add_through_its_inc() -> None:
     counter = Counter("c", "c", ["k"], registry=CollectorRegistry())
     child = counter.labels("v")
     child._value = None  # type: ignore[assignment]  # not a value class it knows
-    assert Counters(counter)("v") == child.inc
+    assert adder(child) == child.inc
 
 
 def test_counters_make_each_label_tuple_once_and_add_one_to_its_series() -> None:
@@ -264,13 +264,13 @@ MULTIPROCESS_SCRIPT = """
 import json, sys
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.multiprocess import MultiProcessCollector
-from mesh.telemetry.metrics import LATENCY_BUCKETS, Counters, observer
+from mesh.telemetry.metrics import LATENCY_BUCKETS, adder, observer
 amounts = json.loads(sys.argv[1])
 lib = Histogram("lib", "h", ["k"], buckets=LATENCY_BUCKETS)
 fast = Histogram("fast", "h", ["k"], buckets=LATENCY_BUCKETS)
 observe = observer(fast.labels("v"))
 libc = Counter("libc", "c", ["k"])
-add = Counters(Counter("fastc", "c", ["k"]))("v")
+add = adder(Counter("fastc", "c", ["k"]).labels("v"))
 for amount in amounts:
     lib.labels("v").observe(amount)
     observe(amount)
