@@ -14,7 +14,8 @@ from edge.routes import HTTP_METHODS
 from edge.tls import TlsConfig
 from mesh.config.loader import load_config
 from mesh.config.sections import AdminConfig, LoggingConfig, ProxyConfig, ShutdownConfig
-from mesh.config.types import Duration, Frozen, Port
+from mesh.config.types import Duration, Frozen, Port, PositiveDuration
+from mesh.connections import ConnectionLimits
 from mesh.telemetry.config import TelemetryConfig
 
 
@@ -66,6 +67,26 @@ class RouteConfig(Frozen):
 class ListenConfig(Frozen):
     host: str = "0.0.0.0"
     port: Port = 8080
+    idle_timeout: PositiveDuration = 60.0
+    """A client connection must deliver a complete request head within this time of
+    opening, or of its previous response; otherwise it is closed. Bounds both an idle
+    keep-alive connection and a head sent too slowly (slowloris)."""
+    body_timeout: PositiveDuration = 60.0
+    """Longest pause allowed between two pieces of a request body; after it the client
+    gets a 408 problem and the request to the service is abandoned."""
+    max_connections: int | None = Field(default=10_000, ge=1)
+    """Client connections open at once, per process; one more is closed as soon as it is
+    accepted (and counted as refused). null: no limit."""
+    max_connections_per_address: int | None = Field(default=None, ge=1)
+    """The same, per client IP address. null (the default): no limit; behind a load
+    balancer every connection comes from its address."""
+
+    def connection_limits(self) -> ConnectionLimits:
+        return ConnectionLimits(
+            idle_timeout=self.idle_timeout,
+            max_connections=self.max_connections,
+            max_connections_per_address=self.max_connections_per_address,
+        )
 
 
 class EdgeConfig(Frozen):

@@ -18,6 +18,7 @@ from edge.registration import EdgeRegistration
 from edge.tls import server_ssl_context
 from mesh.admin import build_admin_app, readiness
 from mesh.balancing import Balancer
+from mesh.connections import REFUSAL_REASONS
 from mesh.deadline import HEADER as DEADLINE_HEADER
 from mesh.ingress import Ingress
 from mesh.proxy import Proxy, ProxySettings
@@ -42,7 +43,12 @@ async def run_edge(config: EdgeConfig) -> None:
         transport,
         lambda: store.current,
         Balancer(p.load_balancer),
-        ProxySettings(p.connect_timeout, p.response_timeout, p.connect_attempts),
+        ProxySettings(
+            p.connect_timeout,
+            p.response_timeout,
+            p.connect_attempts,
+            body_timeout=config.listen.body_timeout,
+        ),
         telemetry=UpstreamTelemetry(metrics),
     )
     # Several workers share the ports (mesh.workers); one alone keeps them exclusive.
@@ -89,8 +95,10 @@ async def run_edge(config: EdgeConfig) -> None:
         # Room for tokens past the auth size limit, so that auth (not the HTTP
         # parser) refuses them, with a 401 that says why.
         max_field_size=max(8190, 2 * config.auth.max_token_bytes),
+        connections=config.listen.connection_limits(),
+        connection_observer=metrics.connection_observer("edge", REFUSAL_REASONS),
     )
-    redirect = _redirect_listener(config, reuse_port)
+    redirect = _redirect_listener(config, reuse_port, metrics)
     # Other workers read this one's catalog age from its metrics file.
     refresher = asyncio.create_task(refresh_every(1.0, metrics)) if multiprocess_enabled() else None
     await admin.start()
@@ -132,8 +140,11 @@ async def refresh_every(seconds: float, metrics: ProxyMetrics) -> None:
         await asyncio.sleep(seconds)
 
 
-def _redirect_listener(config: EdgeConfig, reuse_port: bool) -> Listener | None:
-    """The plain-HTTP listener redirecting to HTTPS, when TLS asks for one."""
+def _redirect_listener(
+    config: EdgeConfig, reuse_port: bool, metrics: ProxyMetrics
+) -> Listener | None:
+    """The plain-HTTP listener redirecting to HTTPS, when TLS asks for one (open to the
+    same clients as the edge's: the same connection limits)."""
     if config.tls is None or config.tls.redirect_http is None:
         return None
     r = config.tls.redirect_http
@@ -145,4 +156,6 @@ def _redirect_listener(config: EdgeConfig, reuse_port: bool) -> Listener | None:
         r.port,
         reuse_port=reuse_port,
         shutdown_timeout=1,
+        connections=config.listen.connection_limits(),
+        connection_observer=metrics.connection_observer("http-redirect", REFUSAL_REASONS),
     )

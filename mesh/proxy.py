@@ -27,6 +27,7 @@ from mesh.http.headers import end_to_end
 from mesh.snapshot import Instance, Snapshot
 from mesh.telemetry.upstream import UpstreamTelemetry
 from mesh.transport.base import (
+    RequestBodyTimeout,
     UpstreamConnectError,
     UpstreamError,
     UpstreamRequest,
@@ -46,6 +47,8 @@ class ProxySettings:
     response_timeout: float = 15.0
     connect_attempts: int = 3
     no_instance_retry_after: int = 5
+    body_timeout: float | None = None
+    """Longest wait for the next piece of a client's request body (→ 408); None: no limit."""
 
 
 class Proxy:
@@ -107,6 +110,9 @@ class Proxy:
                 except UpstreamTimeout as exc:
                     attempt.failed("timeout")
                     return gateway_timeout(ex, str(exc))
+                except RequestBodyTimeout as exc:
+                    attempt.failed("client_timeout")
+                    return request_body_timeout(ex, str(exc))
                 except UpstreamError as exc:
                     attempt.failed("upstream_error")
                     return bad_gateway(ex, str(exc))
@@ -142,6 +148,7 @@ class Proxy:
             connect_timeout=connect_timeout,
             response_timeout=response_timeout,
             header_block=ex.header_block(),
+            body_timeout=self._settings.body_timeout,
         )
 
 
@@ -218,6 +225,14 @@ def no_healthy_instance(ex: Exchange, retry_after: int) -> web.Response:
 
 def bad_gateway(ex: Exchange, detail: str) -> web.Response:
     return ex.problem(502, "Bad gateway", detail, slug="bad-gateway", extra=_where(ex))
+
+
+def request_body_timeout(ex: Exchange, detail: str) -> web.Response:
+    """408: the client stopped sending its request body. The connection is closed after
+    the answer, since the rest of that body may still come."""
+    response = ex.problem(408, "Request body timeout", detail, slug="request-body-timeout")
+    response.force_close()
+    return response
 
 
 def gateway_timeout(ex: Exchange, detail: str) -> web.Response:

@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from mesh.connections import ConnectionLimits, ConnectionObserver, LimitedServer
+
 log = logging.getLogger(__name__)
 
 
@@ -37,9 +39,16 @@ class Listener:
         reuse_port: bool = False,
         shutdown_timeout: float = 30.0,
         max_field_size: int = 8190,
+        connections: ConnectionLimits | None = None,
+        connection_observer: ConnectionObserver | None = None,
     ) -> None:
         """``max_field_size``: longest header value accepted (aiohttp's default); longer
-        ones get a 400 from the HTTP parser before any handler runs."""
+        ones get a 400 from the HTTP parser before any handler runs.
+
+        ``connections`` bounds the client connections of a low-level handler's
+        listener (see :mod:`mesh.connections`), and ``connection_observer`` is
+        told of each one opened, closed or refused; an Application's listener
+        (the admin one) takes neither."""
         self.name = name
         self.host = host
         self.port = port
@@ -51,7 +60,13 @@ class Listener:
                 handler, handle_signals=False, access_log=None, shutdown_timeout=shutdown_timeout
             )
         else:
-            server = web.Server(handler, access_log=None, max_field_size=max_field_size)
+            server = LimitedServer(
+                handler,
+                connections or ConnectionLimits(),
+                connection_observer,
+                access_log=None,
+                max_field_size=max_field_size,
+            )
             runner = web.ServerRunner(
                 server, handle_signals=False, shutdown_timeout=shutdown_timeout
             )

@@ -241,6 +241,32 @@ class ProxyMetrics:
             ["role"],
             registry=registry,
         )
+        self.connections = Gauge(
+            "meshgate_connections",
+            "Client connections open, by listener.",
+            ["role", "listener"],
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.connections_refused = Counter(
+            "meshgate_connections_refused",
+            "Client connections closed as soon as accepted because a limit was reached "
+            "(reason: max_connections, max_connections_per_address).",
+            ["role", "listener", "reason"],
+            registry=registry,
+        )
+
+    def connection_observer(self, listener: str, reasons: tuple[str, ...]) -> ConnectionMetrics:
+        """What counts ``listener``'s client connections (a
+        :class:`mesh.connections.ConnectionObserver`); a refusal series exists, at 0,
+        for each of ``reasons`` from the start, so that an alert can rate() it."""
+        for reason in reasons:
+            self.connections_refused.labels(self.role, listener, reason)
+        return ConnectionMetrics(
+            self.connections.labels(self.role, listener),
+            self.connections_refused,
+            (self.role, listener),
+        )
 
     def follow(self, store: SnapshotStore) -> None:
         """Keep the catalog gauges up to date from ``store``."""
@@ -271,6 +297,27 @@ class ProxyMetrics:
             self.instances.labels(self.role, service, health).set(0)
             self.instances.remove(self.role, service, health)
         self._instance_keys = keys
+
+
+class ConnectionMetrics:
+    """One listener's connection series: the open gauge, and refusals by reason."""
+
+    __slots__ = ("_labels", "_open", "_refused")
+
+    def __init__(self, open_gauge: Gauge, refused: Counter, labels: tuple[str, str]) -> None:
+        self._open = open_gauge
+        self._refused = refused
+        self._labels = labels
+        """``(role, listener)``: the refusal counter's first two labels."""
+
+    def opened(self) -> None:
+        self._open.inc()
+
+    def closed(self) -> None:
+        self._open.dec()
+
+    def refused(self, reason: str) -> None:
+        self._refused.labels(*self._labels, reason).inc()
 
 
 class RefreshMetrics:

@@ -11,10 +11,12 @@ from yarl import URL
 
 from mesh.http.headers import header_block_items
 from mesh.transport.base import (
+    RequestBodyTimeout,
     UpstreamConnectError,
     UpstreamError,
     UpstreamRequest,
     UpstreamTimeout,
+    read_body_piece,
 )
 
 # ClientSession adds these unless told not to; a proxy must send only what it got.
@@ -42,6 +44,12 @@ class _Response:
 
     def release(self) -> None:
         self._resp.release()
+
+
+async def _paced(reader: aiohttp.StreamReader, pause_s: float) -> AsyncIterator[bytes]:
+    """``reader``'s pieces, each waited for at most ``pause_s`` (RequestBodyTimeout)."""
+    while chunk := await read_body_piece(reader, pause_s):
+        yield chunk
 
 
 class AiohttpTransport:
@@ -81,12 +89,15 @@ class AiohttpTransport:
         if request.header_block:
             headers = CIMultiDict(headers)
             headers.extend(header_block_items(request.header_block))
+        body: aiohttp.StreamReader | bytes | AsyncIterator[bytes] | None = request.body
+        if isinstance(body, aiohttp.StreamReader) and request.body_timeout is not None:
+            body = _paced(body, request.body_timeout)
         try:
             resp = await session.request(
                 request.method,
                 URL(url, encoded=True),
                 headers=headers,
-                data=request.body,
+                data=body,
                 allow_redirects=False,
                 timeout=timeout,
                 # The ingress already decided on Host; keep it.
@@ -99,6 +110,9 @@ class AiohttpTransport:
         except TimeoutError as exc:
             raise UpstreamTimeout(f"{host}:{port} did not answer in time") from exc
         except (aiohttp.ClientError, OSError) as exc:
+            # The body's own failure travels as the cause of the client's error.
+            if isinstance(exc.__cause__, RequestBodyTimeout):
+                raise exc.__cause__ from None
             raise UpstreamError(f"{host}:{port} failed: {exc}") from exc
         return _Response(resp)
 

@@ -7,6 +7,7 @@ ClientSession can replace :class:`AiohttpTransport` behind this protocol.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -27,6 +28,29 @@ class UpstreamTimeout(UpstreamError):
     """No response (headers) within the time allowed (→ 504)."""
 
 
+class RequestBodyTimeout(UpstreamError):
+    """The client paused its request body for longer than allowed (→ 408): the request
+    sent upstream is incomplete, so the upstream connection is dropped."""
+
+
+async def read_body_piece(reader: StreamReader, pause_s: float | None) -> bytes:
+    """The next piece of a client's request body (b"" at its end), waiting at most
+    ``pause_s`` for it (None: no limit); RequestBodyTimeout after that.
+
+    Only time spent waiting for the client counts: a piece already buffered
+    is returned at once, and time the upstream takes to read is not spent here.
+    """
+    if pause_s is None:
+        return await reader.readany()
+    try:
+        async with asyncio.timeout(pause_s):
+            return await reader.readany()
+    except TimeoutError:
+        raise RequestBodyTimeout(
+            f"the client sent no request body bytes for {pause_s:g}s"
+        ) from None
+
+
 @dataclass(slots=True)
 class UpstreamRequest:
     method: str
@@ -39,6 +63,9 @@ class UpstreamRequest:
     """Time allowed from sending to the response headers, and between body reads."""
     header_block: str = ""
     """More header lines, rendered (see :attr:`mesh.exchange.Exchange.upstream_header_block`)."""
+    body_timeout: float | None = None
+    """Longest wait for the next piece of a streamed ``body`` from the client (see
+    :func:`read_body_piece`); None: no limit."""
 
 
 class UpstreamResponse(Protocol):

@@ -35,6 +35,7 @@ from mesh.transport.base import (
     UpstreamError,
     UpstreamRequest,
     UpstreamTimeout,
+    read_body_piece,
 )
 from mesh.transport.h1_connection import ConnectionDropped, H1Connection
 from mesh.transport.h1_head import Framing, authority, serialize_head, streamed_length
@@ -261,7 +262,9 @@ class FastTransport:
         else:
             transport.write(head)
             # A task, so an early answer (413, 401...) is seen while uploading.
-            writer = loop.create_task(_write_stream(conn, body, streamed_length, timeout))
+            writer = loop.create_task(
+                _write_stream(conn, body, streamed_length, timeout, request.body_timeout)
+            )
         try:
             while not conn.headers_done:
                 if conn.error is not None:
@@ -297,12 +300,17 @@ class FastTransport:
 
 
 async def _write_stream(
-    conn: H1Connection, reader: StreamReader, length: int | None, stall_s: float
+    conn: H1Connection,
+    reader: StreamReader,
+    length: int | None,
+    stall_s: float,
+    pause_s: float | None,
 ) -> None:
     """Copy ``reader`` to the connection: exactly ``length`` bytes, or chunked if None.
 
     Honours the transport's write buffer: after each write that crosses the
     high-water mark it waits for the upstream to read (at most ``stall_s``).
+    Waits at most ``pause_s`` for each piece from the client (RequestBodyTimeout).
     Never raises (except on cancellation): failures are recorded on the
     connection with :meth:`H1Connection.fail`, which wakes the exchange.
     """
@@ -311,7 +319,7 @@ async def _write_stream(
     sent = 0
     try:
         while True:
-            chunk = await reader.readany()
+            chunk = await read_body_piece(reader, pause_s)
             if not chunk:
                 break
             if conn.closed or conn.broken:

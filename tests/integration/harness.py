@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from demo.processes import (
     ConsulAgent,
@@ -306,3 +307,15 @@ def pid_alive(pid: int) -> bool:
 
 
 __all__ = ["App", "Edge", "Mesh", "Sidecar", "port_open"]
+
+
+def metrics(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """``/metrics`` on ``port`` parsed by prometheus-client's own parser: sample name →
+    [(labels, value)]."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
+    return out

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from demo.processes import RedisServer, free_port, meshgate_argv, wait_until
 from mesh.telemetry.tracing import (
@@ -32,7 +31,7 @@ from mesh.telemetry.tracing import (
     EVENT_RATE_LIMITED,
     EVENT_RETRY,
 )
-from tests.integration.harness import App, Edge, Mesh, Sidecar, descendants, http
+from tests.integration.harness import App, Edge, Mesh, Sidecar, descendants, http, metrics
 from tests.integration.otlp_receiver import OtlpReceiver, ReceivedSpan
 
 ORDERS_ROUTE = [{"prefix": "/api/orders", "service": "orders", "prefix_rewrite": "/orders"}]
@@ -110,17 +109,6 @@ def chain(spans: list[ReceivedSpan], root: ReceivedSpan) -> list[ReceivedSpan]:
         below = children[out[-1].span_id]
         assert len(below) == 1, f"{out[-1].name} has {len(below)} children: {below}"
         out.append(below[0])
-    return out
-
-
-def metrics(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
-    """``/metrics`` parsed by prometheus-client's own parser: sample name → (labels, value)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    out: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
     return out
 
 

@@ -347,6 +347,10 @@ def test_edge_config_full() -> None:
 def test_edge_config_empty_file_gives_defaults() -> None:
     cfg = parse_config("", EdgeConfig, env={})
     assert cfg.listen.port == 8080
+    limits = cfg.listen.connection_limits()
+    assert (limits.idle_timeout, limits.max_connections) == (60.0, 10_000)
+    assert limits.max_connections_per_address is None
+    assert cfg.listen.body_timeout == 60.0
     assert cfg.routes == ()
     assert cfg.consul.address == "127.0.0.1:8500"
     assert cfg.discovery.provider == "consul"
@@ -412,6 +416,18 @@ def test_edge_config_empty_file_gives_defaults() -> None:
         ),
         pytest.param("listen:\n  port: 70000", "listen.port", "65535", id="port-range"),
         pytest.param("listen:\n  port: http", "listen.port", "valid integer", id="port-type"),
+        pytest.param(
+            "listen:\n  max_connections: 0",
+            "listen.max_connections",
+            "greater than or equal to 1",
+            id="no-connections",
+        ),
+        pytest.param(
+            "listen:\n  idle_timeout: 0s", "listen.idle_timeout", "longer than 0", id="idle-zero"
+        ),
+        pytest.param(
+            "listen:\n  body_timeout: soon", "listen.body_timeout", "duration", id="body-timeout"
+        ),
         pytest.param(
             "consul:\n  address: consul:abc",
             "consul.address",

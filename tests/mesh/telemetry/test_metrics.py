@@ -148,6 +148,25 @@ def test_refresh_metrics_count_by_outcome() -> None:
     assert got[("meshgate_jwks_refresh_duration_seconds_count", ())] == 3
 
 
+def test_connection_observer_counts_open_connections_and_refusals_by_reason() -> None:
+    registry = CollectorRegistry()
+    observer_ = ProxyMetrics(registry, "edge").connection_observer("edge", ("full", "greedy"))
+    role_listener = (("listener", "edge"), ("role", "edge"))
+
+    def refused(reason: str) -> float:
+        labels = tuple(sorted((*role_listener, ("reason", reason))))
+        return samples(registry)[("meshgate_connections_refused_total", labels)]
+
+    assert (refused("full"), refused("greedy")) == (0, 0)  # there before any refusal
+    for _ in range(3):
+        observer_.opened()
+    observer_.closed()
+    observer_.refused("greedy")
+    observer_.refused("greedy")
+    assert samples(registry)[("meshgate_connections", role_listener)] == 2
+    assert (refused("full"), refused("greedy")) == (0, 2)
+
+
 def test_children_looks_up_each_label_tuple_once_and_counts_into_its_series() -> None:
     registry = CollectorRegistry()
     metrics = ProxyMetrics(registry, "edge")

@@ -43,6 +43,7 @@ def make_request(
     body: Any = None,
     response_timeout: float = 5.0,
     connect_timeout: float = 2.0,
+    body_timeout: float | None = None,
 ) -> UpstreamRequest:
     from multidict import CIMultiDict
 
@@ -53,6 +54,7 @@ def make_request(
         body=body,
         connect_timeout=connect_timeout,
         response_timeout=response_timeout,
+        body_timeout=body_timeout,
     )
 
 

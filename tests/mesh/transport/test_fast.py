@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import hashlib
 import io
+import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -20,6 +22,7 @@ from aiohttp.base_protocol import BaseProtocol
 from multidict import CIMultiDictProxy
 
 from mesh.transport.base import (
+    RequestBodyTimeout,
     UpstreamConnectError,
     UpstreamError,
     UpstreamTimeout,
@@ -671,6 +674,46 @@ async def test_early_answer_during_upload(fast: FastTransport, upstream: Upstrea
         assert await read_all(response) == b"too large"
         response.release()
         assert fast.idle_connections(HOST, upstream.port) == 0
+    finally:
+        feeder.cancel()
+
+
+async def test_a_stalled_request_body_times_out(
+    transport: UpstreamTransport, upstream: Upstream
+) -> None:
+    """The client stops sending its body: RequestBodyTimeout after the pause allowed,
+    and the half-sent request's connection is not kept."""
+    stream = fed_stream()
+    stream.feed_data(b"x" * 100)  # then nothing
+    request = make_request("/upload", "POST", {"Content-Length": "1000"}, stream, body_timeout=0.3)
+    started = time.monotonic()
+    with pytest.raises(RequestBodyTimeout, match=r"no request body bytes for 0\.3s"):
+        await transport.send(HOST, upstream.port, request)
+    assert 0.25 <= time.monotonic() - started < 3.0
+    if isinstance(transport, FastTransport):
+        assert transport.idle_connections(HOST, upstream.port) == 0
+
+
+async def test_a_slow_request_body_that_keeps_coming_is_not_cut(
+    transport: UpstreamTransport, upstream: Upstream
+) -> None:
+    stream = fed_stream()
+
+    async def feed() -> None:
+        for _ in range(5):  # a piece every 150 ms: each pause under the 0.5 s allowed
+            await asyncio.sleep(0.15)
+            stream.feed_data(b"y" * 10)
+        stream.feed_eof()
+
+    feeder = asyncio.create_task(feed())
+    try:
+        request = make_request(
+            "/upload", "POST", {"Content-Length": "50"}, stream, body_timeout=0.5
+        )
+        response = await transport.send(HOST, upstream.port, request)
+        assert response.status == 200
+        assert json.loads(await read_all(response))["length"] == 50
+        response.release()
     finally:
         feeder.cancel()
 

@@ -1,0 +1,141 @@
+"""Slow and greedy clients against a real edge: idle and trickling connections closed,
+connections over the limit refused and counted, a stalled request body answered 408."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from tests.integration.harness import Edge, Mesh, http, metrics
+
+ROUTES = [{"prefix": "/api/users", "service": "users", "prefix_rewrite": "/users"}]
+
+
+@pytest.fixture
+def users(mesh: Mesh) -> None:
+    mesh.sidecar(mesh.app("users", "users-1"), "users-1")
+
+
+async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> tuple[float, bytes]:
+    """Read until the edge closes the connection: (seconds it took, what came)."""
+    started = time.monotonic()
+    data = await asyncio.wait_for(reader.read(), seconds)
+    return time.monotonic() - started, data
+
+
+def _series(edge: Edge, name: str, **labels: str) -> float:
+    for sample_labels, value in metrics(edge.admin).get(name, []):
+        if all(sample_labels.get(k) == v for k, v in labels.items()):
+            return value
+    raise KeyError(f"{name}{labels}")
+
+
+async def test_slowloris_connections_are_closed_and_others_served(mesh: Mesh, users: None) -> None:
+    edge = mesh.edge(ROUTES, {"listen": {"idle_timeout": "1s"}})
+    opened = [await asyncio.open_connection("127.0.0.1", edge.port) for _ in range(20)]
+    for _, writer in opened:
+        writer.write(b"GET /api/users/echo HTTP/1.1\r\nHost: edge.test\r\n")
+
+    async def trickle() -> None:
+        # A header line every 200 ms on each: never a complete request head.
+        for i in range(25):
+            await asyncio.sleep(0.2)
+            for _, writer in opened:
+                if not writer.is_closing():
+                    writer.write(b"X-Slow-%d: x\r\n" % i)
+
+    trickling = asyncio.create_task(trickle())
+    try:
+        closed = await asyncio.gather(*(_closed_within(r, 4.0) for r, _ in opened))
+        # Closed by the idle timeout (1 s), not when the trickle ends (5 s), and unanswered.
+        assert all(0.8 <= took < 3.0 and data == b"" for took, data in closed), closed
+        status, _, body = await asyncio.to_thread(http, f"{edge.url}/api/users/echo")
+        assert status == 200 and json.loads(body)["service"] == "users"
+    finally:
+        trickling.cancel()
+        for _, writer in opened:
+            writer.close()
+
+
+async def test_connections_over_the_limit_are_refused_and_counted(mesh: Mesh, users: None) -> None:
+    edge = mesh.edge(ROUTES, {"listen": {"max_connections": 3}})
+    assert _series(edge, "meshgate_connections_refused_total", reason="max_connections") == 0
+    held = [await asyncio.open_connection("127.0.0.1", edge.port) for _ in range(3)]
+    await asyncio.sleep(0.2)
+    assert _series(edge, "meshgate_connections", role="edge", listener="edge") == 3
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", edge.port)
+    writer.write(b"GET /api/users/echo HTTP/1.1\r\nHost: edge.test\r\n\r\n")
+    took, data = await _closed_within(reader, 3.0)
+    assert data == b"" and took < 2.0  # closed unread: no answer at all
+    writer.close()
+    assert _series(edge, "meshgate_connections_refused_total", reason="max_connections") == 1
+
+    for _, w in held:
+        w.close()
+    deadline = time.monotonic() + 5
+    while _series(edge, "meshgate_connections", listener="edge") != 0:
+        assert time.monotonic() < deadline, "closed connections still counted as open"
+        await asyncio.sleep(0.05)
+    status, _, _ = await asyncio.to_thread(http, f"{edge.url}/api/users/echo")
+    assert status == 200
+
+
+async def test_per_address_limit(mesh: Mesh, users: None) -> None:
+    edge = mesh.edge(ROUTES, {"listen": {"max_connections_per_address": 2}})
+    held = [await asyncio.open_connection("127.0.0.1", edge.port) for _ in range(2)]
+    reader, writer = await asyncio.open_connection("127.0.0.1", edge.port)
+    _, data = await _closed_within(reader, 3.0)
+    assert data == b""
+    writer.close()
+    refused = _series(
+        edge, "meshgate_connections_refused_total", reason="max_connections_per_address"
+    )
+    assert refused == 1
+    for _, w in held:
+        w.close()
+
+
+async def test_stalled_request_body_gets_408_and_the_edge_goes_on(mesh: Mesh, users: None) -> None:
+    edge = mesh.edge(ROUTES, {"listen": {"body_timeout": "1s"}})
+    reader, writer = await asyncio.open_connection("127.0.0.1", edge.port)
+    writer.write(
+        b"POST /api/users/echo HTTP/1.1\r\nHost: edge.test\r\nContent-Length: 1000\r\n"
+        b"Content-Type: application/octet-stream\r\n\r\n" + b"x" * 100
+    )
+    started = time.monotonic()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    took = time.monotonic() - started
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines if line)}
+    body = await asyncio.wait_for(reader.readexactly(int(headers["content-length"])), 5)
+    assert status_line.split()[1] == "408"
+    assert 0.8 <= took < 5.0
+    problem = json.loads(body)
+    assert headers["content-type"].startswith("application/problem+json")
+    assert problem["status"] == 408 and problem["type"].endswith("request-body-timeout")
+    assert problem["request_id"] == headers["x-request-id"]
+    # The rest of that body may still come: the edge closes the connection, after
+    # aiohttp's lingering read (up to 10 s), so that a reset cannot swallow the answer.
+    assert headers["connection"].lower() == "close"
+    assert await asyncio.wait_for(reader.read(), 15) == b""
+    writer.close()
+
+    # A body that keeps coming, however slowly, is not cut: pieces every 300 ms.
+    reader, writer = await asyncio.open_connection("127.0.0.1", edge.port)
+    writer.write(
+        b"POST /api/users/echo HTTP/1.1\r\nHost: edge.test\r\nContent-Length: 10\r\n"
+        b"Connection: close\r\n\r\n"
+    )
+    for _ in range(10):
+        await asyncio.sleep(0.3)
+        writer.write(b"y")
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    reply = json.loads(answer.partition(b"\r\n\r\n")[2])
+    assert reply["service"] == "users" and reply["body_bytes"] == 10
+    assert _series(edge, "meshgate_requests_total", role="edge", code_class="4xx") >= 1
