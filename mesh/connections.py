@@ -134,11 +134,13 @@ class LimitedServer(web.Server):
             kwargs["keepalive_timeout"] = limits.idle_timeout
         super().__init__(handler, **kwargs)
         self.counts = ConnectionCounts(limits.max_connections, limits.max_connections_per_address)
+        self._by_address = limits.max_connections_per_address is not None
         self._observer = observer or _NoObserver()
         self._addresses: dict[RequestHandler, str] = {}
 
     def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
-        address = _address_of(transport)
+        # The peer's address only when counted by it: looking it up is a system call.
+        address = _address_of(transport) if self._by_address else ""
         reason = self.counts.admit(address)
         if reason is not None:
             # Not registered with the server: its connection_lost finds nothing to undo.

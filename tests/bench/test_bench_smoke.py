@@ -16,6 +16,7 @@ import pytest
 
 from bench.instructions import callgrind_total
 from bench.proxies import nginx_binary
+from bench.slow_clients import PER_ADDRESS_LIMIT, PER_ADDRESS_TARGET
 from bench.wrk import wrk_binary
 from demo.processes import PROJECT_ROOT
 
@@ -177,3 +178,38 @@ def test_paired_runs_start_afresh_and_pool(tmp_path: Path) -> None:
         # bench itself (so wrk and the upstream it starts) kept off it.
         for run in document["runs"]:
             assert run["pinning"] == {"edges": cpus[:1], "others": cpus[1:]}
+
+
+def test_slow_clients_against_the_per_address_edge(tmp_path: Path) -> None:
+    """300 slowloris connections from one address against an edge allowing 256 per
+    address: the bench counts 44 refused and 256 held, and wrk's traffic (another
+    address) is still served."""
+    out = tmp_path / "slow.json"
+    done = _bench(
+        "slow_clients",
+        "--targets",
+        PER_ADDRESS_TARGET,
+        "--slow",
+        "300",
+        "--hold",
+        "3",
+        "--duration",
+        "1",
+        "--json-out",
+        str(out),
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    [row] = json.loads(out.read_text())["targets"]
+    assert row["name"] == PER_ADDRESS_TARGET
+    assert row["slow_opened"] == 300 and row["slow_failed_to_connect"] == 0
+    assert row["slow_refused"] == 300 - PER_ADDRESS_LIMIT
+    assert row["slow_still_held_at_end"] == PER_ADDRESS_LIMIT  # the idle timeout is 60 s
+    assert row["during"]["requests"] > 0 and row["during"]["error_count"] == 0
+    assert PER_ADDRESS_TARGET in done.stdout  # the table
+
+
+def test_slow_clients_refuses_an_unknown_target() -> None:
+    done = _bench("slow_clients", "--targets", "edge,squid", timeout=60)
+    assert done.returncode == 2
+    assert "unknown target(s): squid" in done.stderr
