@@ -67,6 +67,8 @@ def test_every_dashboard_query_names_an_exported_series() -> None:
         "meshgate_catalog_age_seconds",
         "meshgate_instances",
         "meshgate_jwks_refreshes_total",
+        "meshgate_connections",
+        "meshgate_connections_refused_total",
     ):
         assert wanted in used, wanted
 
