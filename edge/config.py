@@ -14,7 +14,7 @@ from edge.routes import HTTP_METHODS
 from edge.tls import TlsConfig
 from mesh.config.loader import load_config
 from mesh.config.sections import AdminConfig, LoggingConfig, ProxyConfig, ShutdownConfig
-from mesh.config.types import Duration, Frozen, Port, PositiveDuration
+from mesh.config.types import ByteSize, Duration, Frozen, Port, PositiveDuration
 from mesh.connections import ConnectionLimits
 from mesh.telemetry.config import TelemetryConfig
 
@@ -38,6 +38,8 @@ class RouteConfig(Frozen):
     """Authentication policy of this route; default: ``auth.default_route``."""
     rate_limits: tuple[str, ...] | None = None
     """Names of the rate-limit policies that apply; default: ``rate_limits.default_policies``."""
+    max_body_size: ByteSize | None = None
+    """Largest request body this route takes (413 past it); default: ``listen.max_body_size``."""
 
     @field_validator("prefix", "prefix_rewrite")
     @classmethod
@@ -77,6 +79,10 @@ class ListenConfig(Frozen):
     max_connections: int | None = Field(default=10_000, ge=1)
     """Client connections open at once, per process; one more is closed as soon as it is
     accepted (and counted as refused). null: no limit."""
+    max_body_size: ByteSize | None = None
+    """Largest request body a route takes unless it says otherwise: a larger declared
+    Content-Length gets a 413 problem at once, a chunked body growing past it a 413 (or,
+    once the service has answered, a cut connection). null: no limit."""
     max_connections_per_address: int | None = Field(default=None, ge=1)
     """The same, per client IP address. null (the default): no limit; behind a load
     balancer every connection comes from its address."""

@@ -38,6 +38,7 @@ _ROUTING_KEYS = {
     "strip_prefix",
     "prefix_rewrite",
     "timeout",
+    "max_body_size",
 }
 
 
@@ -53,6 +54,7 @@ def config_routes(config: EdgeConfig) -> list[Route]:
             strip_prefix=r.strip_prefix,
             prefix_rewrite=r.prefix_rewrite,
             timeout=r.timeout,
+            max_body_size=r.max_body_size,
             options=r.model_dump(exclude=_ROUTING_KEYS, exclude_none=True),
         )
         for r in config.routes
@@ -88,7 +90,9 @@ class EdgeGateway:
         filters: list[Filter] = [
             self._metrics_filter,
             *self._before,
-            RoutingFilter(table, self._config.proxy.response_timeout),
+            RoutingFilter(
+                table, self._config.proxy.response_timeout, self._config.listen.max_body_size
+            ),
             *self._after,
             *self._last,
         ]

@@ -9,6 +9,7 @@ Registering a service with these meta keys is enough to expose it at the edge:
 ``meshgate-route-strip-prefix`` ``true`` sends the path without the prefix
 ``meshgate-route-rewrite``      replace the prefix with this path
 ``meshgate-route-timeout``      e.g. ``5s`` or ``500ms``
+``meshgate-route-max-body``     largest request body, e.g. ``10MB`` or ``512KiB``
 ==============================  ==============================================
 
 Instances of one service normally agree; if they do not, the union of the
@@ -22,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from edge.routes import HTTP_METHODS, Route, make_route
-from mesh.config.types import parse_duration
+from mesh.config.types import parse_byte_size, parse_duration
 from mesh.snapshot import ServiceEntry
 
 PREFIX_KEY = "meshgate-route"
@@ -31,6 +32,7 @@ METHODS_KEY = "meshgate-route-methods"
 STRIP_KEY = "meshgate-route-strip-prefix"
 REWRITE_KEY = "meshgate-route-rewrite"
 TIMEOUT_KEY = "meshgate-route-timeout"
+MAX_BODY_KEY = "meshgate-route-max-body"
 
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
@@ -67,6 +69,12 @@ def routes_from_meta(entry: ServiceEntry) -> tuple[list[Route], list[MetaProblem
             timeout = parse_duration(meta[TIMEOUT_KEY])
         except ValueError as exc:
             problem(TIMEOUT_KEY, str(exc))
+    max_body_size: int | None = None
+    if MAX_BODY_KEY in meta:
+        try:
+            max_body_size = parse_byte_size(meta[MAX_BODY_KEY])
+        except ValueError as exc:
+            problem(MAX_BODY_KEY, f"{exc}; the edge's default applies")
     methods = [m.upper() for m in _split(meta.get(METHODS_KEY, ""))]
     unknown = [m for m in methods if m not in HTTP_METHODS]
     if unknown:
@@ -96,6 +104,7 @@ def routes_from_meta(entry: ServiceEntry) -> tuple[list[Route], list[MetaProblem
                 strip_prefix=strip and rewrite is None,
                 prefix_rewrite=rewrite,
                 timeout=timeout,
+                max_body_size=max_body_size,
             )
         )
     return routes, problems

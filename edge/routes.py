@@ -29,6 +29,8 @@ class Route:
     rewrite: str | None = None
     """Replacement for the matched prefix (``/`` for strip_prefix); None keeps the path."""
     timeout: float | None = None
+    max_body_size: int | None = None
+    """Largest request body (bytes) this route takes; None: the listener's default."""
     options: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
     """Per-route settings of the features (``auth``, ``rate_limits``, ...), as configured."""
 
@@ -57,6 +59,7 @@ class Route:
             "methods": sorted(self.methods) if self.methods else None,
             "rewrite": self.rewrite,
             "timeout": self.timeout,
+            "max_body_size": self.max_body_size,
         }
 
 
@@ -71,6 +74,7 @@ def make_route(
     strip_prefix: bool = False,
     prefix_rewrite: str | None = None,
     timeout: float | None = None,
+    max_body_size: int | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> Route:
     norm = prefix.rstrip("/") or "/"
@@ -84,6 +88,7 @@ def make_route(
         methods=frozenset(m.upper() for m in methods) if methods else None,
         rewrite=rewrite,
         timeout=timeout,
+        max_body_size=max_body_size,
         options=dict(options or {}),
     )
 

@@ -43,6 +43,8 @@ class Exchange:
     """Path to send upstream when it differs from ``path`` (prefix rewrite)."""
     timeout: float | None = None
     """Seconds the whole exchange may take from ``started`` (the request's deadline)."""
+    max_body_size: int | None = None
+    """Most bytes the request body may have (set by routing; None: no limit)."""
     instance: Instance | None = None
     response_headers: list[tuple[str, str]] = field(default_factory=list)
     """Headers to set on whatever response goes back (request id, rate limits, ...); one

@@ -28,6 +28,7 @@ from mesh.snapshot import Instance, Snapshot
 from mesh.telemetry.upstream import UpstreamTelemetry
 from mesh.transport.base import (
     RequestBodyTimeout,
+    RequestBodyTooLarge,
     UpstreamConnectError,
     UpstreamError,
     UpstreamRequest,
@@ -113,6 +114,9 @@ class Proxy:
                 except RequestBodyTimeout as exc:
                     attempt.failed("client_timeout")
                     return request_body_timeout(ex, str(exc))
+                except RequestBodyTooLarge as exc:
+                    attempt.failed("body_too_large")
+                    return request_body_too_large(ex, str(exc))
                 except UpstreamError as exc:
                     attempt.failed("upstream_error")
                     return bad_gateway(ex, str(exc))
@@ -149,6 +153,7 @@ class Proxy:
             response_timeout=response_timeout,
             header_block=ex.header_block(),
             body_timeout=self._settings.body_timeout,
+            max_body_size=ex.max_body_size,
         )
 
 
@@ -231,6 +236,14 @@ def request_body_timeout(ex: Exchange, detail: str) -> web.Response:
     """408: the client stopped sending its request body. The connection is closed after
     the answer, since the rest of that body may still come."""
     response = ex.problem(408, "Request body timeout", detail, slug="request-body-timeout")
+    response.force_close()
+    return response
+
+
+def request_body_too_large(ex: Exchange, detail: str) -> web.Response:
+    """413: the request body is longer than its route takes. The connection is closed after
+    the answer: the rest of that body is not wanted."""
+    response = ex.problem(413, "Request body too large", detail, slug="request-body-too-large")
     response.force_close()
     return response
 

@@ -7,14 +7,20 @@ from aiohttp import web
 from edge.routes import RouteTable
 from mesh.chain import Handler
 from mesh.exchange import Exchange
+from mesh.proxy import request_body_too_large
 
 
 class RoutingFilter:
-    """404 problem when no route matches, 405 (with Allow) when the method is not accepted."""
+    """404 problem when no route matches, 405 (with Allow) when the method is not accepted,
+    413 when the declared body is larger than the route takes (``max_body_size``, the
+    route's or ``default_max_body_size``; a chunked body is bounded as it streams)."""
 
-    def __init__(self, table: RouteTable, default_timeout: float) -> None:
+    def __init__(
+        self, table: RouteTable, default_timeout: float, default_max_body_size: int | None = None
+    ) -> None:
         self._table = table
         self._default_timeout = default_timeout
+        self._default_max_body_size = default_max_body_size
 
     async def __call__(self, ex: Exchange, next_handler: Handler) -> web.StreamResponse:
         match = self._table.match(ex.request.headers.get("Host"), ex.path, ex.method)
@@ -36,4 +42,13 @@ class RoutingFilter:
         ex.upstream_path = route.upstream_path(ex.path)
         # The deadline starts here and travels to every hop (mesh.deadline).
         ex.timeout = route.timeout if route.timeout is not None else self._default_timeout
+        # A size is at least 1 byte, so ``or`` picks the route's own when it has one.
+        limit = route.max_body_size or self._default_max_body_size
+        if limit is not None:
+            ex.max_body_size = limit
+            declared = ex.request.content_length
+            if declared is not None and declared > limit:
+                return request_body_too_large(
+                    ex, f"the request body of {declared} bytes is longer than the {limit} allowed"
+                )
         return await next_handler(ex)

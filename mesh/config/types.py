@@ -44,6 +44,36 @@ def _longer_than_zero(value: float) -> float:
 PositiveDuration = Annotated[Duration, AfterValidator(_longer_than_zero)]
 """A :data:`Duration` that must be longer than 0 (timeouts, intervals, cooldowns)."""
 
+_BYTE_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)?\s*$")
+_BYTE_UNITS = {
+    None: 1,
+    "B": 1,
+    "KB": 1000,
+    "MB": 1000**2,
+    "GB": 1000**3,
+    "KiB": 1024,
+    "MiB": 1024**2,
+    "GiB": 1024**3,
+}
+
+
+def parse_byte_size(value: object) -> int:
+    """``1048576`` → 1048576; ``"512KiB"``, ``"10MB"``, ``"1GiB"`` → bytes (more than 0)."""
+    size: float | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    elif isinstance(value, str) and (m := _BYTE_SIZE.match(value)):
+        size = float(m.group(1)) * _BYTE_UNITS[m.group(2)]
+    if size is None:
+        raise ValueError(f"expected a size such as 512KiB, 10MB or 1048576, got {value!r}")
+    if size < 1:
+        raise ValueError("a size must be at least 1 byte")
+    return int(size)
+
+
+ByteSize = Annotated[int, BeforeValidator(parse_byte_size)]
+"""Bytes, written as a number or with a unit (B, KB, MB, GB; KiB, MiB, GiB)."""
+
 Port = Annotated[int, Field(ge=0, le=65535)]
 
 

@@ -12,11 +12,11 @@ from yarl import URL
 from mesh.http.headers import header_block_items
 from mesh.transport.base import (
     RequestBodyTimeout,
+    RequestBodyTooLarge,
     UpstreamConnectError,
     UpstreamError,
     UpstreamRequest,
     UpstreamTimeout,
-    read_body_piece,
 )
 
 # ClientSession adds these unless told not to; a proxy must send only what it got.
@@ -44,12 +44,6 @@ class _Response:
 
     def release(self) -> None:
         self._resp.release()
-
-
-async def _paced(reader: aiohttp.StreamReader, pause_s: float) -> AsyncIterator[bytes]:
-    """``reader``'s pieces, each waited for at most ``pause_s`` (RequestBodyTimeout)."""
-    while chunk := await read_body_piece(reader, pause_s):
-        yield chunk
 
 
 class AiohttpTransport:
@@ -89,9 +83,12 @@ class AiohttpTransport:
         if request.header_block:
             headers = CIMultiDict(headers)
             headers.extend(header_block_items(request.header_block))
-        body: aiohttp.StreamReader | bytes | AsyncIterator[bytes] | None = request.body
-        if isinstance(body, aiohttp.StreamReader) and request.body_timeout is not None:
-            body = _paced(body, request.body_timeout)
+        body: bytes | AsyncIterator[bytes] | None = None
+        client_body = request.client_body()
+        if client_body is not None:
+            body = client_body.pieces()
+        elif isinstance(request.body, bytes):
+            body = request.body
         try:
             resp = await session.request(
                 request.method,
@@ -110,8 +107,8 @@ class AiohttpTransport:
         except TimeoutError as exc:
             raise UpstreamTimeout(f"{host}:{port} did not answer in time") from exc
         except (aiohttp.ClientError, OSError) as exc:
-            # The body's own failure travels as the cause of the client's error.
-            if isinstance(exc.__cause__, RequestBodyTimeout):
+            # The client body's own failure travels as the cause of the client's error.
+            if isinstance(exc.__cause__, RequestBodyTimeout | RequestBodyTooLarge):
                 raise exc.__cause__ from None
             raise UpstreamError(f"{host}:{port} failed: {exc}") from exc
         return _Response(resp)

@@ -33,22 +33,54 @@ class RequestBodyTimeout(UpstreamError):
     sent upstream is incomplete, so the upstream connection is dropped."""
 
 
-async def read_body_piece(reader: StreamReader, pause_s: float | None) -> bytes:
-    """The next piece of a client's request body (b"" at its end), waiting at most
-    ``pause_s`` for it (None: no limit); RequestBodyTimeout after that.
+class RequestBodyTooLarge(UpstreamError):
+    """The client's request body grew past the size allowed (→ 413): the request sent
+    upstream is incomplete, so the upstream connection is dropped."""
 
-    Only time spent waiting for the client counts: a piece already buffered
-    is returned at once, and time the upstream takes to read is not spent here.
+
+class ClientBody:
+    """A client's streamed request body, as a transport reads it to send it on.
+
+    :meth:`next_piece` waits at most ``pause_s`` for each piece
+    (RequestBodyTimeout) and lets the whole be at most ``max_bytes``
+    (RequestBodyTooLarge); None: no limit. Only time spent waiting for the
+    client counts: a piece already buffered is returned at once, and the time
+    the upstream takes to read is not spent here.
     """
-    if pause_s is None:
-        return await reader.readany()
-    try:
-        async with asyncio.timeout(pause_s):
-            return await reader.readany()
-    except TimeoutError:
-        raise RequestBodyTimeout(
-            f"the client sent no request body bytes for {pause_s:g}s"
-        ) from None
+
+    __slots__ = ("_max_bytes", "_pause_s", "_reader", "received")
+
+    def __init__(self, reader: StreamReader, pause_s: float | None, max_bytes: int | None) -> None:
+        self._reader = reader
+        self._pause_s = pause_s
+        self._max_bytes = max_bytes
+        self.received = 0
+        """Bytes of the body read so far."""
+
+    async def next_piece(self) -> bytes:
+        """The next piece of the body; b"" at its end."""
+        pause_s = self._pause_s
+        if pause_s is None:
+            piece = await self._reader.readany()
+        else:
+            try:
+                async with asyncio.timeout(pause_s):
+                    piece = await self._reader.readany()
+            except TimeoutError:
+                raise RequestBodyTimeout(
+                    f"the client sent no request body bytes for {pause_s:g}s"
+                ) from None
+        self.received += len(piece)
+        if self._max_bytes is not None and self.received > self._max_bytes:
+            raise RequestBodyTooLarge(
+                f"the request body is longer than the {self._max_bytes} bytes allowed"
+            )
+        return piece
+
+    async def pieces(self) -> AsyncIterator[bytes]:
+        """Every piece, up to the end of the body."""
+        while piece := await self.next_piece():
+            yield piece
 
 
 @dataclass(slots=True)
@@ -65,7 +97,16 @@ class UpstreamRequest:
     """More header lines, rendered (see :attr:`mesh.exchange.Exchange.upstream_header_block`)."""
     body_timeout: float | None = None
     """Longest wait for the next piece of a streamed ``body`` from the client (see
-    :func:`read_body_piece`); None: no limit."""
+    :class:`ClientBody`); None: no limit."""
+    max_body_size: int | None = None
+    """Most bytes a streamed ``body`` may have (see :class:`ClientBody`); None: no limit."""
+
+    def client_body(self) -> ClientBody | None:
+        """The streamed body, read within this request's limits (None: not streamed)."""
+        body = self.body
+        if not isinstance(body, StreamReader):
+            return None
+        return ClientBody(body, self.body_timeout, self.max_body_size)
 
 
 class UpstreamResponse(Protocol):

@@ -31,11 +31,11 @@ from multidict import CIMultiDictProxy
 
 from mesh.loop import running_loop
 from mesh.transport.base import (
+    ClientBody,
     UpstreamConnectError,
     UpstreamError,
     UpstreamRequest,
     UpstreamTimeout,
-    read_body_piece,
 )
 from mesh.transport.h1_connection import ConnectionDropped, H1Connection
 from mesh.transport.h1_head import Framing, authority, serialize_head, streamed_length
@@ -261,10 +261,10 @@ class FastTransport:
             conn.request_sent = True
         else:
             transport.write(head)
+            client_body = request.client_body()
+            assert client_body is not None  # neither None nor bytes: a stream
             # A task, so an early answer (413, 401...) is seen while uploading.
-            writer = loop.create_task(
-                _write_stream(conn, body, streamed_length, timeout, request.body_timeout)
-            )
+            writer = loop.create_task(_write_stream(conn, client_body, streamed_length, timeout))
         try:
             while not conn.headers_done:
                 if conn.error is not None:
@@ -300,17 +300,13 @@ class FastTransport:
 
 
 async def _write_stream(
-    conn: H1Connection,
-    reader: StreamReader,
-    length: int | None,
-    stall_s: float,
-    pause_s: float | None,
+    conn: H1Connection, body: ClientBody, length: int | None, stall_s: float
 ) -> None:
-    """Copy ``reader`` to the connection: exactly ``length`` bytes, or chunked if None.
+    """Copy ``body`` to the connection: exactly ``length`` bytes, or chunked if None.
 
     Honours the transport's write buffer: after each write that crosses the
     high-water mark it waits for the upstream to read (at most ``stall_s``).
-    Waits at most ``pause_s`` for each piece from the client (RequestBodyTimeout).
+    The client's pauses and the body's size are bounded by ``body``'s limits.
     Never raises (except on cancellation): failures are recorded on the
     connection with :meth:`H1Connection.fail`, which wakes the exchange.
     """
@@ -319,7 +315,7 @@ async def _write_stream(
     sent = 0
     try:
         while True:
-            chunk = await read_body_piece(reader, pause_s)
+            chunk = await body.next_piece()
             if not chunk:
                 break
             if conn.closed or conn.broken:

@@ -6,6 +6,7 @@ import pytest
 
 from edge.meta_routes import (
     HOST_KEY,
+    MAX_BODY_KEY,
     METHODS_KEY,
     PREFIX_KEY,
     REWRITE_KEY,
@@ -64,6 +65,7 @@ def test_meta_keys() -> None:
         "meshgate-route-rewrite",
         "meshgate-route-timeout",
     )
+    assert MAX_BODY_KEY == "meshgate-route-max-body"
 
 
 @pytest.mark.parametrize(
@@ -142,6 +144,11 @@ def test_meta_keys() -> None:
             id="timeout-bare-number",
         ),
         pytest.param(
+            {PREFIX_KEY: "/api/users", MAX_BODY_KEY: "10MB"},
+            [_route("/api/users", max_body_size=10_000_000)],
+            id="max-body",
+        ),
+        pytest.param(
             {
                 PREFIX_KEY: "/a,/b",
                 HOST_KEY: "h",
@@ -196,6 +203,13 @@ def test_routes_from_meta(meta: dict[str, str], expected: list[Route]) -> None:
             TIMEOUT_KEY,
             "expected a duration",
             id="negative-timeout",
+        ),
+        pytest.param(
+            {PREFIX_KEY: "/api/users", MAX_BODY_KEY: "lots"},
+            [_route("/api/users")],
+            MAX_BODY_KEY,
+            "expected a size",
+            id="invalid-max-body-ignored",
         ),
         pytest.param(
             {PREFIX_KEY: "/api/users", REWRITE_KEY: "users"},

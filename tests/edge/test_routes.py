@@ -180,7 +180,13 @@ def test_upstream_path(
 
 def test_describe() -> None:
     route = consul_route(
-        "/a", "s", host="h", methods=["POST", "GET"], strip_prefix=True, timeout=1.0
+        "/a",
+        "s",
+        host="h",
+        methods=["POST", "GET"],
+        strip_prefix=True,
+        timeout=1.0,
+        max_body_size=1024,
     )
     assert route.describe() == {
         "name": "s:/a",
@@ -191,6 +197,7 @@ def test_describe() -> None:
         "methods": ["GET", "POST"],
         "rewrite": "/",
         "timeout": 1.0,
+        "max_body_size": 1024,
     }
 
 

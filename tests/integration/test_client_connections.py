@@ -1,5 +1,6 @@
 """Slow and greedy clients against a real edge: idle and trickling connections closed,
-connections over the limit refused and counted, a stalled request body answered 408."""
+connections over the limit refused and counted, a stalled request body answered 408, a
+body larger than its route takes answered 413."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ import time
 
 import pytest
 
-from tests.integration.harness import Edge, Mesh, http, metrics
+from tests.integration.harness import App, Edge, Mesh, http, metrics
 
 ROUTES = [{"prefix": "/api/users", "service": "users", "prefix_rewrite": "/users"}]
 
 
 @pytest.fixture
-def users(mesh: Mesh) -> None:
-    mesh.sidecar(mesh.app("users", "users-1"), "users-1")
+def users(mesh: Mesh) -> App:
+    app = mesh.app("users", "users-1")
+    mesh.sidecar(app, "users-1")
+    return app
 
 
 async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> tuple[float, bytes]:
@@ -33,7 +36,7 @@ def _series(edge: Edge, name: str, **labels: str) -> float:
     raise KeyError(f"{name}{labels}")
 
 
-async def test_slowloris_connections_are_closed_and_others_served(mesh: Mesh, users: None) -> None:
+async def test_slowloris_connections_are_closed_and_others_served(mesh: Mesh, users: App) -> None:
     edge = mesh.edge(ROUTES, {"listen": {"idle_timeout": "1s"}})
     opened = [await asyncio.open_connection("127.0.0.1", edge.port) for _ in range(20)]
     for _, writer in opened:
@@ -60,7 +63,7 @@ async def test_slowloris_connections_are_closed_and_others_served(mesh: Mesh, us
             writer.close()
 
 
-async def test_connections_over_the_limit_are_refused_and_counted(mesh: Mesh, users: None) -> None:
+async def test_connections_over_the_limit_are_refused_and_counted(mesh: Mesh, users: App) -> None:
     edge = mesh.edge(ROUTES, {"listen": {"max_connections": 3}})
     assert _series(edge, "meshgate_connections_refused_total", reason="max_connections") == 0
     held = [await asyncio.open_connection("127.0.0.1", edge.port) for _ in range(3)]
@@ -84,7 +87,7 @@ async def test_connections_over_the_limit_are_refused_and_counted(mesh: Mesh, us
     assert status == 200
 
 
-async def test_per_address_limit(mesh: Mesh, users: None) -> None:
+async def test_per_address_limit(mesh: Mesh, users: App) -> None:
     edge = mesh.edge(ROUTES, {"listen": {"max_connections_per_address": 2}})
     held = [await asyncio.open_connection("127.0.0.1", edge.port) for _ in range(2)]
     reader, writer = await asyncio.open_connection("127.0.0.1", edge.port)
@@ -99,7 +102,7 @@ async def test_per_address_limit(mesh: Mesh, users: None) -> None:
         w.close()
 
 
-async def test_stalled_request_body_gets_408_and_the_edge_goes_on(mesh: Mesh, users: None) -> None:
+async def test_stalled_request_body_gets_408_and_the_edge_goes_on(mesh: Mesh, users: App) -> None:
     edge = mesh.edge(ROUTES, {"listen": {"body_timeout": "1s"}})
     reader, writer = await asyncio.open_connection("127.0.0.1", edge.port)
     writer.write(
@@ -139,3 +142,69 @@ async def test_stalled_request_body_gets_408_and_the_edge_goes_on(mesh: Mesh, us
     reply = json.loads(answer.partition(b"\r\n\r\n")[2])
     assert reply["service"] == "users" and reply["body_bytes"] == 10
     assert _series(edge, "meshgate_requests_total", role="edge", code_class="4xx") >= 1
+
+
+async def _post(port: int, head: bytes, body: bytes = b"") -> tuple[int, dict[str, str], bytes]:
+    """Send ``head`` and ``body`` on a new connection; the answer (status, headers, body)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(head + body)
+        raw = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        status_line, *lines = raw.decode("latin-1").split("\r\n")
+        headers = {k.lower(): v.strip() for k, _, v in (x.partition(":") for x in lines if x)}
+        length = int(headers.get("content-length", "0"))
+        return int(status_line.split()[1]), headers, await reader.readexactly(length)
+    finally:
+        writer.close()
+
+
+async def test_bodies_larger_than_their_route_takes_get_413(mesh: Mesh, users: App) -> None:
+    routes = [
+        *ROUTES,
+        {
+            "prefix": "/api/big",
+            "service": "users",
+            "prefix_rewrite": "/users",
+            "max_body_size": "1MiB",
+        },
+    ]
+    edge = mesh.edge(routes, {"listen": {"max_body_size": "1KiB"}})
+    before = users.stats()["total"]
+
+    # Declared too large: answered at once, before the body is sent or the service asked.
+    status, headers, body = await _post(
+        edge.port,
+        b"POST /api/users/echo HTTP/1.1\r\nHost: edge.test\r\nContent-Length: 5000\r\n\r\n",
+    )
+    problem = json.loads(body)
+    assert status == 413 and headers["connection"].lower() == "close"
+    assert problem["type"].endswith("request-body-too-large")
+    assert "5000 bytes is longer than the 1024 allowed" in problem["detail"]
+    assert users.stats()["total"] == before
+
+    # Chunked, so no length to check first: refused once it grows past 1 KiB.
+    chunk = b"x" * 600
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(3)) + b"0\r\n\r\n"
+    status, _, body = await _post(
+        edge.port,
+        b"POST /api/users/echo HTTP/1.1\r\nHost: edge.test\r\nTransfer-Encoding: chunked\r\n\r\n",
+        chunked,
+    )
+    assert status == 413, body
+    assert json.loads(body)["type"].endswith("request-body-too-large")
+
+    # Within the limit, and on the route that takes more: served.
+    status, _, body = await _post(
+        edge.port,
+        b"POST /api/users/echo HTTP/1.1\r\nHost: edge.test\r\nContent-Length: 1024\r\n"
+        b"Connection: close\r\n\r\n",
+        b"y" * 1024,
+    )
+    assert status == 200 and json.loads(body)["body_bytes"] == 1024
+    status, _, body = await _post(
+        edge.port,
+        b"POST /api/big/echo HTTP/1.1\r\nHost: edge.test\r\nContent-Length: 100000\r\n"
+        b"Connection: close\r\n\r\n",
+        b"z" * 100_000,
+    )
+    assert status == 200 and json.loads(body)["body_bytes"] == 100_000

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from mesh.config.types import Duration, Frozen, Listener, Port, parse_duration, split_host_port
+from mesh.config.types import (
+    Duration,
+    Frozen,
+    Listener,
+    Port,
+    parse_byte_size,
+    parse_duration,
+    split_host_port,
+)
 
 
 @pytest.mark.parametrize(
@@ -114,3 +122,38 @@ def test_split_host_port(value: str, expected: tuple[str, int]) -> None:
 def test_split_host_port_rejects_bad_port(value: str) -> None:
     with pytest.raises(ValueError, match="bad port"):
         split_host_port(value, 8500)
+
+
+@pytest.mark.parametrize(
+    ("value", "size"),
+    [
+        pytest.param(1048576, 1048576, id="int"),
+        pytest.param("1048576", 1048576, id="digits"),
+        pytest.param("512B", 512, id="bytes"),
+        pytest.param("10KB", 10_000, id="kilobytes"),
+        pytest.param("10MB", 10_000_000, id="megabytes"),
+        pytest.param("1GB", 10**9, id="gigabytes"),
+        pytest.param("512KiB", 512 * 1024, id="kibibytes"),
+        pytest.param("1.5MiB", 1572864, id="fractional-mebibytes"),
+        pytest.param(" 2 GiB ", 2 * 1024**3, id="spaces"),
+    ],
+)
+def test_parse_byte_size(value: object, size: int) -> None:
+    assert parse_byte_size(value) == size
+
+
+@pytest.mark.parametrize(
+    ("value", "message_part"),
+    [
+        pytest.param(0, "at least 1 byte", id="zero"),
+        pytest.param(-5, "at least 1 byte", id="negative"),
+        pytest.param("0.1B", "at least 1 byte", id="under-a-byte"),
+        pytest.param("10mb", "expected a size", id="unit-case-matters"),
+        pytest.param("10 TB", "expected a size", id="unknown-unit"),
+        pytest.param(True, "expected a size", id="bool"),
+        pytest.param(1.5, "expected a size", id="float"),
+    ],
+)
+def test_parse_byte_size_rejects(value: object, message_part: str) -> None:
+    with pytest.raises(ValueError, match=message_part):
+        parse_byte_size(value)

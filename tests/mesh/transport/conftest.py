@@ -44,6 +44,7 @@ def make_request(
     response_timeout: float = 5.0,
     connect_timeout: float = 2.0,
     body_timeout: float | None = None,
+    max_body_size: int | None = None,
 ) -> UpstreamRequest:
     from multidict import CIMultiDict
 
@@ -55,6 +56,7 @@ def make_request(
         connect_timeout=connect_timeout,
         response_timeout=response_timeout,
         body_timeout=body_timeout,
+        max_body_size=max_body_size,
     )
 
 

@@ -23,6 +23,7 @@ from multidict import CIMultiDictProxy
 
 from mesh.transport.base import (
     RequestBodyTimeout,
+    RequestBodyTooLarge,
     UpstreamConnectError,
     UpstreamError,
     UpstreamTimeout,
@@ -716,6 +717,44 @@ async def test_a_slow_request_body_that_keeps_coming_is_not_cut(
         response.release()
     finally:
         feeder.cancel()
+
+
+async def test_a_streamed_body_past_its_size_limit_is_refused(
+    transport: UpstreamTransport, upstream: Upstream
+) -> None:
+    """A body without a length (sent on chunked, nothing to check first) that grows past
+    the limit: RequestBodyTooLarge, and the half-sent request's connection is not kept."""
+    stream = fed_stream()
+
+    async def feed() -> None:
+        for _ in range(20):
+            stream.feed_data(b"z" * 100)
+            await asyncio.sleep(0.01)
+        stream.feed_eof()
+
+    feeder = asyncio.create_task(feed())
+    try:
+        request = make_request("/upload", "POST", {}, stream, max_body_size=1000)
+        with pytest.raises(RequestBodyTooLarge, match="longer than the 1000 bytes allowed"):
+            await transport.send(HOST, upstream.port, request)
+    finally:
+        feeder.cancel()
+    if isinstance(transport, FastTransport):
+        assert transport.idle_connections(HOST, upstream.port) == 0
+
+
+async def test_a_streamed_body_at_its_size_limit_goes_through(
+    transport: UpstreamTransport, upstream: Upstream
+) -> None:
+    stream = fed_stream()
+    for _ in range(10):
+        stream.feed_data(b"z" * 100)
+    stream.feed_eof()
+    request = make_request("/upload", "POST", {}, stream, max_body_size=1000)
+    response = await transport.send(HOST, upstream.port, request)
+    assert response.status == 200
+    assert json.loads(await read_all(response))["length"] == 1000
+    response.release()
 
 
 async def test_cancelled_send_drops_the_connection(fast: FastTransport, upstream: Upstream) -> None:
