@@ -159,43 +159,37 @@ async def test_idle_and_trickling_connections_are_closed_after_the_idle_timeout(
         slow_writer.close()
 
 
-@pytest.mark.parametrize("served", [ConnectionLimits(max_connections=3)], indirect=True)
-async def test_one_connection_over_the_limit_is_closed_at_once_and_counted(
-    served: tuple[Listener, Recorder],
+@pytest.mark.parametrize(
+    ("served", "limit", "reason"),
+    [
+        pytest.param(ConnectionLimits(max_connections=3), 3, REFUSED_TOTAL, id="total"),
+        pytest.param(
+            ConnectionLimits(max_connections_per_address=2), 2, REFUSED_PER_ADDRESS, id="address"
+        ),
+    ],
+    indirect=["served"],
+)
+async def test_one_connection_over_a_limit_is_closed_at_once_and_counted(
+    served: tuple[Listener, Recorder], limit: int, reason: str
 ) -> None:
     listener, recorder = served
-    held = [await asyncio.open_connection("127.0.0.1", listener.port) for _ in range(3)]
-    await _wait_for(lambda: recorder.open == 3)
+    held = [await asyncio.open_connection("127.0.0.1", listener.port) for _ in range(limit)]
+    await _wait_for(lambda: recorder.open == limit)
     reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
     writer.write(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
     assert await _closed_by_server(reader, 2.0) < 1.0  # no answer: closed unread
-    assert recorder.refusals == [REFUSED_TOTAL]
-    assert recorder.open == 3
+    assert recorder.refusals == [reason]
+    assert recorder.open == limit
     writer.close()
 
     _, first = held.pop()
     first.close()
-    await _wait_for(lambda: recorder.open == 2)
+    await _wait_for(lambda: recorder.open == limit - 1)
     assert await _get(listener.port) == 200  # room again
     for _, w in held:
         w.close()
     await _wait_for(lambda: recorder.open == 0)
-    assert recorder.refusals == [REFUSED_TOTAL]
-
-
-@pytest.mark.parametrize("served", [ConnectionLimits(max_connections_per_address=2)], indirect=True)
-async def test_per_address_limit_on_real_connections(served: tuple[Listener, Recorder]) -> None:
-    listener, recorder = served
-    held = [await asyncio.open_connection("127.0.0.1", listener.port) for _ in range(2)]
-    await _wait_for(lambda: recorder.open == 2)
-    reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
-    assert await _closed_by_server(reader, 2.0) < 1.0
-    assert recorder.refusals == [REFUSED_PER_ADDRESS]
-    writer.close()
-    for _, w in held:
-        w.close()
-    await _wait_for(lambda: recorder.open == 0)
-    assert await _get(listener.port) == 200
+    assert recorder.refusals == [reason]
 
 
 @pytest.mark.parametrize("served", [ConnectionLimits()], indirect=True)
