@@ -35,6 +35,8 @@ from typing import Any, Final, Protocol
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from mesh.http.malformed import ProblemRequestHandler
+
 REFUSED_TOTAL: Final = "max_connections"
 """Refusal reason: the listener had ``max_connections`` open."""
 REFUSED_PER_ADDRESS: Final = "max_connections_per_address"
@@ -53,13 +55,16 @@ class ConnectionLimits:
 
 
 class ConnectionObserver(Protocol):
-    """Told of every connection opened, closed and refused (metrics)."""
+    """Told of every connection opened, closed and refused, and of every request the
+    HTTP parser refused (metrics)."""
 
     def opened(self) -> None: ...
 
     def closed(self) -> None: ...
 
     def refused(self, reason: str) -> None: ...
+
+    def malformed(self) -> None: ...
 
 
 class ConnectionCounts:
@@ -114,6 +119,9 @@ class _NoObserver:
     def refused(self, reason: str) -> None:
         pass
 
+    def malformed(self) -> None:
+        pass
+
 
 class LimitedServer(web.Server):
     """aiohttp's low-level server, with its client connections bounded by ``limits``.
@@ -121,6 +129,8 @@ class LimitedServer(web.Server):
     A connection over a limit is closed before any byte of it is read (over
     TLS, once the handshake is done: the server sees it then). It never
     reaches the handler, so it has no request id, access-log line or span.
+    Requests the HTTP parser refuses are answered with JSON problems
+    (:mod:`mesh.http.malformed`).
     """
 
     def __init__(
@@ -137,6 +147,13 @@ class LimitedServer(web.Server):
         self._by_address = limits.max_connections_per_address is not None
         self._observer = observer or _NoObserver()
         self._addresses: dict[RequestHandler, str] = {}
+
+    def __call__(self) -> RequestHandler:
+        """A request handler for a new connection (the server is its protocol factory)."""
+        # aiohttp's own __call__ makes a plain RequestHandler from the same two fields.
+        handler = ProblemRequestHandler(self, loop=self._loop, **self._kwargs)
+        handler.on_malformed = self._observer.malformed
+        return handler
 
     def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
         # The peer's address only when counted by it: looking it up is a system call.

@@ -27,8 +27,7 @@ from mesh.http.headers import end_to_end
 from mesh.snapshot import Instance, Snapshot
 from mesh.telemetry.upstream import UpstreamTelemetry
 from mesh.transport.base import (
-    RequestBodyTimeout,
-    RequestBodyTooLarge,
+    ClientBodyError,
     UpstreamConnectError,
     UpstreamError,
     UpstreamRequest,
@@ -111,12 +110,9 @@ class Proxy:
                 except UpstreamTimeout as exc:
                     attempt.failed("timeout")
                     return gateway_timeout(ex, str(exc))
-                except RequestBodyTimeout as exc:
-                    attempt.failed("client_timeout")
-                    return request_body_timeout(ex, str(exc))
-                except RequestBodyTooLarge as exc:
-                    attempt.failed("body_too_large")
-                    return request_body_too_large(ex, str(exc))
+                except ClientBodyError as exc:
+                    attempt.failed(exc.outcome)
+                    return client_body_problem(ex, exc)
                 except UpstreamError as exc:
                     attempt.failed("upstream_error")
                     return bad_gateway(ex, str(exc))
@@ -232,18 +228,10 @@ def bad_gateway(ex: Exchange, detail: str) -> web.Response:
     return ex.problem(502, "Bad gateway", detail, slug="bad-gateway", extra=_where(ex))
 
 
-def request_body_timeout(ex: Exchange, detail: str) -> web.Response:
-    """408: the client stopped sending its request body. The connection is closed after
-    the answer, since the rest of that body may still come."""
-    response = ex.problem(408, "Request body timeout", detail, slug="request-body-timeout")
-    response.force_close()
-    return response
-
-
-def request_body_too_large(ex: Exchange, detail: str) -> web.Response:
-    """413: the request body is longer than its route takes. The connection is closed after
-    the answer: the rest of that body is not wanted."""
-    response = ex.problem(413, "Request body too large", detail, slug="request-body-too-large")
+def client_body_problem(ex: Exchange, exc: ClientBodyError) -> web.Response:
+    """The answer to a client whose request body failed (400, 408 or 413, as ``exc``
+    says). The connection is closed after it: the rest of that body may still come."""
+    response = ex.problem(exc.status, exc.title, str(exc), slug=exc.slug)
     response.force_close()
     return response
 

@@ -7,7 +7,8 @@ from aiohttp import web
 from edge.routes import RouteTable
 from mesh.chain import Handler
 from mesh.exchange import Exchange
-from mesh.proxy import request_body_too_large
+from mesh.proxy import client_body_problem
+from mesh.transport.base import RequestBodyTooLarge
 
 
 class RoutingFilter:
@@ -48,7 +49,6 @@ class RoutingFilter:
             ex.max_body_size = limit
             declared = ex.request.content_length
             if declared is not None and declared > limit:
-                return request_body_too_large(
-                    ex, f"the request body of {declared} bytes is longer than the {limit} allowed"
-                )
+                detail = f"the request body of {declared} bytes is longer than the {limit} allowed"
+                return client_body_problem(ex, RequestBodyTooLarge(detail))
         return await next_handler(ex)

@@ -255,6 +255,13 @@ class ProxyMetrics:
             ["role", "listener", "reason"],
             registry=registry,
         )
+        self.malformed_requests = Counter(
+            "meshgate_malformed_requests",
+            "Requests the HTTP parser refused (a bad request line, header or framing; "
+            "answered 400 with a problem body).",
+            ["role", "listener"],
+            registry=registry,
+        )
 
     def connection_observer(self, listener: str, reasons: tuple[str, ...]) -> ConnectionMetrics:
         """What counts ``listener``'s client connections (a
@@ -266,6 +273,7 @@ class ProxyMetrics:
             self.connections.labels(self.role, listener),
             self.connections_refused,
             (self.role, listener),
+            self.malformed_requests.labels(self.role, listener),
         )
 
     def follow(self, store: SnapshotStore) -> None:
@@ -302,13 +310,16 @@ class ProxyMetrics:
 class ConnectionMetrics:
     """One listener's connection series: the open gauge, and refusals by reason."""
 
-    __slots__ = ("_labels", "_open", "_refused")
+    __slots__ = ("_labels", "_malformed", "_open", "_refused")
 
-    def __init__(self, open_gauge: Gauge, refused: Counter, labels: tuple[str, str]) -> None:
+    def __init__(
+        self, open_gauge: Gauge, refused: Counter, labels: tuple[str, str], malformed: Counter
+    ) -> None:
         self._open = open_gauge
         self._refused = refused
         self._labels = labels
         """``(role, listener)``: the refusal counter's first two labels."""
+        self._malformed = malformed
 
     def opened(self) -> None:
         self._open.inc()
@@ -318,6 +329,9 @@ class ConnectionMetrics:
 
     def refused(self, reason: str) -> None:
         self._refused.labels(*self._labels, reason).inc()
+
+    def malformed(self) -> None:
+        self._malformed.inc()
 
 
 class RefreshMetrics:

@@ -11,8 +11,7 @@ from yarl import URL
 
 from mesh.http.headers import header_block_items
 from mesh.transport.base import (
-    RequestBodyTimeout,
-    RequestBodyTooLarge,
+    ClientBodyError,
     UpstreamConnectError,
     UpstreamError,
     UpstreamRequest,
@@ -108,7 +107,7 @@ class AiohttpTransport:
             raise UpstreamTimeout(f"{host}:{port} did not answer in time") from exc
         except (aiohttp.ClientError, OSError) as exc:
             # The client body's own failure travels as the cause of the client's error.
-            if isinstance(exc.__cause__, RequestBodyTimeout | RequestBodyTooLarge):
+            if isinstance(exc.__cause__, ClientBodyError):
                 raise exc.__cause__ from None
             raise UpstreamError(f"{host}:{port} failed: {exc}") from exc
         return _Response(resp)

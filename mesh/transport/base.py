@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from aiohttp import StreamReader
+from aiohttp.http_exceptions import BadHttpMessage
 from multidict import CIMultiDict, CIMultiDictProxy
+
+from mesh.http.malformed import describe
 
 
 class UpstreamError(Exception):
@@ -28,14 +31,38 @@ class UpstreamTimeout(UpstreamError):
     """No response (headers) within the time allowed (→ 504)."""
 
 
-class RequestBodyTimeout(UpstreamError):
-    """The client paused its request body for longer than allowed (→ 408): the request
-    sent upstream is incomplete, so the upstream connection is dropped."""
+class ClientBodyError(UpstreamError):
+    """The client's request body failed, not the upstream: the request sent upstream is
+    incomplete, so the upstream connection is dropped, and the client is answered
+    ``status`` (a problem of type ``slug``); ``outcome`` names it in the upstream metrics."""
+
+    status = 400
+    title = "Bad request"
+    slug = "bad-request"
+    outcome = "body_invalid"
 
 
-class RequestBodyTooLarge(UpstreamError):
-    """The client's request body grew past the size allowed (→ 413): the request sent
-    upstream is incomplete, so the upstream connection is dropped."""
+class RequestBodyInvalid(ClientBodyError):
+    """The body broke its own framing (→ 400): bad chunked encoding, or fewer bytes than
+    its Content-Length before the connection ended."""
+
+
+class RequestBodyTimeout(ClientBodyError):
+    """The client paused its body for longer than allowed (→ 408)."""
+
+    status = 408
+    title = "Request body timeout"
+    slug = "request-body-timeout"
+    outcome = "client_timeout"
+
+
+class RequestBodyTooLarge(ClientBodyError):
+    """The body is longer than its route takes (→ 413)."""
+
+    status = 413
+    title = "Request body too large"
+    slug = "request-body-too-large"
+    outcome = "body_too_large"
 
 
 class ClientBody:
@@ -43,7 +70,8 @@ class ClientBody:
 
     :meth:`next_piece` waits at most ``pause_s`` for each piece
     (RequestBodyTimeout) and lets the whole be at most ``max_bytes``
-    (RequestBodyTooLarge); None: no limit. Only time spent waiting for the
+    (RequestBodyTooLarge); None: no limit. A body whose framing the HTTP
+    parser refused raises RequestBodyInvalid. Only time spent waiting for the
     client counts: a piece already buffered is returned at once, and the time
     the upstream takes to read is not spent here.
     """
@@ -60,16 +88,18 @@ class ClientBody:
     async def next_piece(self) -> bytes:
         """The next piece of the body; b"" at its end."""
         pause_s = self._pause_s
-        if pause_s is None:
-            piece = await self._reader.readany()
-        else:
-            try:
+        try:
+            if pause_s is None:
+                piece = await self._reader.readany()
+            else:
                 async with asyncio.timeout(pause_s):
                     piece = await self._reader.readany()
-            except TimeoutError:
-                raise RequestBodyTimeout(
-                    f"the client sent no request body bytes for {pause_s:g}s"
-                ) from None
+        except TimeoutError:
+            raise RequestBodyTimeout(
+                f"the client sent no request body bytes for {pause_s:g}s"
+            ) from None
+        except BadHttpMessage as exc:
+            raise RequestBodyInvalid(describe(exc)) from None
         self.received += len(piece)
         if self._max_bytes is not None and self.received > self._max_bytes:
             raise RequestBodyTooLarge(

@@ -69,6 +69,7 @@ def test_every_dashboard_query_names_an_exported_series() -> None:
         "meshgate_jwks_refreshes_total",
         "meshgate_connections",
         "meshgate_connections_refused_total",
+        "meshgate_malformed_requests_total",
     ):
         assert wanted in used, wanted
 

@@ -202,3 +202,38 @@ async def test_bodies_larger_than_their_route_takes_get_413(mesh: Mesh, users: A
             b"y" * size,
         )
         assert status == 200 and json.loads(body)["body_bytes"] == size, path
+
+
+async def test_a_body_whose_framing_breaks_midway_gets_400_not_502(mesh: Mesh, users: App) -> None:
+    edge = mesh.edge(ROUTES)
+    reader, writer = await asyncio.open_connection("127.0.0.1", edge.port)
+    writer.write(
+        b"POST /api/users/echo HTTP/1.1\r\nHost: edge.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n"
+    )
+    await asyncio.sleep(0.5)  # the edge is streaming it to the service by now
+    writer.write(b"zz\r\n")  # not a chunk size
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (x.partition(":") for x in lines if x)}
+    body = await reader.readexactly(int(headers["content-length"]))
+    writer.close()
+    assert status_line.split()[1] == "400", body
+    problem = json.loads(body)
+    assert problem["type"].endswith("/bad-request")
+    assert "chunk size" in problem["detail"]
+
+
+async def test_a_malformed_request_gets_a_problem_and_is_counted(mesh: Mesh, users: App) -> None:
+    edge = mesh.edge(ROUTES)
+    status, headers, body = await _post(
+        edge.port, b"GET /api/users/echo HTTP/1.1\r\nBad Header: x\r\n\r\n"
+    )
+    problem = json.loads(body)
+    assert status == 400 and headers["content-type"] == "application/problem+json"
+    assert problem["type"].endswith("/bad-request")
+    assert problem["request_id"] == headers["x-request-id"]
+    assert "Bad Header" not in problem["detail"]
+    assert _series(edge, "meshgate_malformed_requests_total", listener="edge") == 1
+    edge_log = edge.process.log_tail()
+    assert "Traceback" not in edge_log and "malformed request" in edge_log

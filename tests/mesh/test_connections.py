@@ -76,6 +76,7 @@ class Recorder:
     def __init__(self) -> None:
         self.open = 0
         self.refusals: list[str] = []
+        self.malformed_requests = 0
 
     def opened(self) -> None:
         self.open += 1
@@ -85,6 +86,9 @@ class Recorder:
 
     def refused(self, reason: str) -> None:
         self.refusals.append(reason)
+
+    def malformed(self) -> None:
+        self.malformed_requests += 1
 
 
 async def _ok(_: web.BaseRequest) -> web.Response:

@@ -148,7 +148,7 @@ def test_refresh_metrics_count_by_outcome() -> None:
     assert got[("meshgate_jwks_refresh_duration_seconds_count", ())] == 3
 
 
-def test_connection_observer_counts_open_connections_and_refusals_by_reason() -> None:
+def test_connection_observer_counts_connections_refusals_and_malformed_requests() -> None:
     registry = CollectorRegistry()
     observer_ = ProxyMetrics(registry, "edge").connection_observer("edge", ("full", "greedy"))
     role_listener = (("listener", "edge"), ("role", "edge"))
@@ -161,10 +161,13 @@ def test_connection_observer_counts_open_connections_and_refusals_by_reason() ->
     for _ in range(3):
         observer_.opened()
     observer_.closed()
+    assert samples(registry)[("meshgate_malformed_requests_total", role_listener)] == 0
     observer_.refused("greedy")
     observer_.refused("greedy")
+    observer_.malformed()
     assert samples(registry)[("meshgate_connections", role_listener)] == 2
     assert (refused("full"), refused("greedy")) == (0, 2)
+    assert samples(registry)[("meshgate_malformed_requests_total", role_listener)] == 1
 
 
 def test_children_looks_up_each_label_tuple_once_and_counts_into_its_series() -> None:

@@ -19,9 +19,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 import pytest
 from aiohttp.base_protocol import BaseProtocol
+from aiohttp.http_exceptions import TransferEncodingError
 from multidict import CIMultiDictProxy
 
 from mesh.transport.base import (
+    RequestBodyInvalid,
     RequestBodyTimeout,
     RequestBodyTooLarge,
     UpstreamConnectError,
@@ -741,6 +743,26 @@ async def test_a_streamed_body_past_its_size_limit_is_refused(
         feeder.cancel()
     if isinstance(transport, FastTransport):
         assert transport.idle_connections(HOST, upstream.port) == 0
+
+
+async def test_a_streamed_body_broken_by_the_client_is_invalid_not_an_upstream_failure(
+    transport: UpstreamTransport, upstream: Upstream
+) -> None:
+    """The client's chunked framing breaks mid-body (the HTTP parser sets the error on
+    the stream): RequestBodyInvalid (400), not a 502."""
+    stream = fed_stream()
+    stream.feed_data(b"z" * 100)
+
+    async def break_it() -> None:
+        await asyncio.sleep(0.05)
+        stream.set_exception(TransferEncodingError("Invalid character in chunk size:\n\n  b'zz'"))
+
+    breaker = asyncio.create_task(break_it())
+    request = make_request("/upload", "POST", {}, stream)
+    with pytest.raises(RequestBodyInvalid, match="chunk size") as caught:
+        await transport.send(HOST, upstream.port, request)
+    await breaker
+    assert caught.value.status == 400
 
 
 async def test_a_streamed_body_at_its_size_limit_goes_through(
