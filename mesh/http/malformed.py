@@ -45,6 +45,10 @@ def describe(exc: BaseException | None) -> str:
     return "the request is malformed"
 
 
+_base_data_received = RequestHandler.data_received
+"""Bound once: ``super().data_received`` would make a super object on every call."""
+
+
 class ProblemRequestHandler(RequestHandler):
     """aiohttp's request handler, answering its own errors with JSON problems.
 
@@ -63,13 +67,16 @@ class ProblemRequestHandler(RequestHandler):
         error. aiohttp queues the error as the next message and leaves the body
         waiting for bytes that never come, so the request in flight would hang
         (until ``listen.body_timeout``) instead of getting its 400."""
-        super().data_received(data)
-        messages = self._messages
+        _base_data_received(self, data)
+        # Every request's bytes pass here: between requests (most calls) this is one test.
+        if self._current_request is not None and self._messages:
+            self._fail_body_in_flight()
+
+    def _fail_body_in_flight(self) -> None:
         request = self._current_request
-        if not messages or request is None:
-            return
+        assert request is not None
         # The queued error's exception (a parsed request, a named tuple, has none).
-        failure = getattr(messages[-1][0], "exc", None)
+        failure = getattr(self._messages[-1][0], "exc", None)
         body = request.content
         if isinstance(failure, BadHttpMessage) and not body.is_eof():
             body.set_exception(failure)
