@@ -25,15 +25,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import StreamReader, web
+from aiohttp.http_exceptions import BadHttpMessage
 from tenacity import AsyncRetrying, RetryCallState, stop_never
 
 from mesh.balancing import Balancer
 from mesh.deadline import HEADER as DEADLINE_HEADER
 from mesh.deadline import format_remaining
 from mesh.exchange import Exchange
+from mesh.http.malformed import describe
 from mesh.proxy import (
     ProxySettings,
     bad_gateway,
+    client_body_problem,
     gateway_timeout,
     no_healthy_instance,
     stream_response,
@@ -47,6 +50,8 @@ from mesh.telemetry.tracing import (
 )
 from mesh.telemetry.upstream import UpstreamAttempt, UpstreamTelemetry
 from mesh.transport.base import (
+    ClientBodyError,
+    RequestBodyInvalid,
     UpstreamConnectError,
     UpstreamError,
     UpstreamRequest,
@@ -154,6 +159,12 @@ class ResilientProxy:
         except _DeadlineExceeded:
             guard.breaker.release(permit)
             return gateway_timeout(ex, "the request's deadline passed")
+        except ClientBodyError as exc:
+            # The caller's body failed (malformed, too slow): nothing counts against the
+            # service, and the caller gets its 4xx.
+            if not permit.settled:
+                guard.breaker.release(permit)
+            return client_body_problem(ex, exc)
         except BaseException:
             # Cancelled (client gone) or an unexpected error: count nothing.
             if not permit.settled:
@@ -177,7 +188,10 @@ class ResilientProxy:
         if not request.body_exists:
             body = None
         elif request.content_length is not None and request.content_length <= policy.replay_limit:
-            body = await request.read()
+            try:
+                body = await request.read()
+            except BadHttpMessage as exc:  # the HTTP parser refused the body's framing
+                raise RequestBodyInvalid(describe(exc)) from None
         else:
             body = None
             stream_body = request.content
@@ -338,6 +352,13 @@ class ResilientProxy:
             outcome = CallOutcome.failed(CallError.TIMEOUT, self._clock() - started)
             self._failed(ex, attempt, "timeout", guard, instance, breaker, permit, outcome)
             raise _AttemptFailed(instance, outcome, str(exc)) from exc
+        except ClientBodyError as exc:
+            # The caller's body, not the instance: no failure recorded against it.
+            attempt.failed(exc.outcome)
+            attempt.end()
+            if breaker is not None and permit is not None and not permit.settled:
+                breaker.release(permit)
+            raise
         except UpstreamError as exc:
             outcome = CallOutcome.failed(CallError.RESET, self._clock() - started)
             self._failed(ex, attempt, "reset", guard, instance, breaker, permit, outcome)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.integration.harness import App, Mesh, Sidecar
+from tests.integration.harness import App, Mesh, Sidecar, metrics
 
 FAST_BREAKER = {
     "min_calls": 5,
@@ -347,3 +348,58 @@ async def test_inbound_cap_sheds_the_excess_quickly(mesh: Mesh) -> None:
     assert all(elapsed < 0.75 for _, elapsed, _ in shed), shed
     assert all(retry_after == "1" for _, _, retry_after in shed)
     assert app.stats()["max_in_progress"] <= 4
+
+
+async def _raw(port: int, data: bytes) -> tuple[int, dict[str, Any]]:
+    """Send ``data`` on a new connection; the answer's status and JSON body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        answer = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+async def test_a_callers_broken_body_is_its_400_and_never_the_services_failure(
+    mesh: Mesh,
+) -> None:
+    """Malformed bodies from the app (a short Content-Length, replayable; broken chunked
+    framing, streamed) get 400 problems; the backend's breaker counts none of them."""
+    backends(mesh, 1)
+    caller = client(mesh, resilience())
+    path = b"/backend/backend/echo"
+    async with aiohttp.ClientSession() as s:
+        await wait_for_instances(s, caller, 1)
+        for _ in range(6):  # more than the breaker's min_calls
+            short = b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc" % path
+            reader, writer = await asyncio.open_connection("127.0.0.1", caller.outbound)
+            writer.write(short)
+            writer.write_eof()  # the connection ends 7 bytes short
+            answer = await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+            # The caller is gone by the time the sidecar could answer; if an answer made
+            # it out, it is a 400 problem (never a 5xx).
+            assert answer == b"" or answer.split()[1] == b"400", answer[:200]
+            status, problem = await _raw(
+                caller.outbound,
+                b"POST %s HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                b"Connection: close\r\n\r\n5\r\nhello\r\nzz\r\n" % path,
+            )
+            assert status == 400 and problem["type"].endswith("/bad-request"), problem
+        status, _, body = await get(s, f"http://127.0.0.1:{caller.outbound}/backend/backend/echo")
+        assert status == 200 and body["service"] == "backend"
+        scraped = metrics(caller.admin)
+    states = [
+        v
+        for labels, v in scraped.get("meshgate_breaker_state", [])
+        if labels.get("service") == "backend"
+    ]
+    assert states and all(v == 0 for v in states), states  # closed: nothing counted
+    opened = [
+        v
+        for labels, v in scraped.get("meshgate_breaker_transitions_total", [])
+        if labels.get("service") == "backend"
+    ]
+    assert sum(opened) == 0
