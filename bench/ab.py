@@ -56,7 +56,7 @@ from bench.context import BenchContext
 from bench.cpu import allowed_cpus, pin_tree, reserve_proxy_cpu, tree_cpu_seconds
 from bench.proxies import start_upstream
 from bench.scenarios import SCENARIOS, EdgeScenario, Target, report_unknown, warm_up
-from bench.wrk import WrkOptions, WrkResult, run_wrk
+from bench.wrk import WrkOptions, WrkResult
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "ab.json"
 
@@ -106,7 +106,7 @@ def round_order(round_index: int) -> tuple[int, int]:
 
 def _burst(target: Target, pids: Sequence[int], options: WrkOptions) -> Burst:
     before = tree_cpu_seconds(pids)
-    result: WrkResult = run_wrk(target.url, options, target.headers, target.script)[0]
+    result: WrkResult = target.wrk(options)[0]
     cpu = tree_cpu_seconds(pids) - before
     requests = max(result.requests, 1)
     return Burst(

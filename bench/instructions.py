@@ -47,7 +47,7 @@ if __package__ in (None, ""):  # run as ``python bench/instructions.py``
 from bench.context import BenchContext
 from bench.proxies import start_upstream
 from bench.scenarios import report_unknown, warmed_edge
-from bench.wrk import WrkOptions, run_wrk
+from bench.wrk import WrkOptions
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "instructions.json"
 SETTLE_SECONDS = 7.0
@@ -212,7 +212,7 @@ def measure(
             idle_elapsed = time.monotonic() - started
         started = time.monotonic()
         window = WrkOptions(1, connections, seconds, timeout=10.0)
-        result, _ = run_wrk(target.url, window, target.headers, target.script)
+        result, _ = target.wrk(window)
         time.sleep(settle_seconds)  # ... and the window's own is in its count
         loaded = _dump(pid, out_dir, seen, keep / name if keep is not None else None)
         elapsed = time.monotonic() - started

@@ -39,7 +39,7 @@ if __package__ in (None, ""):  # run as ``python bench/opcodes.py``
 from bench.context import BenchContext
 from bench.proxies import start_upstream
 from bench.scenarios import report_unknown, warmed_edge
-from bench.wrk import WrkOptions, run_wrk
+from bench.wrk import WrkOptions
 
 PROBE_DIR = Path(__file__).resolve().parent / "opcode_probe"
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "opcodes.json"
@@ -101,7 +101,7 @@ def measure(
     with warmed_edge(ctx, name, probe, connections, warmup) as (target, pid):
         os.kill(pid, signal.SIGUSR1)
         window = WrkOptions(1, connections, seconds, timeout=10.0)
-        result, _ = run_wrk(target.url, window, target.headers, target.script)
+        result, _ = target.wrk(window)
         os.kill(pid, signal.SIGUSR2)
         done = out_dir / f"opcodes-{pid}.tsv"
         ctx.wait_for(done.exists, "the probe's counts", timeout=30.0)

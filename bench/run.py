@@ -41,7 +41,7 @@ from bench.report import (
     write_json,
 )
 from bench.scenarios import BASELINE, SCENARIOS, Scenario
-from bench.wrk import WrkOptions, run_wrk, wrk_binary
+from bench.wrk import WrkOptions, wrk_binary
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 EXIT_FLAGGED = 1
@@ -186,10 +186,10 @@ def measure(
             if warmup > 0:
                 print(f"{progress} {sc.name}: warm-up {warmup:g}s", flush=True)
                 warm = WrkOptions(options.threads, options.connections, warmup, options.timeout)
-                run_wrk(target.url, warm, target.headers, target.script)
+                target.wrk(warm)
             print(f"{progress} {sc.name}: measuring {options.duration:g}s", flush=True)
             cpu_before = tree_cpu_seconds(ctx.scope_pids)
-            result, raw = run_wrk(target.url, options, target.headers, target.script)
+            result, raw = target.wrk(options)
             cpu_seconds = tree_cpu_seconds(ctx.scope_pids) - cpu_before
         except Exception as exc:  # one broken scenario must not lose the others' numbers
             outcome.failure = f"{type(exc).__name__}: {exc}"

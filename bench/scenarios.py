@@ -44,7 +44,7 @@ from bench.ratelimit_nodes import (
     new_key_edge_config,
 )
 from bench.telemetry_nodes import NO_TELEMETRY, access_log_edge_config, tracing_edge_config
-from bench.wrk import WrkOptions, run_wrk
+from bench.wrk import WrkOptions, WrkResult, run_wrk
 
 T = TypeVar("T")
 FromContext: TypeAlias = T | Callable[[BenchContext], T]
@@ -66,6 +66,10 @@ class Target:
     script: str | None = None
     """Path of a wrk Lua script (``wrk -s``), for requests that differ from one another."""
 
+    def wrk(self, options: WrkOptions) -> tuple[WrkResult, str]:
+        """Load this target with wrk (its headers and script): the report and its raw text."""
+        return run_wrk(self.url, options, self.headers, self.script)
+
 
 MAX_WARMUP_SECONDS = 300.0
 """The longest single warm-up run :func:`warm_up` tries before it gives up."""
@@ -79,9 +83,7 @@ def warm_up(target: Target, options: WrkOptions, requests: int = 0) -> None:
     """
     seconds = options.duration
     while True:
-        result, _ = run_wrk(
-            target.url, replace(options, duration=seconds), target.headers, target.script
-        )
+        result, _ = target.wrk(replace(options, duration=seconds))
         if result.requests >= requests:
             return
         if seconds > MAX_WARMUP_SECONDS:

@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 if __package__ in (None, ""):  # run as ``python bench/slow_clients.py``
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -44,7 +45,7 @@ if __package__ in (None, ""):  # run as ``python bench/slow_clients.py``
 from bench.context import BenchContext
 from bench.proxies import start_upstream
 from bench.scenarios import SCENARIOS, EdgeScenario, Scenario, Target
-from bench.wrk import WrkOptions, WrkResult, run_wrk
+from bench.wrk import WrkOptions, WrkResult
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "slow_clients.json"
 ATTACKER_ADDRESS = "127.0.0.2"
@@ -153,8 +154,7 @@ async def _watch(reader: asyncio.StreamReader, conn: SlowConnection) -> None:
 
 
 def _load(target: Target, duration: float) -> WrkResult:
-    result, _ = run_wrk(target.url, WrkOptions(duration=duration), target.headers, target.script)
-    return result
+    return target.wrk(WrkOptions(duration=duration))[0]
 
 
 def measure(ctx: BenchContext, scenario: Scenario, args: argparse.Namespace) -> dict[str, Any]:
@@ -162,7 +162,8 @@ def measure(ctx: BenchContext, scenario: Scenario, args: argparse.Namespace) -> 
         target = scenario.start(ctx)
         _load(target, 2)  # warm-up
         before = _load(target, args.duration)
-        port = int(target.url.split(":")[2].split("/")[0])
+        port = urlsplit(target.url).port
+        assert port is not None  # every scenario's URL names its port
         attack = Slowloris(port, args.slow)
         attack.start()
         started = min((c.opened for c in attack.connections), default=time.monotonic())

@@ -18,7 +18,6 @@ from edge.registration import EdgeRegistration
 from edge.tls import server_ssl_context
 from mesh.admin import build_admin_app, readiness
 from mesh.balancing import Balancer
-from mesh.connections import REFUSAL_REASONS
 from mesh.deadline import HEADER as DEADLINE_HEADER
 from mesh.ingress import Ingress
 from mesh.proxy import Proxy, ProxySettings
@@ -96,7 +95,7 @@ async def run_edge(config: EdgeConfig) -> None:
         # parser) refuses them, with a 401 that says why.
         max_field_size=max(8190, 2 * config.auth.max_token_bytes),
         connections=config.listen.connection_limits(),
-        connection_observer=metrics.connection_observer("edge", REFUSAL_REASONS),
+        connection_observer=metrics.connection_observer("edge"),
     )
     redirect = _redirect_listener(config, reuse_port, metrics)
     # Other workers read this one's catalog age from its metrics file.
@@ -157,5 +156,5 @@ def _redirect_listener(
         reuse_port=reuse_port,
         shutdown_timeout=1,
         connections=config.listen.connection_limits(),
-        connection_observer=metrics.connection_observer("http-redirect", REFUSAL_REASONS),
+        connection_observer=metrics.connection_observer("http-redirect"),
     )

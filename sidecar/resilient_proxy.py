@@ -32,7 +32,6 @@ from mesh.balancing import Balancer
 from mesh.deadline import HEADER as DEADLINE_HEADER
 from mesh.deadline import format_remaining
 from mesh.exchange import Exchange
-from mesh.http.malformed import describe
 from mesh.proxy import (
     ProxySettings,
     bad_gateway,
@@ -191,7 +190,7 @@ class ResilientProxy:
             try:
                 body = await request.read()
             except BadHttpMessage as exc:  # the HTTP parser refused the body's framing
-                raise RequestBodyInvalid(describe(exc)) from None
+                raise RequestBodyInvalid.refused_by_parser(exc) from None
         else:
             body = None
             stream_body = request.content
@@ -355,18 +354,14 @@ class ResilientProxy:
         except ClientBodyError as exc:
             # The caller's body, not the instance: no failure recorded against it.
             attempt.failed(exc.outcome)
-            attempt.end()
-            if breaker is not None and permit is not None and not permit.settled:
-                breaker.release(permit)
+            self._abandon(attempt, breaker, permit)
             raise
         except UpstreamError as exc:
             outcome = CallOutcome.failed(CallError.RESET, self._clock() - started)
             self._failed(ex, attempt, "reset", guard, instance, breaker, permit, outcome)
             raise _AttemptFailed(instance, outcome, str(exc)) from exc
         except BaseException:
-            attempt.end()
-            if breaker is not None and permit is not None and not permit.settled:
-                breaker.release(permit)
+            self._abandon(attempt, breaker, permit)
             raise
         finally:
             in_flight.release(instance.id)
@@ -381,6 +376,15 @@ class ResilientProxy:
         if outcome.is_backpressure and retry_after is not None:
             guard.avoid(instance.id, min(retry_after, 300.0))
         return _Answer(instance, response, outcome, attempt)
+
+    @staticmethod
+    def _abandon(
+        attempt: UpstreamAttempt, breaker: CircuitBreaker | None, permit: Permit | None
+    ) -> None:
+        """End an attempt that counts neither way: its span ends, its permit goes back."""
+        attempt.end()
+        if breaker is not None and permit is not None and not permit.settled:
+            breaker.release(permit)
 
     @classmethod
     def _failed(

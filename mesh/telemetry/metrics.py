@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.values import MutexValue
 
+from mesh.connections import REFUSAL_REASONS
 from mesh.snapshot import Snapshot, SnapshotStore
 
 # Fine at the low end: a proxy hop on loopback takes well under a millisecond.
@@ -263,11 +264,11 @@ class ProxyMetrics:
             registry=registry,
         )
 
-    def connection_observer(self, listener: str, reasons: tuple[str, ...]) -> ConnectionMetrics:
+    def connection_observer(self, listener: str) -> ConnectionMetrics:
         """What counts ``listener``'s client connections (a
         :class:`mesh.connections.ConnectionObserver`); a refusal series exists, at 0,
-        for each of ``reasons`` from the start, so that an alert can rate() it."""
-        for reason in reasons:
+        for each reason a limit may give from the start, so that an alert can rate() it."""
+        for reason in REFUSAL_REASONS:
             self.connections_refused.labels(self.role, listener, reason)
         return ConnectionMetrics(
             self.connections.labels(self.role, listener),

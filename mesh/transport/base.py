@@ -46,6 +46,11 @@ class RequestBodyInvalid(ClientBodyError):
     """The body broke its own framing (→ 400): bad chunked encoding, or fewer bytes than
     its Content-Length before the connection ended."""
 
+    @classmethod
+    def refused_by_parser(cls, exc: BadHttpMessage) -> RequestBodyInvalid:
+        """The HTTP parser's refusal of the body, in its words (none of the client's)."""
+        return cls(describe(exc))
+
 
 class RequestBodyTimeout(ClientBodyError):
     """The client paused its body for longer than allowed (→ 408)."""
@@ -99,7 +104,7 @@ class ClientBody:
                 f"the client sent no request body bytes for {pause_s:g}s"
             ) from None
         except BadHttpMessage as exc:
-            raise RequestBodyInvalid(describe(exc)) from None
+            raise RequestBodyInvalid.refused_by_parser(exc) from None
         self.received += len(piece)
         if self._max_bytes is not None and self.received > self._max_bytes:
             raise RequestBodyTooLarge(

@@ -17,10 +17,12 @@ from aiohttp.http_exceptions import (
     InvalidURLError,
     LineTooLong,
 )
+from prometheus_client import CollectorRegistry
 
 from mesh.connections import ConnectionLimits
 from mesh.http.malformed import describe
 from mesh.server import Listener
+from mesh.telemetry.metrics import ProxyMetrics
 
 
 @pytest.mark.parametrize(
@@ -46,23 +48,6 @@ def test_describe_gives_the_parsers_reason_without_the_clients_bytes(
     assert "xxx" not in text and "GARBAGE" not in text
 
 
-class Counting:
-    def __init__(self) -> None:
-        self.malformed_requests = 0
-
-    def opened(self) -> None:
-        pass
-
-    def closed(self) -> None:
-        pass
-
-    def refused(self, reason: str) -> None:
-        pass
-
-    def malformed(self) -> None:
-        self.malformed_requests += 1
-
-
 async def _ok(_: web.BaseRequest) -> web.Response:
     return web.Response(text="ok")
 
@@ -84,9 +69,10 @@ MALFORMED = [
 async def test_a_malformed_request_gets_a_problem_and_no_traceback(
     raw: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
-    counting = Counting()
+    registry = CollectorRegistry()
+    observer = ProxyMetrics(registry, "edge").connection_observer("test")
     listener = Listener(
-        "test", _ok, "127.0.0.1", 0, connections=ConnectionLimits(), connection_observer=counting
+        "test", _ok, "127.0.0.1", 0, connections=ConnectionLimits(), connection_observer=observer
     )
     await listener.start()
     try:
@@ -106,7 +92,10 @@ async def test_a_malformed_request_gets_a_problem_and_no_traceback(
     assert problem["type"].endswith("/bad-request") and problem["status"] == 400
     assert problem["request_id"] == headers["x-request-id"]
     assert b"qq" not in body and b"GARBAGE" not in body  # nothing of the client's echoed
-    assert counting.malformed_requests == 1
+    counted = registry.get_sample_value(
+        "meshgate_malformed_requests_total", {"role": "edge", "listener": "test"}
+    )
+    assert counted == 1
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
     assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
     assert any("malformed request" in r.getMessage() for r in caplog.records)

@@ -12,6 +12,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
+from mesh.connections import REFUSED_PER_ADDRESS, REFUSED_TOTAL
 from mesh.snapshot import Instance, ServiceEntry, SnapshotStore, make_snapshot
 from mesh.telemetry.exposition import exposition
 from mesh.telemetry.metrics import (
@@ -150,23 +151,24 @@ def test_refresh_metrics_count_by_outcome() -> None:
 
 def test_connection_observer_counts_connections_refusals_and_malformed_requests() -> None:
     registry = CollectorRegistry()
-    observer_ = ProxyMetrics(registry, "edge").connection_observer("edge", ("full", "greedy"))
+    observer_ = ProxyMetrics(registry, "edge").connection_observer("edge")
     role_listener = (("listener", "edge"), ("role", "edge"))
 
     def refused(reason: str) -> float:
         labels = tuple(sorted((*role_listener, ("reason", reason))))
         return samples(registry)[("meshgate_connections_refused_total", labels)]
 
-    assert (refused("full"), refused("greedy")) == (0, 0)  # there before any refusal
+    # Both series are there before any refusal.
+    assert (refused(REFUSED_TOTAL), refused(REFUSED_PER_ADDRESS)) == (0, 0)
     for _ in range(3):
         observer_.opened()
     observer_.closed()
     assert samples(registry)[("meshgate_malformed_requests_total", role_listener)] == 0
-    observer_.refused("greedy")
-    observer_.refused("greedy")
+    observer_.refused(REFUSED_PER_ADDRESS)
+    observer_.refused(REFUSED_PER_ADDRESS)
     observer_.malformed()
     assert samples(registry)[("meshgate_connections", role_listener)] == 2
-    assert (refused("full"), refused("greedy")) == (0, 2)
+    assert (refused(REFUSED_TOTAL), refused(REFUSED_PER_ADDRESS)) == (0, 2)
     assert samples(registry)[("meshgate_malformed_requests_total", role_listener)] == 1
 
 
