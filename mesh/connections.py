@@ -162,7 +162,13 @@ class LimitedServer(web.Server):
         if reason is not None:
             # Not registered with the server: its connection_lost finds nothing to undo.
             self._observer.refused(reason)
-            handler.force_close()  # closes the transport; the handler's task ends at once
+            # Closed on the next turn of the loop, not now: the handler creates its task
+            # after this returns, and on Python 3.11 that task's first step would run
+            # after the close's connection_lost had cleared the handler, failing an
+            # assertion in aiohttp and logging a traceback for every refusal. Deferred,
+            # the task finds the connection forced closed and ends quietly. No data can
+            # be read first: the callback is queued before the loop next polls sockets.
+            self._loop.call_soon(handler.force_close)
             return
         self._addresses[handler] = address
         self._observer.opened()

@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -267,6 +268,23 @@ async def raw_request(
         return status, headers, body
     finally:
         writer.close()
+
+
+async def read_until_closed(reader: asyncio.StreamReader, within: float) -> tuple[float, bytes]:
+    """Read until the server closes the connection: (seconds it took, what came).
+
+    A server that closes with bytes it never read makes its kernel send a reset instead
+    of a FIN; whether a request was still unread at the close is a race between the
+    client's write and the server's accept. Either way the connection ended with nothing
+    more sent back, so a reset reads as b"" (bytes that came before it are lost with it:
+    a caller that needs them must not race a close).
+    """
+    started = time.monotonic()
+    try:
+        data = await asyncio.wait_for(reader.read(), within)
+    except ConnectionResetError:
+        data = b""
+    return time.monotonic() - started, data
 
 
 def rss_kib(pid: int, field_name: str = "VmRSS") -> int:
