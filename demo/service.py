@@ -9,6 +9,9 @@ Every service serves:
 * ``POST /<name>/upload``: reads the body in chunks, answers its size and SHA-256;
 * ``GET /<name>/download?mb=N``: streams N MiB, with their SHA-256 in a header;
 * ``GET /<name>/slow?ms=N``: answers after N ms;
+* ``GET /<name>/ws``: a WebSocket (subprotocol ``echo.v1`` if asked) that first sends
+  JSON naming the service, the instance and the handshake's headers, then echoes
+  every text and binary message; the text ``close:<code>`` closes it with that code;
 * ``GET /health``: 200, or 503 once told it is unhealthy;
 * ``POST /admin/faults``: fault settings, applied to every ``/<name>/...`` request
   from then on: ``{"error_rate": 0.5, "error_status": 500, "latency_ms": 200,
@@ -114,6 +117,27 @@ def create_app(name: str, instance: str, outbound: str | None = None) -> web.App
             }
         )
 
+    async def websocket(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(protocols=("echo.v1",), heartbeat=None)
+        await ws.prepare(request)
+        # First message: who answered and the handshake headers it got (identity, trace).
+        await ws.send_json(
+            {
+                "service": name,
+                "instance": instance,
+                "headers": [[k, v] for k, v in request.headers.items()],
+            }
+        )
+        async for message in ws:
+            if message.type is aiohttp.WSMsgType.TEXT:
+                if message.data.startswith("close:"):
+                    await ws.close(code=int(message.data[6:]), message=b"asked to")
+                    break
+                await ws.send_str(message.data)
+            elif message.type is aiohttp.WSMsgType.BINARY:
+                await ws.send_bytes(message.data)
+        return ws
+
     async def upload(request: web.Request) -> web.Response:
         digest = hashlib.sha256()
         size = 0
@@ -215,6 +239,7 @@ def create_app(name: str, instance: str, outbound: str | None = None) -> web.App
     app.router.add_post(f"/{name}/upload", upload)
     app.router.add_get(f"/{name}/slow", slow)
     app.router.add_get(f"/{name}/download", download)
+    app.router.add_get(f"/{name}/ws", websocket)
     if name == "inventory":
         app.router.add_get("/inventory/stock/{item}", stock)
     if name == "orders":

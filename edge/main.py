@@ -42,12 +42,7 @@ async def run_edge(config: EdgeConfig) -> None:
         transport,
         lambda: store.current,
         Balancer(p.load_balancer),
-        ProxySettings(
-            p.connect_timeout,
-            p.response_timeout,
-            p.connect_attempts,
-            body_timeout=config.listen.body_timeout,
-        ),
+        ProxySettings.of(p, body_timeout=config.listen.body_timeout),
         telemetry=UpstreamTelemetry(metrics),
     )
     # Several workers share the ports (mesh.workers); one alone keeps them exclusive.
@@ -82,6 +77,7 @@ async def run_edge(config: EdgeConfig) -> None:
         trusted_hops=p.trusted_hops,
         scheme="https" if ssl_context is not None else "http",
         strip_headers=strip,
+        upgrades=p.upgrades,
     )
     main = Listener(
         "edge",

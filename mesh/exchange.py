@@ -46,6 +46,9 @@ class Exchange:
     max_body_size: int | None = None
     """Most bytes the request body may have (set by routing; None: no limit)."""
     instance: Instance | None = None
+    upgrade: str | None = None
+    """The protocol the request asks to switch to and a listener allows (``Upgrade``,
+    e.g. ``websocket``), set by the ingress; None for an ordinary request."""
     response_headers: list[tuple[str, str]] = field(default_factory=list)
     """Headers to set on whatever response goes back (request id, rate limits, ...); one
     entry per name, each replacing any header of that name the upstream sent."""

@@ -26,6 +26,7 @@ from mesh.http import request_id
 from mesh.http.headers import client_address, drop_names, end_to_end, forwarded_chain
 from mesh.http.path import PathRejected, normalise_path, split_target
 from mesh.http.problem import problem_response
+from mesh.http.upgrade import DEFAULT_PROTOCOLS, UPGRADE, requested_upgrade
 from mesh.telemetry.propagation import trace_id_from_headers
 
 log = logging.getLogger(__name__)
@@ -41,16 +42,20 @@ class Ingress:
         trusted_hops: int = 0,
         scheme: str = "http",
         strip_headers: Iterable[str] = (),
+        upgrades: frozenset[str] = DEFAULT_PROTOCOLS,
     ) -> None:
         """``chain`` returns the handler to run now (it changes with each snapshot).
 
         ``strip_headers`` (lower-case names) are removed from every request
         before any filter runs, e.g. identity headers a client might spoof.
+        ``upgrades``: the protocols a request may switch to (lower case; see
+        :mod:`mesh.http.upgrade`), tunnelled once the upstream agrees.
         """
         self._chain = chain
         self._trusted_hops = trusted_hops
         self._scheme = scheme
         self._drop = drop_names([*strip_headers, "expect"])
+        self._upgrades = upgrades
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         rid = request_id.accept_or_generate(request.headers.get(request_id.HEADER))
@@ -63,6 +68,8 @@ class Ingress:
             problem = problem_response(
                 400, "Bad request path", exc.reason, rid, slug="bad-path", trace_id=trace_id
             )
+            if UPGRADE in request.headers:
+                problem.force_close()  # see the end of this method
             return _with_id(problem, rid)
         headers = request.headers
         peer = request.remote or ""
@@ -86,6 +93,12 @@ class Ingress:
             upstream_headers=upstream,
         )
         ex.response_headers.append((request_id.HEADER, rid))
+        asks_upgrade = UPGRADE in headers  # one look-up; the rest only for such requests
+        if asks_upgrade:
+            ex.upgrade = requested_upgrade(headers, self._upgrades)
+            if ex.upgrade is not None:
+                upstream["Connection"] = "Upgrade"
+                upstream[UPGRADE] = ex.upgrade
         if headers.get("Expect", "").lower() == "100-continue" and request.body_exists:
             # The low-level server does not answer Expect itself; the upstream
             # never sees it (we consumed it), so we must say "go ahead".
@@ -98,6 +111,10 @@ class Ingress:
                 500, "Internal error", "the gateway failed to handle the request", slug="internal"
             )
         ex.apply_response_headers(response)
+        if asks_upgrade and response.status != 101:
+            # aiohttp's parser stops reading HTTP after a request that asks to switch,
+            # so the connection cannot carry another request: close it after this one.
+            response.force_close()
         return response
 
 

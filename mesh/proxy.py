@@ -20,6 +20,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from mesh.balancing import Balancer
+from mesh.config.sections import ProxyConfig
 from mesh.deadline import HEADER as DEADLINE_HEADER
 from mesh.deadline import format_remaining
 from mesh.exchange import Exchange
@@ -35,6 +36,7 @@ from mesh.transport.base import (
     UpstreamTimeout,
     UpstreamTransport,
 )
+from mesh.tunnel import run_tunnel
 
 # Bodies up to this size (by Content-Length) are read whole and sent in one write.
 SMALL_BODY = 64 * 1024
@@ -49,6 +51,19 @@ class ProxySettings:
     no_instance_retry_after: int = 5
     body_timeout: float | None = None
     """Longest wait for the next piece of a client's request body (→ 408); None: no limit."""
+    tunnel_idle_timeout: float = 300.0
+    """A switched connection (WebSocket) with no byte either way for this long is closed."""
+
+    @classmethod
+    def of(cls, config: ProxyConfig, body_timeout: float | None = None) -> ProxySettings:
+        """The settings a process's ``proxy`` section gives."""
+        return cls(
+            config.connect_timeout,
+            config.response_timeout,
+            config.connect_attempts,
+            body_timeout=body_timeout,
+            tunnel_idle_timeout=config.tunnel_idle_timeout,
+        )
 
 
 class Proxy:
@@ -117,6 +132,9 @@ class Proxy:
                     attempt.failed("upstream_error")
                     return bad_gateway(ex, str(exc))
                 attempt.responded(upstream.status)
+                if upstream.status == 101:  # only ever to a request that asked to switch
+                    idle = self._settings.tunnel_idle_timeout
+                    return await run_tunnel(ex, upstream, idle, self._telemetry.tunnel(ex))
                 return await stream_response(ex, upstream)
             finally:
                 attempt.end()
@@ -150,6 +168,7 @@ class Proxy:
             header_block=ex.header_block(),
             body_timeout=self._settings.body_timeout,
             max_body_size=ex.max_body_size,
+            upgrade=ex.upgrade is not None,
         )
 
 

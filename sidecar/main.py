@@ -59,7 +59,7 @@ async def run_sidecar(config: SidecarConfig) -> None:
     in_metrics.follow(store)
     transport = make_transport(config.proxy.transport, config.proxy.pool_size_per_host)
     p = config.proxy
-    settings = ProxySettings(p.connect_timeout, p.response_timeout, p.connect_attempts)
+    settings = ProxySettings.of(p)
     upstream_telemetry = UpstreamTelemetry(in_metrics)
     inbound_proxy = Proxy(
         transport,
@@ -107,14 +107,16 @@ async def run_sidecar(config: SidecarConfig) -> None:
     )
     inbound = Listener(
         "inbound",
-        Ingress(lambda: inbound_chain, trusted_hops=config.inbound.trusted_hops),
+        Ingress(
+            lambda: inbound_chain, trusted_hops=config.inbound.trusted_hops, upgrades=p.upgrades
+        ),
         config.inbound.host,
         config.inbound.port,
         shutdown_timeout=config.shutdown.timeout,
     )
     outbound = Listener(
         "outbound",
-        Ingress(lambda: outbound_chain, trusted_hops=0),
+        Ingress(lambda: outbound_chain, trusted_hops=0, upgrades=p.upgrades),
         config.outbound.host,
         config.outbound.port,
         shutdown_timeout=config.shutdown.timeout,

@@ -58,6 +58,7 @@ from mesh.transport.base import (
     UpstreamTimeout,
     UpstreamTransport,
 )
+from mesh.tunnel import run_tunnel
 from sidecar.guards import GuardRegistry, ServiceGuard
 from sidecar.resilience.backoff import wait_full_jitter
 from sidecar.resilience.breaker import CircuitBreaker, Permit
@@ -171,8 +172,12 @@ class ResilientProxy:
             raise
         _record(ex, guard.breaker, permit, answer.outcome, service, None)
         ex.instance = answer.instance
+        response = answer.response
         try:
-            return await stream_response(ex, answer.response)
+            if response.status == 101:  # only ever to a request that asked to switch
+                idle = self._settings.tunnel_idle_timeout
+                return await run_tunnel(ex, response, idle, self._telemetry.tunnel(ex))
+            return await stream_response(ex, response)
         finally:
             answer.attempt.end()
 
@@ -337,6 +342,7 @@ class ResilientProxy:
             connect_timeout=connect_timeout,
             response_timeout=per_try,
             header_block=ex.header_block(),
+            upgrade=ex.upgrade is not None,
         )
         in_flight = self._balancer.in_flight
         in_flight.acquire(instance.id)

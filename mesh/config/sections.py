@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
-from mesh.config.types import Duration, Frozen, Port
+from mesh.config.types import Duration, Frozen, Port, PositiveDuration
+from mesh.http.upgrade import DEFAULT_PROTOCOLS, allowed_protocols
 
 
 class ProxyConfig(Frozen):
@@ -23,6 +24,11 @@ class ProxyConfig(Frozen):
     """Idle keep-alive connections kept per upstream address."""
     transport: Literal["fast", "aiohttp"] = "fast"
     """Upstream HTTP client: ``fast`` (httptools on asyncio protocols) or ``aiohttp``."""
+    upgrades: Annotated[frozenset[str], AfterValidator(allowed_protocols)] = DEFAULT_PROTOCOLS
+    """Protocols a request may switch to (``Upgrade``), tunnelled byte for byte once the
+    service answers 101; ``[]`` turns switching off. Needs the ``fast`` transport."""
+    tunnel_idle_timeout: PositiveDuration = 300.0
+    """A switched connection with no byte either way for this long is closed."""
 
 
 class AdminConfig(Frozen):

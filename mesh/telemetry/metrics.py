@@ -256,6 +256,27 @@ class ProxyMetrics:
             ["role", "listener", "reason"],
             registry=registry,
         )
+        self.tunnels = Gauge(
+            "meshgate_tunnels",
+            "Switched connections (WebSocket) open now, by service.",
+            ["role", "service"],
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.tunnels_closed = Counter(
+            "meshgate_tunnels_closed",
+            "Switched connections ended, by why (client_closed, upstream_closed, "
+            "idle_timeout, cancelled).",
+            ["role", "service", "reason"],
+            registry=registry,
+        )
+        self.tunnel_bytes = Counter(
+            "meshgate_tunnel_bytes",
+            "Bytes carried by switched connections that have ended, by direction "
+            "(to_upstream, to_client).",
+            ["role", "service", "direction"],
+            registry=registry,
+        )
         self.malformed_requests = Counter(
             "meshgate_malformed_requests",
             "Requests the HTTP parser refused (a bad request line, header or framing; "
@@ -263,6 +284,10 @@ class ProxyMetrics:
             ["role", "listener"],
             registry=registry,
         )
+
+    def tunnel_observer(self, service: str) -> TunnelMetrics:
+        """What counts one tunnel to ``service`` (a :class:`mesh.tunnel.TunnelObserver`)."""
+        return TunnelMetrics(self, service)
 
     def connection_observer(self, listener: str) -> ConnectionMetrics:
         """What counts ``listener``'s client connections (a
@@ -333,6 +358,27 @@ class ConnectionMetrics:
 
     def malformed(self) -> None:
         self._malformed.inc()
+
+
+class TunnelMetrics:
+    """One tunnel's series: open while it lasts; at its end, why and how many bytes."""
+
+    __slots__ = ("_metrics", "_service")
+
+    def __init__(self, metrics: ProxyMetrics, service: str) -> None:
+        self._metrics = metrics
+        self._service = service
+
+    def opened(self) -> None:
+        m = self._metrics
+        m.tunnels.labels(m.role, self._service).inc()
+
+    def closed(self, reason: str, to_upstream: int, to_client: int) -> None:
+        m, service = self._metrics, self._service
+        m.tunnels.labels(m.role, service).dec()
+        m.tunnels_closed.labels(m.role, service, reason).inc()
+        m.tunnel_bytes.labels(m.role, service, "to_upstream").inc(to_upstream)
+        m.tunnel_bytes.labels(m.role, service, "to_client").inc(to_client)
 
 
 class RefreshMetrics:

@@ -19,6 +19,7 @@ from mesh.exchange import Exchange
 from mesh.snapshot import Instance
 from mesh.telemetry.metrics import ProxyMetrics, status_class
 from mesh.telemetry.tracing import end_client
+from mesh.tunnel import TunnelObserver
 
 _UNREPORTED = "aborted"
 """``error.type`` of an attempt that ended with neither a response nor a failure (cancelled)."""
@@ -37,9 +38,28 @@ class UpstreamTelemetry:
         span = trace.client_attempt(ex, instance, number) if trace is not None else None
         return UpstreamAttempt(self, ex.service or instance.service, span)
 
+    def tunnel(self, ex: Exchange) -> TunnelObserver:
+        """What records a tunnel of ``ex`` once its upstream switched protocols."""
+        if self._metrics is None:
+            return _UNCOUNTED
+        return self._metrics.tunnel_observer(ex.service or "none")
+
     def _observe(self, service: str, outcome: str, seconds: float) -> None:
         if self._metrics is not None:
             self._metrics.observe_upstream_duration(self._role, service, outcome)(seconds)
+
+
+class _Uncounted:
+    """A tunnel observer that records nothing (no metrics configured)."""
+
+    def opened(self) -> None:
+        pass
+
+    def closed(self, reason: str, to_upstream: int, to_client: int) -> None:
+        pass
+
+
+_UNCOUNTED = _Uncounted()
 
 
 class UpstreamAttempt:

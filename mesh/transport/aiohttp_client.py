@@ -12,6 +12,7 @@ from yarl import URL
 from mesh.http.headers import header_block_items
 from mesh.transport.base import (
     ClientBodyError,
+    SwitchedConnection,
     UpstreamConnectError,
     UpstreamError,
     UpstreamRequest,
@@ -44,6 +45,10 @@ class _Response:
     def release(self) -> None:
         self._resp.release()
 
+    def detach(self) -> SwitchedConnection:
+        self.release()
+        raise UpstreamError("the aiohttp transport does not switch protocols")
+
 
 class AiohttpTransport:
     """Keeps a pool of keep-alive connections per upstream address."""
@@ -70,6 +75,12 @@ class AiohttpTransport:
         return self._session
 
     async def send(self, host: str, port: int, request: UpstreamRequest) -> _Response:
+        if request.upgrade:
+            # ClientSession has no way to hand over a switched connection (only its own
+            # WebSocket client); refuse before anything is sent, so no attempt is wasted.
+            raise UpstreamError(
+                "switching protocols needs the fast transport (proxy.transport: fast)"
+            )
         session = self._session_or_new()
         timeout = aiohttp.ClientTimeout(
             total=None,

@@ -135,6 +135,10 @@ class UpstreamRequest:
     :class:`ClientBody`); None: no limit."""
     max_body_size: int | None = None
     """Most bytes a streamed ``body`` may have (see :class:`ClientBody`); None: no limit."""
+    upgrade: bool = False
+    """The request asks to switch protocols (its headers carry ``Connection: Upgrade`` and
+    ``Upgrade``): a 101 answer is final, and its connection is the caller's to take
+    (:meth:`UpstreamResponse.detach`)."""
 
     def client_body(self) -> ClientBody | None:
         """The streamed body, read within this request's limits (None: not streamed)."""
@@ -142,6 +146,19 @@ class UpstreamRequest:
         if not isinstance(body, StreamReader):
             return None
         return ClientBody(body, self.body_timeout, self.max_body_size)
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchedConnection:
+    """An upstream connection that switched protocols (101), handed over whole."""
+
+    transport: asyncio.Transport
+    """Its transport, which the taker gives a protocol of its own (``set_protocol``)."""
+    early: bytes
+    """Bytes the upstream sent after the 101 head, before the handover: the new
+    protocol's first bytes."""
+    closed: bool
+    """The upstream closed the connection before the handover (``early`` is all it sent)."""
 
 
 class UpstreamResponse(Protocol):
@@ -155,6 +172,11 @@ class UpstreamResponse(Protocol):
 
     def release(self) -> None:
         """Return the connection to the pool (or close it if the body was not read)."""
+
+    def detach(self) -> SwitchedConnection:
+        """A 101 answer's connection, taken over by the caller, who closes it; the
+        response is released. Raises UpstreamError for any other answer."""
+        ...
 
 
 class UpstreamTransport(Protocol):

@@ -32,6 +32,7 @@ from multidict import CIMultiDictProxy
 from mesh.loop import running_loop
 from mesh.transport.base import (
     ClientBody,
+    SwitchedConnection,
     UpstreamConnectError,
     UpstreamError,
     UpstreamRequest,
@@ -129,6 +130,25 @@ class FastResponse:
             return
         self._released = True
         self._owner._release(self._conn, self._writer)
+
+    def detach(self) -> SwitchedConnection:
+        """The connection of a 101 answer, handed over with the bytes that followed
+        its head; the response is released. UpstreamError for any other answer.
+
+        Reading resumes if it was paused: the taker must give the transport its own
+        protocol before it next awaits, or bytes would still reach this connection."""
+        conn = self._conn
+        if self._released or not conn.upgraded:
+            self.release()
+            raise UpstreamError("the upstream did not switch protocols")
+        self._released = True
+        self._owner._active.discard(conn)
+        if self._writer is not None:
+            self._writer.cancel()  # a body still going up would corrupt the new protocol
+        transport = conn.transport
+        assert transport is not None  # set by connection_made before the exchange began
+        early = conn.take() or b""  # also resumes reading if the buffer had paused it
+        return SwitchedConnection(transport, early, conn.closed)
 
 
 class FastTransport:
@@ -242,7 +262,7 @@ class FastTransport:
         request: UpstreamRequest,
         streamed_length: int | None,
     ) -> FastResponse:
-        conn.begin(request.method == "HEAD")
+        conn.begin(request.method == "HEAD", request.upgrade)
         if conn.error is not None:
             conn.abort()
             raise conn.error

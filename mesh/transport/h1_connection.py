@@ -97,6 +97,8 @@ class H1Connection(asyncio.Protocol):
         "status",
         "transport",
         "until_eof",
+        "upgraded",
+        "upgrading",
     )
 
     def __init__(
@@ -144,6 +146,8 @@ class H1Connection(asyncio.Protocol):
         self.error: UpstreamError | None = None
         self.buffered = 0
         self.body.clear()
+        self.upgrading = False
+        self.upgraded = False
 
     # -- exchange lifecycle, driven by the transport ---------------------------
 
@@ -158,14 +162,17 @@ class H1Connection(asyncio.Protocol):
             and not transport.is_closing()
         )
 
-    def begin(self, head_request: bool) -> None:
-        """Start an exchange: forget the previous response's state."""
+    def begin(self, head_request: bool, upgrade: bool = False) -> None:
+        """Start an exchange: forget the previous response's state. ``upgrade``: the
+        request asks to switch protocols, so a 101 answer is final (``upgraded``), and
+        what follows its head is kept in ``body`` for whoever takes the connection."""
         if self._parser_stale:
             # After a HEAD response llhttp still expects the body its headers
             # announced; a fresh parser is the only way to reset it.
             self._parser = HttpResponseParser(self)
             self._parser_stale = False
         self._reset_exchange(head_request)
+        self.upgrading = upgrade
         self.active = True
         if self.closed:
             # Lost between connect and now: fail fast instead of waiting.
@@ -344,6 +351,10 @@ class H1Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if not self.active or self.message_done:
+            if self.upgraded:
+                # The switched protocol's bytes, kept until the taker has the connection.
+                self.on_body(data)
+                return
             # Bytes nobody asked for (an idle connection, or after a complete
             # response): the framing can no longer be trusted, so never reuse.
             self.broken = True
@@ -353,11 +364,28 @@ class H1Connection(asyncio.Protocol):
         self.got_bytes = True
         try:
             self._parser.feed_data(data)
-        except HttpParserUpgrade:
-            self.fail(UpstreamError("upstream switched protocols, which is not supported"))
+        except HttpParserUpgrade as exc:
+            if self.upgraded:
+                # llhttp stops at the end of the 101 head; the rest is the new protocol's.
+                tail = data[exc.args[0] :]
+                if tail:
+                    self.on_body(tail)
+            else:
+                self._refuse_switch()
         except HttpParserError as exc:
-            self.fail(UpstreamError(f"invalid response from upstream: {exc}"))
+            if self._parser.get_status_code() == 101:
+                self._refuse_switch()
+            else:
+                self.fail(UpstreamError(f"invalid response from upstream: {exc}"))
         self.wake()
+
+    def _refuse_switch(self) -> None:
+        """A 101 that llhttp will not switch on: without ``Upgrade`` and ``Connection:
+        upgrade`` (both required, RFC 9110 §7.8), or to a request that did not ask."""
+        asked = self.upgrading
+        self.upgraded = self.message_done = self.headers_done = False
+        detail = "without 'Upgrade' and 'Connection: upgrade'" if asked else "unasked"
+        self.fail(UpstreamError(f"upstream switched protocols {detail}"))
 
     def eof_received(self) -> bool | None:
         # Returning None lets the transport close; connection_lost does the rest.
@@ -390,9 +418,9 @@ class H1Connection(asyncio.Protocol):
             return
         parser = self._parser
         status = parser.get_status_code()
-        if status < 200:
+        if status < 200 and (status != 101 or not self.upgrading):
             # 1xx interim responses (100 Continue, 103 Early Hints) precede the
-            # final one on the same connection; 101 surfaces as an upgrade error.
+            # final one on the same connection; an unasked 101 surfaces as an error.
             return
         # utf-8/surrogateescape like aiohttp: bytes round-trip to the client.
         headers = CIMultiDictProxy(
@@ -407,7 +435,13 @@ class H1Connection(asyncio.Protocol):
         self.reason = self._reason_raw.decode("utf-8", "surrogateescape") or None
         self.headers = headers
         self.headers_done = True
-        if self.head_request:
+        if status == 101:
+            # Switched: the connection is no longer HTTP; it goes to the caller, never
+            # back to the pool.
+            self.upgraded = True
+            self.message_done = True
+            self.keep_alive = False
+        elif self.head_request:
             # httptools cannot be told the request was HEAD (llhttp's "skip
             # body" return value is not exposed), so the head ends the message
             # here and the parser is replaced before the next exchange.
@@ -423,7 +457,7 @@ class H1Connection(asyncio.Protocol):
             self.until_eof = not chunked and "Content-Length" not in headers
 
     def on_body(self, body: bytes) -> None:
-        if self.message_done:
+        if self.message_done and not self.upgraded:
             # A body after a HEAD response: the server and we disagree on framing.
             self.broken = True
             return

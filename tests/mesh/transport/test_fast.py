@@ -28,6 +28,7 @@ from mesh.transport.base import (
     RequestBodyTooLarge,
     UpstreamConnectError,
     UpstreamError,
+    UpstreamRequest,
     UpstreamTimeout,
     UpstreamTransport,
 )
@@ -856,3 +857,119 @@ def fed_stream() -> aiohttp.StreamReader:
     """A StreamReader the test feeds by hand, like request.content."""
     loop = asyncio.get_running_loop()
     return aiohttp.StreamReader(_NullProtocol(loop), 2**16, loop=loop)
+
+
+# -- switching protocols (101) --------------------------------------------------------
+
+_SWITCH_HEADERS = {"Connection": "Upgrade", "Upgrade": "websocket"}
+
+
+def _upgrade_request() -> UpstreamRequest:
+    request = make_request("/chat", headers=_SWITCH_HEADERS)
+    request.upgrade = True
+    return request
+
+
+async def test_a_101_hands_the_connection_over_with_what_followed_its_head(
+    fast: FastTransport, raw_server: StartRaw
+) -> None:
+    async def switch(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        head = await read_head(reader)
+        assert b"Upgrade: websocket" in head and b"Connection: Upgrade" in head
+        writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+            b"Upgrade: websocket\r\n\r\nhello"
+        )
+        await writer.drain()
+        writer.write(await reader.readexactly(4))  # echo what the new protocol sends
+        await writer.drain()
+        await reader.read()
+
+    server = await raw_server(switch)
+    response = await fast.send(HOST, server.port, _upgrade_request())
+    assert response.status == 101 and response.headers["Upgrade"] == "websocket"
+    switched = response.detach()
+    assert not switched.closed
+    got = bytearray(switched.early)
+    arrived = asyncio.Event()
+
+    class Taker(asyncio.Protocol):
+        def data_received(self, data: bytes) -> None:
+            got.extend(data)
+            arrived.set()
+
+    switched.transport.set_protocol(Taker())
+    switched.transport.write(b"ping")
+    while got != b"helloping":
+        assert len(got) < 9, got
+        arrived.clear()
+        await asyncio.wait_for(arrived.wait(), 5)
+    switched.transport.close()
+    response.release()  # already released by detach: a no-op
+    assert fast.idle_connections(HOST, server.port) == 0  # never pooled
+
+
+async def test_an_upgrade_answered_without_switching_is_an_ordinary_response(
+    fast: FastTransport, raw_server: StartRaw
+) -> None:
+    async def decline(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        while True:
+            await read_head(reader)
+            writer.write(b"HTTP/1.1 426 Upgrade Required\r\nContent-Length: 2\r\n\r\nno")
+            await writer.drain()
+
+    server = await raw_server(decline)
+    response = await fast.send(HOST, server.port, _upgrade_request())
+    assert response.status == 426 and await read_all(response) == b"no"
+    with pytest.raises(UpstreamError):
+        response.detach()
+    assert fast.idle_connections(HOST, server.port) == 1  # a kept-alive answer: reusable
+
+
+async def test_a_101_to_a_request_that_did_not_ask_fails(
+    fast: FastTransport, raw_server: StartRaw
+) -> None:
+    async def switch(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n")
+        writer.write(b"Upgrade: websocket\r\n\r\n")
+        await writer.drain()
+        await reader.read()
+
+    server = await raw_server(switch)
+    with pytest.raises(UpstreamError, match="switched protocols unasked"):
+        await fast.send(HOST, server.port, make_request("/chat", headers=_SWITCH_HEADERS))
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        pytest.param(b"Upgrade: websocket\r\n", id="no-connection-upgrade"),
+        pytest.param(b"Connection: Upgrade\r\n", id="no-upgrade"),
+    ],
+)
+async def test_a_101_without_both_switch_headers_fails(
+    fast: FastTransport, raw_server: StartRaw, head: bytes
+) -> None:
+    async def switch(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\n" + head + b"\r\nbytes")
+        await writer.drain()
+        await reader.read()
+
+    server = await raw_server(switch)
+    with pytest.raises(UpstreamError, match="without 'Upgrade' and 'Connection: upgrade'"):
+        await fast.send(HOST, server.port, _upgrade_request())
+
+
+async def test_the_aiohttp_transport_refuses_to_switch_before_sending(
+    upstream: Upstream,
+) -> None:
+    from mesh.transport.aiohttp_client import AiohttpTransport
+
+    transport = AiohttpTransport()
+    try:
+        with pytest.raises(UpstreamError, match="fast transport"):
+            await transport.send(HOST, upstream.port, _upgrade_request())
+    finally:
+        await transport.close()

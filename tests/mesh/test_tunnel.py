@@ -1,0 +1,254 @@
+"""Tunnels after a 101, on real sockets: a raw client, the proxy (ingress, proxy, fast
+transport) and a scripted raw upstream, so each test decides who sends and who closes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from mesh.balancing import Balancer
+from mesh.exchange import Exchange
+from mesh.ingress import Ingress
+from mesh.proxy import Proxy, ProxySettings
+from mesh.server import Listener
+from mesh.snapshot import Instance, ServiceEntry, Snapshot
+from mesh.telemetry.metrics import ProxyMetrics
+from mesh.telemetry.upstream import UpstreamTelemetry
+from mesh.transport.fast import FastTransport
+from tests.integration.harness import read_until_closed
+
+UPGRADE_HEAD = (
+    b"GET /chat HTTP/1.1\r\nHost: front\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+)
+SWITCHED = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+
+Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@dataclass
+class Front:
+    port: int
+    registry: CollectorRegistry
+    heads: list[bytes]
+    """The request heads the upstream received."""
+
+    def closed(self, reason: str) -> float:
+        value = self.registry.get_sample_value(
+            "meshgate_tunnels_closed_total", {"role": "edge", "service": "svc", "reason": reason}
+        )
+        return value or 0.0
+
+    def carried(self, direction: str) -> float:
+        labels = {"role": "edge", "service": "svc", "direction": direction}
+        return self.registry.get_sample_value("meshgate_tunnel_bytes_total", labels) or 0.0
+
+
+@pytest.fixture
+def script() -> list[Script]:
+    """What the upstream does after reading a request head (set by each test)."""
+    return []
+
+
+@pytest.fixture
+async def front(request: pytest.FixtureRequest, script: list[Script]) -> AsyncIterator[Front]:
+    heads: list[bytes] = []
+
+    async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await reader.readuntil(b"\r\n\r\n"))
+        try:
+            await script[0](reader, writer)
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(upstream, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    snapshot = Snapshot(
+        {"svc": ServiceEntry("svc", (Instance("svc-1", "svc", "127.0.0.1", port),))}
+    )
+    registry = CollectorRegistry()
+    transport = FastTransport()
+    idle = getattr(request, "param", 30.0)
+    proxy = Proxy(
+        transport,
+        lambda: snapshot,
+        Balancer("round_robin"),
+        ProxySettings(tunnel_idle_timeout=idle),
+        telemetry=UpstreamTelemetry(ProxyMetrics(registry, "edge")),
+    )
+
+    async def route(ex: Exchange) -> web.StreamResponse:
+        ex.service = "svc"
+        return await proxy(ex)
+
+    listener = Listener("front", Ingress(lambda: route), "127.0.0.1", 0)
+    await listener.start()
+    try:
+        yield Front(listener.port, registry, heads)
+    finally:
+        await listener.stop()
+        await transport.close()
+        server.close()
+
+
+async def _switch(port: int, early: bytes = b"") -> tuple[bytes, asyncio.StreamReader, Any]:
+    """Connect, send the upgrade request (and ``early`` right behind it), read the 101."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(UPGRADE_HEAD + early)
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    return head, reader, writer
+
+
+async def test_upstream_bytes_reach_the_client_and_its_close_ends_the_tunnel(
+    front: Front, script: list[Script]
+) -> None:
+    async def upstream(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(SWITCHED + b"early")  # the new protocol's first bytes, with the head
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        writer.write(b"-more")
+        await writer.drain()
+
+    script.append(upstream)
+    head, reader, writer = await _switch(front.port)
+    lines = head.decode().split("\r\n")
+    assert lines[0] == "HTTP/1.1 101 Switching Protocols"
+    headers = {k.lower(): v for k, _, v in (line.partition(": ") for line in lines[1:] if line)}
+    assert headers["connection"] == "Upgrade" and headers["upgrade"] == "websocket"
+    assert len(headers["x-request-id"]) >= 8
+    assert b"upgrade: websocket" in front.heads[0].lower()  # asked upstream too
+    _, data = await read_until_closed(reader, 5)
+    writer.close()
+    assert data == b"early-more"
+    assert front.closed("upstream_closed") == 1
+    assert front.carried("to_client") == len(b"early-more")
+
+
+async def test_client_bytes_reach_the_upstream_and_its_close_ends_the_tunnel(
+    front: Front, script: list[Script]
+) -> None:
+    received: list[bytes] = []
+
+    async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(SWITCHED)
+        await writer.drain()
+        received.append(await asyncio.wait_for(reader.read(), 5))  # until the proxy closes
+
+    script.append(upstream)
+    # "first" goes right behind the request head, before the 101: it must not be lost.
+    _, _, writer = await _switch(front.port, early=b"first")
+    writer.write(b"-second")
+    await writer.drain()
+    await asyncio.sleep(0.1)
+    writer.close()
+    for _ in range(50):
+        if received:
+            break
+        await asyncio.sleep(0.05)
+    assert received == [b"first-second"]
+    assert front.closed("client_closed") == 1
+    assert front.carried("to_upstream") == len(b"first-second")
+
+
+@pytest.mark.parametrize("front", [0.4], indirect=True)
+async def test_a_quiet_tunnel_is_closed_on_both_sides(front: Front, script: list[Script]) -> None:
+    upstream_saw_eof = asyncio.Event()
+
+    async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(SWITCHED)
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.write(b"tick")  # activity: the idle clock starts again
+        if await reader.read() == b"":
+            upstream_saw_eof.set()
+
+    script.append(upstream)
+    _, reader, writer = await _switch(front.port)
+    took, data = await read_until_closed(reader, 5)
+    writer.close()
+    assert data == b"tick"
+    assert 0.5 <= took < 2.0  # 0.2 s until the tick, then 0.4 s of quiet
+    await asyncio.wait_for(upstream_saw_eof.wait(), 2)
+    assert front.closed("idle_timeout") == 1
+
+
+async def test_a_101_nobody_asked_for_is_a_bad_gateway(front: Front, script: list[Script]) -> None:
+    async def upstream(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(SWITCHED)
+        await writer.drain()
+
+    script.append(upstream)
+    reader, writer = await asyncio.open_connection("127.0.0.1", front.port)
+    writer.write(b"GET /plain HTTP/1.1\r\nHost: front\r\n\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    writer.close()
+    assert head.startswith(b"HTTP/1.1 502")
+    assert front.closed("upstream_closed") == 0
+
+
+def _kernel_allowance() -> int:
+    """The most bytes the kernel may buffer between two ends through the proxy: a send
+    and a receive buffer on each of its two connections, at their largest autotuned
+    sizes (``tcp_wmem``/``tcp_rmem`` maxima)."""
+    rmem = int(Path("/proc/sys/net/ipv4/tcp_rmem").read_text().split()[2])
+    wmem = int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
+    return 2 * (rmem + wmem)
+
+
+async def test_a_side_that_does_not_read_stops_the_other_side(
+    front: Front, script: list[Script]
+) -> None:
+    """Neither direction is buffered in the proxy without bound: while one end does not
+    read, what the other end writes stays in that end's own send buffer, except what
+    the kernel's socket buffers hold and a few pieces in the proxy (4 MiB allowed)."""
+    piece = bytes(range(256)) * 4096  # 1 MiB
+    allowance = _kernel_allowance() + 4 * len(piece)
+    count = allowance // len(piece) + 32
+    size = count * len(piece)
+    measured = asyncio.Event()
+    upstream_may_read = asyncio.Event()
+    upstream_backlog: list[int] = []
+    got = bytearray()
+
+    async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(SWITCHED)
+        for _ in range(count):
+            writer.write(piece)  # no drain: the buffer keeps what the proxy did not take
+        await asyncio.sleep(0.5)  # the client reads nothing meanwhile
+        upstream_backlog.append(writer.transport.get_write_buffer_size())
+        measured.set()
+        await writer.drain()
+        await upstream_may_read.wait()
+        while len(got) < size and (chunk := await reader.read(1 << 20)):
+            got.extend(chunk)
+
+    script.append(upstream)
+    _, reader, writer = await _switch(front.port)
+    await asyncio.wait_for(measured.wait(), 10)
+    # Without backpressure the proxy would have read it all (a backlog near 0).
+    assert upstream_backlog[0] > size - allowance
+    received = bytearray()
+    while len(received) < size:
+        chunk = await asyncio.wait_for(reader.read(1 << 20), 10)
+        assert chunk, "closed early"
+        received.extend(chunk)
+    assert received == piece * count  # all of it, in order
+
+    for _ in range(count):
+        writer.write(piece)
+    await asyncio.sleep(0.5)  # the upstream reads nothing meanwhile
+    assert writer.transport.get_write_buffer_size() > size - allowance
+    upstream_may_read.set()
+    await asyncio.wait_for(writer.drain(), 10)
+    for _ in range(100):
+        if len(got) == size:
+            break
+        await asyncio.sleep(0.05)
+    writer.close()
+    assert got == piece * count
