@@ -26,7 +26,7 @@ from __future__ import annotations
 import signal
 import sys
 import tempfile
-import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -256,12 +256,29 @@ class DemoMesh:
         return "\n".join(lines)
 
 
+@dataclass
+class _StopRequest:
+    """Set by SIGINT/SIGTERM; polled by the main loop."""
+
+    requested: bool = False
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep ``seconds`` unless stop was asked already; True once it was (a signal
+        does not cut the sleep short, so callers poll with a short one)."""
+        if not self.requested:
+            time.sleep(seconds)
+        return self.requested
+
+
 @contextmanager
-def _stop_on_signals() -> Iterator[threading.Event]:
-    stop = threading.Event()
+def _stop_on_signals() -> Iterator[_StopRequest]:
+    stop = _StopRequest()
 
     def handler(signum: int, _frame: Any) -> None:
-        stop.set()
+        # Only a flag: a handler runs between two bytecodes of the main thread, so
+        # taking a lock here (threading.Event.set) deadlocks when the main thread
+        # holds it, as it does for a moment inside Event.wait.
+        stop.requested = True
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:

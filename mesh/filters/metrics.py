@@ -1,4 +1,6 @@
-"""Outermost filter: counts every request and times it, whoever answered it."""
+"""Outermost filter: counts every request and times it, whoever answered it (a request
+switched to another protocol, 101, is counted but not timed: its handler lasts as long
+as the tunnel)."""
 
 from __future__ import annotations
 
@@ -27,4 +29,5 @@ class MetricsFilter:
             service = ex.service or "none"
             m = self._m
             m.count_request(self._role, route, service, status_class(status))()
-            m.observe_duration(self._role, route, service)(time.monotonic() - ex.started)
+            if status != 101:  # a switched connection lasts as long as its tunnel: not a latency
+                m.observe_duration(self._role, route, service)(time.monotonic() - ex.started)

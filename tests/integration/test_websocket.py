@@ -92,8 +92,10 @@ async def test_messages_subprotocol_and_close_pass_through_edge_and_sidecar(
     down = _value(edge.admin, "meshgate_tunnel_bytes_total", direction="to_client")
     assert up > len(big) and down > len(big)
     await _eventually(lambda: _value(sidecar.admin, "meshgate_tunnels", service="users") == 0)
-    # The handshake is a request in the usual counters, as status class 1xx.
+    # The handshake is a request in the usual counters, as status class 1xx, but its
+    # tunnel's lifetime is no request latency.
     assert _value(edge.admin, "meshgate_requests_total", role="edge", code_class="1xx") == 1
+    assert _value(edge.admin, "meshgate_request_duration_seconds_count", role="edge") == 0
 
 
 async def test_a_close_code_from_the_app_reaches_the_client(

@@ -35,6 +35,7 @@ Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 @dataclass
 class Front:
     port: int
+    listener: Listener
     registry: CollectorRegistry
     heads: list[bytes]
     """The request heads the upstream received."""
@@ -87,10 +88,10 @@ async def front(request: pytest.FixtureRequest, script: list[Script]) -> AsyncIt
         ex.service = "svc"
         return await proxy(ex)
 
-    listener = Listener("front", Ingress(lambda: route), "127.0.0.1", 0)
+    listener = Listener("front", Ingress(lambda: route), "127.0.0.1", 0, shutdown_timeout=0.5)
     await listener.start()
     try:
-        yield Front(listener.port, registry, heads)
+        yield Front(listener.port, listener, registry, heads)
     finally:
         await listener.stop()
         await transport.close()
@@ -176,6 +177,29 @@ async def test_a_quiet_tunnel_is_closed_on_both_sides(front: Front, script: list
     assert 0.5 <= took < 2.0  # 0.2 s until the tick, then 0.4 s of quiet
     await asyncio.wait_for(upstream_saw_eof.wait(), 2)
     assert front.closed("idle_timeout") == 1
+
+
+async def test_shutdown_closes_open_tunnels_after_its_grace_period(
+    front: Front, script: list[Script]
+) -> None:
+    upstream_saw_eof = asyncio.Event()
+
+    async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(SWITCHED)
+        await writer.drain()
+        if await reader.read() == b"":
+            upstream_saw_eof.set()
+
+    script.append(upstream)
+    _, reader, writer = await _switch(front.port)
+    started = asyncio.get_running_loop().time()
+    await front.listener.stop()  # a grace period of 0.5 s, then what is open is cancelled
+    assert asyncio.get_running_loop().time() - started < 3.0
+    _, data = await read_until_closed(reader, 5)
+    writer.close()
+    assert data == b""
+    await asyncio.wait_for(upstream_saw_eof.wait(), 2)
+    assert front.closed("cancelled") == 1
 
 
 async def test_a_101_nobody_asked_for_is_a_bad_gateway(front: Front, script: list[Script]) -> None:
