@@ -20,18 +20,18 @@ Contract (:func:`run_tunnel`):
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
 from mesh.exchange import Exchange
 from mesh.http.headers import end_to_end
 from mesh.http.upgrade import UPGRADE
 from mesh.transport.base import SwitchedConnection, UpstreamResponse
 
-# Upstream bytes held for a client that is slow to take them before reading pauses.
+# Bytes waiting for a client that is slow to take them before the upstream is not read.
 HIGH_WATER = 256 * 1024
 
 CLOSED_BY_CLIENT = "client_closed"
@@ -54,13 +54,14 @@ class TunnelObserver(Protocol):
 
 @dataclass(slots=True)
 class _Flow:
-    """State both directions share, read by the pump."""
+    """What both directions share with the pump, which waits for the tunnel's end."""
 
     loop: asyncio.AbstractEventLoop
     last_active: float
     wake: asyncio.Future[None] | None = None
     client_closed: bool = False
     to_upstream: int = 0
+    to_client: int = 0
 
     def poke(self) -> None:
         waiter = self.wake
@@ -69,39 +70,55 @@ class _Flow:
 
 
 class _UpstreamSide(asyncio.Protocol):
-    """The upstream connection's protocol once switched: buffers what it sends for the
-    pump, and pauses the client's reading while the upstream does not take writes."""
+    """The upstream connection's protocol once switched.
 
-    def __init__(
-        self, flow: _Flow, switched: SwitchedConnection, client: asyncio.Transport | None
-    ) -> None:
+    Its bytes go straight to the client's transport as they arrive (held only until
+    the 101 is out). When more than :data:`HIGH_WATER` waits to be sent to the client,
+    the upstream is no longer read until the pump has seen the client drain; while
+    the upstream does not take writes, the client is not read.
+    """
+
+    def __init__(self, flow: _Flow, switched: SwitchedConnection) -> None:
         self.flow = flow
         self.transport = switched.transport
-        self.client = client
-        self.pieces: deque[bytes] = deque([switched.early] if switched.early else [])
-        self.buffered = len(switched.early)
+        self.client: asyncio.Transport | None = None
+        self.held: list[bytes] = [switched.early] if switched.early else []
         self.closed = switched.closed or switched.transport.is_closing()
         self.paused = False
+        """Reading the upstream paused until the client drains (the pump resumes it)."""
 
-    def take(self) -> bytes:
-        """Everything buffered, as one piece (b"" for nothing); resumes reading."""
-        pieces = self.pieces
-        piece = pieces.popleft() if len(pieces) == 1 else b"".join(pieces)
-        pieces.clear()
-        self.buffered = 0
-        if self.paused and not self.closed:
-            self.paused = False
+    def attach(self, client: asyncio.Transport) -> None:
+        """The 101 is out: send what was held, and from now on every byte at once."""
+        self.client = client
+        held, self.held = self.held, []
+        if held:
+            self._send(client, b"".join(held))
+
+    def resume(self) -> None:
+        self.paused = False
+        if not self.closed:
             self.transport.resume_reading()
-        return piece
 
-    def data_received(self, data: bytes) -> None:
-        self.pieces.append(data)
-        self.buffered += len(data)
-        self.flow.last_active = self.flow.loop.time()
-        if self.buffered > HIGH_WATER and not self.paused:
+    def _send(self, client: asyncio.Transport, data: bytes) -> None:
+        flow = self.flow
+        flow.to_client += len(data)
+        client.write(data)
+        if client.get_write_buffer_size() > HIGH_WATER and not self.paused:
             self.paused = True
             self.transport.pause_reading()
-        self.flow.poke()
+            flow.poke()
+
+    def data_received(self, data: bytes) -> None:
+        flow = self.flow
+        flow.last_active = flow.loop.time()
+        client = self.client
+        if client is not None:
+            self._send(client, data)
+            return
+        self.held.append(data)
+        if not self.paused and sum(map(len, self.held)) > HIGH_WATER:
+            self.paused = True  # resumed by attach()'s first drain in the pump
+            self.transport.pause_reading()
 
     def eof_received(self) -> bool | None:
         return None  # the transport closes; connection_lost follows
@@ -162,48 +179,51 @@ async def run_tunnel(
     request = ex.request
     loop = asyncio.get_running_loop()
     flow = _Flow(loop, loop.time())
-    side = _UpstreamSide(flow, switched, request.transport)
+    side = _UpstreamSide(flow, switched)
     # Before any await: from now on the upstream's bytes are the tunnel's.
     switched.transport.set_protocol(side)
     observer.opened()
     reason = CLOSED_CANCELLED
-    to_client = 0
     try:
         response = switched_response(ex, upstream)
         ex.apply_response_headers(response)
         await response.prepare(request)
+        client = request.transport
+        if client is None:  # gone while the 101 was being sent
+            reason = CLOSED_BY_CLIENT
+            return response
+        side.attach(client)
         # aiohttp's RequestHandler hands every later byte to a "payload parser";
         # set_parser also feeds it what the client sent after the request head.
         cast(Any, request.protocol).set_parser(_ClientSide(flow, switched.transport))
-        reason, to_client = await _pump(flow, side, response, idle_timeout)
+        reason = await _until_ended(flow, side, request.writer, idle_timeout)
         return response
     finally:
         switched.transport.close()  # after what is buffered for it has been written
-        observer.closed(reason, flow.to_upstream, to_client)
+        observer.closed(reason, flow.to_upstream, flow.to_client)
 
 
-async def _pump(
-    flow: _Flow, side: _UpstreamSide, response: web.StreamResponse, idle_timeout: float
-) -> tuple[str, int]:
-    """Copy upstream bytes to the client until the tunnel ends: (why, bytes copied)."""
+async def _until_ended(
+    flow: _Flow, side: _UpstreamSide, client: AbstractStreamWriter, idle_timeout: float
+) -> str:
+    """Wait for the tunnel's end and say why; meanwhile resume reading the upstream
+    each time the client has drained what it was sent."""
     loop = flow.loop
-    sent = 0
     while True:
-        if side.buffered:
-            piece = side.take()
+        if side.paused:
             try:
-                await response.write(piece)
+                await client.drain()
             except ConnectionResetError:
-                return CLOSED_BY_CLIENT, sent
-            sent += len(piece)
+                return CLOSED_BY_CLIENT
+            side.resume()
             continue
         if side.closed:
-            return CLOSED_BY_UPSTREAM, sent
+            return CLOSED_BY_UPSTREAM
         if flow.client_closed:
-            return CLOSED_BY_CLIENT, sent
+            return CLOSED_BY_CLIENT
         quiet_until = flow.last_active + idle_timeout
         if loop.time() >= quiet_until:
-            return CLOSED_IDLE, sent
+            return CLOSED_IDLE
         flow.wake = loop.create_future()
         try:
             async with asyncio.timeout_at(quiet_until):
