@@ -70,6 +70,9 @@ def test_every_dashboard_query_names_an_exported_series() -> None:
         "meshgate_connections",
         "meshgate_connections_refused_total",
         "meshgate_malformed_requests_total",
+        "meshgate_tunnels",
+        "meshgate_tunnels_closed_total",
+        "meshgate_tunnel_bytes_total",
     ):
         assert wanted in used, wanted
 

@@ -14,6 +14,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from mesh.balancing import Balancer
+from mesh.connections import ConnectionLimits
 from mesh.exchange import Exchange
 from mesh.ingress import Ingress
 from mesh.proxy import Proxy, ProxySettings
@@ -88,7 +89,16 @@ async def front(request: pytest.FixtureRequest, script: list[Script]) -> AsyncIt
         ex.service = "svc"
         return await proxy(ex)
 
-    listener = Listener("front", Ingress(lambda: route), "127.0.0.1", 0, shutdown_timeout=0.5)
+    # A short idle_timeout for connections that have no request in flight: a tunnel is
+    # one request, however long it lasts, so it must not apply to one.
+    listener = Listener(
+        "front",
+        Ingress(lambda: route),
+        "127.0.0.1",
+        0,
+        shutdown_timeout=0.5,
+        connections=ConnectionLimits(idle_timeout=0.3),
+    )
     await listener.start()
     try:
         yield Front(listener.port, listener, registry, heads)
@@ -155,6 +165,23 @@ async def test_client_bytes_reach_the_upstream_and_its_close_ends_the_tunnel(
     assert received == [b"first-second"]
     assert front.closed("client_closed") == 1
     assert front.carried("to_upstream") == len(b"first-second")
+
+
+async def test_a_tunnel_outlives_the_listeners_idle_timeout(
+    front: Front, script: list[Script]
+) -> None:
+    async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(SWITCHED)
+        while data := await reader.read(64):
+            writer.write(data)
+
+    script.append(upstream)
+    _, reader, writer = await _switch(front.port)
+    for i in range(6):  # 1.2 s of traffic, four times the listener's idle_timeout
+        await asyncio.sleep(0.2)
+        writer.write(b"%d" % i)
+        assert await asyncio.wait_for(reader.read(64), 2) == b"%d" % i
+    writer.close()
 
 
 @pytest.mark.parametrize("front", [0.4], indirect=True)
