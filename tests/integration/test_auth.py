@@ -381,6 +381,29 @@ async def test_missing_token_role_check_and_public_routes(mesh: Mesh, tmp_path: 
         assert status == 400 and body["error"] == "invalid_request"
 
 
+async def test_a_websocket_handshake_is_authenticated_like_any_request(
+    mesh: Mesh, tmp_path: Path
+) -> None:
+    am = start_auth_mesh(mesh, tmp_path)
+    url = f"ws://127.0.0.1:{am.edge.port}/api/users/ws"
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            async with session.ws_connect(url):
+                pass
+        assert refused.value.status == 401
+        spoofed = {**bearer(am.token()), "X-User-Id": "mallory"}
+        async with session.ws_connect(url, headers=spoofed) as ws:
+            hello = await ws.receive_json(timeout=5)
+            await ws.send_str("through")
+            assert await ws.receive_str(timeout=5) == "through"
+    # The app's handshake carried the caller's identity, signed (the users sidecar
+    # requires the edge's signature), and neither the spoofed copy nor the token.
+    assert ("x-user-id", "alice") in identity_seen(hello)
+    assert ("x-user-id", "mallory") not in identity_seen(hello)
+    names = {header_key(k) for k, _ in seen_headers(hello)}
+    assert "authorization" not in names and TOKEN_KEY in names
+
+
 async def test_introspection_mode_asks_the_auth_service(mesh: Mesh, tmp_path: Path) -> None:
     am = start_auth_mesh(
         mesh,
