@@ -20,7 +20,7 @@ It checks neither that client frames are masked nor that text is UTF-8: it is
 a benchmark's upstream, kept cheap, not a conformance reference.
 
 The codec (:class:`FrameParser`, :func:`encode_frame`, :func:`apply_mask`,
-:func:`accept_key`, :func:`parse_request_head`) is pure: it is fed bytes and
+:func:`accept_key`, :func:`parse_head`) is pure: it is fed bytes and
 returns frames or bytes, so it is tested without sockets.
 """
 
@@ -32,6 +32,7 @@ import base64
 import contextlib
 import hashlib
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -206,11 +207,11 @@ class RequestHead:
         return self.headers.get("sec-websocket-key")
 
 
-def parse_request_head(head: bytes) -> RequestHead:
-    """Parse a request head (up to, not including, the blank line). Raises ValueError
-    when the request line is malformed."""
+def parse_head(head: bytes) -> tuple[list[str], dict[str, str]]:
+    """An HTTP/1.1 head (up to, not including, the blank line): its start line split
+    in (at most) three at spaces, and its headers (names lower case, a repeated
+    header's values joined with ``", "``; lines without a colon skipped)."""
     lines = head.decode("latin-1").split("\r\n")
-    method, target, _version = lines[0].split(" ", 2)
     headers: dict[str, str] = {}
     for line in lines[1:]:
         name, sep, value = line.partition(":")
@@ -219,7 +220,16 @@ def parse_request_head(head: bytes) -> RequestHead:
         key = name.strip().lower()
         value = value.strip()
         headers[key] = f"{headers[key]}, {value}" if key in headers else value
-    return RequestHead(method, target, headers)
+    return lines[0].split(" ", 2), headers
+
+
+def parse_request_head(head: bytes) -> RequestHead:
+    """A request head (see :func:`parse_head`). Raises ValueError when the request line
+    is not three parts."""
+    start, headers = parse_head(head)
+    if len(start) != 3:
+        raise ValueError(f"malformed request line {start!r}")
+    return RequestHead(start[0], start[1], headers)
 
 
 def handshake_response(key: str) -> bytes:
@@ -268,6 +278,7 @@ class EchoProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        set_nodelay(transport)
 
     def data_received(self, data: bytes) -> None:
         transport = self._transport
@@ -328,8 +339,6 @@ def install_fast_loop() -> bool:
 
 def set_nodelay(transport: asyncio.BaseTransport) -> None:
     """Disable Nagle on ``transport``'s socket (asyncio does by default; said explicitly)."""
-    import socket
-
     sock = transport.get_extra_info("socket")
     if sock is not None:
         with contextlib.suppress(OSError, AttributeError):

@@ -22,6 +22,7 @@ from prometheus_client.values import MutexValue
 
 from mesh.connections import REFUSAL_REASONS
 from mesh.snapshot import Snapshot, SnapshotStore
+from mesh.tunnel import CLOSE_REASONS
 
 # Fine at the low end: a proxy hop on loopback takes well under a millisecond.
 LATENCY_BUCKETS = (
@@ -286,7 +287,10 @@ class ProxyMetrics:
         )
 
     def tunnel_observer(self, service: str) -> TunnelMetrics:
-        """What counts one tunnel to ``service`` (a :class:`mesh.tunnel.TunnelObserver`)."""
+        """What counts one tunnel to ``service`` (a :class:`mesh.tunnel.TunnelObserver`);
+        the service's series of every close reason exist, at 0, from its first tunnel."""
+        for reason in CLOSE_REASONS:
+            self.tunnels_closed.labels(self.role, service, reason)
         return TunnelMetrics(self, service)
 
     def connection_observer(self, listener: str) -> ConnectionMetrics:
