@@ -86,7 +86,34 @@ def proxy_server_block(port: int, upstream_port: int) -> str:
     }}"""
 
 
-def haproxy_conf(prefix: Path, port: int, upstream_port: int) -> str:
+def ws_proxy_server_block(port: int, upstream_port: int) -> str:
+    """nginx proxying WebSocket upgrades (and plain requests) to ``upstream_port``.
+
+    The usual recipe: HTTP/1.1 upstream, the client's ``Upgrade`` passed on and
+    ``Connection: upgrade`` set, and a read timeout long enough for quiet tunnels.
+    No keep-alive pool: a switched connection is never reused.
+    """
+    return f"""\
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{
+            proxy_pass http://127.0.0.1:{upstream_port};
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_read_timeout 3600s;
+            proxy_send_timeout 3600s;
+        }}
+    }}"""
+
+
+def haproxy_conf(
+    prefix: Path, port: int, upstream_port: int, tunnel_timeout: str | None = None
+) -> str:
+    """The bench's HAProxy config; with ``tunnel_timeout`` (e.g. ``"1h"``) also ``timeout
+    tunnel``, the idle limit of a switched (WebSocket) connection, which otherwise is
+    ``timeout client``/``server``."""
+    tunnel = f"    timeout tunnel {tunnel_timeout}\n" if tunnel_timeout is not None else ""
     return f"""\
 global
     nbthread 1
@@ -101,7 +128,7 @@ defaults
     timeout client 60s
     timeout server 60s
     timeout http-keep-alive 60s
-
+{tunnel}
 frontend bench
     bind 127.0.0.1:{port}
     default_backend bench_upstream
@@ -140,7 +167,16 @@ def start_nginx_proxy(ctx: BenchContext) -> str:
     return start_nginx(ctx, "nginx-proxy", proxy_server_block(port, ctx.upstream_port), port)
 
 
-def start_haproxy(ctx: BenchContext) -> str:
+def start_nginx_ws_proxy(ctx: BenchContext) -> str:
+    """nginx (one worker) proxying WebSocket upgrades to the upstream
+    (:func:`ws_proxy_server_block`); returns its base URL."""
+    port = free_port()
+    return start_nginx(ctx, "nginx-ws-proxy", ws_proxy_server_block(port, ctx.upstream_port), port)
+
+
+def start_haproxy(ctx: BenchContext, tunnel_timeout: str | None = None) -> str:
+    """HAProxy in front of the upstream (``tunnel_timeout``: see :func:`haproxy_conf`);
+    returns its base URL."""
     binary = haproxy_binary()
     if binary is None:
         raise ScenarioFailed("haproxy not found (apt-get install haproxy)")
@@ -148,7 +184,7 @@ def start_haproxy(ctx: BenchContext) -> str:
     prefix = ctx.path("haproxy")
     prefix.mkdir(exist_ok=True)
     conf = prefix / "haproxy.cfg"
-    conf.write_text(haproxy_conf(prefix, port, ctx.upstream_port))
+    conf.write_text(haproxy_conf(prefix, port, ctx.upstream_port, tunnel_timeout))
     # -db: stay in the foreground, no daemon.
     proc = ctx.spawn("haproxy", [binary, "-db", "-f", str(conf)])
     url = f"http://127.0.0.1:{port}"

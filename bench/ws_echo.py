@@ -37,6 +37,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 if __package__ in (None, ""):  # run as ``python bench/ws_echo.py``
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -276,7 +277,7 @@ class EchoProtocol(asyncio.Protocol):
         self._parser = FrameParser()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass of it
         self._transport = transport
         set_nodelay(transport)
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from bench.instructions import callgrind_total
-from bench.proxies import nginx_binary
+from bench.proxies import haproxy_binary, nginx_binary
 from bench.slow_clients import PER_ADDRESS_LIMIT, PER_ADDRESS_TARGET
 from bench.wrk import wrk_binary
-from demo.processes import PROJECT_ROOT
+from demo.processes import PROJECT_ROOT, BinaryNotFound, consul_binary
 
 pytestmark = [
     pytest.mark.skipif(wrk_binary() is None, reason="wrk is not installed (apt-get install wrk)"),
@@ -211,5 +211,62 @@ def test_slow_clients_against_the_per_address_edge(tmp_path: Path) -> None:
 
 def test_slow_clients_refuses_an_unknown_target() -> None:
     done = _bench("slow_clients", "--targets", "edge,squid", timeout=60)
+    assert done.returncode == 2
+    assert "unknown target(s): squid" in done.stderr
+
+
+def _consul_installed() -> bool:
+    try:
+        consul_binary()
+    except BinaryNotFound:
+        return False
+    return True
+
+
+@pytest.mark.skipif(
+    haproxy_binary() is None, reason="haproxy is not installed (apt-get install haproxy)"
+)
+@pytest.mark.skipif(
+    not _consul_installed(), reason="consul is not installed (scripts/bootstrap installs it)"
+)
+def test_websocket_echo_through_every_target(tmp_path: Path) -> None:
+    """bench.websocket with 4 connections for 1 s: every target (direct, nginx, HAProxy,
+    the edge) completes round trips, every echo checked, with no error."""
+    out = tmp_path / "websocket.json"
+    done = _bench(
+        "websocket",
+        "--connections",
+        "4",
+        "--duration",
+        "1",
+        "--warmup",
+        "0.5",
+        "--json-out",
+        str(out),
+        "--workdir",
+        str(tmp_path / "work"),
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    document = json.loads(out.read_text())
+    assert document["connections"] == 4 and document["duration_s"] == 1
+    rows = {row["name"]: row for row in document["targets"]}
+    assert list(rows) == ["direct", "nginx", "haproxy", "edge"]
+    for name, row in rows.items():
+        assert "failure" not in row, f"{name}: {row.get('failure')}"
+        assert row["connected"] == 4, name
+        assert row["messages"] > 0, name
+        assert row["errors"] == 0, f"{name}: {row['error_kinds']}"
+        assert set(row["latency_ms"]) == {"p50", "p90", "p99", "max"}
+    assert rows["nginx"]["ratio_to_nginx"] == 1.0
+    assert rows["haproxy"]["ratio_to_haproxy"] == 1.0
+    # CPU per message is the proxy's own: none without one, some through the edge.
+    assert rows["direct"]["cpu_us_per_message"] is None
+    assert rows["edge"]["cpu_us_per_message"] > 0
+    assert "msgs/s" in done.stdout and "edge" in done.stdout  # the table
+
+
+def test_websocket_refuses_an_unknown_target() -> None:
+    done = _bench("websocket", "--targets", "edge,squid", timeout=60)
     assert done.returncode == 2
     assert "unknown target(s): squid" in done.stderr
