@@ -15,15 +15,11 @@ import argparse
 import datetime
 import os
 import random
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 if __package__ in (None, ""):  # run as ``python bench/run.py``
@@ -41,12 +37,10 @@ from bench.report import (
     write_json,
 )
 from bench.scenarios import BASELINE, SCENARIOS, Scenario
+from bench.session import EXIT_USAGE, BenchRun
 from bench.wrk import WrkOptions, wrk_binary
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
-EXIT_FLAGGED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -215,10 +209,6 @@ def _cpu_note(outcome: Outcome) -> str:
     return f", {outcome.cpu_us_per_request:.0f} µs CPU/request"
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.list:
@@ -267,48 +257,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.repeat > 1:
         meta["shuffle_seed"] = seed
         print(f"bench: rounds after the first in shuffled order (--shuffle-seed {seed})")
-    own_workdir = args.workdir is None
-    workdir = Path(tempfile.mkdtemp(prefix="meshgate-bench-")) if own_workdir else args.workdir
-    workdir.mkdir(parents=True, exist_ok=True)
-    print(f"bench: work directory {workdir}", flush=True)
-
-    previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    run = BenchRun("bench", args.workdir)
     outcomes: list[Outcome] = []
-    interrupted = False
-    fatal: str | None = None
-    try:
-        with BenchContext(workdir) as ctx:
-            try:
-                ctx.upstream_port = start_upstream(ctx)
-            except Exception as exc:
-                fatal = f"upstream nginx did not start: {exc}"
-            else:
-                rounds: list[list[Outcome]] = []
-                orders = round_orders(scenarios, args.repeat, seed)
-                for r, order in enumerate(orders):
-                    rounds.append([])
-                    for i, sc in enumerate(order, 1):
-                        progress = f"[{i}/{len(scenarios)}]"
-                        if args.repeat > 1:
-                            progress = f"[round {r + 1}/{args.repeat}] {progress}"
-                        rounds[-1].append(
-                            measure(ctx, sc, options, args.warmup, progress, proxy_cpu)
-                        )
-                        time.sleep(0.5)  # let the stopped processes' CPU settle
-                    outcomes = combine_rounds(rounds)
-            print("bench: stopping processes", flush=True)
-    except KeyboardInterrupt:
-        interrupted = True
-        print("\nbench: interrupted; all processes stopped", file=sys.stderr)
-    finally:
-        signal.signal(signal.SIGTERM, previous_term)
+    with run.interruptible(), BenchContext(run.workdir) as ctx:
+        try:
+            ctx.upstream_port = start_upstream(ctx)
+        except Exception as exc:
+            run.fatal = f"upstream nginx did not start: {exc}"
+        else:
+            rounds: list[list[Outcome]] = []
+            orders = round_orders(scenarios, args.repeat, seed)
+            for r, order in enumerate(orders):
+                rounds.append([])
+                for i, sc in enumerate(order, 1):
+                    progress = f"[{i}/{len(scenarios)}]"
+                    if args.repeat > 1:
+                        progress = f"[round {r + 1}/{args.repeat}] {progress}"
+                    rounds[-1].append(measure(ctx, sc, options, args.warmup, progress, proxy_cpu))
+                    time.sleep(0.5)  # let the stopped processes' CPU settle
+                outcomes = combine_rounds(rounds)
+        print("bench: stopping processes", flush=True)
 
-    if fatal:
-        print(f"bench: {fatal}", file=sys.stderr)
+    if run.fatal:
+        print(f"bench: {run.fatal}", file=sys.stderr)
     if outcomes:
         meta["machine"]["loadavg_at_end"] = list(os.getloadavg())
         meta["finished_at"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-        meta["interrupted"] = interrupted
+        meta["interrupted"] = run.interrupted
         print()
         print(format_table(outcomes, BASELINE))
         print(
@@ -326,14 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_json(args.json_out, results_document(outcomes, BASELINE, meta))
         print(f"results: {args.json_out}")
 
-    trouble = interrupted or fatal is not None or any(o.flagged for o in outcomes)
-    if own_workdir and not trouble:
-        shutil.rmtree(workdir, ignore_errors=True)
-    elif trouble:
-        print(f"bench: logs and configs kept in {workdir}", file=sys.stderr)
-    if interrupted:
-        return EXIT_INTERRUPTED
-    return EXIT_FLAGGED if trouble else 0
+    return run.finish(flagged=any(o.flagged for o in outcomes))
 
 
 if __name__ == "__main__":

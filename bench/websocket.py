@@ -72,16 +72,12 @@ import contextlib
 import datetime
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 if __package__ in (None, ""):  # run as ``python bench/websocket.py``
@@ -91,6 +87,7 @@ from bench.context import BenchContext
 from bench.cpu import pin_tree, reserve_proxy_cpu, tree_cpu_seconds
 from bench.proxies import start_haproxy, start_nginx_ws_proxy
 from bench.scenarios import EdgeScenario, Scenario, Target, scenario
+from bench.session import EXIT_USAGE, BenchRun
 from bench.ws_load import RESULT_PREFIX
 from demo.processes import PROJECT_ROOT, ManagedProcess, free_port
 
@@ -99,9 +96,6 @@ HAPROXY_TUNNEL_TIMEOUT = "1h"
 CLIENT_GRACE_SECONDS = 60.0
 """How long past its warm-up and window the client may take (connecting, closing)
 before the bench kills it."""
-EXIT_FLAGGED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 
 @scenario("direct", "the client straight to the echo server, no proxy: the harness's ceiling")
@@ -329,10 +323,6 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join([*lines, "", *notes] if notes else lines)
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench.websocket",
@@ -399,39 +389,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         proxy_cpu, others = split
         meta["pinning"] = {"proxy_cpu": proxy_cpu, "other_cpus": sorted(others)}
         print(f"websocket: proxy under test on CPU {proxy_cpu}, the rest on {sorted(others)}")
-    own_workdir = args.workdir is None
-    workdir = Path(tempfile.mkdtemp(prefix="meshgate-websocket-")) if own_workdir else args.workdir
-    workdir.mkdir(parents=True, exist_ok=True)
-    print(f"websocket: work directory {workdir}", flush=True)
-
-    previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    run = BenchRun("websocket", args.workdir)
     rows: list[dict[str, Any]] = []
-    interrupted = False
-    fatal: str | None = None
-    try:
-        with BenchContext(workdir) as ctx:
-            try:
-                echo = start_echo(ctx)
-            except Exception as exc:
-                fatal = f"the echo server did not start: {exc}"
-            else:
-                for i, name in enumerate(chosen, 1):
-                    progress = f"[{i}/{len(chosen)}]"
-                    rows.append(measure(ctx, by_name[name], args, echo, proxy_cpu, progress))
-                    time.sleep(0.5)  # let the stopped processes' CPU settle
-            print("websocket: stopping processes", flush=True)
-    except KeyboardInterrupt:
-        interrupted = True
-        print("\nwebsocket: interrupted; all processes stopped", file=sys.stderr)
-    finally:
-        signal.signal(signal.SIGTERM, previous_term)
+    with run.interruptible(), BenchContext(run.workdir) as ctx:
+        try:
+            echo = start_echo(ctx)
+        except Exception as exc:
+            run.fatal = f"the echo server did not start: {exc}"
+        else:
+            for i, name in enumerate(chosen, 1):
+                progress = f"[{i}/{len(chosen)}]"
+                rows.append(measure(ctx, by_name[name], args, echo, proxy_cpu, progress))
+                time.sleep(0.5)  # let the stopped processes' CPU settle
+        print("websocket: stopping processes", flush=True)
 
-    if fatal:
-        print(f"websocket: {fatal}", file=sys.stderr)
+    if run.fatal:
+        print(f"websocket: {run.fatal}", file=sys.stderr)
     if rows:
         add_ratios(rows)
         meta["machine"]["loadavg_at_end"] = list(os.getloadavg())
-        meta["interrupted"] = interrupted
+        meta["interrupted"] = run.interrupted
         print()
         print(format_table(rows))
         print(
@@ -443,14 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json_out.write_text(json.dumps({**meta, "targets": rows}, indent=1))
         print(f"results: {args.json_out}")
 
-    trouble = interrupted or fatal is not None or any(flagged(r) for r in rows)
-    if own_workdir and not trouble:
-        shutil.rmtree(workdir, ignore_errors=True)
-    elif trouble:
-        print(f"websocket: logs and configs kept in {workdir}", file=sys.stderr)
-    if interrupted:
-        return EXIT_INTERRUPTED
-    return EXIT_FLAGGED if trouble else 0
+    return run.finish(flagged=any(flagged(r) for r in rows))
 
 
 if __name__ == "__main__":
