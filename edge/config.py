@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from discovery.settings import ConsulSettings, DiscoverySettings
 from edge.auth.config import AuthConfig, RouteAuthConfig
+from edge.cors.config import CorsConfig
 from edge.ratelimit.config import RateLimitsConfig
 from edge.registration import EdgeRegistrationConfig
 from edge.routes import HTTP_METHODS
@@ -110,6 +111,9 @@ class EdgeConfig(Frozen):
     registration: EdgeRegistrationConfig = EdgeRegistrationConfig()
     """The edge's own instance in Consul (edges count each other for rate limits)."""
     telemetry: TelemetryConfig = TelemetryConfig()
+    cors: CorsConfig | None = None
+    """Which web origins browsers may call the edge from (CORS); null: no CORS headers,
+    and a preflight goes on like any request."""
     routes: tuple[RouteConfig, ...] = ()
     consul_routes: bool = True
     """Also expose the routes services declare in their Consul meta."""

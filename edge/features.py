@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from edge.auth.feature import AuthFeature
 from edge.config import EdgeConfig
+from edge.cors.feature import CorsFeature
 from edge.feature import EdgeContext, EdgeFeature
 from edge.gateway import config_routes
 from edge.ratelimit.feature import RateLimitFeature
@@ -15,6 +16,9 @@ def build_features(config: EdgeConfig, ctx: EdgeContext) -> list[EdgeFeature]:
     features: list[EdgeFeature] = []
     # First: its span and access-log line cover everything the others do.
     features.append(TelemetryFeature(config.telemetry))
+    if config.cors is not None:
+        # Before auth: a browser's preflight carries no credentials.
+        features.append(CorsFeature(config.cors, ctx.registry))
     # Always on: identity headers are stripped from every request, auth configured or not.
     features.append(AuthFeature(config.auth, ctx, workers=config.workers))
     if config.rate_limits.enabled:

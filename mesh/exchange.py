@@ -24,6 +24,17 @@ if TYPE_CHECKING:
     from mesh.telemetry.tracing import HopTrace
 
 
+def merge_vary(existing: str | None, more: str) -> str:
+    """``existing`` (a ``Vary`` value, or None) with the names in ``more`` it lacks."""
+    if not existing:
+        return more
+    if existing.strip() == "*":
+        return existing
+    have = {name.strip().lower() for name in existing.split(",")}
+    extra = [name.strip() for name in more.split(",") if name.strip().lower() not in have]
+    return ", ".join([existing, *extra]) if extra else existing
+
+
 @dataclass(slots=True, eq=False)
 class Exchange:
     request: web.BaseRequest
@@ -52,6 +63,9 @@ class Exchange:
     response_headers: list[tuple[str, str]] = field(default_factory=list)
     """Headers to set on whatever response goes back (request id, rate limits, ...); one
     entry per name, each replacing any header of that name the upstream sent."""
+    vary: str = ""
+    """Request headers the answer depends on, added to the response's ``Vary`` (merged
+    with whatever the upstream's says), e.g. ``Origin`` for CORS; "" for none."""
     attrs: dict[str, Any] = field(default_factory=dict)
     upstream_header_block: str = ""
     """Header lines sent upstream after ``upstream_headers``, already rendered:
@@ -129,9 +143,14 @@ class Exchange:
     def apply_response_headers(self, response: web.StreamResponse) -> None:
         """Set ``response_headers`` on ``response`` once (call before it is prepared).
 
-        Each replaces the upstream's header of the same name, if any.
+        Each replaces the upstream's header of the same name, if any; ``vary`` is merged
+        into the response's ``Vary``.
         """
-        if self.response_headers and not response.prepared:
-            # One update() call: a third of the cost of setting them one by one.
-            response.headers.update(self.response_headers)
-            self.response_headers = []
+        if (self.response_headers or self.vary) and not response.prepared:
+            if self.response_headers:
+                # One update() call: a third of the cost of setting them one by one.
+                response.headers.update(self.response_headers)
+                self.response_headers = []
+            if self.vary:
+                response.headers["Vary"] = merge_vary(response.headers.get("Vary"), self.vary)
+                self.vary = ""

@@ -117,7 +117,11 @@ def start_auth_mesh(
     *,
     edge_auth: dict[str, Any] | None = None,
     routes: list[dict[str, Any]] | None = None,
+    edge_extra: dict[str, Any] | None = None,
 ) -> AuthMesh:
+    """The auth service and ``users`` behind sidecars that require the edge's identity,
+    and an edge authenticating with the auth service's JWKS (``edge_auth`` merged into
+    its ``auth`` section, ``edge_extra`` into the rest of its config)."""
     auth_key = tmp_path / "auth-signing-key.pem"
     load_or_create_key_file(auth_key)
     edge_private, edge_public = write_edge_identity_keys(tmp_path)
@@ -135,7 +139,7 @@ def start_auth_mesh(
         },
         edge_auth,
     )
-    edge = mesh.edge(routes or ROUTES, extra={"auth": auth_config})
+    edge = mesh.edge(routes or ROUTES, extra=deep_merge({"auth": auth_config}, edge_extra))
     return AuthMesh(mesh, auth, auth_sidecar, users, users_sidecar, edge, auth_key)
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 
-from mesh.exchange import Exchange
+from mesh.exchange import Exchange, merge_vary
 
 
 def _exchange() -> Exchange:
@@ -33,6 +34,17 @@ def test_response_headers_are_applied_once() -> None:
     ex.apply_response_headers(second)
     assert first.headers["X-Request-Id"] == "rid"
     assert "X-Request-Id" not in second.headers
+
+
+def test_vary_is_merged_into_the_upstreams_once() -> None:
+    ex = _exchange()
+    ex.vary = "Origin"
+    response = web.Response(headers={"Vary": "Accept-Encoding"})
+    ex.apply_response_headers(response)  # no response_headers: vary alone still applies
+    assert response.headers["Vary"] == "Accept-Encoding, Origin"
+    again = web.Response()
+    ex.apply_response_headers(again)
+    assert "Vary" not in again.headers
 
 
 def test_upstream_items_are_the_headers_then_the_blocks() -> None:
@@ -64,3 +76,18 @@ def test_the_header_block_is_the_requests_then_the_attempts() -> None:
     assert ex.header_block() == "X-User-Id: alice\r\ntraceparent: 00-t-s-01"
     ex.attempt_header_block = ""
     assert ex.header_block() == "X-User-Id: alice"
+
+
+@pytest.mark.parametrize(
+    ("existing", "more", "merged"),
+    [
+        (None, "Origin", "Origin"),
+        ("", "Origin", "Origin"),
+        ("Accept-Encoding", "Origin", "Accept-Encoding, Origin"),
+        ("accept-encoding, origin", "Origin", "accept-encoding, origin"),
+        ("*", "Origin", "*"),
+        ("Accept", "Origin, Accept", "Accept, Origin"),
+    ],
+)
+def test_merge_vary(existing: str | None, more: str, merged: str) -> None:
+    assert merge_vary(existing, more) == merged
