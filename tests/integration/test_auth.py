@@ -835,6 +835,13 @@ async def test_tls_termination_and_http_redirect(mesh: Mesh, tmp_path: Path) -> 
             echo = await resp.json()
         assert dict((k.lower(), v) for k, v in echo["headers"])["x-forwarded-proto"] == "https"
 
+        # A WebSocket over TLS: the tunnel runs on the TLS transport (wss://).
+        big = secrets.token_bytes(512 * 1024)
+        async with session.ws_connect(f"wss://127.0.0.1:{edge.port}/api/users/ws") as ws:
+            assert (await ws.receive_json(timeout=5))["service"] == "users"
+            await ws.send_bytes(big)
+            assert await ws.receive_bytes(timeout=10) == big
+
         async with session.get(
             f"http://127.0.0.1:{redirect_port}/api/users/echo?x=1", allow_redirects=False
         ) as resp:
