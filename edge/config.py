@@ -13,11 +13,27 @@ from edge.ratelimit.config import RateLimitsConfig
 from edge.registration import EdgeRegistrationConfig
 from edge.routes import HTTP_METHODS
 from edge.tls import TlsConfig
+from mesh.canary import Canary
 from mesh.config.loader import load_config
 from mesh.config.sections import AdminConfig, LoggingConfig, ProxyConfig, ShutdownConfig
 from mesh.config.types import ByteSize, Duration, Frozen, Port, PositiveDuration
 from mesh.connections import ConnectionLimits
 from mesh.telemetry.config import TelemetryConfig
+
+
+class CanaryConfig(Frozen):
+    """A canary release on a route: see :mod:`mesh.canary`."""
+
+    tag: str = Field(min_length=1)
+    """Instances with this Consul tag are the canary (``service.tags`` of their sidecar)."""
+    weight: float = Field(ge=0, le=100)
+    """Percent of the route's requests sent to the canary."""
+    header: str | None = None
+    """A request header that picks the side: ``always`` the canary, ``never`` the
+    others; null (the default): clients cannot choose."""
+
+    def canary(self) -> Canary:
+        return Canary(self.tag, self.weight, self.header)
 
 
 class RouteConfig(Frozen):
@@ -41,6 +57,8 @@ class RouteConfig(Frozen):
     """Names of the rate-limit policies that apply; default: ``rate_limits.default_policies``."""
     max_body_size: ByteSize | None = None
     """Largest request body this route takes (413 past it); default: ``listen.max_body_size``."""
+    canary: CanaryConfig | None = None
+    """Send a share of the requests to the instances with a tag; null: every healthy one."""
 
     @field_validator("prefix", "prefix_rewrite")
     @classmethod

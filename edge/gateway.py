@@ -39,6 +39,7 @@ _ROUTING_KEYS = {
     "prefix_rewrite",
     "timeout",
     "max_body_size",
+    "canary",
 }
 
 
@@ -55,6 +56,7 @@ def config_routes(config: EdgeConfig) -> list[Route]:
             prefix_rewrite=r.prefix_rewrite,
             timeout=r.timeout,
             max_body_size=r.max_body_size,
+            canary=r.canary.canary() if r.canary is not None else None,
             options=r.model_dump(exclude=_ROUTING_KEYS, exclude_none=True),
         )
         for r in config.routes
@@ -77,6 +79,7 @@ class EdgeGateway:
         self._store = store
         self._proxy = proxy
         self._metrics_filter = MetricsFilter(metrics)
+        self._count_canary = metrics.count_canary
         self._static_routes = config_routes(config)
         self.table = RouteTable(self._static_routes)
         self.meta_problems: list[MetaProblem] = []
@@ -91,7 +94,10 @@ class EdgeGateway:
             self._metrics_filter,
             *self._before,
             RoutingFilter(
-                table, self._config.proxy.response_timeout, self._config.listen.max_body_size
+                table,
+                self._config.proxy.response_timeout,
+                self._config.listen.max_body_size,
+                on_canary=self._count_canary,
             ),
             *self._after,
             *self._last,

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mesh.canary import Canary
+
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
 
 
@@ -31,6 +33,8 @@ class Route:
     timeout: float | None = None
     max_body_size: int | None = None
     """Largest request body (bytes) this route takes; None: the listener's default."""
+    canary: Canary | None = None
+    """A share of the requests goes to the instances with a tag (:mod:`mesh.canary`)."""
     options: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
     """Per-route settings of the features (``auth``, ``rate_limits``, ...), as configured."""
 
@@ -60,6 +64,15 @@ class Route:
             "rewrite": self.rewrite,
             "timeout": self.timeout,
             "max_body_size": self.max_body_size,
+            "canary": (
+                None
+                if self.canary is None
+                else {
+                    "tag": self.canary.tag,
+                    "weight": self.canary.weight,
+                    "header": self.canary.header,
+                }
+            ),
         }
 
 
@@ -75,6 +88,7 @@ def make_route(
     prefix_rewrite: str | None = None,
     timeout: float | None = None,
     max_body_size: int | None = None,
+    canary: Canary | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> Route:
     norm = prefix.rstrip("/") or "/"
@@ -89,6 +103,7 @@ def make_route(
         rewrite=rewrite,
         timeout=timeout,
         max_body_size=max_body_size,
+        canary=canary,
         options=dict(options or {}),
     )
 

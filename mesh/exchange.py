@@ -21,6 +21,7 @@ from mesh.http.problem import problem_response
 from mesh.snapshot import Instance
 
 if TYPE_CHECKING:
+    from mesh.canary import CanaryChoice
     from mesh.telemetry.tracing import HopTrace
 
 
@@ -57,6 +58,9 @@ class Exchange:
     max_body_size: int | None = None
     """Most bytes the request body may have (set by routing; None: no limit)."""
     instance: Instance | None = None
+    canary: CanaryChoice | None = None
+    """The side of its route's canary this request goes to (set by routing); None: the
+    route has none, every healthy instance may take it."""
     upgrade: str | None = None
     """The protocol the request asks to switch to and a listener allows (``Upgrade``,
     e.g. ``websocket``), set by the ingress; None for an ordinary request."""

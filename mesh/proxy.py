@@ -91,6 +91,8 @@ class Proxy:
             return ex.problem(404, "No route", f"no route for {ex.path}", slug="no-route")
         entry = self._snapshot().service(service)
         instances = entry.healthy if entry is not None else ()
+        if ex.canary is not None:
+            instances = ex.canary.instances(instances)
         if not instances:
             return no_healthy_instance(ex, self._settings.no_instance_retry_after)
         return await self.forward(ex, instances)

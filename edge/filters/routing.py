@@ -1,6 +1,10 @@
-"""Routing filter: match the normalised path to a route and mark the exchange with it."""
+"""Routing filter: match the normalised path to a route and mark the exchange with it
+(and, for a route with a canary, the side of it the request goes to)."""
 
 from __future__ import annotations
+
+import random
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -17,11 +21,20 @@ class RoutingFilter:
     route's or ``default_max_body_size``; a chunked body is bounded as it streams)."""
 
     def __init__(
-        self, table: RouteTable, default_timeout: float, default_max_body_size: int | None = None
+        self,
+        table: RouteTable,
+        default_timeout: float,
+        default_max_body_size: int | None = None,
+        on_canary: Callable[[str, str], None] | None = None,
+        roll: Callable[[], float] = random.random,
     ) -> None:
+        """``on_canary(route, side)`` is told the side of each request to a route with a
+        canary (metrics); ``roll`` draws its chance (uniform in [0, 1))."""
         self._table = table
         self._default_timeout = default_timeout
         self._default_max_body_size = default_max_body_size
+        self._on_canary = on_canary
+        self._roll = roll
 
     async def __call__(self, ex: Exchange, next_handler: Handler) -> web.StreamResponse:
         match = self._table.match(ex.request.headers.get("Host"), ex.path, ex.method)
@@ -41,6 +54,12 @@ class RoutingFilter:
         ex.attrs["route"] = route
         ex.service = route.service
         ex.upstream_path = route.upstream_path(ex.path)
+        canary = route.canary
+        if canary is not None:
+            asked = ex.request.headers.get(canary.header) if canary.header else None
+            ex.canary = canary.choose(asked, self._roll())
+            if self._on_canary is not None:
+                self._on_canary(route.name, ex.canary.side)
         # The deadline starts here and travels to every hop (mesh.deadline).
         ex.timeout = route.timeout if route.timeout is not None else self._default_timeout
         # A size is at least 1 byte, so ``or`` picks the route's own when it has one.

@@ -278,6 +278,13 @@ class ProxyMetrics:
             ["role", "service", "direction"],
             registry=registry,
         )
+        self.canary_requests = Counter(
+            "meshgate_canary_requests",
+            "Requests to routes with a canary, by the side they went to (canary, stable; "
+            "before a side without healthy instances falls back to the other).",
+            ["role", "route", "side"],
+            registry=registry,
+        )
         self.malformed_requests = Counter(
             "meshgate_malformed_requests",
             "Requests the HTTP parser refused (a bad request line, header or framing; "
@@ -285,6 +292,10 @@ class ProxyMetrics:
             ["role", "listener"],
             registry=registry,
         )
+
+    def count_canary(self, route: str, side: str) -> None:
+        """One request to ``route`` sent to ``side`` of its canary."""
+        self.canary_requests.labels(self.role, route, side).inc()
 
     def tunnel_observer(self, service: str) -> TunnelMetrics:
         """What counts one tunnel to ``service`` (a :class:`mesh.tunnel.TunnelObserver`);

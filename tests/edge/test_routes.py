@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from edge.routes import Match, Route, RouteTable, make_route
+from mesh.canary import Canary
 
 
 def config_route(prefix: str, service: str, **kw: Any) -> Route:
@@ -187,6 +188,7 @@ def test_describe() -> None:
         strip_prefix=True,
         timeout=1.0,
         max_body_size=1024,
+        canary=Canary("v2", 5.0, "X-Canary"),
     )
     assert route.describe() == {
         "name": "s:/a",
@@ -198,6 +200,7 @@ def test_describe() -> None:
         "rewrite": "/",
         "timeout": 1.0,
         "max_body_size": 1024,
+        "canary": {"tag": "v2", "weight": 5.0, "header": "X-Canary"},
     }
 
 

@@ -10,7 +10,14 @@ from collections import Counter
 import aiohttp
 
 from demo.processes import ConsulAgent, free_port, port_open, wait_until
-from tests.integration.harness import Mesh, consul_api, http, passing_ids, registered_ids
+from tests.integration.harness import (
+    Mesh,
+    consul_api,
+    http,
+    metrics,
+    passing_ids,
+    registered_ids,
+)
 
 ROUTES = [{"prefix": "/api/users", "service": "users", "prefix_rewrite": "/users"}]
 
@@ -142,3 +149,41 @@ def test_edge_opens_its_listener_after_the_first_catalog_or_the_timeout(mesh: Me
     body = json.loads(raw)
     assert body["status"] == 503
     assert body["service"] == "users"
+
+
+async def test_a_canary_takes_its_share_and_gives_it_back_when_down(
+    mesh: Mesh, consul: ConsulAgent
+) -> None:
+    stable, canary = mesh.app("users", "users-stable"), mesh.app("users", "users-canary")
+    mesh.sidecar(stable, "users-stable")
+    mesh.sidecar(canary, "users-canary", extra={"service": {"tags": ["canary"]}})
+    route = {**ROUTES[0], "canary": {"tag": "canary", "weight": 25, "header": "X-Canary"}}
+    edge = mesh.edge([route])
+    url = f"{edge.url}/api/users/echo"
+
+    async with aiohttp.ClientSession() as session:
+        # 400 requests at 25 %: 100 expected, sd 8.7; 50-150 is nearly six sd either way.
+        seen = await instances_hit(session, url, 400)
+        assert set(seen) == {"users-stable", "users-canary"}
+        assert 50 <= seen["users-canary"] <= 150, seen
+        # A request may name its side.
+        for value, instance in (("always", "users-canary"), ("never", "users-stable")):
+            for _ in range(10):
+                async with session.get(url, headers={"X-Canary": value}) as resp:
+                    assert (await resp.json())["instance"] == instance
+
+        # The canary goes critical: its share goes to the stable instance, asked for or not.
+        consul_api(
+            consul, "PUT", "/v1/agent/service/maintenance/users-canary?enable=true&reason=test"
+        )
+        await seconds_until_only(session, url, {"users-stable"}, limit=5)
+        async with session.get(url, headers={"X-Canary": "always"}) as resp:
+            assert resp.status == 200 and (await resp.json())["instance"] == "users-stable"
+
+    sides = {
+        labels["side"]: value
+        for labels, value in metrics(edge.admin)["meshgate_canary_requests_total"]
+        if labels["route"] == "users:/api/users"
+    }
+    assert sides["canary"] >= seen["users-canary"] + 10
+    assert sides["stable"] >= seen["users-stable"] + 10

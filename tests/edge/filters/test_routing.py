@@ -8,6 +8,7 @@ from aiohttp import web
 
 from edge.filters.routing import RoutingFilter
 from edge.routes import RouteTable, make_route
+from mesh.canary import CANARY, STABLE, Canary
 from mesh.exchange import Exchange
 from tests.mesh.telemetry.support import make_exchange
 
@@ -66,3 +67,33 @@ async def test_the_limit_travels_on_the_exchange_for_a_chunked_body() -> None:
 
     await routing(ex, record)
     assert seen == [100]  # no length to check now: the proxy bounds it as it streams
+
+
+CANARY_TABLE = RouteTable(
+    [
+        make_route(prefix="/c", service="c", source="config", canary=Canary("v2", 20, "X-Canary")),
+        make_route(prefix="/plain", service="p", source="config"),
+    ]
+)
+
+
+async def test_a_canary_route_marks_each_request_with_its_side() -> None:
+    told: list[tuple[str, str]] = []
+    rolls = iter([0.1, 0.5, 0.99, 0.0])
+    routing = RoutingFilter(
+        CANARY_TABLE, 5.0, on_canary=lambda r, s: told.append((r, s)), roll=lambda: next(rolls)
+    )
+    sides = []
+    for headers in ({}, {}, {"X-Canary": "always"}, {"X-Canary": "never"}):
+        ex = make_exchange(headers, path="/c/x", method="GET")
+        await routing(ex, _passed)
+        assert ex.canary is not None
+        sides.append(ex.canary.side)
+    # 0.1 < 20 %: canary; 0.5: stable; the header wins over the roll either way.
+    assert sides == [CANARY, STABLE, CANARY, STABLE]
+    assert told == [("c:/c", side) for side in sides]
+
+    ex = make_exchange({}, path="/plain/x", method="GET")
+    await routing(ex, _passed)
+    assert ex.canary is None  # a route without one: every healthy instance
+    assert len(told) == 4
