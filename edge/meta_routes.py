@@ -10,19 +10,25 @@ Registering a service with these meta keys is enough to expose it at the edge:
 ``meshgate-route-rewrite``      replace the prefix with this path
 ``meshgate-route-timeout``      e.g. ``5s`` or ``500ms``
 ``meshgate-route-max-body``     largest request body, e.g. ``10MB`` or ``512KiB``
+``meshgate-route-canary``       ``<tag>:<percent>``, e.g. ``canary:10``: that share
+                                to the instances with the tag (:mod:`mesh.canary`)
+``meshgate-route-canary-header`` a request header that picks the canary's side
 ==============================  ==============================================
 
 Instances of one service normally agree; if they do not, the union of the
 prefixes declared by its instances is used, and the settings of the instance
-whose id sorts first. Invalid values are reported, not fatal.
+whose id sorts first, except the canary's: a canary is usually declared by the
+canary's own instances as they are rolled out, so the first instance by id that
+declares one declares it for all. Invalid values are reported, not fatal.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from edge.routes import HTTP_METHODS, Route, make_route
+from mesh.canary import Canary
 from mesh.config.types import parse_byte_size, parse_duration
 from mesh.snapshot import ServiceEntry
 
@@ -33,6 +39,8 @@ STRIP_KEY = "meshgate-route-strip-prefix"
 REWRITE_KEY = "meshgate-route-rewrite"
 TIMEOUT_KEY = "meshgate-route-timeout"
 MAX_BODY_KEY = "meshgate-route-max-body"
+CANARY_KEY = "meshgate-route-canary"
+CANARY_HEADER_KEY = "meshgate-route-canary-header"
 
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
@@ -90,6 +98,7 @@ def routes_from_meta(entry: ServiceEntry) -> tuple[list[Route], list[MetaProblem
         rewrite = None
     if strip and rewrite is not None:
         problem(STRIP_KEY, f"ignored: {REWRITE_KEY} is set too, and the rewrite wins")
+    canary = _canary([i.meta_dict() for i in declaring], problem)
     for prefix in prefixes:
         if not prefix.startswith("/"):
             problem(PREFIX_KEY, f"prefix {prefix!r} must start with '/'")
@@ -105,9 +114,28 @@ def routes_from_meta(entry: ServiceEntry) -> tuple[list[Route], list[MetaProblem
                 prefix_rewrite=rewrite,
                 timeout=timeout,
                 max_body_size=max_body_size,
+                canary=canary,
             )
         )
     return routes, problems
+
+
+def _canary(metas: list[dict[str, str]], problem: Callable[[str, str], None]) -> Canary | None:
+    """The canary the first instance declaring one declares (None: none does, or it
+    is invalid, which is reported)."""
+    carrying = [meta for meta in metas if CANARY_KEY in meta]
+    if not carrying:
+        return None
+    meta = carrying[0]
+    tag, sep, weight_text = meta[CANARY_KEY].strip().rpartition(":")
+    try:
+        weight = float(weight_text)
+    except ValueError:
+        weight = -1.0
+    if not sep or not tag.strip() or not 0 <= weight <= 100:
+        problem(CANARY_KEY, "expected <tag>:<percent from 0 to 100>, e.g. canary:10; no canary")
+        return None
+    return Canary(tag.strip(), weight, meta.get(CANARY_HEADER_KEY) or None)
 
 
 def _split(value: str) -> list[str]:

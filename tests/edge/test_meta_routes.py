@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from edge.meta_routes import (
+    CANARY_HEADER_KEY,
+    CANARY_KEY,
     HOST_KEY,
     MAX_BODY_KEY,
     METHODS_KEY,
@@ -17,6 +19,7 @@ from edge.meta_routes import (
     routes_from_meta,
 )
 from edge.routes import Route, RouteTable
+from mesh.canary import Canary
 from mesh.snapshot import Instance, ServiceEntry
 
 
@@ -346,3 +349,21 @@ def test_meta_routes_into_a_table_conflict_by_service_name() -> None:
     match = table.match(None, "/shared/x", "GET")
     assert match.route is not None and match.route.service == "alpha"
     assert [c["ignored"]["service"] for c in table.conflicts] == ["zeta"]
+
+
+def test_a_canary_declared_by_the_canary_instances_applies_to_the_route() -> None:
+    stable = {PREFIX_KEY: "/api/users"}
+    canary = {PREFIX_KEY: "/api/users", CANARY_KEY: "v2:15", CANARY_HEADER_KEY: "X-Canary"}
+    # users-0 (stable, first by id) declares none; users-1 does, for the whole route.
+    routes, problems = routes_from_meta(_entry(stable, canary))
+    assert problems == []
+    assert [r.canary for r in routes] == [Canary("v2", 15.0, "X-Canary")]
+    routes, _ = routes_from_meta(_entry(stable, stable))
+    assert routes[0].canary is None
+
+
+@pytest.mark.parametrize("value", ["v2", "v2:", ":10", "v2:ten", "v2:101", "v2:-1", "v2:nan"])
+def test_an_invalid_canary_is_reported_and_left_out(value: str) -> None:
+    routes, problems = routes_from_meta(_entry({PREFIX_KEY: "/api/users", CANARY_KEY: value}))
+    assert [r.canary for r in routes] == [None]  # the route itself still stands
+    assert [(p.key, "e.g. canary:10" in p.problem) for p in problems] == [(CANARY_KEY, True)]

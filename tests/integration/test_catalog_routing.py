@@ -8,6 +8,7 @@ import time
 from collections import Counter
 
 import aiohttp
+import pytest
 
 from demo.processes import ConsulAgent, free_port, port_open, wait_until
 from tests.integration.harness import (
@@ -151,15 +152,31 @@ def test_edge_opens_its_listener_after_the_first_catalog_or_the_timeout(mesh: Me
     assert body["service"] == "users"
 
 
+@pytest.mark.parametrize("declared_in", ["edge config", "consul meta"])
 async def test_a_canary_takes_its_share_and_gives_it_back_when_down(
-    mesh: Mesh, consul: ConsulAgent
+    mesh: Mesh, consul: ConsulAgent, declared_in: str
 ) -> None:
     stable, canary = mesh.app("users", "users-stable"), mesh.app("users", "users-canary")
-    mesh.sidecar(stable, "users-stable")
-    mesh.sidecar(canary, "users-canary", extra={"service": {"tags": ["canary"]}})
-    route = {**ROUTES[0], "canary": {"tag": "canary", "weight": 25, "header": "X-Canary"}}
-    edge = mesh.edge([route])
+    if declared_in == "edge config":
+        mesh.sidecar(stable, "users-stable")
+        mesh.sidecar(canary, "users-canary", extra={"service": {"tags": ["canary"]}})
+        route = {**ROUTES[0], "canary": {"tag": "canary", "weight": 25, "header": "X-Canary"}}
+        edge = mesh.edge([route])
+    else:
+        # The service declares its route, and the canary's instance declares the canary.
+        meta = {"meshgate-route": "/api/users", "meshgate-route-rewrite": "/users"}
+        mesh.sidecar(stable, "users-stable", extra={"service": {"meta": meta}})
+        canary_meta = {
+            **meta,
+            "meshgate-route-canary": "canary:25",
+            "meshgate-route-canary-header": "X-Canary",
+        }
+        service = {"tags": ["canary"], "meta": canary_meta}
+        mesh.sidecar(canary, "users-canary", extra={"service": service})
+        edge = mesh.edge([])
     url = f"{edge.url}/api/users/echo"
+    # The edge may have the route before it has both instances: wait for both.
+    wait_until(lambda: passing_ids(consul, "users") == {"users-stable", "users-canary"}, 10, "both")
 
     async with aiohttp.ClientSession() as session:
         # 400 requests at 25 %: 100 expected, sd 8.7; 50-150 is nearly six sd either way.
