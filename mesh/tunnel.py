@@ -100,6 +100,8 @@ class _UpstreamSide(asyncio.Protocol):
             self.transport.resume_reading()
 
     def _send(self, client: asyncio.Transport, data: bytes) -> None:
+        if client.is_closing():
+            return  # the client is gone: the tunnel is ending (asyncio warns past 5 writes)
         flow = self.flow
         flow.to_client += len(data)
         client.write(data)
@@ -197,6 +199,10 @@ async def run_tunnel(
         # set_parser also feeds it what the client sent after the request head.
         cast(Any, request.protocol).set_parser(_ClientSide(flow, switched.transport))
         reason = await _until_ended(flow, side, request.writer, idle_timeout)
+        if reason == CLOSED_IDLE:
+            # Quiet both ways, maybe a client that stopped reading: what is still
+            # buffered for it would wait for ever; drop it with the connection.
+            client.abort()
         return response
     finally:
         switched.transport.close()  # after what is buffered for it has been written
@@ -211,10 +217,17 @@ async def _until_ended(
     loop = flow.loop
     while True:
         if side.paused:
+            # Nothing moves while the client does not read (the upstream is paused):
+            # that is quiet too, so the idle timeout bounds the wait.
             try:
-                await client.drain()
+                async with asyncio.timeout_at(flow.last_active + idle_timeout):
+                    await client.drain()
             except ConnectionResetError:
                 return CLOSED_BY_CLIENT
+            except TimeoutError:
+                if loop.time() >= flow.last_active + idle_timeout:
+                    return CLOSED_IDLE
+                continue  # the client sent meanwhile: not quiet, wait again
             side.resume()
             continue
         if side.closed:

@@ -47,6 +47,11 @@ class Front:
         )
         return value or 0.0
 
+    def connections(self) -> float:
+        """Client connections the proxy holds open now."""
+        labels = {"role": "edge", "listener": "front"}
+        return self.registry.get_sample_value("meshgate_connections", labels) or 0.0
+
     def carried(self, direction: str) -> float:
         labels = {"role": "edge", "service": "svc", "direction": direction}
         return self.registry.get_sample_value("meshgate_tunnel_bytes_total", labels) or 0.0
@@ -75,6 +80,7 @@ async def front(request: pytest.FixtureRequest, script: list[Script]) -> AsyncIt
         {"svc": ServiceEntry("svc", (Instance("svc-1", "svc", "127.0.0.1", port),))}
     )
     registry = CollectorRegistry()
+    metrics = ProxyMetrics(registry, "edge")
     transport = FastTransport()
     idle = getattr(request, "param", 30.0)
     proxy = Proxy(
@@ -82,7 +88,7 @@ async def front(request: pytest.FixtureRequest, script: list[Script]) -> AsyncIt
         lambda: snapshot,
         Balancer("round_robin"),
         ProxySettings(tunnel_idle_timeout=idle),
-        telemetry=UpstreamTelemetry(ProxyMetrics(registry, "edge")),
+        telemetry=UpstreamTelemetry(metrics),
     )
 
     async def route(ex: Exchange) -> web.StreamResponse:
@@ -98,6 +104,7 @@ async def front(request: pytest.FixtureRequest, script: list[Script]) -> AsyncIt
         0,
         shutdown_timeout=0.5,
         connections=ConnectionLimits(idle_timeout=0.3),
+        connection_observer=metrics.connection_observer("front"),
     )
     await listener.start()
     try:
@@ -305,3 +312,31 @@ async def test_a_side_that_does_not_read_stops_the_other_side(
         await asyncio.sleep(0.05)
     writer.close()
     assert got == piece * count
+
+
+@pytest.mark.parametrize("front", [1.0], indirect=True)
+async def test_a_client_that_never_reads_is_closed_as_idle(
+    front: Front, script: list[Script]
+) -> None:
+    """The upstream is paused while the client does not read, so nothing moves: that is
+    quiet, and the idle timeout ends it (rather than a wait for a drain forever)."""
+    upstream_saw_eof = asyncio.Event()
+
+    async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(SWITCHED)
+        writer.write(bytes(_kernel_allowance() + 16 * 1024 * 1024))  # more than fits anywhere
+        # The proxy closes with our bytes unread in its socket: a reset, read as b"".
+        if (await read_until_closed(reader, 30))[1] == b"":
+            upstream_saw_eof.set()
+
+    script.append(upstream)
+    _, _, writer = await _switch(front.port)  # and never read from
+    await asyncio.wait_for(upstream_saw_eof.wait(), 10)  # the proxy gave up on the client
+    assert front.closed("idle_timeout") == 1
+    # The client's connection is dropped too, not kept open to flush what it never reads.
+    for _ in range(100):
+        if front.connections() == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert front.connections() == 0
+    writer.close()
