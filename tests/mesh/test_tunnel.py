@@ -198,19 +198,19 @@ async def test_a_quiet_tunnel_is_closed_on_both_sides(front: Front, script: list
     async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(SWITCHED)
         await writer.drain()
-        await asyncio.sleep(0.5)
-        writer.write(b"tick")  # activity: the idle clock starts again
-        if await reader.read() == b"":
+        # Three ticks 0.5 s apart: 1.5 s in all, longer than the 1 s idle timeout, so
+        # the last ones only arrive if each tick started the idle clock again.
+        for _ in range(3):
+            await asyncio.sleep(0.5)
+            writer.write(b"tick")
+        if await reader.read() == b"":  # then quiet: the proxy closes
             upstream_saw_eof.set()
 
     script.append(upstream)
     _, reader, writer = await _switch(front.port)
-    took, data = await read_until_closed(reader, 5)
+    _, data = await read_until_closed(reader, 10)
     writer.close()
-    assert data == b"tick"
-    # Closed 1 s of quiet after the tick (at 0.5 s), so about 1.5 s after the switch;
-    # had the tick not counted, 1 s after the switch.
-    assert 1.25 <= took < 3.5
+    assert data == b"tick" * 3
     await asyncio.wait_for(upstream_saw_eof.wait(), 2)
     assert front.closed("idle_timeout") == 1
 
@@ -228,9 +228,8 @@ async def test_shutdown_closes_open_tunnels_after_its_grace_period(
 
     script.append(upstream)
     _, reader, writer = await _switch(front.port)
-    started = asyncio.get_running_loop().time()
-    await front.listener.stop()  # a grace period of 0.5 s, then what is open is cancelled
-    assert asyncio.get_running_loop().time() - started < 3.0
+    # A grace period of 0.5 s, then what is open is cancelled (not waited for).
+    await asyncio.wait_for(front.listener.stop(), 10)
     _, data = await read_until_closed(reader, 5)
     writer.close()
     assert data == b""
