@@ -58,20 +58,24 @@ class Ingress:
         self._upgrades = upgrades
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
-        rid = request_id.accept_or_generate(request.headers.get(request_id.HEADER))
+        headers = request.headers
+        rid = request_id.accept_or_generate(headers.get(request_id.HEADER))
+        # aiohttp's parser stops reading HTTP after a request that asks to switch, so
+        # unless it is switched (101) its connection cannot carry another request: every
+        # other answer to it closes the connection. One look-up; the rest only for such.
+        asks_upgrade = UPGRADE in headers
         try:
             raw_path, query = split_target(request.raw_path)
             path = normalise_path(raw_path)
         except PathRejected as exc:
             # Before any filter, so no trace of ours: name the caller's, if it sent one.
-            trace_id = trace_id_from_headers(request.headers)
+            trace_id = trace_id_from_headers(headers)
             problem = problem_response(
                 400, "Bad request path", exc.reason, rid, slug="bad-path", trace_id=trace_id
             )
-            if UPGRADE in request.headers:
-                problem.force_close()  # see the end of this method
+            if asks_upgrade:
+                problem.force_close()
             return _with_id(problem, rid)
-        headers = request.headers
         peer = request.remote or ""
         chain = forwarded_chain(headers.get("X-Forwarded-For"), self._trusted_hops)
         upstream = end_to_end(headers, self._drop)
@@ -93,7 +97,6 @@ class Ingress:
             upstream_headers=upstream,
         )
         ex.response_headers.append((request_id.HEADER, rid))
-        asks_upgrade = UPGRADE in headers  # one look-up; the rest only for such requests
         if asks_upgrade:
             ex.upgrade = requested_upgrade(headers, self._upgrades)
             if ex.upgrade is not None:
@@ -112,8 +115,6 @@ class Ingress:
             )
         ex.apply_response_headers(response)
         if asks_upgrade and response.status != 101:
-            # aiohttp's parser stops reading HTTP after a request that asks to switch,
-            # so the connection cannot carry another request: close it after this one.
             response.force_close()
         return response
 

@@ -18,7 +18,7 @@ from bench.instructions import callgrind_total
 from bench.proxies import haproxy_binary, nginx_binary
 from bench.slow_clients import PER_ADDRESS_LIMIT, PER_ADDRESS_TARGET
 from bench.wrk import wrk_binary
-from demo.processes import PROJECT_ROOT, BinaryNotFound, consul_binary
+from demo.processes import PROJECT_ROOT
 
 pytestmark = [
     pytest.mark.skipif(wrk_binary() is None, reason="wrk is not installed (apt-get install wrk)"),
@@ -209,25 +209,15 @@ def test_slow_clients_against_the_per_address_edge(tmp_path: Path) -> None:
     assert PER_ADDRESS_TARGET in done.stdout  # the table
 
 
-def test_slow_clients_refuses_an_unknown_target() -> None:
-    done = _bench("slow_clients", "--targets", "edge,squid", timeout=60)
+@pytest.mark.parametrize("tool", ["slow_clients", "websocket"])
+def test_an_unknown_target_is_a_usage_error(tool: str) -> None:
+    done = _bench(tool, "--targets", "edge,squid", timeout=60)
     assert done.returncode == 2
     assert "unknown target(s): squid" in done.stderr
 
 
-def _consul_installed() -> bool:
-    try:
-        consul_binary()
-    except BinaryNotFound:
-        return False
-    return True
-
-
 @pytest.mark.skipif(
     haproxy_binary() is None, reason="haproxy is not installed (apt-get install haproxy)"
-)
-@pytest.mark.skipif(
-    not _consul_installed(), reason="consul is not installed (scripts/bootstrap installs it)"
 )
 def test_websocket_echo_through_every_target(tmp_path: Path) -> None:
     """bench.websocket with 4 connections for 1 s: every target (direct, nginx, HAProxy,
@@ -264,9 +254,3 @@ def test_websocket_echo_through_every_target(tmp_path: Path) -> None:
     assert rows["direct"]["cpu_us_per_message"] is None
     assert rows["edge"]["cpu_us_per_message"] > 0
     assert "msgs/s" in done.stdout and "edge" in done.stdout  # the table
-
-
-def test_websocket_refuses_an_unknown_target() -> None:
-    done = _bench("websocket", "--targets", "edge,squid", timeout=60)
-    assert done.returncode == 2
-    assert "unknown target(s): squid" in done.stderr
