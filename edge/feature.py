@@ -2,7 +2,7 @@
 
 Authentication, rate limiting and tracing are features. Each lives in its own
 package, is built from the config by :func:`edge.features.build_features`, and
-plugs into the pipeline at one of two places:
+plugs into the pipeline at one of three places:
 
 * ``before_routing``: runs for every request, matched or not (e.g. stripping
   spoofed identity headers, tracing, access logs);
@@ -10,19 +10,28 @@ plugs into the pipeline at one of two places:
   matched :class:`edge.routes.Route`), in feature order (auth before limits);
 * ``before_proxy``: runs last, only for requests every other filter let through
   (e.g. signing the identity token, which a refused request must not pay for).
+
+The gateway asks for the filters again each time it builds the pipeline (on
+every catalog change and reload), so a feature that applies a reloaded
+configuration (``prepare_reload``, see :mod:`edge.reload`) swaps its filters in
+its commit and the next pipeline has them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry
 
 from discovery.settings import ConsulSettings
 from mesh.chain import Filter
 from mesh.snapshot import SnapshotStore
+
+if TYPE_CHECKING:
+    from edge.config import EdgeConfig
+    from edge.reloadable import Reload
 
 JsonView = Callable[[], Mapping[str, Any]]
 
@@ -53,6 +62,10 @@ class EdgeFeature(Protocol):
         """Lower-case header names the ingress removes from every request."""
         ...
 
+    def prepare_reload(self, config: EdgeConfig) -> Reload | None:
+        """This feature's part of a configuration read again (see :mod:`edge.reload`)."""
+        ...
+
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
@@ -77,6 +90,10 @@ class BaseFeature:
 
     def strip_headers(self) -> set[str]:
         return set()
+
+    def prepare_reload(self, config: EdgeConfig) -> Reload | None:
+        """Nothing applied live: a change to this feature's section waits for a restart."""
+        return None
 
     async def start(self) -> None:
         return None

@@ -1,4 +1,4 @@
-"""The edge's request pipeline, rebuilt whenever the snapshot changes.
+"""The edge's request pipeline, rebuilt whenever the snapshot changes or the config is reloaded.
 
 Filter order (outermost first): metrics → features' ``before_routing`` filters
 → routing → features' ``after_routing`` filters → their ``before_proxy``
@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from edge.config import EdgeConfig
 from edge.feature import EdgeFeature
 from edge.filters.routing import RoutingFilter
 from edge.meta_routes import MetaProblem, all_meta_routes
+from edge.reloadable import Reload
 from edge.routes import Route, RouteTable, make_route
 from mesh.chain import Filter, Handler, build_chain, fuse_adjacent
 from mesh.filters.metrics import MetricsFilter
@@ -63,6 +65,33 @@ def config_routes(config: EdgeConfig) -> list[Route]:
     ]
 
 
+@dataclass(frozen=True)
+class _RoutingSettings:
+    """What routing takes from the config, replaced whole by a reload."""
+
+    KEYS: ClassVar[tuple[str, ...]] = (
+        "routes",
+        "consul_routes",
+        "proxy.response_timeout",
+        "listen.max_body_size",
+    )
+    """The key paths these come from (applied live)."""
+
+    routes: tuple[Route, ...]
+    consul_routes: bool
+    response_timeout: float
+    max_body_size: int | None
+
+    @classmethod
+    def of(cls, config: EdgeConfig) -> _RoutingSettings:
+        return cls(
+            tuple(config_routes(config)),
+            config.consul_routes,
+            config.proxy.response_timeout,
+            config.listen.max_body_size,
+        )
+
+
 class EdgeGateway:
     def __init__(
         self,
@@ -72,16 +101,14 @@ class EdgeGateway:
         metrics: ProxyMetrics,
         features: Sequence[EdgeFeature] = (),
     ) -> None:
-        self._config = config
-        self._before = [f for feature in features for f in feature.before_routing()]
-        self._after = [f for feature in features for f in feature.after_routing()]
-        self._last = [f for feature in features for f in feature.before_proxy()]
+        self._features = tuple(features)
         self._store = store
         self._proxy = proxy
         self._metrics_filter = MetricsFilter(metrics)
         self._count_canary = metrics.count_canary
-        self._static_routes = config_routes(config)
-        self.table = RouteTable(self._static_routes)
+        self._routing = _RoutingSettings.of(config)
+        self._stages = self._collect_filters()
+        self.table = RouteTable(self._routing.routes)
         self.meta_problems: list[MetaProblem] = []
         self.handler: Handler = self._build(self.table)
         store.subscribe(self._on_snapshot)
@@ -89,25 +116,44 @@ class EdgeGateway:
     def chain(self) -> Handler:
         return self.handler
 
+    def prepare_reload(self, config: EdgeConfig) -> Reload:
+        """The config's routes and routing settings; the commit rebuilds the pipeline with
+        them and with the features' filters as they are then (commit the features first)."""
+        routing = _RoutingSettings.of(config)
+
+        def commit() -> None:
+            self._routing = routing
+            self._stages = self._collect_filters()
+            self._on_snapshot(self._store.current)
+
+        return Reload(_RoutingSettings.KEYS, commit)
+
+    def _collect_filters(self) -> tuple[list[Filter], list[Filter]]:
+        """The features' filters before routing, and after it (then before the proxy)."""
+        features = self._features
+        before = [f for feature in features for f in feature.before_routing()]
+        after = [f for feature in features for f in feature.after_routing()]
+        return before, after + [f for feature in features for f in feature.before_proxy()]
+
     def _build(self, table: RouteTable) -> Handler:
+        before, after = self._stages
         filters: list[Filter] = [
             self._metrics_filter,
-            *self._before,
+            *before,
             RoutingFilter(
                 table,
-                self._config.proxy.response_timeout,
-                self._config.listen.max_body_size,
+                self._routing.response_timeout,
+                self._routing.max_body_size,
                 on_canary=self._count_canary,
             ),
-            *self._after,
-            *self._last,
+            *after,
         ]
         return build_chain(fuse_adjacent(filters), self._proxy)
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:
-        routes = list(self._static_routes)
+        routes = list(self._routing.routes)
         problems: list[MetaProblem] = []
-        if self._config.consul_routes:
+        if self._routing.consul_routes:
             meta_routes, problems = all_meta_routes(snapshot.services.values())
             routes += meta_routes
         for p in problems:

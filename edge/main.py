@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+import signal
+from collections.abc import Callable, Mapping
 
 from prometheus_client import CollectorRegistry
 
@@ -15,7 +16,9 @@ from edge.features import build_features
 from edge.gateway import EdgeGateway
 from edge.https_redirect import HttpsRedirect
 from edge.registration import EdgeRegistration
-from edge.tls import server_ssl_context
+from edge.reload import ConfigReloader, LoggingLevel
+from edge.reloadable import Reloadable
+from edge.tls import ServerTls
 from mesh.admin import build_admin_app, readiness
 from mesh.balancing import Balancer
 from mesh.deadline import HEADER as DEADLINE_HEADER
@@ -31,7 +34,11 @@ from mesh.transport import make_transport
 log = logging.getLogger("meshgate.edge")
 
 
-async def run_edge(config: EdgeConfig) -> None:
+async def run_edge(
+    config: EdgeConfig, reload: Callable[[], EdgeConfig] | None = None, config_file: str = ""
+) -> None:
+    """Serve until SIGTERM/SIGINT, then drain. With ``reload`` (reads ``config_file`` again,
+    raising ConfigError, as at start), SIGHUP applies the file anew (:mod:`edge.reload`)."""
     store = SnapshotStore()
     registry = CollectorRegistry()
     metrics = ProxyMetrics(registry, "edge")
@@ -50,6 +57,13 @@ async def run_edge(config: EdgeConfig) -> None:
     ctx = EdgeContext(store=store, registry=registry, consul=config.consul)
     features = build_features(config, ctx)
     gateway = EdgeGateway(config, store, proxy, metrics, features)
+    tls = ServerTls(config.tls) if config.tls is not None else None
+    reloader = None
+    if reload is not None:
+        # The pipeline last: it is rebuilt from the features' new filters.
+        parts: list[Reloadable] = [LoggingLevel(), *([tls] if tls else []), *features, gateway]
+        reloader = ConfigReloader(config_file, reload, config, parts, registry)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloader.reload)
     provider = make_provider(config.discovery, config.consul, store)
     draining = False
 
@@ -62,6 +76,7 @@ async def run_edge(config: EdgeConfig) -> None:
             ready=ready,
             views={
                 "/routes": gateway.routes_view,
+                **({"/config": reloader.view} if reloader is not None else {}),
                 **{path: view for f in features for path, view in f.admin_views().items()},
             },
             registry=exposition(registry, [metrics.refresh]),
@@ -71,7 +86,7 @@ async def run_edge(config: EdgeConfig) -> None:
         reuse_port=reuse_port,
     )
     strip = {DEADLINE_HEADER.lower()} | {h for f in features for h in f.strip_headers()}
-    ssl_context = server_ssl_context(config.tls) if config.tls is not None else None
+    ssl_context = tls.context if tls is not None else None
     ingress = Ingress(
         gateway.chain,
         trusted_hops=p.trusted_hops,

@@ -4,16 +4,21 @@ With ``tls`` set, the edge's listener speaks HTTPS only (TLS 1.2 or newer,
 the certificate chain and key from files) and tells services
 ``X-Forwarded-Proto: https``. ``redirect_http`` adds a plain-HTTP listener that
 answers every request with a 308 to the same path on HTTPS
-(:mod:`edge.https_redirect`).
+(:mod:`edge.https_redirect`). :class:`ServerTls` lets a reload replace the
+certificate and key while the listener serves (see :mod:`edge.reload`).
 """
 
 from __future__ import annotations
 
 import ssl
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
+from edge.reloadable import Reload
 from mesh.config.errors import ConfigError
 from mesh.config.types import Frozen, Port
+
+if TYPE_CHECKING:
+    from edge.config import EdgeConfig
 
 _MIN_VERSION = {"TLS1.2": ssl.TLSVersion.TLSv1_2, "TLS1.3": ssl.TLSVersion.TLSv1_3}
 
@@ -59,3 +64,43 @@ def server_ssl_context(config: TlsConfig) -> ssl.SSLContext:
             config.cert_file, f"cannot load the TLS certificate and key: {exc}"
         ) from None
     return context
+
+
+class ServerTls:
+    """The listener's SSL context, whose certificate and key a reload can replace.
+
+    The listener keeps :attr:`context` for good; its SNI callback, which OpenSSL
+    calls for every ClientHello (with or without a server name), moves each new
+    handshake to the context loaded last. A reload builds that context whole from
+    the files before it is used, so a half-replaced certificate and key can never
+    be served; connections already established keep the certificate they got.
+    """
+
+    def __init__(self, config: TlsConfig) -> None:
+        self._config = config
+        self.context = server_ssl_context(config)
+        self._current = self.context
+        self.context.sni_callback = self._select
+
+    def _select(
+        self, connection: ssl.SSLObject | ssl.SSLSocket, _name: str | None, context: ssl.SSLContext
+    ) -> None:
+        current = self._current
+        if current is not context:
+            connection.context = current
+
+    def prepare_reload(self, config: EdgeConfig) -> Reload | None:
+        """The certificate and key read again (also when their paths are unchanged: that
+        is how a renewed certificate is picked up). None when the file turns TLS off;
+        ``min_version`` and ``redirect_http``, like turning TLS on or off, wait for a
+        restart. Raises ConfigError naming the file that cannot be loaded."""
+        if config.tls is None:
+            return None
+        fresh = server_ssl_context(
+            config.tls.model_copy(update={"min_version": self._config.min_version})
+        )
+
+        def commit() -> None:
+            self._current = fresh
+
+        return Reload(("tls.cert_file", "tls.key_file"), commit)

@@ -6,6 +6,9 @@ over them) and returns its exit status. The supervisor only watches:
 
 * SIGTERM or SIGINT is passed to every worker as SIGTERM; each drains as a
   single process would; the supervisor waits for all and exits 0 if all did;
+* SIGHUP is passed to every worker as it is (the edge reloads its
+  configuration, :mod:`edge.reload`); a worker ignores it until it has set
+  up its own handling, rather than dying of it while it starts;
 * a worker that exits on its own is a failure: the others are stopped the
   same way and the supervisor exits 1, for the service manager to restart
   the whole set (no silent respawning, so a crash loop is visible);
@@ -71,7 +74,13 @@ def run_workers(count: int, work: Callable[[int], int], name: str = "worker") ->
         stopping = True
         stop_all()
 
+    def on_hangup(_signum: int, _frame: FrameType | None) -> None:
+        for pid in list(workers):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGHUP)
+
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hangup)
     failed = False
     try:
         for index in range(count):
@@ -81,6 +90,7 @@ def run_workers(count: int, work: Callable[[int], int], name: str = "worker") ->
                 try:
                     for s in previous:
                         signal.signal(s, signal.SIG_DFL)
+                    signal.signal(signal.SIGHUP, signal.SIG_IGN)
                     os.setpgid(0, 0)
                     _die_with_parent()
                     code = work(index)

@@ -8,9 +8,13 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from mesh.config.errors import ConfigError
 from mesh.server import install_fast_loop
+
+if TYPE_CHECKING:
+    from edge.config import EdgeConfig
 
 EXIT_CONFIG = 2
 
@@ -23,24 +27,35 @@ def _configure_logging(level: str) -> None:
     )
 
 
-def _cmd_edge(args: argparse.Namespace) -> int:
+def _load_edge(args: argparse.Namespace) -> EdgeConfig:
+    """The edge's config file with the command line's overrides: at start and each reload."""
     from edge.config import load_edge_config
-    from edge.main import run_edge
 
     config = load_edge_config(args.config)
     if args.workers is not None:
         config = config.model_copy(update={"workers": args.workers})
     if config.workers > 1 and 0 in (config.listen.port, config.admin.port):
         raise ConfigError(args.config, "several workers need fixed ports (not 0)", "workers")
+    return config
+
+
+def _cmd_edge(args: argparse.Namespace) -> int:
+    from edge.main import run_edge
+
+    config = _load_edge(args)
     _configure_logging(config.logging.level)
     install_fast_loop()
+
+    def serve() -> None:
+        asyncio.run(run_edge(config, lambda: _load_edge(args), args.config))
+
     if config.workers == 1:
-        asyncio.run(run_edge(config))
+        serve()
         return 0
     from mesh.workers import run_workers
 
     def work(_index: int) -> int:
-        asyncio.run(run_edge(config))
+        serve()
         return 0
 
     return run_workers(config.workers, work, name="edge worker")

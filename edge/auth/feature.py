@@ -42,11 +42,13 @@ from edge.auth.jwks_http import HttpJwksFetcher, UrlSource
 from edge.auth.jwt_verifier import JwtSettings, JwtVerifier
 from edge.auth.policy import RoutePolicies, RoutePolicy
 from edge.auth.service_url import ServiceUrl
+from edge.config import EdgeConfig
 from edge.feature import BaseFeature, EdgeContext, JsonView
 from edge.filters.authenticate import AuthenticateFilter
 from edge.filters.identity_headers import IdentityHeadersFilter
 from edge.filters.identity_token import IdentityTokenFilter
 from edge.filters.strip_identity import StripIdentityFilter
+from edge.reloadable import Reload, ReloadRefused
 from mesh.chain import Filter
 from mesh.config.errors import ConfigError
 from mesh.identity.keys import IdentityKeyError, generate_signing_key, load_signing_key
@@ -144,6 +146,20 @@ class AuthFeature(BaseFeature):
 
     def strip_headers(self) -> set[str]:
         return {name.lower() for name in self._managed}
+
+    def prepare_reload(self, config: EdgeConfig) -> Reload | None:
+        """Applies nothing (the ``auth`` section waits for a restart), but refuses a file
+        whose routes need an authentication method the running edge lacks: loaded, such a
+        route would fail every request rather than check it."""
+        for i, route in enumerate(config.routes):
+            problem = self._config.route_problem(route.auth)
+            if problem is not None:
+                raise ReloadRefused(
+                    f"routes[{i}].auth",
+                    f"{problem} in the auth settings the edge started with "
+                    "(auth changes take effect at the next restart)",
+                )
+        return None
 
     def admin_views(self) -> Mapping[str, JsonView]:
         views: dict[str, JsonView] = {"/auth": self.view}

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter
 
+from edge.config import EdgeConfig
 from edge.cors.config import CorsConfig
 from edge.cors.policy import CorsPolicy
 from edge.feature import BaseFeature
 from edge.filters.cors import CorsFilter
+from edge.reloadable import Reload
 from mesh.chain import Filter
 
 
@@ -27,7 +29,19 @@ class CorsFeature(BaseFeature):
         def on_preflight(ok: bool) -> None:
             (allowed if ok else refused).inc()
 
+        self._on_preflight = on_preflight
         self._filter = CorsFilter(CorsPolicy(config), on_preflight)
 
     def before_routing(self) -> list[Filter]:
         return [self._filter]
+
+    def prepare_reload(self, config: EdgeConfig) -> Reload | None:
+        """The new policy; None when the file turns CORS off (that waits for a restart)."""
+        if config.cors is None:
+            return None
+        cors_filter = CorsFilter(CorsPolicy(config.cors), self._on_preflight)
+
+        def commit() -> None:
+            self._filter = cors_filter
+
+        return Reload(("cors",), commit)

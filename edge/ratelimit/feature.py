@@ -23,14 +23,17 @@ from typing import Any
 
 from prometheus_client import Gauge
 
+from edge.config import EdgeConfig
 from edge.feature import BaseFeature, EdgeContext, JsonView
 from edge.filters.rate_limit import RateLimitFilter
+from edge.gateway import config_routes
 from edge.ratelimit.config import RateLimitsConfig
 from edge.ratelimit.instances import HealthyEdges
 from edge.ratelimit.overview import overview, redacted_url
 from edge.ratelimit.policies import PolicyBook
 from edge.ratelimit.prometheus import PrometheusObserver
 from edge.ratelimit.redis_limiter import RedisLimiter
+from edge.reloadable import Reload
 from edge.routes import Route
 from mesh.chain import Filter
 
@@ -55,7 +58,7 @@ class RateLimitFeature(BaseFeature):
 
         ``routes``: the config's routes, for the admin view.
         """
-        self._config = config
+        self._redis = config.redis
         self._routes = tuple(routes)
         self._book = PolicyBook(config)
         edges_gauge = Gauge(
@@ -78,6 +81,20 @@ class RateLimitFeature(BaseFeature):
     def admin_views(self) -> Mapping[str, JsonView]:
         return {"/ratelimits": self.view}
 
+    def prepare_reload(self, config: EdgeConfig) -> Reload | None:
+        """New policies, on the same Redis client and the same fallback; None when the
+        file turns rate limits off (that, like a Redis change, waits for a restart)."""
+        if not config.rate_limits.enabled:
+            return None
+        book = PolicyBook(config.rate_limits)
+        limiter_filter = RateLimitFilter(book, self.limiter)
+        routes = tuple(config_routes(config))
+
+        def commit() -> None:
+            self._book, self._filter, self._routes = book, limiter_filter, routes
+
+        return Reload(("rate_limits.policies", "rate_limits.default_policies"), commit)
+
     async def start(self) -> None:
         await self.limiter.start(timeout_s=_START_TIMEOUT_S)
 
@@ -86,7 +103,7 @@ class RateLimitFeature(BaseFeature):
 
     def view(self) -> dict[str, Any]:
         """The ``/ratelimits`` document (see :func:`edge.ratelimit.overview.overview`)."""
-        redis = self._config.redis
+        redis = self._redis
         return overview(
             self._book,
             self._routes,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from pathlib import Path
 
@@ -10,8 +11,9 @@ import trustme
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
+from edge.config import EdgeConfig
 from edge.https_redirect import HttpsRedirect, https_location
-from edge.tls import TlsConfig, server_ssl_context
+from edge.tls import ServerTls, TlsConfig, server_ssl_context
 from mesh.config.errors import ConfigError
 
 
@@ -80,3 +82,58 @@ async def test_redirect_handler() -> None:
     assert response.headers["X-Request-Id"]
     bad = await handler(make_mocked_request("GET", "/", headers={"Host": "bad host"}))
     assert bad.status == 400
+
+
+# -- ServerTls: the certificate replaced while serving -----------------------------------
+
+
+def _issue(ca: trustme.CA, cert_file: Path, key_file: Path) -> bytes:
+    """A new certificate for 127.0.0.1 written to the files; its DER form."""
+    cert = ca.issue_cert("127.0.0.1")
+    cert_file.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    cert.private_key_pem.write_to_path(str(key_file))
+    return ssl.PEM_cert_to_DER_cert(cert.cert_chain_pems[0].bytes().decode())
+
+
+async def _served(port: int, client: ssl.SSLContext) -> bytes:
+    # An IP address as the name: Python sends no SNI, so this also shows the switch
+    # happens for clients that name no server.
+    _, writer = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=client, server_hostname="127.0.0.1"
+    )
+    der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    writer.close()
+    return bytes(der)
+
+
+async def test_server_tls_serves_the_reloaded_certificate_to_new_handshakes(
+    tmp_path: Path,
+) -> None:
+    ca = trustme.CA()
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    first = _issue(ca, cert_file, key_file)
+    config = EdgeConfig(tls=TlsConfig(cert_file=str(cert_file), key_file=str(key_file)))
+    assert config.tls is not None
+    tls = ServerTls(config.tls)
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0, ssl=tls.context)
+    port = server.sockets[0].getsockname()[1]
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    try:
+        assert await _served(port, client) == first
+        second = _issue(ca, cert_file, key_file)
+        reload = tls.prepare_reload(config)
+        assert reload is not None and reload.keys == ("tls.cert_file", "tls.key_file")
+        assert await _served(port, client) == first  # prepared, not committed
+        reload.commit()
+        assert await _served(port, client) == second
+
+        # A key of another certificate: refused whole, the served pair untouched.
+        key_file.write_bytes(ca.issue_cert("other").private_key_pem.bytes())
+        with pytest.raises(ConfigError, match="cannot load the TLS certificate"):
+            tls.prepare_reload(config)
+        assert await _served(port, client) == second
+        assert tls.prepare_reload(EdgeConfig()) is None  # TLS off waits for a restart
+    finally:
+        server.close()
+        await server.wait_closed()

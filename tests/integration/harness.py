@@ -91,6 +91,8 @@ class Edge:
     port: int
     admin: int
     process: ManagedProcess
+    config_path: Path
+    """The file it was started with (and reads again on SIGHUP)."""
 
     @property
     def url(self) -> str:
@@ -199,7 +201,7 @@ class Mesh:
         proc = self._spawn(f"edge-{port}", meshgate_argv("edge", "--config", str(path)))
         if wait_ready:
             self.wait_ready(proc, admin, serving=(port,))
-        return Edge(port, admin, proc)
+        return Edge(port, admin, proc, path)
 
     def wait_ready(
         self, proc: ManagedProcess, admin: int, serving: Sequence[int] = (), timeout: float = 20
