@@ -15,7 +15,9 @@ from typing import Any
 import yaml
 from prometheus_client import CollectorRegistry
 
+from edge.config import EdgeConfig
 from edge.ratelimit.prometheus import PrometheusObserver
+from edge.reload import ConfigReloader
 from mesh.telemetry.metrics import ProxyMetrics, RefreshMetrics
 from sidecar.guards import GuardRegistry
 from sidecar.resilience_config import ResilienceConfig
@@ -40,6 +42,7 @@ def exported_series() -> set[str]:
     guards = GuardRegistry(ResilienceConfig(), on_transition=transitions)
     guards.for_service("inventory")
     registry.register(ResilienceCollector(guards, transitions))
+    ConfigReloader("edge.yaml", EdgeConfig, EdgeConfig(), [], registry)
     names: set[str] = set()
     for family in registry.collect():
         names.update(family.name + suffix for suffix in _SUFFIXES[family.type])
@@ -73,6 +76,8 @@ def test_every_dashboard_query_names_an_exported_series() -> None:
         "meshgate_tunnels",
         "meshgate_tunnels_closed_total",
         "meshgate_tunnel_bytes_total",
+        "meshgate_config_reloads_total",
+        "meshgate_config_restart_pending",
     ):
         assert wanted in used, wanted
 
