@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from discovery.settings import ConsulSettings, DiscoverySettings
 from edge.auth.config import AuthConfig, RouteAuthConfig
+from edge.compression.config import CompressionConfig
 from edge.cors.config import CorsConfig
 from edge.ratelimit.config import RateLimitsConfig
 from edge.registration import EdgeRegistrationConfig
@@ -59,6 +60,9 @@ class RouteConfig(Frozen):
     """Largest request body this route takes (413 past it); default: ``listen.max_body_size``."""
     canary: CanaryConfig | None = None
     """Send a share of the requests to the instances with a tag; null: every healthy one."""
+    compression: bool | None = None
+    """false: never compress this route's answers (with a ``compression`` section);
+    null or true: as that section says."""
 
     @field_validator("prefix", "prefix_rewrite")
     @classmethod
@@ -132,6 +136,8 @@ class EdgeConfig(Frozen):
     cors: CorsConfig | None = None
     """Which web origins browsers may call the edge from (CORS); null: no CORS headers,
     and a preflight goes on like any request."""
+    compression: CompressionConfig | None = None
+    """Gzip the services' answers for clients that accept it; null: sent as they come."""
     routes: tuple[RouteConfig, ...] = ()
     consul_routes: bool = True
     """Also expose the routes services declare in their Consul meta."""

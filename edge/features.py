@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from edge.auth.feature import AuthFeature
+from edge.compression.feature import CompressionFeature
 from edge.config import EdgeConfig
 from edge.cors.feature import CorsFeature
 from edge.feature import EdgeContext, EdgeFeature
@@ -31,4 +32,7 @@ def build_features(config: EdgeConfig, ctx: EdgeContext) -> list[EdgeFeature]:
                 routes=config_routes(config),
             )
         )
+    if config.compression is not None:
+        # Last: its filter only marks the request; a refused one never reaches the proxy.
+        features.append(CompressionFeature(config.compression, ctx.registry))
     return features

@@ -145,6 +145,8 @@ class ConfigReloader:
             return self._refuse(now, str(exc))
         except ReloadRefused as exc:
             return self._refuse(now, str(ConfigError(self.file, exc.problem, exc.key_path)))
+        except ValueError as exc:  # a part's own check, beyond what loading validates
+            return self._refuse(now, str(ConfigError(self.file, str(exc))))
         for reload in prepared:
             reload.commit()
         live = [key for reload in prepared for key in reload.keys]

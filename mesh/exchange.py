@@ -22,6 +22,7 @@ from mesh.snapshot import Instance
 
 if TYPE_CHECKING:
     from mesh.canary import CanaryChoice
+    from mesh.http.compression import ResponseCompression
     from mesh.telemetry.tracing import HopTrace
 
 
@@ -70,6 +71,9 @@ class Exchange:
     vary: str = ""
     """Request headers the answer depends on, added to the response's ``Vary`` (merged
     with whatever the upstream's says), e.g. ``Origin`` for CORS; "" for none."""
+    compression: ResponseCompression | None = None
+    """How the service's answer may be compressed for the client (set by the edge's
+    compression filter); None: sent as the service encoded it."""
     attrs: dict[str, Any] = field(default_factory=dict)
     upstream_header_block: str = ""
     """Header lines sent upstream after ``upstream_headers``, already rendered:

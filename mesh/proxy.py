@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.web import ContentCoding
 from multidict import CIMultiDict
 
 from mesh.balancing import Balancer
@@ -183,14 +184,22 @@ async def stream_response(ex: Exchange, upstream: UpstreamResponse) -> web.Strea
     headers = end_to_end(upstream.headers)
     length = headers.popall("Content-Length", None)
     size = int(length[0]) if length and len(length) == 1 and length[0].isdigit() else None
-    bodyless = ex.request.method == "HEAD" or upstream.status in _BODYLESS_STATUS
+    method = ex.request.method
+    bodyless = method == "HEAD" or upstream.status in _BODYLESS_STATUS
+    compression = ex.compression
+    gzip = compression is not None and compression.decide(
+        method, ex.request.headers.get("Accept-Encoding"), upstream.status, headers, size
+    )
     if size is not None and size <= SMALL_BODY and not bodyless:
-        return await _whole_response(ex, upstream, headers)
+        return await _whole_response(ex, upstream, headers, gzip)
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
     try:
         response.headers.extend(headers)
         ex.apply_response_headers(response)
-        if size is not None:
+        if gzip:
+            # aiohttp's writer compresses each chunk and sends the body chunked.
+            response.enable_compression(ContentCoding.gzip)
+        elif size is not None:
             if bodyless:
                 response.headers["Content-Length"] = str(size)
             else:
@@ -212,9 +221,10 @@ async def stream_response(ex: Exchange, upstream: UpstreamResponse) -> web.Strea
 
 
 async def _whole_response(
-    ex: Exchange, upstream: UpstreamResponse, headers: CIMultiDict[str]
+    ex: Exchange, upstream: UpstreamResponse, headers: CIMultiDict[str], gzip: bool = False
 ) -> web.StreamResponse:
-    """A small body of known length is read whole and sent in one write.
+    """A small body of known length is read whole and sent in one write (gzipped whole
+    with ``gzip``, its ``Content-Length`` the compressed one's).
 
     Cheaper than streaming (one write, no chunk loop), and an upstream that
     fails mid-body still gets an honest 502 since nothing was sent yet.
@@ -231,6 +241,8 @@ async def _whole_response(
         status=upstream.status, reason=upstream.reason, body=b"".join(parts), headers=headers
     )
     ex.apply_response_headers(response)
+    if gzip:
+        response.enable_compression(ContentCoding.gzip)
     return response
 
 

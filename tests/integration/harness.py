@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 import time
 import urllib.error
@@ -324,6 +325,36 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+# -- configuration reloads ------------------------------------------------------------
+
+
+def rewrite(edge: Edge, **changes: Any) -> None:
+    """Replace top-level keys of the edge's config file (a key set to None is removed)."""
+    config = yaml.safe_load(edge.config_path.read_text())
+    for key, value in changes.items():
+        if value is None:
+            config.pop(key, None)
+        else:
+            config[key] = value
+    edge.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def reloads(edge: Edge) -> dict[str, float]:
+    return {
+        labels["outcome"]: value
+        for labels, value in metrics(edge.admin).get("meshgate_config_reloads_total", [])
+    }
+
+
+def hang_up(edge: Edge, outcome: str, count: float = 1) -> dict[str, Any]:
+    """SIGHUP, then wait until ``outcome`` has been counted ``count`` times; ``/config``."""
+    edge.process.send_signal(signal.SIGHUP)
+    wait_until(lambda: reloads(edge).get(outcome) == count, 10, f"reload {outcome}")
+    with urllib.request.urlopen(f"http://127.0.0.1:{edge.admin}/config", timeout=5) as resp:
+        view: dict[str, Any] = json.loads(resp.read())
+    return view
 
 
 __all__ = ["App", "Edge", "Mesh", "Sidecar", "port_open"]

@@ -10,49 +10,27 @@ all reload on the supervisor's SIGHUP.
 from __future__ import annotations
 
 import json
-import signal
 import socket
 import ssl
 import threading
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 import trustme
-import yaml
 
 from demo.processes import RedisServer, wait_until
-from tests.integration.harness import Edge, Mesh, descendants, http, metrics
+from tests.integration.harness import (
+    Edge,
+    Mesh,
+    descendants,
+    hang_up,
+    http,
+    metrics,
+    reloads,
+    rewrite,
+)
 
 USERS = {"prefix": "/api/users", "service": "users", "prefix_rewrite": "/users"}
 USERS_V2 = {"prefix": "/v2/users", "service": "users", "prefix_rewrite": "/users"}
-
-
-def rewrite(edge: Edge, **changes: Any) -> None:
-    """Replace top-level keys of the edge's config file (a key set to None is removed)."""
-    config = yaml.safe_load(edge.config_path.read_text())
-    for key, value in changes.items():
-        if value is None:
-            config.pop(key, None)
-        else:
-            config[key] = value
-    edge.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-
-
-def reloads(edge: Edge) -> dict[str, float]:
-    return {
-        labels["outcome"]: value
-        for labels, value in metrics(edge.admin).get("meshgate_config_reloads_total", [])
-    }
-
-
-def hang_up(edge: Edge, outcome: str, count: float = 1) -> dict[str, Any]:
-    """SIGHUP, then wait until ``outcome`` has been counted ``count`` times; ``/config``."""
-    edge.process.send_signal(signal.SIGHUP)
-    wait_until(lambda: reloads(edge).get(outcome) == count, 10, f"reload {outcome}")
-    with urllib.request.urlopen(f"http://127.0.0.1:{edge.admin}/config", timeout=5) as resp:
-        view: dict[str, Any] = json.loads(resp.read())
-    return view
 
 
 def gauge(edge: Edge, name: str) -> float:
