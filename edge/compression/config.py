@@ -31,7 +31,7 @@ class CompressionConfig(Frozen):
     """Gzip the services' answers for clients that accept it (see
     :mod:`mesh.http.compression` for when an answer is left alone)."""
 
-    min_size: ByteSize = Field(default=1024, ge=1)
+    min_size: ByteSize = 1024
     """Answers declaring a smaller ``Content-Length`` are sent as they are (gzip's
     framing would outweigh the saving); answers of unknown length are compressed."""
     content_types: tuple[str, ...] = Field(default=DEFAULT_CONTENT_TYPES, min_length=1)
