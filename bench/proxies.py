@@ -14,6 +14,25 @@ from bench.context import BenchContext, ScenarioFailed
 from demo.processes import ManagedProcess, free_port
 
 UPSTREAM_BODY = '{"ok":true}'
+BIG_PATH = "/big.json"
+BIG_BODY = (
+    '{"items":['
+    + ",".join(
+        f'{{"id":{i},"name":"item-{i}","price":{i * 37 % 1000}.{i % 100:02d},'
+        f'"tags":["mesh","bench","{"abcdefgh"[i % 8]}"],"stock":{i * 13 % 97}}}'
+        for i in range(120)
+    )
+    + "]}"
+)
+"""About 10 KB of JSON at :data:`BIG_PATH`, for the compression scenarios (gzip: ~2 KB)."""
+GZIP_DIRECTIVES = """\
+        gzip on;
+        gzip_types application/json;
+        gzip_min_length 1024;
+        gzip_comp_level 6;
+        gzip_proxied any;
+        gzip_vary on;"""
+"""nginx's gzip as the edge's ``compression`` does it (zlib level 6, as aiohttp's)."""
 
 
 def nginx_binary() -> str | None:
@@ -57,7 +76,8 @@ http {{
 """
 
 
-def upstream_server_block(port: int) -> str:
+def upstream_server_block(port: int, big_file: Path) -> str:
+    """``{"ok":true}`` at every path but :data:`BIG_PATH`, served from ``big_file``."""
     return f"""\
     server {{
         listen 127.0.0.1:{port} backlog=4096;
@@ -65,10 +85,14 @@ def upstream_server_block(port: int) -> str:
         location / {{
             return 200 '{UPSTREAM_BODY}';
         }}
+        location = {BIG_PATH} {{
+            alias {big_file};
+        }}
     }}"""
 
 
-def proxy_server_block(port: int, upstream_port: int) -> str:
+def proxy_server_block(port: int, upstream_port: int, gzip: bool = False) -> str:
+    """nginx proxying to ``upstream_port``; with ``gzip``, compressing JSON answers."""
     return f"""\
     upstream bench_upstream {{
         server 127.0.0.1:{upstream_port};
@@ -78,6 +102,7 @@ def proxy_server_block(port: int, upstream_port: int) -> str:
 
     server {{
         listen 127.0.0.1:{port} backlog=4096;
+{GZIP_DIRECTIVES if gzip else ""}
         location / {{
             proxy_pass http://bench_upstream;
             proxy_http_version 1.1;
@@ -158,13 +183,16 @@ def start_nginx(ctx: BenchContext, name: str, http_body: str, port: int) -> str:
 def start_upstream(ctx: BenchContext) -> int:
     """The nginx every scenario ends at, serving ``{"ok":true}``; returns its port."""
     port = free_port()
-    start_nginx(ctx, "nginx-upstream", upstream_server_block(port), port)
+    big_file = ctx.path("big.json")
+    big_file.write_text(BIG_BODY)
+    start_nginx(ctx, "nginx-upstream", upstream_server_block(port, big_file), port)
     return port
 
 
-def start_nginx_proxy(ctx: BenchContext) -> str:
+def start_nginx_proxy(ctx: BenchContext, gzip: bool = False) -> str:
     port = free_port()
-    return start_nginx(ctx, "nginx-proxy", proxy_server_block(port, ctx.upstream_port), port)
+    block = proxy_server_block(port, ctx.upstream_port, gzip)
+    return start_nginx(ctx, "nginx-gzip-proxy" if gzip else "nginx-proxy", block, port)
 
 
 def start_nginx_ws_proxy(ctx: BenchContext) -> str:

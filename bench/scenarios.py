@@ -18,7 +18,9 @@ Adding one:
 from __future__ import annotations
 
 import contextlib
+import gzip
 import sys
+import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -32,9 +34,9 @@ from bench.auth_nodes import (
     jwt_edge_config,
     jwt_headers,
 )
-from bench.context import BenchContext
+from bench.context import BenchContext, ScenarioFailed
 from bench.mesh_nodes import register_upstream, start_edge, start_sidecar
-from bench.proxies import start_haproxy, start_nginx_proxy
+from bench.proxies import BIG_BODY, BIG_PATH, start_haproxy, start_nginx_proxy
 from bench.ratelimit_nodes import (
     MANY_CALLERS,
     hot_key_edge_config,
@@ -143,6 +145,33 @@ def haproxy(ctx: BenchContext) -> Target:
     return Target(f"{start_haproxy(ctx)}/")
 
 
+GZIP_ACCEPT = {"Accept-Encoding": "gzip"}
+
+
+def require_encoding(url: str, headers: Mapping[str, str], encoding: str | None) -> None:
+    """Raise ScenarioFailed unless GET ``url`` answers with this ``Content-Encoding`` (None:
+    without one), so that a compression scenario cannot measure uncompressed answers."""
+    req = urllib.request.Request(url, headers=dict(headers))
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        found = resp.headers.get("Content-Encoding")
+        body = resp.read()
+    if found != encoding:
+        raise ScenarioFailed(f"{url} answered Content-Encoding {found!r}, not {encoding!r}")
+    size = len(gzip.decompress(body) if encoding == "gzip" else body)
+    if size != len(BIG_BODY):
+        raise ScenarioFailed(f"{url} answered {size} bytes, not {len(BIG_BODY)}")
+
+
+@scenario(
+    "nginx+gzip",
+    f"nginx proxying the upstream's 10 KB JSON ({BIG_PATH}), gzipped (level 6) for the client",
+)
+def nginx_gzip(ctx: BenchContext) -> Target:
+    url = f"{start_nginx_proxy(ctx, gzip=True)}{BIG_PATH}"
+    require_encoding(url, GZIP_ACCEPT, "gzip")
+    return Target(url, GZIP_ACCEPT)
+
+
 @dataclass(frozen=True)
 class EdgeScenario(Scenario):
     """The meshgate edge, routing ``/`` to a service it finds in Consul.
@@ -166,6 +195,9 @@ class EdgeScenario(Scenario):
     """Writes a wrk Lua script into the work directory and returns its path (``wrk -s``)."""
     compare_with: str | None = None
     """See :attr:`Scenario.compare_with`."""
+    content_encoding: str | None = None
+    """With ``path`` :data:`BIG_PATH`: the ``Content-Encoding`` the answer must have
+    (checked once before measuring; None: none)."""
     warm_requests: int = 0
     """Requests one warm-up run must complete before a measurement counts, for a
     scenario whose steady state needs them (the many-callers script starts its
@@ -186,6 +218,8 @@ class EdgeScenario(Scenario):
         headers = dict(_resolve(self.headers, ctx))
         url = f"{edge.url}{self.path}"
         ctx.wait_serving(url, [edge.process], headers)
+        if self.path == BIG_PATH:
+            require_encoding(url, headers, self.content_encoding)
         return Target(url, headers, self.script(ctx) if self.script is not None else None)
 
 
@@ -310,6 +344,23 @@ SCENARIOS: dict[str, Scenario] = {
             compare_with="edge",
             extra_config=hot_key_edge_config,
             description="edge with a global rate limit in Redis, one hot key for every request",
+        ),
+        nginx_gzip,
+        EdgeScenario(
+            "edge+big",
+            path=BIG_PATH,
+            headers=GZIP_ACCEPT,
+            description=f"edge (defaults) → the upstream's 10 KB JSON ({BIG_PATH}), sent as "
+            "it comes: edge+gzip's baseline",
+        ),
+        EdgeScenario(
+            "edge+gzip",
+            compare_with="edge+big",
+            extra_config={"compression": {}},
+            path=BIG_PATH,
+            headers=GZIP_ACCEPT,
+            content_encoding="gzip",
+            description="edge+big with compression on: the 10 KB JSON gzipped for the client",
         ),
         EdgeScenario(
             "edge+ratelimit-local",

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
-from aiohttp.web import ContentCoding
 from multidict import CIMultiDict
 
 from mesh.balancing import Balancer
@@ -25,6 +24,7 @@ from mesh.config.sections import ProxyConfig
 from mesh.deadline import HEADER as DEADLINE_HEADER
 from mesh.deadline import format_remaining
 from mesh.exchange import Exchange
+from mesh.http.compression import ResponseCompression
 from mesh.http.headers import end_to_end
 from mesh.snapshot import Instance, Snapshot
 from mesh.telemetry.upstream import UpstreamTelemetry
@@ -191,15 +191,18 @@ async def stream_response(ex: Exchange, upstream: UpstreamResponse) -> web.Strea
         method, ex.request.headers.get("Accept-Encoding"), upstream.status, headers, size
     )
     if size is not None and size <= SMALL_BODY and not bodyless:
-        return await _whole_response(ex, upstream, headers, gzip)
+        return await _whole_response(ex, upstream, headers, compression if gzip else None)
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
     try:
         response.headers.extend(headers)
         ex.apply_response_headers(response)
-        if gzip:
-            # aiohttp's writer compresses each chunk and sends the body chunked.
-            response.enable_compression(ContentCoding.gzip)
-        elif size is not None:
+        if compression is not None and gzip:
+            # Without a length the body goes chunked: compressed as it comes, streamed.
+            response.headers["Content-Encoding"] = "gzip"
+            await response.prepare(ex.request)
+            await _write_gzipped(response, upstream, compression)
+            return response
+        if size is not None:
             if bodyless:
                 response.headers["Content-Length"] = str(size)
             else:
@@ -220,11 +223,27 @@ async def stream_response(ex: Exchange, upstream: UpstreamResponse) -> web.Strea
         upstream.release()
 
 
+async def _write_gzipped(
+    response: web.StreamResponse, upstream: UpstreamResponse, compression: ResponseCompression
+) -> None:
+    """The upstream's body, gzipped piece by piece as it arrives, then the gzip trailer."""
+    compressor = compression.compressor()
+    async for chunk in upstream.chunks():
+        data = compressor.compress(chunk)
+        if data:  # zlib keeps small pieces until it has enough to compress
+            await response.write(data)
+    await response.write(compressor.flush())
+    await response.write_eof()
+
+
 async def _whole_response(
-    ex: Exchange, upstream: UpstreamResponse, headers: CIMultiDict[str], gzip: bool = False
+    ex: Exchange,
+    upstream: UpstreamResponse,
+    headers: CIMultiDict[str],
+    gzip: ResponseCompression | None = None,
 ) -> web.StreamResponse:
     """A small body of known length is read whole and sent in one write (gzipped whole
-    with ``gzip``, its ``Content-Length`` the compressed one's).
+    by ``gzip`` when given, its ``Content-Length`` the compressed one's).
 
     Cheaper than streaming (one write, no chunk loop), and an upstream that
     fails mid-body still gets an honest 502 since nothing was sent yet.
@@ -237,12 +256,14 @@ async def _whole_response(
         return bad_gateway(ex, str(exc))
     finally:
         upstream.release()
+    body = b"".join(parts)
+    if gzip is not None:
+        body = gzip.gzip(body)
+        headers["Content-Encoding"] = "gzip"
     response = web.Response(
-        status=upstream.status, reason=upstream.reason, body=b"".join(parts), headers=headers
+        status=upstream.status, reason=upstream.reason, body=body, headers=headers
     )
     ex.apply_response_headers(response)
-    if gzip:
-        response.enable_compression(ContentCoding.gzip)
     return response
 
 

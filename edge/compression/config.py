@@ -36,6 +36,8 @@ class CompressionConfig(Frozen):
     framing would outweigh the saving); answers of unknown length are compressed."""
     content_types: tuple[str, ...] = Field(default=DEFAULT_CONTENT_TYPES, min_length=1)
     """Media types compressed: ``type/subtype``, ``type/*`` or ``type/*+suffix``."""
+    level: int = Field(default=6, ge=1, le=9)
+    """zlib's level: 1 is fastest, 9 smallest; 6 is zlib's own default."""
 
     @field_validator("content_types")
     @classmethod

@@ -27,7 +27,9 @@ class CompressionFeature(BaseFeature):
         self._filter = self._make_filter(config)
 
     def _make_filter(self, config: CompressionConfig) -> CompressionFilter:
-        policy = ResponseCompression(config.content_types, config.min_size, self._count)
+        policy = ResponseCompression(
+            config.content_types, config.min_size, self._count, level=config.level
+        )
         return CompressionFilter(policy)
 
     def after_routing(self) -> list[Filter]:

@@ -19,13 +19,17 @@ are known, whether its body is gzipped, and edits those headers to match:
   another; a compressed one's strong ``ETag`` becomes weak (the bytes differ,
   as nginx does).
 
-The bytes are compressed by aiohttp's own writer (zlib, level 6), chunk by
-chunk: a streamed body stays streamed, and aiohttp moves a large chunk's
-compression off the event loop.
+The bytes are compressed with zlib at the configured level, in the event loop
+as nginx does: a whole small body at once (its ``Content-Length`` the
+compressed one's), a streamed body chunk by chunk as it arrives (sent chunked:
+it stays streamed). Compressing in a thread instead (aiohttp's writer sends
+any chunk over 4 KiB to one) cost more than the compression itself when
+measured on one core (``bench/README.md``, "Compression").
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Final
 
@@ -37,6 +41,8 @@ GZIP: Final = "gzip"
 NEVER_COMPRESSED: Final = frozenset({"text/event-stream"})
 """Content types that are never compressed, whatever is configured."""
 _BODYLESS_STATUS = frozenset({204, 304})
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
+"""zlib's window bits for a gzip header and trailer."""
 _MEMO_MAX = 256
 """``Accept-Encoding`` values remembered (clients send few distinct ones)."""
 
@@ -139,10 +145,13 @@ class ResponseCompression:
         content_types: Iterable[str],
         min_size: int,
         on_compress: Callable[[], None] | None = None,
+        level: int = 6,
     ) -> None:
-        """``on_compress`` is called once for every response that is compressed."""
+        """``on_compress`` is called once for every response that is compressed; ``level``
+        is zlib's, 1 (fastest) to 9 (smallest)."""
         self.content_types = ContentTypes(content_types)
         self.min_size = min_size
+        self.level = level
         self._on_compress = on_compress
         self._accepts: dict[str, bool] = {}
 
@@ -195,3 +204,12 @@ class ResponseCompression:
         if self._on_compress is not None:
             self._on_compress()
         return True
+
+    def compressor(self) -> zlib._Compress:
+        """A gzip stream for one body: ``compress(chunk)`` for each piece, then ``flush()``."""
+        return zlib.compressobj(self.level, zlib.DEFLATED, _GZIP_WBITS)
+
+    def gzip(self, body: bytes) -> bytes:
+        """A whole body gzipped."""
+        compressor = self.compressor()
+        return compressor.compress(body) + compressor.flush()

@@ -254,3 +254,29 @@ def test_websocket_echo_through_every_target(tmp_path: Path) -> None:
     assert rows["direct"]["cpu_us_per_message"] is None
     assert rows["edge"]["cpu_us_per_message"] > 0
     assert "msgs/s" in done.stdout and "edge" in done.stdout  # the table
+
+
+def test_compression_scenarios_measure_what_they_name(tmp_path: Path) -> None:
+    """nginx+gzip, edge+big and edge+gzip for 1 s: each starts (which checks its answer's
+    encoding and decoded size) and is loaded without error."""
+    out = tmp_path / "results.json"
+    done = _bench(
+        "run",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+        "--scenarios",
+        "nginx+gzip,edge+big,edge+gzip",
+        "--json-out",
+        str(out),
+        "--workdir",
+        str(tmp_path / "work"),
+        timeout=180,
+    )
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    rows = {row["name"]: row for row in json.loads(out.read_text())["scenarios"]}
+    assert list(rows) == ["nginx+gzip", "edge+big", "edge+gzip"]
+    for name, row in rows.items():
+        assert row["ok"], f"{name}: {row['failure']}"
+        assert row["requests"] > 0 and row["error_count"] == 0, name

@@ -26,7 +26,9 @@ def test_defaults_are_valid_patterns_and_leave_event_streams_out() -> None:
         ("{content_types: [json]}", "compression.content_types", "is not a media type"),
         ("{content_types: []}", "compression.content_types", "at least 1"),
         ("{min_size: 0}", "compression.min_size", "at least 1 byte"),
-        ("{level: 9}", "compression.level", "unknown key"),
+        ("{level: 0}", "compression.level", "greater than or equal to 1"),
+        ("{level: 10}", "compression.level", "less than or equal to 9"),
+        ("{speed: 9}", "compression.speed", "unknown key"),
     ],
 )
 def test_bad_sections_name_the_key(tmp_path: Path, section: str, key: str, problem: str) -> None:

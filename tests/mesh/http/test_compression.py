@@ -162,3 +162,19 @@ def test_the_accept_encoding_memo_stays_bounded() -> None:
         h = headers(Content_Type="text/html")
         assert policy.decide("GET", f"gzip;q=0.{i % 9 + 1}, x{i}", 200, h, None)
     assert len(policy._accepts) <= 256
+
+
+def test_gzip_whole_and_streamed_decompress_to_the_body_at_every_level() -> None:
+    import gzip
+
+    body = b"".join(b'{"n":%d,"sq":%d},' % (i, i * i) for i in range(3000))
+    sizes = {}
+    for level in (1, 6, 9):
+        policy = ResponseCompression(TYPES, 1, level=level)
+        whole = policy.gzip(body)
+        assert gzip.decompress(whole) == body
+        sizes[level] = len(whole)
+        compressor = policy.compressor()
+        pieces = [compressor.compress(body[i : i + 1000]) for i in range(0, len(body), 1000)]
+        assert gzip.decompress(b"".join(pieces) + compressor.flush()) == body
+    assert sizes[9] <= sizes[6] < sizes[1] < len(body) / 3
