@@ -10,6 +10,7 @@ from discovery.settings import ConsulSettings, DiscoverySettings
 from edge.auth.config import AuthConfig, RouteAuthConfig
 from edge.compression.config import CompressionConfig
 from edge.cors.config import CorsConfig
+from edge.ip_access.config import IpAccessConfig
 from edge.ratelimit.config import RateLimitsConfig
 from edge.registration import EdgeRegistrationConfig
 from edge.routes import HTTP_METHODS
@@ -63,6 +64,9 @@ class RouteConfig(Frozen):
     compression: bool | None = None
     """false: never compress this route's answers (with a ``compression`` section);
     null or true: as that section says."""
+    ip_access: IpAccessConfig | None = None
+    """Client addresses allowed and denied on this route, after the edge's own list;
+    null: no list of its own."""
 
     @field_validator("prefix", "prefix_rewrite")
     @classmethod
@@ -138,6 +142,9 @@ class EdgeConfig(Frozen):
     and a preflight goes on like any request."""
     compression: CompressionConfig | None = None
     """Gzip the services' answers for clients that accept it; null: sent as they come."""
+    ip_access: IpAccessConfig | None = None
+    """Client addresses allowed and denied for the whole edge (403 before routing); null:
+    every address. Routes may add their own."""
     routes: tuple[RouteConfig, ...] = ()
     consul_routes: bool = True
     """Also expose the routes services declare in their Consul meta."""

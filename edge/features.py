@@ -8,6 +8,7 @@ from edge.config import EdgeConfig
 from edge.cors.feature import CorsFeature
 from edge.feature import EdgeContext, EdgeFeature
 from edge.gateway import config_routes
+from edge.ip_access.feature import IpAccessFeature
 from edge.ratelimit.feature import RateLimitFeature
 from edge.telemetry_feature import TelemetryFeature
 
@@ -17,6 +18,8 @@ def build_features(config: EdgeConfig, ctx: EdgeContext) -> list[EdgeFeature]:
     features: list[EdgeFeature] = []
     # First: its span and access-log line cover everything the others do.
     features.append(TelemetryFeature(config.telemetry))
+    # Then: a refused address costs no more work, and learns nothing of the routes.
+    features.append(IpAccessFeature(config, ctx.registry))
     if config.cors is not None:
         # Before auth: a browser's preflight carries no credentials.
         features.append(CorsFeature(config.cors, ctx.registry))
