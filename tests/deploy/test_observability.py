@@ -15,7 +15,10 @@ from typing import Any
 import yaml
 from prometheus_client import CollectorRegistry
 
+from edge.compression.config import CompressionConfig
+from edge.compression.feature import CompressionFeature
 from edge.config import EdgeConfig
+from edge.ip_access.feature import IpAccessFeature
 from edge.ratelimit.prometheus import PrometheusObserver
 from edge.reload import ConfigReloader
 from mesh.telemetry.metrics import ProxyMetrics, RefreshMetrics
@@ -43,6 +46,8 @@ def exported_series() -> set[str]:
     guards.for_service("inventory")
     registry.register(ResilienceCollector(guards, transitions))
     ConfigReloader("edge.yaml", EdgeConfig, EdgeConfig(), [], registry)
+    CompressionFeature(CompressionConfig(), registry)
+    IpAccessFeature(EdgeConfig(), registry)
     names: set[str] = set()
     for family in registry.collect():
         names.update(family.name + suffix for suffix in _SUFFIXES[family.type])
@@ -78,6 +83,8 @@ def test_every_dashboard_query_names_an_exported_series() -> None:
         "meshgate_tunnel_bytes_total",
         "meshgate_config_reloads_total",
         "meshgate_config_restart_pending",
+        "meshgate_address_refusals_total",
+        "meshgate_compressed_responses_total",
     ):
         assert wanted in used, wanted
 
