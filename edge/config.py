@@ -10,6 +10,7 @@ from discovery.settings import ConsulSettings, DiscoverySettings
 from edge.auth.config import AuthConfig, RouteAuthConfig
 from edge.compression.config import CompressionConfig
 from edge.cors.config import CorsConfig
+from edge.headers.config import HeadersConfig
 from edge.ip_access.config import IpAccessConfig
 from edge.ratelimit.config import RateLimitsConfig
 from edge.registration import EdgeRegistrationConfig
@@ -67,6 +68,8 @@ class RouteConfig(Frozen):
     ip_access: IpAccessConfig | None = None
     """Client addresses allowed and denied on this route, after the edge's own list;
     null: no list of its own."""
+    headers: HeadersConfig | None = None
+    """Header changes for this route, after the edge's own (a name both set wins here)."""
 
     @field_validator("prefix", "prefix_rewrite")
     @classmethod
@@ -145,6 +148,8 @@ class EdgeConfig(Frozen):
     ip_access: IpAccessConfig | None = None
     """Client addresses allowed and denied for the whole edge (403 before routing); null:
     every address. Routes may add their own."""
+    headers: HeadersConfig | None = None
+    """Header changes to every request sent on and every answer; routes may add their own."""
     routes: tuple[RouteConfig, ...] = ()
     consul_routes: bool = True
     """Also expose the routes services declare in their Consul meta."""
@@ -166,6 +171,20 @@ class EdgeConfig(Frozen):
         problem = self.auth.workers_problem(self.workers)
         if problem is not None:
             raise ValueError(problem)
+        return self
+
+    @model_validator(mode="after")
+    def _identity_headers_untouched(self) -> EdgeConfig:
+        identity = self.auth.identity
+        managed = (*identity.headers, identity.token.header)
+        places = [("headers", self.headers)]
+        places += [(f"routes[{i}].headers", r.headers) for i, r in enumerate(self.routes)]
+        for where, changes in places:
+            name = changes.touches(managed) if changes is not None else None
+            if name is not None:
+                raise ValueError(
+                    f"{where}.request: {name} is an identity header the edge writes (auth.identity)"
+                )
         return self
 
     @model_validator(mode="after")

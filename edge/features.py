@@ -8,6 +8,7 @@ from edge.config import EdgeConfig
 from edge.cors.feature import CorsFeature
 from edge.feature import EdgeContext, EdgeFeature
 from edge.gateway import config_routes
+from edge.headers.feature import HeadersFeature
 from edge.ip_access.feature import IpAccessFeature
 from edge.ratelimit.feature import RateLimitFeature
 from edge.telemetry_feature import TelemetryFeature
@@ -38,4 +39,6 @@ def build_features(config: EdgeConfig, ctx: EdgeContext) -> list[EdgeFeature]:
     if config.compression is not None:
         # Last: its filter only marks the request; a refused one never reaches the proxy.
         features.append(CompressionFeature(config.compression, ctx.registry))
+    # Last after routing: auth and limits see the client's headers, not the changed ones.
+    features.append(HeadersFeature(config))
     return features

@@ -71,6 +71,9 @@ class Exchange:
     vary: str = ""
     """Request headers the answer depends on, added to the response's ``Vary`` (merged
     with whatever the upstream's says), e.g. ``Origin`` for CORS; "" for none."""
+    response_drops: tuple[str, ...] = ()
+    """Header names removed from whatever response goes back (the upstream's copies),
+    before ``response_headers`` are set; () for none."""
     compression: ResponseCompression | None = None
     """How the service's answer may be compressed for the client (set by the edge's
     compression filter); None: sent as the service encoded it."""
@@ -151,10 +154,15 @@ class Exchange:
     def apply_response_headers(self, response: web.StreamResponse) -> None:
         """Set ``response_headers`` on ``response`` once (call before it is prepared).
 
-        Each replaces the upstream's header of the same name, if any; ``vary`` is merged
-        into the response's ``Vary``.
+        ``response_drops`` are removed first; then each of ``response_headers`` replaces
+        the upstream's header of the same name, if any; ``vary`` is merged into the
+        response's ``Vary``.
         """
-        if (self.response_headers or self.vary) and not response.prepared:
+        if (self.response_headers or self.vary or self.response_drops) and not response.prepared:
+            if self.response_drops:
+                for name in self.response_drops:
+                    response.headers.popall(name, None)
+                self.response_drops = ()
             if self.response_headers:
                 # One update() call: a third of the cost of setting them one by one.
                 response.headers.update(self.response_headers)
