@@ -40,22 +40,22 @@ def _bench(module: str, *args: str, timeout: float) -> subprocess.CompletedProce
     )
 
 
-def test_one_second_upstream_run_writes_parseable_results(tmp_path: Path) -> None:
+def _run_one_second(
+    tmp_path: Path, scenarios: str, timeout: float
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """``bench.run`` of ``scenarios`` for 1 s each, no warm-up: its results file and run."""
     out = tmp_path / "results.json"
     done = _bench(
         "run",
-        "--duration",
-        "1",
-        "--warmup",
-        "0",
-        "--scenarios",
-        "upstream",
-        "--json-out",
-        str(out),
-        "--workdir",
-        str(tmp_path / "work"),
-        timeout=90,
+        *("--duration", "1", "--warmup", "0", "--scenarios", scenarios),
+        *("--json-out", str(out), "--workdir", str(tmp_path / "work")),
+        timeout=timeout,
     )
+    return out, done
+
+
+def test_one_second_upstream_run_writes_parseable_results(tmp_path: Path) -> None:
+    out, done = _run_one_second(tmp_path, "upstream", timeout=90)
     assert done.returncode in (0, 1), done.stdout + done.stderr
     assert "upstream" in done.stdout and "req/s" in done.stdout
     document = json.loads(out.read_text())
@@ -259,21 +259,7 @@ def test_websocket_echo_through_every_target(tmp_path: Path) -> None:
 def test_compression_scenarios_measure_what_they_name(tmp_path: Path) -> None:
     """nginx+gzip, edge+big and edge+gzip for 1 s: each starts (which checks its answer's
     encoding and decoded size) and is loaded without error."""
-    out = tmp_path / "results.json"
-    done = _bench(
-        "run",
-        "--duration",
-        "1",
-        "--warmup",
-        "0",
-        "--scenarios",
-        "nginx+gzip,edge+big,edge+gzip",
-        "--json-out",
-        str(out),
-        "--workdir",
-        str(tmp_path / "work"),
-        timeout=180,
-    )
+    out, done = _run_one_second(tmp_path, "nginx+gzip,edge+big,edge+gzip", timeout=180)
     assert done.returncode in (0, 1), done.stdout + done.stderr
     rows = {row["name"]: row for row in json.loads(out.read_text())["scenarios"]}
     assert list(rows) == ["nginx+gzip", "edge+big", "edge+gzip"]

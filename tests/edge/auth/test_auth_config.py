@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from edge.auth.config import AuthConfig, RouteAuthConfig
-from edge.config import EdgeConfig, load_edge_config
-from mesh.config.errors import ConfigError
+from edge.config import EdgeConfig
+from tests.edge.refused_config import assert_refused
 
 JWT: dict[str, Any] = {"issuer": "http://auth", "audience": "meshgate", "jwks": {"service": "auth"}}
 API_KEYS: dict[str, Any] = {"api_keys": {"redis_url": "redis://127.0.0.1:6379/0"}}
@@ -123,15 +123,7 @@ EDGE_ERRORS = [
 def test_invalid_auth_config_names_file_key_and_problem(
     tmp_path: Path, text: str, key_path: str, problem: str
 ) -> None:
-    path = tmp_path / "edge.yaml"
-    path.write_text(text + "\n")
-    with pytest.raises(ConfigError) as caught:
-        load_edge_config(path)
-    message = str(caught.value)
-    assert message.startswith(f"invalid configuration in {path}")
-    if key_path:
-        assert f"{path}: {key_path}: " in message, message
-    assert problem in message, message
+    assert_refused(tmp_path, text, key_path, problem)
 
 
 def test_a_working_configuration_loads() -> None:

@@ -8,8 +8,8 @@ import pytest
 
 from edge.compression.config import DEFAULT_CONTENT_TYPES, CompressionConfig
 from edge.config import load_edge_config
-from mesh.config.errors import ConfigError
 from mesh.http.compression import check_pattern
+from tests.edge.refused_config import assert_refused
 
 
 def test_defaults_are_valid_patterns_and_leave_event_streams_out() -> None:
@@ -32,12 +32,7 @@ def test_defaults_are_valid_patterns_and_leave_event_streams_out() -> None:
     ],
 )
 def test_bad_sections_name_the_key(tmp_path: Path, section: str, key: str, problem: str) -> None:
-    path = tmp_path / "edge.yaml"
-    path.write_text(f"compression: {section}\n")
-    with pytest.raises(ConfigError) as caught:
-        load_edge_config(path)
-    assert caught.value.key_path == key
-    assert problem in caught.value.problem
+    assert_refused(tmp_path, f"compression: {section}", key, problem)
 
 
 def test_min_size_takes_units(tmp_path: Path) -> None:

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import load_edge_config
 from edge.ip_access.config import IpAccessConfig
 from edge.ip_access.policy import AddressPolicy
-from mesh.config.errors import ConfigError
+from tests.edge.refused_config import assert_refused
 
 
 def policy(allow: tuple[str, ...] = (), deny: tuple[str, ...] = ()) -> AddressPolicy:
@@ -71,9 +70,4 @@ def test_the_memo_stays_bounded() -> None:
     ],
 )
 def test_bad_lists_name_the_key(tmp_path: Path, section: str, key: str, problem: str) -> None:
-    path = tmp_path / "edge.yaml"
-    path.write_text(section + "\n")
-    with pytest.raises(ConfigError) as caught:
-        load_edge_config(path)
-    assert caught.value.key_path == key
-    assert problem in caught.value.problem
+    assert_refused(tmp_path, section, key, problem)
