@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from prometheus_client import CollectorRegistry
 
 from discovery.settings import ConsulSettings
+from edge.reloadable import Reload
 from mesh.chain import Filter
 from mesh.snapshot import SnapshotStore
 
 if TYPE_CHECKING:
     from edge.config import EdgeConfig
-    from edge.reloadable import Reload
 
 JsonView = Callable[[], Mapping[str, Any]]
 
@@ -100,3 +100,35 @@ class BaseFeature:
 
     async def stop(self) -> None:
         return None
+
+
+class ConfiguredFilters(BaseFeature):
+    """A feature whose filters are derived from the config alone: built at start, and
+    built again whole by each reload (its :attr:`reload_keys` applied live).
+
+    Subclasses say how in :meth:`filters_for`, which may return no filter at all:
+    such a feature is built whether or not its settings are present, so that a
+    reload can add them."""
+
+    reload_keys: tuple[str, ...] = ()
+
+    def __init__(self, config: EdgeConfig) -> None:
+        self._filters = self.filters_for(config)
+
+    def filters_for(self, config: EdgeConfig) -> tuple[list[Filter], list[Filter]]:
+        """The filters before routing and after it, for ``config``."""
+        raise NotImplementedError
+
+    def before_routing(self) -> list[Filter]:
+        return self._filters[0]
+
+    def after_routing(self) -> list[Filter]:
+        return self._filters[1]
+
+    def prepare_reload(self, config: EdgeConfig) -> Reload:
+        filters = self.filters_for(config)
+
+        def commit() -> None:
+            self._filters = filters
+
+        return Reload(self.reload_keys, commit)

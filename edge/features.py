@@ -21,9 +21,8 @@ def build_features(config: EdgeConfig, ctx: EdgeContext) -> list[EdgeFeature]:
     features.append(TelemetryFeature(config.telemetry))
     # Then: a refused address costs no more work, and learns nothing of the routes.
     features.append(IpAccessFeature(config, ctx.registry))
-    if config.cors is not None:
-        # Before auth: a browser's preflight carries no credentials.
-        features.append(CorsFeature(config.cors, ctx.registry))
+    # Before auth: a browser's preflight carries no credentials.
+    features.append(CorsFeature(config, ctx.registry))
     # Always on: identity headers are stripped from every request, auth configured or not.
     features.append(AuthFeature(config.auth, ctx, workers=config.workers))
     if config.rate_limits.enabled:
@@ -36,9 +35,8 @@ def build_features(config: EdgeConfig, ctx: EdgeContext) -> list[EdgeFeature]:
                 routes=config_routes(config),
             )
         )
-    if config.compression is not None:
-        # Last: its filter only marks the request; a refused one never reaches the proxy.
-        features.append(CompressionFeature(config.compression, ctx.registry))
+    # After the limits: its filter only marks the request; a refused one never needs it.
+    features.append(CompressionFeature(config, ctx.registry))
     # Last after routing: auth and limits see the client's headers, not the changed ones.
     features.append(HeadersFeature(config))
     return features

@@ -1,48 +1,35 @@
 """The compression feature of the edge: one filter after routing (see
-:mod:`edge.filters.compression`), and ``meshgate_compressed_responses_total``."""
+:mod:`edge.filters.compression`) when the ``compression`` section is set, and
+``meshgate_compressed_responses_total``. Always built, so that a reload may turn
+compression on or off."""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter
 
-from edge.compression.config import CompressionConfig
 from edge.config import EdgeConfig
-from edge.feature import BaseFeature
+from edge.feature import ConfiguredFilters
 from edge.filters.compression import CompressionFilter
-from edge.reloadable import Reload
 from mesh.chain import Filter
 from mesh.http.compression import ResponseCompression
 
 
-class CompressionFeature(BaseFeature):
+class CompressionFeature(ConfiguredFilters):
     name = "compression"
+    reload_keys = ("compression",)
 
-    def __init__(self, config: CompressionConfig, registry: CollectorRegistry) -> None:
+    def __init__(self, config: EdgeConfig, registry: CollectorRegistry) -> None:
         compressed = Counter(
             "meshgate_compressed_responses",
             "Services' answers gzipped at the edge for the client.",
             registry=registry,
         )
         self._count = compressed.inc
-        self._filter = self._make_filter(config)
+        super().__init__(config)
 
-    def _make_filter(self, config: CompressionConfig) -> CompressionFilter:
-        policy = ResponseCompression(
-            config.content_types, config.min_size, self._count, level=config.level
-        )
-        return CompressionFilter(policy)
-
-    def after_routing(self) -> list[Filter]:
-        return [self._filter]
-
-    def prepare_reload(self, config: EdgeConfig) -> Reload | None:
-        """The new settings; None when the file turns compression off (that waits for a
-        restart)."""
-        if config.compression is None:
-            return None
-        compression_filter = self._make_filter(config.compression)
-
-        def commit() -> None:
-            self._filter = compression_filter
-
-        return Reload(("compression",), commit)
+    def filters_for(self, config: EdgeConfig) -> tuple[list[Filter], list[Filter]]:
+        c = config.compression
+        if c is None:
+            return [], []
+        policy = ResponseCompression(c.content_types, c.min_size, self._count, level=c.level)
+        return [], [CompressionFilter(policy)]

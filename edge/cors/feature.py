@@ -1,23 +1,23 @@
-"""The CORS feature of the edge: one filter before routing (see :mod:`edge.filters.cors`),
-and ``meshgate_cors_preflights_total{outcome}`` (``allowed``, ``refused``)."""
+"""The CORS feature of the edge: one filter before routing (see :mod:`edge.filters.cors`)
+when the ``cors`` section is set, and ``meshgate_cors_preflights_total{outcome}``
+(``allowed``, ``refused``). Always built, so that a reload may turn CORS on or off."""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter
 
 from edge.config import EdgeConfig
-from edge.cors.config import CorsConfig
 from edge.cors.policy import CorsPolicy
-from edge.feature import BaseFeature
+from edge.feature import ConfiguredFilters
 from edge.filters.cors import CorsFilter
-from edge.reloadable import Reload
 from mesh.chain import Filter
 
 
-class CorsFeature(BaseFeature):
+class CorsFeature(ConfiguredFilters):
     name = "cors"
+    reload_keys = ("cors",)
 
-    def __init__(self, config: CorsConfig, registry: CollectorRegistry) -> None:
+    def __init__(self, config: EdgeConfig, registry: CollectorRegistry) -> None:
         preflights = Counter(
             "meshgate_cors_preflights",
             "CORS preflights answered at the edge, by outcome (allowed: 204; refused: 403).",
@@ -30,18 +30,9 @@ class CorsFeature(BaseFeature):
             (allowed if ok else refused).inc()
 
         self._on_preflight = on_preflight
-        self._filter = CorsFilter(CorsPolicy(config), on_preflight)
+        super().__init__(config)
 
-    def before_routing(self) -> list[Filter]:
-        return [self._filter]
-
-    def prepare_reload(self, config: EdgeConfig) -> Reload | None:
-        """The new policy; None when the file turns CORS off (that waits for a restart)."""
+    def filters_for(self, config: EdgeConfig) -> tuple[list[Filter], list[Filter]]:
         if config.cors is None:
-            return None
-        cors_filter = CorsFilter(CorsPolicy(config.cors), self._on_preflight)
-
-        def commit() -> None:
-            self._filter = cors_filter
-
-        return Reload(("cors",), commit)
+            return [], []
+        return [CorsFilter(CorsPolicy(config.cors), self._on_preflight)], []

@@ -6,40 +6,22 @@ changes anywhere it contributes no filter."""
 from __future__ import annotations
 
 from edge.config import EdgeConfig
-from edge.feature import BaseFeature
+from edge.feature import ConfiguredFilters
 from edge.filters.headers import EdgeResponseHeadersFilter, RouteHeadersFilter
 from edge.headers.rules import HeaderRules
-from edge.reloadable import Reload
 from mesh.chain import Filter
 
 
-class HeadersFeature(BaseFeature):
+class HeadersFeature(ConfiguredFilters):
     name = "headers"
+    reload_keys = ("headers",)
 
-    def __init__(self, config: EdgeConfig) -> None:
-        self._filters = _filters(config)
-
-    def before_routing(self) -> list[Filter]:
-        return self._filters[0]
-
-    def after_routing(self) -> list[Filter]:
-        return self._filters[1]
-
-    def prepare_reload(self, config: EdgeConfig) -> Reload:
-        filters = _filters(config)
-
-        def commit() -> None:
-            self._filters = filters
-
-        return Reload(("headers",), commit)
-
-
-def _filters(config: EdgeConfig) -> tuple[list[Filter], list[Filter]]:
-    edge = HeaderRules(config.headers) if config.headers is not None else None
-    before: list[Filter] = []
-    if edge is not None and edge.has_response:
-        before.append(EdgeResponseHeadersFilter(edge))
-    after: list[Filter] = []
-    if (edge is not None and edge.has_request) or any(r.headers for r in config.routes):
-        after.append(RouteHeadersFilter(edge))
-    return before, after
+    def filters_for(self, config: EdgeConfig) -> tuple[list[Filter], list[Filter]]:
+        edge = HeaderRules(config.headers) if config.headers is not None else None
+        before: list[Filter] = []
+        if edge is not None and edge.has_response:
+            before.append(EdgeResponseHeadersFilter(edge))
+        after: list[Filter] = []
+        if (edge is not None and edge.has_request) or any(r.headers for r in config.routes):
+            after.append(RouteHeadersFilter(edge))
+        return before, after

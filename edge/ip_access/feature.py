@@ -10,15 +10,15 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter
 
 from edge.config import EdgeConfig
-from edge.feature import BaseFeature
+from edge.feature import ConfiguredFilters
 from edge.filters.ip_access import EdgeAddressFilter, RouteAddressFilter
 from edge.ip_access.policy import AddressPolicy
-from edge.reloadable import Reload
 from mesh.chain import Filter
 
 
-class IpAccessFeature(BaseFeature):
+class IpAccessFeature(ConfiguredFilters):
     name = "ip_access"
+    reload_keys = ("ip_access",)
 
     def __init__(self, config: EdgeConfig, registry: CollectorRegistry) -> None:
         refusals = Counter(
@@ -34,9 +34,9 @@ class IpAccessFeature(BaseFeature):
             by_scope[scope].inc()
 
         self._on_refuse = on_refuse
-        self._filters = self._make_filters(config)
+        super().__init__(config)
 
-    def _make_filters(self, config: EdgeConfig) -> tuple[list[Filter], list[Filter]]:
+    def filters_for(self, config: EdgeConfig) -> tuple[list[Filter], list[Filter]]:
         before: list[Filter] = []
         if config.ip_access is not None:
             policy = AddressPolicy.of(config.ip_access)
@@ -46,17 +46,3 @@ class IpAccessFeature(BaseFeature):
         if any(route.ip_access is not None for route in config.routes):
             after.append(RouteAddressFilter(self._on_refuse))
         return before, after
-
-    def before_routing(self) -> list[Filter]:
-        return self._filters[0]
-
-    def after_routing(self) -> list[Filter]:
-        return self._filters[1]
-
-    def prepare_reload(self, config: EdgeConfig) -> Reload:
-        filters = self._make_filters(config)
-
-        def commit() -> None:
-            self._filters = filters
-
-        return Reload(("ip_access",), commit)

@@ -15,7 +15,6 @@ from typing import Any
 import yaml
 from prometheus_client import CollectorRegistry
 
-from edge.compression.config import CompressionConfig
 from edge.compression.feature import CompressionFeature
 from edge.config import EdgeConfig
 from edge.ip_access.feature import IpAccessFeature
@@ -46,7 +45,7 @@ def exported_series() -> set[str]:
     guards.for_service("inventory")
     registry.register(ResilienceCollector(guards, transitions))
     ConfigReloader("edge.yaml", EdgeConfig, EdgeConfig(), [], registry)
-    CompressionFeature(CompressionConfig(), registry)
+    CompressionFeature(EdgeConfig(), registry)
     IpAccessFeature(EdgeConfig(), registry)
     names: set[str] = set()
     for family in registry.collect():

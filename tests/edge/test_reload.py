@@ -172,11 +172,11 @@ def test_an_invalid_file_is_refused_with_its_message_and_keeps_what_was_pending(
 
 def test_a_component_applying_nothing_leaves_its_keys_pending() -> None:
     registry = CollectorRegistry()
-    new = config(cors={"allow_origins": ["https://app.example"]})
+    new = config(auth={"realm": "elsewhere"})
     result = reloader([new], [Abstainer()], registry).reload()
     assert result.outcome == "applied"
     assert result.applied == ()
-    assert result.restart_pending == ("cors",)
+    assert result.restart_pending == ("auth.realm",)
 
 
 def test_logging_level_is_applied() -> None:

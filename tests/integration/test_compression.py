@@ -26,8 +26,15 @@ def compressed_count(admin: int) -> float:
 
 def test_answers_are_gzipped_per_route_and_settings_reload(mesh: Mesh) -> None:
     mesh.sidecar(mesh.app("users", "users-1"), "users-1")
-    edge = mesh.edge([USERS, RAW], extra={"compression": {}})
+    edge = mesh.edge([USERS, RAW])  # started without compression
 
+    headers, raw = get(f"{edge.url}/api/users/echo")
+    assert "content-encoding" not in headers
+    assert json.loads(raw)["service"] == "users"
+
+    rewrite(edge, compression={})  # turned on by a reload
+    view = hang_up(edge, "applied")
+    assert view["last_reload"]["applied"] == ["compression"]
     headers, raw = get(f"{edge.url}/api/users/echo")
     assert headers["content-encoding"] == "gzip"
     assert "accept-encoding" in headers["vary"].lower()
@@ -45,7 +52,7 @@ def test_answers_are_gzipped_per_route_and_settings_reload(mesh: Mesh) -> None:
     assert compressed_count(edge.admin) == 1
 
     rewrite(edge, compression={"min_size": "1MB"})
-    view = hang_up(edge, "applied")
+    view = hang_up(edge, "applied", 2)
     assert view["last_reload"]["applied"] == ["compression.min_size"]
     headers, raw = get(f"{edge.url}/api/users/echo")
     assert "content-encoding" not in headers  # a few KB: under the new minimum
