@@ -3,7 +3,9 @@
 The check is an HTTP check against the *sidecar's* inbound address and the
 app's health path, so it tests the whole path the mesh uses (sidecar and app).
 A keeper loop re-registers the instance if the agent lost it (an agent
-restart, a dev agent started afresh), so the instance comes back by itself.
+restart, a dev agent started afresh), so the instance comes back by itself,
+and registers it again when :meth:`Registration.update` changed what it says
+(tags, meta), until the agent has taken the change.
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ class Registration:
         self._keep_interval = keep_interval_s
         self._task: asyncio.Task[None] | None = None
         self.registered = False
+        self._stale = False
+        """The agent holds an older spec than :attr:`spec` (see :meth:`update`)."""
+        self._nudge = asyncio.Event()
 
     async def register(self) -> None:
         """Register (idempotent). Raises on failure; ``start`` retries for you."""
@@ -73,10 +78,28 @@ class Registration:
             await self.register()
         self._task = asyncio.create_task(self._keep(), name="consul-registration")
 
+    def update(self, spec: RegistrationSpec) -> None:
+        """Say ``spec`` from now on (the same service id, e.g. other tags or meta): the
+        keeper registers it at once, and again until the agent has taken it."""
+        self.spec = spec
+        self._stale = True
+        self._nudge.set()
+
     async def _keep(self) -> None:
         while True:
-            await asyncio.sleep(0.5 if not self.registered else self._keep_interval)
+            wait = 0.5 if not self.registered or self._stale else self._keep_interval
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._nudge.wait(), wait)
+            self._nudge.clear()
             try:
+                if self._stale:
+                    self._stale = False
+                    try:
+                        await self.register()
+                    except Exception:
+                        self._stale = True
+                        raise
+                    continue
                 services = await self._consul.agent.services()
                 if self.spec.service_id not in services:
                     if self.registered:

@@ -13,7 +13,7 @@ plugs into the pipeline at one of three places:
 
 The gateway asks for the filters again each time it builds the pipeline (on
 every catalog change and reload), so a feature that applies a reloaded
-configuration (``prepare_reload``, see :mod:`edge.reload`) swaps its filters in
+configuration (``prepare_reload``, see :mod:`mesh.config.reload`) swaps its filters in
 its commit and the next pipeline has them.
 """
 
@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from prometheus_client import CollectorRegistry
 
 from discovery.settings import ConsulSettings
-from edge.reloadable import Reload
 from mesh.chain import Filter
+from mesh.config.reload import Reload
 from mesh.snapshot import SnapshotStore
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ class EdgeFeature(Protocol):
         ...
 
     def prepare_reload(self, config: EdgeConfig) -> Reload | None:
-        """This feature's part of a configuration read again (see :mod:`edge.reload`)."""
+        """This feature's part of a configuration read again (see :mod:`mesh.config.reload`)."""
         ...
 
     async def start(self) -> None: ...

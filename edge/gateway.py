@@ -20,9 +20,9 @@ from edge.config import EdgeConfig
 from edge.feature import EdgeFeature
 from edge.filters.routing import RoutingFilter
 from edge.meta_routes import MetaProblem, all_meta_routes
-from edge.reloadable import Reload
 from edge.routes import Route, RouteTable, make_route
 from mesh.chain import Filter, Handler, build_chain, fuse_adjacent
+from mesh.config.reload import Reload
 from mesh.filters.metrics import MetricsFilter
 from mesh.proxy import Proxy
 from mesh.snapshot import Snapshot, SnapshotStore

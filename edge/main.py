@@ -16,11 +16,10 @@ from edge.features import build_features
 from edge.gateway import EdgeGateway
 from edge.https_redirect import HttpsRedirect
 from edge.registration import EdgeRegistration
-from edge.reload import ConfigReloader, LoggingLevel
-from edge.reloadable import Reloadable
 from edge.tls import ServerTls
 from mesh.admin import build_admin_app, readiness
 from mesh.balancing import Balancer
+from mesh.config.reload import ConfigReloader, LoggingLevel, Reloadable
 from mesh.deadline import HEADER as DEADLINE_HEADER
 from mesh.ingress import Ingress
 from mesh.proxy import Proxy, ProxySettings
@@ -38,7 +37,7 @@ async def run_edge(
     config: EdgeConfig, reload: Callable[[], EdgeConfig] | None = None, config_file: str = ""
 ) -> None:
     """Serve until SIGTERM/SIGINT, then drain. With ``reload`` (reads ``config_file`` again,
-    raising ConfigError, as at start), SIGHUP applies the file anew (:mod:`edge.reload`)."""
+    raising ConfigError, as at start), SIGHUP applies the file anew (:mod:`mesh.config.reload`)."""
     store = SnapshotStore()
     registry = CollectorRegistry()
     metrics = ProxyMetrics(registry, "edge")
@@ -61,7 +60,12 @@ async def run_edge(
     reloader = None
     if reload is not None:
         # The pipeline last: it is rebuilt from the features' new filters.
-        parts: list[Reloadable] = [LoggingLevel(), *([tls] if tls else []), *features, gateway]
+        parts: list[Reloadable[EdgeConfig]] = [
+            LoggingLevel(),
+            *([tls] if tls else []),
+            *features,
+            gateway,
+        ]
         reloader = ConfigReloader(config_file, reload, config, parts, registry)
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloader.reload)
     provider = make_provider(config.discovery, config.consul, store)

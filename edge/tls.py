@@ -5,7 +5,7 @@ the certificate chain and key from files) and tells services
 ``X-Forwarded-Proto: https``. ``redirect_http`` adds a plain-HTTP listener that
 answers every request with a 308 to the same path on HTTPS
 (:mod:`edge.https_redirect`). :class:`ServerTls` lets a reload replace the
-certificate and key while the listener serves (see :mod:`edge.reload`).
+certificate and key while the listener serves (see :mod:`mesh.config.reload`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from __future__ import annotations
 import ssl
 from typing import TYPE_CHECKING, Literal
 
-from edge.reloadable import Reload
 from mesh.config.errors import ConfigError
+from mesh.config.reload import Reload
 from mesh.config.types import Frozen, Port
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ over them) and returns its exit status. The supervisor only watches:
 * SIGTERM or SIGINT is passed to every worker as SIGTERM; each drains as a
   single process would; the supervisor waits for all and exits 0 if all did;
 * SIGHUP is passed to every worker as it is (the edge reloads its
-  configuration, :mod:`edge.reload`); a worker ignores it until it has set
+  configuration, :mod:`mesh.config.reload`); a worker ignores it until it has set
   up its own handling, rather than dying of it while it starts;
 * a worker that exits on its own is a failure: the others are stopped the
   same way and the supervisor exits 1, for the service manager to restart

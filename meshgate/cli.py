@@ -68,7 +68,7 @@ def _cmd_sidecar(args: argparse.Namespace) -> int:
     config = load_sidecar_config(args.config)
     _configure_logging(config.logging.level)
     install_fast_loop()
-    asyncio.run(run_sidecar(config))
+    asyncio.run(run_sidecar(config, lambda: load_sidecar_config(args.config), args.config))
     return 0
 
 

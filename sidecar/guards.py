@@ -140,6 +140,19 @@ class GuardRegistry:
             self._guards[service] = guard
         return guard
 
+    def reconfigure(self, config: ResilienceConfig) -> list[str]:
+        """Policies from ``config`` from now on; returns the services whose guard went.
+
+        A service whose policy changed loses its guard: its next call makes a new one,
+        breakers closed and budget full under the new settings (calls in flight finish
+        on the old one). A service whose policy is unchanged keeps its guard and state,
+        so a reload that does not touch it leaves an open breaker open."""
+        self._config = config
+        replaced = [n for n, g in self._guards.items() if config.policy_for(n) != g.policy]
+        for name in replaced:
+            del self._guards[name]
+        return replaced
+
     def guards(self) -> list[ServiceGuard]:
         """Every guard created so far, by service name (for metrics)."""
         return [guard for _, guard in sorted(self._guards.items())]

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+import signal
+from collections.abc import Callable, Mapping
 
 from prometheus_client import CollectorRegistry
 
@@ -25,6 +26,7 @@ from discovery.registration import Registration, RegistrationSpec
 from mesh.admin import build_admin_app, readiness
 from mesh.balancing import Balancer
 from mesh.chain import build_chain
+from mesh.config.reload import ConfigReloader, LoggingLevel, Reloadable
 from mesh.filters.metrics import MetricsFilter
 from mesh.ingress import Ingress
 from mesh.proxy import Proxy, ProxySettings
@@ -41,6 +43,7 @@ from sidecar.filters.inbound_limit import InboundLimitFilter
 from sidecar.filters.outbound_routing import OutboundRoutingFilter
 from sidecar.guards import GuardRegistry
 from sidecar.local_app import LocalApp
+from sidecar.reloading import RegistrationReload, ResilienceReload
 from sidecar.resilience_metrics import BreakerTransitions, ResilienceCollector
 from sidecar.resilient_proxy import ResilientProxy
 from sidecar.telemetry import SidecarTelemetry
@@ -52,7 +55,12 @@ def _consul_duration(seconds: float) -> str:
     return f"{max(1, round(seconds * 1000))}ms"
 
 
-async def run_sidecar(config: SidecarConfig) -> None:
+async def run_sidecar(
+    config: SidecarConfig, reload: Callable[[], SidecarConfig] | None = None, config_file: str = ""
+) -> None:
+    """Serve until SIGTERM/SIGINT, then drain (see the module docstring). With ``reload``
+    (reads ``config_file`` again, raising ConfigError, as at start), SIGHUP applies what
+    can change live (:mod:`sidecar.reloading`)."""
     store = SnapshotStore()
     registry = CollectorRegistry()
     in_metrics = ProxyMetrics(registry, "sidecar")
@@ -71,6 +79,16 @@ async def run_sidecar(config: SidecarConfig) -> None:
     transitions = BreakerTransitions()
     guards = GuardRegistry(config.resilience, on_transition=transitions)
     registry.register(ResilienceCollector(guards, transitions))
+    registration: Registration | None = None
+    reloader = None
+    if reload is not None:
+        parts: list[Reloadable[SidecarConfig]] = [
+            LoggingLevel(),
+            RegistrationReload(lambda: registration),
+            ResilienceReload(guards),
+        ]
+        reloader = ConfigReloader(config_file, reload, config, parts, registry)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloader.reload)
     outbound_proxy = ResilientProxy(
         transport,
         lambda: store.current,
@@ -122,7 +140,6 @@ async def run_sidecar(config: SidecarConfig) -> None:
         shutdown_timeout=config.shutdown.timeout,
     )
     provider = make_provider(config.discovery, config.consul, store)
-    registration: Registration | None = None
     draining = False
 
     def ready() -> tuple[bool, Mapping[str, bool]]:
@@ -155,6 +172,7 @@ async def run_sidecar(config: SidecarConfig) -> None:
             views={
                 "/routes": upstreams_view,
                 "/breakers": guards.view,
+                **({"/config": reloader.view} if reloader is not None else {}),
                 **({"/identity": identity.view} if identity else {}),
             },
             registry=exposition(registry, [in_metrics.refresh]),

@@ -48,9 +48,9 @@ from edge.filters.authenticate import AuthenticateFilter
 from edge.filters.identity_headers import IdentityHeadersFilter
 from edge.filters.identity_token import IdentityTokenFilter
 from edge.filters.strip_identity import StripIdentityFilter
-from edge.reloadable import Reload, ReloadRefused
 from mesh.chain import Filter
 from mesh.config.errors import ConfigError
+from mesh.config.reload import Reload, ReloadRefused
 from mesh.identity.keys import IdentityKeyError, generate_signing_key, load_signing_key
 from mesh.identity.token import IdentitySigner
 

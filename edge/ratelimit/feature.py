@@ -33,9 +33,9 @@ from edge.ratelimit.overview import overview, redacted_url
 from edge.ratelimit.policies import PolicyBook
 from edge.ratelimit.prometheus import PrometheusObserver
 from edge.ratelimit.redis_limiter import RedisLimiter
-from edge.reloadable import Reload
 from edge.routes import Route
 from mesh.chain import Filter
+from mesh.config.reload import Reload
 
 # How long start() waits for Redis before serving degraded (it keeps probing).
 _START_TIMEOUT_S = 2.0

@@ -19,7 +19,7 @@ from edge.compression.feature import CompressionFeature
 from edge.config import EdgeConfig
 from edge.ip_access.feature import IpAccessFeature
 from edge.ratelimit.prometheus import PrometheusObserver
-from edge.reload import ConfigReloader
+from mesh.config.reload import ConfigReloader
 from mesh.telemetry.metrics import ProxyMetrics, RefreshMetrics
 from sidecar.guards import GuardRegistry
 from sidecar.resilience_config import ResilienceConfig

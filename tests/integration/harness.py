@@ -85,6 +85,8 @@ class Sidecar:
     outbound: int
     admin: int
     process: ManagedProcess
+    config_path: Path
+    """The file it was started with (and reads again on SIGHUP)."""
 
 
 @dataclass
@@ -169,7 +171,7 @@ class Mesh:
         proc = self._spawn(
             f"sidecar-{instance_id}", meshgate_argv("sidecar", "--config", str(path))
         )
-        sidecar = Sidecar(app.name, instance_id, inbound, outbound, admin, proc)
+        sidecar = Sidecar(app.name, instance_id, inbound, outbound, admin, proc, path)
         if wait_ready:
             self.wait_ready(proc, admin, serving=(inbound, outbound))
             if config.get("registration", {}).get("enabled", True):
@@ -330,29 +332,29 @@ def pid_alive(pid: int) -> bool:
 # -- configuration reloads ------------------------------------------------------------
 
 
-def rewrite(edge: Edge, **changes: Any) -> None:
-    """Replace top-level keys of the edge's config file (a key set to None is removed)."""
-    config = yaml.safe_load(edge.config_path.read_text())
+def rewrite(node: Edge | Sidecar, **changes: Any) -> None:
+    """Replace top-level keys of an edge's or a sidecar's config file (None: remove the key)."""
+    config = yaml.safe_load(node.config_path.read_text())
     for key, value in changes.items():
         if value is None:
             config.pop(key, None)
         else:
             config[key] = value
-    edge.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    node.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def reloads(edge: Edge) -> dict[str, float]:
+def reloads(node: Edge | Sidecar) -> dict[str, float]:
     return {
         labels["outcome"]: value
-        for labels, value in metrics(edge.admin).get("meshgate_config_reloads_total", [])
+        for labels, value in metrics(node.admin).get("meshgate_config_reloads_total", [])
     }
 
 
-def hang_up(edge: Edge, outcome: str, count: float = 1) -> dict[str, Any]:
+def hang_up(node: Edge | Sidecar, outcome: str, count: float = 1) -> dict[str, Any]:
     """SIGHUP, then wait until ``outcome`` has been counted ``count`` times; ``/config``."""
-    edge.process.send_signal(signal.SIGHUP)
-    wait_until(lambda: reloads(edge).get(outcome) == count, 10, f"reload {outcome}")
-    with urllib.request.urlopen(f"http://127.0.0.1:{edge.admin}/config", timeout=5) as resp:
+    node.process.send_signal(signal.SIGHUP)
+    wait_until(lambda: reloads(node).get(outcome) == count, 10, f"reload {outcome}")
+    with urllib.request.urlopen(f"http://127.0.0.1:{node.admin}/config", timeout=5) as resp:
         view: dict[str, Any] = json.loads(resp.read())
     return view
 

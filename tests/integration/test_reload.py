@@ -14,13 +14,16 @@ import socket
 import ssl
 import threading
 from pathlib import Path
+from typing import Any
 
 import trustme
+import yaml
 
 from demo.processes import RedisServer, wait_until
 from tests.integration.harness import (
     Edge,
     Mesh,
+    consul_api,
     descendants,
     hang_up,
     http,
@@ -196,3 +199,39 @@ def test_every_worker_reloads_on_the_supervisors_sighup(mesh: Mesh) -> None:
     assert {http(f"{edge.url}/v2/users/echo")[0] for _ in range(20)} == {200}
     assert {http(f"{edge.url}/api/users/echo")[0] for _ in range(20)} == {404}
     assert len(descendants(edge.process.pid)) == 2
+
+
+def test_a_sidecar_reregisters_with_new_tags_and_meta_and_the_edge_follows(mesh: Mesh) -> None:
+    sidecar = mesh.sidecar(mesh.app("users", "users-1"), "users-1")
+    edge = mesh.edge([])  # routes only from Consul meta
+    assert http(f"{edge.url}/api/users/echo")[0] == 404
+
+    config = yaml.safe_load(sidecar.config_path.read_text())
+    service = {
+        **config["service"],
+        "tags": ["v2"],
+        "meta": {"meshgate-route": "/api/users", "meshgate-route-rewrite": "/users"},
+    }
+    rewrite(sidecar, service=service, inbound={**config["inbound"], "host": "0.0.0.0"})
+    view = hang_up(sidecar, "applied")
+    assert view["last_reload"]["applied"] == [
+        "service.meta.meshgate-route",
+        "service.meta.meshgate-route-rewrite",
+        "service.tags",
+    ]
+    assert view["restart_pending"] == ["inbound.host"]
+
+    def registered() -> dict[str, Any]:
+        [entry] = consul_api(mesh.consul, "GET", "/v1/health/service/users")
+        return dict(entry["Service"])
+
+    wait_until(lambda: registered()["Tags"] == ["v2"], 10, "the new tags in Consul")
+    assert registered()["Meta"]["meshgate-route"] == "/api/users"
+    wait_until(lambda: http(f"{edge.url}/api/users/echo")[0] == 200, 15, "the edge to route it")
+
+    # A bad file: refused, and the sidecar serves on as it was.
+    rewrite(sidecar, resilience={"defaults": {"retries": {"max_attempts": 0}}})
+    view = hang_up(sidecar, "refused")
+    assert "resilience.defaults.retries.max_attempts" in view["last_reload"]["error"]
+    assert http(f"{edge.url}/api/users/echo")[0] == 200
+    assert registered()["Tags"] == ["v2"]

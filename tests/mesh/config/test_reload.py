@@ -1,8 +1,9 @@
 """The reload's decisions: which keys changed, which are applied, all-or-nothing, what is counted.
 
-Components here are small recorders of the :class:`edge.reloadable.Reloadable`
-contract; the real ones (gateway, features, TLS) are exercised through real
-edge processes in ``tests/integration/test_reload.py``.
+Components here are small recorders of the :class:`mesh.config.reload.Reloadable`
+contract, over a small configuration model of the same shape as the edge's; the
+real components (gateway, features, TLS, the sidecar's registration) are exercised
+through real processes in ``tests/integration/test_reload.py``.
 """
 
 from __future__ import annotations
@@ -13,16 +14,52 @@ from collections.abc import Sequence
 import pytest
 from prometheus_client import CollectorRegistry
 
-from edge.config import EdgeConfig
-from edge.reload import ConfigReloader, LoggingLevel, changed_keys, covered
-from edge.reloadable import Reload, Reloadable, ReloadRefused
 from mesh.config.errors import ConfigError
+from mesh.config.reload import (
+    ConfigReloader,
+    LoggingLevel,
+    Reload,
+    Reloadable,
+    ReloadRefused,
+    changed_keys,
+    covered,
+)
+from mesh.config.sections import LoggingConfig
+from mesh.config.types import Frozen
 
 ROUTE = {"prefix": "/api/users", "service": "users"}
 
 
-def config(**values: object) -> EdgeConfig:
-    return EdgeConfig.model_validate({"routes": [ROUTE], **values})
+class Route(Frozen):
+    prefix: str
+    service: str
+
+
+class Listen(Frozen):
+    host: str = "0.0.0.0"
+    port: int = 8080
+
+
+class Auth(Frozen):
+    realm: str = "meshgate"
+
+
+class RateLimits(Frozen):
+    policies: dict[str, dict[str, str]] = {}
+
+
+class Conf(Frozen):
+    """A configuration shaped like the edge's, as far as these tests need."""
+
+    listen: Listen = Listen()
+    logging: LoggingConfig = LoggingConfig()
+    auth: Auth = Auth()
+    rate_limits: RateLimits = RateLimits()
+    routes: tuple[Route, ...] = ()
+
+
+def config(**values: object) -> Conf:
+    return Conf.model_validate({"routes": [ROUTE], **values})
 
 
 class Recorder:
@@ -31,18 +68,18 @@ class Recorder:
     def __init__(self, name: str, keys: tuple[str, ...], log: list[str]) -> None:
         self.name, self.keys, self.log = name, keys, log
 
-    def prepare_reload(self, config: EdgeConfig) -> Reload:
+    def prepare_reload(self, config: Conf) -> Reload:
         self.log.append(f"prepare {self.name}")
         return Reload(self.keys, lambda: self.log.append(f"commit {self.name}"))
 
 
 class Refuser:
-    def prepare_reload(self, config: EdgeConfig) -> Reload:
+    def prepare_reload(self, config: Conf) -> Reload:
         raise ReloadRefused("routes[0].auth", "method apikey is not configured")
 
 
 class Abstainer:
-    def prepare_reload(self, config: EdgeConfig) -> None:
+    def prepare_reload(self, config: Conf) -> None:
         return None
 
 
@@ -51,15 +88,15 @@ def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None
 
 
 def reloader(
-    files: list[EdgeConfig | ConfigError],
-    components: Sequence[Reloadable],
+    files: list[Conf | ConfigError],
+    components: Sequence[Reloadable[Conf]],
     registry: CollectorRegistry,
-    started: EdgeConfig | None = None,
-) -> ConfigReloader:
+    started: Conf | None = None,
+) -> ConfigReloader[Conf]:
     """A reloader whose file reads as each of ``files`` in turn (an error is raised)."""
     clock = iter(range(100, 200))
 
-    def load() -> EdgeConfig:
+    def load() -> Conf:
         item = files.pop(0)
         if isinstance(item, ConfigError):
             raise item

@@ -1,4 +1,7 @@
-"""Read the edge's configuration file again while it serves (SIGHUP), applying what can change live.
+"""Read a configuration file again while the process serves (SIGHUP); apply what can change live.
+
+Used by the edge (:mod:`edge.main`) and the sidecar (:mod:`sidecar.main`), each with
+its own components.
 
 What a reload promises:
 
@@ -7,18 +10,19 @@ What a reload promises:
   which may refuse it (:class:`ReloadRefused`, or a ConfigError naming another
   file, e.g. an unreadable certificate). Only when every component has
   prepared does any commit, and commits cannot fail. A refused file leaves the
-  edge exactly as it was: the refusal is logged as one line naming the file, the
+  process exactly as it was: the refusal is logged as one line naming the file, the
   key and the problem (the line a bad file gets at start) and counted.
 * **Requests in flight are not touched.** A request reads the pipeline once
-  when it starts (:meth:`edge.gateway.EdgeGateway.chain`), so it finishes under
+  when it starts (the edge's :meth:`edge.gateway.EdgeGateway.chain`, a
+  sidecar's chains), so it finishes under
   the configuration it started with; requests that start after the commit get
   the new one. Connections stay open; nothing is re-bound.
 * **What needs a restart says so.** Each component names the key paths it
   applies (:attr:`Reload.keys`). Any other key that differs from what the
-  process started with (the listen port, Redis's address, tracing, ...) keeps
+  process started with (a listen port, Redis's address, tracing, ...) keeps
   its running value; it is logged as a warning naming the key, listed at
   ``/config`` and counted in ``meshgate_config_restart_pending``, so a file
-  that says one thing while the edge does another is visible.
+  that says one thing while the process does another is visible.
 
 Metrics: ``meshgate_config_reloads_total{outcome}`` (``applied``,
 ``refused``), ``meshgate_config_restart_pending`` (keys changed in the file
@@ -33,15 +37,50 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from pydantic import BaseModel
 
-from edge.config import EdgeConfig
-from edge.reloadable import Reload, Reloadable, ReloadRefused
 from mesh.config.errors import ConfigError
+from mesh.config.sections import LoggingConfig
 
 log = logging.getLogger(__name__)
+
+C = TypeVar("C", bound=BaseModel)
+C_contra = TypeVar("C_contra", contravariant=True)
+
+
+@dataclass(frozen=True)
+class Reload:
+    """A component's prepared part of a new configuration."""
+
+    keys: tuple[str, ...]
+    """The key paths it applies live (``routes``, ``rate_limits.policies``): a key path is
+    covered by one of these when it equals it or lies under it."""
+    commit: Callable[[], None]
+    """Install what was prepared; must not fail (everything that can fail is done in
+    :meth:`Reloadable.prepare_reload`)."""
+
+
+class ReloadRefused(Exception):
+    """A component cannot apply a valid file while running, e.g. a route needing an
+    authentication method the running edge does not have; names the key path."""
+
+    def __init__(self, key_path: str, problem: str) -> None:
+        super().__init__(problem)
+        self.key_path = key_path
+        self.problem = problem
+
+
+class Reloadable(Protocol[C_contra]):
+    def prepare_reload(self, config: C_contra) -> Reload | None:
+        """Check and build this component's part of ``config``; None when it applies
+        nothing (its keys, if changed, then wait for a restart).
+
+        Raises :class:`ReloadRefused` or ConfigError to refuse the whole file.
+        Has no effect until the returned :attr:`Reload.commit` is called."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -81,23 +120,28 @@ def covered(key: str, prefixes: Iterable[str]) -> bool:
     return any(key == p or key.startswith(f"{p}.") for p in prefixes)
 
 
+class HasLogging(Protocol):
+    @property
+    def logging(self) -> LoggingConfig: ...
+
+
 class LoggingLevel:
     """``logging.level``, applied to the root logger."""
 
-    def prepare_reload(self, config: EdgeConfig) -> Reload:
+    def prepare_reload(self, config: HasLogging) -> Reload:
         level = getattr(logging, config.logging.level.upper(), logging.INFO)
         return Reload(("logging.level",), lambda: logging.getLogger().setLevel(level))
 
 
-class ConfigReloader:
-    """Reloads one edge process's configuration from its file; see the module docstring."""
+class ConfigReloader(Generic[C]):
+    """Reloads one process's configuration from its file; see the module docstring."""
 
     def __init__(
         self,
         file: str,
-        load: Callable[[], EdgeConfig],
-        started: EdgeConfig,
-        components: Sequence[Reloadable],
+        load: Callable[[], C],
+        started: C,
+        components: Sequence[Reloadable[C]],
         registry: CollectorRegistry,
         clock: Callable[[], float] = time.time,
     ) -> None:

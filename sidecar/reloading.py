@@ -1,0 +1,61 @@
+"""What a sidecar applies when its config file is read again (SIGHUP, see
+:mod:`mesh.config.reload`): the service's Consul tags and meta, the resilience
+policies, and the logging level. Everything else waits for a restart."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+
+from discovery.registration import Registration
+from mesh.config.reload import Reload
+from sidecar.config import SidecarConfig
+from sidecar.guards import GuardRegistry
+
+log = logging.getLogger(__name__)
+
+
+class RegistrationReload:
+    """``service.tags`` and ``service.meta``: the instance registered again with them (a
+    canary promoted by its tag, a route declared in meta), as soon as the agent takes it.
+    """
+
+    def __init__(self, registration: Callable[[], Registration | None]) -> None:
+        """``registration``: the instance's registration once made (None before, or
+        when registration is off: then these keys wait for a restart)."""
+        self._registration = registration
+
+    def prepare_reload(self, config: SidecarConfig) -> Reload | None:
+        registration = self._registration()
+        if registration is None:
+            return None
+        spec = dataclasses.replace(
+            registration.spec, tags=tuple(config.service.tags), meta=dict(config.service.meta)
+        )
+
+        def commit() -> None:
+            if spec != registration.spec:
+                registration.update(spec)
+
+        return Reload(("service.tags", "service.meta"), commit)
+
+
+class ResilienceReload:
+    """``resilience``: new policies; the upstreams whose policy changed start afresh."""
+
+    def __init__(self, guards: GuardRegistry) -> None:
+        self._guards = guards
+
+    def prepare_reload(self, config: SidecarConfig) -> Reload:
+        resilience = config.resilience
+
+        def commit() -> None:
+            replaced = self._guards.reconfigure(resilience)
+            if replaced:
+                log.info(
+                    "resilience policy changed for %s: breakers and retry budget start afresh",
+                    ", ".join(replaced),
+                )
+
+        return Reload(("resilience",), commit)
