@@ -10,13 +10,14 @@ What a reload promises:
   which may refuse it (:class:`ReloadRefused`, or a ConfigError naming another
   file, e.g. an unreadable certificate). Only when every component has
   prepared does any commit, and commits cannot fail. A refused file leaves the
-  process exactly as it was: the refusal is logged as one line naming the file, the
-  key and the problem (the line a bad file gets at start) and counted.
+  process exactly as it was: the refusal is logged as one line naming the
+  file, the key and the problem (the line a bad file gets at start) and
+  counted.
 * **Requests in flight are not touched.** A request reads the pipeline once
-  when it starts (the edge's :meth:`edge.gateway.EdgeGateway.chain`, a
-  sidecar's chains), so it finishes under
-  the configuration it started with; requests that start after the commit get
-  the new one. Connections stay open; nothing is re-bound.
+  when it starts (the edge's :meth:`edge.gateway.EdgeGateway.chain`), and a
+  sidecar's calls in flight keep the breakers they started with, so each
+  finishes under the configuration it started with; requests that start after
+  the commit get the new one. Connections stay open; nothing is re-bound.
 * **What needs a restart says so.** Each component names the key paths it
   applies (:attr:`Reload.keys`). Any other key that differs from what the
   process started with (a listen port, Redis's address, tracing, ...) keeps
