@@ -13,6 +13,7 @@ import json
 import socket
 import ssl
 import threading
+from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 
@@ -235,3 +236,48 @@ def test_a_sidecar_reregisters_with_new_tags_and_meta_and_the_edge_follows(mesh:
     assert "resilience.defaults.retries.max_attempts" in view["last_reload"]["error"]
     assert http(f"{edge.url}/api/users/echo")[0] == 200
     assert registered()["Tags"] == ["v2"]
+
+
+def test_reloads_under_load_lose_no_request(mesh: Mesh) -> None:
+    """Clients keep calling while the file flips between two versions and is reloaded
+    twenty times: every request is answered 200, on kept-alive connections and new ones."""
+    mesh.sidecar(mesh.app("users", "users-1"), "users-1")
+    edge = mesh.edge([USERS])
+    other = {"prefix": "/other", "service": "users", "prefix_rewrite": "/users"}
+    versions = [
+        {"routes": [USERS, other], "headers": {"response": {"set": {"X-Version": "b"}}}},
+        {"routes": [USERS], "headers": None},
+    ]
+    statuses: list[int] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def client(keep_alive: bool) -> None:
+        conn = HTTPConnection("127.0.0.1", edge.port, timeout=10)
+        try:
+            while not stop.is_set():
+                if not keep_alive:
+                    conn.close()
+                conn.request("GET", "/api/users/echo")
+                response = conn.getresponse()
+                response.read()
+                statuses.append(response.status)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in (True, True, False)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(20):
+            rewrite(edge, **versions[i % 2])
+            hang_up(edge, "applied", i + 1)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(15)
+    assert errors == []
+    assert len(statuses) > 100
+    assert set(statuses) == {200}
