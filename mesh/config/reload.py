@@ -192,6 +192,9 @@ class ConfigReloader(Generic[C]):
             return self._refuse(now, str(ConfigError(self.file, exc.problem, exc.key_path)))
         except ValueError as exc:  # a part's own check, beyond what loading validates
             return self._refuse(now, str(ConfigError(self.file, str(exc))))
+        except Exception as exc:  # a bug in a part: nothing committed, and the traceback kept
+            log.exception("preparing the reload of %s failed", self.file)
+            return self._refuse(now, f"{self.file}: the reload failed: {exc!r} (see the log)")
         for reload in prepared:
             reload.commit()
         live = [key for reload in prepared for key in reload.keys]

@@ -234,3 +234,20 @@ def test_commit_order_is_the_components_order() -> None:
     names = ["logging", "tls", "cors", "gateway"]
     reloader([config()], [Recorder(n, (n,), log) for n in names], registry).reload()
     assert log == [f"prepare {n}" for n in names] + [f"commit {n}" for n in names]
+
+
+class Broken:
+    def prepare_reload(self, config: Conf) -> Reload:
+        raise RuntimeError("a bug")
+
+
+def test_a_failing_part_is_a_refusal_not_an_escape(caplog: pytest.LogCaptureFixture) -> None:
+    registry, log = CollectorRegistry(), list[str]()
+    parts: list[Reloadable[Conf]] = [Recorder("tls", ("tls",), log), Broken()]
+    with caplog.at_level(logging.ERROR):
+        result = reloader([config()], parts, registry).reload()
+    assert log == ["prepare tls"]  # nothing committed
+    assert result.outcome == "refused"
+    assert result.error == "edge.yaml: the reload failed: RuntimeError('a bug') (see the log)"
+    assert "Traceback" in caplog.text  # a bug keeps its traceback in the log
+    assert value(registry, "meshgate_config_reloads_total", outcome="refused") == 1
