@@ -164,10 +164,9 @@ class EdgeConfig(Frozen):
 
     @model_validator(mode="after")
     def _route_auth_possible(self) -> EdgeConfig:
-        for i, route in enumerate(self.routes):
-            problem = self.auth.route_problem(route.auth)
-            if problem is not None:
-                raise ValueError(f"routes[{i}].auth: {problem}")
+        found = self.auth.routes_problem(route.auth for route in self.routes)
+        if found is not None:
+            raise ValueError(f"routes[{found[0]}].auth: {found[1]}")
         problem = self.auth.workers_problem(self.workers)
         if problem is not None:
             raise ValueError(problem)

@@ -186,21 +186,23 @@ async def stream_response(ex: Exchange, upstream: UpstreamResponse) -> web.Strea
     size = int(length[0]) if length and len(length) == 1 and length[0].isdigit() else None
     method = ex.request.method
     bodyless = method == "HEAD" or upstream.status in _BODYLESS_STATUS
-    compression = ex.compression
-    gzip = compression is not None and compression.decide(
+    # The answer's compression when it is to be gzipped for this client, else None.
+    gzip = ex.compression
+    if gzip is not None and not gzip.decide(
         method, ex.request.headers.get("Accept-Encoding"), upstream.status, headers, size
-    )
+    ):
+        gzip = None
     if size is not None and size <= SMALL_BODY and not bodyless:
-        return await _whole_response(ex, upstream, headers, compression if gzip else None)
+        return await _whole_response(ex, upstream, headers, gzip)
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
     try:
         response.headers.extend(headers)
         ex.apply_response_headers(response)
-        if compression is not None and gzip:
+        if gzip is not None:
             # Without a length the body goes chunked: compressed as it comes, streamed.
             response.headers["Content-Encoding"] = "gzip"
             await response.prepare(ex.request)
-            await _write_gzipped(response, upstream, compression)
+            await _write_gzipped(response, upstream, gzip)
             return response
         if size is not None:
             if bodyless:

@@ -19,7 +19,8 @@ Wiring into the edge (the HTTP filters are in ``edge/filters/``):
 - ``policy``: a route's policy, resolved once per route.
 - ``credentials``: which credential a request presents (bearer token or API key).
 - ``apikeys`` / ``apikey_verifier``: the Redis key store (digests only) and its cache.
-- ``identity`` / ``object_memo``: the caller's Identity and its headers, derived once.
+- ``identity``: the caller's Identity and its headers, derived once (with
+  :class:`edge.object_memo.ObjectMemo`).
 - ``authenticator``: policy + credential → identity (or AuthError / unavailable).
 - ``challenge``: refusals rendered as WWW-Authenticate challenges.
 - ``service_url``: the auth service's URL found in the catalog.

@@ -20,8 +20,8 @@ from edge.auth.identity import Identity, identity_from_api_key, identity_from_cl
 from edge.auth.introspection import IntrospectionUnavailable
 from edge.auth.jwt_verifier import JwtVerifier
 from edge.auth.keys import KeysUnavailable
-from edge.auth.object_memo import ObjectMemo
 from edge.auth.policy import RoutePolicy
+from edge.object_memo import ObjectMemo
 
 UNAVAILABLE = (KeysUnavailable, IntrospectionUnavailable, ApiKeysUnavailable)
 """Exceptions meaning "cannot check now" (answer 503), never "invalid credential"."""

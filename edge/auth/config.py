@@ -11,6 +11,7 @@ stripped from every request either way.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -349,6 +350,15 @@ class AuthConfig(Frozen):
                 "auth.identity.token.signing_key_file is required with workers > 1 "
                 "(each worker would sign identity tokens with its own key)"
             )
+        return None
+
+    def routes_problem(self, routes: Iterable[RouteAuthConfig | None]) -> tuple[int, str] | None:
+        """The first of ``routes`` (each route's ``auth``) that cannot work with this
+        config: its index and :meth:`route_problem`'s answer; None when all can."""
+        for i, route in enumerate(routes):
+            problem = self.route_problem(route)
+            if problem is not None:
+                return i, problem
         return None
 
     def route_problem(self, route: RouteAuthConfig | None) -> str | None:

@@ -151,14 +151,13 @@ class AuthFeature(BaseFeature):
         """Applies nothing (the ``auth`` section waits for a restart), but refuses a file
         whose routes need an authentication method the running edge lacks: loaded, such a
         route would fail every request rather than check it."""
-        for i, route in enumerate(config.routes):
-            problem = self._config.route_problem(route.auth)
-            if problem is not None:
-                raise ReloadRefused(
-                    f"routes[{i}].auth",
-                    f"{problem} in the auth settings the edge started with "
-                    "(auth changes take effect at the next restart)",
-                )
+        found = self._config.routes_problem(route.auth for route in config.routes)
+        if found is not None:
+            raise ReloadRefused(
+                f"routes[{found[0]}].auth",
+                f"{found[1]} in the auth settings the edge started with "
+                "(auth changes take effect at the next restart)",
+            )
         return None
 
     def admin_views(self) -> Mapping[str, JsonView]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge.auth.config import AuthConfig, AuthMethod, AuthPolicy, BearerMode, RouteAuthConfig
-from edge.auth.object_memo import ObjectMemo
+from edge.object_memo import ObjectMemo
 from edge.routes import Route
 
 _MAX_CACHED = 4096

@@ -9,9 +9,9 @@ from collections.abc import Awaitable
 
 from aiohttp import web
 
-from edge.auth.object_memo import ObjectMemo
 from edge.headers.config import HeadersConfig
 from edge.headers.rules import HeaderRules
+from edge.object_memo import ObjectMemo
 from edge.routes import Route
 from mesh.chain import Handler
 from mesh.exchange import Exchange

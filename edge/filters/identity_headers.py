@@ -18,7 +18,7 @@ from aiohttp import web
 from multidict import istr
 
 from edge.auth.identity import Identity, IdentityHeaders
-from edge.auth.object_memo import ObjectMemo
+from edge.object_memo import ObjectMemo
 from mesh.chain import Handler
 from mesh.exchange import Exchange
 

@@ -8,9 +8,9 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from edge.auth.object_memo import ObjectMemo
 from edge.ip_access.config import IpAccessConfig
 from edge.ip_access.policy import AddressPolicy
+from edge.object_memo import ObjectMemo
 from edge.routes import Route
 from mesh.chain import Handler, answered
 from mesh.exchange import Exchange

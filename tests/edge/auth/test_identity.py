@@ -10,13 +10,11 @@ from edge.auth.apikeys import ApiKeyRecord
 from edge.auth.claims import Claims
 from edge.auth.config import DEFAULT_CLAIM_HEADERS
 from edge.auth.identity import (
-    Identity,
     IdentityHeaders,
     header_value,
     identity_from_api_key,
     identity_from_claims,
 )
-from edge.auth.object_memo import ObjectMemo
 
 
 def test_identity_from_claims_and_default_headers() -> None:
@@ -79,30 +77,3 @@ def test_api_key_identity() -> None:
 )
 def test_header_values(value: object, expected: str | None) -> None:
     assert header_value(value) == expected
-
-
-def test_object_memo_derives_once_per_object() -> None:
-    calls: list[object] = []
-
-    def derive(obj: Identity) -> str:
-        calls.append(obj)
-        return obj.subject.upper()
-
-    memo: ObjectMemo[Identity, str] = ObjectMemo(derive, max_entries=2)
-    a, b, c = (Identity("jwt", name) for name in "abc")
-    assert [memo(a), memo(a), memo(b), memo(a)] == ["A", "A", "B", "A"]
-    assert calls == [a, b]
-    memo(c)  # full: starts afresh
-    assert len(memo) == 1
-    assert memo(a) == "A" and calls == [a, b, c, a]
-
-
-def test_object_memo_known_is_the_hit_path_without_deriving() -> None:
-    memo: ObjectMemo[Identity, str] = ObjectMemo(lambda obj: obj.subject, max_entries=2)
-    a, b, c = (Identity("jwt", name) for name in "abc")
-    assert memo.known(id(a)) is None
-    memo(a)
-    memo(b)
-    assert memo.known(id(a)) == "a" and memo.known(id(b)) == "b"
-    memo(c)  # full: starts afresh, and known sees the fresh start
-    assert memo.known(id(a)) is None and memo.known(id(c)) == "c"

@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 from aiohttp import web
-from aiohttp.test_utils import make_mocked_request
-from multidict import CIMultiDict
 
 from edge.auth.identity import Identity, IdentityHeaders
 from edge.filters.identity_headers import IDENTITY_HEADERS_ATTR, IdentityHeadersFilter
 from mesh.exchange import Exchange
+from tests.edge.exchanges import exchange
 
 CLAIMS = {"X-User-Id": "sub", "X-User-Roles": "roles", "X-Auth-Method": "method"}
 ALICE = Identity("jwt", "alice", roles=("user", "ops"))
-
-
-def exchange(upstream: list[tuple[str, str]]) -> Exchange:
-    return Exchange(
-        request=make_mocked_request("GET", "/"),
-        path="/",
-        query="",
-        request_id="rid",
-        client_ip="127.0.0.1",
-        upstream_headers=CIMultiDict(upstream),
-    )
 
 
 async def passed(ex: Exchange) -> web.StreamResponse:

@@ -6,24 +6,11 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import make_mocked_request
-from multidict import CIMultiDict
 
 from edge.headers.config import HeadersConfig
 from edge.headers.rules import HeaderRules
-from mesh.exchange import Exchange
+from tests.edge.exchanges import exchange
 from tests.edge.refused_config import assert_refused
-
-
-def exchange(upstream: list[tuple[str, str]]) -> Exchange:
-    return Exchange(
-        request=make_mocked_request("GET", "/"),
-        path="/",
-        query="",
-        request_id="rid",
-        client_ip="127.0.0.1",
-        upstream_headers=CIMultiDict(upstream),
-    )
 
 
 def rules(**config: object) -> HeaderRules:

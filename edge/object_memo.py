@@ -3,7 +3,10 @@
 The verifiers' caches hand out the *same* Claims or ApiKeyRecord object for
 every request of a cached caller, so anything derived from it (the Identity,
 its headers) can be derived once and found again by ``id()``: a dictionary
-look-up per request instead of building new objects.
+look-up per request instead of building new objects. Routes are the same
+objects for every request until the next catalog change or reload, so the
+settings features read from a route's options (its auth policy, address list,
+header changes) are derived once per route the same way.
 """
 
 from __future__ import annotations
