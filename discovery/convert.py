@@ -27,6 +27,7 @@ def entry_to_instance(service_name: str, entry: Mapping[str, Any]) -> Instance |
     checks: Sequence[Mapping[str, Any]] = entry.get("Checks") or ()
     healthy = all(c.get("Status") == "passing" for c in checks)
     meta = svc.get("Meta") or {}
+    connect = svc.get("Connect") or {}
     return Instance(
         id=str(svc.get("ID") or f"{service_name}-{address}-{port}"),
         service=service_name,
@@ -36,6 +37,7 @@ def entry_to_instance(service_name: str, entry: Mapping[str, Any]) -> Instance |
         tags=tuple(str(t) for t in (svc.get("Tags") or ())),
         meta=tuple(sorted((str(k), str(v)) for k, v in meta.items())),
         node=str(node.get("Node", "")),
+        mesh_tls=connect.get("Native") is True,
     )
 
 

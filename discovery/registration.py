@@ -1,7 +1,9 @@
 """Register a service instance in Consul's local agent, keep it there, remove it on shutdown.
 
 The check is an HTTP check against the *sidecar's* inbound address and the
-app's health path, so it tests the whole path the mesh uses (sidecar and app).
+app's health path, so it tests the whole path the mesh uses (sidecar and app);
+with mesh TLS, against the sidecar's admin listener, which asks the app
+(:mod:`sidecar.app_health`).
 A keeper loop re-registers the instance if the agent lost it (an agent
 restart, a dev agent started afresh), so the instance comes back by itself,
 and registers it again when :meth:`Registration.update` changed what it says
@@ -33,6 +35,8 @@ class RegistrationSpec:
     check_interval: str = "1s"
     check_timeout: str = "1s"
     deregister_critical_after: str = "1m"
+    connect_native: bool = False
+    """Registered as Consul Connect-native: callers reach it over mesh TLS."""
 
     def check(self) -> dict[str, object]:
         check: dict[str, object] = consul.Check.http(
@@ -68,6 +72,7 @@ class Registration:
             tags=list(s.tags),
             meta=dict(s.meta),
             check=s.check(),
+            connect={"Native": True} if s.connect_native else None,
         )
         self.registered = True
         log.info("registered %s (%s) at %s:%s", s.name, s.service_id, s.address, s.port)

@@ -21,6 +21,7 @@ from mesh.config.loader import load_config
 from mesh.config.sections import AdminConfig, LoggingConfig, ProxyConfig, ShutdownConfig
 from mesh.config.types import ByteSize, Duration, Frozen, Port, PositiveDuration
 from mesh.connections import ConnectionLimits
+from mesh.mtls.config import EdgeMeshTlsConfig, mesh_tls_problem
 from mesh.telemetry.config import TelemetryConfig
 
 
@@ -150,11 +151,20 @@ class EdgeConfig(Frozen):
     every address. Routes may add their own."""
     headers: HeadersConfig | None = None
     """Header changes to every request sent on and every answer; routes may add their own."""
+    mesh_tls: EdgeMeshTlsConfig = EdgeMeshTlsConfig()
+    """Mutual TLS to the services' sidecars, with a certificate from Consul Connect."""
     routes: tuple[RouteConfig, ...] = ()
     consul_routes: bool = True
     """Also expose the routes services declare in their Consul meta."""
     workers: int = Field(default=1, ge=1, le=64)
     """Processes serving the same ports (SO_REUSEPORT); metrics are aggregated over them."""
+
+    @model_validator(mode="after")
+    def _mesh_tls_possible(self) -> EdgeConfig:
+        problem = mesh_tls_problem(self.mesh_tls, self.discovery.provider, self.proxy.transport)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
     @model_validator(mode="after")
     def _workers_need_fixed_ports(self) -> EdgeConfig:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 
 from prometheus_client import CollectorRegistry
 
+from discovery.connect_ca import ConnectMeshTls
 from discovery.provider import make_provider, wait_for_first_catalog
 from edge.config import EdgeConfig
 from edge.feature import EdgeContext
@@ -44,12 +45,15 @@ async def run_edge(
     metrics.follow(store)
     transport = make_transport(config.proxy.transport, config.proxy.pool_size_per_host)
     p = config.proxy
+    m = config.mesh_tls
+    connect = ConnectMeshTls(config.consul, m.service, m, registry, "edge") if m.enabled else None
     proxy = Proxy(
         transport,
         lambda: store.current,
         Balancer(p.load_balancer),
         ProxySettings.of(p, body_timeout=config.listen.body_timeout),
         telemetry=UpstreamTelemetry(metrics),
+        mesh_tls=connect.mesh_tls if connect is not None else None,
     )
     # Several workers share the ports (mesh.workers); one alone keeps them exclusive.
     reuse_port = config.workers > 1
@@ -81,9 +85,12 @@ async def run_edge(
             views={
                 "/routes": gateway.routes_view,
                 **({"/config": reloader.view} if reloader is not None else {}),
+                **({"/mesh-tls": connect.mesh_tls.view} if connect is not None else {}),
                 **{path: view for f in features for path, view in f.admin_views().items()},
             },
-            registry=exposition(registry, [metrics.refresh]),
+            registry=exposition(
+                registry, [metrics.refresh, *([connect.refresh_metrics] if connect else [])]
+            ),
         ),
         config.admin.host,
         config.admin.port,
@@ -119,6 +126,10 @@ async def run_edge(
     for feature in features:
         await feature.start()
     await provider.start()
+    if connect is not None:
+        # Before the listener opens: a request routed to a mesh-TLS instance needs it.
+        await connect.start()
+        await connect.wait_ready()
     # Each worker has its own catalog: one still without it would answer 503 (SO_REUSEPORT).
     await wait_for_first_catalog(store, config.discovery.initial_fetch_timeout, "edge")
     await main.start()
@@ -140,6 +151,8 @@ async def run_edge(
     await main.stop()
     await provider.stop()
     await transport.close()
+    if connect is not None:
+        await connect.stop()
     if refresher is not None:
         refresher.cancel()
     for feature in reversed(features):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 from mesh.config.errors import ConfigError
 from mesh.config.reload import Reload
 from mesh.config.types import Frozen, Port
+from mesh.server_tls import SwappableServerContext
 
 if TYPE_CHECKING:
     from edge.config import EdgeConfig
@@ -66,28 +67,13 @@ def server_ssl_context(config: TlsConfig) -> ssl.SSLContext:
     return context
 
 
-class ServerTls:
-    """The listener's SSL context, whose certificate and key a reload can replace.
-
-    The listener keeps :attr:`context` for good; its SNI callback, which OpenSSL
-    calls for every ClientHello (with or without a server name), moves each new
-    handshake to the context loaded last. A reload builds that context whole from
-    the files before it is used, so a half-replaced certificate and key can never
-    be served; connections already established keep the certificate they got.
-    """
+class ServerTls(SwappableServerContext):
+    """The listener's SSL context, whose certificate and key a reload can replace
+    (each new handshake gets the files loaded last: see the base class)."""
 
     def __init__(self, config: TlsConfig) -> None:
         self._config = config
-        self.context = server_ssl_context(config)
-        self._current = self.context
-        self.context.sni_callback = self._select
-
-    def _select(
-        self, connection: ssl.SSLObject | ssl.SSLSocket, _name: str | None, context: ssl.SSLContext
-    ) -> None:
-        current = self._current
-        if current is not context:
-            connection.context = current
+        super().__init__(server_ssl_context(config))
 
     def prepare_reload(self, config: EdgeConfig) -> Reload | None:
         """The certificate and key read again (also when their paths are unchanged: that
@@ -100,7 +86,4 @@ class ServerTls:
             config.tls.model_copy(update={"min_version": self._config.min_version})
         )
 
-        def commit() -> None:
-            self._current = fresh
-
-        return Reload(("tls.cert_file", "tls.key_file"), commit)
+        return Reload(("tls.cert_file", "tls.key_file"), lambda: self.swap(fresh))

@@ -7,7 +7,7 @@ rate-limited like, user traffic.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -41,8 +41,10 @@ def build_admin_app(
     ready: Callable[[], tuple[bool, Mapping[str, Any]]],
     views: Mapping[str, JsonView],
     registry: CollectorRegistry | Callable[[], bytes],
+    handlers: Mapping[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {},
 ) -> web.Application:
-    """``ready`` returns (is_ready, details); each view is served as JSON at its path."""
+    """``ready`` returns (is_ready, details); each view is served as JSON at its path, and
+    each of ``handlers`` answers GET at its own."""
     app = web.Application()
 
     async def healthz(_: web.Request) -> web.Response:
@@ -63,6 +65,8 @@ def build_admin_app(
     app.router.add_get("/metrics", metrics)
     for path, view in views.items():
         app.router.add_get(path, _view_handler(view))
+    for path, handler in handlers.items():
+        app.router.add_get(path, handler)
     return app
 
 

@@ -26,6 +26,7 @@ from mesh.deadline import format_remaining
 from mesh.exchange import Exchange
 from mesh.http.compression import ResponseCompression
 from mesh.http.headers import end_to_end
+from mesh.mtls.contexts import MeshTls
 from mesh.snapshot import Instance, Snapshot
 from mesh.telemetry.upstream import UpstreamTelemetry
 from mesh.transport.base import (
@@ -77,8 +78,11 @@ class Proxy:
         balancer: Balancer,
         settings: ProxySettings,
         telemetry: UpstreamTelemetry | None = None,
+        mesh_tls: MeshTls | None = None,
     ) -> None:
-        """``telemetry`` records each attempt (CLIENT span, upstream histogram)."""
+        """``telemetry`` records each attempt (CLIENT span, upstream histogram);
+        ``mesh_tls`` says how to reach each instance (None: plain HTTP to every one)."""
+        self._mesh_tls = mesh_tls
         self._transport = transport
         self._snapshot = snapshot
         self._balancer = balancer
@@ -120,7 +124,13 @@ class Proxy:
             in_flight.acquire(instance.id)
             try:
                 try:
-                    upstream = await self._transport.send(instance.address, instance.port, request)
+                    tls = self._mesh_tls
+                    upstream = await self._transport.send(
+                        instance.address,
+                        instance.port,
+                        request,
+                        None if tls is None else tls.for_instance(instance),
+                    )
                 except UpstreamConnectError as exc:
                     attempt.failed("connect_error")
                     last_error = exc

@@ -28,6 +28,8 @@ class Instance:
     tags: tuple[str, ...] = ()
     meta: tuple[tuple[str, str], ...] = ()
     node: str = ""
+    mesh_tls: bool = False
+    """Registered as Consul Connect-native: reached over mesh TLS (:mod:`mesh.mtls`)."""
 
     @property
     def authority(self) -> str:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from discovery.settings import ConsulSettings, DiscoverySettings
 from mesh.config.loader import load_config
 from mesh.config.sections import AdminConfig, LoggingConfig, ProxyConfig, ShutdownConfig
 from mesh.config.types import Duration, Frozen, Port, split_host_port
+from mesh.mtls.config import SidecarMeshTlsConfig, mesh_tls_problem
 from mesh.telemetry.config import TelemetryConfig
 from sidecar.identity_config import SidecarIdentityConfig
 from sidecar.resilience_config import InboundLimitConfig, ResilienceConfig
@@ -93,6 +94,15 @@ class SidecarConfig(Frozen):
     shutdown: ShutdownConfig = ShutdownConfig()
     logging: LoggingConfig = LoggingConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
+    mesh_tls: SidecarMeshTlsConfig = SidecarMeshTlsConfig()
+    """Mutual TLS on the inbound listener and to upstream sidecars (Consul Connect)."""
+
+    @model_validator(mode="after")
+    def _mesh_tls_possible(self) -> SidecarConfig:
+        problem = mesh_tls_problem(self.mesh_tls, self.discovery.provider, self.proxy.transport)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
     def instance_id(self, inbound_port: int) -> str:
         return self.service.id or f"{self.service.name}-{socket.gethostname()}-{inbound_port}"

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 
 from prometheus_client import CollectorRegistry
 
+from discovery.connect_ca import ConnectMeshTls
 from discovery.consul_client import make_consul
 from discovery.provider import make_provider, wait_for_first_catalog
 from discovery.registration import Registration, RegistrationSpec
@@ -36,10 +37,13 @@ from mesh.telemetry.exposition import exposition
 from mesh.telemetry.metrics import ProxyMetrics
 from mesh.telemetry.upstream import UpstreamTelemetry
 from mesh.transport import make_transport
+from sidecar.app_health import PATH as APP_HEALTH_PATH
+from sidecar.app_health import AppHealth
 from sidecar.config import SidecarConfig
 from sidecar.filters.deadline import DeadlineFilter
 from sidecar.filters.identity import identity_filter
 from sidecar.filters.inbound_limit import InboundLimitFilter
+from sidecar.filters.intentions import IntentionFilter
 from sidecar.filters.outbound_routing import OutboundRoutingFilter
 from sidecar.guards import GuardRegistry
 from sidecar.local_app import LocalApp
@@ -49,6 +53,19 @@ from sidecar.resilient_proxy import ResilientProxy
 from sidecar.telemetry import SidecarTelemetry
 
 log = logging.getLogger("meshgate.sidecar")
+
+
+def _check_url(config: SidecarConfig, inbound_port: int, admin_port: int) -> str:
+    """Consul's check: the app's health path through the inbound listener; with mesh TLS
+    (whose listener Consul cannot call without a certificate), the admin listener's
+    ``/health/app`` at the address Consul reaches the sidecar at."""
+    svc = config.service
+    if not config.mesh_tls.enabled:
+        return f"http://{svc.address}:{inbound_port}{config.app.health_path}"
+    host = config.admin.host
+    if host in ("0.0.0.0", "::", ""):
+        host = svc.address
+    return f"http://{host}:{admin_port}{APP_HEALTH_PATH}"
 
 
 def _consul_duration(seconds: float) -> str:
@@ -76,6 +93,25 @@ async def run_sidecar(
         settings,
         telemetry=upstream_telemetry,
     )
+    m = config.mesh_tls
+    intentions: IntentionFilter | None = None
+    connect: ConnectMeshTls | None = None
+    if m.enabled:
+        intentions = IntentionFilter(
+            config.service.name,
+            m.default_intention == "allow",
+            lambda: connect.mesh_tls.roots if connect is not None else None,
+            registry,
+        )
+        connect = ConnectMeshTls(
+            config.consul,
+            config.service.name,
+            m,
+            registry,
+            "sidecar",
+            on_intentions=intentions.replace,
+            default_allow=m.default_intention == "allow",
+        )
     transitions = BreakerTransitions()
     guards = GuardRegistry(config.resilience, on_transition=transitions)
     registry.register(ResilienceCollector(guards, transitions))
@@ -96,6 +132,7 @@ async def run_sidecar(
         guards,
         settings,
         telemetry=upstream_telemetry,
+        mesh_tls=connect.mesh_tls if connect is not None else None,
     )
     telemetry = SidecarTelemetry(config)
     metrics_filter = MetricsFilter(in_metrics)
@@ -104,10 +141,14 @@ async def run_sidecar(
     identity = identity_filter(config.identity)
 
     app_host, app_port = config.app.host_port
+    app_health = AppHealth(
+        f"http://{config.app.address}{config.app.health_path}", config.registration.check_timeout
+    )
     inbound_chain = build_chain(
         [
             metrics_filter,
             *telemetry.inbound_filters(),
+            *([intentions] if intentions else []),
             deadline_filter,
             *([identity] if identity else []),
             inbound_limit,
@@ -130,6 +171,7 @@ async def run_sidecar(
         ),
         config.inbound.host,
         config.inbound.port,
+        ssl_context=connect.mesh_tls.server.context if connect is not None else None,
         shutdown_timeout=config.shutdown.timeout,
     )
     outbound = Listener(
@@ -174,8 +216,12 @@ async def run_sidecar(
                 "/breakers": guards.view,
                 **({"/config": reloader.view} if reloader is not None else {}),
                 **({"/identity": identity.view} if identity else {}),
+                **({"/mesh-tls": connect.mesh_tls.view} if connect is not None else {}),
             },
-            registry=exposition(registry, [in_metrics.refresh]),
+            registry=exposition(
+                registry, [in_metrics.refresh, *([connect.refresh_metrics] if connect else [])]
+            ),
+            handlers={APP_HEALTH_PATH: app_health.handle},
         ),
         config.admin.host,
         config.admin.port,
@@ -184,6 +230,10 @@ async def run_sidecar(
     if identity is not None:
         await identity.start()
     await provider.start()
+    if connect is not None:
+        # The inbound listener needs the certificate, and the intentions to apply.
+        await connect.start()
+        await connect.wait_ready()
     await inbound.start()  # to the local app: needs no catalog
     await wait_for_first_catalog(store, config.discovery.initial_fetch_timeout, "outbound")
     await outbound.start()
@@ -197,12 +247,13 @@ async def run_sidecar(
             service_id=config.instance_id(inbound.port),
             address=svc.address,
             port=inbound.port,
-            check_url=f"http://{svc.address}:{inbound.port}{config.app.health_path}",
+            check_url=_check_url(config, inbound.port, admin.port),
             tags=svc.tags,
             meta=dict(svc.meta),
             check_interval=_consul_duration(r.check_interval),
             check_timeout=_consul_duration(r.check_timeout),
             deregister_critical_after=_consul_duration(r.deregister_critical_after),
+            connect_native=connect is not None,
         )
         registration = Registration(consul_client, spec, keep_interval_s=r.resync_interval)
         await registration.start()
@@ -224,6 +275,9 @@ async def run_sidecar(
     await asyncio.gather(inbound.stop(), outbound.stop())
     await provider.stop()
     await transport.close()
+    await app_health.close()
+    if connect is not None:
+        await connect.stop()
     if identity is not None:
         await identity.stop()
     if consul_client is not None:

@@ -32,6 +32,7 @@ from mesh.balancing import Balancer
 from mesh.deadline import HEADER as DEADLINE_HEADER
 from mesh.deadline import format_remaining
 from mesh.exchange import Exchange
+from mesh.mtls.contexts import MeshTls
 from mesh.proxy import (
     ProxySettings,
     bad_gateway,
@@ -121,8 +122,11 @@ class ResilientProxy:
         clock: Callable[[], float] = time.monotonic,
         on_retry: Callable[[RetryEvent], None] | None = None,
         telemetry: UpstreamTelemetry | None = None,
+        mesh_tls: MeshTls | None = None,
     ) -> None:
-        """``telemetry`` records each attempt (CLIENT span, upstream histogram)."""
+        """``telemetry`` records each attempt (CLIENT span, upstream histogram);
+        ``mesh_tls`` says how to reach each instance (None: plain HTTP to every one)."""
+        self._mesh_tls = mesh_tls
         self._transport = transport
         self._snapshot = snapshot
         self._balancer = balancer
@@ -348,7 +352,13 @@ class ResilientProxy:
         in_flight.acquire(instance.id)
         started = self._clock()
         try:
-            response = await self._transport.send(instance.address, instance.port, request)
+            tls = self._mesh_tls
+            response = await self._transport.send(
+                instance.address,
+                instance.port,
+                request,
+                None if tls is None else tls.for_instance(instance),
+            )
         except UpstreamConnectError as exc:
             outcome = CallOutcome.failed(CallError.CONNECT, self._clock() - started)
             self._failed(ex, attempt, "connect_error", guard, instance, breaker, permit, outcome)

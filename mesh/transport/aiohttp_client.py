@@ -12,6 +12,7 @@ from yarl import URL
 from mesh.http.headers import header_block_items
 from mesh.transport.base import (
     ClientBodyError,
+    PeerTls,
     SwitchedConnection,
     UpstreamConnectError,
     UpstreamError,
@@ -74,7 +75,14 @@ class AiohttpTransport:
             )
         return self._session
 
-    async def send(self, host: str, port: int, request: UpstreamRequest) -> _Response:
+    async def send(
+        self, host: str, port: int, request: UpstreamRequest, tls: PeerTls | None = None
+    ) -> _Response:
+        if tls is not None:
+            # ClientSession pools connections by address and context alone, so a
+            # connection verified for one service could be lent to a call meant for
+            # another at the same address; the config refuses this combination.
+            raise UpstreamConnectError("mesh TLS needs the fast transport (proxy.transport: fast)")
         if request.upgrade:
             # ClientSession has no way to hand over a switched connection (only its own
             # WebSocket client); refuse before anything is sent, so no attempt is wasted.

@@ -8,9 +8,10 @@ ClientSession can replace :class:`AiohttpTransport` behind this protocol.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import ssl
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import StreamReader
 from aiohttp.http_exceptions import BadHttpMessage
@@ -179,12 +180,29 @@ class UpstreamResponse(Protocol):
         ...
 
 
-class UpstreamTransport(Protocol):
-    async def send(self, host: str, port: int, request: UpstreamRequest) -> UpstreamResponse:
-        """Send ``request``; return once the response headers are in.
+class PeerTls(Protocol):
+    """TLS to an upstream (mesh TLS, :class:`mesh.mtls.contexts.UpstreamTls`): the
+    context to connect with, and the check of the verified certificate the peer
+    presents. Connections are pooled per ``key``, never across keys."""
 
-        Raises UpstreamConnectError when nothing was sent, UpstreamTimeout when
-        no response came in time, UpstreamError for anything else.
+    context: ssl.SSLContext
+    key: str
+
+    def refusal(self, peercert: Mapping[str, Any] | None) -> str | None:
+        """Why the peer must not be sent the request (None: it may)."""
+        ...
+
+
+class UpstreamTransport(Protocol):
+    async def send(
+        self, host: str, port: int, request: UpstreamRequest, tls: PeerTls | None = None
+    ) -> UpstreamResponse:
+        """Send ``request``, over ``tls`` when given; return once the response headers
+        are in.
+
+        Raises UpstreamConnectError when nothing was sent (a peer that fails the TLS
+        handshake or ``tls``'s check included), UpstreamTimeout when no response
+        came in time, UpstreamError for anything else.
         """
         ...
 

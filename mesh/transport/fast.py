@@ -23,6 +23,7 @@ Active connections are not capped: the proxy's own concurrency bounds them.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,7 @@ from multidict import CIMultiDictProxy
 from mesh.loop import running_loop
 from mesh.transport.base import (
     ClientBody,
+    PeerTls,
     SwitchedConnection,
     UpstreamConnectError,
     UpstreamError,
@@ -40,7 +42,7 @@ from mesh.transport.base import (
 )
 from mesh.transport.h1_connection import ConnectionDropped, H1Connection
 from mesh.transport.h1_head import Framing, authority, serialize_head, streamed_length
-from mesh.transport.h1_pool import IdlePool
+from mesh.transport.h1_pool import IdlePool, Key
 
 if TYPE_CHECKING:
     from mesh.transport.base import UpstreamTransport
@@ -171,15 +173,19 @@ class FastTransport:
         # Connections lent to responses, so close() can reach them too.
         self._active: set[H1Connection] = set()
 
-    def idle_connections(self, host: str, port: int) -> int:
-        """How many idle keep-alive connections are pooled for ``host:port``."""
-        return self._pool.idle_count((host, port))
+    def idle_connections(self, host: str, port: int, tls: PeerTls | None = None) -> int:
+        """How many idle keep-alive connections are pooled for ``host:port`` (over ``tls``)."""
+        return self._pool.idle_count((host, port, "" if tls is None else tls.key))
 
-    async def send(self, host: str, port: int, request: UpstreamRequest) -> FastResponse:
-        """Send ``request`` to ``host:port``; return once the final response head is in.
+    async def send(
+        self, host: str, port: int, request: UpstreamRequest, tls: PeerTls | None = None
+    ) -> FastResponse:
+        """Send ``request`` to ``host:port``, over ``tls`` when given; return once the
+        final response head is in.
 
         Raises UpstreamConnectError when no connection could be made (nothing
-        was sent), UpstreamTimeout when the head did not come within
+        was sent; a TLS handshake that failed, or a peer ``tls`` refuses,
+        included), UpstreamTimeout when the head did not come within
         ``request.response_timeout`` of the request being written (or the
         upstream stopped reading a streamed body for that long), UpstreamError
         otherwise. The returned response must be released.
@@ -211,7 +217,8 @@ class FastTransport:
         # For a streamed body: the byte count it must have, or None for chunked.
         streamed = None if framing is Framing.CHUNKED else length
         loop = running_loop()
-        conn = self._pool.take((host, port), loop.time())
+        key = (host, port, "" if tls is None else tls.key)
+        conn = self._pool.take(key, loop.time())
         if conn is not None:
             try:
                 return await self._exchange(loop, conn, head, request, streamed)
@@ -221,7 +228,7 @@ class FastTransport:
                         f"{host}:{port} closed a kept-alive connection before answering; "
                         "the request cannot be replayed"
                     ) from exc
-        conn = await self._connect(loop, host, port, request.connect_timeout)
+        conn = await self._connect(loop, key, request.connect_timeout, tls)
         return await self._exchange(loop, conn, head, request, streamed)
 
     async def close(self) -> None:
@@ -238,20 +245,37 @@ class FastTransport:
         await asyncio.sleep(0)
 
     async def _connect(
-        self, loop: asyncio.AbstractEventLoop, host: str, port: int, connect_s: float
+        self,
+        loop: asyncio.AbstractEventLoop,
+        key: Key,
+        connect_s: float,
+        tls: PeerTls | None,
     ) -> H1Connection:
-        key = (host, port)
+        host, port, _ = key
         pool = self._pool
         buffer = self._body_buffer
         try:
             async with asyncio.timeout(connect_s):
+                # The TLS handshake, when there is one, counts against the connect
+                # timeout: create_connection returns once it is done.
                 _, conn = await loop.create_connection(
-                    lambda: H1Connection(loop, key, pool.discard, buffer), host, port
+                    lambda: H1Connection(loop, key, pool.discard, buffer),
+                    host,
+                    port,
+                    ssl=None if tls is None else tls.context,
+                    server_hostname=None if tls is None else "",
                 )
         except TimeoutError as exc:
             raise UpstreamConnectError(f"connect to {host}:{port} timed out") from exc
-        except OSError as exc:
+        except (OSError, ssl.SSLError) as exc:
             raise UpstreamConnectError(f"cannot connect to {host}:{port}: {exc}") from exc
+        if tls is not None:
+            transport = conn.transport
+            peercert = None if transport is None else transport.get_extra_info("peercert")
+            refusal = tls.refusal(peercert)
+            if refusal is not None:
+                conn.abort()
+                raise UpstreamConnectError(f"refused {host}:{port} for mesh TLS: {refusal}")
         return conn
 
     async def _exchange(

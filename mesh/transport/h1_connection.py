@@ -104,7 +104,7 @@ class H1Connection(asyncio.Protocol):
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        key: tuple[str, int],
+        key: tuple[str, int, str],
         on_idle_lost: Callable[[H1Connection], None],
         body_buffer: int,
     ) -> None:

@@ -14,11 +14,13 @@ from collections import deque
 
 from mesh.transport.h1_connection import H1Connection
 
-Key = tuple[str, int]
+Key = tuple[str, int, str]
+"""(host, port, TLS key): the TLS key is "" for plain HTTP, else the ``PeerTls.key``
+the connection was verified for."""
 
 
 class IdlePool:
-    """Idle connections keyed by (host, port).
+    """Idle connections keyed by (host, port, TLS key).
 
     Guarantees: :meth:`take` only returns a connection that is still open and
     has been idle for less than ``keepalive_s``; a stack never holds more than

@@ -1,0 +1,184 @@
+"""Follow Consul Connect for mesh TLS: this service's certificate, the CA roots, intentions.
+
+Three blocking-query loops (:mod:`discovery.blocking`) on the local agent:
+
+- ``/v1/agent/connect/ca/leaf/<service>``: the agent renews the certificate
+  before it expires and answers the query with the new one;
+- ``/v1/agent/connect/ca/roots``: a CA rotation adds the new root (and the
+  agent then re-signs the certificate);
+- ``/v1/connect/intentions`` (sidecars only): every intention; the table for
+  this service is rebuilt on each change (:mod:`mesh.mtls.intentions`).
+
+Each answer replaces what :class:`mesh.mtls.contexts.MeshTls` (or the
+intentions holder) uses for new connections. While Consul cannot be reached
+the last certificate, roots and intentions keep serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import consul.aio
+from consul.callback import CB
+from prometheus_client import CollectorRegistry
+
+from discovery.blocking import BlockingFollower
+from discovery.consul_client import make_consul
+from discovery.settings import ConsulSettings
+from mesh.mtls.config import MeshTlsConfig
+from mesh.mtls.contexts import MeshTls
+from mesh.mtls.intentions import IntentionTable, intentions_from_consul
+from mesh.mtls.material import Leaf, MaterialError, Roots
+from mesh.mtls.metrics import MeshTlsMetrics
+
+log = logging.getLogger(__name__)
+
+
+class ConnectWatcher:
+    """Keeps ``mesh_tls`` (and ``on_intentions``, when given) up to date with Consul."""
+
+    def __init__(
+        self,
+        client: consul.aio.Consul,
+        mesh_tls: MeshTls,
+        *,
+        on_intentions: Callable[[IntentionTable], None] | None = None,
+        default_allow: bool = True,
+        wait_s: float = 30.0,
+        max_backoff_s: float = 5.0,
+    ) -> None:
+        self._consul = client
+        self._mesh_tls = mesh_tls
+        self._on_intentions = on_intentions
+        self._default_allow = default_allow
+        self._follower = BlockingFollower(wait_s, max_backoff_s, self._on_failure)
+        self._tasks: list[asyncio.Task[None]] = []
+        self.intentions_known = asyncio.Event()
+        """Set once the first list of intentions is in (immediately without ``on_intentions``)."""
+        if on_intentions is None:
+            self.intentions_known.set()
+
+    @property
+    def errors(self) -> int:
+        """Failed queries so far."""
+        return self._follower.errors
+
+    def _on_failure(self, exc: BaseException | None, attempt: int) -> None:
+        if attempt == 1:
+            log.warning("consul connect query failed, keeping the last certificate: %s", exc)
+
+    async def start(self) -> None:
+        follow = self._follower.follow
+        service = self._mesh_tls.service
+        loops = [
+            (f"/v1/agent/connect/ca/leaf/{service}", self._leaf),
+            ("/v1/agent/connect/ca/roots", self._roots),
+        ]
+        if self._on_intentions is not None:
+            loops.append(("/v1/connect/intentions", self._intentions))
+        for path, answered in loops:
+            self._tasks.append(
+                asyncio.create_task(follow(self._getter(path), answered), name=f"consul {path}")
+            )
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+
+    def _getter(self, path: str) -> Callable[[str | None], Any]:
+        http = self._consul.http
+        headers = self._consul.prepare_headers()
+
+        async def get(index: str | None) -> Any:
+            params: list[tuple[str, str]] = [("wait", self._follower.wait)]
+            if index is not None:
+                params.append(("index", index))
+            callback = CB.json(index=True, allow_404=False)
+            return await http.get(callback, path, params=params, headers=headers)
+
+        return get
+
+    def _leaf(self, raw: Mapping[str, Any]) -> None:
+        self._apply(lambda: self._mesh_tls.update(leaf=Leaf.from_consul(raw)), "certificate")
+
+    def _roots(self, raw: Mapping[str, Any]) -> None:
+        self._apply(lambda: self._mesh_tls.update(roots=Roots.from_consul(raw)), "roots")
+
+    def _apply(self, update: Callable[[], None], what: str) -> None:
+        try:
+            update()
+        except MaterialError as exc:
+            # Keep serving with what was loaded before; the next answer may be usable.
+            log.error("cannot use Consul's new %s for mesh TLS: %s", what, exc)
+
+    def _intentions(self, raw: Any) -> None:
+        assert self._on_intentions is not None
+        table = IntentionTable(
+            self._mesh_tls.service, intentions_from_consul(raw), self._default_allow
+        )
+        self._on_intentions(table)
+        self.intentions_known.set()
+
+
+class ConnectMeshTls:
+    """A process's mesh TLS on Consul Connect: the contexts, their metrics and the watcher
+    that feeds them, with their own Consul client. Start, :meth:`wait_ready`, stop."""
+
+    def __init__(
+        self,
+        settings: ConsulSettings,
+        service: str,
+        config: MeshTlsConfig,
+        registry: CollectorRegistry,
+        role: str,
+        *,
+        on_intentions: Callable[[IntentionTable], None] | None = None,
+        default_allow: bool = True,
+    ) -> None:
+        self._config = config
+        self.metrics = MeshTlsMetrics(registry, role)
+        self.mesh_tls = MeshTls(service, require=config.require, on_replace=self.metrics.replaced)
+        self._client = make_consul(settings)
+        self.watcher = ConnectWatcher(
+            self._client,
+            self.mesh_tls,
+            on_intentions=on_intentions,
+            default_allow=default_allow,
+            wait_s=settings.wait,
+        )
+
+    def refresh_metrics(self) -> None:
+        self.metrics.refresh(self.mesh_tls)
+
+    async def start(self) -> None:
+        await self.watcher.start()
+
+    async def wait_ready(self) -> None:
+        """Until the certificate, the roots (and intentions, if followed) are in; a warning
+        each ``initial_fetch_timeout`` meanwhile. Consul may come up after this process."""
+        timeout = self._config.initial_fetch_timeout
+        while True:
+            try:
+                async with asyncio.timeout(timeout):
+                    await self.mesh_tls.ready.wait()
+                    await self.watcher.intentions_known.wait()
+                return
+            except TimeoutError:
+                log.warning(
+                    "mesh TLS: no certificate for %r from Consul's Connect CA after %gs; "
+                    "still waiting (is Connect enabled on the agent?)",
+                    self.mesh_tls.service,
+                    timeout,
+                )
+
+    async def stop(self) -> None:
+        await self.watcher.stop()
+        await self._client.close()

@@ -1,0 +1,76 @@
+"""Inbound, with mesh TLS: Consul's intentions decide which calling services are served.
+
+The caller's service is the one its client certificate names (verified against
+the Connect CA's roots in the handshake; the inbound listener takes no client
+without one). A caller the intentions refuse gets a 403 problem naming both
+services and the intention that decided, and the app never sees the request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter
+
+from mesh.chain import Handler
+from mesh.exchange import Exchange
+from mesh.mtls.intentions import IntentionTable
+from mesh.mtls.material import Roots
+from mesh.mtls.spiffe import certificate_identity
+
+
+class IntentionFilter:
+    """Serves a request only when :attr:`table` allows the calling service.
+
+    Until the first list of intentions is in, :attr:`table` is empty and the
+    configured default decides (the sidecar waits for the list before it opens
+    its inbound listener, so in practice the default only decides unmatched calls).
+    """
+
+    def __init__(
+        self,
+        destination: str,
+        default_allow: bool,
+        roots: Callable[[], Roots | None],
+        registry: CollectorRegistry,
+    ) -> None:
+        """``destination``: this sidecar's service; ``roots()``: the CA roots in use now
+        (their trust domain is the one a caller's certificate must name)."""
+        self._roots = roots
+        self.table = IntentionTable(destination, (), default_allow)
+        self._refusals = Counter(
+            "meshgate_intention_refusals",
+            "Inbound requests refused because Consul's intentions deny their calling "
+            "service (source: the service its certificate names, or 'unknown').",
+            ["source"],
+            registry=registry,
+        )
+
+    def replace(self, table: IntentionTable) -> None:
+        self.table = table
+
+    async def __call__(self, ex: Exchange, next_handler: Handler) -> web.StreamResponse:
+        transport = ex.request.transport
+        peercert = None if transport is None else transport.get_extra_info("peercert")
+        roots = self._roots()
+        identity = None if roots is None else certificate_identity(peercert, roots.trust_domain)
+        destination = self.table.destination
+        if identity is None:
+            self._refusals.labels("unknown").inc()
+            return ex.problem(
+                403,
+                "Caller not identified",
+                f"the client certificate names no service that may call {destination!r}",
+                slug="caller-unidentified",
+            )
+        decision = self.table.decide(identity.service)
+        if not decision.allowed:
+            self._refusals.labels(identity.service).inc()
+            return ex.problem(
+                403,
+                "Refused by intentions",
+                f"{identity.service!r} may not call {destination!r}: {decision.reason}",
+                slug="intention-denied",
+            )
+        return await next_handler(ex)

@@ -1,0 +1,245 @@
+"""Mesh TLS on Consul Connect: real Consul (Connect CA on, as in ``-dev``), edges, sidecars, apps.
+
+What is shown: the edge reaches a sidecar over mutual TLS with its own
+certificate; sidecars call each other the same way; the sidecar's inbound
+listener takes no client without a certificate from the CA; intentions
+created in Consul refuse a caller (403) and, deleted, let it in again; a
+certificate naming another service than the one called is refused before
+anything is sent; and Consul's checks still see the app's health.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import time
+import urllib.parse
+import urllib.request
+from http.client import HTTPException
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from demo.processes import free_port, wait_until
+from tests.integration.harness import Mesh, consul_api, http, metrics, passing_ids
+
+MESH_TLS = {"mesh_tls": {"enabled": True}}
+ROUTES = [
+    {"prefix": "/api/users", "service": "users", "prefix_rewrite": "/users"},
+    {"prefix": "/api/orders", "service": "orders", "prefix_rewrite": "/orders"},
+    {"prefix": "/api/payments", "service": "payments", "prefix_rewrite": "/users"},
+]
+
+
+def create_intention(mesh: Mesh, source: str, destination: str, action: str) -> str:
+    created = consul_api(
+        mesh.consul,
+        "POST",
+        "/v1/connect/intentions",
+        {"SourceName": source, "DestinationName": destination, "Action": action},
+    )
+    return str(created["ID"])
+
+
+def leaf(mesh: Mesh, service: str) -> dict[str, Any]:
+    """A certificate and key for ``service`` from Consul's Connect CA, as any client
+    of the agent may ask for (with ACLs off)."""
+    answer = consul_api(mesh.consul, "GET", f"/v1/agent/connect/ca/leaf/{service}")
+    assert isinstance(answer, dict)
+    return answer
+
+
+def client_context(mesh: Mesh, tmp_path: Path, service: str | None) -> ssl.SSLContext:
+    """A client context trusting the CA, presenting ``service``'s certificate (None:
+    presenting none)."""
+    roots = consul_api(mesh.consul, "GET", "/v1/agent/connect/ca/roots")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.load_verify_locations(cadata="\n".join(r["RootCert"] for r in roots["Roots"]))
+    if service is not None:
+        cert = leaf(mesh, service)
+        (tmp_path / f"{service}.pem").write_text(cert["CertPEM"])
+        (tmp_path / f"{service}.key").write_text(cert["PrivateKeyPEM"])
+        context.load_cert_chain(tmp_path / f"{service}.pem", tmp_path / f"{service}.key")
+    return context
+
+
+def https_get(port: int, path: str, context: ssl.SSLContext) -> tuple[int, Any]:
+    req = urllib.request.Request(f"https://127.0.0.1:{port}{path}")
+    try:
+        with urllib.request.urlopen(req, timeout=10, context=context) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def wait_for_status(url: str, status: int, within: float = 10) -> tuple[int, Any]:
+    """GET ``url`` until it answers ``status``; the last answer."""
+    last: tuple[int, Any] = (0, None)
+
+    def answered() -> bool:
+        nonlocal last
+        code, _, body = http(url)
+        last = (code, json.loads(body))
+        return code == status
+
+    try:
+        wait_until(answered, within, f"{url} answering {status}")
+    except TimeoutError:
+        raise AssertionError(f"{url} still answers {last}") from None
+    return last
+
+
+def test_edge_to_sidecar_and_sidecar_to_sidecar_over_mesh_tls(mesh: Mesh) -> None:
+    mesh.sidecar(mesh.app("inventory"), "inventory-1", extra=MESH_TLS)
+    orders = mesh.sidecar(mesh.app("orders"), "orders-1", extra=MESH_TLS)
+    edge = mesh.edge(ROUTES, extra=MESH_TLS)
+
+    # Registered as Connect-native, and healthy: Consul's check reaches the app
+    # through the admin listener, since the inbound one needs a certificate.
+    service = consul_api(mesh.consul, "GET", "/v1/health/service/orders")[0]["Service"]
+    assert service["Connect"] == {"Native": True}
+    assert "orders-1" in passing_ids(mesh.consul, "orders")
+    checks = consul_api(mesh.consul, "GET", "/v1/health/checks/orders")
+    assert [c["Status"] for c in checks] == ["passing"]
+    assert f"127.0.0.1:{orders.admin}/health/app" in checks[0]["Output"]
+
+    # edge → orders' sidecar (mesh TLS) → orders → orders' sidecar outbound →
+    # inventory's sidecar (mesh TLS) → inventory.
+    status, _, body = http(f"{edge.url}/api/orders/7")
+    assert status == 200, body
+    answer = json.loads(body)
+    assert answer["order"] == "7" and answer["stock"]["instance"].startswith("inventory")
+
+    # Both hops were TLS with the CA's certificates (the admin views say whose).
+    with urllib.request.urlopen(f"http://127.0.0.1:{edge.admin}/mesh-tls", timeout=5) as resp:
+        view = json.loads(resp.read())
+    assert view["ready"] is True
+    assert view["certificate"]["uri"].endswith("/svc/meshgate-edge")
+    samples = metrics(edge.admin)
+    assert samples["meshgate_mesh_tls_ready"] == [({"role": "edge"}, 1.0)]
+    ((_, expiry),) = samples["meshgate_mesh_tls_certificate_expiry_timestamp_seconds"]
+    assert expiry > time.time() + 3600
+
+
+def test_the_inbound_listener_takes_only_clients_with_a_mesh_certificate(
+    mesh: Mesh, tmp_path: Path
+) -> None:
+    users_app = mesh.app("users")
+    users = mesh.sidecar(users_app, "users-1", extra=MESH_TLS)
+
+    # Plain HTTP: the TLS listener never answers with HTTP.
+    with pytest.raises((OSError, HTTPException)):
+        http(f"http://127.0.0.1:{users.inbound}/users/echo")
+    # TLS without a client certificate: the handshake is refused.
+    with pytest.raises(OSError):  # ssl.SSLError and URLError are OSErrors
+        https_get(users.inbound, "/users/echo", client_context(mesh, tmp_path, None))
+    # With one from the Connect CA, for any service (no intention, default allow): served.
+    status, body = https_get(users.inbound, "/users/echo", client_context(mesh, tmp_path, "web"))
+    assert status == 200 and body["service"] == "users"
+    assert users_app.stats()["total"] == 1
+
+
+def test_intentions_refuse_and_then_admit_a_caller(mesh: Mesh, tmp_path: Path) -> None:
+    users_app = mesh.app("users")
+    users = mesh.sidecar(users_app, "users-1", extra=MESH_TLS)
+    edge = mesh.edge(ROUTES, extra=MESH_TLS)
+    assert http(f"{edge.url}/api/users/echo")[0] == 200
+
+    deny = create_intention(mesh, "meshgate-edge", "users", "deny")
+    status, problem = wait_for_status(f"{edge.url}/api/users/echo", 403)
+    assert problem["type"].endswith("/intention-denied"), problem
+    assert "'meshgate-edge' may not call 'users'" in problem["detail"]
+    assert "intention deny meshgate-edge => users" in problem["detail"]
+    # The app never sees a refused request, and each is counted.
+    seen = users_app.stats()["total"]
+    ((labels, before),) = metrics(users.admin)["meshgate_intention_refusals_total"]
+    assert labels == {"source": "meshgate-edge"}
+    assert [http(f"{edge.url}/api/users/echo")[0] for _ in range(3)] == [403] * 3
+    assert users_app.stats()["total"] == seen
+    ((_, after),) = metrics(users.admin)["meshgate_intention_refusals_total"]
+    assert after == before + 3
+
+    # A more precise intention for another caller does not reach this one; a
+    # wildcard allow has lower precedence than the exact deny.
+    create_intention(mesh, "*", "users", "allow")
+    assert http(f"{edge.url}/api/users/echo")[0] == 403
+    status, _ = https_get(users.inbound, "/users/echo", client_context(mesh, tmp_path, "web"))
+    assert status == 200
+
+    consul_api(mesh.consul, "DELETE", f"/v1/connect/intentions/{urllib.parse.quote(deny)}")
+    wait_for_status(f"{edge.url}/api/users/echo", 200)
+
+
+def test_a_certificate_of_another_service_is_refused_before_anything_is_sent(
+    mesh: Mesh,
+) -> None:
+    """An instance registered as ``payments`` whose sidecar holds ``users``' certificate
+    (a mistaken or malicious registration) is not sent the request: 502, nothing sent."""
+    users_app = mesh.app("users")
+    users = mesh.sidecar(users_app, "users-1", extra=MESH_TLS)
+    consul_api(
+        mesh.consul,
+        "PUT",
+        "/v1/agent/service/register",
+        {
+            "Name": "payments",
+            "ID": "payments-impostor",
+            "Address": "127.0.0.1",
+            "Port": users.inbound,
+            "Connect": {"Native": True},
+        },
+    )
+    edge = mesh.edge(ROUTES, extra=MESH_TLS)
+    status, _, body = http(f"{edge.url}/api/payments/echo")
+    assert status == 502, body
+    problem = json.loads(body)
+    assert "its certificate is 'users''s, not 'payments''s" in problem["detail"], problem
+    assert users_app.stats()["total"] == 0
+    # The real users route works over the same address; a connection verified for
+    # users is then pooled, and never lent to the payments route.
+    assert http(f"{edge.url}/api/users/echo")[0] == 200
+    assert http(f"{edge.url}/api/payments/echo")[0] == 502
+    assert users_app.stats()["total"] == 1
+
+
+def test_require_skips_instances_outside_mesh_tls(mesh: Mesh) -> None:
+    """With ``require``, a plain instance is never called; without, it is, over HTTP."""
+    plain = mesh.sidecar(mesh.app("users"), "users-plain")
+    strict = mesh.edge(ROUTES, extra={"mesh_tls": {"enabled": True, "require": True}})
+    status, _, body = http(f"{strict.url}/api/users/echo")
+    assert status == 502, body
+    assert "not registered for mesh TLS" in json.loads(body)["detail"]
+    lenient = mesh.edge(ROUTES, extra=MESH_TLS)
+    assert http(f"{lenient.url}/api/users/echo")[0] == 200
+    assert plain.instance_id == "users-plain"
+
+
+def test_default_deny_refuses_callers_no_intention_allows(mesh: Mesh) -> None:
+    extra = {"mesh_tls": {"enabled": True, "default_intention": "deny"}}
+    mesh.sidecar(mesh.app("users"), "users-1", extra=extra)
+    edge = mesh.edge(ROUTES, extra=MESH_TLS)
+    status, _, body = http(f"{edge.url}/api/users/echo")
+    assert status == 403
+    assert "no intention matches; the default is deny" in json.loads(body)["detail"]
+    create_intention(mesh, "meshgate-edge", "users", "allow")
+    wait_for_status(f"{edge.url}/api/users/echo", 200)
+
+
+def test_the_sidecar_waits_for_its_certificate_before_opening_inbound(mesh: Mesh) -> None:
+    """No certificate, no inbound listener: a sidecar whose agent has Connect off
+    (simulated by a Consul address with nothing listening) is never ready."""
+    dead = free_port()
+    extra = {
+        **MESH_TLS,
+        "consul": {"address": f"127.0.0.1:{dead}"},
+        "registration": {"enabled": False},
+        "discovery": {"initial_fetch_timeout": 0},
+    }
+    sidecar = mesh.sidecar(mesh.app("users"), "users-1", extra=extra, wait_ready=False)
+    time.sleep(2)
+    assert sidecar.process.alive()
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", sidecar.inbound)) != 0
