@@ -223,6 +223,10 @@ class EdgeScenario(Scenario):
         return Target(url, headers, self.script(ctx) if self.script is not None else None)
 
 
+MESH_TLS = {"mesh_tls": {"enabled": True, "require": True}}
+"""Mesh TLS on both sides; ``require``, so a plain-HTTP hop can never be measured instead."""
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
@@ -238,6 +242,15 @@ SCENARIOS: dict[str, Scenario] = {
             compare_with="edge",
             description="meshgate edge → meshgate sidecar → upstream (the full mesh hop)",
             via_sidecar=True,
+        ),
+        EdgeScenario(
+            "edge+sidecar+mtls",
+            compare_with="edge+sidecar",
+            extra_config=MESH_TLS,
+            description="the full mesh hop over mutual TLS: certificates from Consul's "
+            "Connect CA, the sidecar applying intentions",
+            via_sidecar=True,
+            sidecar_config=MESH_TLS,
         ),
         EdgeScenario(
             "edge+notrace",

@@ -40,6 +40,7 @@ def consul_entry(
     tags: list[str] | None = None,
     meta: dict[str, str] | None = None,
     checks: list[dict[str, Any]] | None = None,
+    connect: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One element of Consul's health endpoint answer, as Consul 1.8 sends it."""
     service: dict[str, Any] = {
@@ -53,7 +54,7 @@ def consul_entry(
         "Weights": {"Passing": 1, "Warning": 1},
         "EnableTagOverride": False,
         "Proxy": {"MeshGateway": {}, "Expose": {}},
-        "Connect": {},
+        "Connect": {} if connect is None else connect,
         "CreateIndex": 10,
         "ModifyIndex": 10,
     }
@@ -203,6 +204,28 @@ def consul_entry(
                 node="worker-7",
             ),
             id="node-name-recorded",
+        ),
+        pytest.param(
+            consul_entry(connect={"Native": True}),
+            Instance(
+                id="users-1",
+                service="users",
+                address="10.0.1.1",
+                port=15000,
+                node="node-1",
+                mesh_tls=True,
+            ),
+            id="connect-native-is-reached-over-mesh-tls",
+        ),
+        pytest.param(
+            consul_entry(connect={"Native": False}),
+            Instance(id="users-1", service="users", address="10.0.1.1", port=15000, node="node-1"),
+            id="connect-not-native",
+        ),
+        pytest.param(
+            consul_entry(connect={"Native": "true"}),
+            Instance(id="users-1", service="users", address="10.0.1.1", port=15000, node="node-1"),
+            id="connect-native-must-be-a-boolean",
         ),
     ],
 )
