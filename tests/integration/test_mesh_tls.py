@@ -10,6 +10,7 @@ anything is sent; and Consul's checks still see the app's health.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import ssl
@@ -20,7 +21,10 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from demo.processes import free_port, wait_until
 from tests.integration.harness import Mesh, consul_api, http, metrics, passing_ids
@@ -243,3 +247,84 @@ def test_the_sidecar_waits_for_its_certificate_before_opening_inbound(mesh: Mesh
     assert sidecar.process.alive()
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", sidecar.inbound)) != 0
+
+
+def mesh_tls_view(admin: int) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/mesh-tls", timeout=5) as resp:
+        view: dict[str, Any] = json.loads(resp.read())
+    return view
+
+
+def served_certificate(port: int, context: ssl.SSLContext) -> dict[str, Any]:
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw) as tls,
+    ):
+        cert = tls.getpeercert()
+    assert cert is not None
+    return cert
+
+
+async def test_a_ca_rotation_is_followed_without_a_failed_request(
+    mesh: Mesh, tmp_path: Path
+) -> None:
+    """Consul's CA gets a new root key: both sides trust the new root at once, take
+    re-signed certificates within Consul's jitter (up to 30 s), and serve new
+    handshakes with them; requests keep succeeding all along."""
+    users = mesh.sidecar(mesh.app("users"), "users-1", extra=MESH_TLS)
+    edge = mesh.edge(ROUTES, extra=MESH_TLS)
+    old_root = mesh_tls_view(users.admin)["roots"]["active_id"]
+    statuses: list[int] = []
+    stop = asyncio.Event()
+
+    async def traffic(session: aiohttp.ClientSession) -> None:
+        while not stop.is_set():
+            async with session.get(f"{edge.url}/api/users/echo") as resp:
+                statuses.append(resp.status)
+            await asyncio.sleep(0.02)
+
+    key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    async with aiohttp.ClientSession() as session:
+        running = asyncio.create_task(traffic(session))
+        await asyncio.sleep(0.3)
+        consul_api(
+            mesh.consul,
+            "PUT",
+            "/v1/connect/ca/configuration",
+            {"Provider": "consul", "Config": {"PrivateKey": key.decode()}},
+        )
+
+        def renewed(admin: int) -> bool:
+            view = mesh_tls_view(admin)
+            return view["updates"]["certificate"] >= 1 and view["roots"]["active_id"] != old_root
+
+        deadline = time.monotonic() + 60
+        while not (renewed(users.admin) and renewed(edge.admin)):
+            assert time.monotonic() < deadline, (
+                mesh_tls_view(users.admin),
+                mesh_tls_view(edge.admin),
+            )
+            await asyncio.sleep(0.5)
+        # New connections from the edge (concurrent requests grow its pool) use the
+        # new certificates on both sides.
+        answers = await asyncio.gather(
+            *(session.get(f"{edge.url}/api/users/echo") for _ in range(20))
+        )
+        assert [a.status for a in answers] == [200] * 20
+        for a in answers:
+            a.release()
+        stop.set()
+        await running
+    assert statuses and set(statuses) == {200}, statuses
+    # The sidecar serves its re-signed certificate to a new client.
+    view = mesh_tls_view(users.admin)
+    served = served_certificate(users.inbound, client_context(mesh, tmp_path, "web"))
+    assert int(served["serialNumber"], 16) == int(
+        view["certificate"]["serial"].replace(":", ""), 16
+    )
+    replaced = metrics(users.admin)["meshgate_mesh_tls_replacements_total"]
+    assert ({"role": "sidecar", "part": "certificate"}, 1.0) in replaced
