@@ -43,13 +43,19 @@ class Decision:
 
 def intentions_from_consul(raw: Iterable[Mapping[str, Any]] | None) -> tuple[Intention, ...]:
     """``/v1/connect/intentions`` → intentions; entries without both names, an action
-    Consul would not write, or another source type than ``consul`` are left out."""
+    Consul would not write, or another source type than ``consul`` are left out.
+
+    An intention with L7 ``Permissions`` (Consul 1.9+: rules on paths and methods,
+    and no action of its own) is read as *deny*: meshgate does not evaluate them,
+    and Consul itself treats them as deny for connections it cannot inspect."""
     out: list[Intention] = []
     for entry in raw or ():
         source, destination = entry.get("SourceName"), entry.get("DestinationName")
         action = entry.get("Action")
         if not isinstance(source, str) or not isinstance(destination, str):
             continue
+        if action is None and entry.get("Permissions"):
+            action = "deny"
         if action not in ("allow", "deny") or entry.get("SourceType", "consul") != "consul":
             continue
         precedence = entry.get("Precedence")

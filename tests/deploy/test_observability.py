@@ -20,7 +20,9 @@ from edge.config import EdgeConfig
 from edge.ip_access.feature import IpAccessFeature
 from edge.ratelimit.prometheus import PrometheusObserver
 from mesh.config.reload import ConfigReloader
+from mesh.mtls.metrics import MeshTlsMetrics
 from mesh.telemetry.metrics import ProxyMetrics, RefreshMetrics
+from sidecar.filters.intentions import IntentionFilter
 from sidecar.guards import GuardRegistry
 from sidecar.resilience_config import ResilienceConfig
 from sidecar.resilience_metrics import BreakerTransitions, ResilienceCollector
@@ -47,6 +49,8 @@ def exported_series() -> set[str]:
     ConfigReloader("edge.yaml", EdgeConfig, EdgeConfig(), [], registry)
     CompressionFeature(EdgeConfig(), registry)
     IpAccessFeature(EdgeConfig(), registry)
+    MeshTlsMetrics(registry, "sidecar")
+    IntentionFilter("orders", True, lambda: None, registry)
     names: set[str] = set()
     for family in registry.collect():
         names.update(family.name + suffix for suffix in _SUFFIXES[family.type])
@@ -84,6 +88,10 @@ def test_every_dashboard_query_names_an_exported_series() -> None:
         "meshgate_config_restart_pending",
         "meshgate_address_refusals_total",
         "meshgate_compressed_responses_total",
+        "meshgate_intention_refusals_total",
+        "meshgate_mesh_tls_certificate_expiry_timestamp_seconds",
+        "meshgate_mesh_tls_ready",
+        "meshgate_mesh_tls_replacements_total",
     ):
         assert wanted in used, wanted
 

@@ -148,6 +148,16 @@ def test_conversion_keeps_names_actions_and_precedence() -> None:
     assert intentions_from_consul(None) == ()
 
 
+def test_an_intention_with_l7_permissions_is_read_as_deny() -> None:
+    """Consul 1.9+ writes permission rules (paths, methods) instead of an action;
+    meshgate does not evaluate them, so such an intention refuses its source."""
+    entry = consul("web", "orders", "allow")
+    del entry["Action"]
+    entry["Permissions"] = [{"Action": "allow", "HTTP": {"PathPrefix": "/public"}}]
+    decision = table("orders", entry, consul("*", "orders", "allow")).decide("web")
+    assert (decision.allowed, decision.reason) == (False, "intention deny web => orders")
+
+
 def test_decisions_are_memoised_but_bounded() -> None:
     t = table("orders", consul("*", "orders", "deny"))
     first = t.decide("web")
