@@ -65,6 +65,8 @@ def _check_url(config: SidecarConfig, inbound_port: int, admin_port: int) -> str
     host = config.admin.host
     if host in ("0.0.0.0", "::", ""):
         host = svc.address
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal
     return f"http://{host}:{admin_port}{APP_HEALTH_PATH}"
 
 

@@ -93,6 +93,8 @@ class MeshTls:
         used; raises MaterialError (nothing changed) when they cannot be."""
         leaf = leaf or self.leaf
         roots = roots or self.roots
+        if leaf == self.leaf and roots == self.roots and self.ready.is_set():
+            return  # a blocking query's wait ran out: nothing new
         if leaf is None or roots is None:
             self.leaf, self.roots = leaf, roots
             return

@@ -194,3 +194,17 @@ def test_the_view_shows_the_certificate_never_the_key() -> None:
         "valid_before": mesh_tls.leaf.valid_before if mesh_tls.leaf else None,
     }
     assert "PRIVATE KEY" not in repr(view)
+
+
+def test_the_same_answer_again_changes_nothing() -> None:
+    """A blocking query whose wait ran out answers with what it answered before."""
+    ca = ConnectCa()
+    raw_leaf, raw_roots = ca.leaf("orders"), ca.roots()
+    replaced: list[str] = []
+    orders = MeshTls("orders", require=False, on_replace=replaced.append)
+    orders.update(Leaf.from_consul(raw_leaf), Roots.from_consul(raw_roots))
+    web = orders.for_instance(instance("web"))
+    orders.update(Leaf.from_consul(raw_leaf))
+    orders.update(roots=Roots.from_consul(raw_roots))
+    assert replaced == []
+    assert orders.for_instance(instance("web")) is web  # nothing rebuilt
