@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 from bench.context import BenchContext, ScenarioFailed
-from demo.processes import ManagedProcess, free_port
+from demo.processes import ManagedProcess, free_port, port_open
 
 UPSTREAM_BODY = '{"ok":true}'
 BIG_PATH = "/big.json"
@@ -163,8 +163,11 @@ backend bench_upstream
 """
 
 
-def start_nginx(ctx: BenchContext, name: str, http_body: str, port: int) -> str:
-    """Start an nginx whose http block is ``http_body``; return its base URL."""
+def start_nginx(
+    ctx: BenchContext, name: str, http_body: str, port: int, *, probe: bool = True
+) -> str:
+    """Start an nginx whose http block is ``http_body``; return its base URL once ``/``
+    answers 200 (``probe``) or, without ``probe``, once its port accepts connections."""
     binary = nginx_binary()
     if binary is None:
         raise ScenarioFailed("nginx not found (apt-get install nginx)")
@@ -176,7 +179,10 @@ def start_nginx(ctx: BenchContext, name: str, http_body: str, port: int) -> str:
     argv = [binary, "-p", str(prefix), "-e", f"{prefix}/error.log", "-c", str(conf)]
     proc = ctx.spawn(name, argv)
     url = f"http://127.0.0.1:{port}"
-    _wait(ctx, proc, url, prefix / "error.log")
+    if probe:
+        _wait(ctx, proc, url, prefix / "error.log")
+    else:
+        ctx.wait_for(lambda: port_open("127.0.0.1", port), f"{name} listening", [proc])
     return url
 
 

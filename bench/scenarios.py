@@ -36,6 +36,7 @@ from bench.auth_nodes import (
 )
 from bench.context import BenchContext, ScenarioFailed
 from bench.mesh_nodes import register_upstream, start_edge, start_sidecar
+from bench.mtls_proxies import start_nginx_pair
 from bench.proxies import BIG_BODY, BIG_PATH, start_haproxy, start_nginx_proxy
 from bench.ratelimit_nodes import (
     MANY_CALLERS,
@@ -116,16 +117,19 @@ class FunctionScenario(Scenario):
     name: str
     description: str
     starter: Callable[[BenchContext], Target]
+    compare_with: str | None = None
 
     def start(self, ctx: BenchContext) -> Target:
         return self.starter(ctx)
 
 
-def scenario(name: str, description: str) -> Callable[[Callable[[BenchContext], Target]], Scenario]:
+def scenario(
+    name: str, description: str, compare_with: str | None = None
+) -> Callable[[Callable[[BenchContext], Target]], Scenario]:
     """Decorator turning ``def f(ctx) -> Target`` into a scenario."""
 
     def wrap(fn: Callable[[BenchContext], Target]) -> Scenario:
-        return FunctionScenario(name, description, fn)
+        return FunctionScenario(name, description, fn, compare_with)
 
     return wrap
 
@@ -160,6 +164,20 @@ def require_encoding(url: str, headers: Mapping[str, str], encoding: str | None)
     size = len(gzip.decompress(body) if encoding == "gzip" else body)
     if size != len(BIG_BODY):
         raise ScenarioFailed(f"{url} answered {size} bytes, not {len(BIG_BODY)}")
+
+
+@scenario("nginx+nginx", "nginx → nginx → upstream: two C proxy hops, as edge+sidecar has two")
+def nginx_pair(ctx: BenchContext) -> Target:
+    return Target(f"{start_nginx_pair(ctx, mtls=False)}/")
+
+
+@scenario(
+    "nginx+nginx+mtls",
+    "nginx → nginx over mutual TLS (certificates from Consul's Connect CA) → upstream",
+    compare_with="nginx+nginx",
+)
+def nginx_pair_mtls(ctx: BenchContext) -> Target:
+    return Target(f"{start_nginx_pair(ctx, mtls=True)}/")
 
 
 @scenario(
@@ -252,6 +270,8 @@ SCENARIOS: dict[str, Scenario] = {
             via_sidecar=True,
             sidecar_config=MESH_TLS,
         ),
+        nginx_pair,
+        nginx_pair_mtls,
         EdgeScenario(
             "edge+notrace",
             extra_config=NO_TELEMETRY,

@@ -266,3 +266,19 @@ def test_compression_scenarios_measure_what_they_name(tmp_path: Path) -> None:
     for name, row in rows.items():
         assert row["ok"], f"{name}: {row['failure']}"
         assert row["requests"] > 0 and row["error_count"] == 0, name
+
+
+def test_mutual_tls_scenarios_measure_what_they_name(tmp_path: Path) -> None:
+    """The two-hop scenarios, plain and over mutual TLS, for 1 s each. Clean runs mean
+    the TLS hops were TLS: the mesh's scenarios set ``mesh_tls.require`` (a plain hop
+    would be refused, 502) and the back nginx takes only clients with a certificate."""
+    names = "nginx+nginx,nginx+nginx+mtls,edge+sidecar,edge+sidecar+mtls"
+    out, done = _run_one_second(tmp_path, names, timeout=240)
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    rows = {row["name"]: row for row in json.loads(out.read_text())["scenarios"]}
+    assert list(rows) == names.split(",")
+    for name, row in rows.items():
+        assert row["ok"], f"{name}: {row['failure']}"
+        assert row["requests"] > 0 and row["error_count"] == 0, name
+    assert rows["nginx+nginx+mtls"]["cost"]["against"] == "nginx+nginx"
+    assert rows["edge+sidecar+mtls"]["cost"]["against"] == "edge+sidecar"
