@@ -28,7 +28,9 @@ from prometheus_client import CollectorRegistry
 from discovery.settings import ConsulSettings
 from mesh.chain import Filter
 from mesh.config.reload import Reload
+from mesh.mtls.contexts import MeshTls
 from mesh.snapshot import SnapshotStore
+from mesh.transport.base import UpstreamTransport
 
 if TYPE_CHECKING:
     from edge.config import EdgeConfig
@@ -45,6 +47,11 @@ class EdgeContext:
     consul: ConsulSettings
     config_file: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    transport: UpstreamTransport | None = None
+    """The proxy's upstream transport, for features that call services themselves."""
+    mesh_tls: MeshTls | None = None
+    """The edge's mesh TLS when on: how to reach an instance (see
+    :meth:`mesh.mtls.contexts.MeshTls.for_instance`)."""
 
 
 class EdgeFeature(Protocol):

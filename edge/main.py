@@ -57,7 +57,13 @@ async def run_edge(
     )
     # Several workers share the ports (mesh.workers); one alone keeps them exclusive.
     reuse_port = config.workers > 1
-    ctx = EdgeContext(store=store, registry=registry, consul=config.consul)
+    ctx = EdgeContext(
+        store=store,
+        registry=registry,
+        consul=config.consul,
+        transport=transport,
+        mesh_tls=connect.mesh_tls if connect is not None else None,
+    )
     features = build_features(config, ctx)
     gateway = EdgeGateway(config, store, proxy, metrics, features)
     tls = ServerTls(config.tls) if config.tls is not None else None

@@ -23,6 +23,8 @@ Wiring into the edge (the HTTP filters are in ``edge/filters/``):
   :class:`edge.object_memo.ObjectMemo`).
 - ``authenticator``: policy + credential → identity (or AuthError / unavailable).
 - ``challenge``: refusals rendered as WWW-Authenticate challenges.
-- ``service_url``: the auth service's URL found in the catalog.
+- ``service_url``: the auth service found in the catalog, as a URL or as a call
+  through the edge's transport (``service_fetch``: one request to one instance,
+  over mesh TLS to a Connect-native one).
 - ``feature``: the AuthFeature that builds all of it from the config.
 """

@@ -9,8 +9,15 @@
   (the public key sidecars check the identity token with);
 - ``start``: HTTP session and JWKS cache, introspection client, Redis for API
   keys, and a first JWKS fetch in the background once the catalog is loaded
-  (retried until it succeeds);
+  (and, when the JWKS comes through mesh TLS, the edge's certificate is in;
+  retried until it succeeds);
   ``stop`` closes them.
+
+The auth service's endpoints come from ``url`` (fetched with aiohttp) or from
+``service`` (found in the catalog): with the edge's mesh TLS on, a service is
+called through the edge's own transport (:class:`edge.auth.service_url.ServiceCall`),
+over mutual TLS to Connect-native instances, their certificate checked before
+anything is sent; otherwise with aiohttp over plain HTTP.
 
 The identity signing key is read (or generated) at construction, so a bad key
 file stops the edge at start with a ConfigError.
@@ -38,10 +45,10 @@ from edge.auth.identity import IdentityHeaders
 from edge.auth.introspection import IntrospectionSettings, IntrospectionVerifier
 from edge.auth.introspection_http import HttpIntrospector
 from edge.auth.jwks import JwksCache, JwksCacheSettings
-from edge.auth.jwks_http import HttpJwksFetcher, UrlSource
+from edge.auth.jwks_http import HttpJwksFetcher
 from edge.auth.jwt_verifier import JwtSettings, JwtVerifier
 from edge.auth.policy import RoutePolicies, RoutePolicy
-from edge.auth.service_url import ServiceUrl
+from edge.auth.service_url import ServiceCall, ServiceUrl
 from edge.config import EdgeConfig
 from edge.feature import BaseFeature, EdgeContext, JsonView
 from edge.filters.authenticate import AuthenticateFilter
@@ -53,6 +60,7 @@ from mesh.config.errors import ConfigError
 from mesh.config.reload import Reload, ReloadRefused
 from mesh.identity.keys import IdentityKeyError, generate_signing_key, load_signing_key
 from mesh.identity.token import IdentitySigner
+from mesh.mtls.contexts import MeshTls
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +184,7 @@ class AuthFeature(BaseFeature):
             jwks = config.jwks
             url = self._url_source(jwks.url, jwks.service, jwks.path)
             fetcher = HttpJwksFetcher(url, self._session, timeout_s=jwks.fetch_timeout)
+            mesh_tls = url.mesh_tls if isinstance(url, ServiceCall) else None
             self.jwks = JwksCache(
                 fetcher,
                 self._clock,
@@ -186,7 +195,7 @@ class AuthFeature(BaseFeature):
                     fetch_timeout_s=jwks.fetch_timeout,
                 ),
             )
-            self._jwks_source = jwks.url or f"service {jwks.service} at {jwks.path}"
+            self._jwks_source = url if isinstance(url, str) else url.describe()
             assert config.issuer is not None and config.audience is not None  # validated
             self.jwt = JwtVerifier(
                 JwtSettings(
@@ -200,7 +209,9 @@ class AuthFeature(BaseFeature):
                 self.jwks,
                 self._clock,
             )
-            self._warm = asyncio.get_running_loop().create_task(self._first_fetch(self.jwks))
+            self._warm = asyncio.get_running_loop().create_task(
+                self._first_fetch(self.jwks, mesh_tls)
+            )
         if config.introspection.configured:
             i = config.introspection
             call = HttpIntrospector(
@@ -250,19 +261,30 @@ class AuthFeature(BaseFeature):
         if self._redis is not None:
             await self._redis.aclose()
 
-    def _url_source(self, url: str | None, service: str | None, path: str) -> UrlSource:
+    def _url_source(
+        self, url: str | None, service: str | None, path: str
+    ) -> str | ServiceUrl | ServiceCall:
+        """``url`` as it is (aiohttp); ``service`` through the edge's transport when the
+        edge has mesh TLS on, else as a URL found in the catalog (aiohttp)."""
         if url is not None:
             return url
         assert service is not None  # validated: one of the two is set
-        return ServiceUrl(lambda: self._ctx.store.current, service, path)
+        ctx = self._ctx
+        endpoint = ServiceUrl(lambda: self._ctx.store.current, service, path)
+        if ctx.mesh_tls is not None and ctx.transport is not None:
+            return ServiceCall(endpoint, ctx.transport, ctx.mesh_tls)
+        return endpoint
 
-    async def _first_fetch(self, jwks: JwksCache) -> None:
-        """Fetch the key set once the catalog is loaded, retrying until it succeeds.
+    async def _first_fetch(self, jwks: JwksCache, mesh_tls: MeshTls | None = None) -> None:
+        """Fetch the key set once the catalog is loaded (and ``mesh_tls``, through which
+        it is fetched, has its certificate), retrying until it succeeds.
 
         Requests never wait for this; until it succeeds they get 503 (no keys),
         and the auth service may well start after the edge.
         """
         await self._ctx.store.ready.wait()
+        if mesh_tls is not None:
+            await mesh_tls.ready.wait()
         delay = 0.25
         while not await jwks.refresh():
             log.warning("JWKS fetch failed (retrying in %.1fs): %s", delay, jwks.stats().last_error)

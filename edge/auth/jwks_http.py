@@ -1,22 +1,33 @@
-"""Fetching the JWKS over HTTP with aiohttp, for :class:`edge.auth.jwks.JwksCache`.
+"""Fetching the JWKS over HTTP, for :class:`edge.auth.jwks.JwksCache`.
 
 The URL is either fixed or resolved on every fetch by an async callable, which
 is how the edge finds the auth service through Consul without this module
-knowing about Consul.
+knowing about Consul; both are fetched with aiohttp. A
+:class:`edge.auth.service_url.ServiceCall` instead (the auth service found in
+the catalog, the edge with mesh TLS on) is fetched through the edge's own
+transport. Either way the answer is judged by the same code: status, body
+size, JSON and max-age.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import aiohttp
 
 from edge.auth.http_body import BodyTooLarge, read_bounded
 from edge.auth.jwks import JwksDocument
+from edge.auth.service_url import ServiceCall
 
 UrlSource = str | Callable[[], Awaitable[str]]
 """A fixed URL, or an async callable returning the URL to use for this fetch."""
+
+EndpointSource = UrlSource | ServiceCall
+"""Where an auth service endpoint is: a URL (fetched with aiohttp), or a service in
+the catalog called through the edge's transport."""
+
+_ACCEPT = {"Accept": "application/jwk-set+json, application/json"}
 
 
 class JwksFetchError(Exception):
@@ -51,19 +62,21 @@ def parse_max_age(cache_control: str | None, age: str | None = None) -> float | 
 
 
 class HttpJwksFetcher:
-    """A :data:`edge.auth.jwks.JwksFetch` that GETs the JWKS with an aiohttp session.
+    """A :data:`edge.auth.jwks.JwksFetch` that GETs the JWKS.
 
-    Redirects are not followed (the key set's location is configuration, not
-    something a response may change), bodies over ``max_body_bytes`` are
-    refused, and the whole request is bounded by ``timeout_s``. Raises
-    JwksFetchError for a non-200 status, an oversized body or invalid JSON;
-    aiohttp and timeout errors propagate as they are. The session is borrowed:
-    the caller closes it.
+    From a URL with an aiohttp session, or through the edge's transport for a
+    :class:`edge.auth.service_url.ServiceCall`. Redirects are not followed (the
+    key set's location is configuration, not something a response may change),
+    bodies over ``max_body_bytes`` are refused, and the whole request is bounded
+    by ``timeout_s``. Raises JwksFetchError for a non-200 status, an oversized
+    body or invalid JSON (through the transport, a body over the limit is refused
+    whatever the status); aiohttp, transport (UpstreamError) and timeout errors
+    propagate as they are. The session is borrowed: the caller closes it.
     """
 
     def __init__(
         self,
-        url: UrlSource,
+        url: EndpointSource,
         session: aiohttp.ClientSession,
         *,
         timeout_s: float = 5.0,
@@ -71,28 +84,49 @@ class HttpJwksFetcher:
     ) -> None:
         self._url = url
         self._session = session
+        self._timeout_s = timeout_s
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._max_body_bytes = max_body_bytes
 
     async def __call__(self) -> JwksDocument:
+        if isinstance(self._url, ServiceCall):
+            try:
+                answer = await self._url(
+                    "GET", _ACCEPT, timeout_s=self._timeout_s, max_body_bytes=self._max_body_bytes
+                )
+            except BodyTooLarge as exc:
+                raise _too_large() from exc
+            _check_status(answer.status)
+            return _document(answer.body, answer.headers)
         url = self._url if isinstance(self._url, str) else await self._url()
         async with self._session.get(
             url,
             allow_redirects=False,
             timeout=self._timeout,
-            headers={"Accept": "application/jwk-set+json, application/json"},
+            headers=_ACCEPT,
         ) as response:
-            if response.status != 200:
-                raise JwksFetchError(f"JWKS endpoint answered HTTP {response.status}")
+            _check_status(response.status)
             try:
                 body = await read_bounded(response, self._max_body_bytes)
             except BodyTooLarge as exc:
-                raise JwksFetchError("JWKS body too large") from exc
-            try:
-                document = json.loads(body)
-            except (ValueError, RecursionError) as exc:
-                raise JwksFetchError("JWKS body is not JSON") from exc
-            max_age = parse_max_age(
-                response.headers.get("Cache-Control"), response.headers.get("Age")
-            )
-        return JwksDocument(body=document, max_age_s=max_age)
+                raise _too_large() from exc
+            return _document(body, response.headers)
+
+
+def _check_status(status: int) -> None:
+    if status != 200:
+        raise JwksFetchError(f"JWKS endpoint answered HTTP {status}")
+
+
+def _too_large() -> JwksFetchError:
+    return JwksFetchError("JWKS body too large")
+
+
+def _document(body: bytes, headers: Mapping[str, str]) -> JwksDocument:
+    """The decoded key set and its max-age; JwksFetchError when the body is not JSON."""
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise JwksFetchError("JWKS body is not JSON") from exc
+    max_age = parse_max_age(headers.get("Cache-Control"), headers.get("Age"))
+    return JwksDocument(body=document, max_age_s=max_age)

@@ -25,7 +25,11 @@ from mesh.config.errors import ConfigError
 from mesh.exchange import Exchange
 from mesh.identity.keys import generate_signing_key, key_id, signing_key_pem
 from mesh.ingress import Ingress
+from mesh.mtls.contexts import MeshTls
+from mesh.mtls.material import Leaf, Roots
 from mesh.snapshot import Instance, ServiceEntry, SnapshotStore, make_snapshot
+from mesh.transport.fast import FastTransport
+from tests.mesh.mtls.connect_ca import ConnectCa
 
 ISSUER, AUDIENCE = "http://auth.demo", "meshgate"
 
@@ -174,3 +178,52 @@ async def test_first_fetch_is_retried_until_the_auth_service_appears(
         assert feature.jwks.stats().keys == 1
     finally:
         await feature.stop()
+
+
+async def test_with_mesh_tls_the_jwks_comes_through_the_transport_over_mutual_tls() -> None:
+    """The auth service behind a TLS listener that takes only Connect certificates (as a
+    sidecar with mesh TLS): the first fetch waits for the edge's certificate, then goes
+    through the edge's transport, which checks the peer is ``auth``."""
+    ca = ConnectCa()
+    auth_tls = MeshTls("auth", require=False)
+    auth_tls.update(Leaf.from_consul(ca.leaf("auth")), Roots.from_consul(ca.roots()))
+    key = new_signing_key("ES256")
+    server = TestServer(create_app(AuthServiceSettings(ISSUER, AUDIENCE), signing_key=key))
+    await server.start_server(ssl=auth_tls.server.context)
+    transport = FastTransport()
+    edge_tls = MeshTls("meshgate-edge", require=False)
+    store = SnapshotStore()
+    ctx = EdgeContext(
+        store, CollectorRegistry(), ConsulSettings(), transport=transport, mesh_tls=edge_tls
+    )
+    config = AuthConfig.model_validate(
+        {"issuer": ISSUER, "audience": AUDIENCE, "jwks": {"service": "auth"}}
+    )
+    feature = AuthFeature(config, ctx)
+    await feature.start()
+    try:
+        instance = Instance("auth-1", "auth", "127.0.0.1", server.port or 0, mesh_tls=True)
+        store.publish(make_snapshot({"auth": ServiceEntry("auth", (instance,))}, "test"))
+        assert feature.jwks is not None
+        await asyncio.sleep(0.3)
+        assert feature.jwks.stats().fetches == 0  # no certificate yet: nothing tried
+        edge_tls.update(Leaf.from_consul(ca.leaf("meshgate-edge")), Roots.from_consul(ca.roots()))
+        for _ in range(100):
+            if feature.jwks.stats().keys:
+                break
+            await asyncio.sleep(0.02)
+        stats = feature.jwks.stats()
+        assert (stats.keys, stats.fetches, stats.failures) == (1, 1, 0)
+        token = mint_token(key.private_key, key.kid, "alice", ["user"], ISSUER, AUDIENCE, 60)
+        status, headers = await run_through(feature, [("Authorization", f"Bearer {token}")])
+        assert status == 200 and headers["X-User-Id"] == "alice"
+        # The connection the fetch used is pooled under auth's mesh TLS identity.
+        tls = edge_tls.for_instance(instance)
+        assert transport.idle_connections("127.0.0.1", instance.port, tls) == 1
+        assert feature.view()["jwks"]["source"] == (
+            "service auth at /.well-known/jwks.json (mesh TLS to Connect-native instances)"
+        )
+    finally:
+        await feature.stop()
+        await transport.close()
+        await server.close()

@@ -1,4 +1,5 @@
-"""IntrospectionVerifier (RFC 7662) with an injected call, and HttpIntrospector over HTTP."""
+"""IntrospectionVerifier (RFC 7662) with an injected call, and HttpIntrospector over HTTP
+(with aiohttp, and through the edge's transport)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,10 @@ from edge.auth.introspection_http import (
     IntrospectionHttpError,
     client_basic_authorization,
 )
+from edge.auth.service_url import ServiceCall, ServiceUrl
+from mesh.mtls.contexts import MeshTls
+from mesh.snapshot import Instance, ServiceEntry, make_snapshot
+from mesh.transport.fast import FastTransport
 
 ISSUER = "https://auth.test"
 AUDIENCE = "meshgate"
@@ -277,3 +282,63 @@ async def test_http_introspector_posts_the_form_with_basic_auth(server: TestServ
 def test_client_credentials_are_form_encoded_before_basic() -> None:
     header = client_basic_authorization("a:b", "p w%")
     assert base64.b64decode(header.removeprefix("Basic ")) == b"a%3Ab:p+w%25"
+
+
+# ------------------------------------------- a catalog service, through the edge's transport
+
+
+def through_transport(
+    port: int, transport: FastTransport, mesh_tls: MeshTls | None = None
+) -> ServiceCall:
+    snapshot = make_snapshot(
+        {"auth": ServiceEntry("auth", (Instance("auth-1", "auth", "127.0.0.1", port),))}, "test"
+    )
+    return ServiceCall(ServiceUrl(lambda: snapshot, "auth", "/introspect"), transport, mesh_tls)
+
+
+async def test_through_the_transport_the_same_form_and_answers(server: TestServer) -> None:
+    received.clear()
+    transport = FastTransport()
+    try:
+        async with aiohttp.ClientSession() as session:
+            call = HttpIntrospector(
+                through_transport(server.port or 0, transport),
+                session,
+                client_id="edge",
+                client_secret="edge-secret",
+            )
+            assert await call("good") == {"active": True, "sub": "alice"}
+            assert (await call("other"))["active"] is False
+            for token, message in (
+                ("boom", "introspection endpoint answered HTTP 500"),
+                ("array", "introspection body is not a JSON object"),
+            ):
+                with pytest.raises(IntrospectionHttpError) as failed:
+                    await call(token)
+                assert str(failed.value) == message
+        assert transport.idle_connections("127.0.0.1", server.port or 0) == 1
+    finally:
+        await transport.close()
+    assert received[0]["form"] == {"token": "good", "token_type_hint": "access_token"}
+    assert received[0]["authorization"] == "Basic " + base64.b64encode(b"edge:edge-secret").decode()
+    assert len(received) == 4
+
+
+async def test_through_the_transport_a_refused_instance_is_unavailable_and_sent_nothing(
+    server: TestServer, clock: Any
+) -> None:
+    """``require`` on and the instance plain: the token is never sent, and the request
+    gets "unavailable" (503) as for any failed call."""
+    received.clear()
+    transport = FastTransport()
+    try:
+        async with aiohttp.ClientSession() as session:
+            strict = MeshTls("meshgate-edge", require=True)
+            call = HttpIntrospector(through_transport(server.port or 0, transport, strict), session)
+            verifier = make(call, clock)
+            with pytest.raises(IntrospectionUnavailable, match="UpstreamConnectError"):
+                await verifier.verify("good")
+        assert verifier.stats().failures == 1
+    finally:
+        await transport.close()
+    assert received == []

@@ -1,4 +1,5 @@
-"""HttpJwksFetcher against a real aiohttp server on a local socket, and parse_max_age."""
+"""HttpJwksFetcher against a real aiohttp server on a local socket (with aiohttp, and
+through the edge's transport), and parse_max_age."""
 
 from __future__ import annotations
 
@@ -12,7 +13,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from demo.processes import free_port
+from edge.auth.jwks import JwksCache
 from edge.auth.jwks_http import HttpJwksFetcher, JwksFetchError, parse_max_age
+from edge.auth.service_url import ServiceCall, ServiceUrl
+from mesh.snapshot import Instance, ServiceEntry, make_snapshot
+from mesh.transport.fast import FastTransport
 
 
 @pytest.mark.parametrize(
@@ -139,3 +145,91 @@ async def test_connection_refused_propagates(session: Any) -> None:
         port = probe.getsockname()[1]
     with pytest.raises(aiohttp.ClientError):
         await HttpJwksFetcher(f"http://127.0.0.1:{port}/jwks", session, timeout_s=2)()
+
+
+# ------------------------------------------- a catalog service, through the edge's transport
+
+
+@pytest.fixture
+async def transport() -> AsyncIterator[FastTransport]:
+    fast = FastTransport()
+    try:
+        yield fast
+    finally:
+        await fast.close()
+
+
+class Catalog:
+    """The snapshot a ServiceCall reads, with one ``auth`` instance at ``port``."""
+
+    def __init__(self, port: int) -> None:
+        self.move_to(port)
+
+    def move_to(self, port: int) -> None:
+        instance = Instance("auth-1", "auth", "127.0.0.1", port)
+        self.current = make_snapshot({"auth": ServiceEntry("auth", (instance,))}, "test")
+
+    def call(self, path: str, transport: FastTransport) -> ServiceCall:
+        return ServiceCall(ServiceUrl(lambda: self.current, "auth", path), transport, None)
+
+
+async def test_through_the_transport_the_same_document_and_max_age(
+    server: TestServer, session: Any, transport: FastTransport
+) -> None:
+    catalog = Catalog(server.port or 0)
+    document = await HttpJwksFetcher(catalog.call("/jwks", transport), session)()
+    assert document.body == JWKS
+    assert document.max_age_s == 120.0
+    document = await HttpJwksFetcher(catalog.call("/plain", transport), session)()
+    assert document.max_age_s is None
+    # The fetches went through the transport (its pool holds their connection).
+    assert transport.idle_connections("127.0.0.1", server.port or 0) == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("/error", "JWKS endpoint answered HTTP 503"),
+        ("/redirect", "JWKS endpoint answered HTTP 302"),
+        ("/not-json", "JWKS body is not JSON"),
+        ("/huge", "JWKS body too large"),
+    ],
+)
+async def test_through_the_transport_the_same_failures(
+    server: TestServer, session: Any, transport: FastTransport, path: str, message: str
+) -> None:
+    fetch = HttpJwksFetcher(
+        Catalog(server.port or 0).call(path, transport), session, max_body_bytes=64 * 1024
+    )
+    with pytest.raises(JwksFetchError) as failed:
+        await fetch()
+    assert str(failed.value) == message
+
+
+async def test_through_the_transport_a_failed_fetch_keeps_the_last_keys_and_is_counted(
+    session: Any, transport: FastTransport, ec_jwk: dict[str, Any], clock: Any
+) -> None:
+    """The transport's errors reach JwksCache as aiohttp's do: a failure, counted, the
+    last good keys still serving."""
+
+    async def serve(request: web.Request) -> web.Response:
+        return web.json_response({"keys": [ec_jwk]})
+
+    app = web.Application()
+    app.router.add_get("/.well-known/jwks.json", serve)
+    auth = TestServer(app, host="127.0.0.1")
+    await auth.start_server()
+    try:
+        catalog = Catalog(auth.port or 0)
+        fetch = HttpJwksFetcher(catalog.call("/.well-known/jwks.json", transport), session)
+        cache = JwksCache(fetch, clock)
+        assert await cache.refresh()
+        catalog.move_to(free_port())  # nothing listens there
+        assert not await cache.refresh()
+        stats = cache.stats()
+        assert (stats.fetches, stats.failures, stats.keys) == (2, 1, 1)
+        assert stats.last_error is not None
+        assert stats.last_error.startswith("UpstreamConnectError: cannot connect")
+        assert await cache.get_key("ec-1") is not None
+    finally:
+        await auth.close()
