@@ -11,6 +11,10 @@ Consul like any other service; the edge requires a token (or an API key) on
 every route except ``/auth/*``, and every sidecar refuses identity headers the
 edge did not sign (see :mod:`demo.auth_setup`).
 
+Every hop between the edge and the sidecars, and between sidecars, is mutual
+TLS with certificates from the Consul dev agent's Connect CA; Consul's
+intentions decide which service may call which (none at start: all may).
+
 The edge limits callers per role (anonymous, user, admin) and per API-key plan
 in the demo's Redis (see :mod:`demo.ratelimit_setup`); ``/public/users`` is
 open to anonymous callers, to watch their limit.
@@ -42,6 +46,7 @@ from demo.processes import (
     ConsulAgent,
     ManagedProcess,
     RedisServer,
+    consul_binary,
     free_port,
     meshgate_argv,
     port_open,
@@ -52,6 +57,8 @@ from demo.ratelimit_setup import PUBLIC_ROUTE, edge_rate_limits
 from demo.ratelimit_setup import describe as describe_rate_limits
 
 DEMO_SERVICES = ("users", "orders", "inventory")
+MESH_TLS = {"enabled": True}
+"""Every hop between meshgate processes is mutual TLS with Consul Connect certificates."""
 
 
 @dataclass
@@ -83,6 +90,7 @@ def edge_config(
             PUBLIC_ROUTE,
         ],
         "consul_routes": True,
+        "mesh_tls": MESH_TLS,
         **({"auth": auth} if auth is not None else {}),
         **({"rate_limits": rate_limits} if rate_limits is not None else {}),
     }
@@ -108,6 +116,7 @@ def sidecar_config(
         "outbound": {"host": "127.0.0.1", "port": ports.outbound},
         "admin": {"host": "127.0.0.1", "port": ports.admin},
         "consul": {"address": consul},
+        "mesh_tls": MESH_TLS,
         **({"identity": identity} if identity is not None else {}),
     }
 
@@ -240,6 +249,14 @@ class DemoMesh:
             f"  curl http://127.0.0.1:{self.admin_port}/routes",
             f"  curl http://127.0.0.1:{self.sidecars['orders'].outbound}/users/users/echo"
             "   # orders' outbound → users",
+            "",
+            "Every hop between meshgate processes is mutual TLS (Consul Connect). Refuse one:",
+            f"  CONSUL_HTTP_ADDR={self.consul.address} {consul_binary()} intention create "
+            "-deny orders inventory",
+            f'  curl -H "Authorization: Bearer $TOKEN" {base}/api/orders/7'
+            "   # now 502: inventory refused orders (403)",
+            f"  curl http://127.0.0.1:{self.sidecars['orders'].admin}/mesh-tls"
+            "   # orders' certificate",
             "",
             *(
                 [f"Traces go to {self.otlp_endpoint} (Jaeger UI: http://127.0.0.1:16686)", ""]
