@@ -1,9 +1,10 @@
-"""Shared fixtures of the edge authentication tests: a manual clock, keys, token factory."""
+"""Shared fixtures of the edge authentication tests: a manual clock, keys, token factory,
+the edge's upstream transport."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import jwt
@@ -11,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from edge.auth.keys import VerificationKey, verification_key_from_jwk
+from mesh.transport.fast import FastTransport
 
 ISSUER = "https://auth.test"
 AUDIENCE = "meshgate"
@@ -184,3 +186,12 @@ def key_source(
             for jwk in (ec_jwk, rsa_jwk, ed_jwk)
         }
     )
+
+
+@pytest.fixture
+async def transport() -> AsyncIterator[FastTransport]:
+    fast = FastTransport()
+    try:
+        yield fast
+    finally:
+        await fast.close()

@@ -150,15 +150,6 @@ async def test_connection_refused_propagates(session: Any) -> None:
 # ------------------------------------------- a catalog service, through the edge's transport
 
 
-@pytest.fixture
-async def transport() -> AsyncIterator[FastTransport]:
-    fast = FastTransport()
-    try:
-        yield fast
-    finally:
-        await fast.close()
-
-
 class Catalog:
     """The snapshot a ServiceCall reads, with one ``auth`` instance at ``port``."""
 

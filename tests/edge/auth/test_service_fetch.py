@@ -109,15 +109,6 @@ async def service() -> AsyncIterator[tuple[Service, Instance]]:
         await server.close()
 
 
-@pytest.fixture
-async def transport() -> AsyncIterator[FastTransport]:
-    fast = FastTransport()
-    try:
-        yield fast
-    finally:
-        await fast.close()
-
-
 async def fetch(
     transport: FastTransport,
     instance: Instance,

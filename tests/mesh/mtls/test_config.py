@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from mesh.config.errors import ConfigError
 from sidecar.config import load_sidecar_config
 from tests.edge.refused_config import assert_refused
 
@@ -52,14 +51,8 @@ def test_the_edge_refuses_a_service_name_consul_would_not_take(tmp_path: Path) -
     ],
 )
 def test_the_sidecar_refuses(tmp_path: Path, text: str, key_path: str, problem: str) -> None:
-    path = tmp_path / "sidecar.yaml"
-    path.write_text(f"service: {{name: users}}\n{text}\n")
-    with pytest.raises(ConfigError) as caught:
-        load_sidecar_config(path)
-    message = str(caught.value)
-    assert message.startswith(f"invalid configuration in {path}"), message
-    assert caught.value.key_path == key_path, message
-    assert problem in message, message
+    text = f"service: {{name: users}}\n{text}"
+    assert_refused(tmp_path, text, key_path, problem, load=load_sidecar_config)
 
 
 def test_defaults_are_off_and_lenient(tmp_path: Path) -> None:
