@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry
 
@@ -84,6 +84,9 @@ async def run_edge(
     def ready() -> tuple[bool, Mapping[str, bool]]:
         return readiness(catalog=store.ready.is_set(), listening=main.listening, draining=draining)
 
+    # Gauges set from the process's state (time-dependent ones included).
+    refreshes = [metrics.refresh, *([connect.refresh_metrics] if connect is not None else [])]
+
     admin = Listener(
         "admin",
         build_admin_app(
@@ -94,9 +97,7 @@ async def run_edge(
                 **({"/mesh-tls": connect.mesh_tls.view} if connect is not None else {}),
                 **{path: view for f in features for path, view in f.admin_views().items()},
             },
-            registry=exposition(
-                registry, [metrics.refresh, *([connect.refresh_metrics] if connect else [])]
-            ),
+            registry=exposition(registry, refreshes),
         ),
         config.admin.host,
         config.admin.port,
@@ -126,8 +127,10 @@ async def run_edge(
         connection_observer=metrics.connection_observer("edge"),
     )
     redirect = _redirect_listener(config, reuse_port, metrics)
-    # Other workers read this one's catalog age from its metrics file.
-    refresher = asyncio.create_task(refresh_every(1.0, metrics)) if multiprocess_enabled() else None
+    # Other workers read this one's gauges (catalog age, mesh TLS) from its metrics file.
+    refresher = (
+        asyncio.create_task(refresh_every(1.0, refreshes)) if multiprocess_enabled() else None
+    )
     await admin.start()
     for feature in features:
         await feature.start()
@@ -167,9 +170,10 @@ async def run_edge(
     log.info("edge stopped")
 
 
-async def refresh_every(seconds: float, metrics: ProxyMetrics) -> None:
+async def refresh_every(seconds: float, refreshes: Sequence[Callable[[], None]]) -> None:
     while True:
-        metrics.refresh()
+        for refresh in refreshes:
+            refresh()
         await asyncio.sleep(seconds)
 
 
