@@ -18,14 +18,14 @@ class MeshTlsMetrics:
             "1 once this process holds a certificate and roots from Consul's Connect CA.",
             ["role"],
             registry=registry,
-            multiprocess_mode="min",
+            multiprocess_mode="livemin",
         )
         self.expiry = Gauge(
             "meshgate_mesh_tls_certificate_expiry_timestamp_seconds",
             "When the mesh TLS certificate in use expires (Consul renews it before).",
             ["role"],
             registry=registry,
-            multiprocess_mode="min",
+            multiprocess_mode="livemin",
         )
         self.replacements = Counter(
             "meshgate_mesh_tls_replacements",

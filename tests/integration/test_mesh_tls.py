@@ -27,7 +27,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from demo.processes import free_port, wait_until
-from tests.integration.harness import Mesh, consul_api, http, metrics, passing_ids
+from tests.integration.harness import (
+    Mesh,
+    consul_api,
+    descendants,
+    http,
+    metrics,
+    passing_ids,
+)
 
 MESH_TLS = {"mesh_tls": {"enabled": True}}
 ROUTES = [
@@ -328,3 +335,42 @@ async def test_a_ca_rotation_is_followed_without_a_failed_request(
     )
     replaced = metrics(users.admin)["meshgate_mesh_tls_replacements_total"]
     assert ({"role": "sidecar", "part": "certificate"}, 1.0) in replaced
+
+
+async def test_a_websocket_tunnels_over_mesh_tls(mesh: Mesh) -> None:
+    """The switched connection is the TLS one: the tunnel carries messages both ways."""
+    mesh.sidecar(mesh.app("users"), "users-1", extra=MESH_TLS)
+    edge = mesh.edge(ROUTES, extra=MESH_TLS)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"ws://127.0.0.1:{edge.port}/api/users/ws") as ws,
+    ):
+        hello = await ws.receive_json(timeout=5)
+        assert hello["service"] == "users"
+        big = b"x" * (256 * 1024)
+        await ws.send_bytes(big)
+        assert await ws.receive_bytes(timeout=10) == big
+        await ws.send_str("hello")
+        assert await ws.receive_str(timeout=5) == "hello"
+
+
+def test_two_edge_workers_each_hold_a_certificate(mesh: Mesh) -> None:
+    """With ``workers: 2`` each worker follows Consul Connect for itself."""
+    mesh.sidecar(mesh.app("users"), "users-1", extra=MESH_TLS)
+    edge = mesh.edge(ROUTES, extra={**MESH_TLS, "workers": 2})
+    wait_until(lambda: len(descendants(edge.process.pid)) == 2, 10, "two workers")
+    # A connection per request: SO_REUSEPORT spreads them over both workers.
+    for _ in range(20):
+        assert http(f"{edge.url}/api/users/echo")[0] == 200
+
+    # (Each worker opens its listener only once it holds a certificate, and a worker
+    # without one could not reach the Connect-native sidecar: 20 answers from both say
+    # both have one.) Each refreshes its gauges every second; the scrape aggregates
+    # them (the least of the workers'), whichever worker answers it.
+    wait_until(
+        lambda: metrics(edge.admin)["meshgate_mesh_tls_ready"] == [({"role": "edge"}, 1.0)],
+        5,
+        "both workers' gauges refreshed",
+    )
+    expiry = metrics(edge.admin)["meshgate_mesh_tls_certificate_expiry_timestamp_seconds"]
+    assert len(expiry) == 1 and expiry[0][1] > time.time() + 3600
