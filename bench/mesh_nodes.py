@@ -43,16 +43,20 @@ def wait_ready(ctx: BenchContext, node: Node) -> None:
     )
 
 
-def start_sidecar(ctx: BenchContext, extra: Mapping[str, Any] | None = None) -> str:
-    """A sidecar for the upstream nginx, registered in Consul as ``bench-app``.
+def start_sidecar(
+    ctx: BenchContext, extra: Mapping[str, Any] | None = None, service: str = SIDECAR_SERVICE
+) -> str:
+    """A sidecar for the upstream nginx, registered in Consul as ``service``.
 
     Returns once it is ready and its instance passes in Consul; returns the service name.
+    Two scenarios up at once (``bench.ab``) need a service each: an edge would otherwise
+    balance over both scenarios' sidecars.
     """
     inbound, outbound, admin = free_port(), free_port(), free_port()
-    instance_id = f"{SIDECAR_SERVICE}-{inbound}"
+    instance_id = f"{service}-{inbound}"
     config = deep_merge(
         {
-            "service": {"name": SIDECAR_SERVICE, "id": instance_id, "address": "127.0.0.1"},
+            "service": {"name": service, "id": instance_id, "address": "127.0.0.1"},
             "app": {"address": f"127.0.0.1:{ctx.upstream_port}", "health_path": "/"},
             "inbound": {"host": "127.0.0.1", "port": inbound},
             "outbound": {"host": "127.0.0.1", "port": outbound},
@@ -67,11 +71,11 @@ def start_sidecar(ctx: BenchContext, extra: Mapping[str, Any] | None = None) -> 
     node = Node(inbound, admin, proc)
     wait_ready(ctx, node)
     ctx.wait_for(
-        lambda: instance_id in ctx.passing_ids(SIDECAR_SERVICE),
+        lambda: instance_id in ctx.passing_ids(service),
         f"{instance_id} passing in Consul",
         [proc],
     )
-    return SIDECAR_SERVICE
+    return service
 
 
 def start_edge(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import re
 import sys
 import urllib.request
 from abc import ABC, abstractmethod
@@ -227,7 +228,9 @@ class EdgeScenario(Scenario):
 
     def start(self, ctx: BenchContext) -> Target:
         if self.via_sidecar:
-            service = start_sidecar(ctx, _resolve(self.sidecar_config, ctx))
+            # A service of its own (bench-edge-sidecar-mtls for edge+sidecar+mtls).
+            own = "bench-" + re.sub(r"[^A-Za-z0-9]+", "-", self.name)
+            service = start_sidecar(ctx, _resolve(self.sidecar_config, ctx), own)
         else:
             service = register_upstream(ctx)
         edge = start_edge(
