@@ -23,6 +23,7 @@ from mesh.balancing import Balancer
 from mesh.config.reload import ConfigReloader, LoggingLevel, Reloadable
 from mesh.deadline import HEADER as DEADLINE_HEADER
 from mesh.ingress import Ingress
+from mesh.mtls.spiffe import CLIENT_CERT_HEADER
 from mesh.proxy import Proxy, ProxySettings
 from mesh.server import Listener, settle_heap, wait_for_termination
 from mesh.snapshot import SnapshotStore
@@ -103,7 +104,10 @@ async def run_edge(
         config.admin.port,
         reuse_port=reuse_port,
     )
-    strip = {DEADLINE_HEADER.lower()} | {h for f in features for h in f.strip_headers()}
+    # The client's claims of a deadline, or of a client certificate (only a sidecar
+    # with mesh TLS says who called), and whatever the features manage.
+    strip = {DEADLINE_HEADER.lower(), CLIENT_CERT_HEADER.lower()}
+    strip |= {h for f in features for h in f.strip_headers()}
     ssl_context = tls.context if tls is not None else None
     ingress = Ingress(
         gateway.chain,

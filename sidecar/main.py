@@ -30,6 +30,7 @@ from mesh.chain import build_chain
 from mesh.config.reload import ConfigReloader, LoggingLevel, Reloadable
 from mesh.filters.metrics import MetricsFilter
 from mesh.ingress import Ingress
+from mesh.mtls.spiffe import CLIENT_CERT_HEADER
 from mesh.proxy import Proxy, ProxySettings
 from mesh.server import Listener, settle_heap, wait_for_termination
 from mesh.snapshot import SnapshotStore
@@ -104,6 +105,7 @@ async def run_sidecar(
             m.default_intention == "allow",
             lambda: connect.mesh_tls.roots if connect is not None else None,
             registry,
+            lambda: connect.mesh_tls.leaf if connect is not None else None,
         )
         connect = ConnectMeshTls(
             config.consul,
@@ -169,7 +171,11 @@ async def run_sidecar(
     inbound = Listener(
         "inbound",
         Ingress(
-            lambda: inbound_chain, trusted_hops=config.inbound.trusted_hops, upgrades=p.upgrades
+            lambda: inbound_chain,
+            trusted_hops=config.inbound.trusted_hops,
+            # Only this sidecar says who called (with mesh TLS): never the caller.
+            strip_headers=(CLIENT_CERT_HEADER.lower(),),
+            upgrades=p.upgrades,
         ),
         config.inbound.host,
         config.inbound.port,

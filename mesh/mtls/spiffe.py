@@ -13,6 +13,11 @@ from typing import Any
 
 _SCHEME = "spiffe://"
 
+CLIENT_CERT_HEADER = "X-Forwarded-Client-Cert"
+"""Who called, as a sidecar with mesh TLS tells its app (Envoy's header and format:
+``By=<this service's URI>;URI=<the caller's URI>``). Only a sidecar writes it: the
+edge and every sidecar remove a copy a client sent."""
+
 
 @dataclass(frozen=True, slots=True)
 class ServiceIdentity:

@@ -4,6 +4,13 @@ The caller's service is the one its client certificate names (verified against
 the Connect CA's roots in the handshake; the inbound listener takes no client
 without one). A caller the intentions refuse gets a 403 problem naming both
 services and the intention that decided, and the app never sees the request.
+
+An allowed request reaches the app with ``X-Forwarded-Client-Cert:
+By=<this service's URI>;URI=<the caller's URI>`` (Envoy's format, which
+Istio's sidecars write too), so the app can tell which service calls it. The
+inbound listener removes any copy a caller sent
+(:data:`mesh.mtls.spiffe.CLIENT_CERT_HEADER` is among the headers it strips),
+mesh TLS on or off, so the header the app sees is always the sidecar's.
 """
 
 from __future__ import annotations
@@ -16,8 +23,8 @@ from prometheus_client import CollectorRegistry, Counter
 from mesh.chain import Handler
 from mesh.exchange import Exchange
 from mesh.mtls.intentions import IntentionTable
-from mesh.mtls.material import Roots
-from mesh.mtls.spiffe import certificate_identity
+from mesh.mtls.material import Leaf, Roots
+from mesh.mtls.spiffe import CLIENT_CERT_HEADER, certificate_identity
 
 
 class IntentionFilter:
@@ -34,10 +41,14 @@ class IntentionFilter:
         default_allow: bool,
         roots: Callable[[], Roots | None],
         registry: CollectorRegistry,
+        leaf: Callable[[], Leaf | None] = lambda: None,
     ) -> None:
         """``destination``: this sidecar's service; ``roots()``: the CA roots in use now
-        (their trust domain is the one a caller's certificate must name)."""
+        (their trust domain is the one a caller's certificate must name); ``leaf()``:
+        this sidecar's certificate now (whose URI ``X-Forwarded-Client-Cert`` names as
+        ``By``)."""
         self._roots = roots
+        self._leaf = leaf
         self.table = IntentionTable(destination, (), default_allow)
         self._refusals = Counter(
             "meshgate_intention_refusals",
@@ -73,4 +84,7 @@ class IntentionFilter:
                 f"{identity.service!r} may not call {destination!r}: {decision.reason}",
                 slug="intention-denied",
             )
+        leaf = self._leaf()
+        own = "" if leaf is None else f"By={leaf.uri};"
+        ex.upstream_headers[CLIENT_CERT_HEADER] = f"{own}URI={identity.uri}"
         return await next_handler(ex)

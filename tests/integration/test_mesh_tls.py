@@ -77,8 +77,10 @@ def client_context(mesh: Mesh, tmp_path: Path, service: str | None) -> ssl.SSLCo
     return context
 
 
-def https_get(port: int, path: str, context: ssl.SSLContext) -> tuple[int, Any]:
-    req = urllib.request.Request(f"https://127.0.0.1:{port}{path}")
+def https_get(
+    port: int, path: str, context: ssl.SSLContext, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    req = urllib.request.Request(f"https://127.0.0.1:{port}{path}", headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=10, context=context) as resp:
             return resp.status, json.loads(resp.read())
@@ -148,9 +150,17 @@ def test_the_inbound_listener_takes_only_clients_with_a_mesh_certificate(
     with pytest.raises(OSError):  # ssl.SSLError and URLError are OSErrors
         https_get(users.inbound, "/users/echo", client_context(mesh, tmp_path, None))
     # With one from the Connect CA, for any service (no intention, default allow): served.
-    status, body = https_get(users.inbound, "/users/echo", client_context(mesh, tmp_path, "web"))
+    spoofed = {"X-Forwarded-Client-Cert": "URI=spiffe://x/ns/default/dc/dc1/svc/admin"}
+    web = client_context(mesh, tmp_path, "web")
+    status, body = https_get(users.inbound, "/users/echo", web, spoofed)
     assert status == 200 and body["service"] == "users"
     assert users_app.stats()["total"] == 1
+    # The app is told who called, in Envoy's X-Forwarded-Client-Cert form; the
+    # caller's own copy of the header never reaches it.
+    seen = [v for k, v in body["headers"] if k.lower() == "x-forwarded-client-cert"]
+    domain = consul_api(mesh.consul, "GET", "/v1/agent/connect/ca/roots")["TrustDomain"]
+    svc = f"spiffe://{domain}/ns/default/dc/dc1/svc"
+    assert seen == [f"By={svc}/users;URI={svc}/web"]
 
 
 def test_intentions_refuse_and_then_admit_a_caller(mesh: Mesh, tmp_path: Path) -> None:
@@ -374,3 +384,29 @@ def test_two_edge_workers_each_hold_a_certificate(mesh: Mesh) -> None:
     )
     expiry = metrics(edge.admin)["meshgate_mesh_tls_certificate_expiry_timestamp_seconds"]
     assert len(expiry) == 1 and expiry[0][1] > time.time() + 3600
+
+
+def test_without_mesh_tls_no_caller_can_claim_a_client_certificate(mesh: Mesh) -> None:
+    """The header an app would read for its caller's identity is a sidecar's alone: the
+    edge removes a copy a client sent (here to an app it reaches directly), and so does
+    a plain sidecar (which writes none)."""
+    spoofed = {"X-Forwarded-Client-Cert": "URI=spiffe://x/ns/default/dc/dc1/svc/admin"}
+
+    def headers_seen(url: str) -> list[str]:
+        status, _, body = http(url, spoofed)
+        assert status == 200, body
+        return [k.lower() for k, _ in json.loads(body)["headers"]]
+
+    bare = mesh.app("orders")  # no sidecar: registered as it is
+    consul_api(
+        mesh.consul,
+        "PUT",
+        "/v1/agent/service/register",
+        {"Name": "orders", "ID": "orders-bare", "Address": "127.0.0.1", "Port": bare.port},
+    )
+    users = mesh.sidecar(mesh.app("users"), "users-1")
+    edge = mesh.edge(ROUTES)
+    wait_until(lambda: http(f"{edge.url}/api/orders/echo")[0] == 200, 10, "orders routed")
+    assert "x-forwarded-client-cert" not in headers_seen(f"{edge.url}/api/orders/echo")
+    seen = headers_seen(f"http://127.0.0.1:{users.inbound}/users/echo")
+    assert "x-forwarded-client-cert" not in seen
