@@ -121,15 +121,17 @@ async def test_url_is_resolved_on_every_fetch(server: TestServer, session: Any) 
     assert len(resolved) == 2
 
 
-@pytest.mark.parametrize(
-    ("path", "message"),
-    [
-        ("/error", "JWKS endpoint answered HTTP 503"),
-        ("/redirect", "JWKS endpoint answered HTTP 302"),
-        ("/not-json", "JWKS body is not JSON"),
-        ("/huge", "JWKS body too large"),
-    ],
-)
+FAILURES = [
+    ("/error", "JWKS endpoint answered HTTP 503"),
+    ("/redirect", "JWKS endpoint answered HTTP 302"),
+    ("/not-json", "JWKS body is not JSON"),
+    ("/huge", "JWKS body too large"),
+]
+"""Paths of the test server that fail a fetch, and the error each gives, whichever way
+the JWKS is fetched."""
+
+
+@pytest.mark.parametrize(("path", "message"), FAILURES)
 async def test_failures_raise_jwks_fetch_error(
     server: TestServer, session: Any, path: str, message: str
 ) -> None:
@@ -177,15 +179,7 @@ async def test_through_the_transport_the_same_document_and_max_age(
     assert transport.idle_connections("127.0.0.1", server.port or 0) == 1
 
 
-@pytest.mark.parametrize(
-    ("path", "message"),
-    [
-        ("/error", "JWKS endpoint answered HTTP 503"),
-        ("/redirect", "JWKS endpoint answered HTTP 302"),
-        ("/not-json", "JWKS body is not JSON"),
-        ("/huge", "JWKS body too large"),
-    ],
-)
+@pytest.mark.parametrize(("path", "message"), FAILURES)
 async def test_through_the_transport_the_same_failures(
     server: TestServer, session: Any, transport: FastTransport, path: str, message: str
 ) -> None:
