@@ -48,7 +48,7 @@ from sidecar.filters.intentions import IntentionFilter
 from sidecar.filters.outbound_routing import OutboundRoutingFilter
 from sidecar.guards import GuardRegistry
 from sidecar.local_app import LocalApp
-from sidecar.reloading import RegistrationReload, ResilienceReload
+from sidecar.reloading import InboundLimitReload, RegistrationReload, ResilienceReload
 from sidecar.resilience_metrics import BreakerTransitions, ResilienceCollector
 from sidecar.resilient_proxy import ResilientProxy
 from sidecar.telemetry import SidecarTelemetry
@@ -120,12 +120,14 @@ async def run_sidecar(
     guards = GuardRegistry(config.resilience, on_transition=transitions)
     registry.register(ResilienceCollector(guards, transitions))
     registration: Registration | None = None
+    inbound_limit = InboundLimitFilter(config.inbound.limit)
     reloader = None
     if reload is not None:
         parts: list[Reloadable[SidecarConfig]] = [
             LoggingLevel(),
             RegistrationReload(lambda: registration),
             ResilienceReload(guards),
+            InboundLimitReload(inbound_limit),
         ]
         reloader = ConfigReloader(config_file, reload, config, parts, registry)
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloader.reload)
@@ -141,7 +143,6 @@ async def run_sidecar(
     telemetry = SidecarTelemetry(config)
     metrics_filter = MetricsFilter(in_metrics)
     deadline_filter = DeadlineFilter()
-    inbound_limit = InboundLimitFilter(config.inbound.limit)
     identity = identity_filter(config.identity)
 
     app_host, app_port = config.app.host_port

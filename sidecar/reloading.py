@@ -1,6 +1,7 @@
 """What a sidecar applies when its config file is read again (SIGHUP, see
 :mod:`mesh.config.reload`): the service's Consul tags and meta, the resilience
-policies, and the logging level. Everything else waits for a restart."""
+policies, the inbound cap, and the logging level. Everything else waits for a
+restart."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from discovery.registration import Registration
 from mesh.config.reload import Reload
 from sidecar.config import SidecarConfig
+from sidecar.filters.inbound_limit import InboundLimitFilter
 from sidecar.guards import GuardRegistry
 
 log = logging.getLogger(__name__)
@@ -59,3 +61,15 @@ class ResilienceReload:
                 )
 
         return Reload(("resilience",), commit)
+
+
+class InboundLimitReload:
+    """``inbound.limit``: the cap, the queue and its timeout, ``Retry-After``, applied
+    while requests hold and wait for slots (see :mod:`sidecar.filters.inbound_limit`)."""
+
+    def __init__(self, limit: InboundLimitFilter) -> None:
+        self._limit = limit
+
+    def prepare_reload(self, config: SidecarConfig) -> Reload:
+        settings = config.inbound.limit
+        return Reload(("inbound.limit",), lambda: self._limit.reconfigure(settings))

@@ -9,6 +9,7 @@ all reload on the supervisor's SIGHUP.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import ssl
@@ -17,6 +18,7 @@ from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import trustme
 import yaml
 
@@ -281,3 +283,38 @@ def test_reloads_under_load_lose_no_request(mesh: Mesh) -> None:
     assert errors == []
     assert len(statuses) > 100
     assert set(statuses) == {200}
+
+
+async def test_a_sidecar_resizes_its_inbound_cap_while_requests_wait(mesh: Mesh) -> None:
+    """Cap 1 and a slow app: of four concurrent calls one is served and the others wait.
+    A reload raising the cap to 4 lets the waiting ones in at once (none is turned
+    away, none interrupted); lowering it again to 1 with no queue sheds the excess."""
+    app = mesh.app("backend", "backend-0")
+    limit = {"max_in_flight": 1, "max_queue": 8, "queue_timeout": "10s"}
+    side = mesh.sidecar(app, "backend-0", extra={"inbound": {"limit": limit}})
+    app.faults(latency_ms=1500)
+    url = f"http://127.0.0.1:{side.inbound}/backend/echo"
+
+    async def call(s: aiohttp.ClientSession) -> int:
+        async with s.get(url) as resp:
+            await resp.read()
+            return resp.status
+
+    config = yaml.safe_load(side.config_path.read_text())
+    async with aiohttp.ClientSession() as s:
+        calls = [asyncio.create_task(call(s)) for _ in range(4)]
+        await asyncio.sleep(0.5)  # one at the app, three waiting for its slot
+        assert app.stats()["in_progress"] == 1
+        rewrite(side, inbound={**config["inbound"], "limit": {**limit, "max_in_flight": 4}})
+        view = hang_up(side, "applied")
+        assert view["last_reload"]["applied"] == ["inbound.limit.max_in_flight"]
+        await asyncio.sleep(0.5)
+        assert app.stats()["in_progress"] == 4  # the three waiting were let in at once
+        assert await asyncio.gather(*calls) == [200] * 4
+
+        lowered = {**limit, "max_in_flight": 1, "max_queue": 0}
+        rewrite(side, inbound={**config["inbound"], "limit": lowered})
+        hang_up(side, "applied", count=2)
+        statuses = await asyncio.gather(*(call(s) for _ in range(3)))
+    assert sorted(statuses) == [200, 503, 503]
+    assert app.stats()["max_in_progress"] == 4
