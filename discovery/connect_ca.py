@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import consul.aio
 from consul.callback import CB
@@ -29,9 +29,10 @@ from prometheus_client import CollectorRegistry
 from discovery.blocking import BlockingFollower
 from discovery.consul_client import make_consul
 from discovery.settings import ConsulSettings
-from mesh.mtls.config import MeshTlsConfig
+from mesh.config.reload import Reload
+from mesh.mtls.config import MeshTlsConfig, SidecarMeshTlsConfig
 from mesh.mtls.contexts import MeshTls
-from mesh.mtls.intentions import IntentionTable, intentions_from_consul
+from mesh.mtls.intentions import Intention, IntentionTable, intentions_from_consul
 from mesh.mtls.material import Leaf, MaterialError, Roots
 from mesh.mtls.metrics import MeshTlsMetrics
 
@@ -57,6 +58,7 @@ class ConnectWatcher:
         self._default_allow = default_allow
         self._follower = BlockingFollower(wait_s, max_backoff_s, self._on_failure)
         self._tasks: list[asyncio.Task[None]] = []
+        self._intentions: tuple[Intention, ...] = ()
         self.intentions_known = asyncio.Event()
         """Set once the first list of intentions is in (immediately without ``on_intentions``)."""
         if on_intentions is None:
@@ -79,7 +81,7 @@ class ConnectWatcher:
             ("/v1/agent/connect/ca/roots", self._roots),
         ]
         if self._on_intentions is not None:
-            loops.append(("/v1/connect/intentions", self._intentions))
+            loops.append(("/v1/connect/intentions", self._answered_intentions))
         for path, answered in loops:
             self._tasks.append(
                 asyncio.create_task(follow(self._getter(path), answered), name=f"consul {path}")
@@ -119,13 +121,21 @@ class ConnectWatcher:
             # Keep serving with what was loaded before; the next answer may be usable.
             log.error("cannot use Consul's new %s for mesh TLS: %s", what, exc)
 
-    def _intentions(self, raw: Any) -> None:
-        assert self._on_intentions is not None
-        table = IntentionTable(
-            self._mesh_tls.service, intentions_from_consul(raw), self._default_allow
-        )
-        self._on_intentions(table)
+    def _answered_intentions(self, raw: Any) -> None:
+        self._intentions = intentions_from_consul(raw)
+        self._publish_intentions()
         self.intentions_known.set()
+
+    def set_default_allow(self, allow: bool) -> None:
+        """What decides when no intention matches, from now on (a reload)."""
+        self._default_allow = allow
+        if self.intentions_known.is_set():
+            self._publish_intentions()
+
+    def _publish_intentions(self) -> None:
+        if self._on_intentions is not None:
+            service = self._mesh_tls.service
+            self._on_intentions(IntentionTable(service, self._intentions, self._default_allow))
 
 
 class ConnectMeshTls:
@@ -182,3 +192,28 @@ class ConnectMeshTls:
     async def stop(self) -> None:
         await self.watcher.stop()
         await self._client.close()
+
+    def prepare_reload(self, config: HasMeshTls) -> Reload | None:
+        """``mesh_tls.require`` and (a sidecar's) ``mesh_tls.default_intention`` apply
+        live; turning mesh TLS off, and the rest of the section, wait for a restart."""
+        m = config.mesh_tls
+        if not m.enabled:
+            return None
+        default = m.default_intention if isinstance(m, SidecarMeshTlsConfig) else None
+        keys: tuple[str, ...] = ("mesh_tls.require",)
+        if default is not None:
+            keys += ("mesh_tls.default_intention",)
+
+        def commit() -> None:
+            self.mesh_tls.require = m.require
+            if default is not None:
+                self.watcher.set_default_allow(default == "allow")
+
+        return Reload(keys, commit)
+
+
+class HasMeshTls(Protocol):
+    """An edge's or a sidecar's configuration, as far as mesh TLS reads it."""
+
+    @property
+    def mesh_tls(self) -> MeshTlsConfig: ...

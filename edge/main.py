@@ -74,6 +74,7 @@ async def run_edge(
         parts: list[Reloadable[EdgeConfig]] = [
             LoggingLevel(),
             *([tls] if tls else []),
+            *([connect] if connect is not None else []),
             *features,
             gateway,
         ]

@@ -128,6 +128,7 @@ async def run_sidecar(
             RegistrationReload(lambda: registration),
             ResilienceReload(guards),
             InboundLimitReload(inbound_limit),
+            *([connect] if connect is not None else []),
         ]
         reloader = ConfigReloader(config_file, reload, config, parts, registry)
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloader.reload)

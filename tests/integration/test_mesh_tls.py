@@ -23,6 +23,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -31,9 +32,11 @@ from tests.integration.harness import (
     Mesh,
     consul_api,
     descendants,
+    hang_up,
     http,
     metrics,
     passing_ids,
+    rewrite,
 )
 
 MESH_TLS = {"mesh_tls": {"enabled": True}}
@@ -410,3 +413,33 @@ def test_without_mesh_tls_no_caller_can_claim_a_client_certificate(mesh: Mesh) -
     assert "x-forwarded-client-cert" not in headers_seen(f"{edge.url}/api/orders/echo")
     seen = headers_seen(f"http://127.0.0.1:{users.inbound}/users/echo")
     assert "x-forwarded-client-cert" not in seen
+
+
+def test_a_reload_changes_the_default_intention_and_require(mesh: Mesh) -> None:
+    """``mesh_tls.default_intention`` (sidecar) and ``mesh_tls.require`` (edge) apply on
+    SIGHUP; the rest of the section waits for a restart."""
+    users = mesh.sidecar(mesh.app("users"), "users-1", extra=MESH_TLS)
+    mesh.sidecar(mesh.app("orders"), "orders-plain")  # not in mesh TLS
+    edge = mesh.edge(ROUTES, extra=MESH_TLS)
+    assert http(f"{edge.url}/api/users/echo")[0] == 200
+    assert http(f"{edge.url}/api/orders/echo")[0] == 200  # plain HTTP, allowed
+
+    config = yaml.safe_load(users.config_path.read_text())
+    rewrite(users, mesh_tls={**config["mesh_tls"], "default_intention": "deny"})
+    view = hang_up(users, "applied")
+    assert view["last_reload"]["applied"] == ["mesh_tls.default_intention"]
+    status, _, body = http(f"{edge.url}/api/users/echo")
+    assert status == 403
+    assert "no intention matches; the default is deny" in json.loads(body)["detail"]
+
+    config = yaml.safe_load(edge.config_path.read_text())
+    rewrite(
+        edge,
+        mesh_tls={**config["mesh_tls"], "require": True, "service": "another-edge"},
+    )
+    view = hang_up(edge, "applied")
+    assert view["last_reload"]["applied"] == ["mesh_tls.require"]
+    assert view["restart_pending"] == ["mesh_tls.service"]
+    status, _, body = http(f"{edge.url}/api/orders/echo")
+    assert status == 502
+    assert "not registered for mesh TLS" in json.loads(body)["detail"]
