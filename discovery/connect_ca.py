@@ -40,29 +40,36 @@ log = logging.getLogger(__name__)
 
 
 class ConnectWatcher:
-    """Keeps ``mesh_tls`` (and ``on_intentions``, when given) up to date with Consul."""
+    """Keeps ``mesh_tls`` (and, when followed, the intentions) up to date with Consul."""
 
     def __init__(
         self,
         client: consul.aio.Consul,
         mesh_tls: MeshTls,
         *,
-        on_intentions: Callable[[IntentionTable], None] | None = None,
-        default_allow: bool = True,
         wait_s: float = 30.0,
         max_backoff_s: float = 5.0,
     ) -> None:
         self._consul = client
         self._mesh_tls = mesh_tls
-        self._on_intentions = on_intentions
-        self._default_allow = default_allow
+        self._on_intentions: Callable[[IntentionTable], None] | None = None
+        self._default_allow = True
         self._follower = BlockingFollower(wait_s, max_backoff_s, self._on_failure)
         self._tasks: list[asyncio.Task[None]] = []
         self._intentions: tuple[Intention, ...] = ()
         self.intentions_known = asyncio.Event()
-        """Set once the first list of intentions is in (immediately without ``on_intentions``)."""
-        if on_intentions is None:
-            self.intentions_known.set()
+        """Set once the first list of intentions is in (at once when they are not followed)."""
+        self.intentions_known.set()
+
+    def follow_intentions(
+        self, on_intentions: Callable[[IntentionTable], None], default_allow: bool
+    ) -> None:
+        """Also follow the intentions (before :meth:`start`): ``on_intentions`` gets the
+        table of calls to this service at each change; ``default_allow`` decides calls
+        no intention matches."""
+        self._on_intentions = on_intentions
+        self._default_allow = default_allow
+        self.intentions_known.clear()
 
     @property
     def errors(self) -> int:
@@ -149,21 +156,12 @@ class ConnectMeshTls:
         config: MeshTlsConfig,
         registry: CollectorRegistry,
         role: str,
-        *,
-        on_intentions: Callable[[IntentionTable], None] | None = None,
-        default_allow: bool = True,
     ) -> None:
         self._config = config
         self.metrics = MeshTlsMetrics(registry, role)
         self.mesh_tls = MeshTls(service, require=config.require, on_replace=self.metrics.replaced)
         self._client = make_consul(settings)
-        self.watcher = ConnectWatcher(
-            self._client,
-            self.mesh_tls,
-            on_intentions=on_intentions,
-            default_allow=default_allow,
-            wait_s=settings.wait,
-        )
+        self.watcher = ConnectWatcher(self._client, self.mesh_tls, wait_s=settings.wait)
 
     def refresh_metrics(self) -> None:
         self.metrics.refresh(self.mesh_tls)

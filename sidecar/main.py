@@ -100,22 +100,10 @@ async def run_sidecar(
     intentions: IntentionFilter | None = None
     connect: ConnectMeshTls | None = None
     if m.enabled:
-        intentions = IntentionFilter(
-            config.service.name,
-            m.default_intention == "allow",
-            lambda: connect.mesh_tls.roots if connect is not None else None,
-            registry,
-            lambda: connect.mesh_tls.leaf if connect is not None else None,
-        )
-        connect = ConnectMeshTls(
-            config.consul,
-            config.service.name,
-            m,
-            registry,
-            "sidecar",
-            on_intentions=intentions.replace,
-            default_allow=m.default_intention == "allow",
-        )
+        connect = ConnectMeshTls(config.consul, config.service.name, m, registry, "sidecar")
+        default_allow = m.default_intention == "allow"
+        intentions = IntentionFilter(connect.mesh_tls, default_allow, registry)
+        connect.watcher.follow_intentions(intentions.replace, default_allow)
     transitions = BreakerTransitions()
     guards = GuardRegistry(config.resilience, on_transition=transitions)
     registry.register(ResilienceCollector(guards, transitions))

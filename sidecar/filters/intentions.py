@@ -15,15 +15,13 @@ mesh TLS on or off, so the header the app sees is always the sidecar's.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 
 from mesh.chain import Handler
 from mesh.exchange import Exchange
+from mesh.mtls.contexts import MeshTls
 from mesh.mtls.intentions import IntentionTable
-from mesh.mtls.material import Leaf, Roots
 from mesh.mtls.spiffe import CLIENT_CERT_HEADER, certificate_identity
 
 
@@ -35,21 +33,12 @@ class IntentionFilter:
     its inbound listener, so in practice the default only decides unmatched calls).
     """
 
-    def __init__(
-        self,
-        destination: str,
-        default_allow: bool,
-        roots: Callable[[], Roots | None],
-        registry: CollectorRegistry,
-        leaf: Callable[[], Leaf | None] = lambda: None,
-    ) -> None:
-        """``destination``: this sidecar's service; ``roots()``: the CA roots in use now
-        (their trust domain is the one a caller's certificate must name); ``leaf()``:
-        this sidecar's certificate now (whose URI ``X-Forwarded-Client-Cert`` names as
-        ``By``)."""
-        self._roots = roots
-        self._leaf = leaf
-        self.table = IntentionTable(destination, (), default_allow)
+    def __init__(self, mesh_tls: MeshTls, default_allow: bool, registry: CollectorRegistry):
+        """``mesh_tls``: this sidecar's (its service is the destination; its roots' trust
+        domain the one a caller's certificate must name; its certificate's URI what
+        ``X-Forwarded-Client-Cert`` names as ``By``)."""
+        self._mesh_tls = mesh_tls
+        self.table = IntentionTable(mesh_tls.service, (), default_allow)
         self._refusals = Counter(
             "meshgate_intention_refusals",
             "Inbound requests refused because Consul's intentions deny their calling "
@@ -64,7 +53,7 @@ class IntentionFilter:
     async def __call__(self, ex: Exchange, next_handler: Handler) -> web.StreamResponse:
         transport = ex.request.transport
         peercert = None if transport is None else transport.get_extra_info("peercert")
-        roots = self._roots()
+        roots = self._mesh_tls.roots
         identity = None if roots is None else certificate_identity(peercert, roots.trust_domain)
         destination = self.table.destination
         if identity is None:
@@ -84,7 +73,7 @@ class IntentionFilter:
                 f"{identity.service!r} may not call {destination!r}: {decision.reason}",
                 slug="intention-denied",
             )
-        leaf = self._leaf()
+        leaf = self._mesh_tls.leaf
         own = "" if leaf is None else f"By={leaf.uri};"
         ex.upstream_headers[CLIENT_CERT_HEADER] = f"{own}URI={identity.uri}"
         return await next_handler(ex)

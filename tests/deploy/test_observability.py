@@ -20,6 +20,7 @@ from edge.config import EdgeConfig
 from edge.ip_access.feature import IpAccessFeature
 from edge.ratelimit.prometheus import PrometheusObserver
 from mesh.config.reload import ConfigReloader
+from mesh.mtls.contexts import MeshTls
 from mesh.mtls.metrics import MeshTlsMetrics
 from mesh.telemetry.metrics import ProxyMetrics, RefreshMetrics
 from sidecar.filters.intentions import IntentionFilter
@@ -50,7 +51,7 @@ def exported_series() -> set[str]:
     CompressionFeature(EdgeConfig(), registry)
     IpAccessFeature(EdgeConfig(), registry)
     MeshTlsMetrics(registry, "sidecar")
-    IntentionFilter("orders", True, lambda: None, registry)
+    IntentionFilter(MeshTls("orders", require=False), True, registry)
     names: set[str] = set()
     for family in registry.collect():
         names.update(family.name + suffix for suffix in _SUFFIXES[family.type])
