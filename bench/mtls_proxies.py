@@ -19,7 +19,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from bench.context import BenchContext
-from bench.proxies import start_nginx
+from bench.proxies import proxy_server_block, start_nginx
 from demo.processes import free_port
 
 
@@ -38,72 +38,39 @@ def connect_leaf(ctx: BenchContext, service: str) -> Pem:
     roots = ctx.consul_api("GET", "/v1/agent/connect/ca/roots")
     directory = ctx.path(f"tls-{service}")
     directory.mkdir(exist_ok=True)
-    pem = Pem(directory / "cert.pem", directory / "key.pem", directory / "roots.pem", "")
+    cert = x509.load_pem_x509_certificate(leaf["CertPEM"].encode())
+    name = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    pem = Pem(directory / "cert.pem", directory / "key.pem", directory / "roots.pem", str(name))
     pem.cert.write_text(leaf["CertPEM"])
     pem.key.write_text(leaf["PrivateKeyPEM"])
     pem.key.chmod(0o600)
     pem.roots.write_text("\n".join(r["RootCert"] for r in roots["Roots"]))
-    cert = x509.load_pem_x509_certificate(leaf["CertPEM"].encode())
-    name = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
-    return Pem(pem.cert, pem.key, pem.roots, str(name))
+    return pem
 
 
 def start_nginx_pair(ctx: BenchContext, mtls: bool) -> str:
     """Front nginx → back nginx → upstream; returns the front's base URL."""
     front_port, back_port = free_port(), free_port()
-    front = connect_leaf(ctx, "bench-nginx-front") if mtls else None
-    back = connect_leaf(ctx, "bench-nginx-back") if mtls else None
-    suffix = "-mtls" if mtls else ""
-    back_listen = f"127.0.0.1:{back_port} backlog=4096"
-    back_tls = ""
-    if back is not None:
-        back_listen += " ssl"
-        back_tls = f"""
+    listen_tls = upstream_tls = ""
+    if mtls:
+        front = connect_leaf(ctx, "bench-nginx-front")
+        back = connect_leaf(ctx, "bench-nginx-back")
+        listen_tls = f"""\
         ssl_certificate {back.cert};
         ssl_certificate_key {back.key};
         ssl_client_certificate {back.roots};
         ssl_verify_client on;
         ssl_protocols TLSv1.2 TLSv1.3;"""
-    back_conf = f"""\
-    upstream bench_upstream {{
-        server 127.0.0.1:{ctx.upstream_port};
-        keepalive 128;
-        keepalive_requests 1000000;
-    }}
-
-    server {{
-        listen {back_listen};{back_tls}
-        location / {{
-            proxy_pass http://bench_upstream;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }}
-    }}"""
-    # The back takes no request without a client certificate: wait for its port only.
-    start_nginx(ctx, f"nginx-back{suffix}", back_conf, back_port, probe=not mtls)
-    scheme = "https" if mtls else "http"
-    proxy_ssl = ""
-    if front is not None and back is not None:
-        proxy_ssl = f"""
+        upstream_tls = f"""\
             proxy_ssl_certificate {front.cert};
             proxy_ssl_certificate_key {front.key};
             proxy_ssl_trusted_certificate {front.roots};
             proxy_ssl_verify on;
             proxy_ssl_name {back.name};
             proxy_ssl_session_reuse on;"""
-    front_conf = f"""\
-    upstream bench_back {{
-        server 127.0.0.1:{back_port};
-        keepalive 128;
-        keepalive_requests 1000000;
-    }}
-
-    server {{
-        listen 127.0.0.1:{front_port} backlog=4096;
-        location / {{
-            proxy_pass {scheme}://bench_back;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";{proxy_ssl}
-        }}
-    }}"""
-    return start_nginx(ctx, f"nginx-front{suffix}", front_conf, front_port)
+    suffix = "-mtls" if mtls else ""
+    back_block = proxy_server_block(back_port, ctx.upstream_port, listen_tls=listen_tls)
+    # The back takes no request without a client certificate: wait for its port only.
+    start_nginx(ctx, f"nginx-back{suffix}", back_block, back_port, probe=not mtls)
+    front_block = proxy_server_block(front_port, back_port, upstream_tls=upstream_tls)
+    return start_nginx(ctx, f"nginx-front{suffix}", front_block, front_port)

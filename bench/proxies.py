@@ -91,8 +91,21 @@ def upstream_server_block(port: int, big_file: Path) -> str:
     }}"""
 
 
-def proxy_server_block(port: int, upstream_port: int, gzip: bool = False) -> str:
-    """nginx proxying to ``upstream_port``; with ``gzip``, compressing JSON answers."""
+def proxy_server_block(
+    port: int,
+    upstream_port: int,
+    gzip: bool = False,
+    *,
+    listen_tls: str = "",
+    upstream_tls: str = "",
+) -> str:
+    """nginx proxying to ``upstream_port``; with ``gzip``, compressing JSON answers.
+
+    ``listen_tls``: ``ssl_*`` directives, which make the listener TLS;
+    ``upstream_tls``: ``proxy_ssl_*`` directives, the upstream then reached over TLS.
+    """
+    listen_ssl = " ssl" if listen_tls else ""
+    scheme = "https" if upstream_tls else "http"
     return f"""\
     upstream bench_upstream {{
         server 127.0.0.1:{upstream_port};
@@ -101,12 +114,14 @@ def proxy_server_block(port: int, upstream_port: int, gzip: bool = False) -> str
     }}
 
     server {{
-        listen 127.0.0.1:{port} backlog=4096;
+        listen 127.0.0.1:{port} backlog=4096{listen_ssl};
+{listen_tls}
 {GZIP_DIRECTIVES if gzip else ""}
         location / {{
-            proxy_pass http://bench_upstream;
+            proxy_pass {scheme}://bench_upstream;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+{upstream_tls}
         }}
     }}"""
 

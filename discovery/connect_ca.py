@@ -71,11 +71,6 @@ class ConnectWatcher:
         self._default_allow = default_allow
         self.intentions_known.clear()
 
-    @property
-    def errors(self) -> int:
-        """Failed queries so far."""
-        return self._follower.errors
-
     def _on_failure(self, exc: BaseException | None, attempt: int) -> None:
         if attempt == 1:
             log.warning("consul connect query failed, keeping the last certificate: %s", exc)

@@ -72,11 +72,6 @@ class CatalogWatcher:
         if attempt == 1:
             log.warning("consul query failed, serving the last snapshot: %s", exc)
 
-    @property
-    def errors(self) -> int:
-        """Failed queries so far."""
-        return self._follower.errors
-
     async def _follow_catalog(self) -> None:
         def answered(services: Any) -> None:
             self._store.mark_synced()

@@ -38,6 +38,7 @@ from mesh.telemetry.exposition import exposition
 from mesh.telemetry.metrics import ProxyMetrics
 from mesh.telemetry.upstream import UpstreamTelemetry
 from mesh.transport import make_transport
+from mesh.transport.h1_head import authority
 from sidecar.app_health import PATH as APP_HEALTH_PATH
 from sidecar.app_health import AppHealth
 from sidecar.config import SidecarConfig
@@ -66,9 +67,7 @@ def _check_url(config: SidecarConfig, inbound_port: int, admin_port: int) -> str
     host = config.admin.host
     if host in ("0.0.0.0", "::", ""):
         host = svc.address
-    if ":" in host:
-        host = f"[{host}]"  # an IPv6 literal
-    return f"http://{host}:{admin_port}{APP_HEALTH_PATH}"
+    return f"http://{authority(host, admin_port)}{APP_HEALTH_PATH}"
 
 
 def _consul_duration(seconds: float) -> str:

@@ -19,6 +19,7 @@ from edge.auth.service_fetch import InstanceAnswer, fetch_from_instance
 from mesh.mtls.contexts import MeshTls
 from mesh.snapshot import Instance, Snapshot
 from mesh.transport.base import UpstreamTransport
+from mesh.transport.h1_head import authority
 
 
 class NoHealthyInstance(Exception):
@@ -48,10 +49,7 @@ class ServiceUrl:
 
     async def __call__(self) -> str:
         instance = self.instance()
-        host = instance.address
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"  # an IPv6 literal
-        return f"http://{host}:{instance.port}{self.path}"
+        return f"http://{authority(instance.address, instance.port)}{self.path}"
 
     def describe(self) -> str:
         return f"service {self.service} at {self.path}"
