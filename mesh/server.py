@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from mesh.connections import ConnectionLimits, ConnectionObserver, LimitedServer
+from mesh.sniffing_site import TlsSniffingSite
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ class Listener:
         max_field_size: int = 8190,
         connections: ConnectionLimits | None = None,
         connection_observer: ConnectionObserver | None = None,
+        plain_too: bool = False,
+        on_connection: Callable[[str], None] | None = None,
     ) -> None:
         """``max_field_size``: longest header value accepted (aiohttp's default); longer
         ones get a 400 from the HTTP parser before any handler runs.
@@ -48,12 +51,18 @@ class Listener:
         ``connections`` bounds the client connections of a low-level handler's
         listener (see :mod:`mesh.connections`), and ``connection_observer`` is
         told of each one opened, closed or refused; an Application's listener
-        (the admin one) takes neither."""
+        (the admin one) takes neither.
+
+        ``plain_too`` (with ``ssl_context``): plain-HTTP connections are served on the
+        same port, each connection's first byte deciding (see
+        :mod:`mesh.sniffing_site`, which tells ``on_connection`` what each became)."""
         self.name = name
         self.host = host
         self.port = port
         self._ssl = ssl_context
         self._reuse_port = reuse_port
+        self._plain_too = plain_too and ssl_context is not None
+        self._on_connection = on_connection
         runner: web.BaseRunner
         if isinstance(handler, web.Application):
             runner = web.AppRunner(
@@ -84,14 +93,25 @@ class Listener:
 
     async def start(self) -> None:
         await self._runner.setup()
-        site = web.TCPSite(
-            self._runner,
-            self.host,
-            self.port,
-            ssl_context=self._ssl,
-            reuse_port=self._reuse_port or None,
-            backlog=1024,
-        )
+        site: web.BaseSite
+        if self._plain_too and self._ssl is not None:
+            site = TlsSniffingSite(
+                self._runner,
+                self.host,
+                self.port,
+                ssl_context=self._ssl,
+                reuse_port=self._reuse_port,
+                on_connection=self._on_connection,
+            )
+        else:
+            site = web.TCPSite(
+                self._runner,
+                self.host,
+                self.port,
+                ssl_context=self._ssl,
+                reuse_port=self._reuse_port or None,
+                backlog=1024,
+            )
         await site.start()
         if self.port == 0 and self._runner.addresses:
             self.port = int(self._runner.addresses[0][1])

@@ -49,7 +49,12 @@ from sidecar.filters.intentions import IntentionFilter
 from sidecar.filters.outbound_routing import OutboundRoutingFilter
 from sidecar.guards import GuardRegistry
 from sidecar.local_app import LocalApp
-from sidecar.reloading import InboundLimitReload, RegistrationReload, ResilienceReload
+from sidecar.reloading import (
+    InboundLimitReload,
+    MeshTlsModeReload,
+    RegistrationReload,
+    ResilienceReload,
+)
 from sidecar.resilience_metrics import BreakerTransitions, ResilienceCollector
 from sidecar.resilient_proxy import ResilientProxy
 from sidecar.telemetry import SidecarTelemetry
@@ -101,7 +106,7 @@ async def run_sidecar(
     if m.enabled:
         connect = ConnectMeshTls(config.consul, config.service.name, m, registry, "sidecar")
         default_allow = m.default_intention == "allow"
-        intentions = IntentionFilter(connect.mesh_tls, default_allow, registry)
+        intentions = IntentionFilter(connect.mesh_tls, default_allow, registry, m.mode)
         connect.watcher.follow_intentions(intentions.replace, default_allow)
     transitions = BreakerTransitions()
     guards = GuardRegistry(config.resilience, on_transition=transitions)
@@ -116,6 +121,7 @@ async def run_sidecar(
             ResilienceReload(guards),
             InboundLimitReload(inbound_limit),
             *([connect] if connect is not None else []),
+            *([MeshTlsModeReload(intentions)] if intentions is not None else []),
         ]
         reloader = ConfigReloader(config_file, reload, config, parts, registry)
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloader.reload)
@@ -170,6 +176,9 @@ async def run_sidecar(
         config.inbound.port,
         ssl_context=connect.mesh_tls.server.context if connect is not None else None,
         shutdown_timeout=config.shutdown.timeout,
+        # Plain-HTTP callers get an answer in HTTP: served or refused by mesh_tls.mode.
+        plain_too=True,
+        on_connection=connect.metrics.inbound_connection if connect is not None else None,
     )
     outbound = Listener(
         "outbound",
@@ -213,7 +222,11 @@ async def run_sidecar(
                 "/breakers": guards.view,
                 **({"/config": reloader.view} if reloader is not None else {}),
                 **({"/identity": identity.view} if identity else {}),
-                **({"/mesh-tls": connect.mesh_tls.view} if connect is not None else {}),
+                **(
+                    {"/mesh-tls": lambda: {**connect.mesh_tls.view(), "mode": intentions.mode}}
+                    if connect is not None and intentions is not None
+                    else {}
+                ),
             },
             registry=exposition(
                 registry, [in_metrics.refresh, *([connect.refresh_metrics] if connect else [])]

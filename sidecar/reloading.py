@@ -1,7 +1,8 @@
 """What a sidecar applies when its config file is read again (SIGHUP, see
 :mod:`mesh.config.reload`): the service's Consul tags and meta, the resilience
-policies, the inbound cap, and the logging level. Everything else waits for a
-restart."""
+policies, the inbound cap, the mesh TLS mode, and the logging level (the rest
+of ``mesh_tls`` that applies live is :class:`discovery.connect_ca.ConnectMeshTls`'s).
+Everything else waits for a restart."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from discovery.registration import Registration
 from mesh.config.reload import Reload
 from sidecar.config import SidecarConfig
 from sidecar.filters.inbound_limit import InboundLimitFilter
+from sidecar.filters.intentions import IntentionFilter
 from sidecar.guards import GuardRegistry
 
 log = logging.getLogger(__name__)
@@ -73,3 +75,18 @@ class InboundLimitReload:
     def prepare_reload(self, config: SidecarConfig) -> Reload:
         settings = config.inbound.limit
         return Reload(("inbound.limit",), lambda: self._limit.reconfigure(settings))
+
+
+class MeshTlsModeReload:
+    """``mesh_tls.mode``: whether callers over plain HTTP are served (``permissive``) or
+    refused (``strict``), from the next request on; the inbound port takes both either
+    way, so nothing else changes."""
+
+    def __init__(self, intentions: IntentionFilter) -> None:
+        self._intentions = intentions
+
+    def prepare_reload(self, config: SidecarConfig) -> Reload | None:
+        m = config.mesh_tls
+        if not m.enabled:  # turning mesh TLS off waits for a restart
+            return None
+        return Reload(("mesh_tls.mode",), lambda: setattr(self._intentions, "mode", m.mode))

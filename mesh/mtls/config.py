@@ -36,6 +36,11 @@ class SidecarMeshTlsConfig(MeshTlsConfig):
     default_intention: Literal["allow", "deny"] = "allow"
     """When no intention matches a caller: ``allow`` as Consul does with ACLs off;
     set ``deny`` where Consul's ACL default policy is deny."""
+    mode: Literal["strict", "permissive"] = "strict"
+    """Callers over plain HTTP (the inbound port takes both; the first byte of a
+    connection tells them apart): ``strict`` answers them 403 ``mesh-tls-required``;
+    ``permissive`` serves them, unidentified and past the intentions, for a migration
+    into mesh TLS (Istio's PERMISSIVE, Consul's permissive mutual TLS mode)."""
 
 
 def mesh_tls_problem(mesh_tls: MeshTlsConfig, provider: str, transport: str) -> str | None:

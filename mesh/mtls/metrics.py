@@ -1,4 +1,5 @@
-"""Mesh TLS in ``/metrics``: readiness, the certificate's expiry, renewals and rotations."""
+"""Mesh TLS in ``/metrics``: readiness, the certificate's expiry, renewals and rotations,
+and what the connections to a mesh-TLS listener became."""
 
 from __future__ import annotations
 
@@ -33,6 +34,20 @@ class MeshTlsMetrics:
             ["role", "part"],
             registry=registry,
         )
+
+        self.inbound_connections = Counter(
+            "meshgate_mesh_tls_inbound_connections",
+            "Connections to a mesh-TLS listener, by what each became: tls, tls_refused "
+            "(a failed handshake: no client certificate, another CA), plaintext, no_data "
+            "(closed or silent before its first byte).",
+            ["role", "outcome"],
+            registry=registry,
+        )
+
+    def inbound_connection(self, outcome: str) -> None:
+        """What a connection to the listener became (``on_connection`` of
+        :class:`mesh.sniffing_site.TlsSniffingSite`)."""
+        self.inbound_connections.labels(self._role, outcome).inc()
 
     def replaced(self, part: str) -> None:
         self.replacements.labels(self._role, part).inc()

@@ -93,6 +93,8 @@ def test_every_dashboard_query_names_an_exported_series() -> None:
         "meshgate_mesh_tls_certificate_expiry_timestamp_seconds",
         "meshgate_mesh_tls_ready",
         "meshgate_mesh_tls_replacements_total",
+        "meshgate_mesh_tls_inbound_connections_total",
+        "meshgate_mesh_tls_plaintext_requests_total",
     ):
         assert wanted in used, wanted
 

@@ -17,7 +17,6 @@ import ssl
 import time
 import urllib.parse
 import urllib.request
-from http.client import HTTPException
 from pathlib import Path
 from typing import Any
 
@@ -146,9 +145,10 @@ def test_the_inbound_listener_takes_only_clients_with_a_mesh_certificate(
     users_app = mesh.app("users")
     users = mesh.sidecar(users_app, "users-1", extra=MESH_TLS)
 
-    # Plain HTTP: the TLS listener never answers with HTTP.
-    with pytest.raises((OSError, HTTPException)):
-        http(f"http://127.0.0.1:{users.inbound}/users/echo")
+    # Plain HTTP: told why, in HTTP (mesh_tls.mode strict, the default); never served.
+    status, _, body = http(f"http://127.0.0.1:{users.inbound}/users/echo")
+    assert status == 403
+    assert json.loads(body)["type"].endswith("/mesh-tls-required")
     # TLS without a client certificate: the handshake is refused.
     with pytest.raises(OSError):  # ssl.SSLError and URLError are OSErrors
         https_get(users.inbound, "/users/echo", client_context(mesh, tmp_path, None))
@@ -164,6 +164,15 @@ def test_the_inbound_listener_takes_only_clients_with_a_mesh_certificate(
     domain = consul_api(mesh.consul, "GET", "/v1/agent/connect/ca/roots")["TrustDomain"]
     svc = f"spiffe://{domain}/ns/default/dc/dc1/svc"
     assert seen == [f"By={svc}/users;URI={svc}/web"]
+    # What each connection became, and the plain request refused, are counted.
+    samples = metrics(users.admin)
+    connections = {
+        labels["outcome"]: value
+        for labels, value in samples["meshgate_mesh_tls_inbound_connections_total"]
+    }
+    connections.pop("no_data", None)  # the harness's probes of the port, if any
+    assert connections == {"plaintext": 1.0, "tls_refused": 1.0, "tls": 1.0}
+    assert samples["meshgate_mesh_tls_plaintext_requests_total"] == [({"outcome": "refused"}, 1.0)]
 
 
 def test_intentions_refuse_and_then_admit_a_caller(mesh: Mesh, tmp_path: Path) -> None:
@@ -443,3 +452,50 @@ def test_a_reload_changes_the_default_intention_and_require(mesh: Mesh) -> None:
     status, _, body = http(f"{edge.url}/api/orders/echo")
     assert status == 502
     assert "not registered for mesh TLS" in json.loads(body)["detail"]
+
+
+def test_permissive_mode_serves_plain_callers_until_a_reload_makes_it_strict(
+    mesh: Mesh,
+) -> None:
+    """A migration into mesh TLS: a ``permissive`` sidecar serves callers over plain
+    HTTP (unidentified, past the intentions) and over mesh TLS (judged by them); the
+    plain ones are counted; a reload to ``strict`` then refuses them, serving on."""
+    permissive = {"mesh_tls": {"enabled": True, "mode": "permissive"}}
+    users_app = mesh.app("users")
+    users = mesh.sidecar(users_app, "users-1", extra=permissive)
+    old_edge = mesh.edge(ROUTES)  # not in mesh TLS yet: plain HTTP to every instance
+    new_edge = mesh.edge(ROUTES, extra={"mesh_tls": {"enabled": True, "service": "edge-v2"}})
+
+    def client_cert_seen(url: str) -> str | None:
+        status, _, body = http(url)
+        assert status == 200, body
+        seen = [v for k, v in json.loads(body)["headers"] if k.lower() == "x-forwarded-client-cert"]
+        return seen[0] if seen else None
+
+    registered = consul_api(mesh.consul, "GET", "/v1/agent/services")["users-1"]
+    assert registered["Connect"] == {"Native": True}  # mesh-TLS callers use TLS
+    assert client_cert_seen(f"{old_edge.url}/api/users/echo") is None
+    assert str(client_cert_seen(f"{new_edge.url}/api/users/echo")).endswith("/svc/edge-v2")
+    with urllib.request.urlopen(f"http://127.0.0.1:{users.admin}/mesh-tls", timeout=5) as resp:
+        assert json.loads(resp.read())["mode"] == "permissive"
+
+    # Intentions judge the mesh-TLS caller only: plain HTTP carries no identity.
+    create_intention(mesh, "edge-v2", "users", "deny")
+    wait_for_status(f"{new_edge.url}/api/users/echo", 403)
+    assert http(f"{old_edge.url}/api/users/echo")[0] == 200
+    samples = metrics(users.admin)
+    assert samples["meshgate_mesh_tls_plaintext_requests_total"] == [({"outcome": "admitted"}, 2.0)]
+    outcomes = {
+        labels["outcome"] for labels, _ in samples["meshgate_mesh_tls_inbound_connections_total"]
+    }
+    assert outcomes - {"no_data"} == {"plaintext", "tls"}  # no_data: port probes
+
+    # Every caller migrated: strict from the next request, the port serving on.
+    served = users_app.stats()["total"]
+    rewrite(users, mesh_tls={**permissive["mesh_tls"], "mode": "strict"})
+    view = hang_up(users, "applied")
+    assert view["last_reload"]["applied"] == ["mesh_tls.mode"]
+    status, _, body = http(f"{old_edge.url}/api/users/echo")
+    assert status == 403, body
+    assert "takes callers over mesh TLS only" in json.loads(body)["detail"]
+    assert users_app.stats()["total"] == served

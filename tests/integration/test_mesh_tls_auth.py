@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from http.client import HTTPException
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from demo.auth_service import key_id_for, load_or_create_key_file, mint_token
 from demo.processes import wait_until
@@ -72,9 +69,12 @@ def test_the_edge_fetches_keys_and_introspects_over_mesh_tls(mesh: Mesh, tmp_pat
     auth_sidecar = mesh.sidecar(auth, "auth-1", extra=MESH_TLS)
     edge = edge_with_auth(mesh)
 
-    # The auth service's sidecar takes only mutual TLS: plain HTTP cannot reach it.
-    with pytest.raises((OSError, HTTPException)):
-        http(f"http://127.0.0.1:{auth_sidecar.inbound}/.well-known/jwks.json")
+    # The auth service's sidecar takes only mutual TLS: plain HTTP is refused, and the
+    # auth service never sees it.
+    fetched = auth.stats()["jwks_fetches"]
+    status, _, body = http(f"http://127.0.0.1:{auth_sidecar.inbound}/.well-known/jwks.json")
+    assert status == 403 and json.loads(body)["type"].endswith("/mesh-tls-required")
+    assert auth.stats()["jwks_fetches"] == fetched
 
     # A valid token: keys fetched from the auth service, the request served by users
     # (edge → users' sidecar over mesh TLS too) with the caller's identity.

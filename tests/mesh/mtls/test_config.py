@@ -46,6 +46,7 @@ def test_the_edge_refuses_a_service_name_consul_would_not_take(tmp_path: Path) -
     [
         *PROBLEMS,
         ("mesh_tls: {default_intention: maybe}", "mesh_tls.default_intention", "'allow' or 'deny'"),
+        ("mesh_tls: {mode: lenient}", "mesh_tls.mode", "'strict' or 'permissive'"),
         # The sidecar's certificate is its service's; no other name can be asked for.
         ("mesh_tls: {service: other}", "mesh_tls.service", "unknown key"),
     ],
@@ -55,8 +56,8 @@ def test_the_sidecar_refuses(tmp_path: Path, text: str, key_path: str, problem: 
     assert_refused(tmp_path, text, key_path, problem, load=load_sidecar_config)
 
 
-def test_defaults_are_off_and_lenient(tmp_path: Path) -> None:
+def test_defaults_are_off_lenient_and_strict_with_plain_callers(tmp_path: Path) -> None:
     path = tmp_path / "sidecar.yaml"
     path.write_text("service: {name: users}\nmesh_tls: {enabled: true}\n")
     m = load_sidecar_config(path).mesh_tls
-    assert (m.enabled, m.require, m.default_intention) == (True, False, "allow")
+    assert (m.enabled, m.require, m.default_intention, m.mode) == (True, False, "allow", "strict")
