@@ -282,3 +282,27 @@ def test_mutual_tls_scenarios_measure_what_they_name(tmp_path: Path) -> None:
         assert row["requests"] > 0 and row["error_count"] == 0, name
     assert rows["nginx+nginx+mtls"]["cost"]["against"] == "nginx+nginx"
     assert rows["edge+sidecar+mtls"]["cost"]["against"] == "edge+sidecar"
+
+
+def test_connection_setup_measures_every_target(tmp_path: Path) -> None:
+    """Each target completes mutual-TLS (or plain) connections and its server CPU is
+    read; the sniffing listener serves both kinds of client."""
+    out = tmp_path / "connections.json"
+    done = _bench(
+        "connection_setup",
+        *("--duration", "0.5", "--rounds", "1", "--clients", "2", "--json-out", str(out)),
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    median = json.loads(out.read_text())["median"]
+    assert set(median) == {
+        "nginx-mtls",
+        "meshgate-mtls",
+        "meshgate-mtls-sniffing",
+        "meshgate-plain-sniffing",
+        "meshgate-plain",
+    }
+    for name, figures in median.items():
+        assert figures["connections_per_sec"] > 0, name
+        assert figures["cpu_us_per_connection"] > 0, name
+    assert "meshgate-mtls-sniffing" in done.stdout
