@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sidecar.resilience.breaker import BreakerState, CircuitBreaker
+from mesh.resilience.breaker import BreakerState, CircuitBreaker
 from sidecar.resilience.retry_budget import RetryBudget
 from sidecar.resilience_config import ResilienceConfig, UpstreamPolicy
 

@@ -28,8 +28,8 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from mesh.resilience.breaker import BreakerState
 from sidecar.guards import GuardRegistry
-from sidecar.resilience.breaker import BreakerState
 
 STATE_VALUES = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
 

@@ -41,6 +41,9 @@ from mesh.proxy import (
     no_healthy_instance,
     stream_response,
 )
+from mesh.resilience.breaker import CircuitBreaker, Permit
+from mesh.resilience.ejection import select_eligible
+from mesh.resilience.outcome import CallError, CallOutcome
 from mesh.snapshot import Instance, Snapshot
 from mesh.telemetry.tracing import (
     EVENT_BREAKER_OPENED,
@@ -62,9 +65,6 @@ from mesh.transport.base import (
 from mesh.tunnel import run_tunnel
 from sidecar.guards import GuardRegistry, ServiceGuard
 from sidecar.resilience.backoff import wait_full_jitter
-from sidecar.resilience.breaker import CircuitBreaker, Permit
-from sidecar.resilience.ejection import select_eligible
-from sidecar.resilience.outcome import CallError, CallOutcome
 from sidecar.resilience.retry_policy import is_idempotent, parse_retry_after, retry_if_outcome
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from sidecar.resilience.sliding_window import BucketedCounter, Clock
+from mesh.resilience.sliding_window import BucketedCounter, Clock
 
 _REQUESTS, _RETRIES = 0, 1
 

@@ -23,7 +23,7 @@ Rules (RFC 9110 section 9.2.2, Envoy's ``retry_on`` vocabulary):
   idempotent request whose body can be sent again;
 - backpressure (429 or 503 with ``Retry-After``) is never retried at once: the
   upstream asked for a pause, which the caller honours by avoiding the instance
-  (see `sidecar.resilience.ejection`) and passing the response on;
+  (see `mesh.resilience.ejection`) and passing the response on;
 - nothing else is retried (a 500 is the application's answer, not a glitch).
 """
 
@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 from tenacity.retry import retry_base
 
-from sidecar.resilience.outcome import CallError, CallOutcome
+from mesh.resilience.outcome import CallError, CallOutcome
 from sidecar.resilience.retry_budget import RetryBudget
 
 if TYPE_CHECKING:

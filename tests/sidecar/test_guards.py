@@ -3,9 +3,9 @@ keep their breakers as they are (a reload must not close an open breaker it did 
 
 from __future__ import annotations
 
+from mesh.resilience.breaker import BreakerState
+from mesh.resilience.outcome import CallOutcome
 from sidecar.guards import GuardRegistry
-from sidecar.resilience.breaker import BreakerState
-from sidecar.resilience.outcome import CallOutcome
 from sidecar.resilience_config import ResilienceConfig
 
 BREAKER = {"min_calls": 2, "window_size": 2, "open_base": "5s", "open_jitter": 0}

@@ -5,8 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from mesh.resilience.outcome import CallOutcome
 from sidecar.guards import GuardRegistry
-from sidecar.resilience.outcome import CallOutcome
 from sidecar.resilience_config import ResilienceConfig
 from sidecar.resilience_metrics import BreakerTransitions, ResilienceCollector
 

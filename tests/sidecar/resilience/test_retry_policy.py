@@ -9,8 +9,8 @@ import pytest
 import tenacity
 from tenacity import RetryCallState
 
+from mesh.resilience.outcome import CallError, CallOutcome
 from sidecar.resilience.backoff import wait_full_jitter
-from sidecar.resilience.outcome import CallError, CallOutcome
 from sidecar.resilience.retry_budget import RetryBudget, RetryBudgetSettings
 from sidecar.resilience.retry_policy import (
     is_idempotent,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sidecar.resilience.ejection import Eligibility, max_ejections, select_eligible
+from mesh.resilience.ejection import Eligibility, max_ejections, select_eligible
 
 ABCD = ("a", "b", "c", "d")
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from sidecar.resilience.outcome import CallError, CallOutcome
+from mesh.resilience.outcome import CallError, CallOutcome
 
 
 @pytest.mark.parametrize(

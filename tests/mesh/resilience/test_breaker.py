@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from sidecar.resilience.breaker import (
+from mesh.resilience.breaker import (
     DEFAULT_FAILURE_STATUSES,
     BreakerSettings,
     BreakerState,
@@ -19,8 +19,8 @@ from sidecar.resilience.breaker import (
     is_slow,
     open_duration,
 )
-from sidecar.resilience.outcome import CallError, CallOutcome
-from sidecar.resilience.sliding_window import WindowTotals
+from mesh.resilience.outcome import CallError, CallOutcome
+from mesh.resilience.sliding_window import WindowTotals
 
 CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sidecar.resilience.sliding_window import (
+from mesh.resilience.sliding_window import (
     BucketedCounter,
     CountWindow,
     TimeWindow,

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
-from sidecar.resilience.outcome import CallOutcome
-from sidecar.resilience.sliding_window import (
+from mesh.resilience.outcome import CallOutcome
+from mesh.resilience.sliding_window import (
     Clock,
     CountWindow,
     OutcomeWindow,
@@ -357,7 +357,7 @@ class CircuitBreaker:
     def tripped_at(self) -> float | None:
         """Clock time of the first trip since the breaker was last CLOSED; None while CLOSED.
 
-        This is when the instance left rotation; `sidecar.resilience.ejection`
+        This is when the instance left rotation; `mesh.resilience.ejection`
         orders ejections by it.
         """
         return self._tripped_at

@@ -1,0 +1,14 @@
+"""Resilience decisions shared by the edge and the sidecar, free of I/O.
+
+Every class here takes its clock (monotonic seconds) and its randomness as
+arguments, so the proxies wrap them and the tests drive them deterministically.
+
+- ``outcome``: what one upstream call ended with (`CallOutcome`, `CallError`).
+- ``sliding_window``: O(1) sliding aggregates (count ring, time buckets).
+- ``breaker``: the per-instance circuit breaker state machine.
+- ``breaker_config``: its configuration section, as both processes read it.
+- ``ejection``: which instances of a service may receive traffic.
+
+The sidecar's retries (budget, policy, backoff) are in :mod:`sidecar.resilience`;
+the edge's passive outlier detection in :mod:`edge.outliers`.
+"""
