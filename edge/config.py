@@ -165,9 +165,9 @@ class RouteConfig(Frozen):
     headers: HeadersConfig | None = None
     """Header changes for this route, after the edge's own (a name both set wins here)."""
     match: RouteMatchConfig | None = None
-    """Conditions on the request's headers and query this route takes requests on (all of
-    them); null: every request for its host and prefix. Tried before a route of the same
-    host and prefix without conditions (:mod:`edge.routes`)."""
+    """Conditions on the request's headers and query, all of which must hold for this route
+    to take it; null: every request for its host and prefix. Tried before a route of the
+    same host and prefix without conditions (:mod:`edge.routes`)."""
 
     @field_validator("prefix", "prefix_rewrite")
     @classmethod
