@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
@@ -14,12 +16,19 @@ from edge.headers.config import HeadersConfig
 from edge.ip_access.config import IpAccessConfig
 from edge.ratelimit.config import RateLimitsConfig
 from edge.registration import EdgeRegistrationConfig
+from edge.route_match import (
+    Condition,
+    Conditions,
+    MatchKind,
+    header_condition,
+    query_condition,
+)
 from edge.routes import HTTP_METHODS
 from edge.tls import TlsConfig
 from mesh.canary import Canary
 from mesh.config.loader import load_config
 from mesh.config.sections import AdminConfig, LoggingConfig, ProxyConfig, ShutdownConfig
-from mesh.config.types import ByteSize, Duration, Frozen, Port, PositiveDuration
+from mesh.config.types import ByteSize, Duration, Frozen, HeaderName, Port, PositiveDuration
 from mesh.connections import ConnectionLimits
 from mesh.mtls.config import EdgeMeshTlsConfig, mesh_tls_problem
 from mesh.telemetry.config import TelemetryConfig
@@ -38,6 +47,90 @@ class CanaryConfig(Frozen):
 
     def canary(self) -> Canary:
         return Canary(self.tag, self.weight, self.header)
+
+
+class ValueMatchConfig(Frozen):
+    """One condition of a route's ``match``: a name and exactly one of ``exact``,
+    ``prefix``, ``regex`` and ``present`` (see :mod:`edge.route_match`). A name sent
+    several times matches when any of its values does."""
+
+    name: str
+    exact: str | None = None
+    """A value equal to this (case-sensitive)."""
+    prefix: str | None = None
+    """A value starting with this (case-sensitive)."""
+    regex: str | None = None
+    """A Python regular expression a value matches in full."""
+    present: bool | None = None
+    """true: sent, with any value (even empty); false: not sent at all."""
+
+    @field_validator("exact", "prefix", "regex", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        # YAML reads `exact: 2` as a number and `exact: yes` as a boolean: say how to
+        # write the text rather than pydantic's bare "a valid string".
+        if isinstance(value, bool | int | float):
+            raise ValueError(f'expected text, got {value!r}: quote it, e.g. "{value}"')
+        return value
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ValueMatchConfig:
+        given = [k for k in ("exact", "prefix", "regex", "present") if getattr(self, k) is not None]
+        if len(given) != 1:
+            found = " and ".join(given) if given else "none"
+            raise ValueError(
+                f"give exactly one of exact, prefix, regex and present (found {found})"
+            )
+        return self
+
+    def kind_and_text(self) -> tuple[MatchKind, str]:
+        if self.exact is not None:
+            return "exact", self.exact
+        if self.prefix is not None:
+            return "prefix", self.prefix
+        if self.regex is not None:
+            return "regex", self.regex
+        return ("present" if self.present else "absent"), ""
+
+
+class HeaderMatchConfig(ValueMatchConfig):
+    name: HeaderName
+    """A header name, in any case."""
+
+    def condition(self) -> Condition:
+        return header_condition(self.name, *self.kind_and_text())
+
+
+class QueryMatchConfig(ValueMatchConfig):
+    name: str = Field(min_length=1)
+    """A query parameter name, case-sensitive (percent-decoded, as the values are)."""
+
+    def condition(self) -> Condition:
+        return query_condition(self.name, *self.kind_and_text())
+
+
+class RouteMatchConfig(Frozen):
+    """Conditions on the request's headers and query, all of which must hold."""
+
+    headers: tuple[HeaderMatchConfig, ...] = ()
+    query: tuple[QueryMatchConfig, ...] = ()
+
+    def conditions(self) -> Conditions | None:
+        """None when there is no condition at all."""
+        conditions = Conditions(
+            tuple(h.condition() for h in self.headers), tuple(q.condition() for q in self.query)
+        )
+        return conditions if conditions else None
 
 
 class RouteConfig(Frozen):
@@ -71,6 +164,10 @@ class RouteConfig(Frozen):
     null: no list of its own."""
     headers: HeadersConfig | None = None
     """Header changes for this route, after the edge's own (a name both set wins here)."""
+    match: RouteMatchConfig | None = None
+    """Conditions on the request's headers and query, all of which must hold for this route
+    to take it; null: every request for its host and prefix. Tried before a route of the
+    same host and prefix without conditions (:mod:`edge.routes`)."""
 
     @field_validator("prefix", "prefix_rewrite")
     @classmethod

@@ -42,6 +42,7 @@ _ROUTING_KEYS = {
     "timeout",
     "max_body_size",
     "canary",
+    "match",
 }
 
 
@@ -59,6 +60,7 @@ def config_routes(config: EdgeConfig) -> list[Route]:
             timeout=r.timeout,
             max_body_size=r.max_body_size,
             canary=r.canary.canary() if r.canary is not None else None,
+            conditions=r.match.conditions() if r.match is not None else None,
             options=r.model_dump(exclude=_ROUTING_KEYS, exclude_none=True),
         )
         for r in config.routes

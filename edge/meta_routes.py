@@ -13,13 +13,19 @@ Registering a service with these meta keys is enough to expose it at the edge:
 ``meshgate-route-canary``       ``<tag>:<percent>``, e.g. ``canary:10``: that share
                                 to the instances with the tag (:mod:`mesh.canary`)
 ``meshgate-route-canary-header`` a request header that picks the canary's side
+``meshgate-route-match-headers`` only requests with these headers: comma-separated
+                                ``Name=value`` (that exact value) or ``Name``
+                                (sent, any value), e.g. ``X-Api-Version=2,X-Beta``
 ==============================  ==============================================
 
 Instances of one service normally agree; if they do not, the union of the
 prefixes declared by its instances is used, and the settings of the instance
 whose id sorts first, except the canary's: a canary is usually declared by the
 canary's own instances as they are rolled out, so the first instance by id that
-declares one declares it for all. Invalid values are reported, not fatal.
+declares one declares it for all. Invalid values are reported, not fatal; an
+invalid ``meshgate-route-match-headers`` withholds the service's routes rather
+than publish them without their conditions, where they would take requests
+meant for other routes.
 """
 
 from __future__ import annotations
@@ -27,9 +33,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from edge.route_match import Conditions, header_condition
 from edge.routes import HTTP_METHODS, Route, make_route
 from mesh.canary import Canary
 from mesh.config.types import parse_byte_size, parse_duration
+from mesh.identity.headers import is_header_name
 from mesh.snapshot import ServiceEntry
 
 PREFIX_KEY = "meshgate-route"
@@ -41,6 +49,7 @@ TIMEOUT_KEY = "meshgate-route-timeout"
 MAX_BODY_KEY = "meshgate-route-max-body"
 CANARY_KEY = "meshgate-route-canary"
 CANARY_HEADER_KEY = "meshgate-route-canary-header"
+MATCH_HEADERS_KEY = "meshgate-route-match-headers"
 
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
@@ -99,9 +108,19 @@ def routes_from_meta(entry: ServiceEntry) -> tuple[list[Route], list[MetaProblem
     if strip and rewrite is not None:
         problem(STRIP_KEY, f"ignored: {REWRITE_KEY} is set too, and the rewrite wins")
     canary = _canary([i.meta_dict() for i in declaring], problem)
+    conditions: Conditions | None = None
+    withheld = False
+    if MATCH_HEADERS_KEY in meta:
+        try:
+            conditions = parse_match_headers(meta[MATCH_HEADERS_KEY])
+        except ValueError as exc:
+            problem(MATCH_HEADERS_KEY, f"{exc}; the service's routes are left out")
+            withheld = True
     for prefix in prefixes:
         if not prefix.startswith("/"):
             problem(PREFIX_KEY, f"prefix {prefix!r} must start with '/'")
+            continue
+        if withheld:
             continue
         routes.append(
             make_route(
@@ -115,9 +134,29 @@ def routes_from_meta(entry: ServiceEntry) -> tuple[list[Route], list[MetaProblem
                 timeout=timeout,
                 max_body_size=max_body_size,
                 canary=canary,
+                conditions=conditions,
             )
         )
     return routes, problems
+
+
+def parse_match_headers(value: str) -> Conditions | None:
+    """The conditions of a ``meshgate-route-match-headers`` value: comma-separated
+    ``Name=value`` (the header has exactly that value; spaces around either are
+    dropped, and ``Name=`` asks for an empty one) or ``Name`` (the header is sent);
+    None when blank. A value cannot hold a comma. Raises ValueError naming the first
+    bad item."""
+    conditions = []
+    for item in _split(value):
+        name, eq, text = item.partition("=")
+        name = name.strip()
+        if not is_header_name(name):
+            raise ValueError(f"{name!r} in {item!r} is not a valid header name")
+        if eq:
+            conditions.append(header_condition(name, "exact", text.strip()))
+        else:
+            conditions.append(header_condition(name, "present"))
+    return Conditions(tuple(conditions)) if conditions else None
 
 
 def _canary(metas: list[dict[str, str]], problem: Callable[[str, str], None]) -> Canary | None:

@@ -1,10 +1,19 @@
 """The edge's route table: compiled once per snapshot, matched per request (pure).
 
 Precedence when matching: routes for the request's host before host-less
-routes, then the longest prefix. Two routes with the same host and prefix
-conflict; the rule (shown at ``/routes``) is: a route from the edge config
-wins over one declared in Consul meta; between Consul routes, the service
-whose name sorts first wins.
+routes, then the longest prefix. Among routes with the same host and prefix,
+those with conditions on headers and query (:mod:`edge.route_match`) are tried
+before the one without; among them, more conditions first, then config
+routes in the order given before Consul-meta routes (by service name, then
+route name). A route whose conditions do not hold is passed over: the next
+candidate is tried, down to shorter prefixes and host-less routes. The first
+route that takes the request decides; if its methods exclude the request's,
+the answer is 405 (no other route is tried).
+
+Two routes with the same host, prefix and conditions (in any order) conflict;
+the rule (shown at ``/routes``) is: a route from the edge config wins over one
+declared in Consul meta; between Consul routes, the service whose name sorts
+first wins.
 """
 
 from __future__ import annotations
@@ -13,6 +22,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
+
+from edge.route_match import NO_PARAMS, Condition, Conditions, parse_query
 from mesh.canary import Canary
 
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
@@ -35,6 +47,9 @@ class Route:
     """Largest request body (bytes) this route takes; None: the listener's default."""
     canary: Canary | None = None
     """A share of the requests goes to the instances with a tag (:mod:`mesh.canary`)."""
+    conditions: Conditions | None = None
+    """What the request's headers and query must hold for this route to take it
+    (:mod:`edge.route_match`); None: nothing (never an empty one)."""
     options: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
     """Per-route settings of the features (``auth``, ``rate_limits``, ...), as configured."""
 
@@ -73,6 +88,7 @@ class Route:
                     "header": self.canary.header,
                 }
             ),
+            "match": None if self.conditions is None else self.conditions.describe(),
         }
 
 
@@ -89,6 +105,7 @@ def make_route(
     timeout: float | None = None,
     max_body_size: int | None = None,
     canary: Canary | None = None,
+    conditions: Conditions | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> Route:
     norm = prefix.rstrip("/") or "/"
@@ -104,6 +121,7 @@ def make_route(
         timeout=timeout,
         max_body_size=max_body_size,
         canary=canary,
+        conditions=conditions if conditions else None,  # none at all is no conditions
         options=dict(options or {}),
     )
 
@@ -114,28 +132,38 @@ class Match:
     method_allowed: bool = True
 
 
+_NO_HEADERS: MultiMapping[str] = CIMultiDictProxy(CIMultiDict())
+
+_ConflictKey = tuple[str | None, str, tuple[frozenset[Condition], frozenset[Condition]] | None]
+
+
 class RouteTable:
     def __init__(self, routes: Iterable[Route]) -> None:
-        chosen: dict[tuple[str | None, str], Route] = {}
+        """``routes`` in the order given: of two config routes otherwise tried in the
+        same place (same host, prefix and number of conditions), the first given is
+        tried first."""
+        chosen: dict[_ConflictKey, tuple[int, Route]] = {}
         conflicts: list[dict[str, Any]] = []
-        for route in sorted(routes, key=_precedence):
-            key = (route.host, route.prefix)
-            winner = chosen.get(key)
-            if winner is None:
-                chosen[key] = route
+        for given, route in sorted(enumerate(routes), key=lambda item: _precedence(item[1])):
+            conditions = route.conditions
+            key = (route.host, route.prefix, None if conditions is None else conditions.key)
+            found = chosen.get(key)
+            if found is None:
+                chosen[key] = (given, route)
             else:
+                winner = found[1].describe()
                 conflicts.append(
                     {
                         "host": route.host,
                         "prefix": route.prefix,
-                        "winner": winner.describe(),
+                        "match": winner["match"],
+                        "winner": winner,
                         "ignored": route.describe(),
                         "rule": "config beats consul meta; then service name order",
                     }
                 )
-        # Host-specific first, then longer prefixes first.
         self.routes: tuple[Route, ...] = tuple(
-            sorted(chosen.values(), key=lambda r: (r.host is None, -len(r.prefix), r.name))
+            route for _, route in sorted(chosen.values(), key=lambda item: _trial_order(*item))
         )
         self.conflicts = tuple(conflicts)
         self._by_host: dict[str, tuple[Route, ...]] = {}
@@ -144,13 +172,31 @@ class RouteTable:
             self._by_host[host] = tuple(r for r in self.routes if r.host == host) + hostless
         self._hostless = hostless
 
-    def match(self, host: str | None, path: str, method: str) -> Match:
-        """The most specific route for host and path; ``method_allowed`` False → 405."""
+    def match(
+        self,
+        host: str | None,
+        path: str,
+        method: str,
+        headers: MultiMapping[str] = _NO_HEADERS,
+        query: str = "",
+    ) -> Match:
+        """The first route, in precedence order, for host and path whose conditions the
+        request's ``headers`` (case-insensitive multidict) and raw ``query`` (without
+        ``?``) meet; ``method_allowed`` False → 405. The query is parsed only when a
+        route with query conditions is tried, once at most; a route without conditions
+        costs nothing more than before they existed."""
         candidates = self._hostless
         if host and self._by_host:
             candidates = self._by_host.get(_bare_host(host), self._hostless)
+        params: Mapping[str, list[str]] | None = None
         for route in candidates:
             if route.matches(path):
+                conditions = route.conditions
+                if conditions is not None:
+                    if conditions.query and params is None:
+                        params = parse_query(query)
+                    if not conditions.accepts(headers, params or NO_PARAMS):
+                        continue
                 allowed = route.methods is None or method in route.methods
                 return Match(route, allowed)
         return Match(None)
@@ -168,7 +214,20 @@ class RouteTable:
 
 
 def _precedence(route: Route) -> tuple[int, str, str]:
+    """Which of two conflicting routes wins: the smaller."""
     return (0 if route.source == "config" else 1, route.service, route.name)
+
+
+def _trial_order(given: int, route: Route) -> tuple[bool, int, str, int, bool, int, str, str]:
+    """Where ``route`` (``given``-th in the table's input) is tried, smaller first:
+    host-specific before host-less, longer prefixes first (equal lengths by prefix, so
+    one prefix's routes sit together); for one prefix, more conditions first (none
+    last); then config routes in the order given, then Consul routes by service and
+    name."""
+    n = len(route.conditions) if route.conditions is not None else 0
+    consul = route.source != "config"
+    place = (0, route.service, route.name) if consul else (given, "", "")
+    return (route.host is None, -len(route.prefix), route.prefix, -n, consul, *place)
 
 
 def _bare_host(host: str) -> str:

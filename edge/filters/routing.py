@@ -1,5 +1,5 @@
-"""Routing filter: match the normalised path to a route and mark the exchange with it
-(and, for a route with a canary, the side of it the request goes to)."""
+"""Routing filter: match the host, normalised path, headers and query to a route and mark
+the exchange with it (and, for a route with a canary, the side of it the request goes to)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,10 @@ class RoutingFilter:
         self._roll = roll
 
     async def __call__(self, ex: Exchange, next_handler: Handler) -> web.StreamResponse:
-        match = self._table.match(ex.request.headers.get("Host"), ex.path, ex.method)
+        # The client's own headers (before any header changes) and raw query: the
+        # table reads them only for a route with conditions on them.
+        headers = ex.request.headers
+        match = self._table.match(headers.get("Host"), ex.path, ex.method, headers, ex.query)
         route = match.route
         if route is None:
             return ex.problem(404, "No route", f"no route matches {ex.path}", slug="no-route")

@@ -20,8 +20,10 @@ from pydantic import BaseModel
 from demo.ratelimit_setup import edge_rate_limits
 from discovery.static_provider import StaticCatalog, StaticInstance, catalog_to_snapshot
 from edge.config import EdgeConfig, RouteConfig, load_edge_config
+from edge.gateway import config_routes
 from edge.meta_routes import routes_from_meta
 from edge.ratelimit.config import RateLimitsConfig
+from edge.routes import RouteTable
 from mesh.config.loader import load_config
 from mesh.config.types import split_host_port
 from sidecar.config import SidecarConfig, load_sidecar_config
@@ -160,12 +162,32 @@ def test_edge_example_values_are_the_defaults() -> None:
 
 
 def test_edge_example_routes() -> None:
-    users, orders = load_edge_config(EXAMPLES / "edge.yaml").routes
+    config = load_edge_config(EXAMPLES / "edge.yaml")
+    users, orders, orders_v2 = config.routes
     assert (users.prefix, users.service, users.prefix_rewrite) == ("/api/users", "users", "/users")
     assert orders.methods == ("GET", "POST")
     assert orders.timeout == 5.0
     assert orders.host == "api.example.com"
     assert not orders.strip_prefix
+    assert orders.match is None
+    # The conditions' route shares host and prefix with orders-api, without a conflict.
+    assert (orders_v2.host, orders_v2.prefix) == (orders.host, orders.prefix)
+    assert orders_v2.match is not None
+    assert [h.kind_and_text() for h in orders_v2.match.headers] == [
+        ("exact", "2"),
+        ("prefix", "application/vnd.orders"),
+        ("regex", "(web|ios|android)/[0-9.]+"),
+        ("absent", ""),
+    ]
+    assert [q.kind_and_text()[0] for q in orders_v2.match.query] == [
+        "exact",
+        "prefix",
+        "regex",
+        "present",
+    ]
+    table = RouteTable(config_routes(config))
+    assert table.conflicts == ()
+    assert [r.service for r in table.routes if r.prefix == "/api/orders"] == ["orders-v2", "orders"]
 
 
 def test_edge_example_rate_limit_policies() -> None:
@@ -176,7 +198,7 @@ def test_edge_example_rate_limit_policies() -> None:
     assert limits.policies["per-user"].count_by == ("user",)
     assert limits.policies["orders-writes"].count_by == ("user", "route")
     assert str(limits.policies["per-key"].by_plan["pro"]) == "100/s burst 200"
-    users, orders = config.routes
+    users, orders, _ = config.routes
     assert users.rate_limits is None  # the default policies
     assert orders.rate_limits == ("anonymous", "per-user", "per-key", "orders-writes")
 

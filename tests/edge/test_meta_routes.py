@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from multidict import CIMultiDict
 
 from edge.meta_routes import (
     CANARY_HEADER_KEY,
     CANARY_KEY,
     HOST_KEY,
+    MATCH_HEADERS_KEY,
     MAX_BODY_KEY,
     METHODS_KEY,
     PREFIX_KEY,
@@ -18,6 +20,7 @@ from edge.meta_routes import (
     all_meta_routes,
     routes_from_meta,
 )
+from edge.route_match import Conditions, header_condition
 from edge.routes import Route, RouteTable
 from mesh.canary import Canary
 from mesh.snapshot import Instance, ServiceEntry
@@ -69,6 +72,7 @@ def test_meta_keys() -> None:
         "meshgate-route-timeout",
     )
     assert MAX_BODY_KEY == "meshgate-route-max-body"
+    assert MATCH_HEADERS_KEY == "meshgate-route-match-headers"
 
 
 @pytest.mark.parametrize(
@@ -367,3 +371,86 @@ def test_an_invalid_canary_is_reported_and_left_out(value: str) -> None:
     routes, problems = routes_from_meta(_entry({PREFIX_KEY: "/api/users", CANARY_KEY: value}))
     assert [r.canary for r in routes] == [None]  # the route itself still stands
     assert [(p.key, "e.g. canary:10" in p.problem) for p in problems] == [(CANARY_KEY, True)]
+
+
+# --- meshgate-route-match-headers -----------------------------------------------------------
+
+
+def _headers(*conditions: tuple[str, str] | str) -> Conditions:
+    """``("Name", "value")`` asks for that value, ``"Name"`` for the header to be sent."""
+    return Conditions(
+        tuple(
+            header_condition(c, "present")
+            if isinstance(c, str)
+            else header_condition(c[0], "exact", c[1])
+            for c in conditions
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "conditions"),
+    [
+        pytest.param("X-Api-Version=2", _headers(("x-api-version", "2")), id="exact"),
+        pytest.param("X-Beta", _headers("x-beta"), id="present"),
+        pytest.param(
+            "X-Api-Version=2,X-Beta", _headers(("x-api-version", "2"), "x-beta"), id="both"
+        ),
+        pytest.param(
+            " X-Api-Version = 2 , , X-Beta ,",
+            _headers(("x-api-version", "2"), "x-beta"),
+            id="spaces-and-empty-items",
+        ),
+        pytest.param("X-Tag=", _headers(("x-tag", "")), id="empty-value"),
+        pytest.param("X-Q=a=b", _headers(("x-q", "a=b")), id="value-holds-equals"),
+        pytest.param("", None, id="empty-is-none"),
+        pytest.param(" , ", None, id="blank-is-none"),
+    ],
+)
+def test_match_headers(value: str, conditions: Conditions | None) -> None:
+    routes, problems = routes_from_meta(_entry({PREFIX_KEY: "/a,/b", MATCH_HEADERS_KEY: value}))
+    assert problems == []
+    assert [r.conditions for r in routes] == [conditions, conditions]  # on every prefix
+
+
+@pytest.mark.parametrize(
+    ("value", "problem_part"),
+    [
+        pytest.param("=2", "'' in '=2' is not a valid header name", id="no-name"),
+        pytest.param("X Api=2", "'X Api' in 'X Api=2' is not a valid header name", id="space"),
+        pytest.param("X-Beta,X:Y", "'X:Y' in 'X:Y' is not a valid header name", id="colon"),
+    ],
+)
+def test_invalid_match_headers_withhold_the_routes(value: str, problem_part: str) -> None:
+    meta = {PREFIX_KEY: "/a,b", MATCH_HEADERS_KEY: value}
+    routes, problems = routes_from_meta(_entry(meta))
+    # Without its conditions the route would take requests meant for others: left out.
+    assert routes == []
+    assert [(p.service, p.key) for p in problems] == [
+        ("users", MATCH_HEADERS_KEY),
+        ("users", PREFIX_KEY),  # other problems are still reported
+    ]
+    assert problem_part in problems[0].problem
+    assert problems[0].problem.endswith("the service's routes are left out")
+
+
+def test_meta_routes_with_conditions_go_before_the_plain_one() -> None:
+    routes, problems = all_meta_routes(
+        [
+            _entry({PREFIX_KEY: "/api/orders"}, name="orders"),
+            _entry(
+                {PREFIX_KEY: "/api/orders", MATCH_HEADERS_KEY: "X-Api-Version=2"},
+                name="orders-v2",
+            ),
+        ]
+    )
+    table = RouteTable(routes)
+    assert problems == [] and table.conflicts == ()
+
+    def service(*headers: tuple[str, str]) -> str | None:
+        match = table.match(None, "/api/orders/7", "GET", CIMultiDict(headers))
+        return match.route.service if match.route is not None else None
+
+    assert service(("X-API-VERSION", "2")) == "orders-v2"
+    assert service(("X-Api-Version", "1")) == "orders"
+    assert service() == "orders"

@@ -1,11 +1,15 @@
-"""The edge's route table: prefix matching, rewriting, precedence and conflicts (pure)."""
+"""The edge's route table: prefix matching, rewriting, conditions on headers and query,
+precedence and conflicts (pure)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+from multidict import CIMultiDict
 
+import edge.routes as routes_module
+from edge.route_match import Condition, Conditions, header_condition, query_condition
 from edge.routes import Match, Route, RouteTable, make_route
 from mesh.canary import Canary
 
@@ -201,7 +205,28 @@ def test_describe() -> None:
         "timeout": 1.0,
         "max_body_size": 1024,
         "canary": {"tag": "v2", "weight": 5.0, "header": "X-Canary"},
+        "match": None,
     }
+
+
+def test_describe_shows_the_conditions() -> None:
+    route = config_route(
+        "/a",
+        "s",
+        conditions=Conditions(
+            headers=(header_condition("X-Api-Version", "exact", "2"),),
+            query=(query_condition("debug", "present"), query_condition("trace", "absent")),
+        ),
+    )
+    assert route.describe()["match"] == {
+        "headers": [{"name": "x-api-version", "exact": "2"}],
+        "query": [{"name": "debug", "present": True}, {"name": "trace", "present": False}],
+    }
+
+
+def test_make_route_takes_no_conditions_as_none() -> None:
+    assert config_route("/a", "s", conditions=Conditions()).conditions is None
+    assert config_route("/a", "s", conditions=Conditions()) == config_route("/a", "s")
 
 
 # --- RouteTable.match -----------------------------------------------------------------------
@@ -394,3 +419,346 @@ def test_describe_table() -> None:
     assert view["routes"][0]["instances"] == [{"id": "x-1"}]
     assert len(view["conflicts"]) == 1
     assert RouteTable([config_route("/b", "z")]).describe({})["routes"][0]["instances"] == []
+
+
+# --- conditions on headers and query --------------------------------------------------------
+
+
+def when(*headers: Condition, query: tuple[Condition, ...] = ()) -> Conditions:
+    return Conditions(headers, query)
+
+
+V2 = when(header_condition("X-Api-Version", "exact", "2"))
+DEBUG = when(query=(query_condition("debug", "exact", "1"),))
+BETA = header_condition("X-Beta", "present")
+
+CONDITIONS_TABLE = RouteTable(
+    [
+        config_route("/", "web"),
+        config_route("/api", "api"),
+        config_route("/api/orders", "orders"),
+        config_route("/api/orders", "orders-v2", conditions=V2),
+        config_route("/api/orders", "orders-debug", conditions=DEBUG),
+        config_route(
+            "/api/orders",
+            "orders-v2-beta",
+            conditions=when(header_condition("X-Api-Version", "exact", "2"), BETA),
+        ),
+        config_route("/api/orders/admin", "admin", conditions=when(BETA), methods=["GET"]),
+        config_route("/api/reports", "reports-v2", conditions=V2),
+        config_route("/api", "shop-v2", host="shop.example.com", conditions=V2),
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    ("host", "path", "method", "headers", "query", "service", "allowed"),
+    [
+        pytest.param(None, "/api/orders/7", "GET", [], "", "orders", True, id="plain"),
+        pytest.param(
+            None, "/api/orders/7", "GET", [("X-Api-Version", "2")], "", "orders-v2", True, id="v2"
+        ),
+        pytest.param(
+            None,
+            "/api/orders/7",
+            "GET",
+            [("x-api-version", "2")],
+            "",
+            "orders-v2",
+            True,
+            id="header-name-any-case",
+        ),
+        pytest.param(
+            None,
+            "/api/orders/7",
+            "GET",
+            [("X-Api-Version", "3")],
+            "",
+            "orders",
+            True,
+            id="other-value-falls-to-plain",
+        ),
+        pytest.param(
+            None,
+            "/api/orders/7",
+            "GET",
+            [("X-Api-Version", "1"), ("X-Api-Version", "2")],
+            "",
+            "orders-v2",
+            True,
+            id="header-sent-twice-any-value",
+        ),
+        pytest.param(
+            None,
+            "/api/orders/7",
+            "GET",
+            [("X-Api-Version", "2"), ("X-Beta", "")],
+            "",
+            "orders-v2-beta",
+            True,
+            id="more-conditions-first",
+        ),
+        pytest.param(
+            None,
+            "/api/orders/7",
+            "GET",
+            [("X-Beta", "yes")],
+            "",
+            "orders",
+            True,
+            id="and-one-condition-is-not-enough",
+        ),
+        pytest.param(None, "/api/orders", "GET", [], "debug=1", "orders-debug", True, id="query"),
+        pytest.param(
+            None,
+            "/api/orders",
+            "GET",
+            [],
+            "debug=0&debug=1",
+            "orders-debug",
+            True,
+            id="query-repeated-any-value",
+        ),
+        pytest.param(None, "/api/orders", "GET", [], "debug", "orders", True, id="query-blank"),
+        pytest.param(
+            None, "/api/orders", "GET", [], "debug=%31", "orders-debug", True, id="query-decoded"
+        ),
+        pytest.param(
+            None,
+            "/api/orders",
+            "GET",
+            [("X-Api-Version", "2")],
+            "debug=1",
+            "orders-v2",
+            True,
+            id="same-count-config-order",
+        ),
+        pytest.param(
+            None, "/api/orders/admin", "GET", [("X-Beta", "1")], "", "admin", True, id="deeper"
+        ),
+        pytest.param(
+            None,
+            "/api/orders/admin",
+            "DELETE",
+            [("X-Beta", "1")],
+            "",
+            "admin",
+            False,
+            id="conditions-hold-method-405",
+        ),
+        pytest.param(
+            None,
+            "/api/orders/admin",
+            "DELETE",
+            [],
+            "",
+            "orders",
+            True,
+            id="conditions-fail-fall-through-not-405",
+        ),
+        pytest.param(
+            None,
+            "/api/reports/1",
+            "GET",
+            [("X-Api-Version", "2")],
+            "",
+            "reports-v2",
+            True,
+            id="no-plain-route-of-its-own",
+        ),
+        pytest.param(
+            None, "/api/reports/1", "GET", [], "", "api", True, id="fall-through-to-shorter-prefix"
+        ),
+        pytest.param(
+            "shop.example.com",
+            "/api/x",
+            "GET",
+            [("X-Api-Version", "2")],
+            "",
+            "shop-v2",
+            True,
+            id="host-route-with-conditions",
+        ),
+        pytest.param(
+            "shop.example.com",
+            "/api/orders",
+            "GET",
+            [],
+            "",
+            "orders",
+            True,
+            id="host-route-fails-falls-to-hostless",
+        ),
+    ],
+)
+def test_match_with_conditions(
+    host: str | None,
+    path: str,
+    method: str,
+    headers: list[tuple[str, str]],
+    query: str,
+    service: str,
+    allowed: bool,
+) -> None:
+    match = CONDITIONS_TABLE.match(host, path, method, CIMultiDict(headers), query)
+    assert match.route is not None
+    assert match.route.service == service
+    assert match.method_allowed is allowed
+
+
+def test_conditions_that_never_hold_leave_a_404() -> None:
+    table = RouteTable([config_route("/api", "api", conditions=V2)])
+    assert table.match(None, "/api/x", "GET", CIMultiDict([("X-Api-Version", "1")])) == Match(None)
+    assert table.match(None, "/api/x", "GET") == Match(None)  # no headers, no query
+
+
+def test_routes_order_conditions_before_plain_more_first_then_config_order() -> None:
+    assert [(r.host, r.prefix, r.service) for r in CONDITIONS_TABLE.routes] == [
+        ("shop.example.com", "/api", "shop-v2"),
+        (None, "/api/orders/admin", "admin"),
+        (None, "/api/reports", "reports-v2"),
+        (None, "/api/orders", "orders-v2-beta"),
+        (None, "/api/orders", "orders-v2"),
+        (None, "/api/orders", "orders-debug"),
+        (None, "/api/orders", "orders"),
+        (None, "/api", "api"),
+        (None, "/", "web"),
+    ]
+
+
+def test_equal_conditions_count_config_order_then_consul_by_service() -> None:
+    beta = when(BETA)
+    routes = [
+        consul_route("/a", "b-meta", conditions=V2),
+        consul_route("/a", "a-meta", conditions=beta),
+        config_route("/a", "z-second", conditions=DEBUG),
+        config_route("/a", "y-first", conditions=when(header_condition("X-C", "present"))),
+        config_route("/a", "plain"),
+    ]
+    # Config order is the order given: z-second was given before y-first.
+    assert [r.service for r in RouteTable(routes).routes] == [
+        "z-second",
+        "y-first",
+        "a-meta",
+        "b-meta",
+        "plain",
+    ]
+    routes[2], routes[3] = routes[3], routes[2]
+    assert [r.service for r in RouteTable(routes).routes][:2] == ["y-first", "z-second"]
+
+
+def test_a_consul_route_with_conditions_goes_before_a_plain_config_route() -> None:
+    table = RouteTable([config_route("/a", "config"), consul_route("/a", "meta", conditions=V2)])
+    assert table.conflicts == ()
+    v2 = table.match(None, "/a", "GET", CIMultiDict([("X-Api-Version", "2")]))
+    assert v2.route is not None and v2.route.service == "meta"
+    plain = table.match(None, "/a", "GET", CIMultiDict())
+    assert plain.route is not None and plain.route.service == "config"
+
+
+def test_query_is_parsed_only_for_a_route_with_query_conditions_once_at_most(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parsed: list[str] = []
+    real = routes_module.parse_query
+
+    def counting(raw: str) -> dict[str, list[str]]:
+        parsed.append(raw)
+        return real(raw)
+
+    monkeypatch.setattr(routes_module, "parse_query", counting)
+    # Plain routes and header conditions: the query is never looked at.
+    TABLE.match(None, "/api/users/7", "GET", CIMultiDict(), "a=1")
+    CONDITIONS_TABLE.match(None, "/api/orders", "GET", CIMultiDict([("X-Api-Version", "2")]), "a")
+    assert parsed == []
+    # Two routes with query conditions tried, and neither holds: parsed once.
+    table = RouteTable(
+        [
+            config_route("/a", "one", conditions=DEBUG),
+            config_route("/a", "two", conditions=when(query=(query_condition("x", "present"),))),
+            config_route("/a", "plain"),
+        ]
+    )
+    match = table.match(None, "/a", "GET", CIMultiDict(), "debug=0")
+    assert match.route is not None and match.route.service == "plain"
+    assert parsed == ["debug=0"]
+
+
+@pytest.mark.parametrize(
+    ("routes", "ignored"),
+    [
+        pytest.param(
+            [config_route("/a", "x", conditions=V2), config_route("/a", "y", conditions=V2)],
+            ["y"],
+            id="same-conditions",
+        ),
+        pytest.param(
+            [
+                config_route("/a", "x", conditions=V2),
+                consul_route(
+                    "/a", "a-meta", conditions=when(header_condition("x-api-version", "exact", "2"))
+                ),
+            ],
+            ["a-meta"],
+            id="header-name-case-does-not-matter",
+        ),
+        pytest.param(
+            [
+                config_route("/a", "x", conditions=when(BETA, query=DEBUG.query)),
+                config_route("/a", "y", conditions=when(BETA, BETA, query=DEBUG.query)),
+            ],
+            ["y"],
+            id="written-twice-is-the-same",
+        ),
+        pytest.param(
+            [
+                config_route("/a", "x", conditions=when(BETA, *V2.headers)),
+                config_route("/a", "y", conditions=when(*V2.headers, BETA)),
+            ],
+            ["y"],
+            id="any-order",
+        ),
+    ],
+)
+def test_routes_with_the_same_conditions_conflict(routes: list[Route], ignored: list[str]) -> None:
+    table = RouteTable(routes)
+    assert [c["ignored"]["service"] for c in table.conflicts] == ignored
+    assert len(table.routes) == 1
+    assert table.conflicts[0]["match"] == table.routes[0].describe()["match"]
+
+
+@pytest.mark.parametrize(
+    "routes",
+    [
+        pytest.param(
+            [config_route("/a", "x"), config_route("/a", "y", conditions=V2)],
+            id="plain-and-conditions",
+        ),
+        pytest.param(
+            [config_route("/a", "x", conditions=V2), config_route("/a", "y", conditions=DEBUG)],
+            id="different-conditions",
+        ),
+        pytest.param(
+            [
+                config_route("/a", "x", conditions=V2),
+                config_route(
+                    "/a", "y", conditions=when(header_condition("X-Api-Version", "prefix", "2"))
+                ),
+            ],
+            id="same-name-other-kind",
+        ),
+        pytest.param(
+            [
+                config_route("/a", "x", conditions=when(header_condition("debug", "present"))),
+                config_route(
+                    "/a", "y", conditions=when(query=(query_condition("debug", "present"),))
+                ),
+            ],
+            id="header-or-query-of-one-name",
+        ),
+    ],
+)
+def test_same_prefix_with_other_conditions_does_not_conflict(routes: list[Route]) -> None:
+    table = RouteTable(routes)
+    assert table.conflicts == ()
+    assert len(table.routes) == 2

@@ -56,9 +56,12 @@ class App:
         return data
 
 
-def http(url: str, headers: Mapping[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    """GET ``url`` on a new connection; (status, lower-cased headers, body), errors included."""
-    req = urllib.request.Request(url, headers=dict(headers or {}))
+def http(
+    url: str, headers: Mapping[str, str] | None = None, method: str = "GET"
+) -> tuple[int, dict[str, str], bytes]:
+    """``method`` ``url`` on a new connection, without a body; (status, lower-cased
+    headers, body), errors included."""
+    req = urllib.request.Request(url, headers=dict(headers or {}), method=method)
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()

@@ -1,4 +1,5 @@
-"""The routing filter's answers of its own: 404, 405, and 413 for a declared body too large."""
+"""The routing filter's answers of its own: 404, 405, and 413 for a declared body too large;
+and what it gives the route table to choose with."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from aiohttp import web
 
 from edge.filters.routing import RoutingFilter
+from edge.route_match import Conditions, header_condition, query_condition
 from edge.routes import RouteTable, make_route
 from mesh.canary import CANARY, STABLE, Canary
 from mesh.exchange import Exchange
@@ -97,3 +99,45 @@ async def test_a_canary_route_marks_each_request_with_its_side() -> None:
     await routing(ex, _passed)
     assert ex.canary is None  # a route without one: every healthy instance
     assert len(told) == 4
+
+
+CONDITIONS_TABLE = RouteTable(
+    [
+        make_route(prefix="/o", service="orders", source="config"),
+        make_route(
+            prefix="/o",
+            service="orders-v2",
+            source="config",
+            conditions=Conditions((header_condition("X-Api-Version", "exact", "2"),)),
+        ),
+        make_route(
+            prefix="/o",
+            service="orders-debug",
+            source="config",
+            conditions=Conditions(query=(query_condition("debug", "exact", "1"),)),
+        ),
+    ]
+)
+
+
+async def test_the_clients_headers_and_raw_query_choose_among_routes_with_conditions() -> None:
+    routing = RoutingFilter(CONDITIONS_TABLE, 5.0)
+    for headers, query, service in (
+        ({"x-api-version": "2"}, "", "orders-v2"),
+        ({}, "a=b&debug=%31", "orders-debug"),
+        ({}, "debug=2", "orders"),
+        ({"X-Api-Version": "1"}, "", "orders"),
+    ):
+        ex = make_exchange(headers, path="/o/7", method="GET")
+        ex.query = query  # as the ingress leaves it: raw, after the "?"
+        await routing(ex, _passed)
+        assert ex.service == service, (headers, query)
+
+
+async def test_the_header_changes_before_routing_do_not_choose_a_route() -> None:
+    # Matching reads the request as the client sent it, not the headers to be sent on.
+    routing = RoutingFilter(CONDITIONS_TABLE, 5.0)
+    ex = make_exchange({}, path="/o/7", method="GET")
+    ex.upstream_headers["X-Api-Version"] = "2"
+    await routing(ex, _passed)
+    assert ex.service == "orders"
