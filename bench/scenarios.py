@@ -247,6 +247,8 @@ class EdgeScenario(Scenario):
 MESH_TLS = {"mesh_tls": {"enabled": True, "require": True}}
 """Mesh TLS on both sides; ``require``, so a plain-HTTP hop can never be measured instead."""
 
+OUTLIER_DETECTION = {"outlier_detection": {"enabled": True}}
+
 
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
@@ -257,6 +259,13 @@ SCENARIOS: dict[str, Scenario] = {
         EdgeScenario(
             "edge",
             description="meshgate edge → upstream (instance found in Consul)",
+        ),
+        EdgeScenario(
+            "edge+outliers",
+            compare_with="edge",
+            extra_config=OUTLIER_DETECTION,
+            description="edge with outlier detection: every attempt admitted and recorded "
+            "by its instance's breaker (none ever ejected)",
         ),
         EdgeScenario(
             "edge+sidecar",

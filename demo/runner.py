@@ -91,6 +91,8 @@ def edge_config(
         ],
         "consul_routes": True,
         "mesh_tls": MESH_TLS,
+        # Instances that keep failing leave the rotation (try the apps' /admin/faults).
+        "outlier_detection": {"enabled": True},
         **({"auth": auth} if auth is not None else {}),
         **({"rate_limits": rate_limits} if rate_limits is not None else {}),
     }

@@ -14,6 +14,7 @@ from edge.compression.config import CompressionConfig
 from edge.cors.config import CorsConfig
 from edge.headers.config import HeadersConfig
 from edge.ip_access.config import IpAccessConfig
+from edge.outliers.config import OutlierDetectionConfig
 from edge.ratelimit.config import RateLimitsConfig
 from edge.registration import EdgeRegistrationConfig
 from edge.route_match import (
@@ -250,6 +251,8 @@ class EdgeConfig(Frozen):
     """Header changes to every request sent on and every answer; routes may add their own."""
     mesh_tls: EdgeMeshTlsConfig = EdgeMeshTlsConfig()
     """Mutual TLS to the services' sidecars, with a certificate from Consul Connect."""
+    outlier_detection: OutlierDetectionConfig = OutlierDetectionConfig()
+    """Eject instances that keep failing the edge's requests (passive health checks)."""
     routes: tuple[RouteConfig, ...] = ()
     consul_routes: bool = True
     """Also expose the routes services declare in their Consul meta."""

@@ -5,6 +5,9 @@ Contract:
   snapshot, through the configured balancer;
 * a failed TCP connect is retried on another instance (nothing was sent, so
   this is safe for any method), up to ``connect_attempts`` instances;
+* with an :class:`~mesh.resilience.outliers.OutlierDetector` (the edge's
+  ``outlier_detection``), ejected instances are left out and every attempt's
+  outcome is recorded on its instance's breaker;
 * 503 + Retry-After when the service has no healthy instance, 502 when the
   upstream fails, 504 when it does not answer in time, all as problem bodies;
 * request and response bodies stream: neither is ever held whole in memory.
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from multidict import CIMultiDict
 
-from mesh.balancing import Balancer
+from mesh.balancing import Balancer, Selector
 from mesh.config.sections import ProxyConfig
 from mesh.deadline import HEADER as DEADLINE_HEADER
 from mesh.deadline import format_remaining
@@ -27,7 +30,11 @@ from mesh.exchange import Exchange
 from mesh.http.compression import ResponseCompression
 from mesh.http.headers import end_to_end
 from mesh.mtls.contexts import MeshTls
+from mesh.resilience.breaker import CircuitBreaker, Permit
+from mesh.resilience.outcome import CallError, CallOutcome, parse_retry_after
+from mesh.resilience.outliers import OutlierDetector
 from mesh.snapshot import Instance, Snapshot
+from mesh.telemetry.tracing import EVENT_BREAKER_OPENED, add_event
 from mesh.telemetry.upstream import UpstreamTelemetry
 from mesh.transport.base import (
     ClientBodyError,
@@ -79,10 +86,13 @@ class Proxy:
         settings: ProxySettings,
         telemetry: UpstreamTelemetry | None = None,
         mesh_tls: MeshTls | None = None,
+        outliers: OutlierDetector | None = None,
     ) -> None:
         """``telemetry`` records each attempt (CLIENT span, upstream histogram);
-        ``mesh_tls`` says how to reach each instance (None: plain HTTP to every one)."""
+        ``mesh_tls`` says how to reach each instance (None: plain HTTP to every one);
+        ``outliers`` ejects failing instances (None: every healthy one is called)."""
         self._mesh_tls = mesh_tls
+        self._outliers = outliers
         self._transport = transport
         self._snapshot = snapshot
         self._balancer = balancer
@@ -98,19 +108,28 @@ class Proxy:
         instances = entry.healthy if entry is not None else ()
         if ex.canary is not None:
             instances = ex.canary.instances(instances)
+        if self._outliers is not None:
+            instances = self._outliers.eligible(service, instances)
         if not instances:
             return no_healthy_instance(ex, self._settings.no_instance_retry_after)
         return await self.forward(ex, instances)
 
     async def forward(self, ex: Exchange, instances: tuple[Instance, ...]) -> web.StreamResponse:
         """Pick, connect (moving on when a connect fails), and stream the response."""
-        selector = self._balancer.selector(ex.service or "")
+        service = ex.service or ""
+        selector = self._balancer.selector(service)
         in_flight = self._balancer.in_flight
+        outliers = self._outliers
         tried: set[str] = set()
         last_error: Exception | None = None
         deadline = ex.deadline
+        breaker: CircuitBreaker | None = None
+        permit: Permit | None = None
         for number in range(1, self._attempts + 1):
-            instance = selector.pick(instances, tried)
+            if outliers is None:
+                instance = selector.pick(instances, tried)
+            else:
+                instance, breaker, permit = _admitted(outliers, service, selector, instances, tried)
             if instance is None:
                 break
             tried.add(instance.id)
@@ -122,6 +141,9 @@ class Proxy:
             attempt = self._telemetry.attempt(ex, instance, number)
             request = self._upstream_request(ex, left)
             in_flight.acquire(instance.id)
+            # What the attempt says about the instance, for its breaker (None: nothing).
+            verdict: CallOutcome | None = None
+            started = time.monotonic() if permit is not None else 0.0
             try:
                 try:
                     tls = self._mesh_tls
@@ -133,18 +155,23 @@ class Proxy:
                     )
                 except UpstreamConnectError as exc:
                     attempt.failed("connect_error")
+                    verdict = _CONNECT_FAILED
                     last_error = exc
                     continue
                 except UpstreamTimeout as exc:
                     attempt.failed("timeout")
+                    verdict = _TIMED_OUT
                     return gateway_timeout(ex, str(exc))
-                except ClientBodyError as exc:
+                except ClientBodyError as exc:  # the client's doing, not the instance's
                     attempt.failed(exc.outcome)
                     return client_body_problem(ex, exc)
                 except UpstreamError as exc:
                     attempt.failed("upstream_error")
+                    verdict = _LOST
                     return bad_gateway(ex, str(exc))
                 attempt.responded(upstream.status)
+                if permit is not None:
+                    verdict = _answered(upstream, time.monotonic() - started)
                 if upstream.status == 101:  # only ever to a request that asked to switch
                     idle = self._settings.tunnel_idle_timeout
                     return await run_tunnel(ex, upstream, idle, self._telemetry.tunnel(ex))
@@ -152,6 +179,11 @@ class Proxy:
             finally:
                 attempt.end()
                 in_flight.release(instance.id)
+                if permit is not None and breaker is not None:
+                    if verdict is None:  # cancelled, or the client's body failed
+                        breaker.release(permit)
+                    else:
+                        record_outcome(ex, breaker, permit, verdict, service, instance.id)
         detail = str(last_error) if last_error else "no instance could be tried"
         return bad_gateway(ex, f"could not connect to any instance of {ex.service!r}: {detail}")
 
@@ -183,6 +215,63 @@ class Proxy:
             max_body_size=ex.max_body_size,
             upgrade=ex.upgrade is not None,
         )
+
+
+_CONNECT_FAILED = CallOutcome.failed(CallError.CONNECT)
+_TIMED_OUT = CallOutcome.failed(CallError.TIMEOUT)
+_LOST = CallOutcome.failed(CallError.RESET)
+
+
+def _answered(upstream: UpstreamResponse, duration_s: float) -> CallOutcome:
+    status = upstream.status
+    retry_after = None
+    if status == 429 or status == 503:  # backpressure, when it says for how long
+        retry_after = parse_retry_after(upstream.headers.get("Retry-After"), time.time())
+    return CallOutcome.response(status, duration_s, retry_after)
+
+
+def _admitted(
+    outliers: OutlierDetector,
+    service: str,
+    selector: Selector,
+    instances: tuple[Instance, ...],
+    tried: set[str],
+) -> tuple[Instance | None, CircuitBreaker | None, Permit | None]:
+    """The balancer's pick among the untried ``instances`` whose breaker takes a call,
+    with that breaker and its permit. One that takes none now (half-open with its
+    trial calls out, or open and let back in by the ejection cap) is passed over
+    while another remains; otherwise it is called anyway, without a permit, rather
+    than failing the request."""
+    passed: set[str] = set()
+    while True:
+        instance = selector.pick(instances, tried | passed if passed else tried)
+        if instance is None:
+            return (selector.pick(instances, tried) if passed else None), None, None
+        breaker, permit = outliers.admit(service, instance.id)
+        if permit is not None:
+            return instance, breaker, permit
+        passed.add(instance.id)
+
+
+def record_outcome(
+    ex: Exchange,
+    breaker: CircuitBreaker,
+    permit: Permit,
+    outcome: CallOutcome,
+    service: str,
+    instance_id: str | None,
+) -> None:
+    """Record ``outcome`` on ``breaker``; if that opened it, say so on the request's span."""
+    trips = breaker.consecutive_trips
+    breaker.record(permit, outcome)
+    if breaker.consecutive_trips > trips:
+        attributes: dict[str, str] = {"meshgate.service": service}
+        if instance_id is not None:
+            attributes["meshgate.instance"] = instance_id
+        reason = breaker.last_trip_reason
+        if reason is not None:
+            attributes["meshgate.breaker.reason"] = reason.value
+        add_event(ex, EVENT_BREAKER_OPENED, attributes)
 
 
 async def stream_response(ex: Exchange, upstream: UpstreamResponse) -> web.StreamResponse:

@@ -39,14 +39,14 @@ from mesh.proxy import (
     client_body_problem,
     gateway_timeout,
     no_healthy_instance,
+    record_outcome,
     stream_response,
 )
 from mesh.resilience.breaker import CircuitBreaker, Permit
 from mesh.resilience.ejection import select_eligible
-from mesh.resilience.outcome import CallError, CallOutcome
+from mesh.resilience.outcome import CallError, CallOutcome, parse_retry_after
 from mesh.snapshot import Instance, Snapshot
 from mesh.telemetry.tracing import (
-    EVENT_BREAKER_OPENED,
     EVENT_BREAKER_REJECTED,
     EVENT_RETRY,
     add_event,
@@ -65,7 +65,7 @@ from mesh.transport.base import (
 from mesh.tunnel import run_tunnel
 from sidecar.guards import GuardRegistry, ServiceGuard
 from sidecar.resilience.backoff import wait_full_jitter
-from sidecar.resilience.retry_policy import is_idempotent, parse_retry_after, retry_if_outcome
+from sidecar.resilience.retry_policy import is_idempotent, retry_if_outcome
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ class ResilientProxy:
             guard.budget.record_request()
             answer = await self._attempts(ex, guard, instances)
         except _AttemptFailed as failed:
-            _record(ex, guard.breaker, permit, failed.outcome, service, None)
+            record_outcome(ex, guard.breaker, permit, failed.outcome, service, None)
             ex.instance = failed.instance
             if failed.outcome.error is CallError.TIMEOUT:
                 return gateway_timeout(ex, str(failed))
@@ -174,7 +174,7 @@ class ResilientProxy:
             if not permit.settled:
                 guard.breaker.release(permit)
             raise
-        _record(ex, guard.breaker, permit, answer.outcome, service, None)
+        record_outcome(ex, guard.breaker, permit, answer.outcome, service, None)
         ex.instance = answer.instance
         response = answer.response
         try:
@@ -428,28 +428,7 @@ class ResilientProxy:
         outcome: CallOutcome,
     ) -> None:
         if breaker is not None and permit is not None:
-            _record(ex, breaker, permit, outcome, guard.service, instance.id)
-
-
-def _record(
-    ex: Exchange,
-    breaker: CircuitBreaker,
-    permit: Permit,
-    outcome: CallOutcome,
-    service: str,
-    instance_id: str | None,
-) -> None:
-    """Record ``outcome`` on ``breaker``; if that opened it, say so on the request's span."""
-    trips = breaker.consecutive_trips
-    breaker.record(permit, outcome)
-    if breaker.consecutive_trips > trips:
-        attributes: dict[str, str] = {"meshgate.service": service}
-        if instance_id is not None:
-            attributes["meshgate.instance"] = instance_id
-        reason = breaker.last_trip_reason
-        if reason is not None:
-            attributes["meshgate.breaker.reason"] = reason.value
-        add_event(ex, EVENT_BREAKER_OPENED, attributes)
+            record_outcome(ex, breaker, permit, outcome, guard.service, instance.id)
 
 
 def _breaker_open(ex: Exchange, guard: ServiceGuard) -> web.Response:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
 #: Statuses that mean "slow down" when they carry a ``Retry-After`` header.
@@ -41,7 +43,7 @@ class CallOutcome:
     attempt's wall time in seconds (used for slow-call detection).
     ``retry_after_s`` is the parsed ``Retry-After`` delay in seconds, or None
     when the response had no valid ``Retry-After`` (see
-    `sidecar.resilience.retry_policy.parse_retry_after`).
+    `parse_retry_after`).
 
     Raises:
         ValueError: on an inconsistent combination (both or neither of status
@@ -91,3 +93,37 @@ class CallOutcome:
         is neither retried at once nor counted as a breaker failure.
         """
         return self.retry_after_s is not None and self.status in BACKPRESSURE_STATUSES
+
+
+def parse_retry_after(value: str | None, now_epoch: float) -> float | None:
+    """Parse a ``Retry-After`` header into seconds to wait from ``now_epoch``.
+
+    Accepts delay-seconds (``"120"``) and HTTP-date in its three RFC 9110
+    forms (IMF-fixdate, RFC 850, asctime; a date without a zone is GMT). A
+    date in the past gives 0.0.
+
+    Args:
+        value: the header value, or None if absent.
+        now_epoch: current Unix time (wall clock: HTTP-dates are wall-clock).
+
+    Returns:
+        Seconds >= 0, or None when the header is absent, empty, malformed or
+        out of range (e.g. negative, fractional, or too large to be finite).
+        Callers should cap the result to what they are willing to honour.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    # isascii() too: str.isdigit() accepts characters such as "²".
+    if text.isascii() and text.isdigit():
+        seconds = float(text)
+        return seconds if math.isfinite(seconds) else None
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now_epoch)

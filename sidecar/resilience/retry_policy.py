@@ -29,10 +29,7 @@ Rules (RFC 9110 section 9.2.2, Envoy's ``retry_on`` vocabulary):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
-from datetime import UTC
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 
 from tenacity.retry import retry_base
@@ -86,40 +83,6 @@ def should_retry(outcome: CallOutcome, method_idempotent: bool, body_replayable:
     if outcome.error is not None or outcome.status in RETRYABLE_STATUSES:
         return method_idempotent and body_replayable
     return False
-
-
-def parse_retry_after(value: str | None, now_epoch: float) -> float | None:
-    """Parse a ``Retry-After`` header into seconds to wait from ``now_epoch``.
-
-    Accepts delay-seconds (``"120"``) and HTTP-date in its three RFC 9110
-    forms (IMF-fixdate, RFC 850, asctime; a date without a zone is GMT). A
-    date in the past gives 0.0.
-
-    Args:
-        value: the header value, or None if absent.
-        now_epoch: current Unix time (wall clock: HTTP-dates are wall-clock).
-
-    Returns:
-        Seconds >= 0, or None when the header is absent, empty, malformed or
-        out of range (e.g. negative, fractional, or too large to be finite).
-        Callers should cap the result to what they are willing to honour.
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if not text:
-        return None
-    # isascii() too: str.isdigit() accepts characters such as "²".
-    if text.isascii() and text.isdigit():
-        seconds = float(text)
-        return seconds if math.isfinite(seconds) else None
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - now_epoch)
 
 
 def _require_outcome(result: object) -> CallOutcome:

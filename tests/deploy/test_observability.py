@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from edge.compression.feature import CompressionFeature
 from edge.config import EdgeConfig
 from edge.ip_access.feature import IpAccessFeature
+from edge.outliers.metrics import OutlierMetrics
 from edge.ratelimit.prometheus import PrometheusObserver
 from mesh.config.reload import ConfigReloader
 from mesh.mtls.contexts import MeshTls
@@ -52,6 +53,7 @@ def exported_series() -> set[str]:
     IpAccessFeature(EdgeConfig(), registry)
     MeshTlsMetrics(registry, "sidecar")
     IntentionFilter(MeshTls("orders", require=False), True, registry)
+    OutlierMetrics(registry)
     names: set[str] = set()
     for family in registry.collect():
         names.update(family.name + suffix for suffix in _SUFFIXES[family.type])
@@ -95,6 +97,8 @@ def test_every_dashboard_query_names_an_exported_series() -> None:
         "meshgate_mesh_tls_replacements_total",
         "meshgate_mesh_tls_inbound_connections_total",
         "meshgate_mesh_tls_plaintext_requests_total",
+        "meshgate_outlier_ejections_total",
+        "meshgate_outlier_ejected_instances",
     ):
         assert wanted in used, wanted
 

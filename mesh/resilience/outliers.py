@@ -1,0 +1,165 @@
+"""Passive outlier detection: instances that keep failing the caller's own requests
+leave the rotation for a while (purely: clock and randomness injected).
+
+Consul's health checks look at an instance every few seconds, through its health
+path; an instance can pass them and still fail real requests, or fail for the
+seconds until the next check. A proxy sees every answer, so it can act sooner:
+each instance of each service has a circuit breaker
+(:class:`mesh.resilience.breaker.CircuitBreaker`) fed with the outcomes of the
+calls made to it, and an instance whose breaker is open is *ejected* — left out
+of load balancing (:func:`mesh.resilience.ejection.select_eligible`: at most
+``max_ejection_share`` of a service's instances, at least one, and every
+instance again when none would be left) until the open period passes. Then a
+few trial calls decide: they succeed and the instance is back, or one fails and
+it is ejected for longer. This is Envoy's outlier detection (consecutive 5xx,
+an ejection time growing with each ejection, a maximum ejection percentage),
+with the breaker's failure-rate window on top.
+
+What counts as a failure is the breaker's rule: no connection, a timeout, a
+connection lost mid-answer, or a status in ``failure_statuses`` (every 5xx by
+default), except backpressure (429 or 503 with ``Retry-After``).
+
+The per-request cost when nothing is ejected is a count looked up per service
+(:meth:`OutlierDetector.eligible` hands the instances back as they are), and a
+breaker's admission and record per attempt.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from mesh.resilience.breaker import BreakerSettings, BreakerState, CircuitBreaker, Permit
+from mesh.resilience.ejection import select_eligible
+from mesh.snapshot import Instance
+
+Ejection = Callable[[str, str, BreakerState, BreakerState], None]
+"""(service, instance id, old state, new state): told of every breaker state change."""
+
+
+class OutlierDetector:
+    """The breakers of every instance called, by service; which instances are eligible.
+
+    Per attempt: :meth:`admit` before sending (a permit, or None when the
+    instance's breaker takes no call now), then the permit is settled on the
+    breaker returned with it: ``record`` with the outcome, or ``release`` when
+    the attempt says nothing about the instance (the client's body failed, the
+    request was cancelled).
+    """
+
+    def __init__(
+        self,
+        settings: BreakerSettings,
+        max_ejection_share: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        random_unit: Callable[[], float] = random.random,
+        on_transition: Ejection | None = None,
+    ) -> None:
+        if not 0 <= max_ejection_share <= 1:
+            raise ValueError(f"max_ejection_share must be in [0, 1], got {max_ejection_share!r}")
+        self._settings = settings
+        self._share = max_ejection_share
+        self._clock = clock
+        self._random = random_unit
+        self._on_transition = on_transition
+        self._breakers: dict[str, dict[str, CircuitBreaker]] = {}
+        self._suspects: dict[str, int] = {}
+        """Per service, its breakers not closed (open or half-open): none, nothing to filter."""
+        self.ejections: dict[str, int] = {}
+        """Per service, how many times one of its instances was ejected (breaker opened)."""
+
+    def eligible(self, service: str, instances: tuple[Instance, ...]) -> tuple[Instance, ...]:
+        """``instances`` without the ejected ones (in the same order); all of them when
+        none is, or when none would be left."""
+        if not self._suspects.get(service):
+            return instances
+        ejected_at = self._ejected_at(service)
+        if not ejected_at:
+            return instances
+        result = select_eligible(
+            [i.id for i in instances],
+            ejected_at=ejected_at,
+            avoid_until={},
+            now=self._clock(),
+            max_ejection_share=self._share,
+        )
+        if result.panic or len(result.eligible) == len(instances):
+            return instances
+        keep = set(result.eligible)
+        return tuple(i for i in instances if i.id in keep)
+
+    def admit(self, service: str, instance_id: str) -> tuple[CircuitBreaker, Permit | None]:
+        """The instance's breaker and its permit for one call (None: it takes none now,
+        being open, or half-open with every trial slot taken)."""
+        breakers = self._breakers.get(service)
+        if breakers is None:
+            breakers = self._breakers[service] = {}
+        breaker = breakers.get(instance_id)
+        if breaker is None:
+            breaker = breakers[instance_id] = self._new_breaker(service, instance_id)
+        return breaker, breaker.acquire()
+
+    def forget(self, live: Iterable[Instance]) -> None:
+        """Drop the breakers of instances no longer in the catalog (call on each snapshot)."""
+        ids: dict[str, set[str]] = {}
+        for instance in live:
+            ids.setdefault(instance.service, set()).add(instance.id)
+        for service, breakers in list(self._breakers.items()):
+            keep = ids.get(service, set())
+            for gone in [iid for iid in breakers if iid not in keep]:
+                if breakers.pop(gone).state is not BreakerState.CLOSED:
+                    self._suspects[service] -= 1
+            if not breakers:
+                del self._breakers[service]
+
+    def view(self) -> dict[str, Any]:
+        """The admin listener's ``/outliers``: every instance not in good standing, and
+        how many ejections each service has seen."""
+        out: dict[str, Any] = {}
+        for service, breakers in sorted(self._breakers.items()):
+            ejected_at = self._ejected_at(service)
+            instances = {
+                iid: {
+                    "state": b.state.value,
+                    "ejected": iid in ejected_at,
+                    "retry_after_s": round(b.retry_after(), 3),
+                    "consecutive_ejections": b.consecutive_trips,
+                    "window": b.window_totals()._asdict(),
+                }
+                for iid, b in sorted(breakers.items())
+                if b.state is not BreakerState.CLOSED or b.window_totals().failures
+            }
+            out[service] = {"ejections": self.ejections.get(service, 0), "instances": instances}
+        return out
+
+    def ejected_count(self, service: str) -> int:
+        """Instances of ``service`` whose breaker is open now (before the share cap)."""
+        return len(self._ejected_at(service)) if self._suspects.get(service) else 0
+
+    def services(self) -> list[str]:
+        return sorted(self._breakers)
+
+    def _ejected_at(self, service: str) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for instance_id, breaker in self._breakers.get(service, {}).items():
+            if breaker.state is BreakerState.OPEN and breaker.tripped_at is not None:
+                out[instance_id] = breaker.tripped_at
+        return out
+
+    def _new_breaker(self, service: str, instance_id: str) -> CircuitBreaker:
+        def transition(old: BreakerState, new: BreakerState) -> None:
+            if old is BreakerState.CLOSED:
+                self._suspects[service] = self._suspects.get(service, 0) + 1
+            elif new is BreakerState.CLOSED:
+                self._suspects[service] -= 1
+            if new is BreakerState.OPEN:
+                self.ejections[service] = self.ejections.get(service, 0) + 1
+            if self._on_transition is not None:
+                self._on_transition(service, instance_id, old, new)
+
+        return CircuitBreaker(
+            self._settings, clock=self._clock, random_unit=self._random, on_transition=transition
+        )

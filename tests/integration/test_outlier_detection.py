@@ -1,0 +1,138 @@
+"""The edge's passive outlier detection: real Consul, a real edge, two real app instances.
+
+What is shown: an instance that answers 500 to every request while Consul
+still sees it healthy (its health path passes) is ejected by the edge after
+``consecutive_failures`` failures and gets no more traffic; the ejection is
+counted and shown at ``/outliers``; once it is mended and its ejection time has
+passed, a trial request brings it back into rotation. Without the section, the
+same broken instance keeps taking its share of the requests.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections import Counter
+from typing import Any
+
+from demo.processes import wait_until
+from tests.integration.harness import App, Edge, Mesh, consul_api, http, metrics, passing_ids
+
+ROUTES = [{"prefix": "/api/users", "service": "users", "prefix_rewrite": "/users"}]
+OUTLIERS = {
+    "outlier_detection": {
+        "enabled": True,
+        # Three failures in a row eject for 1 s (no jitter, so the test knows when).
+        "breaker": {
+            "consecutive_failures": 3,
+            "open_base": "1s",
+            "open_max": "1s",
+            "open_jitter": 0,
+            "half_open_trials": 1,
+        },
+    }
+}
+
+
+def register(mesh: Mesh, app: App) -> None:
+    """``app`` in Consul as an instance of its service, with no check (so healthy)."""
+    consul_api(
+        mesh.consul,
+        "PUT",
+        "/v1/agent/service/register",
+        {"Name": app.name, "ID": app.instance, "Address": "127.0.0.1", "Port": app.port},
+    )
+
+
+def answers(url: str, count: int) -> list[tuple[int, str | None]]:
+    """``count`` requests, one after another: (status, the instance that answered 200)."""
+    out = []
+    for _ in range(count):
+        status, _, body = http(url)
+        out.append((status, json.loads(body)["instance"] if status == 200 else None))
+    return out
+
+
+def two_instances(mesh: Mesh, extra: dict[str, Any] | None) -> tuple[App, Edge, str]:
+    """Instances ``users-good`` and ``users-bad`` (answering 500 to everything but its
+    health path from now on) behind an edge: (the bad app, the edge, the URL)."""
+    good, bad = mesh.app("users", "users-good"), mesh.app("users", "users-bad")
+    register(mesh, good)
+    register(mesh, bad)
+    edge = mesh.edge(ROUTES, extra=extra)
+    url = f"{edge.url}/api/users/echo"
+    wait_until(
+        lambda: {i for _, i in answers(url, 4)} == {"users-good", "users-bad"},
+        10,
+        "both instances in the edge's catalog",
+    )
+    bad.faults(error_rate=1.0, error_status=500)
+    return bad, edge, url
+
+
+def outliers_view(admin: int) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/outliers", timeout=5) as resp:
+        view: dict[str, Any] = json.loads(resp.read())
+    return view
+
+
+def test_an_instance_failing_every_request_is_ejected_then_readmitted(mesh: Mesh) -> None:
+    bad, edge, url = two_instances(mesh, OUTLIERS)
+
+    # Round robin alternates: the broken instance fails three times in a row, then
+    # takes no more requests.
+    seen = answers(url, 20)
+    assert [s for s, _ in seen].count(500) == 3, seen
+    assert [i for _, i in seen[6:]] == ["users-good"] * 14, seen
+    # Consul still lists it as healthy: only the edge's own evidence took it out.
+    assert passing_ids(mesh.consul, "users") == {"users-good", "users-bad"}
+    view = outliers_view(edge.admin)["users"]
+    assert view["ejections"] == 1
+    assert view["instances"]["users-bad"]["ejected"] is True
+    samples = metrics(edge.admin)
+    assert samples["meshgate_outlier_ejections_total"] == [({"service": "users"}, 1.0)]
+    assert samples["meshgate_outlier_ejected_instances"] == [({"service": "users"}, 1.0)]
+
+    # Mended, and its second of ejection over: one trial request succeeds and it is
+    # back in rotation, taking its share again.
+    bad.faults(error_rate=0.0)
+    served_before = bad.stats()["total"]
+    time.sleep(1.1)
+    wait_until(
+        lambda: Counter(i for _, i in answers(url, 6)) == {"users-good": 3, "users-bad": 3},
+        10,
+        "users-bad back in round robin",
+    )
+    assert bad.stats()["total"] > served_before
+    assert outliers_view(edge.admin)["users"]["instances"] == {}
+    samples = metrics(edge.admin)
+    assert samples["meshgate_outlier_ejected_instances"] == [({"service": "users"}, 0.0)]
+
+
+def test_still_broken_after_its_ejection_the_instance_is_ejected_again_for_longer(
+    mesh: Mesh,
+) -> None:
+    growing = {"outlier_detection": {**OUTLIERS["outlier_detection"]}}
+    growing["outlier_detection"]["breaker"] = {
+        **OUTLIERS["outlier_detection"]["breaker"],
+        "open_max": "10s",
+    }
+    bad, edge, url = two_instances(mesh, growing)
+    answers(url, 8)  # ejected after its third failure
+    served = bad.stats()["total"]
+    time.sleep(1.1)
+    # One trial request reaches it, fails, and it is out again, now for 2 s.
+    seen = answers(url, 10)
+    assert [s for s, _ in seen].count(500) == 1, seen
+    assert bad.stats()["total"] == served + 1
+    view = outliers_view(edge.admin)["users"]["instances"]["users-bad"]
+    assert view["consecutive_ejections"] == 2
+    assert 1.0 < view["retry_after_s"] <= 2.0
+
+
+def test_without_outlier_detection_the_broken_instance_keeps_its_share(mesh: Mesh) -> None:
+    _, edge, url = two_instances(mesh, None)
+    seen = answers(url, 20)
+    assert [s for s, _ in seen].count(500) == 10, seen
+    assert "meshgate_outlier_ejections_total" not in metrics(edge.admin)
