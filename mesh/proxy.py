@@ -120,6 +120,7 @@ class Proxy:
         selector = self._balancer.selector(service)
         in_flight = self._balancer.in_flight
         outliers = self._outliers
+        timed = outliers is not None and outliers.timed
         tried: set[str] = set()
         last_error: Exception | None = None
         deadline = ex.deadline
@@ -143,7 +144,7 @@ class Proxy:
             in_flight.acquire(instance.id)
             # What the attempt says about the instance, for its breaker (None: nothing).
             verdict: CallOutcome | None = None
-            started = time.monotonic() if permit is not None else 0.0
+            started = time.monotonic() if timed else 0.0
             try:
                 try:
                     tls = self._mesh_tls
@@ -171,7 +172,7 @@ class Proxy:
                     return bad_gateway(ex, str(exc))
                 attempt.responded(upstream.status)
                 if permit is not None:
-                    verdict = _answered(upstream, time.monotonic() - started)
+                    verdict = _answered(upstream, started)
                 if upstream.status == 101:  # only ever to a request that asked to switch
                     idle = self._settings.tunnel_idle_timeout
                     return await run_tunnel(ex, upstream, idle, self._telemetry.tunnel(ex))
@@ -222,12 +223,26 @@ _TIMED_OUT = CallOutcome.failed(CallError.TIMEOUT)
 _LOST = CallOutcome.failed(CallError.RESET)
 
 
-def _answered(upstream: UpstreamResponse, duration_s: float) -> CallOutcome:
+_UNTIMED: dict[int, CallOutcome] = {}
+"""One outcome per status, for calls nobody times (no slow-call detection): made once,
+not on every request."""
+
+
+def _answered(upstream: UpstreamResponse, started: float) -> CallOutcome:
+    """The outcome of an attempt answered by ``upstream``, timed from ``started`` (0.0:
+    untimed)."""
     status = upstream.status
-    retry_after = None
     if status == 429 or status == 503:  # backpressure, when it says for how long
         retry_after = parse_retry_after(upstream.headers.get("Retry-After"), time.time())
-    return CallOutcome.response(status, duration_s, retry_after)
+        if retry_after is not None:
+            duration = time.monotonic() - started if started else 0.0
+            return CallOutcome.response(status, duration, retry_after)
+    if started:
+        return CallOutcome.response(status, time.monotonic() - started)
+    outcome = _UNTIMED.get(status)
+    if outcome is None:
+        outcome = _UNTIMED[status] = CallOutcome.response(status)
+    return outcome
 
 
 def _admitted(
@@ -242,14 +257,16 @@ def _admitted(
     trial calls out, or open and let back in by the ejection cap) is passed over
     while another remains; otherwise it is called anyway, without a permit, rather
     than failing the request."""
-    passed: set[str] = set()
+    passed: set[str] | None = None  # made only for an instance passed over: rare
     while True:
-        instance = selector.pick(instances, tried | passed if passed else tried)
+        instance = selector.pick(instances, tried if passed is None else tried | passed)
         if instance is None:
-            return (selector.pick(instances, tried) if passed else None), None, None
+            return (None if passed is None else selector.pick(instances, tried)), None, None
         breaker, permit = outliers.admit(service, instance.id)
         if permit is not None:
             return instance, breaker, permit
+        if passed is None:
+            passed = set()
         passed.add(instance.id)
 
 

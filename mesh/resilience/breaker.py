@@ -386,9 +386,9 @@ class CircuitBreaker:
         the (n+1)th concurrent trial is refused, and no more trials start than
         successes are still needed.
         """
-        state = self.state
-        if state is BreakerState.CLOSED:
+        if self._state is BreakerState.CLOSED:  # nearly every call: nothing to poll
             return Permit(self._epoch)
+        state = self.state
         if state is BreakerState.OPEN:
             return None
         if self._trials_in_flight + self._trial_successes >= self._settings.half_open_trials:
@@ -457,13 +457,12 @@ class CircuitBreaker:
 
     def _record_closed(self, failed: bool, slow: bool) -> None:
         settings = self._settings
-        self._window.record(failed, slow)
+        calls, failures, slow_calls = self._window.record(failed, slow)
         self._consecutive_failures = self._consecutive_failures + 1 if failed else 0
         limit = settings.consecutive_failures
         if limit is not None and self._consecutive_failures >= limit:
             self._trip(TripReason.CONSECUTIVE_FAILURES)
             return
-        calls, failures, slow_calls = self._window.totals()
         if calls < settings.min_calls:
             return
         # Division, not threshold * calls: 3 / 10 == 0.3 exactly, 0.3 * 10 does not.

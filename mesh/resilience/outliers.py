@@ -61,6 +61,8 @@ class OutlierDetector:
         if not 0 <= max_ejection_share <= 1:
             raise ValueError(f"max_ejection_share must be in [0, 1], got {max_ejection_share!r}")
         self._settings = settings
+        self.timed = settings.slow_calls_enabled
+        """Whether calls must be timed: only slow-call detection reads their duration."""
         self._share = max_ejection_share
         self._clock = clock
         self._random = random_unit

@@ -30,8 +30,10 @@ class WindowTotals(NamedTuple):
 class OutcomeWindow(Protocol):
     """A sliding window of call outcomes, as the circuit breaker consumes it."""
 
-    def record(self, failed: bool, slow: bool) -> None:
-        """Add one finished call."""
+    def record(self, failed: bool, slow: bool) -> tuple[int, int, int]:
+        """Add one finished call; the window's (calls, failures, slow calls) after it (a
+        plain tuple: the breaker reads them on every call, and a WindowTotals costs
+        several times as much to make)."""
 
     def totals(self) -> WindowTotals:
         """Aggregates over the calls currently inside the window."""
@@ -64,8 +66,8 @@ class CountWindow:
         self._failures = 0
         self._slow = 0
 
-    def record(self, failed: bool, slow: bool) -> None:
-        """Add one call, evicting the oldest once the window is full."""
+    def record(self, failed: bool, slow: bool) -> tuple[int, int, int]:
+        """Add one call, evicting the oldest once the window is full; the totals after."""
         evicted = self._ring[self._next]
         if evicted & _OCCUPIED:
             self._calls -= 1
@@ -76,6 +78,7 @@ class CountWindow:
         self._failures += failed
         self._slow += slow
         self._next = (self._next + 1) % len(self._ring)
+        return self._calls, self._failures, self._slow
 
     def totals(self) -> WindowTotals:
         """Aggregates over at most the last ``size`` calls."""
@@ -176,13 +179,15 @@ class TimeWindow:
     def __init__(self, *, window_s: float, buckets: int, clock: Clock) -> None:
         self._counter = BucketedCounter(fields=3, window_s=window_s, buckets=buckets, clock=clock)
 
-    def record(self, failed: bool, slow: bool) -> None:
-        """Add one call at the current time."""
+    def record(self, failed: bool, slow: bool) -> tuple[int, int, int]:
+        """Add one call at the current time; the totals after."""
         self._counter.add(_CALLS)
         if failed:
             self._counter.add(_FAILURES)
         if slow:
             self._counter.add(_SLOW_CALLS)
+        calls, failures, slow_calls = self._counter.totals()
+        return calls, failures, slow_calls
 
     def totals(self) -> WindowTotals:
         """Aggregates over the calls of the window as of now."""

@@ -193,3 +193,17 @@ def test_time_window_clear() -> None:
     window.record(failed=True, slow=True)
     window.clear()
     assert window.totals() == WindowTotals(0, 0, 0)
+
+
+@pytest.mark.parametrize("kind", ["count", "time"])
+def test_record_returns_the_totals_after_the_call(kind: str) -> None:
+    window: CountWindow | TimeWindow = (
+        CountWindow(2)
+        if kind == "count"
+        else TimeWindow(window_s=10, buckets=10, clock=FakeClock())
+    )
+    seen = [window.record(True, False), window.record(False, True), window.record(False, False)]
+    assert seen[:2] == [(1, 1, 0), (2, 1, 1)]
+    # The count window of two has evicted the failure; the time window keeps all three.
+    assert seen[2] == ((2, 0, 1) if kind == "count" else (3, 1, 1))
+    assert seen[2] == tuple(window.totals())
