@@ -16,7 +16,7 @@ from edge.feature import EdgeContext
 from edge.features import build_features
 from edge.gateway import EdgeGateway
 from edge.https_redirect import HttpsRedirect
-from edge.outliers.detection import outlier_detection
+from edge.outliers.detection import OutlierDetection
 from edge.registration import EdgeRegistration
 from edge.tls import ServerTls
 from mesh.admin import build_admin_app, readiness
@@ -49,7 +49,7 @@ async def run_edge(
     p = config.proxy
     m = config.mesh_tls
     connect = ConnectMeshTls(config.consul, m.service, m, registry, "edge") if m.enabled else None
-    outliers = outlier_detection(config.outlier_detection, store, registry)
+    outliers = OutlierDetection(config.outlier_detection, store, registry)
     proxy = Proxy(
         transport,
         lambda: store.current,
@@ -57,8 +57,9 @@ async def run_edge(
         ProxySettings.of(p, body_timeout=config.listen.body_timeout),
         telemetry=UpstreamTelemetry(metrics),
         mesh_tls=connect.mesh_tls if connect is not None else None,
-        outliers=outliers[0] if outliers is not None else None,
+        outliers=outliers.detector,
     )
+    outliers.serve(proxy)
     # Several workers share the ports (mesh.workers); one alone keeps them exclusive.
     reuse_port = config.workers > 1
     ctx = EdgeContext(
@@ -78,6 +79,7 @@ async def run_edge(
             LoggingLevel(),
             *([tls] if tls else []),
             *([connect] if connect is not None else []),
+            outliers,
             *features,
             gateway,
         ]
@@ -91,7 +93,7 @@ async def run_edge(
 
     # Gauges set from the process's state (time-dependent ones included).
     refreshes = [metrics.refresh, *([connect.refresh_metrics] if connect is not None else [])]
-    refreshes += [outliers[1].refresh] if outliers is not None else []
+    refreshes.append(outliers.refresh_metrics)
 
     admin = Listener(
         "admin",
@@ -101,7 +103,7 @@ async def run_edge(
                 "/routes": gateway.routes_view,
                 **({"/config": reloader.view} if reloader is not None else {}),
                 **({"/mesh-tls": connect.mesh_tls.view} if connect is not None else {}),
-                **({"/outliers": outliers[0].view} if outliers is not None else {}),
+                "/outliers": outliers.view,
                 **{path: view for f in features for path, view in f.admin_views().items()},
             },
             registry=exposition(registry, refreshes),

@@ -92,7 +92,8 @@ class Proxy:
         ``mesh_tls`` says how to reach each instance (None: plain HTTP to every one);
         ``outliers`` ejects failing instances (None: every healthy one is called)."""
         self._mesh_tls = mesh_tls
-        self._outliers = outliers
+        self.outliers = outliers
+        """May be replaced at any time (a reload): a request uses the one it started with."""
         self._transport = transport
         self._snapshot = snapshot
         self._balancer = balancer
@@ -108,18 +109,24 @@ class Proxy:
         instances = entry.healthy if entry is not None else ()
         if ex.canary is not None:
             instances = ex.canary.instances(instances)
-        if self._outliers is not None:
-            instances = self._outliers.eligible(service, instances)
+        outliers = self.outliers
+        if outliers is not None:
+            instances = outliers.eligible(service, instances)
         if not instances:
             return no_healthy_instance(ex, self._settings.no_instance_retry_after)
-        return await self.forward(ex, instances)
+        return await self.forward(ex, instances, outliers)
 
-    async def forward(self, ex: Exchange, instances: tuple[Instance, ...]) -> web.StreamResponse:
-        """Pick, connect (moving on when a connect fails), and stream the response."""
+    async def forward(
+        self,
+        ex: Exchange,
+        instances: tuple[Instance, ...],
+        outliers: OutlierDetector | None = None,
+    ) -> web.StreamResponse:
+        """Pick, connect (moving on when a connect fails), and stream the response;
+        ``outliers`` admits each attempt and records its outcome."""
         service = ex.service or ""
         selector = self._balancer.selector(service)
         in_flight = self._balancer.in_flight
-        outliers = self._outliers
         timed = outliers is not None and outliers.timed
         tried: set[str] = set()
         last_error: Exception | None = None

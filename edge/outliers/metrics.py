@@ -34,16 +34,16 @@ class OutlierMetrics:
         if new is BreakerState.OPEN:
             self.ejections.labels(service).inc()
 
-    def follow(self, detector: OutlierDetector) -> None:
+    def follow(self, detector: OutlierDetector | None) -> None:
+        """The detector the gauges read from now on (None: outlier detection off)."""
         self._detector = detector
 
     def refresh(self) -> None:
         detector = self._detector
-        if detector is None:
-            return
-        services = set(detector.services())
+        services = set() if detector is None else set(detector.services())
         for service in services:
+            assert detector is not None
             self.ejected.labels(service).set(detector.ejected_count(service))
-        for gone in self._shown - services:  # left the catalog: none of it is out
+        for gone in self._shown - services:  # gone from the catalog, or detection off
             self.ejected.labels(gone).set(0)
         self._shown = services

@@ -17,7 +17,17 @@ from collections import Counter
 from typing import Any
 
 from demo.processes import wait_until
-from tests.integration.harness import App, Edge, Mesh, consul_api, http, metrics, passing_ids
+from tests.integration.harness import (
+    App,
+    Edge,
+    Mesh,
+    consul_api,
+    hang_up,
+    http,
+    metrics,
+    passing_ids,
+    rewrite,
+)
 
 ROUTES = [{"prefix": "/api/users", "service": "users", "prefix_rewrite": "/users"}]
 OUTLIERS = {
@@ -72,9 +82,13 @@ def two_instances(mesh: Mesh, extra: dict[str, Any] | None) -> tuple[App, Edge, 
 
 
 def outliers_view(admin: int) -> dict[str, Any]:
+    """``/outliers`` of an edge with outlier detection on: its services with instances
+    out of good standing."""
     with urllib.request.urlopen(f"http://127.0.0.1:{admin}/outliers", timeout=5) as resp:
         view: dict[str, Any] = json.loads(resp.read())
-    return view
+    services: dict[str, Any] = view["services"]
+    assert view["enabled"] is True
+    return services
 
 
 def test_an_instance_failing_every_request_is_ejected_then_readmitted(mesh: Mesh) -> None:
@@ -131,8 +145,35 @@ def test_still_broken_after_its_ejection_the_instance_is_ejected_again_for_longe
     assert 1.0 < view["retry_after_s"] <= 2.0
 
 
-def test_without_outlier_detection_the_broken_instance_keeps_its_share(mesh: Mesh) -> None:
+def test_without_outlier_detection_the_broken_instance_keeps_its_share_until_a_reload(
+    mesh: Mesh,
+) -> None:
     _, edge, url = two_instances(mesh, None)
     seen = answers(url, 20)
     assert [s for s, _ in seen].count(500) == 10, seen
     assert "meshgate_outlier_ejections_total" not in metrics(edge.admin)
+    with urllib.request.urlopen(f"http://127.0.0.1:{edge.admin}/outliers", timeout=5) as resp:
+        assert json.loads(resp.read()) == {"enabled": False, "services": {}}
+
+    # Turned on by SIGHUP: from the next request, three failures and it is out.
+    rewrite(edge, **OUTLIERS)
+    view = hang_up(edge, "applied")
+    applied = view["last_reload"]["applied"]
+    assert "outlier_detection.enabled" in applied, applied
+    assert all(key.startswith("outlier_detection.") for key in applied), applied
+    assert view["restart_pending"] == []
+    seen = answers(url, 20)
+    assert [s for s, _ in seen].count(500) == 3, seen
+    assert outliers_view(edge.admin)["users"]["ejections"] == 1
+
+    # A reload that changes something else keeps the ejection; one that turns the
+    # section off lets the broken instance back at once.
+    rewrite(edge, logging={"level": "debug"})
+    hang_up(edge, "applied", 2)
+    assert [s for s, _ in answers(url, 4)] == [200] * 4
+    rewrite(edge, outlier_detection=None)
+    hang_up(edge, "applied", 3)
+    assert [s for s, _ in answers(url, 4)].count(500) == 2
+    assert metrics(edge.admin)["meshgate_outlier_ejected_instances"] == [
+        ({"service": "users"}, 0.0)
+    ]
