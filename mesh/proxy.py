@@ -180,6 +180,9 @@ class Proxy:
                 attempt.responded(upstream.status)
                 if permit is not None:
                     verdict = _answered(upstream, started)
+                    if verdict.retry_after_s is not None and outliers is not None:
+                        # Backpressure: not a failure, but it asked for less load.
+                        outliers.avoid(service, instance.id, verdict.retry_after_s)
                 if upstream.status == 101:  # only ever to a request that asked to switch
                     idle = self._settings.tunnel_idle_timeout
                     return await run_tunnel(ex, upstream, idle, self._telemetry.tunnel(ex))

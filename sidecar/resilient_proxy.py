@@ -43,7 +43,7 @@ from mesh.proxy import (
     stream_response,
 )
 from mesh.resilience.breaker import CircuitBreaker, Permit
-from mesh.resilience.ejection import select_eligible
+from mesh.resilience.ejection import MAX_AVOIDANCE_S, select_eligible
 from mesh.resilience.outcome import CallError, CallOutcome, parse_retry_after
 from mesh.snapshot import Instance, Snapshot
 from mesh.telemetry.tracing import (
@@ -390,7 +390,7 @@ class ResilientProxy:
         attempt.responded(response.status)
         self._settle(ex, guard, instance, breaker, permit, outcome)
         if outcome.is_backpressure and retry_after is not None:
-            guard.avoid(instance.id, min(retry_after, 300.0))
+            guard.avoid(instance.id, min(retry_after, MAX_AVOIDANCE_S))
         return _Answer(instance, response, outcome, attempt)
 
     @staticmethod

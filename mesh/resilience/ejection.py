@@ -32,6 +32,10 @@ from dataclasses import dataclass
 # Absorbs float error so that e.g. 0.29 * 100 (28.999999999999996) gives 29.
 _EPSILON = 1e-9
 
+MAX_AVOIDANCE_S = 300.0
+"""The longest an instance is avoided for, whatever its ``Retry-After`` asks: a bad or
+hostile value must not take it out of rotation for hours."""
+
 
 @dataclass(frozen=True, slots=True)
 class Eligibility:

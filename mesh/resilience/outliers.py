@@ -17,7 +17,11 @@ with the breaker's failure-rate window on top.
 
 What counts as a failure is the breaker's rule: no connection, a timeout, a
 connection lost mid-answer, or a status in ``failure_statuses`` (every 5xx by
-default), except backpressure (429 or 503 with ``Retry-After``).
+default), except backpressure (429 or 503 with ``Retry-After``): an instance
+asking for less load is *avoided* for the time it names (:meth:`OutlierDetector.avoid`,
+at most :data:`~mesh.resilience.ejection.MAX_AVOIDANCE_S`), as a sidecar avoids
+it, without counting against it. Avoidance is not capped by the share, only
+overridden when nothing would be left.
 
 The per-request cost when nothing is ejected is a count looked up per service
 (:meth:`OutlierDetector.eligible` hands the instances back as they are), and a
@@ -32,7 +36,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from mesh.resilience.breaker import BreakerSettings, BreakerState, CircuitBreaker, Permit
-from mesh.resilience.ejection import select_eligible
+from mesh.resilience.ejection import MAX_AVOIDANCE_S, select_eligible
 from mesh.snapshot import Instance
 
 Ejection = Callable[[str, str, BreakerState, BreakerState], None]
@@ -72,20 +76,30 @@ class OutlierDetector:
         """Per service, its breakers not closed (open or half-open): none, nothing to filter."""
         self.ejections: dict[str, int] = {}
         """Per service, how many times one of its instances was ejected (breaker opened)."""
+        self._avoid_until: dict[str, dict[str, float]] = {}
+        """Per service, instances that answered with backpressure, and until when."""
 
     def eligible(self, service: str, instances: tuple[Instance, ...]) -> tuple[Instance, ...]:
         """``instances`` without the ejected ones (in the same order); all of them when
         none is, or when none would be left."""
-        if not self._suspects.get(service):
+        avoided = self._avoid_until.get(service)
+        if not self._suspects.get(service) and avoided is None:
             return instances
+        now = self._clock()
+        if avoided is not None:
+            for instance_id in [i for i, until in avoided.items() if until <= now]:
+                del avoided[instance_id]
+            if not avoided:
+                del self._avoid_until[service]
+                avoided = None
         ejected_at = self._ejected_at(service)
-        if not ejected_at:
+        if not ejected_at and avoided is None:
             return instances
         result = select_eligible(
             [i.id for i in instances],
             ejected_at=ejected_at,
-            avoid_until={},
-            now=self._clock(),
+            avoid_until=avoided or {},
+            now=now,
             max_ejection_share=self._share,
         )
         if result.panic or len(result.eligible) == len(instances):
@@ -104,6 +118,12 @@ class OutlierDetector:
             breaker = breakers[instance_id] = self._new_breaker(service, instance_id)
         return breaker, breaker.acquire()
 
+    def avoid(self, service: str, instance_id: str, seconds: float) -> None:
+        """Leave the instance out of rotation for ``seconds`` (at most
+        :data:`~mesh.resilience.ejection.MAX_AVOIDANCE_S`): it asked for less load."""
+        until = self._clock() + min(seconds, MAX_AVOIDANCE_S)
+        self._avoid_until.setdefault(service, {})[instance_id] = until
+
     def forget(self, live: Iterable[Instance]) -> None:
         """Drop the breakers of instances no longer in the catalog (call on each snapshot)."""
         ids: dict[str, set[str]] = {}
@@ -116,10 +136,16 @@ class OutlierDetector:
                     self._suspects[service] -= 1
             if not breakers:
                 del self._breakers[service]
+        for service, avoided in list(self._avoid_until.items()):
+            keep = ids.get(service, set())
+            for gone in [iid for iid in avoided if iid not in keep]:
+                del avoided[gone]
+            if not avoided:
+                del self._avoid_until[service]
 
     def view(self) -> dict[str, Any]:
-        """The admin listener's ``/outliers``: every instance not in good standing, and
-        how many ejections each service has seen."""
+        """The admin listener's ``/outliers``: per service, its instances not in good
+        standing, those avoided (seconds left), and how many ejections it has seen."""
         out: dict[str, Any] = {}
         for service, breakers in sorted(self._breakers.items()):
             ejected_at = self._ejected_at(service)
@@ -134,8 +160,18 @@ class OutlierDetector:
                 for iid, b in sorted(breakers.items())
                 if b.state is not BreakerState.CLOSED or b.window_totals().failures
             }
-            out[service] = {"ejections": self.ejections.get(service, 0), "instances": instances}
-        return out
+            out[service] = {
+                "ejections": self.ejections.get(service, 0),
+                "instances": instances,
+                "avoided": {},
+            }
+        now = self._clock()
+        for service, avoided in sorted(self._avoid_until.items()):
+            entry = out.setdefault(service, {"ejections": 0, "instances": {}, "avoided": {}})
+            entry["avoided"] = {
+                iid: round(until - now, 3) for iid, until in sorted(avoided.items()) if until > now
+            }
+        return dict(sorted(out.items()))
 
     def ejected_count(self, service: str) -> int:
         """Instances of ``service`` whose breaker is open now (before the share cap)."""

@@ -145,6 +145,23 @@ def test_still_broken_after_its_ejection_the_instance_is_ejected_again_for_longe
     assert 1.0 < view["retry_after_s"] <= 2.0
 
 
+def test_an_instance_asking_for_less_load_is_avoided_not_ejected(mesh: Mesh) -> None:
+    """A 503 with ``Retry-After`` (a sidecar's inbound cap, an app shedding load) goes
+    back to the caller and keeps the instance out of rotation for that long, without
+    counting as a failure."""
+    bad, edge, url = two_instances(mesh, OUTLIERS)
+    bad.faults(error_rate=1.0, error_status=503, retry_after=2)
+    seen = answers(url, 12)
+    assert [s for s, _ in seen].count(503) == 1, seen  # then avoided for 2 s
+    view = outliers_view(edge.admin)["users"]
+    assert view["ejections"] == 0 and view["instances"] == {}
+    assert 0 < view["avoided"]["users-bad"] <= 2
+    time.sleep(2.1)
+    seen = answers(url, 4)
+    assert [s for s, _ in seen].count(503) == 1, seen  # tried again, avoided again
+    assert "meshgate_outlier_ejections_total" not in metrics(edge.admin)
+
+
 def test_without_outlier_detection_the_broken_instance_keeps_its_share_until_a_reload(
     mesh: Mesh,
 ) -> None:

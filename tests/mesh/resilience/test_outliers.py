@@ -4,6 +4,7 @@ injected clock and no jitter."""
 from __future__ import annotations
 
 from mesh.resilience.breaker import BreakerSettings, BreakerState
+from mesh.resilience.ejection import MAX_AVOIDANCE_S
 from mesh.resilience.outcome import CallError, CallOutcome
 from mesh.resilience.outliers import OutlierDetector
 from mesh.snapshot import Instance
@@ -171,3 +172,33 @@ def test_the_view_shows_instances_out_of_good_standing_only() -> None:
     assert list(view["instances"]) == ["broken"]
     broken = view["instances"]["broken"]
     assert (broken["state"], broken["ejected"], broken["retry_after_s"]) == ("open", True, 5.0)
+
+
+def test_an_instance_asking_for_less_load_is_avoided_for_the_time_it_names() -> None:
+    outliers, clock, seen = detector()
+    pool = instances("a", "b", "c")
+    outliers.avoid("users", "a", 2.0)
+    outliers.avoid("users", "b", 10_000.0)  # capped at MAX_AVOIDANCE_S
+    assert [i.id for i in outliers.eligible("users", pool)] == ["c"]
+    assert outliers.view()["users"]["avoided"] == {"a": 2.0, "b": MAX_AVOIDANCE_S}
+    assert seen == []  # no breaker counted it
+    clock.now += 2
+    assert [i.id for i in outliers.eligible("users", pool)] == ["a", "c"]
+    clock.now += MAX_AVOIDANCE_S
+    assert outliers.eligible("users", pool) is pool
+    assert outliers.view() == {}
+
+
+def test_avoidance_of_every_instance_sends_to_all() -> None:
+    outliers, _, _ = detector()
+    pool = instances("a", "b")
+    outliers.avoid("users", "a", 5)
+    outliers.avoid("users", "b", 5)
+    assert outliers.eligible("users", pool) is pool
+
+
+def test_avoidance_of_an_instance_gone_from_the_catalog_is_forgotten() -> None:
+    outliers, _, _ = detector()
+    outliers.avoid("users", "a", 5)
+    outliers.forget(instances("b"))
+    assert outliers.view() == {}
