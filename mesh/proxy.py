@@ -111,7 +111,10 @@ class Proxy:
             instances = ex.canary.instances(instances)
         outliers = self.outliers
         if outliers is not None:
-            instances = outliers.eligible(service, instances)
+            if outliers.judges(service):
+                instances = outliers.eligible(service, instances)
+            else:
+                outliers = None
         if not instances:
             return no_healthy_instance(ex, self._settings.no_instance_retry_after)
         return await self.forward(ex, instances, outliers)

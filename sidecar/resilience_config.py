@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from mesh.config.merge import deep_merge
+from mesh.config.overrides import check_overrides, policy_for
 from mesh.config.types import Duration, Frozen
 from mesh.resilience.breaker_config import BreakerConfig
 from sidecar.resilience.retry_budget import RetryBudgetSettings
@@ -57,16 +57,11 @@ class ResilienceConfig(Frozen):
 
     @model_validator(mode="after")
     def _validate_overrides(self) -> ResilienceConfig:
-        for name in self.services:
-            self.policy_for(name)
+        check_overrides(self.defaults, self.services)
         return self
 
     def policy_for(self, service: str) -> UpstreamPolicy:
-        override = self.services.get(service)
-        if not override:
-            return self.defaults
-        merged = deep_merge(self.defaults.model_dump(), override)
-        return UpstreamPolicy.model_validate(merged)
+        return policy_for(self.defaults, self.services.get(service))
 
 
 class InboundLimitConfig(Frozen):

@@ -76,7 +76,10 @@ class OutlierDetection:
         if not config.enabled:
             return None
         return OutlierDetector(
-            config.breaker.settings(), config.max_ejection_share, on_transition=self._transition
+            config.breaker.settings(),
+            config.max_ejection_share,
+            services=config.service_policies(),
+            on_transition=self._transition,
         )
 
     def _transition(

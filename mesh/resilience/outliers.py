@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from mesh.resilience.breaker import BreakerSettings, BreakerState, CircuitBreaker, Permit
@@ -41,6 +42,20 @@ from mesh.snapshot import Instance
 
 Ejection = Callable[[str, str, BreakerState, BreakerState], None]
 """(service, instance id, old state, new state): told of every breaker state change."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutlierPolicy:
+    """How one service's instances are judged."""
+
+    breaker: BreakerSettings
+    max_ejection_share: float
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_ejection_share <= 1:
+            raise ValueError(
+                f"max_ejection_share must be in [0, 1], got {self.max_ejection_share!r}"
+            )
 
 
 class OutlierDetector:
@@ -58,16 +73,21 @@ class OutlierDetector:
         settings: BreakerSettings,
         max_ejection_share: float,
         *,
+        services: Mapping[str, OutlierPolicy | None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         random_unit: Callable[[], float] = random.random,
         on_transition: Ejection | None = None,
     ) -> None:
-        if not 0 <= max_ejection_share <= 1:
-            raise ValueError(f"max_ejection_share must be in [0, 1], got {max_ejection_share!r}")
-        self._settings = settings
-        self.timed = settings.slow_calls_enabled
+        """``settings`` and ``max_ejection_share`` judge every service but those in
+        ``services``: a policy of their own, or None for a service never judged (its
+        instances all eligible, no breaker kept)."""
+        self._default = OutlierPolicy(settings, max_ejection_share)
+        self._policies = {n: p for n, p in (services or {}).items() if p is not None}
+        self._unjudged = frozenset(n for n, p in (services or {}).items() if p is None)
+        self.timed = any(
+            p.breaker.slow_calls_enabled for p in (self._default, *self._policies.values())
+        )
         """Whether calls must be timed: only slow-call detection reads their duration."""
-        self._share = max_ejection_share
         self._clock = clock
         self._random = random_unit
         self._on_transition = on_transition
@@ -100,12 +120,16 @@ class OutlierDetector:
             ejected_at=ejected_at,
             avoid_until=avoided or {},
             now=now,
-            max_ejection_share=self._share,
+            max_ejection_share=self._policy(service).max_ejection_share,
         )
         if result.panic or len(result.eligible) == len(instances):
             return instances
         keep = set(result.eligible)
         return tuple(i for i in instances if i.id in keep)
+
+    def judges(self, service: str) -> bool:
+        """False for a service its policy leaves alone (call nothing else for it)."""
+        return service not in self._unjudged
 
     def admit(self, service: str, instance_id: str) -> tuple[CircuitBreaker, Permit | None]:
         """The instance's breaker and its permit for one call (None: it takes none now,
@@ -199,5 +223,11 @@ class OutlierDetector:
                 self._on_transition(service, instance_id, old, new)
 
         return CircuitBreaker(
-            self._settings, clock=self._clock, random_unit=self._random, on_transition=transition
+            self._policy(service).breaker,
+            clock=self._clock,
+            random_unit=self._random,
+            on_transition=transition,
         )
+
+    def _policy(self, service: str) -> OutlierPolicy:
+        return self._policies.get(service, self._default)

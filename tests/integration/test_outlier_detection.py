@@ -162,6 +162,15 @@ def test_an_instance_asking_for_less_load_is_avoided_not_ejected(mesh: Mesh) -> 
     assert "meshgate_outlier_ejections_total" not in metrics(edge.admin)
 
 
+def test_a_service_exempted_by_its_override_is_never_ejected(mesh: Mesh) -> None:
+    exempt = {"outlier_detection": {**OUTLIERS["outlier_detection"], "services": {}}}
+    exempt["outlier_detection"]["services"] = {"users": {"enabled": False}}
+    _, edge, url = two_instances(mesh, exempt)
+    seen = answers(url, 20)
+    assert [s for s, _ in seen].count(500) == 10, seen
+    assert outliers_view(edge.admin) == {}
+
+
 def test_without_outlier_detection_the_broken_instance_keeps_its_share_until_a_reload(
     mesh: Mesh,
 ) -> None:

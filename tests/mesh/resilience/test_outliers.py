@@ -6,7 +6,7 @@ from __future__ import annotations
 from mesh.resilience.breaker import BreakerSettings, BreakerState
 from mesh.resilience.ejection import MAX_AVOIDANCE_S
 from mesh.resilience.outcome import CallError, CallOutcome
-from mesh.resilience.outliers import OutlierDetector
+from mesh.resilience.outliers import OutlierDetector, OutlierPolicy
 from mesh.snapshot import Instance
 
 SETTINGS = BreakerSettings(consecutive_failures=3, open_base_s=5, open_jitter=0, half_open_trials=2)
@@ -202,3 +202,22 @@ def test_avoidance_of_an_instance_gone_from_the_catalog_is_forgotten() -> None:
     outliers.avoid("users", "a", 5)
     outliers.forget(instances("b"))
     assert outliers.view() == {}
+
+
+def test_a_service_may_have_a_policy_of_its_own_or_none() -> None:
+    lenient = OutlierPolicy(BreakerSettings(consecutive_failures=10, open_jitter=0), 0.5)
+    outliers = OutlierDetector(
+        SETTINGS, 0.5, services={"orders": lenient, "legacy": None}, random_unit=lambda: 0.0
+    )
+    assert not outliers.judges("legacy") and outliers.judges("orders")
+    for service, failures in (("users", 3), ("orders", 9)):
+        for _ in range(failures):
+            call(outliers, "a", ERROR, service=service)
+    assert outliers.ejections == {"users": 1}  # orders' instance needs a tenth
+    call(outliers, "a", ERROR, service="orders")
+    assert outliers.ejections == {"users": 1, "orders": 1}
+    assert not outliers.timed
+    slow = OutlierPolicy(
+        BreakerSettings(slow_call_threshold_s=1.0, slow_call_rate_threshold=0.5), 0.5
+    )
+    assert OutlierDetector(SETTINGS, 0.5, services={"orders": slow}).timed
