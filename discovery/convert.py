@@ -10,7 +10,9 @@ caller then gets 503 "no healthy instance", not 404 "no route").
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from mesh.snapshot import Instance, ServiceEntry, Snapshot, make_snapshot
@@ -42,7 +44,19 @@ def entry_to_instance(service_name: str, entry: Mapping[str, Any]) -> Instance |
 
 
 def service_entry(name: str, entries: Iterable[Mapping[str, Any]]) -> ServiceEntry:
+    """The service's usable instances, sorted by id; ids unique within the service.
+
+    Consul makes a service ID unique per agent, not per cluster: two nodes may each
+    register ``users-1``. Every id shared by several nodes is qualified with its
+    node (``users-1@node-b``), so that balancing, breakers and ejection, which tell
+    instances apart by id, never take two for one.
+    """
     instances = [i for i in (entry_to_instance(name, e) for e in entries) if i is not None]
+    counts = Counter(i.id for i in instances)
+    if len(counts) < len(instances):
+        instances = [
+            replace(i, id=f"{i.id}@{i.node}") if counts[i.id] > 1 else i for i in instances
+        ]
     instances.sort(key=lambda i: i.id)
     return ServiceEntry(name=name, instances=tuple(instances))
 

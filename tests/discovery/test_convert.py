@@ -286,6 +286,22 @@ def test_service_entry_sorts_by_id_and_skips_unusable() -> None:
     assert [i.id for i in entry.healthy] == ["users-b", "users-c"]
 
 
+def test_an_id_registered_on_two_nodes_is_qualified_with_each_node() -> None:
+    """Consul IDs are unique per agent only: two nodes' ``users-1`` stay two instances."""
+    entries = [
+        consul_entry("users-1", node="node-b", address="10.0.1.2"),
+        consul_entry("users-1", node="node-a", address="10.0.1.1"),
+        consul_entry("users-2", node="node-a", address="10.0.1.1", port=15001),
+    ]
+    entry = service_entry("users", entries)
+    ids = [(i.id, i.address) for i in entry.instances]
+    assert ids == [
+        ("users-1@node-a", "10.0.1.1"),
+        ("users-1@node-b", "10.0.1.2"),
+        ("users-2", "10.0.1.1"),
+    ]
+
+
 def test_service_entry_all_critical_keeps_instances() -> None:
     entries = [consul_entry(f"users-{n}", checks=[_check("critical")]) for n in range(3)]
     entry = service_entry("users", entries)
