@@ -33,11 +33,12 @@ ROUTES = [{"prefix": "/api/users", "service": "users", "prefix_rewrite": "/users
 OUTLIERS = {
     "outlier_detection": {
         "enabled": True,
-        # Three failures in a row eject for 1 s (no jitter, so the test knows when).
+        # Three failures in a row eject for 3 s (no jitter, so the test knows when;
+        # long enough for the checks made while it is out, on a slow machine too).
         "breaker": {
             "consecutive_failures": 3,
-            "open_base": "1s",
-            "open_max": "1s",
+            "open_base": "3s",
+            "open_max": "3s",
             "open_jitter": 0,
             "half_open_trials": 1,
         },
@@ -108,11 +109,11 @@ def test_an_instance_failing_every_request_is_ejected_then_readmitted(mesh: Mesh
     assert samples["meshgate_outlier_ejections_total"] == [({"service": "users"}, 1.0)]
     assert samples["meshgate_outlier_ejected_instances"] == [({"service": "users"}, 1.0)]
 
-    # Mended, and its second of ejection over: one trial request succeeds and it is
-    # back in rotation, taking its share again.
+    # Mended, and its ejection over: one trial request succeeds and it is back in
+    # rotation, taking its share again.
     bad.faults(error_rate=0.0)
     served_before = bad.stats()["total"]
-    time.sleep(1.1)
+    time.sleep(3.1)
     wait_until(
         lambda: Counter(i for _, i in answers(url, 6)) == {"users-good": 3, "users-bad": 3},
         10,
@@ -135,14 +136,14 @@ def test_still_broken_after_its_ejection_the_instance_is_ejected_again_for_longe
     bad, edge, url = two_instances(mesh, growing)
     answers(url, 8)  # ejected after its third failure
     served = bad.stats()["total"]
-    time.sleep(1.1)
-    # One trial request reaches it, fails, and it is out again, now for 2 s.
+    time.sleep(3.1)
+    # One trial request reaches it, fails, and it is out again, now for 6 s.
     seen = answers(url, 10)
     assert [s for s, _ in seen].count(500) == 1, seen
     assert bad.stats()["total"] == served + 1
     view = outliers_view(edge.admin)["users"]["instances"]["users-bad"]
     assert view["consecutive_ejections"] == 2
-    assert 1.0 < view["retry_after_s"] <= 2.0
+    assert 3.0 < view["retry_after_s"] <= 6.0
 
 
 def test_an_instance_asking_for_less_load_is_avoided_not_ejected(mesh: Mesh) -> None:
@@ -181,8 +182,10 @@ def test_without_outlier_detection_the_broken_instance_keeps_its_share_until_a_r
     with urllib.request.urlopen(f"http://127.0.0.1:{edge.admin}/outliers", timeout=5) as resp:
         assert json.loads(resp.read()) == {"enabled": False, "services": {}}
 
-    # Turned on by SIGHUP: from the next request, three failures and it is out.
-    rewrite(edge, **OUTLIERS)
+    # Turned on by SIGHUP: from the next request, three failures and it is out (for a
+    # minute, so that it is still out after the next reloads, however slow they are).
+    long = {**OUTLIERS["outlier_detection"]["breaker"], "open_base": "60s", "open_max": "60s"}
+    rewrite(edge, outlier_detection={**OUTLIERS["outlier_detection"], "breaker": long})
     view = hang_up(edge, "applied")
     applied = view["last_reload"]["applied"]
     assert "outlier_detection.enabled" in applied, applied
