@@ -1,9 +1,9 @@
 """The RFC 7662 introspection request over HTTP.
 
-With aiohttp to a URL, or, for a :class:`edge.auth.service_url.ServiceCall` (the
-auth service found in the catalog, the edge with mesh TLS on), through the edge's
-own transport, which checks the instance's certificate before the token is sent.
-Either way the answer is judged by the same code.
+Sent with :func:`edge.auth.endpoint.call_endpoint`: with aiohttp to a URL, or,
+for the auth service found in the catalog with the edge's mesh TLS on, through
+the edge's own transport, which checks the instance's certificate before the
+token is sent. The answer is judged here.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from urllib.parse import quote_plus, urlencode
 
 import aiohttp
 
-from edge.auth.http_body import BodyTooLarge, read_bounded
-from edge.auth.jwks_http import EndpointSource
-from edge.auth.service_url import ServiceCall
+from edge.auth.endpoint import EndpointSource, call_endpoint
+from edge.auth.http_body import BodyTooLarge
 
 
 def client_basic_authorization(client_id: str, client_secret: str) -> str:
@@ -60,51 +59,32 @@ class HttpIntrospector:
     ) -> None:
         self._url = url
         self._session = session
-        self._headers = {"Accept": "application/json"}
+        self._headers = {
+            "Accept": "application/json",
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
         if client_id:
             self._headers["Authorization"] = client_basic_authorization(client_id, client_secret)
         self._timeout_s = timeout_s
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._max_body_bytes = max_body_bytes
 
     async def __call__(self, token: str) -> Mapping[str, Any]:
         form = {"token": token, "token_type_hint": "access_token"}
-        if isinstance(self._url, ServiceCall):
-            try:
-                answer = await self._url(
-                    "POST",
-                    {**self._headers, "Content-Type": "application/x-www-form-urlencoded"},
-                    urlencode(form).encode(),
-                    timeout_s=self._timeout_s,
-                    max_body_bytes=self._max_body_bytes,
-                )
-            except BodyTooLarge as exc:
-                raise _too_large() from exc
-            _check_status(answer.status)
-            return _decode(answer.body)
-        url = self._url if isinstance(self._url, str) else await self._url()
-        async with self._session.post(
-            url,
-            data=form,
-            allow_redirects=False,
-            timeout=self._timeout,
-            headers=self._headers,
-        ) as response:
-            _check_status(response.status)
-            try:
-                body = await read_bounded(response, self._max_body_bytes)
-            except BodyTooLarge as exc:
-                raise _too_large() from exc
-        return _decode(body)
-
-
-def _check_status(status: int) -> None:
-    if status != 200:
-        raise IntrospectionHttpError(f"introspection endpoint answered HTTP {status}")
-
-
-def _too_large() -> IntrospectionHttpError:
-    return IntrospectionHttpError("introspection body too large")
+        try:
+            answer = await call_endpoint(
+                self._url,
+                self._session,
+                "POST",
+                self._headers,
+                urlencode(form).encode(),
+                timeout_s=self._timeout_s,
+                max_body_bytes=self._max_body_bytes,
+            )
+        except BodyTooLarge as exc:
+            raise IntrospectionHttpError("introspection body too large") from exc
+        if answer.status != 200:
+            raise IntrospectionHttpError(f"introspection endpoint answered HTTP {answer.status}")
+        return _decode(answer.body)
 
 
 def _decode(body: bytes) -> Mapping[str, Any]:

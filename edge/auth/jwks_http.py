@@ -1,31 +1,21 @@
 """Fetching the JWKS over HTTP, for :class:`edge.auth.jwks.JwksCache`.
 
-The URL is either fixed or resolved on every fetch by an async callable, which
-is how the edge finds the auth service through Consul without this module
-knowing about Consul; both are fetched with aiohttp. A
-:class:`edge.auth.service_url.ServiceCall` instead (the auth service found in
-the catalog, the edge with mesh TLS on) is fetched through the edge's own
-transport. Either way the answer is judged by the same code: status, body
-size, JSON and max-age.
+The key set is fetched from an auth service endpoint with
+:func:`edge.auth.endpoint.call_endpoint` (a URL with aiohttp, or a service in
+the catalog through the edge's transport), and its answer judged here: status,
+body size, JSON and max-age.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 
 import aiohttp
 
-from edge.auth.http_body import BodyTooLarge, read_bounded
+from edge.auth.endpoint import EndpointSource, call_endpoint
+from edge.auth.http_body import BodyTooLarge
 from edge.auth.jwks import JwksDocument
-from edge.auth.service_url import ServiceCall
-
-UrlSource = str | Callable[[], Awaitable[str]]
-"""A fixed URL, or an async callable returning the URL to use for this fetch."""
-
-EndpointSource = UrlSource | ServiceCall
-"""Where an auth service endpoint is: a URL (fetched with aiohttp), or a service in
-the catalog called through the edge's transport."""
 
 _ACCEPT = {"Accept": "application/jwk-set+json, application/json"}
 
@@ -85,41 +75,23 @@ class HttpJwksFetcher:
         self._url = url
         self._session = session
         self._timeout_s = timeout_s
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._max_body_bytes = max_body_bytes
 
     async def __call__(self) -> JwksDocument:
-        if isinstance(self._url, ServiceCall):
-            try:
-                answer = await self._url(
-                    "GET", _ACCEPT, timeout_s=self._timeout_s, max_body_bytes=self._max_body_bytes
-                )
-            except BodyTooLarge as exc:
-                raise _too_large() from exc
-            _check_status(answer.status)
-            return _document(answer.body, answer.headers)
-        url = self._url if isinstance(self._url, str) else await self._url()
-        async with self._session.get(
-            url,
-            allow_redirects=False,
-            timeout=self._timeout,
-            headers=_ACCEPT,
-        ) as response:
-            _check_status(response.status)
-            try:
-                body = await read_bounded(response, self._max_body_bytes)
-            except BodyTooLarge as exc:
-                raise _too_large() from exc
-            return _document(body, response.headers)
-
-
-def _check_status(status: int) -> None:
-    if status != 200:
-        raise JwksFetchError(f"JWKS endpoint answered HTTP {status}")
-
-
-def _too_large() -> JwksFetchError:
-    return JwksFetchError("JWKS body too large")
+        try:
+            answer = await call_endpoint(
+                self._url,
+                self._session,
+                "GET",
+                _ACCEPT,
+                timeout_s=self._timeout_s,
+                max_body_bytes=self._max_body_bytes,
+            )
+        except BodyTooLarge as exc:
+            raise JwksFetchError("JWKS body too large") from exc
+        if answer.status != 200:
+            raise JwksFetchError(f"JWKS endpoint answered HTTP {answer.status}")
+        return _document(answer.body, answer.headers)
 
 
 def _document(body: bytes, headers: Mapping[str, str]) -> JwksDocument:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from edge.auth.http_body import BodyTooLarge
+from edge.auth.http_body import read_limited
 from mesh.mtls.contexts import MeshTls
 from mesh.snapshot import Instance
 from mesh.transport.base import (
@@ -77,7 +77,9 @@ async def fetch_from_instance(
         async with asyncio.timeout(timeout_s):
             response = await transport.send(instance.address, instance.port, request, tls)
             try:
-                content = await _read_bounded(response, max_body_bytes)
+                content = await read_limited(
+                    response.chunks(), _declared_length(response), max_body_bytes
+                )
             finally:
                 response.release()
     except TimeoutError as exc:
@@ -85,13 +87,6 @@ async def fetch_from_instance(
     return InstanceAnswer(response.status, response.headers, content)
 
 
-async def _read_bounded(response: UpstreamResponse, max_bytes: int) -> bytes:
+def _declared_length(response: UpstreamResponse) -> int | None:
     declared = response.headers.get("Content-Length", "").strip()
-    if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
-        raise BodyTooLarge(f"body over {max_bytes} bytes")
-    content = bytearray()
-    async for chunk in response.chunks():
-        content += chunk
-        if len(content) > max_bytes:
-            raise BodyTooLarge(f"body over {max_bytes} bytes")
-    return bytes(content)
+    return int(declared) if declared.isascii() and declared.isdigit() else None
