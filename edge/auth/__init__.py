@@ -26,5 +26,8 @@ Wiring into the edge (the HTTP filters are in ``edge/filters/``):
 - ``service_url``: the auth service found in the catalog, as a URL or as a call
   through the edge's transport (``service_fetch``: one request to one instance,
   over mesh TLS to a Connect-native one).
+- ``endpoint``: one request to an auth service endpoint, either way, for the
+  JWKS (``jwks_http``) and introspection (``introspection_http``) clients;
+  ``http_body``: the bounded body read both ways share.
 - ``feature``: the AuthFeature that builds all of it from the config.
 """
