@@ -20,22 +20,8 @@ from mesh.faults.injection import FAULT_HEADER, FaultInjection
 from mesh.faults.metrics import FaultMetrics
 from mesh.faults.policy import ABORT_HEADER, DELAY_HEADER, FaultPolicy
 from mesh.telemetry.tracing import EVENT_FAULT_INJECTED
+from tests.mesh.faults.support import Clock
 from tests.mesh.telemetry.support import Recorder, make_exchange
-
-
-class Clock:
-    """Monotonic seconds that move only when the injection sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 class Upstream:
