@@ -31,6 +31,7 @@ from mesh.config.loader import load_config
 from mesh.config.sections import AdminConfig, LoggingConfig, ProxyConfig, ShutdownConfig
 from mesh.config.types import ByteSize, Duration, Frozen, HeaderName, Port, PositiveDuration
 from mesh.connections import ConnectionLimits
+from mesh.faults.config import FaultConfig
 from mesh.mtls.config import EdgeMeshTlsConfig, mesh_tls_problem
 from mesh.telemetry.config import TelemetryConfig
 
@@ -169,6 +170,9 @@ class RouteConfig(Frozen):
     """Conditions on the request's headers and query, all of which must hold for this route
     to take it; null: every request for its host and prefix. Tried before a route of the
     same host and prefix without conditions (:mod:`edge.routes`)."""
+    fault: FaultConfig | None = None
+    """Delays and aborts injected into a share of this route's requests (chaos testing,
+    :mod:`mesh.faults`); null: none."""
 
     @field_validator("prefix", "prefix_rewrite")
     @classmethod

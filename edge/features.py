@@ -6,6 +6,7 @@ from edge.auth.feature import AuthFeature
 from edge.compression.feature import CompressionFeature
 from edge.config import EdgeConfig
 from edge.cors.feature import CorsFeature
+from edge.faults.feature import FaultsFeature
 from edge.feature import EdgeContext, EdgeFeature
 from edge.gateway import config_routes
 from edge.headers.feature import HeadersFeature
@@ -39,4 +40,7 @@ def build_features(config: EdgeConfig, ctx: EdgeContext) -> list[EdgeFeature]:
     features.append(CompressionFeature(config, ctx.registry))
     # Last after routing: auth and limits see the client's headers, not the changed ones.
     features.append(HeadersFeature(config))
+    # Last: its filter runs right before the proxy (Envoy's place for faults), so only
+    # requests every other filter let through are delayed or aborted.
+    features.append(FaultsFeature(config, ctx.registry))
     return features

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 
@@ -11,10 +12,14 @@ from discovery.settings import ConsulSettings, DiscoverySettings
 from mesh.config.loader import load_config
 from mesh.config.sections import AdminConfig, LoggingConfig, ProxyConfig, ShutdownConfig
 from mesh.config.types import Duration, Frozen, Port, split_host_port
+from mesh.faults.config import FaultConfig
 from mesh.mtls.config import SidecarMeshTlsConfig, mesh_tls_problem
 from mesh.telemetry.config import TelemetryConfig
 from sidecar.identity_config import SidecarIdentityConfig
 from sidecar.resilience_config import InboundLimitConfig, ResilienceConfig
+
+_SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+"""A service a sidecar may call: any Consul service name (dots too, unlike its own)."""
 
 
 class ServiceConfig(Frozen):
@@ -38,6 +43,18 @@ class InboundConfig(Frozen):
 class OutboundConfig(Frozen):
     host: str = "127.0.0.1"
     port: Port = 15001
+    faults: dict[str, FaultConfig] = Field(default_factory=dict)
+    """Delays and aborts injected into the app's calls, per destination service (chaos
+    testing, :mod:`sidecar.filters.faults`), e.g. ``inventory: {abort: {status: 503,
+    percent: 5}}``; ``"*"``: every service without an entry of its own."""
+
+    @field_validator("faults")
+    @classmethod
+    def _service_names(cls, value: dict[str, FaultConfig]) -> dict[str, FaultConfig]:
+        for name in value:
+            if name != "*" and not _SERVICE_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is neither a service name nor '*'")
+        return value
 
 
 class AppConfig(Frozen):

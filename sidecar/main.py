@@ -26,8 +26,10 @@ from discovery.provider import make_provider, wait_for_first_catalog
 from discovery.registration import Registration, RegistrationSpec
 from mesh.admin import build_admin_app, readiness
 from mesh.balancing import Balancer
-from mesh.chain import build_chain
+from mesh.chain import Handler, build_chain
 from mesh.config.reload import ConfigReloader, LoggingLevel, Reloadable
+from mesh.faults.injection import FaultInjection
+from mesh.faults.metrics import FaultMetrics
 from mesh.filters.metrics import MetricsFilter
 from mesh.ingress import Ingress
 from mesh.mtls.spiffe import CLIENT_CERT_HEADER
@@ -43,6 +45,7 @@ from sidecar.app_health import PATH as APP_HEALTH_PATH
 from sidecar.app_health import AppHealth
 from sidecar.config import SidecarConfig
 from sidecar.filters.deadline import DeadlineFilter
+from sidecar.filters.faults import OutboundFaults
 from sidecar.filters.identity import identity_filter
 from sidecar.filters.inbound_limit import InboundLimitFilter
 from sidecar.filters.intentions import IntentionFilter
@@ -52,6 +55,7 @@ from sidecar.local_app import LocalApp
 from sidecar.reloading import (
     InboundLimitReload,
     MeshTlsModeReload,
+    OutboundFaultsReload,
     RegistrationReload,
     ResilienceReload,
 )
@@ -113,6 +117,7 @@ async def run_sidecar(
     registry.register(ResilienceCollector(guards, transitions))
     registration: Registration | None = None
     inbound_limit = InboundLimitFilter(config.inbound.limit)
+    faults = OutboundFaults(config.outbound.faults, FaultInjection(FaultMetrics(registry)))
     reloader = None
     if reload is not None:
         parts: list[Reloadable[SidecarConfig]] = [
@@ -120,6 +125,7 @@ async def run_sidecar(
             RegistrationReload(lambda: registration),
             ResilienceReload(guards),
             InboundLimitReload(inbound_limit),
+            OutboundFaultsReload(faults),
             *([connect] if connect is not None else []),
             *([MeshTlsModeReload(intentions)] if intentions is not None else []),
         ]
@@ -154,15 +160,29 @@ async def run_sidecar(
         ],
         LocalApp(inbound_proxy, config.service.name, app_host, app_port),
     )
-    outbound_chain = build_chain(
-        [
-            metrics_filter,
-            *telemetry.outbound_filters(),
-            deadline_filter,
-            OutboundRoutingFilter(lambda: store.current),
-        ],
-        outbound_proxy,
-    )
+    outbound_telemetry = telemetry.outbound_filters()
+    outbound_routing = OutboundRoutingFilter(lambda: store.current)
+
+    def build_outbound() -> Handler:
+        return build_chain(
+            [
+                metrics_filter,
+                *outbound_telemetry,
+                deadline_filter,
+                outbound_routing,
+                # Before the resilient proxy: see sidecar.filters.faults for what sees a fault.
+                *faults.filters(),
+            ],
+            outbound_proxy,
+        )
+
+    outbound_chain = build_outbound()
+
+    def rebuild_outbound() -> None:
+        nonlocal outbound_chain
+        outbound_chain = build_outbound()
+
+    faults.on_change = rebuild_outbound
     inbound = Listener(
         "inbound",
         Ingress(

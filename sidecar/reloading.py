@@ -1,6 +1,6 @@
 """What a sidecar applies when its config file is read again (SIGHUP, see
 :mod:`mesh.config.reload`): the service's Consul tags and meta, the resilience
-policies, the inbound cap, the mesh TLS mode, and the logging level (the rest
+policies, the outbound faults, the inbound cap, the mesh TLS mode, and the logging level (the rest
 of ``mesh_tls`` that applies live is :class:`discovery.connect_ca.ConnectMeshTls`'s).
 Everything else waits for a restart."""
 
@@ -13,6 +13,7 @@ from collections.abc import Callable
 from discovery.registration import Registration
 from mesh.config.reload import Reload
 from sidecar.config import SidecarConfig
+from sidecar.filters.faults import OutboundFaults
 from sidecar.filters.inbound_limit import InboundLimitFilter
 from sidecar.filters.intentions import IntentionFilter
 from sidecar.guards import GuardRegistry
@@ -63,6 +64,18 @@ class ResilienceReload:
                 )
 
         return Reload(("resilience",), commit)
+
+
+class OutboundFaultsReload:
+    """``outbound.faults``: the app's calls that start after the reload get the new faults
+    (added, changed or removed); calls under a fault keep theirs."""
+
+    def __init__(self, faults: OutboundFaults) -> None:
+        self._faults = faults
+
+    def prepare_reload(self, config: SidecarConfig) -> Reload:
+        prepared = self._faults.prepare(config.outbound.faults)
+        return Reload(("outbound.faults",), lambda: self._faults.install(prepared))
 
 
 class InboundLimitReload:

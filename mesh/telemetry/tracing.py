@@ -111,6 +111,8 @@ EVENT_RATE_LIMITED: Final = "meshgate.ratelimit.refused"
 """A rate limit refused the request (429)."""
 EVENT_AUTH_FAILED: Final = "meshgate.auth.failed"
 """Authentication failed (401/403); attributes name the reason, never the credential."""
+EVENT_FAULT_INJECTED: Final = "meshgate.fault.injected"
+"""Fault injection delayed or aborted the request (:mod:`mesh.faults`)."""
 
 _METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
@@ -581,8 +583,8 @@ def add_event(
 ) -> None:
     """Add event ``name`` to the request's SERVER span, if the request is sampled.
 
-    For breaker refusals, retries, rate-limit refusals, auth failures: use the
-    ``EVENT_*`` names of this module. Attributes must never hold a secret.
+    For breaker refusals, retries, rate-limit refusals, auth failures, injected faults:
+    use the ``EVENT_*`` names of this module. Attributes must never hold a secret.
     """
     trace_ = ex.trace
     if trace_ is not None and trace_.span is not None:

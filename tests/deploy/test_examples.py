@@ -206,7 +206,13 @@ def test_edge_example_rate_limit_policies() -> None:
 def test_sidecar_example_values_are_the_defaults_outside_service() -> None:
     config = load_sidecar_config(EXAMPLES / "sidecar.yaml")
     defaults = SidecarConfig.model_validate({"service": {"name": config.service.name}})
-    assert config.model_dump(exclude={"service"}) == defaults.model_dump(exclude={"service"})
+    # Like the edge's routes, outbound.faults is an example (the default is none) ...
+    example: Any = {"service": True, "outbound": {"faults": True}}
+    assert config.model_dump(exclude=example) == defaults.model_dump(exclude=example)
+    # ... one that injects nothing into a sidecar started with the file as it is.
+    for fault in config.outbound.faults.values():
+        assert not fault.headers
+        assert all(f is None or f.percent == 0 for f in (fault.delay, fault.abort))
     assert (config.admin.host, config.admin.port) == ("127.0.0.1", 15002)
     assert config.registration.deregister_critical_after == 60.0
     assert config.inbound.trusted_hops == 1

@@ -21,6 +21,7 @@ from edge.ip_access.feature import IpAccessFeature
 from edge.outliers.metrics import OutlierMetrics
 from edge.ratelimit.prometheus import PrometheusObserver
 from mesh.config.reload import ConfigReloader
+from mesh.faults.metrics import FaultMetrics
 from mesh.mtls.contexts import MeshTls
 from mesh.mtls.metrics import MeshTlsMetrics
 from mesh.telemetry.metrics import ProxyMetrics, RefreshMetrics
@@ -54,6 +55,7 @@ def exported_series() -> set[str]:
     MeshTlsMetrics(registry, "sidecar")
     IntentionFilter(MeshTls("orders", require=False), True, registry)
     OutlierMetrics(registry)
+    FaultMetrics(registry)
     names: set[str] = set()
     for family in registry.collect():
         names.update(family.name + suffix for suffix in _SUFFIXES[family.type])
@@ -99,6 +101,9 @@ def test_every_dashboard_query_names_an_exported_series() -> None:
         "meshgate_mesh_tls_plaintext_requests_total",
         "meshgate_outlier_ejections_total",
         "meshgate_outlier_ejected_instances",
+        "meshgate_faults_injected_total",
+        "meshgate_faults_active",
+        "meshgate_faults_overflow_total",
     ):
         assert wanted in used, wanted
 
