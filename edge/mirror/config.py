@@ -19,7 +19,8 @@ class MirrorConfig(Frozen):
     """Largest request body copied along, by its declared Content-Length; a longer or
     chunked body is not copied (the request then is not)."""
     timeout: PositiveDuration | None = None
-    """Longest a copy may take; null: the request's own deadline."""
+    """Longest a copy may take, counted from its start; null: as long as the request may
+    take (the route's ``timeout``, else ``proxy.response_timeout``)."""
     max_in_flight: int = Field(default=100, ge=1)
     """Copies of this route's requests in flight at once per edge process; past it,
     copies are dropped."""

@@ -28,8 +28,9 @@ class MirrorPolicy:
     max_body_size: int
     """Largest request body (by its declared Content-Length) copied along."""
     timeout: float | None
-    """Longest a copy may take, answer read to its end; None: the request's own
-    deadline (the route's ``timeout``, else ``proxy.response_timeout``)."""
+    """Longest a copy may take from its start, answer read to its end; None: as long as
+    the request may take (its ``Exchange.timeout``: the route's ``timeout``, else
+    ``proxy.response_timeout``)."""
     max_in_flight: int
     """Copies of this route's requests in flight at once, per edge process; one more
     is dropped (and counted)."""
