@@ -217,6 +217,8 @@ class EdgeScenario(Scenario):
     content_encoding: str | None = None
     """With ``path`` :data:`BIG_PATH`: the ``Content-Encoding`` the answer must have
     (checked once before measuring; None: none)."""
+    route: FromContext[Mapping[str, Any]] = field(default_factory=dict)
+    """More keys of the edge's one route (``/`` to the service), e.g. a ``mirror``."""
     warm_requests: int = 0
     """Requests one warm-up run must complete before a measurement counts, for a
     scenario whose steady state needs them (the many-callers script starts its
@@ -233,9 +235,8 @@ class EdgeScenario(Scenario):
             service = start_sidecar(ctx, _resolve(self.sidecar_config, ctx), own)
         else:
             service = register_upstream(ctx)
-        edge = start_edge(
-            ctx, [{"prefix": "/", "service": service}], _resolve(self.extra_config, ctx)
-        )
+        route = {"prefix": "/", "service": service, **_resolve(self.route, ctx)}
+        edge = start_edge(ctx, [route], _resolve(self.extra_config, ctx))
         headers = dict(_resolve(self.headers, ctx))
         url = f"{edge.url}{self.path}"
         ctx.wait_serving(url, [edge.process], headers)
@@ -248,6 +249,17 @@ MESH_TLS = {"mesh_tls": {"enabled": True, "require": True}}
 """Mesh TLS on both sides; ``require``, so a plain-HTTP hop can never be measured instead."""
 
 OUTLIER_DETECTION = {"outlier_detection": {"enabled": True}}
+
+SHADOW_SERVICE = "bench-shadow"
+
+
+def mirror_route(ctx: BenchContext) -> Mapping[str, Any]:
+    """A mirror of every request to the upstream nginx, registered again as the shadow
+    service (so the upstream takes each request twice)."""
+    shadow_id = f"{SHADOW_SERVICE}-1"
+    ctx.register_service(SHADOW_SERVICE, shadow_id, ctx.upstream_port)
+    ctx.wait_for(lambda: shadow_id in ctx.passing_ids(SHADOW_SERVICE), "shadow in Consul")
+    return {"mirror": {"service": SHADOW_SERVICE, "percent": 100}}
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -266,6 +278,13 @@ SCENARIOS: dict[str, Scenario] = {
             extra_config=OUTLIER_DETECTION,
             description="edge with outlier detection: every attempt admitted and recorded "
             "by its instance's breaker (none ever ejected)",
+        ),
+        EdgeScenario(
+            "edge+mirror",
+            compare_with="edge",
+            route=mirror_route,
+            description="edge mirroring every request (percent: 100) to a shadow service "
+            "(the same upstream, registered again): each copy sent, answered and discarded",
         ),
         EdgeScenario(
             "edge+sidecar",

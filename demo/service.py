@@ -17,7 +17,9 @@ Every service serves:
   from then on: ``{"error_rate": 0.5, "error_status": 500, "latency_ms": 200,
   "hang": false, "retry_after": null}`` (``retry_after`` adds that header to errors);
 * ``POST /admin/health`` ``{"healthy": false}``; ``GET /admin/stats``: requests
-  counted per method and path, per ``X-Test-Seq``, and the most ever in progress.
+  counted per method and path, per ``X-Test-Seq``, and the most ever in progress;
+* ``GET /admin/received``: the last 100 requests the echo answered, each with its
+  method, path, headers and the SHA-256 of its body (e.g. what a mirror sent).
 
 ``orders`` also answers ``GET /orders/<id>`` by asking ``inventory`` for the
 stock, through its sidecar's outbound listener (``--outbound``), forwarding the
@@ -35,7 +37,7 @@ import hashlib
 import os
 import random
 import socket
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,6 +69,7 @@ class State:
     by_seq: Counter[str] = field(default_factory=Counter)
     in_progress: int = 0
     max_in_progress: int = 0
+    received: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=100))
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -106,6 +109,14 @@ def create_app(name: str, instance: str, outbound: str | None = None) -> web.App
 
     async def echo(request: web.Request) -> web.Response:
         body = await request.read()
+        state.received.append(
+            {
+                "method": request.method,
+                "path": request.raw_path,
+                "headers": [[k, v] for k, v in request.headers.items()],
+                "body_sha256": hashlib.sha256(body).hexdigest(),
+            }
+        )
         return web.json_response(
             {
                 "service": name,
@@ -198,6 +209,9 @@ def create_app(name: str, instance: str, outbound: str | None = None) -> web.App
             }
         )
 
+    async def received(_: web.Request) -> web.Response:
+        return web.json_response(list(state.received))
+
     async def stock(request: web.Request) -> web.Response:
         item = request.match_info["item"]
         return web.json_response(
@@ -236,6 +250,7 @@ def create_app(name: str, instance: str, outbound: str | None = None) -> web.App
     app.router.add_post("/admin/health", set_health)
     app.router.add_post("/admin/faults", set_faults)
     app.router.add_get("/admin/stats", stats)
+    app.router.add_get("/admin/received", received)
     app.router.add_post(f"/{name}/upload", upload)
     app.router.add_get(f"/{name}/slow", slow)
     app.router.add_get(f"/{name}/download", download)

@@ -14,6 +14,7 @@ from edge.compression.config import CompressionConfig
 from edge.cors.config import CorsConfig
 from edge.headers.config import HeadersConfig
 from edge.ip_access.config import IpAccessConfig
+from edge.mirror.config import MirrorConfig
 from edge.outliers.config import OutlierDetectionConfig
 from edge.ratelimit.config import RateLimitsConfig
 from edge.registration import EdgeRegistrationConfig
@@ -173,6 +174,9 @@ class RouteConfig(Frozen):
     fault: FaultConfig | None = None
     """Delays and aborts injected into a share of this route's requests (chaos testing,
     :mod:`mesh.faults`); null: none."""
+    mirror: MirrorConfig | None = None
+    """Copy a share of the requests to a shadow service, fire and forget (:mod:`edge.mirror`);
+    null: none."""
 
     @field_validator("prefix", "prefix_rewrite")
     @classmethod
@@ -196,6 +200,13 @@ class RouteConfig(Frozen):
     def _one_rewrite(self) -> RouteConfig:
         if self.strip_prefix and self.prefix_rewrite is not None:
             raise ValueError("use either strip_prefix or prefix_rewrite, not both")
+        return self
+
+    @model_validator(mode="after")
+    def _mirror_elsewhere(self) -> RouteConfig:
+        if self.mirror is not None and self.mirror.service == self.service:
+            # Every copy would go to the instances taking the request itself.
+            raise ValueError(f"mirror.service: {self.service!r} is the route's own service")
         return self
 
 

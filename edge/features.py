@@ -11,6 +11,7 @@ from edge.feature import EdgeContext, EdgeFeature
 from edge.gateway import config_routes
 from edge.headers.feature import HeadersFeature
 from edge.ip_access.feature import IpAccessFeature
+from edge.mirror.feature import MirrorFeature
 from edge.ratelimit.feature import RateLimitFeature
 from edge.telemetry_feature import TelemetryFeature
 
@@ -40,7 +41,11 @@ def build_features(config: EdgeConfig, ctx: EdgeContext) -> list[EdgeFeature]:
     features.append(CompressionFeature(config, ctx.registry))
     # Last after routing: auth and limits see the client's headers, not the changed ones.
     features.append(HeadersFeature(config))
-    # Last: its filter runs right before the proxy (Envoy's place for faults), so only
-    # requests every other filter let through are delayed or aborted.
+    # Next to last: its filter runs right before the mirror's and the proxy (Envoy's
+    # fault filter comes before the router), so only requests every other filter let
+    # through are delayed or aborted, and an aborted request is never copied.
     features.append(FaultsFeature(config, ctx.registry))
+    # Last: its filter comes after every other's before the proxy (the identity token's
+    # too), so a copy carries the request as the service gets it.
+    features.append(MirrorFeature(config, ctx))
     return features

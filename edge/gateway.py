@@ -43,6 +43,7 @@ _ROUTING_KEYS = {
     "max_body_size",
     "canary",
     "match",
+    "mirror",
 }
 
 
@@ -61,6 +62,7 @@ def config_routes(config: EdgeConfig) -> list[Route]:
             max_body_size=r.max_body_size,
             canary=r.canary.canary() if r.canary is not None else None,
             conditions=r.match.conditions() if r.match is not None else None,
+            mirror=r.mirror.policy() if r.mirror is not None else None,
             options=r.model_dump(exclude=_ROUTING_KEYS, exclude_none=True),
         )
         for r in config.routes

@@ -24,6 +24,7 @@ from typing import Any
 
 from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
 
+from edge.mirror.policy import MirrorPolicy
 from edge.route_match import NO_PARAMS, Condition, Conditions, parse_query
 from mesh.canary import Canary
 
@@ -50,6 +51,8 @@ class Route:
     conditions: Conditions | None = None
     """What the request's headers and query must hold for this route to take it
     (:mod:`edge.route_match`); None: nothing (never an empty one)."""
+    mirror: MirrorPolicy | None = None
+    """A share of the requests is copied to a shadow service (:mod:`edge.mirror`)."""
     options: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
     """Per-route settings of the features (``auth``, ``rate_limits``, ...), as configured."""
 
@@ -89,6 +92,7 @@ class Route:
                 }
             ),
             "match": None if self.conditions is None else self.conditions.describe(),
+            "mirror": None if self.mirror is None else self.mirror.describe(),
         }
 
 
@@ -106,6 +110,7 @@ def make_route(
     max_body_size: int | None = None,
     canary: Canary | None = None,
     conditions: Conditions | None = None,
+    mirror: MirrorPolicy | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> Route:
     norm = prefix.rstrip("/") or "/"
@@ -122,6 +127,7 @@ def make_route(
         max_body_size=max_body_size,
         canary=canary,
         conditions=conditions if conditions else None,  # none at all is no conditions
+        mirror=mirror,
         options=dict(options or {}),
     )
 

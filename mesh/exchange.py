@@ -74,6 +74,9 @@ class Exchange:
     response_drops: tuple[str, ...] = ()
     """Header names removed from whatever response goes back (the upstream's copies),
     before ``response_headers`` are set; () for none."""
+    body: bytes | None = None
+    """The request body, read whole already (by the edge's mirror, which sends it to a
+    shadow too): sent instead of the client's stream. None: the body streams as it comes."""
     compression: ResponseCompression | None = None
     """How the service's answer may be compressed for the client (set by the edge's
     compression filter); None: sent as the service encoded it."""

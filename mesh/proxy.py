@@ -10,7 +10,9 @@ Contract:
   outcome is recorded on its instance's breaker;
 * 503 + Retry-After when the service has no healthy instance, 502 when the
   upstream fails, 504 when it does not answer in time, all as problem bodies;
-* request and response bodies stream: neither is ever held whole in memory.
+* request and response bodies stream: neither is ever held whole in memory, except
+  a request body a filter read whole already (``ex.body``: the edge's mirror, for a
+  body of declared length within its limit).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 from multidict import CIMultiDict
 
 from mesh.balancing import Balancer, Selector
@@ -216,7 +218,9 @@ class Proxy:
                 connect_timeout = left
             ex.upstream_headers[DEADLINE_HEADER] = format_remaining(left)
         req = ex.request
-        body = req.content if req.body_exists else None
+        body: StreamReader | bytes | None = ex.body
+        if body is None and req.body_exists:
+            body = req.content
         return UpstreamRequest(
             method=req.method,
             target=ex.target(),

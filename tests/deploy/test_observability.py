@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from edge.compression.feature import CompressionFeature
 from edge.config import EdgeConfig
 from edge.ip_access.feature import IpAccessFeature
+from edge.mirror.metrics import MirrorMetrics
 from edge.outliers.metrics import OutlierMetrics
 from edge.ratelimit.prometheus import PrometheusObserver
 from mesh.config.reload import ConfigReloader
@@ -56,6 +57,7 @@ def exported_series() -> set[str]:
     IntentionFilter(MeshTls("orders", require=False), True, registry)
     OutlierMetrics(registry)
     FaultMetrics(registry)
+    MirrorMetrics(registry)
     names: set[str] = set()
     for family in registry.collect():
         names.update(family.name + suffix for suffix in _SUFFIXES[family.type])
@@ -104,6 +106,9 @@ def test_every_dashboard_query_names_an_exported_series() -> None:
         "meshgate_faults_injected_total",
         "meshgate_faults_active",
         "meshgate_faults_overflow_total",
+        "meshgate_mirror_requests_total",
+        "meshgate_mirror_responses_total",
+        "meshgate_mirror_in_flight",
     ):
         assert wanted in used, wanted
 

@@ -206,6 +206,7 @@ def test_describe() -> None:
         "max_body_size": 1024,
         "canary": {"tag": "v2", "weight": 5.0, "header": "X-Canary"},
         "match": None,
+        "mirror": None,
     }
 
 
