@@ -12,6 +12,7 @@ from discovery.settings import ConsulSettings, DiscoverySettings
 from edge.auth.config import AuthConfig, RouteAuthConfig
 from edge.compression.config import CompressionConfig
 from edge.cors.config import CorsConfig
+from edge.hash_policy import HashSourceConfig
 from edge.headers.config import HeadersConfig
 from edge.ip_access.config import IpAccessConfig
 from edge.outliers.config import OutlierDetectionConfig
@@ -169,6 +170,10 @@ class RouteConfig(Frozen):
     """Conditions on the request's headers and query, all of which must hold for this route
     to take it; null: every request for its host and prefix. Tried before a route of the
     same host and prefix without conditions (:mod:`edge.routes`)."""
+    hash_policy: tuple[HashSourceConfig, ...] | None = Field(default=None, min_length=1)
+    """Session affinity: where a request's key comes from, first source present wins
+    (:mod:`mesh.hash_policy`); requests with the same key go to the same instance
+    (:mod:`mesh.maglev`). null: no affinity."""
 
     @field_validator("prefix", "prefix_rewrite")
     @classmethod

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from edge.config import EdgeConfig
 from edge.feature import EdgeFeature
 from edge.filters.routing import RoutingFilter
+from edge.hash_policy import hash_policy
 from edge.meta_routes import MetaProblem, all_meta_routes
 from edge.routes import Route, RouteTable, make_route
 from mesh.chain import Filter, Handler, build_chain, fuse_adjacent
@@ -43,6 +44,7 @@ _ROUTING_KEYS = {
     "max_body_size",
     "canary",
     "match",
+    "hash_policy",
 }
 
 
@@ -62,6 +64,7 @@ def config_routes(config: EdgeConfig) -> list[Route]:
             canary=r.canary.canary() if r.canary is not None else None,
             conditions=r.match.conditions() if r.match is not None else None,
             options=r.model_dump(exclude=_ROUTING_KEYS, exclude_none=True),
+            hash_policy=hash_policy(r.hash_policy),
         )
         for r in config.routes
     ]

@@ -26,6 +26,7 @@ from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
 
 from edge.route_match import NO_PARAMS, Condition, Conditions, parse_query
 from mesh.canary import Canary
+from mesh.hash_policy import HashPolicy
 
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
 
@@ -50,6 +51,9 @@ class Route:
     conditions: Conditions | None = None
     """What the request's headers and query must hold for this route to take it
     (:mod:`edge.route_match`); None: nothing (never an empty one)."""
+    hash_policy: HashPolicy | None = None
+    """Session affinity: requests with the same key go to the same instance
+    (:mod:`mesh.hash_policy`); None: the balancer alone picks."""
     options: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
     """Per-route settings of the features (``auth``, ``rate_limits``, ...), as configured."""
 
@@ -89,6 +93,7 @@ class Route:
                 }
             ),
             "match": None if self.conditions is None else self.conditions.describe(),
+            "hash_policy": None if self.hash_policy is None else self.hash_policy.describe(),
         }
 
 
@@ -107,6 +112,7 @@ def make_route(
     canary: Canary | None = None,
     conditions: Conditions | None = None,
     options: Mapping[str, Any] | None = None,
+    hash_policy: HashPolicy | None = None,
 ) -> Route:
     norm = prefix.rstrip("/") or "/"
     rewrite = "/" if strip_prefix else prefix_rewrite
@@ -123,6 +129,7 @@ def make_route(
         canary=canary,
         conditions=conditions if conditions else None,  # none at all is no conditions
         options=dict(options or {}),
+        hash_policy=hash_policy,
     )
 
 
