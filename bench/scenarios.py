@@ -210,6 +210,8 @@ class EdgeScenario(Scenario):
     sidecar_config: FromContext[Mapping[str, Any]] = field(default_factory=dict)
     path: str = "/"
     """Path wrk requests (the route's prefix is ``/``)."""
+    route: Mapping[str, Any] = field(default_factory=dict)
+    """More keys of the edge's one route (``prefix`` ``/`` to the scenario's service)."""
     script: Callable[[BenchContext], str] | None = None
     """Writes a wrk Lua script into the work directory and returns its path (``wrk -s``)."""
     compare_with: str | None = None
@@ -234,7 +236,9 @@ class EdgeScenario(Scenario):
         else:
             service = register_upstream(ctx)
         edge = start_edge(
-            ctx, [{"prefix": "/", "service": service}], _resolve(self.extra_config, ctx)
+            ctx,
+            [{"prefix": "/", "service": service, **self.route}],
+            _resolve(self.extra_config, ctx),
         )
         headers = dict(_resolve(self.headers, ctx))
         url = f"{edge.url}{self.path}"
@@ -266,6 +270,14 @@ SCENARIOS: dict[str, Scenario] = {
             extra_config=OUTLIER_DETECTION,
             description="edge with outlier detection: every attempt admitted and recorded "
             "by its instance's breaker (none ever ejected)",
+        ),
+        EdgeScenario(
+            "edge+maglev",
+            compare_with="edge",
+            route={"hash_policy": [{"header": "X-User-Id"}]},
+            headers={"X-User-Id": "user-7"},
+            description="edge with a hash policy on the route and the key in every request: "
+            "the key read and hashed, the instance looked up in a Maglev table",
         ),
         EdgeScenario(
             "edge+sidecar",
