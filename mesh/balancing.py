@@ -68,11 +68,11 @@ class RoundRobin:
         """Smooth WRR's running score per instance id (weighted services only)."""
 
     def pick(self, instances: Sequence[Instance], exclude: Container[str] = ()) -> Instance | None:
-        if instances and instances[0].weighted:
-            return self._smooth(instances, exclude)
         candidates = _candidates(instances, exclude)
         if not candidates:
             return None
+        if candidates[0].weighted:  # the service's flag: any of its instances carries it
+            return self._smooth(instances, exclude)
         choice = candidates[self._next % len(candidates)]
         self._next += 1
         return choice
