@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from demo.processes import ConsulAgent, wait_until
+from demo.processes import ConsulAgent, free_port, wait_until
 from mesh.maglev import MaglevTable, key_hash
 from mesh.snapshot import Instance
 from tests.integration.harness import Edge, Mesh, consul_api, descendants, http, passing_ids
@@ -165,3 +165,37 @@ async def test_a_hash_key_sticks_to_one_instance_across_workers_and_only_its_key
     assert status == 200
     shown = [r["hash_policy"] for r in json.loads(raw)["routes"]]
     assert shown == [[{"header": "X-User-Id"}, {"cookie": "session"}]]
+
+
+async def test_a_key_whose_instance_refuses_connections_goes_to_the_next_slot_onward(
+    mesh: Mesh,
+) -> None:
+    """Consul lists users-dead as passing (no check), but nothing listens on its port:
+    the connect fails, and the retry takes the instance the table holds next onward,
+    the same every time; the other keys never notice."""
+    live = ("users-a", "users-b")
+    for instance_id in live:
+        register(mesh, instance_id)
+    dead_port = free_port()
+    body = {"Name": "users", "ID": "users-dead", "Address": "127.0.0.1", "Port": dead_port}
+    consul_api(mesh.consul, "PUT", "/v1/agent/service/register", body)
+    route = {**ROUTE, "hash_policy": [{"header": "X-User-Id"}]}
+    edge = mesh.edge([route])
+    ids = (*live, "users-dead")
+    wait_until(lambda: edge_sees(edge, set(ids)), 10, "all three")
+    url = f"{edge.url}/api/users/echo"
+    table = MaglevTable([Instance(id=i, service="users", address="x", port=1) for i in ids])
+    taken_over: Counter[str] = Counter()  # the dead instance's keys, by who takes them
+    async with aiohttp.ClientSession() as session:
+        for key in KEYS:
+            owner = table.pick(key_hash(key))
+            onward = table.pick(key_hash(key), {"users-dead"})
+            assert owner is not None and onward is not None
+            if owner.id == "users-dead":
+                taken_over[onward.id] += 1
+            else:
+                assert onward is owner
+            for _ in range(3):
+                assert await instance_of(session, url, {"X-User-Id": key}) == onward.id, key
+    # The walk onward spreads the dead instance's keys over the others (not all to one).
+    assert set(taken_over) == set(live), taken_over
