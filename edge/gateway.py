@@ -175,7 +175,8 @@ class EdgeGateway:
         snapshot = self._store.current
         instances = {
             name: [
-                {"id": i.id, "address": i.authority, "healthy": i.healthy} for i in entry.instances
+                {"id": i.id, "address": i.authority, "healthy": i.healthy, "weight": i.weight}
+                for i in entry.instances
             ]
             for name, entry in snapshot.services.items()
         }

@@ -383,6 +383,16 @@ def test_build_snapshot_is_deterministic_under_input_order(seed: int) -> None:
         pytest.param(
             lambda raw: raw["orders"][0]["Service"].update(Tags=["v3"]), False, id="tag-change"
         ),
+        pytest.param(
+            lambda raw: raw["users"][0]["Service"].update(Weights={"Passing": 3, "Warning": 1}),
+            False,
+            id="weight-change",
+        ),
+        pytest.param(
+            lambda raw: raw["users"][0]["Service"].update(Weights={"Passing": 1, "Warning": 9}),
+            True,
+            id="warning-weight-ignored",
+        ),
         pytest.param(lambda raw: raw["users"].pop(), False, id="instance-gone"),
         pytest.param(lambda raw: raw.pop("empty"), False, id="service-gone"),
     ],

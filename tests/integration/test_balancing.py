@@ -89,6 +89,9 @@ async def test_consul_weights_shift_the_share_of_requests(
     edge = mesh.edge([ROUTE], extra={"proxy": {"load_balancer": balancer}})
     wait_until(lambda: edge_sees(edge, {"users-a", "users-b", "users-c"}), 10, "all three")
     url = f"{edge.url}/api/users/echo"
+    _, _, raw = http(f"http://127.0.0.1:{edge.admin}/routes")
+    instances = json.loads(raw)["routes"][0]["instances"]
+    assert {i["id"]: i["weight"] for i in instances} == {"users-a": 1, "users-b": 2, "users-c": 5}
 
     async with aiohttp.ClientSession() as session:
         seen = Counter([await instance_of(session, url) for _ in range(400)])
