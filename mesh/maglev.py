@@ -94,7 +94,7 @@ def _fill(instances: tuple[Instance, ...], size: int) -> array[int]:
     """Maglev's population: in turns, each instance takes the next free slot of its
     permutation. With weights, an instance earns ``weight / largest weight`` of a
     turn per round and takes a slot for each whole one, so slots are shared in
-    proportion to the weights (Envoy's weighted Maglev does the same)."""
+    proportion to the weights (the idea of Envoy's weighted Maglev, not its code)."""
     count = len(instances)
     if count >= size:
         raise ValueError(f"a Maglev table of {size} slots takes fewer instances ({count})")
