@@ -218,7 +218,8 @@ class EdgeScenario(Scenario):
     """With ``path`` :data:`BIG_PATH`: the ``Content-Encoding`` the answer must have
     (checked once before measuring; None: none)."""
     route: FromContext[Mapping[str, Any]] = field(default_factory=dict)
-    """More keys of the edge's one route (``/`` to the service), e.g. a ``mirror``."""
+    """More keys of the edge's one route (``/`` to the service), e.g. a ``mirror`` or a
+    ``hash_policy``."""
     warm_requests: int = 0
     """Requests one warm-up run must complete before a measurement counts, for a
     scenario whose steady state needs them (the many-callers script starts its
@@ -285,6 +286,14 @@ SCENARIOS: dict[str, Scenario] = {
             route=mirror_route,
             description="edge mirroring every request (percent: 100) to a shadow service "
             "(the same upstream, registered again): each copy sent, answered and discarded",
+        ),
+        EdgeScenario(
+            "edge+maglev",
+            compare_with="edge",
+            route={"hash_policy": [{"header": "X-User-Id"}]},
+            headers={"X-User-Id": "user-7"},
+            description="edge with a hash policy on the route and the key in every request: "
+            "the key read and hashed, the instance looked up in a Maglev table",
         ),
         EdgeScenario(
             "edge+sidecar",

@@ -29,6 +29,7 @@ def entry_to_instance(service_name: str, entry: Mapping[str, Any]) -> Instance |
     checks: Sequence[Mapping[str, Any]] = entry.get("Checks") or ()
     healthy = all(c.get("Status") == "passing" for c in checks)
     meta = svc.get("Meta") or {}
+    weights = svc.get("Weights") or {}
     connect = svc.get("Connect") or {}
     return Instance(
         id=str(svc.get("ID") or f"{service_name}-{address}-{port}"),
@@ -40,7 +41,17 @@ def entry_to_instance(service_name: str, entry: Mapping[str, Any]) -> Instance |
         meta=tuple(sorted((str(k), str(v)) for k, v in meta.items())),
         node=str(node.get("Node", "")),
         mesh_tls=connect.get("Native") is True,
+        weight=_weight(weights.get("Passing")),
     )
+
+
+def _weight(passing: Any) -> int:
+    """``Weights.Passing`` as an instance's weight. Consul refuses a registration with
+    ``Passing`` below 1 and fills in 1 when none is given; anything else (an old
+    agent's answer without ``Weights``) counts as 1, an equal share. ``Warning`` is
+    never read: an instance with a check in ``warning`` is not healthy here."""
+    usable = isinstance(passing, int) and not isinstance(passing, bool) and passing >= 1
+    return passing if usable else 1
 
 
 def service_entry(name: str, entries: Iterable[Mapping[str, Any]]) -> ServiceEntry:

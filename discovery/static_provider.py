@@ -9,6 +9,7 @@ File format::
           id: users-1          # optional, default <service>-<address>-<port>
           tags: [v1]           # optional
           meta: {meshgate-route: /api/users}   # optional, as in Consul
+          weight: 3            # optional, default 1: as Consul's Weights.Passing
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ class StaticInstance(Frozen):
     tags: tuple[str, ...] = ()
     meta: dict[str, str] = Field(default_factory=dict)
     healthy: bool = True
+    weight: int = Field(default=1, ge=1)
+    """Share of the service's traffic relative to its other instances (Consul's
+    ``Weights.Passing``)."""
 
 
 class StaticCatalog(Frozen):
@@ -55,6 +59,7 @@ def catalog_to_snapshot(catalog: StaticCatalog) -> Snapshot:
                 healthy=item.healthy,
                 tags=item.tags,
                 meta=tuple(sorted(item.meta.items())),
+                weight=item.weight,
             )
             for item in items
         ]

@@ -12,6 +12,7 @@ from discovery.settings import ConsulSettings, DiscoverySettings
 from edge.auth.config import AuthConfig, RouteAuthConfig
 from edge.compression.config import CompressionConfig
 from edge.cors.config import CorsConfig
+from edge.hash_policy import HashSourceConfig
 from edge.headers.config import HeadersConfig
 from edge.ip_access.config import IpAccessConfig
 from edge.mirror.config import MirrorConfig
@@ -177,6 +178,10 @@ class RouteConfig(Frozen):
     mirror: MirrorConfig | None = None
     """Copy a share of the requests to a shadow service, fire and forget (:mod:`edge.mirror`);
     null: none."""
+    hash_policy: tuple[HashSourceConfig, ...] | None = Field(default=None, min_length=1)
+    """Session affinity: where a request's key comes from, first source present wins
+    (:mod:`mesh.hash_policy`); requests with the same key go to the same instance
+    (:mod:`mesh.maglev`). null: no affinity."""
 
     @field_validator("prefix", "prefix_rewrite")
     @classmethod

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from edge.config import EdgeConfig
 from edge.feature import EdgeFeature
 from edge.filters.routing import RoutingFilter
+from edge.hash_policy import hash_policy
 from edge.meta_routes import MetaProblem, all_meta_routes
 from edge.routes import Route, RouteTable, make_route
 from mesh.chain import Filter, Handler, build_chain, fuse_adjacent
@@ -44,6 +45,7 @@ _ROUTING_KEYS = {
     "canary",
     "match",
     "mirror",
+    "hash_policy",
 }
 
 
@@ -64,6 +66,7 @@ def config_routes(config: EdgeConfig) -> list[Route]:
             conditions=r.match.conditions() if r.match is not None else None,
             mirror=r.mirror.policy() if r.mirror is not None else None,
             options=r.model_dump(exclude=_ROUTING_KEYS, exclude_none=True),
+            hash_policy=hash_policy(r.hash_policy),
         )
         for r in config.routes
     ]
@@ -174,7 +177,8 @@ class EdgeGateway:
         snapshot = self._store.current
         instances = {
             name: [
-                {"id": i.id, "address": i.authority, "healthy": i.healthy} for i in entry.instances
+                {"id": i.id, "address": i.authority, "healthy": i.healthy, "weight": i.weight}
+                for i in entry.instances
             ]
             for name, entry in snapshot.services.items()
         }

@@ -16,6 +16,9 @@ Registering a service with these meta keys is enough to expose it at the edge:
 ``meshgate-route-match-headers`` only requests with these headers: comma-separated
                                 ``Name=value`` (that exact value) or ``Name``
                                 (sent, any value), e.g. ``X-Api-Version=2,X-Beta``
+``meshgate-route-hash``         session affinity (:mod:`mesh.hash_policy`):
+                                comma-separated ``header:<name>``,
+                                ``cookie:<name>``, ``query:<name>``, ``source_ip``
 ==============================  ==============================================
 
 Instances of one service normally agree; if they do not, the union of the
@@ -25,7 +28,8 @@ canary's own instances as they are rolled out, so the first instance by id that
 declares one declares it for all. Invalid values are reported, not fatal; an
 invalid ``meshgate-route-match-headers`` withholds the service's routes rather
 than publish them without their conditions, where they would take requests
-meant for other routes.
+meant for other routes. An invalid ``meshgate-route-hash`` leaves the routes without
+affinity (balanced as usual).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from edge.route_match import Conditions, header_condition
 from edge.routes import HTTP_METHODS, Route, make_route
 from mesh.canary import Canary
 from mesh.config.types import parse_byte_size, parse_duration
+from mesh.hash_policy import HashPolicy, parse_hash_sources
 from mesh.identity.headers import is_header_name
 from mesh.snapshot import ServiceEntry
 
@@ -50,6 +55,7 @@ MAX_BODY_KEY = "meshgate-route-max-body"
 CANARY_KEY = "meshgate-route-canary"
 CANARY_HEADER_KEY = "meshgate-route-canary-header"
 MATCH_HEADERS_KEY = "meshgate-route-match-headers"
+HASH_KEY = "meshgate-route-hash"
 
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
@@ -116,6 +122,12 @@ def routes_from_meta(entry: ServiceEntry) -> tuple[list[Route], list[MetaProblem
         except ValueError as exc:
             problem(MATCH_HEADERS_KEY, f"{exc}; the service's routes are left out")
             withheld = True
+    hash_policy: HashPolicy | None = None
+    if HASH_KEY in meta:
+        try:
+            hash_policy = parse_hash_sources(meta[HASH_KEY])
+        except ValueError as exc:
+            problem(HASH_KEY, f"{exc}; no session affinity")
     for prefix in prefixes:
         if not prefix.startswith("/"):
             problem(PREFIX_KEY, f"prefix {prefix!r} must start with '/'")
@@ -135,6 +147,7 @@ def routes_from_meta(entry: ServiceEntry) -> tuple[list[Route], list[MetaProblem
                 max_body_size=max_body_size,
                 canary=canary,
                 conditions=conditions,
+                hash_policy=hash_policy,
             )
         )
     return routes, problems

@@ -27,6 +27,7 @@ from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
 from edge.mirror.policy import MirrorPolicy
 from edge.route_match import NO_PARAMS, Condition, Conditions, parse_query
 from mesh.canary import Canary
+from mesh.hash_policy import HashPolicy
 
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
 
@@ -53,6 +54,9 @@ class Route:
     (:mod:`edge.route_match`); None: nothing (never an empty one)."""
     mirror: MirrorPolicy | None = None
     """A share of the requests is copied to a shadow service (:mod:`edge.mirror`)."""
+    hash_policy: HashPolicy | None = None
+    """Session affinity: requests with the same key go to the same instance
+    (:mod:`mesh.hash_policy`); None: the balancer alone picks."""
     options: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
     """Per-route settings of the features (``auth``, ``rate_limits``, ...), as configured."""
 
@@ -93,6 +97,7 @@ class Route:
             ),
             "match": None if self.conditions is None else self.conditions.describe(),
             "mirror": None if self.mirror is None else self.mirror.describe(),
+            "hash_policy": None if self.hash_policy is None else self.hash_policy.describe(),
         }
 
 
@@ -112,6 +117,7 @@ def make_route(
     conditions: Conditions | None = None,
     mirror: MirrorPolicy | None = None,
     options: Mapping[str, Any] | None = None,
+    hash_policy: HashPolicy | None = None,
 ) -> Route:
     norm = prefix.rstrip("/") or "/"
     rewrite = "/" if strip_prefix else prefix_rewrite
@@ -129,6 +135,7 @@ def make_route(
         conditions=conditions if conditions else None,  # none at all is no conditions
         mirror=mirror,
         options=dict(options or {}),
+        hash_policy=hash_policy,
     )
 
 

@@ -22,6 +22,7 @@ from mesh.snapshot import Instance
 
 if TYPE_CHECKING:
     from mesh.canary import CanaryChoice
+    from mesh.hash_policy import HashPolicy
     from mesh.http.compression import ResponseCompression
     from mesh.telemetry.tracing import HopTrace
 
@@ -62,6 +63,9 @@ class Exchange:
     canary: CanaryChoice | None = None
     """The side of its route's canary this request goes to (set by routing); None: the
     route has none, every healthy instance may take it."""
+    hash_policy: HashPolicy | None = None
+    """Where the request's session-affinity key comes from (its route's, set by
+    routing); the proxy reads the key only when there is one. None: no affinity."""
     upgrade: str | None = None
     """The protocol the request asks to switch to and a listener allows (``Upgrade``,
     e.g. ``websocket``), set by the ingress; None for an ordinary request."""

@@ -2,7 +2,8 @@
 
 Contract:
 * the instance comes from the service's healthy instances in the current
-  snapshot, through the configured balancer;
+  snapshot, through the configured balancer, or through Maglev when the
+  request has a hash key (its route's ``hash_policy``);
 * a failed TCP connect is retried on another instance (nothing was sent, so
   this is safe for any method), up to ``connect_attempts`` instances;
 * with an :class:`~mesh.resilience.outliers.OutlierDetector` (the edge's
@@ -131,6 +132,11 @@ class Proxy:
         ``outliers`` admits each attempt and records its outcome."""
         service = ex.service or ""
         selector = self._balancer.selector(service)
+        hash_policy = ex.hash_policy
+        if hash_policy is not None:
+            key = hash_policy.key(ex)
+            if key is not None:  # else balanced as any request
+                selector = self._balancer.hashed(service, key)
         in_flight = self._balancer.in_flight
         timed = outliers is not None and outliers.timed
         tried: set[str] = set()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from types import MappingProxyType
 
@@ -30,6 +30,14 @@ class Instance:
     node: str = ""
     mesh_tls: bool = False
     """Registered as Consul Connect-native: reached over mesh TLS (:mod:`mesh.mtls`)."""
+    weight: int = 1
+    """Share of the service's traffic relative to its other instances, at least 1
+    (Consul's ``Weights.Passing``): weight 3 takes three times what weight 1 does."""
+    weighted: bool = False
+    """The instances of this service do not all have the same weight, so balancers
+    must read ``weight``. Set by :class:`ServiceEntry` for every instance of the
+    service, so that a balancer tells an unweighted service (the usual case) by one
+    attribute of any instance, whatever subset of them it is given."""
 
     @property
     def authority(self) -> str:
@@ -41,10 +49,17 @@ class Instance:
 
 @dataclass(frozen=True)
 class ServiceEntry:
-    """All known instances of one service, healthy or not, sorted by id."""
+    """All known instances of one service, healthy or not, sorted by id.
+
+    Creating one sets every instance's ``weighted`` to whether their weights differ
+    (all of them, healthy or not: the flag does not change with health).
+    """
 
     name: str
     instances: tuple[Instance, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "instances", mark_weighted(self.instances))
 
     @cached_property
     def healthy(self) -> tuple[Instance, ...]:
@@ -76,6 +91,16 @@ class Snapshot:
 
 
 EMPTY = Snapshot()
+
+
+def mark_weighted(instances: tuple[Instance, ...]) -> tuple[Instance, ...]:
+    """``instances`` with ``weighted`` set on each to whether their weights differ;
+    the same tuple when every flag is already right."""
+    weighted = len({i.weight for i in instances}) > 1
+    if all(i.weighted is weighted for i in instances):
+        return instances
+    return tuple(replace(i, weighted=weighted) for i in instances)
+
 
 Listener = Callable[[Snapshot], None]
 

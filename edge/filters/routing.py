@@ -57,6 +57,8 @@ class RoutingFilter:
         ex.attrs["route"] = route
         ex.service = route.service
         ex.upstream_path = route.upstream_path(ex.path)
+        # Stored, not tested: the proxy reads the key only for a route with a policy.
+        ex.hash_policy = route.hash_policy
         canary = route.canary
         if canary is not None:
             asked = ex.request.headers.get(canary.header) if canary.header else None

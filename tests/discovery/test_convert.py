@@ -383,6 +383,16 @@ def test_build_snapshot_is_deterministic_under_input_order(seed: int) -> None:
         pytest.param(
             lambda raw: raw["orders"][0]["Service"].update(Tags=["v3"]), False, id="tag-change"
         ),
+        pytest.param(
+            lambda raw: raw["users"][0]["Service"].update(Weights={"Passing": 3, "Warning": 1}),
+            False,
+            id="weight-change",
+        ),
+        pytest.param(
+            lambda raw: raw["users"][0]["Service"].update(Weights={"Passing": 1, "Warning": 9}),
+            True,
+            id="warning-weight-ignored",
+        ),
         pytest.param(lambda raw: raw["users"].pop(), False, id="instance-gone"),
         pytest.param(lambda raw: raw.pop("empty"), False, id="service-gone"),
     ],
@@ -391,3 +401,48 @@ def test_build_snapshot_equality(mutate: Any, same: bool) -> None:
     changed = copy.deepcopy(RAW)
     mutate(changed)
     assert build_snapshot(RAW).same_content(build_snapshot(changed)) is same
+
+
+# --- weights --------------------------------------------------------------------------------
+
+
+def _weighted_entry(service_id: str, weights: Any) -> dict[str, Any]:
+    entry = consul_entry(service_id)
+    entry["Service"]["Weights"] = weights
+    return entry
+
+
+@pytest.mark.parametrize(
+    ("weights", "expected"),
+    [
+        pytest.param({"Passing": 5, "Warning": 1}, 5, id="passing"),
+        pytest.param({"Passing": 1, "Warning": 1}, 1, id="default"),
+        pytest.param({"Warning": 3}, 1, id="no-passing"),
+        pytest.param(None, 1, id="no-weights"),
+        pytest.param({"Passing": 0}, 1, id="zero-counts-as-one"),
+        pytest.param({"Passing": -2}, 1, id="negative"),
+        pytest.param({"Passing": "3"}, 1, id="not-a-number"),
+        pytest.param({"Passing": True}, 1, id="boolean"),
+    ],
+)
+def test_weight_is_weights_passing(weights: Any, expected: int) -> None:
+    instance = entry_to_instance("users", _weighted_entry("users-1", weights))
+    assert instance is not None and instance.weight == expected
+
+
+def test_warning_weight_is_unused_since_a_warning_check_is_unhealthy() -> None:
+    entry = _weighted_entry("users-1", {"Passing": 3, "Warning": 7})
+    entry["Checks"] = [SERF, _check("warning")]
+    instance = entry_to_instance("users", entry)
+    assert instance is not None
+    assert (instance.healthy, instance.weight) == (False, 3)
+
+
+def test_service_entry_marks_unequal_weights_on_every_instance() -> None:
+    equal = service_entry("users", [_weighted_entry(i, {"Passing": 4}) for i in ("a", "b")])
+    assert [(i.weight, i.weighted) for i in equal.instances] == [(4, False), (4, False)]
+    unequal = service_entry(
+        "users", [_weighted_entry("a", {"Passing": 1}), _weighted_entry("b", {"Passing": 3})]
+    )
+    assert [(i.weight, i.weighted) for i in unequal.instances] == [(1, True), (3, True)]
+    assert all(i.weighted for i in unequal.healthy)

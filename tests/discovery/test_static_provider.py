@@ -138,10 +138,16 @@ def test_file_format_from_the_docstring() -> None:
             id="missing-port",
         ),
         pytest.param(
-            "services:\n  users:\n    - address: h\n      port: 1\n      weight: 3",
-            "services.users[0].weight",
+            "services:\n  users:\n    - address: h\n      port: 1\n      priority: 3",
+            "services.users[0].priority",
             "unknown key",
             id="unknown-key",
+        ),
+        pytest.param(
+            "services:\n  users:\n    - address: h\n      port: 1\n      weight: 0",
+            "services.users[0].weight",
+            "greater than or equal to 1",
+            id="weight-below-1",
         ),
         pytest.param(
             "services:\n  users:\n    - address: h\n      port: 99999",

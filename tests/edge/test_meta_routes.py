@@ -8,6 +8,7 @@ from multidict import CIMultiDict
 from edge.meta_routes import (
     CANARY_HEADER_KEY,
     CANARY_KEY,
+    HASH_KEY,
     HOST_KEY,
     MATCH_HEADERS_KEY,
     MAX_BODY_KEY,
@@ -23,6 +24,7 @@ from edge.meta_routes import (
 from edge.route_match import Conditions, header_condition
 from edge.routes import Route, RouteTable
 from mesh.canary import Canary
+from mesh.hash_policy import HashPolicy, HashSource
 from mesh.snapshot import Instance, ServiceEntry
 
 
@@ -73,6 +75,7 @@ def test_meta_keys() -> None:
     )
     assert MAX_BODY_KEY == "meshgate-route-max-body"
     assert MATCH_HEADERS_KEY == "meshgate-route-match-headers"
+    assert HASH_KEY == "meshgate-route-hash"
 
 
 @pytest.mark.parametrize(
@@ -454,3 +457,25 @@ def test_meta_routes_with_conditions_go_before_the_plain_one() -> None:
     assert service(("X-API-VERSION", "2")) == "orders-v2"
     assert service(("X-Api-Version", "1")) == "orders"
     assert service() == "orders"
+
+
+def test_a_hash_policy_declared_in_meta_applies_to_every_prefix() -> None:
+    meta = {PREFIX_KEY: "/a,/b", HASH_KEY: "header:X-User-Id, cookie:session,source_ip"}
+    routes, problems = routes_from_meta(_entry(meta))
+    policy = HashPolicy(
+        (
+            HashSource("header", "X-User-Id"),
+            HashSource("cookie", "session"),
+            HashSource("source_ip"),
+        )
+    )
+    assert problems == []
+    assert [(r.prefix, r.hash_policy) for r in routes] == [("/a", policy), ("/b", policy)]
+
+
+@pytest.mark.parametrize("value", ["", "header", "body:x", "header:X User"])
+def test_an_invalid_hash_policy_is_reported_and_the_routes_balance_as_usual(value: str) -> None:
+    routes, problems = routes_from_meta(_entry({PREFIX_KEY: "/a", HASH_KEY: value}))
+    assert [(r.prefix, r.hash_policy) for r in routes] == [("/a", None)]
+    assert [(p.service, p.key) for p in problems] == [("users", HASH_KEY)]
+    assert problems[0].problem.endswith("; no session affinity")

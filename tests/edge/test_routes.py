@@ -12,6 +12,7 @@ import edge.routes as routes_module
 from edge.route_match import Condition, Conditions, header_condition, query_condition
 from edge.routes import Match, Route, RouteTable, make_route
 from mesh.canary import Canary
+from mesh.hash_policy import HashPolicy, HashSource
 
 
 def config_route(prefix: str, service: str, **kw: Any) -> Route:
@@ -207,7 +208,14 @@ def test_describe() -> None:
         "canary": {"tag": "v2", "weight": 5.0, "header": "X-Canary"},
         "match": None,
         "mirror": None,
+        "hash_policy": None,
     }
+
+
+def test_describe_shows_the_hash_policy() -> None:
+    policy = HashPolicy((HashSource("header", "X-User-Id"), HashSource("source_ip")))
+    route = config_route("/a", "s", hash_policy=policy)
+    assert route.describe()["hash_policy"] == [{"header": "X-User-Id"}, {"source_ip": True}]
 
 
 def test_describe_shows_the_conditions() -> None:

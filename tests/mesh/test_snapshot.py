@@ -45,6 +45,21 @@ def test_service_entry_healthy_filters_in_order() -> None:
     assert [i.id for i in entry.healthy] == ["a", "c"]
 
 
+def test_service_entry_marks_whether_weights_differ() -> None:
+    heavy = Instance(id="b", service="users", address="10.0.0.1", port=9001, weight=3)
+    entry = ServiceEntry("users", (_inst("a"), heavy))
+    assert [i.weighted for i in entry.instances] == [True, True]
+    assert entry.instances[1].weight == 3
+    plain = (_inst("a"), _inst("b", port=9001))
+    assert ServiceEntry("users", plain).instances is plain  # nothing to change: same tuple
+    assert not any(i.weighted for i in plain)
+
+
+def test_service_entry_clears_a_stale_weighted_flag() -> None:
+    stale = Instance(id="a", service="users", address="10.0.0.1", port=9000, weighted=True)
+    assert ServiceEntry("users", (stale,)).instances[0].weighted is False
+
+
 def test_service_entry_equality_and_hash() -> None:
     one = ServiceEntry("users", (_inst("a"),))
     same = ServiceEntry("users", (_inst("a"),))

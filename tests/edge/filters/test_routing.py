@@ -12,6 +12,7 @@ from edge.route_match import Conditions, header_condition, query_condition
 from edge.routes import RouteTable, make_route
 from mesh.canary import CANARY, STABLE, Canary
 from mesh.exchange import Exchange
+from mesh.hash_policy import HashPolicy, HashSource
 from tests.mesh.telemetry.support import make_exchange
 
 TABLE = RouteTable(
@@ -141,3 +142,20 @@ async def test_the_header_changes_before_routing_do_not_choose_a_route() -> None
     ex.upstream_headers["X-Api-Version"] = "2"
     await routing(ex, _passed)
     assert ex.service == "orders"
+
+
+async def test_the_routes_hash_policy_travels_on_the_exchange() -> None:
+    policy = HashPolicy((HashSource("header", "X-User-Id"),))
+    table = RouteTable(
+        [
+            make_route(prefix="/sticky", service="s", source="config", hash_policy=policy),
+            make_route(prefix="/plain", service="s", source="config"),
+        ]
+    )
+    routing = RoutingFilter(table, 5.0)
+    ex = make_exchange({"X-User-Id": "u7"}, path="/sticky/x", method="GET")
+    await routing(ex, _passed)
+    assert ex.hash_policy is policy
+    ex = make_exchange({"X-User-Id": "u7"}, path="/plain/x", method="GET")
+    await routing(ex, _passed)
+    assert ex.hash_policy is None
