@@ -34,16 +34,19 @@ affinity (balanced as usual).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from edge.route_match import Conditions, header_condition
 from edge.routes import HTTP_METHODS, Route, make_route
 from mesh.canary import Canary
 from mesh.config.types import parse_byte_size, parse_duration
-from mesh.hash_policy import HashPolicy, parse_hash_sources
+from mesh.hash_policy import parse_hash_sources
 from mesh.identity.headers import is_header_name
 from mesh.snapshot import ServiceEntry
+
+T = TypeVar("T")
 
 PREFIX_KEY = "meshgate-route"
 HOST_KEY = "meshgate-route-host"
@@ -67,6 +70,25 @@ class MetaProblem:
     problem: str
 
 
+def _parsed(
+    meta: Mapping[str, str],
+    key: str,
+    parse: Callable[[str], T],
+    problem: Callable[[str, str], None],
+    consequence: str = "",
+) -> T | None:
+    """``parse`` of the value of meta ``key``; None when the key is absent, or when its
+    value does not parse (``parse`` raised ValueError): then reported as a problem of
+    ``key``, the error followed by ``consequence`` (what is done instead)."""
+    if key not in meta:
+        return None
+    try:
+        return parse(meta[key])
+    except ValueError as exc:
+        problem(key, f"{exc}; {consequence}" if consequence else str(exc))
+        return None
+
+
 def routes_from_meta(entry: ServiceEntry) -> tuple[list[Route], list[MetaProblem]]:
     routes: list[Route] = []
     problems: list[MetaProblem] = []
@@ -86,18 +108,10 @@ def routes_from_meta(entry: ServiceEntry) -> tuple[list[Route], list[MetaProblem
     def problem(key: str, text: str) -> None:
         problems.append(MetaProblem(entry.name, key, text))
 
-    timeout: float | None = None
-    if TIMEOUT_KEY in meta:
-        try:
-            timeout = parse_duration(meta[TIMEOUT_KEY])
-        except ValueError as exc:
-            problem(TIMEOUT_KEY, str(exc))
-    max_body_size: int | None = None
-    if MAX_BODY_KEY in meta:
-        try:
-            max_body_size = parse_byte_size(meta[MAX_BODY_KEY])
-        except ValueError as exc:
-            problem(MAX_BODY_KEY, f"{exc}; the edge's default applies")
+    timeout = _parsed(meta, TIMEOUT_KEY, parse_duration, problem)
+    max_body_size = _parsed(
+        meta, MAX_BODY_KEY, parse_byte_size, problem, "the edge's default applies"
+    )
     methods = [m.upper() for m in _split(meta.get(METHODS_KEY, ""))]
     unknown = [m for m in methods if m not in HTTP_METHODS]
     if unknown:
@@ -114,20 +128,12 @@ def routes_from_meta(entry: ServiceEntry) -> tuple[list[Route], list[MetaProblem
     if strip and rewrite is not None:
         problem(STRIP_KEY, f"ignored: {REWRITE_KEY} is set too, and the rewrite wins")
     canary = _canary([i.meta_dict() for i in declaring], problem)
-    conditions: Conditions | None = None
-    withheld = False
-    if MATCH_HEADERS_KEY in meta:
-        try:
-            conditions = parse_match_headers(meta[MATCH_HEADERS_KEY])
-        except ValueError as exc:
-            problem(MATCH_HEADERS_KEY, f"{exc}; the service's routes are left out")
-            withheld = True
-    hash_policy: HashPolicy | None = None
-    if HASH_KEY in meta:
-        try:
-            hash_policy = parse_hash_sources(meta[HASH_KEY])
-        except ValueError as exc:
-            problem(HASH_KEY, f"{exc}; no session affinity")
+    conditions = _parsed(
+        meta, MATCH_HEADERS_KEY, parse_match_headers, problem, "the service's routes are left out"
+    )
+    # Refused (not merely empty): the routes would take requests their conditions exclude.
+    withheld = any(p.key == MATCH_HEADERS_KEY for p in problems)
+    hash_policy = _parsed(meta, HASH_KEY, parse_hash_sources, problem, "no session affinity")
     for prefix in prefixes:
         if not prefix.startswith("/"):
             problem(PREFIX_KEY, f"prefix {prefix!r} must start with '/'")
