@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 
 from demo.processes import ConsulAgent, wait_until
-from tests.integration.harness import Edge, Mesh, consul_api, http, metrics
+from tests.integration.harness import App, Edge, Mesh, consul_api, http, metrics
 
 ROUTE = {"prefix": "/api/users", "service": "users", "prefix_rewrite": "/users"}
 HERE = {"zone": "eu-1a", "region": "eu-1"}
@@ -61,10 +61,15 @@ def place(consul: ConsulAgent, instance_id: str, port: int, status: str = "passi
 
 def start_users(mesh: Mesh) -> dict[str, int]:
     """An app per instance, each registered passing; instance → its app's port."""
-    ports = {i: mesh.app("users", i).port for i in PLACES}
-    for instance_id, port in ports.items():
-        place(mesh.consul, instance_id, port)
-    return ports
+    return {i: app.port for i, app in start_user_apps(mesh).items()}
+
+
+def start_user_apps(mesh: Mesh) -> dict[str, App]:
+    """An app per instance, each registered passing; instance → its app."""
+    apps = {i: mesh.app("users", i) for i in PLACES}
+    for instance_id, app in apps.items():
+        place(mesh.consul, instance_id, app.port)
+    return apps
 
 
 def healthy_zones(edge: Edge) -> dict[str, str]:
@@ -156,6 +161,27 @@ async def test_without_locality_the_edge_spreads_over_every_instance(mesh: Mesh)
     seen = await spread(f"{edge.url}/api/users/echo")
     assert seen == Counter({i: 10 for i in PLACES})
     assert counted(edge.admin) == {}
+
+
+async def test_locality_applies_after_outlier_ejection(mesh: Mesh) -> None:
+    """Consul says the zone's instances pass, but they fail every request: once the
+    edge ejects them, the zone has none left for the rule, and the region takes over."""
+    apps = start_user_apps(mesh)
+    breaker = {"consecutive_failures": 3, "open_base": "60s", "open_max": "60s"}
+    extra = {
+        "discovery": {"locality": HERE},
+        "outlier_detection": {"enabled": True, "breaker": {**breaker, "open_jitter": 0}},
+    }
+    edge = mesh.edge([ROUTE], extra=extra)
+    sees(edge, set(PLACES))
+    url = f"{edge.url}/api/users/echo"
+    for local in ("users-a1", "users-a2"):
+        apps[local].faults(error_rate=1.0, error_status=500)
+    statuses = [http(url)[0] for _ in range(6)]  # a1, a2, a1, a2, a1, a2
+    assert statuses == [500] * 6
+    # Both ejected (2 of 4: within max_ejection_share 0.5): the region answers.
+    assert await spread(url, 10) == Counter({"users-b": 10})
+    assert counted(edge.admin) == {"zone": 6, "region": 10}
 
 
 async def test_sidecar_outbound_prefers_its_zone(mesh: Mesh, consul: ConsulAgent) -> None:
