@@ -68,8 +68,8 @@ class LocalityConfig(LocalityThresholds):
 
     zone: str = Field(min_length=1)
     region: str = ""
-    """The proxy's region (""): when its zone cannot take a request, any instance
-    does, without preferring the region)."""
+    """The proxy's region. "": when its zone cannot take a request, any instance
+    does, without preferring a region."""
     services: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Per-service overrides of ``enabled``, ``min_healthy``, ``min_share``."""
 
