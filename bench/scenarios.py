@@ -250,6 +250,7 @@ MESH_TLS = {"mesh_tls": {"enabled": True, "require": True}}
 """Mesh TLS on both sides; ``require``, so a plain-HTTP hop can never be measured instead."""
 
 OUTLIER_DETECTION = {"outlier_detection": {"enabled": True}}
+LOCALITY = {"discovery": {"locality": {"zone": "bench-a", "region": "bench"}}}
 
 SHADOW_SERVICE = "bench-shadow"
 
@@ -294,6 +295,14 @@ SCENARIOS: dict[str, Scenario] = {
             headers={"X-User-Id": "user-7"},
             description="edge with a hash policy on the route and the key in every request: "
             "the key read and hashed, the instance looked up in a Maglev table",
+        ),
+        EdgeScenario(
+            "edge+locality",
+            compare_with="edge",
+            extra_config=LOCALITY,
+            description="edge with discovery.locality: the upstream, registered without a "
+            "zone, is never local, so every request takes the remembered 'any' choice and "
+            "counts it",
         ),
         EdgeScenario(
             "edge+sidecar",

@@ -6,6 +6,13 @@ We ask Consul for all instances and apply the rule here, so the snapshot also
 knows the unhealthy ones: for metrics by health, and so that routes a service
 declares in its meta survive while all of its instances are critical (the
 caller then gets 503 "no healthy instance", not 404 "no route").
+
+An instance's zone and region (for :mod:`mesh.locality`) are each the first found
+of, in order: the service's ``Locality`` (``Zone``/``Region``, Consul 1.17+), the
+service's meta ``meshgate-zone``/``meshgate-region``, the node's ``Locality``, the
+node's meta ``zone``/``region``. The service's own statement wins over its node's,
+and Consul's field over meta; an older Consul (ours is 1.8) has no ``Locality``,
+so node meta is the usual source, service meta the per-service exception.
 """
 
 from __future__ import annotations
@@ -31,6 +38,9 @@ def entry_to_instance(service_name: str, entry: Mapping[str, Any]) -> Instance |
     meta = svc.get("Meta") or {}
     weights = svc.get("Weights") or {}
     connect = svc.get("Connect") or {}
+    node_meta = node.get("Meta") or {}
+    svc_locality = svc.get("Locality") or {}
+    node_locality = node.get("Locality") or {}
     return Instance(
         id=str(svc.get("ID") or f"{service_name}-{address}-{port}"),
         service=service_name,
@@ -42,7 +52,32 @@ def entry_to_instance(service_name: str, entry: Mapping[str, Any]) -> Instance |
         node=str(node.get("Node", "")),
         mesh_tls=connect.get("Native") is True,
         weight=_weight(weights.get("Passing")),
+        zone=_first(
+            svc_locality.get("Zone"),
+            meta.get(ZONE_META),
+            node_locality.get("Zone"),
+            node_meta.get("zone"),
+        ),
+        region=_first(
+            svc_locality.get("Region"),
+            meta.get(REGION_META),
+            node_locality.get("Region"),
+            node_meta.get("region"),
+        ),
     )
+
+
+ZONE_META = "meshgate-zone"
+"""Service meta naming the instance's zone, over its node's (``zone`` node meta)."""
+REGION_META = "meshgate-region"
+
+
+def _first(*values: Any) -> str:
+    """The first of ``values`` that is a non-empty string, else ""."""
+    for value in values:
+        if isinstance(value, str) and value:
+            return value
+    return ""
 
 
 def _weight(passing: Any) -> int:

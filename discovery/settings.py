@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from mesh.config.sections import LocalityConfig
 from mesh.config.types import Duration, Frozen, split_host_port
 
 
@@ -58,6 +59,9 @@ class DiscoverySettings(Frozen):
     connections to the ports' other workers, or refuses them, rather than this process
     answering 503 for services it has not heard of yet. After the timeout it opens
     anyway, with a warning, and answers 503 until the catalog comes. 0: do not wait."""
+    locality: LocalityConfig | None = None
+    """Where this proxy runs, to prefer instances in its zone (:mod:`mesh.locality`);
+    None: every healthy instance alike. Read at start only (a reload does not change it)."""
 
     @model_validator(mode="after")
     def _static_needs_file(self) -> DiscoverySettings:

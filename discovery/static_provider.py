@@ -10,6 +10,8 @@ File format::
           tags: [v1]           # optional
           meta: {meshgate-route: /api/users}   # optional, as in Consul
           weight: 3            # optional, default 1: as Consul's Weights.Passing
+          zone: eu-west-1a     # optional: for locality-aware routing
+          region: eu-west-1    # optional
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ class StaticInstance(Frozen):
     weight: int = Field(default=1, ge=1)
     """Share of the service's traffic relative to its other instances (Consul's
     ``Weights.Passing``)."""
+    zone: str = ""
+    """The instance's zone, for locality-aware routing ("": unknown)."""
+    region: str = ""
 
 
 class StaticCatalog(Frozen):
@@ -60,6 +65,8 @@ def catalog_to_snapshot(catalog: StaticCatalog) -> Snapshot:
                 tags=item.tags,
                 meta=tuple(sorted(item.meta.items())),
                 weight=item.weight,
+                zone=item.zone,
+                region=item.region,
             )
             for item in items
         ]

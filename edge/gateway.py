@@ -177,7 +177,14 @@ class EdgeGateway:
         snapshot = self._store.current
         instances = {
             name: [
-                {"id": i.id, "address": i.authority, "healthy": i.healthy, "weight": i.weight}
+                {
+                    "id": i.id,
+                    "address": i.authority,
+                    "healthy": i.healthy,
+                    "weight": i.weight,
+                    "zone": i.zone,
+                    "region": i.region,
+                }
                 for i in entry.instances
             ]
             for name, entry in snapshot.services.items()

@@ -9,6 +9,9 @@ Contract:
 * with an :class:`~mesh.resilience.outliers.OutlierDetector` (the edge's
   ``outlier_detection``), ejected instances are left out and every attempt's
   outcome is recorded on its instance's breaker;
+* with a :class:`~mesh.locality.LocalityRouter` (``discovery.locality``), the
+  instances left (after the canary side and ejection) are narrowed to the proxy's
+  zone, or region, while it has enough of them, before the balancer picks;
 * 503 + Retry-After when the service has no healthy instance, 502 when the
   upstream fails, 504 when it does not answer in time, all as problem bodies;
 * request and response bodies stream: neither is ever held whole in memory, except
@@ -32,6 +35,7 @@ from mesh.deadline import format_remaining
 from mesh.exchange import Exchange
 from mesh.http.compression import ResponseCompression
 from mesh.http.headers import end_to_end
+from mesh.locality import LocalityRouter
 from mesh.mtls.contexts import MeshTls
 from mesh.resilience.breaker import CircuitBreaker, Permit
 from mesh.resilience.outcome import CallError, CallOutcome, parse_retry_after
@@ -90,11 +94,14 @@ class Proxy:
         telemetry: UpstreamTelemetry | None = None,
         mesh_tls: MeshTls | None = None,
         outliers: OutlierDetector | None = None,
+        locality: LocalityRouter | None = None,
     ) -> None:
         """``telemetry`` records each attempt (CLIENT span, upstream histogram);
         ``mesh_tls`` says how to reach each instance (None: plain HTTP to every one);
-        ``outliers`` ejects failing instances (None: every healthy one is called)."""
+        ``outliers`` ejects failing instances (None: every healthy one is called);
+        ``locality`` prefers instances near this proxy (None: all alike)."""
         self._mesh_tls = mesh_tls
+        self._locality = locality
         self.outliers = outliers
         """May be replaced at any time (a reload): a request uses the one it started with."""
         self._transport = transport
@@ -109,7 +116,7 @@ class Proxy:
         if service is None:
             return ex.problem(404, "No route", f"no route for {ex.path}", slug="no-route")
         entry = self._snapshot().service(service)
-        instances = entry.healthy if entry is not None else ()
+        healthy = instances = entry.healthy if entry is not None else ()
         if ex.canary is not None:
             instances = ex.canary.instances(instances)
         outliers = self.outliers
@@ -118,6 +125,9 @@ class Proxy:
                 instances = outliers.eligible(service, instances)
             else:
                 outliers = None
+        locality = self._locality
+        if locality is not None:
+            instances = locality.narrow(service, healthy, instances)
         if not instances:
             return no_healthy_instance(ex, self._settings.no_instance_retry_after)
         return await self.forward(ex, instances, outliers)

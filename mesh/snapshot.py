@@ -38,6 +38,11 @@ class Instance:
     must read ``weight``. Set by :class:`ServiceEntry` for every instance of the
     service, so that a balancer tells an unweighted service (the usual case) by one
     attribute of any instance, whatever subset of them it is given."""
+    zone: str = ""
+    """The availability zone the instance runs in ("": unknown), for locality-aware
+    routing (:mod:`mesh.locality`)."""
+    region: str = ""
+    """The region the instance runs in ("": unknown)."""
 
     @property
     def authority(self) -> str:

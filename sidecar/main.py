@@ -37,6 +37,7 @@ from mesh.proxy import Proxy, ProxySettings
 from mesh.server import Listener, settle_heap, wait_for_termination
 from mesh.snapshot import SnapshotStore
 from mesh.telemetry.exposition import exposition
+from mesh.telemetry.locality import locality_router
 from mesh.telemetry.metrics import ProxyMetrics
 from mesh.telemetry.upstream import UpstreamTelemetry
 from mesh.transport import make_transport
@@ -139,6 +140,7 @@ async def run_sidecar(
         settings,
         telemetry=upstream_telemetry,
         mesh_tls=connect.mesh_tls if connect is not None else None,
+        locality=locality_router(config.discovery.locality, store, registry),
     )
     telemetry = SidecarTelemetry(config)
     metrics_filter = MetricsFilter(in_metrics)

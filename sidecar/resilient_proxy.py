@@ -32,6 +32,7 @@ from mesh.balancing import Balancer
 from mesh.deadline import HEADER as DEADLINE_HEADER
 from mesh.deadline import format_remaining
 from mesh.exchange import Exchange
+from mesh.locality import LocalityRouter
 from mesh.mtls.contexts import MeshTls
 from mesh.proxy import (
     ProxySettings,
@@ -123,10 +124,14 @@ class ResilientProxy:
         on_retry: Callable[[RetryEvent], None] | None = None,
         telemetry: UpstreamTelemetry | None = None,
         mesh_tls: MeshTls | None = None,
+        locality: LocalityRouter | None = None,
     ) -> None:
         """``telemetry`` records each attempt (CLIENT span, upstream histogram);
-        ``mesh_tls`` says how to reach each instance (None: plain HTTP to every one)."""
+        ``mesh_tls`` says how to reach each instance (None: plain HTTP to every one);
+        ``locality`` narrows the healthy instances to those near this sidecar (None:
+        all alike), before ejection and balancing pick among them."""
         self._mesh_tls = mesh_tls
+        self._locality = locality
         self._transport = transport
         self._snapshot = snapshot
         self._balancer = balancer
@@ -140,6 +145,9 @@ class ResilientProxy:
         service = ex.service or ""
         entry = self._snapshot().service(service)
         instances = entry.healthy if entry is not None else ()
+        locality = self._locality
+        if locality is not None:
+            instances = locality.narrow(service, instances, instances)
         if not instances:
             return no_healthy_instance(ex, self._settings.no_instance_retry_after)
         guard = self._guards.for_service(service)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 
+from mesh.config.overrides import check_overrides, policy_for
 from mesh.config.types import Duration, Frozen, Port, PositiveDuration
 from mesh.http.upgrade import DEFAULT_PROTOCOLS, allowed_protocols
+from mesh.locality import Count, LocalityPolicy, LocalityRouter
 
 
 class ProxyConfig(Frozen):
@@ -45,3 +47,60 @@ class ShutdownConfig(Frozen):
 
 class LoggingConfig(Frozen):
     level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class LocalityThresholds(Frozen):
+    """What a service's locality-aware routing may change: on or off, and when the
+    proxy's zone (or region) has enough instances to take all of its requests."""
+
+    enabled: bool = True
+    """False: this service's requests go to any instance, as without locality."""
+    min_healthy: int = Field(default=1, ge=1)
+    """The zone (then the region) takes the requests only with at least this many
+    instances left after canary and outlier ejection..."""
+    min_share: float = Field(default=0.0, ge=0.0, le=1.0)
+    """... and at least this share of those instances (0.3: 30%)."""
+
+
+class LocalityConfig(LocalityThresholds):
+    """``discovery.locality``: where this proxy runs, for zone-aware routing
+    (:mod:`mesh.locality`). Absent: routing ignores zones."""
+
+    zone: str = Field(min_length=1)
+    region: str = ""
+    """The proxy's region. "": when its zone cannot take a request, any instance
+    does, without preferring a region."""
+    services: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Per-service overrides of ``enabled``, ``min_healthy``, ``min_share``."""
+
+    @model_validator(mode="after")
+    def _check_services(self) -> LocalityConfig:
+        check_overrides(self._thresholds(), self.services)
+        return self
+
+    def router(self, count: Count | None = None) -> LocalityRouter | None:
+        """The router this section makes (None when every service has locality off)."""
+        default = self.default_policy()
+        policies = self.service_policies()
+        if default is None and all(p is None for p in policies.values()):
+            return None
+        return LocalityRouter(default, policies, count)
+
+    def _thresholds(self) -> LocalityThresholds:
+        return LocalityThresholds.model_validate(
+            self.model_dump(include={"enabled", "min_healthy", "min_share"})
+        )
+
+    def _policy(self, thresholds: LocalityThresholds) -> LocalityPolicy | None:
+        if not thresholds.enabled:
+            return None
+        return LocalityPolicy(self.zone, self.region, thresholds.min_healthy, thresholds.min_share)
+
+    def default_policy(self) -> LocalityPolicy | None:
+        """The policy of services without an override (None: ``enabled: false``)."""
+        return self._policy(self._thresholds())
+
+    def service_policies(self) -> dict[str, LocalityPolicy | None]:
+        """Each overridden service's policy (None: locality off for it)."""
+        defaults = self._thresholds()
+        return {n: self._policy(policy_for(defaults, o)) for n, o in self.services.items()}

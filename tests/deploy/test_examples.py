@@ -7,6 +7,7 @@ or changed setting fails here until the example documents it.
 
 from __future__ import annotations
 
+import textwrap
 import types
 import typing
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from edge.meta_routes import routes_from_meta
 from edge.ratelimit.config import RateLimitsConfig
 from edge.routes import RouteTable
 from mesh.config.loader import load_config
+from mesh.config.sections import LocalityConfig
 from mesh.config.types import split_host_port
 from sidecar.config import SidecarConfig, load_sidecar_config
 
@@ -334,3 +336,20 @@ def test_compose_orders_declares_its_route_and_users_does_not() -> None:
     assert orders["meshgate-route"] == "/api/orders"
     assert orders["meshgate-route-rewrite"] == "/orders"
     assert "meshgate-route" not in users  # users is routed by the edge's config
+
+
+@pytest.mark.parametrize("file", ["edge.yaml", "sidecar.yaml"])
+def test_commented_locality_example_is_valid_and_complete(file: str) -> None:
+    """``discovery.locality`` is null in the examples (off by default); its commented
+    block shows every key, and must load as it is shown."""
+    lines = (EXAMPLES / file).read_text().splitlines()
+    start = lines.index("  #   locality:")
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("  #   "):
+            break
+        block.append(line.removeprefix("  #"))
+    shown = yaml.safe_load(textwrap.dedent("\n".join(block)))["locality"]
+    config = LocalityConfig.model_validate(shown)
+    assert set(shown) == set(LocalityConfig.model_fields)
+    assert config.service_policies()["billing"] is None

@@ -446,3 +446,92 @@ def test_service_entry_marks_unequal_weights_on_every_instance() -> None:
     )
     assert [(i.weight, i.weighted) for i in unequal.instances] == [(1, True), (3, True)]
     assert all(i.weighted for i in unequal.healthy)
+
+
+def _located(
+    *,
+    node_meta: dict[str, str] | None = None,
+    meta: dict[str, str] | None = None,
+    svc_locality: dict[str, str] | None = None,
+    node_locality: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    entry = consul_entry(meta=meta)
+    if node_meta is not None:
+        entry["Node"]["Meta"] = {**entry["Node"]["Meta"], **node_meta}
+    if svc_locality is not None:
+        entry["Service"]["Locality"] = svc_locality
+    if node_locality is not None:
+        entry["Node"]["Locality"] = node_locality
+    return entry
+
+
+@pytest.mark.parametrize(
+    ("entry", "zone", "region"),
+    [
+        pytest.param(consul_entry(), "", "", id="none-anywhere"),
+        pytest.param(
+            _located(node_meta={"zone": "a1", "region": "r1"}), "a1", "r1", id="node-meta"
+        ),
+        pytest.param(
+            _located(meta={"meshgate-zone": "b1", "meshgate-region": "r2"}),
+            "b1",
+            "r2",
+            id="service-meta",
+        ),
+        pytest.param(
+            _located(
+                node_meta={"zone": "a1", "region": "r1"},
+                meta={"meshgate-zone": "b1"},
+            ),
+            "b1",
+            "r1",
+            id="service-meta-over-node-meta-each-key-on-its-own",
+        ),
+        pytest.param(
+            _located(
+                node_meta={"zone": "a1", "region": "r1"},
+                meta={"meshgate-zone": "b1", "meshgate-region": "r2"},
+                svc_locality={"Region": "r3", "Zone": "c1"},
+            ),
+            "c1",
+            "r3",
+            id="service-locality-first",
+        ),
+        pytest.param(
+            _located(
+                node_meta={"zone": "a1", "region": "r1"},
+                node_locality={"Region": "r4", "Zone": "d1"},
+            ),
+            "d1",
+            "r4",
+            id="node-locality-over-node-meta",
+        ),
+        pytest.param(
+            _located(
+                meta={"meshgate-zone": "b1"},
+                node_locality={"Region": "r4", "Zone": "d1"},
+            ),
+            "b1",
+            "r4",
+            id="service-meta-over-node-locality",
+        ),
+        pytest.param(
+            _located(node_meta={"zone": ""}, svc_locality={"Zone": ""}),
+            "",
+            "",
+            id="empty-values-are-absent",
+        ),
+    ],
+)
+def test_zone_and_region(entry: dict[str, Any], zone: str, region: str) -> None:
+    instance = entry_to_instance("users", entry)
+    assert instance is not None
+    assert (instance.zone, instance.region) == (zone, region)
+
+
+def test_locality_of_a_malformed_answer_is_unknown() -> None:
+    entry = _located(node_meta={"zone": "a1"})
+    entry["Service"]["Locality"] = {"Zone": 7}
+    entry["Node"]["Locality"] = None
+    instance = entry_to_instance("users", entry)
+    assert instance is not None and instance.zone == "a1" and instance.region == ""

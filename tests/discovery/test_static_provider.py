@@ -106,6 +106,8 @@ services:
       id: users-1
       tags: [v1]
       meta: {meshgate-route: /api/users}
+      zone: eu-west-1a
+      region: eu-west-1
     - address: 127.0.0.1
       port: ${USERS_2_PORT:-9002}
   orders:
@@ -124,6 +126,8 @@ def test_file_format_from_the_docstring() -> None:
     ]
     assert users.instances[0].meta_dict() == {"meshgate-route": "/api/users"}
     assert users.instances[0].tags == ("v1",)
+    assert (users.instances[0].zone, users.instances[0].region) == ("eu-west-1a", "eu-west-1")
+    assert (users.instances[1].zone, users.instances[1].region) == ("", "")
     assert [i.id for i in users.healthy] == ["users-1", "users-127.0.0.1-9002"]
     assert orders.healthy == ()
 
