@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from tenacity.retry import retry_base
 
 from mesh.resilience.outcome import CallError, CallOutcome
-from sidecar.resilience.retry_budget import RetryBudget
+from mesh.resilience.retry_budget import RetryBudget
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
