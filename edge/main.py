@@ -30,6 +30,7 @@ from mesh.server import Listener, settle_heap, wait_for_termination
 from mesh.snapshot import SnapshotStore
 from mesh.telemetry.exposition import exposition, multiprocess_enabled
 from mesh.telemetry.metrics import ProxyMetrics
+from mesh.telemetry.route_retries import RouteRetryMetrics
 from mesh.telemetry.upstream import UpstreamTelemetry
 from mesh.transport import make_transport
 
@@ -58,6 +59,7 @@ async def run_edge(
         telemetry=UpstreamTelemetry(metrics),
         mesh_tls=connect.mesh_tls if connect is not None else None,
         outliers=outliers.detector,
+        retry_metrics=RouteRetryMetrics(registry),
     )
     outliers.serve(proxy)
     # Several workers share the ports (mesh.workers); one alone keeps them exclusive.
