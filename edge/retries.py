@@ -40,9 +40,9 @@ class RouteRetriesConfig(Frozen):
     idempotent, and backpressure (429 or 503 with ``Retry-After``) never at once."""
     per_try_timeout: PositiveDuration | None = None
     """Longest one attempt waits for its answer; null: what is left of the request's time."""
-    backoff_base: Duration = Field(default=0.025, ge=0)
+    backoff_base: Duration = 0.025
     """Full jitter: retry n waits a random time below ``backoff_base * 2 ** (n - 1)``..."""
-    backoff_max: Duration = Field(default=0.25, ge=0)
+    backoff_max: Duration = 0.25
     """... and below this."""
     replay_limit: ByteSize = Field(default=64 * 1024, ge=0)
     """Bodies up to this size (by Content-Length) are read whole so they can be sent again;
