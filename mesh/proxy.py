@@ -276,13 +276,15 @@ class Proxy:
                 )
             if instance is None:
                 break
-            number += 1
             tried.add(instance.id)
             ex.instance = instance
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
-                _count_attempts(ex, policy, number)
+                if permit is not None and breaker is not None:
+                    breaker.release(permit)  # no call made: nothing to record
+                _count_attempts(ex, policy, number)  # the attempts made
                 return gateway_timeout(ex, "the request's time ran out")
+            number += 1
             attempt = self._telemetry.attempt(ex, instance, number)
             upstream_request = self._upstream_request(ex, policy.try_time(left))
             in_flight.acquire(instance.id)
