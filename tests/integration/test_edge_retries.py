@@ -19,7 +19,7 @@ import urllib.request
 from typing import Any
 
 from demo.processes import wait_until
-from tests.integration.harness import App, Edge, Mesh, consul_api, http, metrics
+from tests.integration.harness import App, Edge, Mesh, consul_api, hang_up, http, metrics, rewrite
 
 ROUTE = {"prefix": "/api/users", "service": "users", "prefix_rewrite": "/users"}
 ROUTE_NAME = "users:/api/users"
@@ -143,6 +143,24 @@ def test_a_route_without_retries_makes_one_attempt(mesh: Mesh) -> None:
     assert statuses.count(503) >= 2 and statuses.count(200) >= 2, statuses
     assert all("x-mesh-attempts" not in head for _, head, _ in seen)
     assert "meshgate_route_retries_total" not in metrics(edge.admin)
+
+
+def test_retries_come_and_go_with_a_reload_and_show_at_routes(mesh: Mesh) -> None:
+    _good, _bad, edge, url = two_instances(mesh, ROUTE)
+    assert 503 in [send(url)[0] for _ in range(6)]
+
+    rewrite(edge, routes=[{**ROUTE, "retries": RETRIES}])
+    hang_up(edge, "applied")
+
+    assert [send(url)[0] for _ in range(8)] == [200] * 8
+    with urllib.request.urlopen(f"http://127.0.0.1:{edge.admin}/routes", timeout=5) as resp:
+        [route] = json.loads(resp.read())["routes"]
+    assert route["retries"]["max_attempts"] == 3
+    assert route["retries"]["retry_on"] == ["connect-failure", "reset", "timeout", 502, 503, 504]
+
+    rewrite(edge, routes=[ROUTE])
+    hang_up(edge, "applied", 2)
+    assert 503 in [send(url)[0] for _ in range(6)]
 
 
 def test_the_routes_timeout_bounds_the_attempts(mesh: Mesh) -> None:
