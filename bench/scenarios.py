@@ -305,6 +305,14 @@ SCENARIOS: dict[str, Scenario] = {
             "counts it",
         ),
         EdgeScenario(
+            "edge+retries",
+            compare_with="edge",
+            route={"retries": {}},
+            description="edge with a retry policy on the route (every default), the "
+            "upstream always answering: the policy read, the budget counting each request, "
+            "no retry ever made",
+        ),
+        EdgeScenario(
             "edge+sidecar",
             compare_with="edge",
             description="meshgate edge → meshgate sidecar → upstream (the full mesh hop)",

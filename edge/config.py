@@ -19,6 +19,7 @@ from edge.mirror.config import MirrorConfig
 from edge.outliers.config import OutlierDetectionConfig
 from edge.ratelimit.config import RateLimitsConfig
 from edge.registration import EdgeRegistrationConfig
+from edge.retries import RouteRetriesConfig
 from edge.route_match import (
     Condition,
     Conditions,
@@ -182,6 +183,9 @@ class RouteConfig(Frozen):
     """Session affinity: where a request's key comes from, first source present wins
     (:mod:`mesh.hash_policy`); requests with the same key go to the same instance
     (:mod:`mesh.maglev`). null: no affinity."""
+    retries: RouteRetriesConfig | None = None
+    """Retry failed attempts on other instances, under a budget (:mod:`edge.retries`);
+    null: only a failed connect moves on to another instance (``proxy.connect_attempts``)."""
 
     @field_validator("prefix", "prefix_rewrite")
     @classmethod

@@ -46,6 +46,7 @@ _ROUTING_KEYS = {
     "match",
     "mirror",
     "hash_policy",
+    "retries",
 }
 
 
@@ -67,6 +68,7 @@ def config_routes(config: EdgeConfig) -> list[Route]:
             mirror=r.mirror.policy() if r.mirror is not None else None,
             options=r.model_dump(exclude=_ROUTING_KEYS, exclude_none=True),
             hash_policy=hash_policy(r.hash_policy),
+            retries=r.retries.policy() if r.retries is not None else None,
         )
         for r in config.routes
     ]

@@ -31,6 +31,7 @@ from mesh.snapshot import SnapshotStore
 from mesh.telemetry.exposition import exposition, multiprocess_enabled
 from mesh.telemetry.locality import locality_router
 from mesh.telemetry.metrics import ProxyMetrics
+from mesh.telemetry.route_retries import RouteRetryMetrics
 from mesh.telemetry.upstream import UpstreamTelemetry
 from mesh.transport import make_transport
 
@@ -60,6 +61,7 @@ async def run_edge(
         mesh_tls=connect.mesh_tls if connect is not None else None,
         outliers=outliers.detector,
         locality=locality_router(config.discovery.locality, store, registry),
+        retry_metrics=RouteRetryMetrics(registry),
     )
     outliers.serve(proxy)
     # Several workers share the ports (mesh.workers); one alone keeps them exclusive.

@@ -28,6 +28,7 @@ from edge.mirror.policy import MirrorPolicy
 from edge.route_match import NO_PARAMS, Condition, Conditions, parse_query
 from mesh.canary import Canary
 from mesh.hash_policy import HashPolicy
+from mesh.resilience.route_retries import RouteRetryPolicy
 
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
 
@@ -57,6 +58,9 @@ class Route:
     hash_policy: HashPolicy | None = None
     """Session affinity: requests with the same key go to the same instance
     (:mod:`mesh.hash_policy`); None: the balancer alone picks."""
+    retries: RouteRetryPolicy | None = None
+    """Failed attempts retried on other instances (:mod:`mesh.resilience.route_retries`);
+    None: only a failed connect moves on."""
     options: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
     """Per-route settings of the features (``auth``, ``rate_limits``, ...), as configured."""
 
@@ -98,6 +102,7 @@ class Route:
             "match": None if self.conditions is None else self.conditions.describe(),
             "mirror": None if self.mirror is None else self.mirror.describe(),
             "hash_policy": None if self.hash_policy is None else self.hash_policy.describe(),
+            "retries": None if self.retries is None else self.retries.describe(),
         }
 
 
@@ -118,6 +123,7 @@ def make_route(
     mirror: MirrorPolicy | None = None,
     options: Mapping[str, Any] | None = None,
     hash_policy: HashPolicy | None = None,
+    retries: RouteRetryPolicy | None = None,
 ) -> Route:
     norm = prefix.rstrip("/") or "/"
     rewrite = "/" if strip_prefix else prefix_rewrite
@@ -136,6 +142,7 @@ def make_route(
         mirror=mirror,
         options=dict(options or {}),
         hash_policy=hash_policy,
+        retries=retries,
     )
 
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from mesh.canary import CanaryChoice
     from mesh.hash_policy import HashPolicy
     from mesh.http.compression import ResponseCompression
+    from mesh.resilience.route_retries import RouteRetryPolicy
     from mesh.telemetry.tracing import HopTrace
 
 
@@ -66,6 +67,9 @@ class Exchange:
     hash_policy: HashPolicy | None = None
     """Where the request's session-affinity key comes from (its route's, set by
     routing); the proxy reads the key only when there is one. None: no affinity."""
+    retries: RouteRetryPolicy | None = None
+    """What the request's route retries (set by the edge's routing); None: only a
+    failed connect moves on to another instance."""
     upgrade: str | None = None
     """The protocol the request asks to switch to and a listener allows (``Upgrade``,
     e.g. ``websocket``), set by the ingress; None for an ordinary request."""

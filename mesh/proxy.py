@@ -6,6 +6,10 @@ Contract:
   request has a hash key (its route's ``hash_policy``);
 * a failed TCP connect is retried on another instance (nothing was sent, so
   this is safe for any method), up to ``connect_attempts`` instances;
+* a request whose route has a retry policy (``ex.retries``: the edge's
+  ``routes[].retries``, :mod:`mesh.resilience.route_retries`) is retried by it
+  instead: per-try timeouts, backoff, a budget, and timeouts, resets and 5xx
+  answers retried only for idempotent requests with a replayable body;
 * with an :class:`~mesh.resilience.outliers.OutlierDetector` (the edge's
   ``outlier_detection``), ejected instances are left out and every attempt's
   outcome is recorded on its instance's breaker;
@@ -21,6 +25,8 @@ Contract:
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,10 +46,14 @@ from mesh.mtls.contexts import MeshTls
 from mesh.resilience.breaker import CircuitBreaker, Permit
 from mesh.resilience.outcome import CallError, CallOutcome, parse_retry_after
 from mesh.resilience.outliers import OutlierDetector
+from mesh.resilience.retry_policy import is_idempotent
+from mesh.resilience.route_retries import RouteRetryPolicy, fits_before, reason
 from mesh.snapshot import Instance, Snapshot
-from mesh.telemetry.tracing import EVENT_BREAKER_OPENED, add_event
+from mesh.telemetry.route_retries import RouteRetryMetrics
+from mesh.telemetry.tracing import EVENT_BREAKER_OPENED, EVENT_RETRY, add_event
 from mesh.telemetry.upstream import UpstreamTelemetry
 from mesh.transport.base import (
+    ClientBody,
     ClientBodyError,
     UpstreamConnectError,
     UpstreamError,
@@ -54,8 +64,11 @@ from mesh.transport.base import (
 )
 from mesh.tunnel import run_tunnel
 
+log = logging.getLogger(__name__)
+
 # Bodies up to this size (by Content-Length) are read whole and sent in one write.
 SMALL_BODY = 64 * 1024
+ATTEMPTS_HEADER = "X-Mesh-Attempts"
 _BODYLESS_STATUS = frozenset({204, 304})
 
 
@@ -95,11 +108,14 @@ class Proxy:
         mesh_tls: MeshTls | None = None,
         outliers: OutlierDetector | None = None,
         locality: LocalityRouter | None = None,
+        retry_metrics: RouteRetryMetrics | None = None,
     ) -> None:
         """``telemetry`` records each attempt (CLIENT span, upstream histogram);
         ``mesh_tls`` says how to reach each instance (None: plain HTTP to every one);
         ``outliers`` ejects failing instances (None: every healthy one is called);
-        ``locality`` prefers instances near this proxy (None: all alike)."""
+        ``locality`` prefers instances near this proxy (None: all alike);
+        ``retry_metrics`` counts routes' retries (None: not counted)."""
+        self._retry_metrics = retry_metrics
         self._mesh_tls = mesh_tls
         self._locality = locality
         self.outliers = outliers
@@ -147,6 +163,9 @@ class Proxy:
             key = hash_policy.key(ex)
             if key is not None:  # else balanced as any request
                 selector = self._balancer.hashed(service, key)
+        retries = ex.retries
+        if retries is not None:
+            return await self._retrying(ex, instances, outliers, selector, retries)
         in_flight = self._balancer.in_flight
         timed = outliers is not None and outliers.timed
         tried: set[str] = set()
@@ -165,6 +184,10 @@ class Proxy:
             ex.instance = instance
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
+                if permit is not None and breaker is not None:
+                    # No call made: nothing to record, but a half-open breaker's trial
+                    # permit must come back, or its trials would stay taken for good.
+                    breaker.release(permit)
                 return gateway_timeout(ex, "the request's time ran out")
             # Writes this attempt's trace context, which the request built below carries.
             attempt = self._telemetry.attempt(ex, instance, number)
@@ -218,6 +241,171 @@ class Proxy:
                         record_outcome(ex, breaker, permit, verdict, service, instance.id)
         detail = str(last_error) if last_error else "no instance could be tried"
         return bad_gateway(ex, f"could not connect to any instance of {ex.service!r}: {detail}")
+
+    async def _retrying(
+        self,
+        ex: Exchange,
+        instances: tuple[Instance, ...],
+        outliers: OutlierDetector | None,
+        selector: Selector,
+        policy: RouteRetryPolicy,
+    ) -> web.StreamResponse:
+        """``forward`` for a request whose route retries (see
+        :mod:`mesh.resilience.route_retries`): each attempt to an instance not tried
+        yet where there is one, bounded by ``per_try_timeout`` and the deadline, its
+        outcome recorded with ``outliers``; one CLIENT span per attempt, a
+        ``meshgate.retry`` event per retry; the last answer or failure goes back."""
+        service = ex.service or ""
+        request = ex.request
+        idempotent = ex.upgrade is None and is_idempotent(request.method, request.headers)
+        replayable = True
+        if ex.body is None and request.body_exists:
+            size = request.content_length
+            if idempotent and size is not None and size <= policy.replay_limit:
+                # Read once, whole, so that every attempt can send it (as the mirror does).
+                body = ClientBody(request.content, self._settings.body_timeout, ex.max_body_size)
+                try:
+                    ex.body = b"".join([piece async for piece in body.pieces()])
+                except ClientBodyError as exc:
+                    return client_body_problem(ex, exc)
+            else:
+                replayable = False  # streams once: only a failed connect moves on
+        policy.budget.record_request()
+        in_flight = self._balancer.in_flight
+        timed = outliers is not None and outliers.timed
+        tried: set[str] = set()
+        deadline = ex.deadline
+        number = 0
+        # How the last attempt failed, when it had no answer to pass on.
+        failure: tuple[CallOutcome, str] | None = None
+        while number < policy.max_attempts:
+            breaker: CircuitBreaker | None = None
+            permit: Permit | None = None
+            untried = len(tried) < len(instances)
+            if outliers is None:
+                instance = selector.pick(instances, tried if untried else set())
+            else:
+                instance, breaker, permit = _admitted(
+                    outliers, service, selector, instances, tried if untried else set()
+                )
+            if instance is None:
+                break
+            tried.add(instance.id)
+            ex.instance = instance
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                if permit is not None and breaker is not None:
+                    breaker.release(permit)  # no call made: nothing to record
+                _count_attempts(ex, policy, number)  # the attempts made
+                return gateway_timeout(ex, "the request's time ran out")
+            number += 1
+            attempt = self._telemetry.attempt(ex, instance, number)
+            upstream_request = self._upstream_request(ex, policy.try_time(left))
+            in_flight.acquire(instance.id)
+            verdict: CallOutcome | None = None
+            wait: float | None = None  # before the next attempt; None: no retry
+            started = time.monotonic()
+            try:
+                try:
+                    tls = self._mesh_tls
+                    upstream = await self._transport.send(
+                        instance.address,
+                        instance.port,
+                        upstream_request,
+                        None if tls is None else tls.for_instance(instance),
+                    )
+                except UpstreamConnectError as exc:
+                    attempt.failed("connect_error")
+                    verdict = _CONNECT_FAILED
+                    failure = verdict, str(exc)
+                    wait = self._retry(ex, policy, verdict, number, idempotent, replayable)
+                except UpstreamTimeout as exc:
+                    attempt.failed("timeout")
+                    verdict = _TIMED_OUT
+                    failure = verdict, str(exc)
+                    wait = self._retry(ex, policy, verdict, number, idempotent, replayable)
+                except ClientBodyError as exc:  # the client's doing, not the instance's
+                    attempt.failed(exc.outcome)
+                    _count_attempts(ex, policy, number)
+                    return client_body_problem(ex, exc)
+                except UpstreamError as exc:
+                    attempt.failed("upstream_error")
+                    verdict = _LOST
+                    failure = verdict, str(exc)
+                    wait = self._retry(ex, policy, verdict, number, idempotent, replayable)
+                else:
+                    attempt.responded(upstream.status)
+                    verdict = _answered(upstream, started if timed else 0.0)
+                    if verdict.retry_after_s is not None and outliers is not None:
+                        outliers.avoid(service, instance.id, verdict.retry_after_s)
+                    if upstream.status == 101:  # only ever to a request that asked to switch
+                        _count_attempts(ex, policy, number)
+                        idle = self._settings.tunnel_idle_timeout
+                        tunnel = self._telemetry.tunnel(ex)
+                        return await run_tunnel(ex, upstream, idle, tunnel)
+                    wait = self._retry(ex, policy, verdict, number, idempotent, replayable)
+                    if wait is None:
+                        _count_attempts(ex, policy, number)
+                        return await stream_response(ex, upstream)
+                    upstream.release()  # not read: the connection is closed
+            finally:
+                attempt.end()
+                in_flight.release(instance.id)
+                if permit is not None and breaker is not None:
+                    if verdict is None:  # cancelled, or the client's body failed
+                        breaker.release(permit)
+                    else:
+                        record_outcome(ex, breaker, permit, verdict, service, instance.id)
+            if wait is None:
+                break
+            if wait > 0:
+                await asyncio.sleep(wait)
+        _count_attempts(ex, policy, number)
+        if failure is None:
+            return bad_gateway(ex, f"no instance of {ex.service!r} could be tried")
+        outcome, detail = failure
+        if outcome.error is CallError.TIMEOUT:
+            return gateway_timeout(ex, detail)
+        if outcome.error is CallError.CONNECT:
+            detail = f"could not connect to any instance of {ex.service!r}: {detail}"
+        return bad_gateway(ex, detail)
+
+    def _retry(
+        self,
+        ex: Exchange,
+        policy: RouteRetryPolicy,
+        outcome: CallOutcome,
+        number: int,
+        idempotent: bool,
+        replayable: bool,
+    ) -> float | None:
+        """The seconds to wait before trying again after attempt ``number``, which ended
+        in ``outcome`` (its backoff, ending within the deadline), the retry counted and
+        traced; None: not tried again."""
+        if number >= policy.max_attempts or not policy.retriable(outcome, idempotent, replayable):
+            return None
+        wait = policy.backoff(number)
+        deadline = ex.deadline
+        if not fits_before(None if deadline is None else deadline - time.monotonic(), wait):
+            return None
+        route = ex.route or ""
+        service = ex.service or ""
+        if not policy.budget.try_acquire_retry():
+            if self._retry_metrics is not None:
+                self._retry_metrics.exhausted(route, service)
+            return None
+        why = reason(outcome)
+        if self._retry_metrics is not None:
+            self._retry_metrics.retried(route, service, why)
+        log.info(
+            "retrying %s %s to %s (attempt %d failed: %s)", ex.method, ex.path, service, number, why
+        )
+        add_event(
+            ex,
+            EVENT_RETRY,
+            {"meshgate.service": service, "meshgate.attempt": number, "meshgate.retry.reason": why},
+        )
+        return wait
 
     def _upstream_request(self, ex: Exchange, left: float | None) -> UpstreamRequest:
         """The request of one attempt, its timeouts within the ``left`` seconds (more
@@ -276,6 +464,13 @@ def _answered(upstream: UpstreamResponse, started: float) -> CallOutcome:
     if outcome is None:
         outcome = _UNTIMED[status] = CallOutcome.response(status)
     return outcome
+
+
+def _count_attempts(ex: Exchange, policy: RouteRetryPolicy, number: int) -> None:
+    """Say in the answer how many attempts the request took (``X-Mesh-Attempts``), as the
+    sidecar does, when the route's policy asks for it."""
+    if policy.attempts_header:
+        ex.response_headers.append((ATTEMPTS_HEADER, str(number)))
 
 
 def _admitted(

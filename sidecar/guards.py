@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mesh.resilience.breaker import BreakerState, CircuitBreaker
-from sidecar.resilience.retry_budget import RetryBudget
+from mesh.resilience.retry_budget import RetryBudget
 from sidecar.resilience_config import ResilienceConfig, UpstreamPolicy
 
 log = logging.getLogger(__name__)

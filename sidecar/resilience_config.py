@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 from mesh.config.overrides import check_overrides, policy_for
 from mesh.config.types import Duration, Frozen
 from mesh.resilience.breaker_config import BreakerConfig
-from sidecar.resilience.retry_budget import RetryBudgetSettings
+from mesh.resilience.retry_budget import RetryBudgetSettings
 
 
 class RetryConfig(Frozen):

@@ -9,7 +9,7 @@ Per request:
    breakers ejected, up to the configured share; instances that sent
    backpressure avoided), preferring one not tried yet, bounded by the per-try
    timeout and by the request's deadline;
-4. :func:`~sidecar.resilience.retry_policy.retry_if_outcome` decides retries:
+4. :func:`~mesh.resilience.retry_policy.retry_if_outcome` decides retries:
    connect failures for any method, timeouts/resets/502/503/504 only for
    idempotent requests with a replayable body, each retry spending the budget;
 5. backpressure (429/503 with ``Retry-After``) is passed back to the caller,
@@ -43,9 +43,11 @@ from mesh.proxy import (
     record_outcome,
     stream_response,
 )
+from mesh.resilience.backoff import wait_full_jitter
 from mesh.resilience.breaker import CircuitBreaker, Permit
 from mesh.resilience.ejection import MAX_AVOIDANCE_S, select_eligible
 from mesh.resilience.outcome import CallError, CallOutcome, parse_retry_after
+from mesh.resilience.retry_policy import is_idempotent, retry_if_outcome
 from mesh.snapshot import Instance, Snapshot
 from mesh.telemetry.tracing import (
     EVENT_BREAKER_REJECTED,
@@ -65,8 +67,6 @@ from mesh.transport.base import (
 )
 from mesh.tunnel import run_tunnel
 from sidecar.guards import GuardRegistry, ServiceGuard
-from sidecar.resilience.backoff import wait_full_jitter
-from sidecar.resilience.retry_policy import is_idempotent, retry_if_outcome
 
 log = logging.getLogger(__name__)
 

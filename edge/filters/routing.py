@@ -59,6 +59,7 @@ class RoutingFilter:
         ex.upstream_path = route.upstream_path(ex.path)
         # Stored, not tested: the proxy reads the key only for a route with a policy.
         ex.hash_policy = route.hash_policy
+        ex.retries = route.retries
         canary = route.canary
         if canary is not None:
             asked = ex.request.headers.get(canary.header) if canary.header else None

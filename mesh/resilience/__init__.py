@@ -8,7 +8,9 @@ arguments, so the proxies wrap them and the tests drive them deterministically.
 - ``breaker``: the per-instance circuit breaker state machine.
 - ``breaker_config``: its configuration section, as both processes read it.
 - ``ejection``: which instances of a service may receive traffic.
+- ``retry_budget``: the per-service cap on retries relative to requests.
+- ``retry_policy``: whether a failed attempt may be retried; tenacity predicate.
+- ``backoff``: how long to wait before a retry (full jitter); tenacity wait.
 
-The sidecar's retries (budget, policy, backoff) are in :mod:`sidecar.resilience`;
-the edge's passive outlier detection in :mod:`edge.outliers`.
+The edge's passive outlier detection is in :mod:`edge.outliers`.
 """

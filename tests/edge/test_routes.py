@@ -209,6 +209,7 @@ def test_describe() -> None:
         "match": None,
         "mirror": None,
         "hash_policy": None,
+        "retries": None,
     }
 
 

@@ -331,6 +331,47 @@ def test_a_retried_call_shows_one_client_span_per_attempt(
     assert sorted(s.parent_id for s in callee) == sorted(s.span_id for s in attempts)
 
 
+def test_an_edge_routes_retries_show_one_client_span_per_attempt(
+    mesh: Mesh, receiver: OtlpReceiver
+) -> None:
+    app = mesh.app("users", "users-1")
+    mesh.sidecar(app, "users-1")
+    retries = {"max_attempts": 3, "backoff_base": "1ms", "backoff_max": "2ms"}
+    route = {"prefix": "/api/users", "service": "users", "prefix_rewrite": "/users"}
+    edge = mesh.edge([{**route, "retries": retries}], extra=SAMPLE_ALL_FAST_LOG)
+    url = f"{edge.url}/api/users/echo"
+    wait_until(lambda: http(url)[0] == 200, 20, "the edge to see users")
+    app.faults(error_rate=1.0, error_status=503)
+
+    trace_id = new_trace_id()
+    status, headers, _ = http(url, {"traceparent": traceparent(trace_id)})
+    assert status == 503 and headers["x-mesh-attempts"] == "3"
+
+    # The edge's SERVER span (a child of the caller's) and its three CLIENT spans; the
+    # sidecar's and the app's spans come in their own time, in any order.
+    def edge_spans() -> list[ReceivedSpan]:
+        spans = receiver.trace(trace_id)
+        servers = [s for s in spans if s.parent_id == "00f067aa0ba902b7"]
+        ids = {s.span_id for s in servers}
+        return servers + [s for s in spans if s.parent_id in ids]
+
+    receiver.wait_for(lambda: len(edge_spans()) == 4, "the edge's four spans")
+    spans = edge_spans()
+    [server] = [s for s in spans if s.parent_id == "00f067aa0ba902b7"]
+    attempts = sorted(
+        (s for s in spans if s.parent_id == server.span_id),
+        key=lambda s: s.attributes["meshgate.attempt"],
+    )
+    assert [(s.kind, s.attributes["meshgate.attempt"]) for s in attempts] == [
+        ("CLIENT", 1),
+        ("CLIENT", 2),
+        ("CLIENT", 3),
+    ]
+    retried = events(server, EVENT_RETRY)
+    assert [r["meshgate.attempt"] for r in retried] == [1, 2]
+    assert {r["meshgate.retry.reason"] for r in retried} == {"503"}
+
+
 def test_breaker_opening_and_refusing_are_span_events(mesh: Mesh, receiver: OtlpReceiver) -> None:
     caller, backend = caller_and_backend(mesh, FAST_BREAKER)
     backend.faults(error_rate=1.0, error_status=500)

@@ -8,10 +8,10 @@ import pytest
 import tenacity
 from tenacity import RetryCallState
 
+from mesh.resilience.backoff import wait_full_jitter
 from mesh.resilience.outcome import CallError, CallOutcome
-from sidecar.resilience.backoff import wait_full_jitter
-from sidecar.resilience.retry_budget import RetryBudget, RetryBudgetSettings
-from sidecar.resilience.retry_policy import (
+from mesh.resilience.retry_budget import RetryBudget, RetryBudgetSettings
+from mesh.resilience.retry_policy import (
     is_idempotent,
     retry_if_outcome,
     should_retry,

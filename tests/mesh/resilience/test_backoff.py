@@ -10,7 +10,7 @@ import pytest
 import tenacity
 from tenacity import RetryCallState
 
-from sidecar.resilience.backoff import backoff_ceiling, full_jitter_backoff, wait_full_jitter
+from mesh.resilience.backoff import backoff_ceiling, full_jitter_backoff, wait_full_jitter
 
 
 def state_after(attempts: int) -> RetryCallState:

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from sidecar.resilience.retry_budget import RetryBudget, RetryBudgetSettings
+from mesh.resilience.retry_budget import RetryBudget, RetryBudgetSettings
 
 
 class FakeClock:

@@ -1,5 +1,8 @@
 """Whether a failed attempt may be retried, and the tenacity predicate that asks.
 
+Shared by the sidecar (tenacity, `retry_if_outcome`) and the edge's route retries
+(:mod:`mesh.resilience.route_retries`, which call `should_retry` from the proxy's loop).
+
 tenacity is the retry engine of the project; this module holds the decisions
 it is given, as plain functions plus `retry_if_outcome`, a tenacity retry
 strategy combining them with the per-service `RetryBudget`::
@@ -35,7 +38,7 @@ from typing import TYPE_CHECKING
 from tenacity.retry import retry_base
 
 from mesh.resilience.outcome import CallError, CallOutcome
-from sidecar.resilience.retry_budget import RetryBudget
+from mesh.resilience.retry_budget import RetryBudget
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
@@ -65,7 +68,12 @@ def is_idempotent(method: str, headers: Mapping[str, str]) -> bool:
     )
 
 
-def should_retry(outcome: CallOutcome, method_idempotent: bool, body_replayable: bool) -> bool:
+def should_retry(
+    outcome: CallOutcome,
+    method_idempotent: bool,
+    body_replayable: bool,
+    statuses: frozenset[int] = RETRYABLE_STATUSES,
+) -> bool:
     """Whether the attempt that ended in ``outcome`` may be retried.
 
     Args:
@@ -73,6 +81,10 @@ def should_retry(outcome: CallOutcome, method_idempotent: bool, body_replayable:
         method_idempotent: see `is_idempotent`.
         body_replayable: the request body is buffered (or empty) and can be
             sent again; a streamed body already consumed cannot.
+        statuses: the answers retried (the edge's routes choose theirs); whatever
+            they are, backpressure is never retried at once, and only an
+            idempotent request with a replayable body is retried after it may
+            have reached the upstream.
 
     Budget and attempt limits are not considered here; see `retry_if_outcome`.
     """
@@ -80,7 +92,7 @@ def should_retry(outcome: CallOutcome, method_idempotent: bool, body_replayable:
         return True
     if outcome.is_backpressure:
         return False
-    if outcome.error is not None or outcome.status in RETRYABLE_STATUSES:
+    if outcome.error is not None or outcome.status in statuses:
         return method_idempotent and body_replayable
     return False
 

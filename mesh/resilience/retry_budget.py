@@ -1,4 +1,5 @@
-"""Retry budget for one upstream service (Finagle / Linkerd / Envoy style).
+"""Retry budget for one upstream service at a sidecar, or one route at the edge
+(Finagle / Linkerd / Envoy style).
 
 Retries amplify load exactly when an upstream is struggling. A budget caps the
 retries of the last ``window_s`` seconds at::
