@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, Counter
 from mesh.config.sections import LocalityConfig
 from mesh.locality import LocalityRouter, Scope
 from mesh.snapshot import SnapshotStore
+from mesh.telemetry.metrics import adder
 
 
 class LocalityMetrics:
@@ -25,8 +26,9 @@ class LocalityMetrics:
         )
 
     def count(self, service: str, scope: Scope) -> Callable[[], None]:
-        # The child's own inc, looked up once per service and scope, not per request.
-        return self.requests.labels(service, scope.value).inc
+        # Looked up once per service and scope, not per request; with single-process
+        # values it adds in place, without the child's lock (mesh.telemetry.metrics.adder).
+        return adder(self.requests.labels(service, scope.value))
 
 
 def locality_router(
