@@ -291,8 +291,8 @@ SCENARIOS: dict[str, Scenario] = {
         EdgeScenario(
             "edge+maglev",
             compare_with="edge",
-            route={"hash_policy": [{"header": "X-User-Id"}]},
-            headers={"X-User-Id": "user-7"},
+            route={"hash_policy": [{"header": "X-Session-Id"}]},
+            headers={"X-Session-Id": "user-7"},
             description="edge with a hash policy on the route and the key in every request: "
             "the key read and hashed, the instance looked up in a Maglev table",
         ),

@@ -55,7 +55,7 @@ class HashSource:
         return {"source_ip": True} if self.kind == "source_ip" else {self.kind: self.name}
 
     def text(self) -> str:
-        """As a ``meshgate-route-hash`` item: ``header:X-User-Id``, ``source_ip``."""
+        """As a ``meshgate-route-hash`` item: ``header:X-Session-Id``, ``source_ip``."""
         return self.kind if self.kind == "source_ip" else f"{self.kind}:{self.name}"
 
 
