@@ -16,8 +16,9 @@ import time
 
 from pydantic import Field, field_validator
 
-from mesh.config.types import ByteSize, Duration, Frozen, PositiveDuration
-from mesh.resilience.retry_budget import RetryBudget, RetryBudgetSettings
+from mesh.config.types import PositiveDuration
+from mesh.resilience.retry_budget import RetryBudget
+from mesh.resilience.retry_config import RetryKeys
 from mesh.resilience.route_retries import (
     CONDITIONS,
     CONNECT_FAILURE,
@@ -29,29 +30,15 @@ from mesh.resilience.route_retries import (
 DEFAULT_RETRY_ON: tuple[str | int, ...] = (CONNECT_FAILURE, RESET, TIMEOUT, 502, 503, 504)
 
 
-class RouteRetriesConfig(Frozen):
+class RouteRetriesConfig(RetryKeys):
     """``retries: {max_attempts: 3, retry_on: [connect-failure, 503]}`` on a route."""
 
-    max_attempts: int = Field(default=3, ge=1, le=10)
-    """Attempts in all, the first included."""
     retry_on: tuple[str | int, ...] = Field(default=DEFAULT_RETRY_ON, min_length=1)
     """What is retried: ``connect-failure``, ``reset``, ``timeout`` and 5xx statuses.
     Whatever is listed, only a connect failure is retried for a request that is not
     idempotent, and backpressure (429 or 503 with ``Retry-After``) never at once."""
     per_try_timeout: PositiveDuration | None = None
     """Longest one attempt waits for its answer; null: what is left of the request's time."""
-    backoff_base: Duration = 0.025
-    """Full jitter: retry n waits a random time below ``backoff_base * 2 ** (n - 1)``..."""
-    backoff_max: Duration = 0.25
-    """... and below this."""
-    replay_limit: ByteSize = Field(default=64 * 1024, ge=0)
-    """Bodies up to this size (by Content-Length) are read whole so they can be sent again;
-    a longer or chunked body is sent once (then only a failed connect is retried)."""
-    budget_ratio: float = Field(default=0.2, ge=0)
-    budget_min_per_second: float = Field(default=10.0, ge=0)
-    budget_window: PositiveDuration = 10.0
-    attempts_header: bool = True
-    """Add ``X-Mesh-Attempts`` to the answer."""
 
     @field_validator("retry_on")
     @classmethod
@@ -70,11 +57,6 @@ class RouteRetriesConfig(Frozen):
 
     def policy(self) -> RouteRetryPolicy:
         """A new policy, its budget empty: one per route and edge process."""
-        settings = RetryBudgetSettings(
-            ratio=self.budget_ratio,
-            min_retries_per_second=self.budget_min_per_second,
-            window_s=self.budget_window,
-        )
         return RouteRetryPolicy(
             max_attempts=self.max_attempts,
             conditions=frozenset(c for c in self.retry_on if isinstance(c, str)),
@@ -83,7 +65,7 @@ class RouteRetriesConfig(Frozen):
             backoff_base=self.backoff_base,
             backoff_max=self.backoff_max,
             replay_limit=self.replay_limit,
-            budget=RetryBudget(settings, clock=time.monotonic),
+            budget=RetryBudget(self.budget(), clock=time.monotonic),
             attempts_header=self.attempts_header,
             random_unit=random.random,
         )

@@ -13,29 +13,12 @@ from pydantic import Field, model_validator
 from mesh.config.overrides import check_overrides, policy_for
 from mesh.config.types import Duration, Frozen
 from mesh.resilience.breaker_config import BreakerConfig
-from mesh.resilience.retry_budget import RetryBudgetSettings
+from mesh.resilience.retry_config import RetryKeys
 
 
-class RetryConfig(Frozen):
-    max_attempts: int = Field(default=3, ge=1, le=10)
-    """Attempts in all, the first included."""
+class RetryConfig(RetryKeys):
     per_try_timeout: Duration = 2.0
-    backoff_base: Duration = 0.025
-    backoff_max: Duration = 0.25
-    replay_limit: int = Field(default=64 * 1024, ge=0)
-    """Bodies up to this size (by Content-Length) are buffered so they can be sent again."""
-    budget_ratio: float = Field(default=0.2, ge=0)
-    budget_min_per_second: float = Field(default=10.0, ge=0)
-    budget_window: Duration = 10.0
-    attempts_header: bool = True
-    """Add ``X-Mesh-Attempts`` to responses."""
-
-    def budget(self) -> RetryBudgetSettings:
-        return RetryBudgetSettings(
-            ratio=self.budget_ratio,
-            min_retries_per_second=self.budget_min_per_second,
-            window_s=self.budget_window,
-        )
+    """Longest one attempt waits for its answer (and no longer than the deadline)."""
 
 
 class OutlierConfig(Frozen):
