@@ -69,6 +69,8 @@ log = logging.getLogger(__name__)
 # Bodies up to this size (by Content-Length) are read whole and sent in one write.
 SMALL_BODY = 64 * 1024
 ATTEMPTS_HEADER = "X-Mesh-Attempts"
+"""Response header: how many attempts the request took (a route's retries at the edge,
+a sidecar's outbound retries)."""
 _BODYLESS_STATUS = frozenset({204, 304})
 
 
@@ -262,10 +264,8 @@ class Proxy:
         if ex.body is None and request.body_exists:
             size = request.content_length
             if idempotent and size is not None and size <= policy.replay_limit:
-                # Read once, whole, so that every attempt can send it (as the mirror does).
-                body = ClientBody(request.content, self._settings.body_timeout, ex.max_body_size)
-                try:
-                    ex.body = b"".join([piece async for piece in body.pieces()])
+                try:  # so that every attempt can send it
+                    await read_body_whole(ex, self._settings.body_timeout)
                 except ClientBodyError as exc:
                     return client_body_problem(ex, exc)
             else:
@@ -304,7 +304,7 @@ class Proxy:
             in_flight.acquire(instance.id)
             verdict: CallOutcome | None = None
             wait: float | None = None  # before the next attempt; None: no retry
-            started = time.monotonic()
+            started = time.monotonic() if timed else 0.0
             try:
                 try:
                     tls = self._mesh_tls
@@ -335,7 +335,7 @@ class Proxy:
                     wait = self._retry(ex, policy, verdict, number, idempotent, replayable)
                 else:
                     attempt.responded(upstream.status)
-                    verdict = _answered(upstream, started if timed else 0.0)
+                    verdict = _answered(upstream, started)
                     if verdict.retry_after_s is not None and outliers is not None:
                         outliers.avoid(service, instance.id, verdict.retry_after_s)
                     if upstream.status == 101:  # only ever to a request that asked to switch
@@ -464,6 +464,19 @@ def _answered(upstream: UpstreamResponse, started: float) -> CallOutcome:
     if outcome is None:
         outcome = _UNTIMED[status] = CallOutcome.response(status)
     return outcome
+
+
+async def read_body_whole(ex: Exchange, body_timeout: float | None) -> bytes:
+    """The request's body, read whole once and kept as ``ex.body``, which every send of
+    the request then takes instead of the client's stream (the edge's mirror sends it
+    to a shadow too, a route's retries send it again). Read as a streamed body is: at
+    most ``body_timeout`` waiting for each piece, at most the exchange's
+    ``max_body_size`` in all; ClientBodyError (for :func:`client_body_problem`) when
+    the client's body fails."""
+    if ex.body is None:
+        body = ClientBody(ex.request.content, body_timeout, ex.max_body_size)
+        ex.body = b"".join([piece async for piece in body.pieces()])
+    return ex.body
 
 
 def _count_attempts(ex: Exchange, policy: RouteRetryPolicy, number: int) -> None:

@@ -35,6 +35,7 @@ from mesh.exchange import Exchange
 from mesh.locality import LocalityRouter
 from mesh.mtls.contexts import MeshTls
 from mesh.proxy import (
+    ATTEMPTS_HEADER,
     ProxySettings,
     bad_gateway,
     client_body_problem,
@@ -70,7 +71,6 @@ from sidecar.guards import GuardRegistry, ServiceGuard
 
 log = logging.getLogger(__name__)
 
-ATTEMPTS_HEADER = "X-Mesh-Attempts"
 _BACKPRESSURE = frozenset({429, 503})
 
 

@@ -12,8 +12,8 @@ from edge.mirror.policy import BodyPlan, MirrorPolicy, body_plan
 from edge.mirror.shadow import Mirrors
 from mesh.chain import Handler
 from mesh.exchange import Exchange
-from mesh.proxy import client_body_problem
-from mesh.transport.base import ClientBody, ClientBodyError
+from mesh.proxy import client_body_problem, read_body_whole
+from mesh.transport.base import ClientBodyError
 
 
 class MirrorFilter:
@@ -67,16 +67,9 @@ class MirrorFilter:
         body = None
         if plan is BodyPlan.BUFFER:
             try:
-                body = await _read_whole(
-                    ClientBody(request.content, self._body_timeout, ex.max_body_size)
-                )
+                body = await read_body_whole(ex, self._body_timeout)
             except ClientBodyError as exc:
                 mirrors.release(route)
                 return client_body_problem(ex, exc)
-            ex.body = body
         mirrors.send(ex, route, policy, instance, body)
         return await next_handler(ex)
-
-
-async def _read_whole(body: ClientBody) -> bytes:
-    return b"".join([piece async for piece in body.pieces()])
