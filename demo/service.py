@@ -19,7 +19,10 @@ Every service serves:
 * ``POST /admin/health`` ``{"healthy": false}``; ``GET /admin/stats``: requests
   counted per method and path, per ``X-Test-Seq``, and the most ever in progress;
 * ``GET /admin/received``: the last 100 requests the echo answered, each with its
-  method, path, headers and the SHA-256 of its body (e.g. what a mirror sent).
+  method, path, headers and the SHA-256 of its body (e.g. what a mirror sent);
+* ``/<name>/cached/<anything>``: an answer whose caching headers the query asks for
+  (to try a cache in front: see :func:`cached_answer`); counted per path in
+  ``/admin/stats`` like every request, and numbered in its body.
 
 ``orders`` also answers ``GET /orders/<id>`` by asking ``inventory`` for the
 stock, through its sidecar's outbound listener (``--outbound``), forwarding the
@@ -70,9 +73,70 @@ class State:
     in_progress: int = 0
     max_in_progress: int = 0
     received: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=100))
+    served: Counter[str] = field(default_factory=Counter)
+    """Answers of ``/<name>/cached/...`` per path (their bodies' ``n``)."""
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+async def cached_answer(request: web.Request, instance: str, n: int) -> web.StreamResponse:
+    """The answer of ``/<name>/cached/...``, the ``n``-th of its path, as its query asks:
+
+    * ``cc``, ``expires``, ``vary``, ``etag`` (quoted for you), ``lm`` (an HTTP date):
+      the ``Cache-Control``, ``Expires``, ``Vary``, ``ETag`` and ``Last-Modified``
+      headers; a conditional request that the ``etag`` (or ``lm``) meets gets 304;
+    * ``cookie=1``: a ``Set-Cookie``; ``status``: the status (default 200);
+    * ``bytes=N``: a body of N bytes instead of JSON; with ``stream=1`` sent in 64 KiB
+      pieces without a ``Content-Length``; ``ms``: wait that long first.
+
+    A JSON body names the instance, ``n``, the method and the request's headers. Any
+    method but GET and HEAD is answered ``{"changed": true}``, nothing more.
+    """
+    query = request.query
+    if "ms" in query:
+        await asyncio.sleep(int(query["ms"]) / 1000)
+    if request.method not in ("GET", "HEAD"):
+        return web.json_response({"changed": True, "instance": instance, "n": n})
+    headers: dict[str, str] = {"X-Served": str(n)}
+    for key, name in (("cc", "Cache-Control"), ("expires", "Expires"), ("vary", "Vary")):
+        if key in query:
+            headers[name] = query[key]
+    etag = f'"{query["etag"]}"' if "etag" in query else None
+    if etag is not None:
+        headers["ETag"] = etag
+    if "lm" in query:
+        headers["Last-Modified"] = query["lm"]
+    asked = request.headers.get("If-None-Match")
+    since = request.headers.get("If-Modified-Since")
+    if (asked is not None and etag is not None and etag in asked) or (
+        asked is None and since is not None and "lm" in query and since == query["lm"]
+    ):
+        return web.Response(status=304, headers=headers)
+    if query.get("cookie") == "1":
+        headers["Set-Cookie"] = f"session={n}; Path=/"
+    status = int(query.get("status", "200"))
+    if "bytes" not in query:
+        body = {
+            "instance": instance,
+            "n": n,
+            "method": request.method,
+            "headers": [[k, v] for k, v in request.headers.items()],
+        }
+        return web.json_response(body, status=status, headers=headers)
+    size = int(query["bytes"])
+    piece = bytes(range(256)) * 256  # 64 KiB
+    if query.get("stream") != "1":
+        data = (piece * (size // len(piece) + 1))[:size]
+        return web.Response(body=data, status=status, headers=headers)
+    response = web.StreamResponse(status=status, headers=headers)
+    await response.prepare(request)  # no length: chunked
+    left = size
+    while left > 0:
+        await response.write(piece[:left])
+        left -= len(piece)
+    await response.write_eof()
+    return response
 
 
 def create_app(name: str, instance: str, outbound: str | None = None) -> web.Application:
@@ -212,6 +276,10 @@ def create_app(name: str, instance: str, outbound: str | None = None) -> web.App
     async def received(_: web.Request) -> web.Response:
         return web.json_response(list(state.received))
 
+    async def cached(request: web.Request) -> web.StreamResponse:
+        state.served[request.path] += 1
+        return await cached_answer(request, instance, state.served[request.path])
+
     async def stock(request: web.Request) -> web.Response:
         item = request.match_info["item"]
         return web.json_response(
@@ -259,6 +327,7 @@ def create_app(name: str, instance: str, outbound: str | None = None) -> web.App
         app.router.add_get("/inventory/stock/{item}", stock)
     if name == "orders":
         app.router.add_get(r"/orders/{order_id:\d+}", order)
+    app.router.add_route("*", f"/{name}/cached/{{tail:.*}}", cached)
     app.router.add_route("*", f"/{name}/{{tail:.*}}", echo)
     app.router.add_route("*", f"/{name}", echo)
     return app

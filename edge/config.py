@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from discovery.settings import ConsulSettings, DiscoverySettings
 from edge.auth.config import AuthConfig, RouteAuthConfig
+from edge.cache.config import CacheStoreConfig, RouteCacheConfig
 from edge.compression.config import CompressionConfig
 from edge.cors.config import CorsConfig
 from edge.hash_policy import HashSourceConfig
@@ -186,6 +187,9 @@ class RouteConfig(Frozen):
     retries: RouteRetriesConfig | None = None
     """Retry failed attempts on other instances, under a budget (:mod:`edge.retries`);
     null: only a failed connect moves on to another instance (``proxy.connect_attempts``)."""
+    cache: RouteCacheConfig | None = None
+    """Store the service's answers at the edge and serve them while fresh (RFC 9111 shared
+    cache, :mod:`edge.cache`); null: every request goes to the service."""
 
     @field_validator("prefix", "prefix_rewrite")
     @classmethod
@@ -277,6 +281,8 @@ class EdgeConfig(Frozen):
     """Mutual TLS to the services' sidecars, with a certificate from Consul Connect."""
     outlier_detection: OutlierDetectionConfig = OutlierDetectionConfig()
     """Eject instances that keep failing the edge's requests (passive health checks)."""
+    cache: CacheStoreConfig = CacheStoreConfig()
+    """The response cache's store, per edge process (routes opt in with their ``cache``)."""
     routes: tuple[RouteConfig, ...] = ()
     consul_routes: bool = True
     """Also expose the routes services declare in their Consul meta."""
@@ -317,6 +323,17 @@ class EdgeConfig(Frozen):
             if name is not None:
                 raise ValueError(
                     f"{where}.request: {name} is an identity header the edge writes (auth.identity)"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _cached_bodies_fit(self) -> EdgeConfig:
+        for i, route in enumerate(self.routes):
+            if route.cache is not None and route.cache.max_body_size > self.cache.max_bytes:
+                raise ValueError(
+                    f"routes[{i}].cache.max_body_size: {route.cache.max_body_size} bytes is "
+                    f"more than cache.max_bytes ({self.cache.max_bytes}): such a body could "
+                    "never be stored"
                 )
         return self
 

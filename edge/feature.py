@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from prometheus_client import CollectorRegistry
 
 from discovery.settings import ConsulSettings
+from mesh.admin import AdminHandler
 from mesh.chain import Filter
 from mesh.config.reload import Reload
 from mesh.mtls.contexts import MeshTls
@@ -65,6 +66,10 @@ class EdgeFeature(Protocol):
 
     def admin_views(self) -> Mapping[str, JsonView]: ...
 
+    def admin_endpoints(self) -> Mapping[tuple[str, str], AdminHandler]:
+        """Handlers of the admin listener that take the request: by (method, path)."""
+        ...
+
     def strip_headers(self) -> set[str]:
         """Lower-case header names the ingress removes from every request."""
         ...
@@ -93,6 +98,9 @@ class BaseFeature:
         return []
 
     def admin_views(self) -> Mapping[str, JsonView]:
+        return {}
+
+    def admin_endpoints(self) -> Mapping[tuple[str, str], AdminHandler]:
         return {}
 
     def strip_headers(self) -> set[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from edge.auth.feature import AuthFeature
+from edge.cache.feature import CacheFeature
 from edge.compression.feature import CompressionFeature
 from edge.config import EdgeConfig
 from edge.cors.feature import CorsFeature
@@ -45,6 +46,12 @@ def build_features(config: EdgeConfig, ctx: EdgeContext) -> list[EdgeFeature]:
     # fault filter comes before the router), so only requests every other filter let
     # through are delayed or aborted, and an aborted request is never copied.
     features.append(FaultsFeature(config, ctx.registry))
+    # After the faults (a fault is what the caller sees, hits included; an injected abort
+    # is never taken for the service failing, so never answered from a stale entry) and
+    # before the mirror (a hit never reaches the service, so it is not copied, as the
+    # router's mirror in Envoy never sees what its cache filter answered; a copy is the
+    # request as the service gets it, revalidations included).
+    features.append(CacheFeature(config, ctx))
     # Last: its filter comes after every other's before the proxy (the identity token's
     # too), so a copy carries the request as the service gets it.
     features.append(MirrorFeature(config, ctx))

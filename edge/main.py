@@ -111,6 +111,9 @@ async def run_edge(
                 **{path: view for f in features for path, view in f.admin_views().items()},
             },
             registry=exposition(registry, refreshes),
+            endpoints={
+                route: handler for f in features for route, handler in f.admin_endpoints().items()
+            },
         ),
         config.admin.host,
         config.admin.port,

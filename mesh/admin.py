@@ -14,6 +14,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 JsonView = Callable[[], Mapping[str, Any]]
+AdminHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -41,10 +42,12 @@ def build_admin_app(
     ready: Callable[[], tuple[bool, Mapping[str, Any]]],
     views: Mapping[str, JsonView],
     registry: CollectorRegistry | Callable[[], bytes],
-    handlers: Mapping[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {},
+    handlers: Mapping[str, AdminHandler] = {},
+    endpoints: Mapping[tuple[str, str], AdminHandler] = {},
 ) -> web.Application:
-    """``ready`` returns (is_ready, details); each view is served as JSON at its path, and
-    each of ``handlers`` answers GET at its own."""
+    """``ready`` returns (is_ready, details); each view is served as JSON at its path,
+    each of ``handlers`` answers GET at its own, and each of ``endpoints`` answers its
+    (method, path), e.g. ``("POST", "/cache/purge")``."""
     app = web.Application()
 
     async def healthz(_: web.Request) -> web.Response:
@@ -67,6 +70,8 @@ def build_admin_app(
         app.router.add_get(path, _view_handler(view))
     for path, handler in handlers.items():
         app.router.add_get(path, handler)
+    for (method, path), handler in endpoints.items():
+        app.router.add_route(method, path, handler)
     return app
 
 

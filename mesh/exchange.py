@@ -9,7 +9,7 @@ sends exactly those headers.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,11 @@ if TYPE_CHECKING:
     from mesh.http.compression import ResponseCompression
     from mesh.resilience.route_retries import RouteRetryPolicy
     from mesh.telemetry.tracing import HopTrace
+    from mesh.transport.base import UpstreamResponse
+
+Responder = Callable[["Exchange", "UpstreamResponse"], Awaitable[web.StreamResponse]]
+"""What answers the client once an upstream's response head is in (see
+:attr:`Exchange.responder`)."""
 
 
 def merge_vary(existing: str | None, more: str) -> str:
@@ -88,6 +93,13 @@ class Exchange:
     compression: ResponseCompression | None = None
     """How the service's answer may be compressed for the client (set by the edge's
     compression filter); None: sent as the service encoded it."""
+    responder: Responder | None = None
+    """What turns the upstream's answer into the client's, when not the proxy's own
+    streaming (:func:`mesh.proxy.stream_response`): called with the exchange and the
+    upstream response whose head is in (never a 101), it answers the client and releases
+    the upstream response. Set by the edge's response cache for its routes (it may keep
+    a copy of the body, or answer from a stored response instead); None: streamed as it
+    comes."""
     attrs: dict[str, Any] = field(default_factory=dict)
     upstream_header_block: str = ""
     """Header lines sent upstream after ``upstream_headers``, already rendered:

@@ -20,7 +20,10 @@ Contract:
   upstream fails, 504 when it does not answer in time, all as problem bodies;
 * request and response bodies stream: neither is ever held whole in memory, except
   a request body a filter read whole already (``ex.body``: the edge's mirror, for a
-  body of declared length within its limit).
+  body of declared length within its limit);
+* an upstream's answer goes to the client through the exchange's ``responder`` when
+  one is set (the edge's response cache), else :func:`stream_response`; either may
+  hand a copy of the body to a :class:`BodyTee` as it relays it.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiohttp import StreamReader, web
 from multidict import CIMultiDict
@@ -72,6 +76,21 @@ ATTEMPTS_HEADER = "X-Mesh-Attempts"
 """Response header: how many attempts the request took (a route's retries at the edge,
 a sidecar's outbound retries)."""
 _BODYLESS_STATUS = frozenset({204, 304})
+
+
+class BodyTee(Protocol):
+    """Takes a copy of a response body while it is relayed to the client (the edge's
+    cache keeps it). The relay calls :meth:`write` with each piece as it comes, then
+    exactly one of :meth:`close` (the upstream's body arrived whole) or :meth:`abort`
+    (it did not: the upstream failed, or the client went away, midway). A tee never
+    raises and never slows the relay: one that stops wanting the copy (too large)
+    drops what it has and ignores the rest itself."""
+
+    def write(self, piece: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+    def abort(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +251,9 @@ class Proxy:
                 if upstream.status == 101:  # only ever to a request that asked to switch
                     idle = self._settings.tunnel_idle_timeout
                     return await run_tunnel(ex, upstream, idle, self._telemetry.tunnel(ex))
+                respond = ex.responder
+                if respond is not None:
+                    return await respond(ex, upstream)
                 return await stream_response(ex, upstream)
             finally:
                 attempt.end()
@@ -346,6 +368,9 @@ class Proxy:
                     wait = self._retry(ex, policy, verdict, number, idempotent, replayable)
                     if wait is None:
                         _count_attempts(ex, policy, number)
+                        respond = ex.responder
+                        if respond is not None:
+                            return await respond(ex, upstream)
                         return await stream_response(ex, upstream)
                     upstream.release()  # not read: the connection is closed
             finally:
@@ -532,13 +557,22 @@ def record_outcome(
         add_event(ex, EVENT_BREAKER_OPENED, attributes)
 
 
-async def stream_response(ex: Exchange, upstream: UpstreamResponse) -> web.StreamResponse:
-    """Copy status, end-to-end headers and the body from ``upstream`` to the client.
+async def stream_response(
+    ex: Exchange,
+    upstream: UpstreamResponse,
+    tee: BodyTee | None = None,
+    headers: CIMultiDict[str] | None = None,
+) -> web.StreamResponse:
+    """Copy status, end-to-end headers and the body from ``upstream`` to the client;
+    ``tee`` gets a copy of the body as it goes (see :class:`BodyTee`). ``headers``:
+    the end-to-end headers of ``upstream`` when the caller has them already (they are
+    changed here).
 
     Once the first byte has gone to the client, an upstream failure can only
     be signalled by cutting the connection, which is what this does.
     """
-    headers = end_to_end(upstream.headers)
+    if headers is None:
+        headers = end_to_end(upstream.headers)
     length = headers.popall("Content-Length", None)
     size = int(length[0]) if length and len(length) == 1 and length[0].isdigit() else None
     method = ex.request.method
@@ -550,7 +584,7 @@ async def stream_response(ex: Exchange, upstream: UpstreamResponse) -> web.Strea
     ):
         gzip = None
     if size is not None and size <= SMALL_BODY and not bodyless:
-        return await _whole_response(ex, upstream, headers, gzip)
+        return await _whole_response(ex, upstream, headers, gzip, tee)
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
     try:
         response.headers.extend(headers)
@@ -559,7 +593,7 @@ async def stream_response(ex: Exchange, upstream: UpstreamResponse) -> web.Strea
             # Without a length the body goes chunked: compressed as it comes, streamed.
             response.headers["Content-Encoding"] = "gzip"
             await response.prepare(ex.request)
-            await _write_gzipped(response, upstream, gzip)
+            await _write_gzipped(response, upstream, gzip, tee)
             return response
         if size is not None:
             if bodyless:
@@ -567,9 +601,16 @@ async def stream_response(ex: Exchange, upstream: UpstreamResponse) -> web.Strea
             else:
                 response.content_length = size
         await response.prepare(ex.request)
-        if not bodyless:
-            async for chunk in upstream.chunks():
-                await response.write(chunk)
+        if tee is None:
+            if not bodyless:
+                async for chunk in upstream.chunks():
+                    await response.write(chunk)
+        else:
+            if not bodyless:
+                async for chunk in upstream.chunks():
+                    tee.write(chunk)
+                    await response.write(chunk)
+            tee.close()  # the body is whole, whether or not its end reaches the client
         await response.write_eof()
         return response
     except (UpstreamError, ConnectionResetError):
@@ -580,17 +621,27 @@ async def stream_response(ex: Exchange, upstream: UpstreamResponse) -> web.Strea
         return response
     finally:
         upstream.release()
+        if tee is not None:
+            tee.abort()  # nothing after close(); else the copy is incomplete
 
 
 async def _write_gzipped(
-    response: web.StreamResponse, upstream: UpstreamResponse, compression: ResponseCompression
+    response: web.StreamResponse,
+    upstream: UpstreamResponse,
+    compression: ResponseCompression,
+    tee: BodyTee | None = None,
 ) -> None:
-    """The upstream's body, gzipped piece by piece as it arrives, then the gzip trailer."""
+    """The upstream's body, gzipped piece by piece as it arrives, then the gzip trailer;
+    ``tee`` gets the pieces as they came (not gzipped)."""
     compressor = compression.compressor()
     async for chunk in upstream.chunks():
+        if tee is not None:
+            tee.write(chunk)
         data = compressor.compress(chunk)
         if data:  # zlib keeps small pieces until it has enough to compress
             await response.write(data)
+    if tee is not None:
+        tee.close()
     await response.write(compressor.flush())
     await response.write_eof()
 
@@ -600,13 +651,16 @@ async def _whole_response(
     upstream: UpstreamResponse,
     headers: CIMultiDict[str],
     gzip: ResponseCompression | None = None,
+    tee: BodyTee | None = None,
 ) -> web.StreamResponse:
     """A small body of known length is read whole and sent in one write (gzipped whole
-    by ``gzip`` when given, its ``Content-Length`` the compressed one's).
+    by ``gzip`` when given, its ``Content-Length`` the compressed one's); ``tee`` gets
+    it whole, as it came.
 
     Cheaper than streaming (one write, no chunk loop), and an upstream that
     fails mid-body still gets an honest 502 since nothing was sent yet.
     """
+    parts: list[bytes] | None = None
     try:
         parts = [chunk async for chunk in upstream.chunks()]
     except UpstreamTimeout as exc:
@@ -615,7 +669,12 @@ async def _whole_response(
         return bad_gateway(ex, str(exc))
     finally:
         upstream.release()
+        if tee is not None and parts is None:
+            tee.abort()  # failed or cancelled before the whole body came
     body = b"".join(parts)
+    if tee is not None:
+        tee.write(body)
+        tee.close()
     if gzip is not None:
         body = gzip.gzip(body)
         headers["Content-Encoding"] = "gzip"

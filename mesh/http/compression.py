@@ -189,10 +189,14 @@ class ResponseCompression:
         status: int,
         headers: CIMultiDict[str],
         size: int | None,
+        *,
+        sent: bool = True,
     ) -> bool:
         """True when the body is to be gzipped (the caller turns the writer's compression
         on and sends no ``Content-Length``). Edits ``headers``: ``Vary`` whenever the
-        response could be compressed, a weak ``ETag`` when it is."""
+        response could be compressed, a weak ``ETag`` when it is. ``sent`` False: the
+        body is not sent after all (the edge's cache answers 304 with the headers the
+        answer would have had), so no compression is counted."""
         if not self.compressible(status, headers, size):
             return False
         headers["Vary"] = merge_vary(headers.get("Vary"), "Accept-Encoding")
@@ -201,7 +205,7 @@ class ResponseCompression:
         etag = headers.get("ETag")
         if etag is not None:
             headers["ETag"] = weak_etag(etag)
-        if self._on_compress is not None:
+        if sent and self._on_compress is not None:
             self._on_compress()
         return True
 

@@ -5,14 +5,16 @@ Each line is one JSON object (keys in this order)::
     {"ts":"2025-01-31T12:00:00.123Z","role":"edge","request_id":"…","trace_id":"…",
      "method":"GET","path":"/api/orders/7","route":"orders","service":"orders",
      "instance":"orders-1","status":200,"duration_ms":1.234,"client":"10.0.0.7",
-     "subject":"alice","rate_limit":"allowed"}
+     "subject":"alice","rate_limit":"allowed","cache":"hit"}
 
 ``path`` is the normalised path without the query string (queries carry API
 keys often enough). ``subject`` is the authenticated caller's subject from
 ``ex.attrs["identity"]`` (an object with a ``subject`` string, such as
 :class:`edge.auth.claims.Claims`; never a token); ``rate_limit`` the outcome
 in ``ex.attrs["rate_limit"]`` (a string, or a result with ``allowed`` and
-``source``). Absent values are ``null``.
+``source``); ``cache`` what the edge's response cache did, from
+``ex.attrs["cache"]`` (a string: ``hit``, ``miss``, ...). Absent values are
+``null``.
 
 Cost: no ``logging`` machinery; the line is formatted with string
 operations (C-accelerated JSON string escaping), the timestamp's seconds are
@@ -56,6 +58,21 @@ _OUTCOMES = {
     outcome: _quote(outcome) for outcome in ("allowed", "refused", "failed_open", "failed_closed")
 }
 """The ``rate_limit`` field's quoted value, for the outcomes :func:`rate_limit_outcome` gives."""
+
+_CACHE_RESULTS = {
+    result: _quote(result)
+    for result in (
+        "hit",
+        "collapsed",
+        "stale",
+        "stale_if_error",
+        "revalidated",
+        "miss",
+        "uncacheable",
+        "bypass",
+    )
+}
+"""The ``cache`` field's quoted value, for the edge cache's results."""
 
 _MAX_SUBJECTS = 4096
 """Identities whose quoted subject a log keeps; past that it starts over."""
@@ -208,6 +225,8 @@ class AccessLog:
         else:
             text = rate_limit_outcome(limit)
             outcome = "null" if text is None else _OUTCOMES.get(text) or _quote(text)
+        cached = attrs.get("cache")
+        cache = "null" if cached is None else _CACHE_RESULTS.get(cached) or _quote(cached)
         return (
             f'{self._line_start}{_MILLIS[int((now - second) * 1000)]}Z","role":{self._role},'
             f'"request_id":{_quote(ex.request_id)},'
@@ -217,7 +236,7 @@ class AccessLog:
             f'"service":{"null" if service is None else _quote(service)},'
             f'"instance":{"null" if instance is None else _quote(instance.id)},'
             f'"status":{status},"duration_ms":{duration_ms:.3f},"client":{_quote(ex.client_ip)},'
-            f'"subject":{subject},"rate_limit":{outcome}}}\n'
+            f'"subject":{subject},"rate_limit":{outcome},"cache":{cache}}}\n'
         )
 
     def _subject(self, identity: object) -> str:

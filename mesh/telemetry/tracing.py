@@ -591,6 +591,14 @@ def add_event(
         trace_.span.add_event(name, attributes)
 
 
+def set_server_attribute(ex: Exchange, name: str, value: AttributeValue) -> None:
+    """Set attribute ``name`` on the request's SERVER span, if the request is sampled
+    (e.g. the edge cache's ``meshgate.cache.result``). Never a secret."""
+    trace_ = ex.trace
+    if trace_ is not None and trace_.span is not None:
+        trace_.span.set_attribute(name, value)
+
+
 @contextlib.contextmanager
 def child_span(
     ex: Exchange,

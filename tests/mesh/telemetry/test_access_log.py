@@ -61,6 +61,7 @@ def test_a_line_has_every_field(pipe: Pipe) -> None:
     assert ex.trace_id is not None and len(ex.trace_id) == 32
     ex.attrs["identity"] = Claims(subject="alice", token_id="jti-secret-ish")
     ex.attrs["rate_limit"] = SimpleNamespace(allowed=True, source="redis")
+    ex.attrs["cache"] = "hit"
     log.record(ex, 201)
     [line] = pipe.lines()
     entry = json.loads(line)
@@ -79,6 +80,7 @@ def test_a_line_has_every_field(pipe: Pipe) -> None:
         "client": "192.0.2.7",
         "subject": "alice",
         "rate_limit": "allowed",
+        "cache": "hit",
     }
     assert list(entry) == list(json.loads(line))  # stable key order
 
@@ -95,6 +97,7 @@ def test_absent_values_are_null_and_strings_are_escaped(pipe: Pipe) -> None:
         None,
         None,
     )
+    assert entry["cache"] is None  # not a cached route's request
 
 
 def test_lines_wait_in_the_buffer_until_it_fills(pipe: Pipe) -> None:

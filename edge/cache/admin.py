@@ -1,0 +1,120 @@
+"""The cache on the edge's admin listener: ``GET /cache`` and ``POST /cache/purge``.
+
+Both act on the store of the edge process that answers: with ``--workers N``
+each worker has its own store and the admin port is shared, so a purge
+reaches one worker (the answer names it by ``pid``); repeat it, or let the
+entries expire.
+
+``GET /cache``: the store's bounds and totals, and per route its entries,
+bytes and the requests by what the cache did; ``?route=<name>`` lists that
+route's entries too, most recently used first (path, status, size, age, ttl,
+hits, the headers it varies on; never a query string or a header value, which
+may hold credentials), at most :data:`MAX_LISTED`.
+
+``POST /cache/purge`` with a JSON body naming what goes: ``{"route": "<name>"}``,
+``{"prefix": "/api/users/7"}`` (that path and those under it, on a segment
+boundary), both (entries of the route under the prefix), or ``{"all": true}``.
+Answers ``{"purged": n, "pid": ...}``; a body that says none of these, or
+anything else, gets a 400 problem.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from aiohttp import web
+
+from edge.cache.serving import EdgeCache
+from mesh.http.problem import problem_response
+
+MAX_LISTED = 1000
+_PURGE_KEYS = frozenset({"route", "prefix", "all"})
+
+
+class CacheAdmin:
+    def __init__(self, cache: EdgeCache) -> None:
+        self._cache = cache
+
+    def view(self, route: str | None = None) -> dict[str, Any]:
+        cache = self._cache
+        store = cache.store
+        now = cache.clock()
+        totals = store.route_totals()
+        routes: dict[str, Any] = {}
+        for name in sorted(set(totals) | set(cache.results)):
+            entries, size = totals.get(name, (0, 0))
+            routes[name] = {
+                "entries": entries,
+                "bytes": size,
+                "requests": dict(sorted(cache.results.get(name, {}).items())),
+            }
+        view: dict[str, Any] = {
+            "pid": os.getpid(),
+            "max_bytes": store.max_bytes,
+            "max_entries": store.max_entries,
+            "bytes": store.size,
+            "entries": len(store),
+            "evictions": store.evictions,
+            "fetches_in_flight": len(cache.flights),
+            "routes": routes,
+        }
+        if route is not None:
+            listed = []
+            for entry in store:
+                if entry.route != route:
+                    continue
+                listed.append(
+                    {
+                        "path": entry.path,
+                        "status": entry.status,
+                        "bytes": entry.size,
+                        "age": round(entry.timing.age(now), 3),
+                        "ttl": round(entry.timing.ttl(now), 3),
+                        "hits": entry.hits,
+                        "vary": [name for name, _ in entry.variant],
+                        "shared": entry.shared,
+                    }
+                )
+                if len(listed) >= MAX_LISTED:
+                    break
+            view["listed"] = listed
+        return view
+
+    async def handle_view(self, request: web.Request) -> web.Response:
+        return _json(self.view(request.query.get("route")))
+
+    async def handle_purge(self, request: web.Request) -> web.Response:
+        try:
+            body = json.loads(await request.read() or b"null")
+        except ValueError:
+            return _bad("the body is not JSON")
+        if not isinstance(body, dict) or not body:
+            return _bad('give {"route": ...}, {"prefix": ...}, both, or {"all": true}')
+        unknown = sorted(set(body) - _PURGE_KEYS)
+        if unknown:
+            return _bad(f"unknown key {unknown[0]!r} (route, prefix, all)")
+        route, prefix, everything = body.get("route"), body.get("prefix"), body.get("all")
+        if route is not None and (not isinstance(route, str) or not route):
+            return _bad("route: a route's name, as /routes shows it")
+        if prefix is not None and (not isinstance(prefix, str) or not prefix.startswith("/")):
+            return _bad("prefix: a path starting with '/'")
+        if everything is not None and everything is not True:
+            return _bad("all: only true")
+        if everything and (route is not None or prefix is not None):
+            return _bad("all: not with route or prefix")
+        if not everything and route is None and prefix is None:
+            return _bad('give {"route": ...}, {"prefix": ...}, both, or {"all": true}')
+        purged = self._cache.store.purge(route, prefix)
+        return _json({"purged": purged, "pid": os.getpid()})
+
+
+def _json(data: Any) -> web.Response:
+    return web.Response(
+        body=json.dumps(data, indent=2, sort_keys=True).encode(), content_type="application/json"
+    )
+
+
+def _bad(detail: str) -> web.Response:
+    return problem_response(400, "Bad request", detail, None, slug="bad-purge")

@@ -1,0 +1,97 @@
+"""The cache's configuration: the edge-wide store (``cache``) and a route's ``cache`` key."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from edge.cache.key import KeySpec
+from edge.cache.policy import CachePolicy
+from mesh.config.types import ByteSize, Duration, Frozen, HeaderName, PositiveDuration
+
+CACHED_METHODS = ("GET", "HEAD")
+
+
+class CacheStoreConfig(Frozen):
+    """``cache:`` at the top of the edge's file: the store every cached route shares, one
+    per edge process (each of ``--workers N`` has its own)."""
+
+    max_bytes: ByteSize = 64 * 1024 * 1024
+    """Most bytes of stored responses (bodies, headers and bookkeeping) per process; past
+    it the least recently used go."""
+    max_entries: int = Field(default=10_000, ge=1)
+    """Most stored responses per process; past it the least recently used go."""
+
+
+class CacheKeyConfig(Frozen):
+    """What besides the route, ``Host`` and path tells a route's stored answers apart."""
+
+    headers: tuple[HeaderName, ...] = ()
+    """Request headers whose values join the key, as the edge sends them on (identity
+    headers the edge sets included), for services that vary by them without saying
+    ``Vary``."""
+    query: Literal["all", "none"] | tuple[str, ...] = "all"
+    """``all``: the query as sent; ``none``: ignored; a list of names: only those
+    parameters (in sorted order)."""
+
+    @field_validator("query", mode="before")
+    @classmethod
+    def _names(cls, value: object) -> object:
+        if isinstance(value, list | tuple):
+            if not value:
+                raise ValueError("an empty list keeps no parameter: write `none`")
+            for name in value:
+                if not isinstance(name, str) or not name:
+                    raise ValueError(f"{name!r} is not a query parameter name")
+        return value
+
+    def spec(self) -> KeySpec:
+        query = self.query if isinstance(self.query, str) else tuple(self.query)
+        return KeySpec(tuple(h.lower() for h in self.headers), query)
+
+
+class RouteCacheConfig(Frozen):
+    """``cache: {ttl: 30s}`` on a route: store its answers at the edge (see :mod:`edge.cache`)."""
+
+    ttl: PositiveDuration | None = None
+    """Freshness of an answer that gives none itself (``max-age``, ``s-maxage``,
+    ``Expires``); null: such an answer is not stored."""
+    max_body_size: ByteSize = 1024 * 1024
+    """Largest body stored; a larger one is relayed as it comes, unstored."""
+    methods: tuple[str, ...] = CACHED_METHODS
+    """Methods answered from the cache: GET, and HEAD from GET's entries."""
+    key: CacheKeyConfig = CacheKeyConfig()
+    stale_while_revalidate: Duration = 0.0
+    """Past freshness, how long an answer is served while revalidated in the background
+    (unless the answer's own ``Cache-Control`` says otherwise); 0: never."""
+    stale_if_error: Duration = 0.0
+    """Past freshness, how long an answer is served when the service fails (unless the
+    answer's own ``Cache-Control`` says otherwise); 0: never."""
+    lock: bool = True
+    """Concurrent misses of one key wait for a single fetch to the service."""
+    lock_timeout: PositiveDuration = 5.0
+    """Longest a miss waits for another's fetch before fetching for itself."""
+
+    @field_validator("methods")
+    @classmethod
+    def _get_and_head(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        upper = tuple(m.upper() for m in value)
+        for method in upper:
+            if method not in CACHED_METHODS:
+                raise ValueError(f"{method!r}: only GET and HEAD are answered from the cache")
+        if "GET" not in upper:
+            raise ValueError("GET is required: HEAD is answered from GET's stored answers")
+        return upper
+
+    def policy(self) -> CachePolicy:
+        return CachePolicy(
+            ttl=self.ttl,
+            max_body_size=self.max_body_size,
+            head="HEAD" in self.methods,
+            key=self.key.spec(),
+            stale_while_revalidate=self.stale_while_revalidate,
+            stale_if_error=self.stale_if_error,
+            lock=self.lock,
+            lock_timeout=self.lock_timeout,
+        )

@@ -1,0 +1,77 @@
+"""The cache feature of the edge: the filter (:mod:`edge.filters.cache`) right before the
+mirror's and the proxy, the store of this process, its metrics and admin endpoints.
+
+Always built, so that a reload may add a ``cache`` to a route; with no route cached
+it contributes no filter. A reload applies the ``cache`` section (the store's bounds:
+entries are evicted at once to fit smaller ones) and follows the routes (the
+gateway's key): a route whose ``cache`` changed or went loses its entries, so that
+nothing stored under the old settings is served under the new ones.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+from edge.cache.admin import CacheAdmin
+from edge.cache.metrics import CacheMetrics
+from edge.cache.policy import CachePolicy
+from edge.cache.serving import EdgeCache
+from edge.cache.store import CacheStore
+from edge.config import EdgeConfig
+from edge.feature import BaseFeature, EdgeContext
+from edge.filters.cache import CacheFilter
+from edge.gateway import config_routes
+from mesh.admin import AdminHandler
+from mesh.chain import Filter
+from mesh.config.reload import Reload
+
+
+def _policies(config: EdgeConfig) -> dict[str, CachePolicy]:
+    return {route.name: route.cache for route in config_routes(config) if route.cache is not None}
+
+
+class CacheFeature(BaseFeature):
+    name = "cache"
+
+    def __init__(
+        self, config: EdgeConfig, ctx: EdgeContext, clock: Callable[[], float] = time.time
+    ) -> None:
+        metrics = CacheMetrics(ctx.registry)
+        bounds = config.cache
+        store = CacheStore(bounds.max_bytes, bounds.max_entries, metrics)
+        self.cache = EdgeCache(store, metrics, clock)
+        self._admin = CacheAdmin(self.cache)
+        self._policies = _policies(config)
+        self._filters = self._filters_for(self._policies)
+
+    def _filters_for(self, policies: Mapping[str, CachePolicy]) -> list[Filter]:
+        return [CacheFilter(self.cache)] if policies else []
+
+    def before_proxy(self) -> list[Filter]:
+        return self._filters
+
+    def admin_endpoints(self) -> Mapping[tuple[str, str], AdminHandler]:
+        return {
+            ("GET", "/cache"): self._admin.handle_view,
+            ("POST", "/cache/purge"): self._admin.handle_purge,
+        }
+
+    def prepare_reload(self, config: EdgeConfig) -> Reload:
+        policies = _policies(config)
+        filters = self._filters_for(policies)
+        bounds = config.cache
+        changed = [name for name, policy in self._policies.items() if policies.get(name) != policy]
+
+        def commit() -> None:
+            store = self.cache.store
+            for name in changed:
+                store.purge(route=name)
+            store.resize(bounds.max_bytes, bounds.max_entries)
+            self._policies = policies
+            self._filters = filters
+
+        return Reload(("cache",), commit)
+
+    async def stop(self) -> None:
+        await self.cache.stop()

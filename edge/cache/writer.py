@@ -1,0 +1,149 @@
+"""Filling a new entry with the body as it is relayed to the client (a :class:`mesh.proxy.BodyTee`).
+
+The proxy hands each piece of the service's body to the writer as it sends it
+on; the writer keeps a copy until the body ends, then stores the entry. The
+client's answer never waits for it and never sees it fail:
+
+* past the route's ``max_body_size`` the copy is dropped at once (and the rest
+  of the body is relayed uncopied), so the edge holds at most that much per
+  response being stored;
+* a body that ends early (the service failed, the client went away) is never
+  stored: an entry is only ever a whole answer.
+
+Either way the key's flight ends (:mod:`edge.cache.flights`), so requests
+waiting for this fetch go on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from multidict import CIMultiDict
+
+from edge.cache.flights import Flight
+from edge.cache.freshness import Timing
+from edge.cache.key import PrimaryKey
+from edge.cache.store import CacheStore, Entry
+from edge.cache.vary import Variant
+
+
+class EntryWriter:
+    """Copies one response's body into a new entry of ``store`` (see the module docstring)."""
+
+    __slots__ = (
+        "_done",
+        "_flight",
+        "_head",
+        "_limit",
+        "_on_drop",
+        "_parts",
+        "_size",
+        "_store",
+    )
+
+    def __init__(
+        self,
+        store: CacheStore,
+        head: EntryHead,
+        limit: int,
+        flight: Flight | None,
+        on_drop: Callable[[str, str], None],
+    ) -> None:
+        """``on_drop(route, why)`` is told of a copy dropped (``too-large``, ``incomplete``)."""
+        self._store = store
+        self._head = head
+        self._limit = limit
+        self._flight = flight
+        self._on_drop = on_drop
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._done = False
+
+    def write(self, piece: bytes) -> None:
+        if self._done:
+            return
+        self._size += len(piece)
+        if self._size > self._limit:
+            self._drop("too-large")
+            return
+        self._parts.append(piece)
+
+    def close(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        body = b"".join(self._parts)
+        self._parts = []
+        self._store.put(self._head.entry(body))
+        self._end_flight()
+
+    def abort(self) -> None:
+        if not self._done:
+            self._drop("incomplete")
+
+    def _drop(self, why: str) -> None:
+        self._done = True
+        self._parts = []
+        self._on_drop(self._head.route, why)
+        self._end_flight()
+
+    def _end_flight(self) -> None:
+        if self._flight is not None:
+            self._flight.end()
+
+
+class EntryHead:
+    """Everything of a new entry but its body: known when the response head comes."""
+
+    __slots__ = (
+        "headers",
+        "host",
+        "key",
+        "path",
+        "reason",
+        "route",
+        "shared",
+        "status",
+        "timing",
+        "variant",
+    )
+
+    def __init__(
+        self,
+        *,
+        key: PrimaryKey,
+        route: str,
+        host: str,
+        path: str,
+        status: int,
+        reason: str | None,
+        headers: CIMultiDict[str],
+        variant: Variant,
+        timing: Timing,
+        shared: bool,
+    ) -> None:
+        self.key = key
+        self.route = route
+        self.host = host
+        self.path = path
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.variant = variant
+        self.timing = timing
+        self.shared = shared
+
+    def entry(self, body: bytes) -> Entry:
+        return Entry(
+            key=self.key,
+            route=self.route,
+            host=self.host,
+            path=self.path,
+            status=self.status,
+            reason=self.reason,
+            headers=self.headers,
+            body=body,
+            variant=self.variant,
+            timing=self.timing,
+            shared=self.shared,
+        )
