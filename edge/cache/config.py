@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field, field_validator
 
-from edge.cache.key import KeySpec
+from edge.cache.key import KeySpec, QueryRule
 from edge.cache.policy import CachePolicy
 from mesh.config.types import ByteSize, Duration, Frozen, HeaderName, PositiveDuration
 
@@ -31,24 +29,30 @@ class CacheKeyConfig(Frozen):
     """Request headers whose values join the key, as the edge sends them on (identity
     headers the edge sets included), for services that vary by them without saying
     ``Vary``."""
-    query: Literal["all", "none"] | tuple[str, ...] = "all"
+    query: str | tuple[str, ...] = "all"
     """``all``: the query as sent; ``none``: ignored; a list of names: only those
     parameters (in sorted order)."""
 
     @field_validator("query", mode="before")
     @classmethod
-    def _names(cls, value: object) -> object:
+    def _rule(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value not in ("all", "none"):
+                raise ValueError(f"{value!r}: all, none, or a list of parameter names")
+            return value
         if isinstance(value, list | tuple):
             if not value:
                 raise ValueError("an empty list keeps no parameter: write `none`")
             for name in value:
                 if not isinstance(name, str) or not name:
                     raise ValueError(f"{name!r} is not a query parameter name")
-        return value
+            return tuple(value)
+        raise ValueError("all, none, or a list of parameter names")
 
     def spec(self) -> KeySpec:
-        query = self.query if isinstance(self.query, str) else tuple(self.query)
-        return KeySpec(tuple(h.lower() for h in self.headers), query)
+        query = self.query
+        rule: QueryRule = ("all" if query == "all" else "none") if isinstance(query, str) else query
+        return KeySpec(tuple(h.lower() for h in self.headers), rule)
 
 
 class RouteCacheConfig(Frozen):

@@ -13,8 +13,8 @@ fails is the reason given, see :data:`edge.cache.status.REASONS`):
 5. it sets no cookie (``Set-Cookie``), as nginx does not cache such answers;
 6. it does not say ``Vary: *``;
 7. its declared body is at most the route's ``max_body_size``;
-8. it gives its freshness (``s-maxage``, ``max-age``, ``Expires``) or the route
-   has a ``ttl``;
+8. it gives its freshness (``s-maxage``, ``max-age``, ``Expires``, or
+   ``no-cache``: validated before every use) or the route has a ``ttl``;
 9. it can serve some later request: fresh on arrival, or with a validator
    (``ETag``, ``Last-Modified``) to revalidate it by, or in a
    ``stale-if-error`` window.
@@ -104,9 +104,12 @@ def timing(
     date = http_date(headers.get("Date"))
     lifetime = explicit_lifetime(control, headers.get("Expires"), date, received)
     if lifetime is None:
-        if policy.ttl is None:
+        if policy.ttl is not None:
+            lifetime = policy.ttl
+        elif control.no_cache:
+            lifetime = 0.0  # validated before every use: no lifetime needed
+        else:
             return None
-        lifetime = policy.ttl
     while_revalidate, if_error = stale_windows(
         control, policy.stale_while_revalidate, policy.stale_if_error
     )

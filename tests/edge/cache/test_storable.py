@@ -1,0 +1,112 @@
+"""What a shared cache may store of a response to a GET: table-driven, times given."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from multidict import CIMultiDict
+
+from edge.cache.policy import CachePolicy
+from edge.cache.storable import CACHEABLE_STATUSES, verdict
+
+NOW = 1_000_000.0
+
+
+def judge(
+    headers: dict[str, str] | list[tuple[str, str]],
+    status: int = 200,
+    policy: CachePolicy | None = None,
+    **kwargs: Any,
+) -> tuple[str | None, Any]:
+    found = verdict(
+        status,
+        CIMultiDict(headers),
+        policy or CachePolicy(),
+        credentialed=kwargs.get("credentialed", False),
+        request_no_store=kwargs.get("request_no_store", False),
+        requested=NOW,
+        received=NOW,
+    )
+    return found.reason, found
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "kwargs", "reason"),
+    [
+        ({"Cache-Control": "max-age=60"}, 200, {}, None),
+        ({"Cache-Control": "max-age=60"}, 200, {"request_no_store": True}, "request-no-store"),
+        ({"Cache-Control": "max-age=60"}, 302, {}, "status"),
+        ({"Cache-Control": "max-age=60"}, 206, {}, "status"),
+        ({"Cache-Control": "max-age=60"}, 500, {}, "status"),
+        ({"Cache-Control": "max-age=60, no-store"}, 200, {}, "no-store"),
+        ({"Cache-Control": 'max-age=60, private="Set-Cookie"'}, 200, {}, "private"),
+        ({"Cache-Control": "max-age=60"}, 200, {"credentialed": True}, "authorization"),
+        ({"Cache-Control": "public, max-age=60"}, 200, {"credentialed": True}, None),
+        ({"Cache-Control": "s-maxage=60"}, 200, {"credentialed": True}, None),
+        ({"Cache-Control": "max-age=60, must-revalidate"}, 200, {"credentialed": True}, None),
+        ({"Cache-Control": "max-age=60", "Set-Cookie": "a=b"}, 200, {}, "set-cookie"),
+        ({"Cache-Control": "max-age=60", "Vary": "Accept, *"}, 200, {}, "vary-star"),
+        ({"Cache-Control": "max-age=60", "Content-Length": "1048577"}, 200, {}, "too-large"),
+        ({"Cache-Control": "max-age=60", "Content-Length": "1048576"}, 200, {}, None),
+        ({}, 200, {}, "no-freshness"),
+        ({"Cache-Control": "public"}, 200, {}, "no-freshness"),
+        ({"Cache-Control": "max-age=0"}, 200, {}, "expired"),
+        ({"Cache-Control": "max-age=0", "ETag": '"v1"'}, 200, {}, None),  # revalidated each use
+        (
+            {"Cache-Control": "no-cache", "Last-Modified": "Sun, 06 Nov 1994 08:49:37 GMT"},
+            200,
+            {},
+            None,
+        ),
+        ({"Cache-Control": "no-cache"}, 200, {}, "expired"),  # nothing to validate it by
+        ({"Cache-Control": "max-age=10", "Age": "20"}, 200, {}, "expired"),  # stale on arrival
+        ({"Cache-Control": "max-age=60"}, 404, {}, None),  # negative caching when asked
+        ({"Expires": "0"}, 200, {}, "expired"),
+    ],
+)
+def test_verdict(
+    headers: dict[str, str], status: int, kwargs: dict[str, Any], reason: str | None
+) -> None:
+    assert judge(headers, status, **kwargs)[0] == reason
+
+
+def test_each_cacheable_status_is_stored_with_freshness_and_others_not() -> None:
+    for status in range(200, 600):
+        reason, _ = judge({"Cache-Control": "max-age=60"}, status)
+        assert (reason is None) is (status in CACHEABLE_STATUSES), status
+
+
+def test_the_route_ttl_stands_in_for_a_missing_lifetime_only() -> None:
+    policy = CachePolicy(ttl=30.0)
+    reason, found = judge({}, policy=policy)
+    assert reason is None and found.timing.lifetime == 30.0
+    _, found = judge({"Cache-Control": "max-age=5"}, policy=policy)
+    assert found.timing.lifetime == 5.0
+    assert judge({"Cache-Control": "max-age=0"}, policy=policy)[0] == "expired"  # said: 0
+
+
+def test_what_is_kept_for_a_stored_response() -> None:
+    policy = CachePolicy(stale_while_revalidate=10.0, stale_if_error=60.0)
+    headers = [
+        ("Cache-Control", "public, max-age=30, no-cache"),
+        ("Vary", "Accept-Language, accept-encoding"),
+        ("Vary", "X-User-Id"),
+        ("ETag", '"v"'),
+        ("Age", "4"),
+    ]
+    reason, found = judge(headers, policy=policy)
+    assert reason is None
+    assert found.shared
+    assert found.vary == ("accept-encoding", "accept-language", "x-user-id")
+    timing = found.timing
+    assert (timing.lifetime, timing.initial_age, timing.received) == (30.0, 4.0, NOW)
+    assert timing.revalidate_always
+    assert (timing.while_revalidate, timing.if_error) == (0.0, 0.0)  # no-cache forbids stale
+
+
+def test_route_stale_windows_reach_the_timing() -> None:
+    policy = CachePolicy(stale_while_revalidate=10.0, stale_if_error=60.0)
+    _, found = judge({"Cache-Control": "max-age=30"}, policy=policy)
+    assert (found.timing.while_revalidate, found.timing.if_error) == (10.0, 60.0)
+    assert not found.shared
