@@ -1,0 +1,266 @@
+"""The edge's response cache through real processes: Consul, the edge, sidecars, demo apps.
+
+The apps' ``/<name>/cached/<anything>`` answers with the caching headers its query
+asks for (``demo.service.cached_answer``), and each app counts the requests it gets per
+path (``/admin/stats``): what the cache kept from it is what it did not count.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from demo.processes import wait_until
+from tests.integration.harness import App, Edge, Mesh, hang_up, http, metrics, rewrite
+from tests.integration.test_auth import start_auth_mesh
+
+USERS = {"prefix": "/api/users", "service": "users", "prefix_rewrite": "/users"}
+ROUTE = "users:/api/users"
+
+
+def cached_mesh(
+    mesh: Mesh, cache: dict[str, Any], extra: dict[str, Any] | None = None
+) -> tuple[App, Edge]:
+    users = mesh.app("users", "users-1")
+    mesh.sidecar(users, "users-1")
+    return users, mesh.edge([{**USERS, "cache": cache}], extra)
+
+
+def served(app: App, name: str, method: str = "GET") -> int:
+    """Requests ``app`` got for ``/users/cached/<name>``."""
+    return int(app.stats()["requests"].get(f"{method} /users/cached/{name}", 0))
+
+
+def results(edge: Edge) -> dict[str, float]:
+    return {
+        labels["result"]: value
+        for labels, value in metrics(edge.admin).get("meshgate_cache_requests_total", [])
+        if labels["route"] == ROUTE
+    }
+
+
+def gauge(edge: Edge, name: str) -> float:
+    [(_, value)] = metrics(edge.admin)[name]
+    return value
+
+
+def admin(edge: Edge, path: str, body: Any = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(f"http://127.0.0.1:{edge.admin}{path}", data=data)
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def test_hits_expiry_conditionals_and_what_is_counted(mesh: Mesh) -> None:
+    users, edge = cached_mesh(mesh, {})
+    fresh = f"{edge.url}/api/users/cached/a?cc=max-age=60&etag=a1"
+
+    status, headers, body = http(fresh)
+    assert (status, headers["cache-status"]) == (200, "meshgate; fwd=miss; stored")
+    status, headers, again = http(fresh)
+    assert (status, again) == (200, body)
+    assert headers["cache-status"].startswith("meshgate; hit; ttl=")
+    assert int(headers["age"]) >= 0
+    status, headers, empty = http(fresh, method="HEAD")  # HEAD from GET's entry
+    assert (status, empty, headers["content-length"]) == (200, b"", str(len(body)))
+    status, headers, _ = http(fresh, {"If-None-Match": '"a1"'})
+    assert (status, headers["etag"]) == (304, '"a1"')
+    assert served(users, "a") == 1 and served(users, "a", "HEAD") == 0
+
+    # Expiry: a stale entry is revalidated with its ETag, and the app's 304 refreshes it.
+    short = f"{edge.url}/api/users/cached/b?cc=max-age=2&etag=b1"
+    http(short)
+    time.sleep(3)
+    status, headers, _ = http(short)
+    assert status == 200
+    assert headers["cache-status"].startswith("meshgate; fwd=stale; fwd-status=304")
+    assert served(users, "b") == 2
+    assert http(short)[1]["cache-status"].startswith("meshgate; hit")
+    assert served(users, "b") == 2
+    # Without a validator, an expired entry is fetched again whole.
+    plain = f"{edge.url}/api/users/cached/c?cc=max-age=2"
+    http(plain)
+    time.sleep(3)
+    assert http(plain)[1]["cache-status"] == "meshgate; fwd=stale; stored"
+    assert served(users, "c") == 2
+
+    assert results(edge) == {"miss": 4.0, "hit": 4.0, "revalidated": 1.0}
+    assert gauge(edge, "meshgate_cache_entries") == 3
+    view = admin(edge, "/cache")
+    assert view["entries"] == 3 and gauge(edge, "meshgate_cache_bytes") == view["bytes"] > 0
+    assert view["routes"][ROUTE]["requests"] == {"hit": 4, "miss": 4, "revalidated": 1}
+    [route] = [r for r in admin(edge, "/routes")["routes"] if r["prefix"] == "/api/users"]
+    assert route["cache"]["methods"] == ["GET", "HEAD"] and route["cache"]["ttl"] is None
+    # The access log says it too (stdout, in the edge's log).
+    wait_until(lambda: '"cache":"revalidated"' in edge.process.log_tail(), 5, "access log")
+
+
+def test_what_is_never_stored_variants_and_invalidation(mesh: Mesh) -> None:
+    users, edge = cached_mesh(mesh, {"ttl": "60s"})
+    for name, query, detail in [
+        ("ns", "cc=no-store", "no-store"),
+        ("pr", "cc=private,max-age=60", "private"),
+        ("ck", "cc=max-age=60&cookie=1", "set-cookie"),
+        ("vs", "cc=max-age=60&vary=*", "vary-star"),
+        ("st", "status=500", "status"),
+    ]:
+        for _ in range(2):
+            _, headers, _ = http(f"{edge.url}/api/users/cached/{name}?{query}")
+            assert headers["cache-status"] == f"meshgate; fwd=miss; detail={detail}", name
+        assert served(users, name) == 2, name
+    # The route's ttl stands in for a missing max-age.
+    http(f"{edge.url}/api/users/cached/ttl")
+    assert http(f"{edge.url}/api/users/cached/ttl")[1]["cache-status"].startswith("meshgate; hit")
+
+    # Vary: one entry per value of the header the app named.
+    vary = f"{edge.url}/api/users/cached/v?cc=max-age=60&vary=X-Variant"
+    one = http(vary, {"X-Variant": "one"})[2]
+    two = http(vary, {"X-Variant": "two"})[2]
+    assert one != two
+    assert http(vary, {"X-Variant": "one"})[2] == one and http(vary, {"X-Variant": "two"})[2] == two
+    assert served(users, "v") == 2
+
+    # An unsafe method answered without an error invalidates the path's entries.
+    req = urllib.request.Request(vary, data=b"{}", method="POST")
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.headers["Cache-Status"] == "meshgate; fwd=method"
+    assert http(vary, {"X-Variant": "one"})[1]["cache-status"] == "meshgate; fwd=miss; stored"
+    assert served(users, "v") == 3
+
+
+def test_authenticated_callers_get_only_shareable_answers_and_their_own_variants(
+    mesh: Mesh, tmp_path: Path
+) -> None:
+    routes = [{**USERS, "auth": "optional", "cache": {}}]
+    am = start_auth_mesh(mesh, tmp_path, routes=routes)
+    alice = {"Authorization": f"Bearer {am.token('alice')}"}
+    bob = {"Authorization": f"Bearer {am.token('bob')}"}
+    base = f"{am.edge.url}/api/users/cached"
+
+    # Without public, an authenticated caller's answer is never stored.
+    for who in (alice, alice, bob):
+        assert http(f"{base}/p?cc=max-age=60", who)[1]["cache-status"] == (
+            "meshgate; fwd=miss; detail=authorization"
+        )
+    assert served(am.users, "p") == 3
+    # An anonymous caller's answer is stored, but never served to an authenticated one.
+    http(f"{base}/a?cc=max-age=60")
+    assert http(f"{base}/a?cc=max-age=60", alice)[1]["cache-status"] == (
+        "meshgate; fwd=request; detail=authorization"
+    )
+    assert http(f"{base}/a?cc=max-age=60")[1]["cache-status"].startswith("meshgate; hit")
+    # With public, it is shared, by everyone.
+    http(f"{base}/q?cc=public,max-age=60", alice)
+    for who in (bob, {}):
+        assert http(f"{base}/q?cc=public,max-age=60", who)[1]["cache-status"].startswith(
+            "meshgate; hit"
+        )
+    assert served(am.users, "q") == 1
+
+    # Vary: X-User-Id keeps each caller's answer to them, by the identity the edge set.
+    me = f"{base}/me?cc=public,max-age=60&vary=X-User-Id"
+
+    def seen_user(headers: dict[str, str]) -> str | None:
+        body = json.loads(http(me, headers)[2])
+        return dict(body["headers"]).get("X-User-Id")
+
+    assert seen_user(alice) == "alice"
+    assert seen_user(bob) == "bob"
+    assert seen_user(alice) == "alice" and seen_user(bob) == "bob"
+    assert served(am.users, "me") == 2
+    # A client claiming to be alice is anonymous to the edge: not alice's variant.
+    assert seen_user({"X-User-Id": "alice"}) is None
+    assert served(am.users, "me") == 3
+
+
+def test_stale_if_error_large_bodies_and_purges(mesh: Mesh) -> None:
+    users, edge = cached_mesh(mesh, {"stale_if_error": "5m", "max_body_size": "64KiB"})
+
+    # A body over max_body_size reaches the client whole, streamed, and is not kept.
+    big = f"{edge.url}/api/users/cached/big?cc=max-age=60&bytes=300000&stream=1"
+    for _ in range(2):
+        status, headers, body = http(big)
+        assert (status, len(body)) == (200, 300_000)
+        assert headers.get("transfer-encoding") == "chunked"
+    assert served(users, "big") == 2
+    assert admin(edge, "/cache")["routes"][ROUTE]["requests"]["dropped:too-large"] == 2
+
+    # Purges, by path prefix and by route.
+    for name in ("p1", "p1/x", "p2"):
+        http(f"{edge.url}/api/users/cached/{name}?cc=max-age=60")
+    assert admin(edge, "/cache/purge", {"prefix": "/api/users/cached/p1"})["purged"] == 2
+    assert http(f"{edge.url}/api/users/cached/p1?cc=max-age=60")[1]["cache-status"] == (
+        "meshgate; fwd=miss; stored"
+    )
+    assert http(f"{edge.url}/api/users/cached/p2?cc=max-age=60")[1]["cache-status"].startswith(
+        "meshgate; hit"
+    )
+    assert admin(edge, "/cache/purge", {"route": ROUTE})["purged"] == 2
+    assert admin(edge, "/cache")["entries"] == 0
+
+    # The app fails, then is gone: the stale answer is served within stale_if_error.
+    url = f"{edge.url}/api/users/cached/s?cc=max-age=2"
+    _, _, body = http(url)
+    time.sleep(3)
+    users.faults(error_rate=1.0, error_status=500)
+    status, headers, stale = http(url)
+    assert (status, stale) == (200, body)
+    assert headers["cache-status"].startswith("meshgate; fwd=stale; fwd-status=500; ttl=-")
+    assert headers["cache-status"].endswith("detail=stale-if-error")
+    users.process.stop()  # its sidecar now answers 502
+    status, headers, stale = http(url)
+    assert (status, stale) == (200, body)
+    assert headers["cache-status"].endswith("detail=stale-if-error")
+    # Something never stored has nothing to fall back on.
+    assert http(f"{edge.url}/api/users/cached/never?cc=max-age=60")[0] == 502
+    assert results(edge)["stale_if_error"] == 2.0
+
+
+def test_concurrent_misses_make_one_request_to_the_app(mesh: Mesh) -> None:
+    users, edge = cached_mesh(mesh, {})
+    url = f"{edge.url}/api/users/cached/k?cc=max-age=60&ms=500"
+    answers: list[tuple[int, dict[str, str], bytes]] = []
+
+    def one() -> None:
+        answers.append(http(url))
+
+    threads = [threading.Thread(target=one) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert served(users, "k") == 1
+    assert {(status, body) for status, _, body in answers} == {(200, answers[0][2])}
+    kinds = Counter(h["cache-status"].split("; ttl")[0] for _, h, _ in answers)
+    assert kinds == {"meshgate; fwd=miss; stored": 1, "meshgate; fwd=miss; collapsed": 9}
+    assert results(edge) == {"miss": 1.0, "collapsed": 9.0}
+
+
+def test_a_reload_turns_the_cache_on_and_off(mesh: Mesh) -> None:
+    users = mesh.app("users", "users-1")
+    mesh.sidecar(users, "users-1")
+    edge = mesh.edge([USERS])
+    url = f"{edge.url}/api/users/cached/r?cc=max-age=60"
+    for _ in range(2):
+        assert "cache-status" not in http(url)[1]
+    assert served(users, "r") == 2
+
+    rewrite(edge, routes=[{**USERS, "cache": {"stale_if_error": "1m"}}])
+    assert hang_up(edge, "applied")["last_reload"]["applied"] == ["routes"]
+    [route] = admin(edge, "/routes")["routes"]
+    assert route["cache"]["stale_if_error"] == 60.0
+    assert http(url)[1]["cache-status"] == "meshgate; fwd=miss; stored"
+    assert http(url)[1]["cache-status"].startswith("meshgate; hit")
+    assert served(users, "r") == 3
+
+    rewrite(edge, routes=[USERS], cache={"max_entries": 5})
+    view = hang_up(edge, "applied", count=2)
+    assert set(view["last_reload"]["applied"]) == {"routes", "cache.max_entries"}
+    assert "cache-status" not in http(url)[1]
+    assert served(users, "r") == 4
+    assert admin(edge, "/cache")["entries"] == 0  # the route's entries went with its cache
