@@ -126,6 +126,34 @@ def proxy_server_block(
     }}"""
 
 
+def cache_server_block(port: int, upstream_port: int, prefix: Path) -> str:
+    """nginx proxying to ``upstream_port`` through ``proxy_cache`` (answers kept 60 s, as
+    the edge's ``cache: {ttl: 60s}`` keeps the upstream's, which says nothing of caching);
+    ``X-Cache-Status`` says HIT or MISS. The cache's files live under ``prefix``."""
+    return f"""\
+    proxy_cache_path {prefix}/cache levels=1:2 keys_zone=bench:10m max_size=64m
+                     inactive=10m use_temp_path=off;
+
+    upstream bench_upstream {{
+        server 127.0.0.1:{upstream_port};
+        keepalive 128;
+        keepalive_requests 1000000;
+    }}
+
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{
+            proxy_pass http://bench_upstream;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_cache bench;
+            proxy_cache_valid 200 60s;
+            proxy_cache_lock on;
+            add_header X-Cache-Status $upstream_cache_status;
+        }}
+    }}"""
+
+
 def ws_proxy_server_block(port: int, upstream_port: int) -> str:
     """nginx proxying WebSocket upgrades (and plain requests) to ``upstream_port``.
 
@@ -214,6 +242,15 @@ def start_nginx_proxy(ctx: BenchContext, gzip: bool = False) -> str:
     port = free_port()
     block = proxy_server_block(port, ctx.upstream_port, gzip)
     return start_nginx(ctx, "nginx-gzip-proxy" if gzip else "nginx-proxy", block, port)
+
+
+def start_nginx_cache(ctx: BenchContext) -> str:
+    """nginx (one worker) with ``proxy_cache`` in front of the upstream
+    (:func:`cache_server_block`); returns its base URL."""
+    port = free_port()
+    name = "nginx-cache"
+    block = cache_server_block(port, ctx.upstream_port, ctx.path(name))
+    return start_nginx(ctx, name, block, port)
 
 
 def start_nginx_ws_proxy(ctx: BenchContext) -> str:

@@ -38,7 +38,13 @@ from bench.auth_nodes import (
 from bench.context import BenchContext, ScenarioFailed
 from bench.mesh_nodes import register_upstream, start_edge, start_sidecar
 from bench.mtls_proxies import start_nginx_pair
-from bench.proxies import BIG_BODY, BIG_PATH, start_haproxy, start_nginx_proxy
+from bench.proxies import (
+    BIG_BODY,
+    BIG_PATH,
+    start_haproxy,
+    start_nginx_cache,
+    start_nginx_proxy,
+)
 from bench.ratelimit_nodes import (
     MANY_CALLERS,
     hot_key_edge_config,
@@ -167,6 +173,31 @@ def require_encoding(url: str, headers: Mapping[str, str], encoding: str | None)
         raise ScenarioFailed(f"{url} answered {size} bytes, not {len(BIG_BODY)}")
 
 
+def require_header(url: str, headers: Mapping[str, str], name: str, prefix: str) -> None:
+    """Raise ScenarioFailed unless GET ``url`` (asked twice: the first may fill a cache)
+    answers with a ``name`` header starting with ``prefix``, so that a cache scenario
+    cannot measure answers that were not hits."""
+    found = None
+    for _ in range(2):
+        req = urllib.request.Request(url, headers=dict(headers))
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            resp.read()
+            found = resp.headers.get(name)
+    if found is None or not found.startswith(prefix):
+        raise ScenarioFailed(f"{url} answered {name}: {found!r}, not {prefix}...")
+
+
+@scenario(
+    "nginx+cache",
+    "nginx with proxy_cache (kept 60 s, proxy_cache_lock on): every request a hit",
+    compare_with="nginx",
+)
+def nginx_cache(ctx: BenchContext) -> Target:
+    url = f"{start_nginx_cache(ctx)}/"
+    require_header(url, {}, "X-Cache-Status", "HIT")
+    return Target(url)
+
+
 @scenario("nginx+nginx", "nginx → nginx → upstream: two C proxy hops, as edge+sidecar has two")
 def nginx_pair(ctx: BenchContext) -> Target:
     return Target(f"{start_nginx_pair(ctx, mtls=False)}/")
@@ -220,6 +251,9 @@ class EdgeScenario(Scenario):
     route: FromContext[Mapping[str, Any]] = field(default_factory=dict)
     """More keys of the edge's one route (``/`` to the service), e.g. a ``mirror`` or a
     ``hash_policy``."""
+    cache_status: str | None = None
+    """What the answer's ``Cache-Status`` must start with (checked once before
+    measuring, e.g. ``meshgate; hit``); None: not checked."""
     warm_requests: int = 0
     """Requests one warm-up run must complete before a measurement counts, for a
     scenario whose steady state needs them (the many-callers script starts its
@@ -243,6 +277,8 @@ class EdgeScenario(Scenario):
         ctx.wait_serving(url, [edge.process], headers)
         if self.path == BIG_PATH:
             require_encoding(url, headers, self.content_encoding)
+        if self.cache_status is not None:
+            require_header(url, headers, "Cache-Status", self.cache_status)
         return Target(url, headers, self.script(ctx) if self.script is not None else None)
 
 
@@ -312,6 +348,16 @@ SCENARIOS: dict[str, Scenario] = {
             "upstream always answering: the policy read, the budget counting each request, "
             "no retry ever made",
         ),
+        EdgeScenario(
+            "edge+cache-hit",
+            compare_with="edge",
+            route={"cache": {"ttl": "60s"}},
+            cache_status="meshgate; hit",
+            description="edge with a response cache on the route (ttl 60s, the upstream "
+            "saying nothing of caching): every request after the first answered from the "
+            "edge's store, the upstream untouched",
+        ),
+        nginx_cache,
         EdgeScenario(
             "edge+sidecar",
             compare_with="edge",

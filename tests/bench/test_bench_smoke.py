@@ -268,6 +268,22 @@ def test_compression_scenarios_measure_what_they_name(tmp_path: Path) -> None:
         assert row["requests"] > 0 and row["error_count"] == 0, name
 
 
+def test_cache_scenarios_measure_hits(tmp_path: Path) -> None:
+    """nginx+cache and edge+cache-hit for 1 s: each starts (which checks that its answers
+    are cache hits: X-Cache-Status HIT, Cache-Status meshgate; hit) and is loaded without
+    error, its cost reported against its plain counterpart."""
+    names = "nginx,nginx+cache,edge,edge+cache-hit"
+    out, done = _run_one_second(tmp_path, names, timeout=240)
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    rows = {row["name"]: row for row in json.loads(out.read_text())["scenarios"]}
+    assert list(rows) == names.split(",")
+    for name, row in rows.items():
+        assert row["ok"], f"{name}: {row['failure']}"
+        assert row["requests"] > 0 and row["error_count"] == 0, name
+    assert rows["nginx+cache"]["cost"]["against"] == "nginx"
+    assert rows["edge+cache-hit"]["cost"]["against"] == "edge"
+
+
 def test_mutual_tls_scenarios_measure_what_they_name(tmp_path: Path) -> None:
     """The two-hop scenarios, plain and over mutual TLS, for 1 s each. Clean runs mean
     the TLS hops were TLS: the mesh's scenarios set ``mesh_tls.require`` (a plain hop

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from prometheus_client import CollectorRegistry
 
+from edge.cache.metrics import CacheMetrics
 from edge.compression.feature import CompressionFeature
 from edge.config import EdgeConfig
 from edge.ip_access.feature import IpAccessFeature
@@ -58,6 +59,7 @@ def exported_series() -> set[str]:
     OutlierMetrics(registry)
     FaultMetrics(registry)
     MirrorMetrics(registry)
+    CacheMetrics(registry)
     names: set[str] = set()
     for family in registry.collect():
         names.update(family.name + suffix for suffix in _SUFFIXES[family.type])
@@ -109,6 +111,10 @@ def test_every_dashboard_query_names_an_exported_series() -> None:
         "meshgate_mirror_requests_total",
         "meshgate_mirror_responses_total",
         "meshgate_mirror_in_flight",
+        "meshgate_cache_requests_total",
+        "meshgate_cache_bytes",
+        "meshgate_cache_entries",
+        "meshgate_cache_evictions_total",
     ):
         assert wanted in used, wanted
 

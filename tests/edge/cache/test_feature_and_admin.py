@@ -23,6 +23,7 @@ from edge.filters.cache import CacheFilter
 from mesh.admin import build_admin_app
 from mesh.server import Listener
 from mesh.snapshot import SnapshotStore
+from tests.mesh.telemetry.support import Recorder, make_exchange
 
 USERS = {"prefix": "/api/users", "service": "users"}
 ORDERS = {"prefix": "/api/orders", "service": "orders"}
@@ -189,3 +190,20 @@ async def test_a_bad_purge_is_a_400_problem(
     assert status == 400 and detail in problem["detail"]
     assert problem["type"].endswith("/bad-purge")
     assert len(feature.cache.store) == 1
+
+
+def test_an_outcome_is_counted_on_the_span_and_in_the_attrs() -> None:
+    recorder = Recorder(sampler_ratio=1.0)
+    feature = feature_for(config({**USERS, "cache": {}}))
+    sampled = make_exchange()
+    trace = recorder.tracing.start_request(sampled)
+    feature.cache.outcome(sampled, "users:/api/users", "stale_if_error")
+    trace.end_server(sampled, 200, None, None)
+    [span] = recorder.spans
+    assert span.attributes is not None
+    assert span.attributes["meshgate.cache.result"] == "stale_if_error"
+    assert sampled.attrs["cache"] == "stale_if_error"
+    untraced = make_exchange()
+    feature.cache.outcome(untraced, "users:/api/users", "hit")  # no span: nothing to set
+    assert untraced.attrs["cache"] == "hit"
+    assert feature.cache.results["users:/api/users"] == Counter({"stale_if_error": 1, "hit": 1})
