@@ -669,7 +669,7 @@ async def _whole_response(
         return bad_gateway(ex, str(exc))
     finally:
         upstream.release()
-        if tee is not None and parts is None:
+        if parts is None and tee is not None:
             tee.abort()  # failed or cancelled before the whole body came
     body = b"".join(parts)
     if tee is not None:

@@ -44,7 +44,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from aiohttp import web
-from multidict import CIMultiDict
+from multidict import CIMultiDict, istr
 
 from edge.auth.credentials import API_KEY_HEADER
 from edge.cache import status
@@ -73,10 +73,13 @@ RESULT_ATTR = "cache"
 SPAN_ATTRIBUTE = "meshgate.cache.result"
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-_PASSING = ("Range", "If-Range", "If-Match", "If-Unmodified-Since")
-"""Request headers that make a GET pass the cache by (no ranges, no preconditions)."""
+_PASSING = frozenset(
+    istr(name.lower()) for name in ("Range", "If-Range", "If-Match", "If-Unmodified-Since")
+)
+"""Request headers that make a GET pass the cache by (no ranges, no preconditions); as
+:class:`multidict.istr`, which the request's headers compare in C, case-insensitively."""
 _VALIDATORS = ("If-None-Match", "If-Modified-Since")
-_CREDENTIALS = ("Authorization", API_KEY_HEADER, "Cookie")
+_CREDENTIALS = frozenset(istr(name.lower()) for name in ("Authorization", API_KEY_HEADER, "Cookie"))
 _IDENTITY_ATTR = "identity"
 """``ex.attrs`` key of the caller the edge authenticated (edge.filters.authenticate)."""
 _NOT_STORED = frozenset(
@@ -560,16 +563,14 @@ def _passes(ex: Exchange) -> bool:
     request = ex.request
     if request.body_exists:
         return True
-    headers = request.headers
-    return any(name in headers for name in _PASSING)
+    return not request.headers.keys().isdisjoint(_PASSING)
 
 
 def _credentialed(ex: Exchange) -> bool:
     """Whether the request carries credentials (see the module docstring)."""
     if ex.attrs.get(_IDENTITY_ATTR) is not None:
         return True
-    headers = ex.request.headers
-    return any(name in headers for name in _CREDENTIALS)
+    return not ex.request.headers.keys().isdisjoint(_CREDENTIALS)
 
 
 def _host(ex: Exchange) -> str:
