@@ -40,7 +40,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from aiohttp import web
@@ -129,6 +129,14 @@ class EdgeCache:
         if method in SAFE_METHODS:
             return await self._pass(ex, route, next_handler, "method")
         return await self._pass(ex, route, next_handler, "method", invalidates=True)
+
+    def invalidating(self, ex: Exchange, next_handler: Handler) -> Awaitable[web.StreamResponse]:
+        """Send on an unsafe request of a route without a cache: the cache is the edge's,
+        so an answer without an error still removes its URI's entries (RFC 9111 §4.4; a
+        route with conditions may take the writes of another's reads). Not counted."""
+        if len(self.store):
+            ex.responder = _Passed(self.store, None, (_host(ex), ex.path))
+        return next_handler(ex)
 
     async def _pass(
         self,
@@ -362,12 +370,13 @@ class EdgeCache:
 
 
 class _Passed:
-    """The responder of a request passing the cache by: ``Cache-Status`` said, and for an
-    unsafe request (``uri``) answered without an error, that URI's entries removed."""
+    """The responder of a request passing the cache by: ``Cache-Status`` said (``member``;
+    None: nothing said, the route has no cache), and for an unsafe request (``uri``)
+    answered without an error, that URI's entries removed."""
 
     __slots__ = ("_member", "_store", "_uri")
 
-    def __init__(self, store: CacheStore, member: str, uri: tuple[str, str] | None) -> None:
+    def __init__(self, store: CacheStore, member: str | None, uri: tuple[str, str] | None) -> None:
         self._store = store
         self._member = member
         self._uri = uri
@@ -376,6 +385,8 @@ class _Passed:
         uri = self._uri
         if uri is not None and upstream.status < 400:
             self._store.invalidate(*uri)
+        if self._member is None:
+            return await stream_response(ex, upstream)
         headers = end_to_end(upstream.headers)
         _say(ex, headers, self._member)
         return await stream_response(ex, upstream, None, headers)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from demo.processes import wait_until
-from tests.integration.harness import App, Edge, Mesh, hang_up, http, metrics, rewrite
+from tests.integration.harness import App, Edge, Mesh, Sidecar, hang_up, http, metrics, rewrite
 from tests.integration.test_auth import start_auth_mesh
 
 USERS = {"prefix": "/api/users", "service": "users", "prefix_rewrite": "/users"}
@@ -26,9 +26,17 @@ ROUTE = "users:/api/users"
 def cached_mesh(
     mesh: Mesh, cache: dict[str, Any], extra: dict[str, Any] | None = None
 ) -> tuple[App, Edge]:
+    users, _, edge = cached_mesh_with_sidecar(mesh, cache, extra)
+    return users, edge
+
+
+def cached_mesh_with_sidecar(
+    mesh: Mesh, cache: dict[str, Any], extra: dict[str, Any] | None = None
+) -> tuple[App, Sidecar, Edge]:
+    """``users`` behind its sidecar, and an edge routing /api/users to it with ``cache``."""
     users = mesh.app("users", "users-1")
-    mesh.sidecar(users, "users-1")
-    return users, mesh.edge([{**USERS, "cache": cache}], extra)
+    sidecar = mesh.sidecar(users, "users-1")
+    return users, sidecar, mesh.edge([{**USERS, "cache": cache}], extra)
 
 
 def served(app: App, name: str, method: str = "GET") -> int:
@@ -179,7 +187,9 @@ def test_authenticated_callers_get_only_shareable_answers_and_their_own_variants
 
 
 def test_stale_if_error_large_bodies_and_purges(mesh: Mesh) -> None:
-    users, edge = cached_mesh(mesh, {"stale_if_error": "5m", "max_body_size": "64KiB"})
+    users, sidecar, edge = cached_mesh_with_sidecar(
+        mesh, {"stale_if_error": "5m", "max_body_size": "64KiB"}
+    )
 
     # A body over max_body_size reaches the client whole, streamed, and is not kept.
     big = f"{edge.url}/api/users/cached/big?cc=max-age=60&bytes=300000&stream=1"
@@ -212,13 +222,19 @@ def test_stale_if_error_large_bodies_and_purges(mesh: Mesh) -> None:
     assert (status, stale) == (200, body)
     assert headers["cache-status"].startswith("meshgate; fwd=stale; fwd-status=500; ttl=-")
     assert headers["cache-status"].endswith("detail=stale-if-error")
-    users.process.stop()  # its sidecar now answers 502
+    users.process.stop()  # its sidecar answers 502, until Consul finds its check failing
     status, headers, stale = http(url)
     assert (status, stale) == (200, body)
     assert headers["cache-status"].endswith("detail=stale-if-error")
-    # Something never stored has nothing to fall back on.
-    assert http(f"{edge.url}/api/users/cached/never?cc=max-age=60")[0] == 502
-    assert results(edge)["stale_if_error"] == 2.0
+    never = f"{edge.url}/api/users/cached/never?cc=max-age=60"
+    assert http(never)[0] in (502, 503)  # never stored: nothing to fall back on
+    sidecar.process.stop()  # deregistered: the edge has no healthy instance (503)
+    wait_until(lambda: http(never)[0] == 503, 15, "no healthy instance of users")
+    status, headers, stale = http(url)
+    assert (status, stale) == (200, body)
+    assert headers["cache-status"].startswith("meshgate; fwd=stale; ttl=-")  # no service status
+    assert headers["cache-status"].endswith("detail=stale-if-error")
+    assert results(edge)["stale_if_error"] == 3.0
 
 
 def test_concurrent_misses_make_one_request_to_the_app(mesh: Mesh) -> None:

@@ -528,6 +528,15 @@ async def test_unsafe_methods_pass_and_invalidate_the_uri(rig: Rig) -> None:
     assert rig.results()["bypass"] == 2.0
 
 
+async def test_an_unsafe_request_of_a_route_without_a_cache_invalidates_too(rig: Rig) -> None:
+    url = f"{rig.url}/c/o?cc=max-age=60"
+    await get(url)
+    answer = await get(f"{url}&route=uncached", method="PUT")
+    assert answer.status == 200 and "Cache-Status" not in answer.headers
+    assert len(rig.cache.store) == 0
+    assert rig.results("uncached") == {}  # not a cached route's request: not counted
+
+
 @pytest.mark.parametrize(
     ("headers", "method"),
     [
