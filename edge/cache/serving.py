@@ -168,14 +168,14 @@ class EdgeCache:
         if entry is not None:
             state = entry.timing.state(now)
             if state is State.FRESH:
-                return self._answer(ex, route, entry, now, "hit", status.hit(entry.timing.ttl(now)))
+                return self.answer(ex, route, entry, now, "hit", status.hit(entry.timing.ttl(now)))
             if state is State.STALE_WHILE_REVALIDATE:
                 if ex.method == "GET":
                     self._revalidate_in_background(
                         ex, route, policy, key, entry, credentialed, next_handler
                     )
                 member = status.hit(entry.timing.ttl(now), "stale-while-revalidate")
-                return self._answer(ex, route, entry, now, "stale", member)
+                return self.answer(ex, route, entry, now, "stale", member)
             fwd = "stale"
         elif fwd == "miss" and store.known(key):
             fwd = "vary-miss"
@@ -192,7 +192,7 @@ class EdgeCache:
                 if found is not None and (found.shared or not credentialed):
                     if found.timing.state(now) is not State.STALE:
                         member = status.forwarded("miss", collapsed=True, ttl=found.timing.ttl(now))
-                        return self._answer(ex, route, found, now, "collapsed", member)
+                        return self.answer(ex, route, found, now, "collapsed", member)
                     entry = found
                 flight = self.flights.start(key)  # None: another went first; fetch anyway
         fetch = _Fetch(self, ex, route, policy, key, entry, fwd, credentialed, lookup, flight)
@@ -222,15 +222,17 @@ class EdgeCache:
                 member = status.forwarded(
                     "stale", ttl=stale.timing.ttl(now), detail="stale-if-error"
                 )
-                return self._answer(ex, route, stale, now, "stale_if_error", member)
+                return self.answer(ex, route, stale, now, "stale_if_error", member)
         self.outcome(ex, route, "miss")
         if not response.prepared:
             response.headers[status.HEADER] = status.forwarded(fetch.fwd)
         return response
 
-    def _answer(
+    def answer(
         self, ex: Exchange, route: str, entry: Entry, now: float, result: Result, member: str
     ) -> web.Response:
+        """``ex`` answered from ``entry`` at ``now``, counted as ``result``, its
+        ``Cache-Status`` member ``member``."""
         entry.hits += 1
         self.outcome(ex, route, result)
         return stored_response(ex, entry, now, member, self.store)
@@ -461,7 +463,7 @@ class _Fetch:
             if self.background:
                 return _NOBODY
             member = status.forwarded("stale", status=304, ttl=entry.timing.ttl(received))
-            return cache._answer(ex, self._route, entry, received, "revalidated", member)
+            return cache.answer(ex, self._route, entry, received, "revalidated", member)
         if stale is not None and code >= 500 and stale.timing.usable_on_error(received):
             upstream.release()
             self._end_flight()
@@ -469,7 +471,7 @@ class _Fetch:
                 return _NOBODY
             ttl = stale.timing.ttl(received)
             member = status.forwarded("stale", status=code, ttl=ttl, detail="stale-if-error")
-            return cache._answer(ex, self._route, stale, received, "stale_if_error", member)
+            return cache.answer(ex, self._route, stale, received, "stale_if_error", member)
         headers = end_to_end(upstream.headers)
         if ex.method != "GET":
             return await self._relay(ex, upstream, headers, "miss", detail="head")
