@@ -6,6 +6,7 @@ from edge.auth.feature import AuthFeature
 from edge.compression.feature import CompressionFeature
 from edge.config import EdgeConfig
 from edge.cors.feature import CorsFeature
+from edge.ext_authz.feature import ExtAuthzFeature
 from edge.faults.feature import FaultsFeature
 from edge.feature import EdgeContext, EdgeFeature
 from edge.gateway import config_routes
@@ -27,6 +28,13 @@ def build_features(config: EdgeConfig, ctx: EdgeContext) -> list[EdgeFeature]:
     features.append(CorsFeature(config, ctx.registry))
     # Always on: identity headers are stripped from every request, auth configured or not.
     features.append(AuthFeature(config.auth, ctx, workers=config.workers))
+    # After auth: the check carries the identity the edge verified, so the authorization
+    # service can decide on roles. Before the limits (as Kong runs its auth plugins before
+    # rate limiting): a request the service refuses spends none of its caller's tokens,
+    # and limits counting by a header see the one the service set. The price: a flood
+    # that the limits would refuse costs a check each; protect the service with its own
+    # limits (its sidecar's inbound cap). Always built, so that a reload can turn it on.
+    features.append(ExtAuthzFeature(config, ctx))
     if config.rate_limits.enabled:
         # After auth: limits are per caller, so the identity must be known.
         features.append(

@@ -47,6 +47,7 @@ _ROUTING_KEYS = {
     "mirror",
     "hash_policy",
     "retries",
+    "ext_authz",
 }
 
 
@@ -69,6 +70,7 @@ def config_routes(config: EdgeConfig) -> list[Route]:
             options=r.model_dump(exclude=_ROUTING_KEYS, exclude_none=True),
             hash_policy=hash_policy(r.hash_policy),
             retries=r.retries.policy() if r.retries is not None else None,
+            ext_authz=r.ext_authz.check() if r.ext_authz is not None else None,
         )
         for r in config.routes
     ]

@@ -24,6 +24,7 @@ from typing import Any
 
 from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
 
+from edge.ext_authz.policy import RouteCheck
 from edge.mirror.policy import MirrorPolicy
 from edge.route_match import NO_PARAMS, Condition, Conditions, parse_query
 from mesh.canary import Canary
@@ -61,6 +62,9 @@ class Route:
     retries: RouteRetryPolicy | None = None
     """Failed attempts retried on other instances (:mod:`mesh.resilience.route_retries`);
     None: only a failed connect moves on."""
+    ext_authz: RouteCheck | None = None
+    """The route's own external authorization setting (:mod:`edge.ext_authz`); None: the
+    edge-wide ``ext_authz.check_by_default`` decides (always so for Consul-meta routes)."""
     options: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
     """Per-route settings of the features (``auth``, ``rate_limits``, ...), as configured."""
 
@@ -103,6 +107,7 @@ class Route:
             "mirror": None if self.mirror is None else self.mirror.describe(),
             "hash_policy": None if self.hash_policy is None else self.hash_policy.describe(),
             "retries": None if self.retries is None else self.retries.describe(),
+            "ext_authz": None if self.ext_authz is None else self.ext_authz.describe(),
         }
 
 
@@ -124,6 +129,7 @@ def make_route(
     options: Mapping[str, Any] | None = None,
     hash_policy: HashPolicy | None = None,
     retries: RouteRetryPolicy | None = None,
+    ext_authz: RouteCheck | None = None,
 ) -> Route:
     norm = prefix.rstrip("/") or "/"
     rewrite = "/" if strip_prefix else prefix_rewrite
@@ -143,6 +149,7 @@ def make_route(
         options=dict(options or {}),
         hash_policy=hash_policy,
         retries=retries,
+        ext_authz=ext_authz,
     )
 
 
