@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from edge.compression.feature import CompressionFeature
 from edge.config import EdgeConfig
+from edge.ext_authz.metrics import ExtAuthzMetrics
 from edge.ip_access.feature import IpAccessFeature
 from edge.mirror.metrics import MirrorMetrics
 from edge.outliers.metrics import OutlierMetrics
@@ -58,6 +59,7 @@ def exported_series() -> set[str]:
     OutlierMetrics(registry)
     FaultMetrics(registry)
     MirrorMetrics(registry)
+    ExtAuthzMetrics(registry)
     names: set[str] = set()
     for family in registry.collect():
         names.update(family.name + suffix for suffix in _SUFFIXES[family.type])
@@ -109,6 +111,8 @@ def test_every_dashboard_query_names_an_exported_series() -> None:
         "meshgate_mirror_requests_total",
         "meshgate_mirror_responses_total",
         "meshgate_mirror_in_flight",
+        "meshgate_ext_authz_requests_total",
+        "meshgate_ext_authz_duration_seconds_bucket",
     ):
         assert wanted in used, wanted
 

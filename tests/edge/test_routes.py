@@ -210,6 +210,7 @@ def test_describe() -> None:
         "mirror": None,
         "hash_policy": None,
         "retries": None,
+        "ext_authz": None,
     }
 
 
