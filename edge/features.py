@@ -27,14 +27,15 @@ def build_features(config: EdgeConfig, ctx: EdgeContext) -> list[EdgeFeature]:
     # Before auth: a browser's preflight carries no credentials.
     features.append(CorsFeature(config, ctx.registry))
     # Always on: identity headers are stripped from every request, auth configured or not.
-    features.append(AuthFeature(config.auth, ctx, workers=config.workers))
+    auth = AuthFeature(config.auth, ctx, workers=config.workers)
+    features.append(auth)
     # After auth: the check carries the identity the edge verified, so the authorization
     # service can decide on roles. Before the limits (as Kong runs its auth plugins before
     # rate limiting): a request the service refuses spends none of its caller's tokens,
     # and limits counting by a header see the one the service set. The price: a flood
     # that the limits would refuse costs a check each; protect the service with its own
     # limits (its sidecar's inbound cap). Always built, so that a reload can turn it on.
-    features.append(ExtAuthzFeature(config, ctx))
+    features.append(ExtAuthzFeature(config, ctx, auth.signer))
     if config.rate_limits.enabled:
         # After auth: limits are per caller, so the identity must be known.
         features.append(

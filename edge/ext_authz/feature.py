@@ -24,15 +24,21 @@ from edge.filters.ext_authz import CheckHealth, ExtAuthzFilter
 from mesh.chain import Filter
 from mesh.config.reload import Reload
 from mesh.config.types import split_host_port
+from mesh.identity.token import IdentitySigner
 
 
 class ExtAuthzFeature(BaseFeature):
     name = "ext_authz"
 
-    def __init__(self, config: EdgeConfig, ctx: EdgeContext) -> None:
+    def __init__(
+        self, config: EdgeConfig, ctx: EdgeContext, signer: IdentitySigner | None = None
+    ) -> None:
         """``ctx.transport`` is required for a ``service`` or an ``http://`` URL: the
-        checks go through the proxy's transport."""
+        checks go through the proxy's transport. ``signer``: the edge's identity token
+        signer (the auth feature's, when on), for the checks of authenticated callers."""
         self._ctx = ctx
+        self._signer = signer
+        self._token_header = config.auth.identity.token.header
         self._metrics = ExtAuthzMetrics(ctx.registry)
         self._sessions = SharedSession()
         self._health = CheckHealth()
@@ -65,6 +71,8 @@ class ExtAuthzFeature(BaseFeature):
                 self._identity,
                 self._health,
                 body_timeout=config.listen.body_timeout,
+                signer=self._signer,
+                token_header=self._token_header,
             )
         ]
 

@@ -33,9 +33,11 @@ from edge.ext_authz.policy import (
     take_upstream_headers,
     verdict,
 )
+from edge.filters.identity_token import SIGNED_TOKEN_ATTR
 from edge.object_memo import ObjectMemo
 from mesh.chain import Handler
 from mesh.exchange import Exchange
+from mesh.identity.token import IdentitySigner
 from mesh.proxy import client_body_problem
 from mesh.telemetry.tracing import (
     EVENT_EXT_AUTHZ_FAILED_OPEN,
@@ -89,9 +91,15 @@ class ExtAuthzFilter:
         health: CheckHealth,
         *,
         body_timeout: float | None,
+        signer: IdentitySigner | None = None,
+        token_header: str = "X-Mesh-Identity",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``signer`` (the edge's identity token, when on) signs the token a check of an
+        authenticated caller carries with its identity headers, in ``token_header``."""
         self._settings = settings
+        self._signer = signer
+        self._token_header = token_header
         self._client = client
         self._metrics = metrics
         self._health = health
@@ -132,14 +140,13 @@ class ExtAuthzFilter:
             span, trace = side_call(ex, _SPAN_NAME, _span_attributes(ex, settings, destination))
             if span is not None:
                 span.set_attribute("meshgate.ext_authz", True)
-            identity = ex.attrs.get("identity")
             headers = check_headers(
                 settings,
                 method=ex.method,
                 uri=check_target("", ex.path, ex.query),
                 upstream=ex.upstream_headers,
                 client=ex.request.headers,
-                identity=() if identity is None else self._identity(identity),
+                identity=self._identity_of(ex),
                 context=() if own is None else own.context,
                 trace=trace,
                 content_type=content_type,
@@ -196,6 +203,28 @@ class ExtAuthzFilter:
         }
         add_event(ex, EVENT_EXT_AUTHZ_REFUSED, attributes)
         return self._unavailable(ex, settings.status_on_error)
+
+    def _identity_of(self, ex: Exchange) -> Pairs:
+        """The verified caller's identity headers, and the edge's identity token over them
+        when it signs one (so that an authorization service behind a sidecar requiring
+        it sees them); () for an anonymous caller. The token is left for the identity
+        token filter, which sends it on rather than signing again."""
+        identity: Identity | None = ex.attrs.get("identity")
+        if identity is None:
+            return ()
+        pairs = self._identity(identity)
+        signer = self._signer
+        if signer is None:
+            return pairs
+        token = signer.sign(
+            subject=identity.subject,
+            roles=identity.roles,
+            request_id=ex.request_id,
+            method=identity.method,
+            headers=pairs,
+        )
+        ex.attrs[SIGNED_TOKEN_ATTR] = (pairs, token)
+        return (*pairs, (self._token_header, token))
 
     async def _read_body(self, ex: Exchange, max_bytes: int) -> bytes:
         """The request body, read whole (within the listener's ``body_timeout``, and at

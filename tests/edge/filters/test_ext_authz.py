@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -26,8 +27,17 @@ from edge.ext_authz.client import TransportClient
 from edge.ext_authz.metrics import ExtAuthzMetrics
 from edge.ext_authz.policy import CheckSettings, RouteCheck
 from edge.filters.ext_authz import CheckHealth, ExtAuthzFilter
+from edge.filters.identity_headers import IdentityHeadersFilter
+from edge.filters.identity_token import IdentityTokenFilter
 from edge.routes import make_route
 from mesh.exchange import Exchange
+from mesh.identity.keys import generate_signing_key
+from mesh.identity.token import (
+    DEFAULT_ISSUER,
+    IdentitySigner,
+    verification_keys,
+    verify_identity_token,
+)
 from mesh.snapshot import Instance, ServiceEntry, Snapshot
 from mesh.telemetry.propagation import parse_traceparent
 from mesh.telemetry.tracing import EVENT_EXT_AUTHZ_FAILED_OPEN, EVENT_EXT_AUTHZ_REFUSED
@@ -106,7 +116,12 @@ class Rig:
     def __post_init__(self) -> None:
         self.metrics = ExtAuthzMetrics(self.registry)
 
-    def filter(self, snapshot: Snapshot | None = None, **changes: Any) -> ExtAuthzFilter:
+    def filter(
+        self,
+        snapshot: Snapshot | None = None,
+        signer: IdentitySigner | None = None,
+        **changes: Any,
+    ) -> ExtAuthzFilter:
         base: dict[str, Any] = {
             "path_prefix": "/check",
             "timeout": 2.0,
@@ -129,6 +144,7 @@ class Rig:
             IdentityHeaders(DEFAULT_CLAIM_HEADERS),
             CheckHealth(),
             body_timeout=5.0,
+            signer=signer,
         )
 
     async def next_handler(self, ex: Exchange) -> web.StreamResponse:
@@ -413,3 +429,42 @@ async def test_a_failed_check_is_an_error_span_and_an_event(rig: Rig, sampled: R
     await rig.filter()(ex, rig.next_handler)
     [span] = [s for s in sampled.spans if s.name == "ext_authz"]
     assert dict(span.attributes or {})["error.type"] == "500"
+
+
+async def test_the_check_carries_the_edges_identity_token_signed_once(rig: Rig) -> None:
+    """An authorization service behind a sidecar requiring the edge's signature sees the
+    identity; the request sent on carries the same token, not a second signature."""
+    signer = IdentitySigner(generate_signing_key("ES256"))
+    signatures = 0
+    sign = signer.sign
+
+    def counted(**kwargs: Any) -> str:
+        nonlocal signatures
+        signatures += 1
+        return sign(**kwargs)
+
+    signer.sign = counted  # type: ignore[method-assign]
+    ex = routed()
+    ex.attrs["identity"] = ALICE
+    headers_filter = IdentityHeadersFilter(IdentityHeaders(DEFAULT_CLAIM_HEADERS))
+    token_filter = IdentityTokenFilter(signer, "X-Mesh-Identity")
+
+    async def then(ex: Exchange) -> web.StreamResponse:
+        return await headers_filter(ex, lambda e: token_filter(e, rig.next_handler))
+
+    await rig.filter(signer=signer)(ex, then)
+    [check] = rig.server.checks
+    token = check.headers["X-Mesh-Identity"]
+    keys = verification_keys([signer.public_key])
+    assertion = verify_identity_token(
+        token, keys, issuer=DEFAULT_ISSUER, now=time.time(), leeway_s=0
+    )
+    assert (assertion.subject, assertion.request_id) == ("alice", ex.request_id)
+    # It signs exactly the identity headers the check carries.
+    assert ("X-User-Id", "alice") in assertion.headers
+    assert all(check.headers[name] == value for name, value in assertion.headers)
+    assert [e.upstream_headers["X-Mesh-Identity"] for e in rig.forwarded] == [token]
+    assert signatures == 1
+    # An anonymous caller's check carries no token.
+    await rig.filter(signer=signer)(routed(), rig.next_handler)
+    assert "X-Mesh-Identity" not in rig.server.checks[-1].headers
