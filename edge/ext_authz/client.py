@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -194,7 +195,7 @@ class SharedSession:
 
     def get(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(auto_decompress=False)
+            self._session = aiohttp.ClientSession()
         return self._session
 
     async def close(self) -> None:
@@ -206,7 +207,12 @@ class SharedSession:
 class HttpsClient:
     """Checks to a fixed ``https://host[:port]``, through ``sessions``' session."""
 
-    def __init__(self, url: str, sessions: SharedSession) -> None:
+    def __init__(
+        self, url: str, sessions: SharedSession, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        """``ssl_context``: how the service's certificate is checked (None: aiohttp's
+        default, the system's CA bundle and the host name)."""
+        self._ssl: ssl.SSLContext | bool = True if ssl_context is None else ssl_context
         parts = urlsplit(url)
         host = parts.hostname or ""
         port = parts.port or 443
@@ -236,6 +242,7 @@ class HttpsClient:
                     headers=headers,
                     data=body,
                     allow_redirects=False,
+                    ssl=self._ssl,
                     timeout=aiohttp.ClientTimeout(total=None),
                 ) as response,
             ):

@@ -244,12 +244,17 @@ def denial_status(status: int, has_location: bool) -> int:
     return 403
 
 
-def passes_through(content_type: str | None, body: bytes | None) -> bool:
+def passes_through(
+    content_type: str | None, body: bytes | None, content_encoding: str | None = None
+) -> bool:
     """Whether a denial's own body goes to the client instead of meshgate's problem: a
-    JSON body (``application/json``, ``application/problem+json`` or ``+json``), whole
-    and not empty. Anything else (an HTML login page, text) is replaced: the edge's
-    refusals are JSON problems."""
+    JSON body (``application/json``, ``application/problem+json`` or ``+json``), whole,
+    not empty and not encoded (gzip: its ``Content-Encoding`` is not passed on).
+    Anything else (an HTML login page, text) is replaced: the edge's refusals are JSON
+    problems."""
     if not body or content_type is None:
+        return False
+    if content_encoding is not None and content_encoding.strip().lower() != "identity":
         return False
     media = content_type.partition(";")[0].strip().lower()
     return media in _JSON_TYPES or (media.startswith("application/") and media.endswith("+json"))

@@ -249,7 +249,7 @@ class ExtAuthzFilter:
         status = denial_status(answer.status, "Location" in answer.headers)
         headers = client_headers(self._settings, answer.headers)
         content_type = answer.headers.get("Content-Type")
-        if passes_through(content_type, answer.body):
+        if passes_through(content_type, answer.body, answer.headers.get("Content-Encoding")):
             assert content_type is not None and answer.body is not None
             headers["Content-Type"] = content_type
             return web.Response(status=status, body=answer.body, headers=headers)

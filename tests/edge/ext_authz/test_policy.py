@@ -206,6 +206,11 @@ def test_passes_through(content_type: str | None, body: bytes | None, expected: 
     assert passes_through(content_type, body) is expected
 
 
+def test_an_encoded_body_is_not_passed() -> None:
+    assert not passes_through("application/json", b"\x1f\x8b...", "gzip")
+    assert passes_through("application/json", b"{}", "identity")
+
+
 def test_client_headers_are_the_allowed_ones_every_value() -> None:
     answer = CIMultiDictProxy(
         CIMultiDict(
