@@ -44,13 +44,15 @@ from mesh.transport.base import (
 )
 from mesh.transport.h1_head import authority
 
-FailureReason = Literal["no_instance", "unreachable", "timeout", "broken"]
-"""Why a check got no answer: no healthy instance of the service; no connection (or a
-peer mesh TLS refused); no whole answer in time; the exchange broke after it began."""
+FailureReason = Literal["no_instance", "unreachable", "timeout", "broken", "server_error"]
+"""Why a check got no usable answer: no healthy instance of the service; no connection
+(or a peer mesh TLS refused); no whole answer in time; the exchange broke after it
+began; a 5xx answer (the service could not decide: raised by no client, made by the
+filter from the answer)."""
 
 
 class CheckFailed(Exception):
-    """The check got no answer; ``reason`` says why (a :data:`FailureReason`)."""
+    """The check got no usable answer; ``reason`` says why (a :data:`FailureReason`)."""
 
     def __init__(self, reason: FailureReason, detail: str) -> None:
         super().__init__(detail)

@@ -130,9 +130,30 @@ class ExtAuthzFilter:
             except ClientBodyError as exc:
                 return client_body_problem(ex, exc)
             content_type = ex.request.headers.get("Content-Type")
-        answer: Answer | None = None
-        failure: CheckFailed | None = None
-        destination: Destination | None = None
+        answer = await self._ask(ex, own, body, content_type)
+        # After the check's headers were chosen: a name may be in both lists.
+        drop_client_copies(settings, ex.upstream_headers)
+        if isinstance(answer, CheckFailed):
+            return await self._failed(ex, next_handler, route, answer)
+        self._health.answered()
+        if verdict(answer.status) == "allowed":
+            take_upstream_headers(settings, ex.upstream_headers, answer.headers)
+            self._metrics.count(route, "allowed")
+            return await next_handler(ex)
+        self._metrics.count(route, "denied")
+        attributes: dict[str, AttributeValue] = {
+            "meshgate.ext_authz.result": "denied",
+            "meshgate.ext_authz.status": answer.status,
+        }
+        add_event(ex, EVENT_EXT_AUTHZ_REFUSED, attributes)
+        return self._denial(ex, answer)
+
+    async def _ask(
+        self, ex: Exchange, own: RouteCheck | None, body: bytes | None, content_type: str | None
+    ) -> Answer | CheckFailed:
+        """Send the check of ``ex`` as its CLIENT span, timed: an allowing or denying
+        answer, or why there is none usable (a 5xx is the service failing)."""
+        settings = self._settings
         span = None
         started = self._clock()
         try:
@@ -156,53 +177,38 @@ class ExtAuthzFilter:
                 destination, ex.method, target, headers, body, settings.timeout
             )
         except CheckFailed as exc:
-            failure = exc
-        elapsed = self._clock() - started
-        # After the check's headers were chosen: a name may be in both lists.
-        drop_client_copies(settings, ex.upstream_headers)
-        if answer is not None:
-            end_client(span, answer.status, None)
-            result = verdict(answer.status)
-        else:
-            assert failure is not None
-            end_client(span, None, failure.reason)
-            result = "error"
-        self._metrics.observe(result, elapsed)
-        if result == "allowed":
-            assert answer is not None
-            self._health.answered()
-            take_upstream_headers(settings, ex.upstream_headers, answer.headers)
-            self._metrics.count(route, "allowed")
-            return await next_handler(ex)
-        if result == "denied":
-            assert answer is not None
-            self._health.answered()
-            self._metrics.count(route, "denied")
-            add_event(
-                ex,
-                EVENT_EXT_AUTHZ_REFUSED,
-                {"meshgate.ext_authz.result": "denied", "meshgate.ext_authz.status": answer.status},
-            )
-            return self._denial(ex, answer)
-        reason: str
-        if failure is not None:
-            reason, detail = failure.reason, str(failure)
-        else:
-            assert answer is not None and destination is not None
-            reason, detail = "server_error", f"{destination.name} answered {answer.status}"
-        self._health.failed(detail)
-        if settings.allow_on_error:
+            end_client(span, None, exc.reason)
+            self._metrics.observe("error", self._clock() - started)
+            return exc
+        except BaseException:  # cancelled (the client went away): the span still ends
+            end_client(span, None, "aborted")
+            raise
+        end_client(span, answer.status, None)
+        result = verdict(answer.status)
+        self._metrics.observe(result, self._clock() - started)
+        if result == "error":
+            return CheckFailed("server_error", f"{destination.name} answered {answer.status}")
+        return answer
+
+    async def _failed(
+        self, ex: Exchange, next_handler: Handler, route: str, failure: CheckFailed
+    ) -> web.StreamResponse:
+        """No usable answer: ``failure_mode`` decides."""
+        self._health.failed(str(failure))
+        if self._settings.allow_on_error:
             self._metrics.count(route, "failed_open")
-            add_event(ex, EVENT_EXT_AUTHZ_FAILED_OPEN, {"meshgate.ext_authz.reason": reason})
+            add_event(
+                ex, EVENT_EXT_AUTHZ_FAILED_OPEN, {"meshgate.ext_authz.reason": failure.reason}
+            )
             ex.upstream_headers[MARKER] = FAILED_OPEN
             return await next_handler(ex)
         self._metrics.count(route, "error")
         attributes: dict[str, AttributeValue] = {
             "meshgate.ext_authz.result": "error",
-            "meshgate.ext_authz.reason": reason,
+            "meshgate.ext_authz.reason": failure.reason,
         }
         add_event(ex, EVENT_EXT_AUTHZ_REFUSED, attributes)
-        return self._unavailable(ex, settings.status_on_error)
+        return self._unavailable(ex, self._settings.status_on_error)
 
     def _identity_of(self, ex: Exchange) -> Pairs:
         """The verified caller's identity headers, and the edge's identity token over them

@@ -468,3 +468,19 @@ async def test_the_check_carries_the_edges_identity_token_signed_once(rig: Rig) 
     # An anonymous caller's check carries no token.
     await rig.filter(signer=signer)(routed(), rig.next_handler)
     assert "X-Mesh-Identity" not in rig.server.checks[-1].headers
+
+
+async def test_a_check_cut_short_by_the_client_going_still_ends_its_span(
+    rig: Rig, sampled: Recorder
+) -> None:
+    ex = routed("/api/orders/hang")
+    sampled.tracing.start_request(ex)
+    task = asyncio.create_task(rig.filter()(ex, rig.next_handler))
+    while not rig.server.checks:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    [span] = [s for s in sampled.spans if s.name == "ext_authz"]
+    assert dict(span.attributes or {})["error.type"] == "aborted"
+    assert rig.forwarded == []
