@@ -209,6 +209,10 @@ class DemoMesh:
             wait_until(
                 partial(answers_with_token, url, token), 30, f"{url} to answer through the mesh"
             )
+        # /api/admin answers once the edge has the authz service in its catalog too.
+        admin = self.auth.token("demo-readiness-admin", roles=("admin",))
+        url = f"{base}{ADMIN_ROUTE['prefix']}/echo"
+        wait_until(partial(answers_with_token, url, admin), 30, f"{url} to be authorized")
 
     def _start_auth_service(self) -> None:
         """The auth service and its sidecar: registered in Consul like any other service."""
