@@ -61,6 +61,7 @@ class AuthzServer:
 
     checks: list[Check] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.checks.append(
@@ -68,6 +69,7 @@ class AuthzServer:
                 request.method, request.path_qs, CIMultiDict(request.headers), await request.read()
             )
         )
+        self.arrived.set()
         asked = request.path.removeprefix("/check")
         if asked.startswith("/api/orders/hang"):
             await self.release.wait()
@@ -476,8 +478,7 @@ async def test_a_check_cut_short_by_the_client_going_still_ends_its_span(
     ex = routed("/api/orders/hang")
     sampled.tracing.start_request(ex)
     task = asyncio.create_task(rig.filter()(ex, rig.next_handler))
-    while not rig.server.checks:
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(rig.server.arrived.wait(), 5)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
