@@ -300,6 +300,19 @@ def mirror_route(ctx: BenchContext) -> Mapping[str, Any]:
     return {"mirror": {"service": SHADOW_SERVICE, "percent": 100}}
 
 
+AUTHZ_SERVICE = "bench-authz"
+
+
+def ext_authz_config(ctx: BenchContext) -> Mapping[str, Any]:
+    """External authorization of every request by an always-allowing service: the
+    upstream nginx (200 to any path), registered again as the authorization service, so
+    the checks run on the upstream's side of the bench, not on the proxy's core."""
+    authz_id = f"{AUTHZ_SERVICE}-1"
+    ctx.register_service(AUTHZ_SERVICE, authz_id, ctx.upstream_port)
+    ctx.wait_for(lambda: authz_id in ctx.passing_ids(AUTHZ_SERVICE), "authz in Consul")
+    return {"ext_authz": {"service": AUTHZ_SERVICE, "path_prefix": "/check", "timeout": "2s"}}
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
@@ -323,6 +336,14 @@ SCENARIOS: dict[str, Scenario] = {
             route=mirror_route,
             description="edge mirroring every request (percent: 100) to a shadow service "
             "(the same upstream, registered again): each copy sent, answered and discarded",
+        ),
+        EdgeScenario(
+            "edge+extauthz",
+            compare_with="edge",
+            extra_config=ext_authz_config,
+            description="edge asking an external authorization service about every request "
+            "(ext_authz; the upstream nginx, registered again, allowing all): one check "
+            "round trip per request through the proxy's keep-alive pool",
         ),
         EdgeScenario(
             "edge+maglev",

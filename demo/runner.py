@@ -15,6 +15,9 @@ Every hop between the edge and the sidecars, and between sidecars, is mutual
 TLS with certificates from the Consul dev agent's Connect CA; Consul's
 intentions decide which service may call which (none at start: all may).
 
+The demo's authorization service ``authz`` (:mod:`demo.authz_setup`) decides on the
+requests of ``/api/admin``: the edge asks it about each one (external authorization).
+
 The edge limits callers per role (anonymous, user, admin) and per API-key plan
 in the demo's Redis (see :mod:`demo.ratelimit_setup`); ``/public/users`` is
 open to anonymous callers, to watch their limit.
@@ -41,6 +44,8 @@ from typing import Any
 import yaml
 
 from demo.auth_setup import AUTH_ROUTE, AUTH_SERVICE, DemoAuth, answers_with_token
+from demo.authz_setup import ADMIN_ROUTE, AUTHZ_SERVICE, edge_ext_authz
+from demo.authz_setup import describe as describe_authz
 from demo.processes import (
     BinaryNotFound,
     ConsulAgent,
@@ -56,7 +61,7 @@ from demo.processes import (
 from demo.ratelimit_setup import PUBLIC_ROUTE, edge_rate_limits
 from demo.ratelimit_setup import describe as describe_rate_limits
 
-DEMO_SERVICES = ("users", "orders", "inventory")
+DEMO_SERVICES = ("users", "orders", "inventory", AUTHZ_SERVICE)
 MESH_TLS = {"enabled": True}
 """Every hop between meshgate processes is mutual TLS with Consul Connect certificates."""
 
@@ -88,11 +93,14 @@ def edge_config(
             {"prefix": "/api/users", "service": "users", "prefix_rewrite": "/users"},
             AUTH_ROUTE,
             PUBLIC_ROUTE,
+            ADMIN_ROUTE,
         ],
         "consul_routes": True,
         "mesh_tls": MESH_TLS,
         # Instances that keep failing leave the rotation (try the apps' /admin/faults).
         "outlier_detection": {"enabled": True},
+        # authz decides on ADMIN_ROUTE's requests (demo.authz_setup).
+        "ext_authz": edge_ext_authz(),
         **({"auth": auth} if auth is not None else {}),
         **({"rate_limits": rate_limits} if rate_limits is not None else {}),
     }
@@ -201,6 +209,10 @@ class DemoMesh:
             wait_until(
                 partial(answers_with_token, url, token), 30, f"{url} to answer through the mesh"
             )
+        # /api/admin answers once the edge has the authz service in its catalog too.
+        admin = self.auth.token("demo-readiness-admin", roles=("admin",))
+        url = f"{base}{ADMIN_ROUTE['prefix']}/echo"
+        wait_until(partial(answers_with_token, url, admin), 30, f"{url} to be authorized")
 
     def _start_auth_service(self) -> None:
         """The auth service and its sidecar: registered in Consul like any other service."""
@@ -268,6 +280,8 @@ class DemoMesh:
             *describe_rate_limits(
                 base, f"http://127.0.0.1:{self.admin_port}", self.redis.url, str(key)
             ),
+            "",
+            *describe_authz(base, str(key)),
             "",
             f"Configs and logs: {self.workdir}",
             "Press Ctrl-C to stop everything.",

@@ -24,6 +24,12 @@ Every service serves:
   (to try a cache in front: see :func:`cached_answer`); counted per path in
   ``/admin/stats`` like every request, and numbered in its body.
 
+``authz`` is the demo's external authorization service: any method on
+``/authz/check/<path>`` answers the edge's check of a request to ``/<path>`` by the
+demo policy (:mod:`demo.authz_policy`), and records the check as the echo records
+its requests (``/admin/received``); faults and counts apply to it as to any
+``/<name>/...`` request.
+
 ``orders`` also answers ``GET /orders/<id>`` by asking ``inventory`` for the
 stock, through its sidecar's outbound listener (``--outbound``), forwarding the
 request id, the deadline and the trace context, as every service in a mesh must
@@ -48,11 +54,15 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from demo.authz_policy import decide
 from demo.tracing import client_trace_config, server_spans, setup_tracing
 
 # What a service must pass on when it calls another service through its sidecar,
 # besides the trace context (which OpenTelemetry's instrumentation forwards).
 PROPAGATED = ("X-Request-Id", "X-Mesh-Deadline-Ms")
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+CHECK_PREFIX = "/authz/check"
+"""Where ``authz`` answers the edge's checks (the edge's ``ext_authz.path_prefix``)."""
 
 
 @dataclass
@@ -291,12 +301,34 @@ def create_app(name: str, instance: str, outbound: str | None = None) -> web.App
             }
         )
 
+    async def check(request: web.Request) -> web.Response:
+        body = await request.read()
+        state.received.append(
+            {
+                "method": request.method,
+                "path": request.raw_path,
+                "headers": [[k, v] for k, v in request.headers.items()],
+                "body_sha256": hashlib.sha256(body).hexdigest(),
+                "body_bytes": len(body),
+            }
+        )
+        asked = request.path.removeprefix(CHECK_PREFIX) or "/"
+        decision = decide(request.method, asked, request.headers)
+        if decision.body is None:
+            return web.Response(status=decision.status, headers=decision.headers)
+        return web.json_response(
+            dict(decision.body),
+            status=decision.status,
+            headers=decision.headers,
+            content_type="application/problem+json",
+        )
+
     async def order(request: web.Request) -> web.Response:
         order_id = request.match_info["order_id"]
         if outbound is None:
             return web.json_response({"error": "orders needs --outbound"}, status=500)
         headers = {h: request.headers[h] for h in PROPAGATED if h in request.headers}
-        session: aiohttp.ClientSession = app["session"]
+        session: aiohttp.ClientSession = app[SESSION]
         async with session.get(
             f"{outbound}/inventory/inventory/stock/{order_id}", headers=headers
         ) as resp:
@@ -309,9 +341,9 @@ def create_app(name: str, instance: str, outbound: str | None = None) -> web.App
         return web.json_response({"order": order_id, "instance": instance, "stock": body})
 
     async def session_ctx(app: web.Application) -> Any:
-        app["session"] = aiohttp.ClientSession(trace_configs=[client_trace_config()])
+        app[SESSION] = aiohttp.ClientSession(trace_configs=[client_trace_config()])
         yield
-        await app["session"].close()
+        await app[SESSION].close()
 
     app.cleanup_ctx.append(session_ctx)
     app.router.add_get("/health", health)
@@ -328,6 +360,9 @@ def create_app(name: str, instance: str, outbound: str | None = None) -> web.App
     if name == "orders":
         app.router.add_get(r"/orders/{order_id:\d+}", order)
     app.router.add_route("*", f"/{name}/cached/{{tail:.*}}", cached)
+    if name == "authz":
+        app.router.add_route("*", CHECK_PREFIX, check)
+        app.router.add_route("*", f"{CHECK_PREFIX}/{{tail:.*}}", check)
     app.router.add_route("*", f"/{name}/{{tail:.*}}", echo)
     app.router.add_route("*", f"/{name}", echo)
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from edge.auth.config import AuthConfig, RouteAuthConfig
 from edge.cache.config import CacheStoreConfig, RouteCacheConfig
 from edge.compression.config import CompressionConfig
 from edge.cors.config import CorsConfig
+from edge.ext_authz.config import ExtAuthzConfig, RouteExtAuthzConfig
 from edge.hash_policy import HashSourceConfig
 from edge.headers.config import HeadersConfig
 from edge.ip_access.config import IpAccessConfig
@@ -36,6 +38,7 @@ from mesh.config.sections import AdminConfig, LoggingConfig, ProxyConfig, Shutdo
 from mesh.config.types import ByteSize, Duration, Frozen, HeaderName, Port, PositiveDuration
 from mesh.connections import ConnectionLimits
 from mesh.faults.config import FaultConfig
+from mesh.identity.headers import header_key, header_keys
 from mesh.mtls.config import EdgeMeshTlsConfig, mesh_tls_problem
 from mesh.telemetry.config import TelemetryConfig
 
@@ -190,6 +193,10 @@ class RouteConfig(Frozen):
     cache: RouteCacheConfig | None = None
     """Store the service's answers at the edge and serve them while fresh (RFC 9111 shared
     cache, :mod:`edge.cache`); null: every request goes to the service."""
+    ext_authz: RouteExtAuthzConfig | None = None
+    """External authorization on this route (:mod:`edge.ext_authz`): ``false`` never
+    checks it, ``true`` checks it, a block checks it with ``context`` (or says
+    ``disabled``); null: as ``ext_authz.check_by_default`` says."""
 
     @field_validator("prefix", "prefix_rewrite")
     @classmethod
@@ -283,6 +290,9 @@ class EdgeConfig(Frozen):
     """Eject instances that keep failing the edge's requests (passive health checks)."""
     cache: CacheStoreConfig = CacheStoreConfig()
     """The response cache's store, per edge process (routes opt in with their ``cache``)."""
+    ext_authz: ExtAuthzConfig | None = None
+    """An outside service decides whether each request may pass (Envoy's ext_authz);
+    null: none. Routes may opt out (or in)."""
     routes: tuple[RouteConfig, ...] = ()
     consul_routes: bool = True
     """Also expose the routes services declare in their Consul meta."""
@@ -335,6 +345,33 @@ class EdgeConfig(Frozen):
                     f"more than cache.max_bytes ({self.cache.max_bytes}): such a body could "
                     "never be stored"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _ext_authz_coherent(self) -> EdgeConfig:
+        section = self.ext_authz
+        if section is None:
+            for i, route in enumerate(self.routes):
+                if route.ext_authz is not None and not route.ext_authz.disabled:
+                    raise ValueError(
+                        f"routes[{i}].ext_authz: there is no ext_authz section to check "
+                        "with (add one, or remove the key)"
+                    )
+            return self
+        identity = self.auth.identity
+        managed = header_keys((*identity.headers, identity.token.header))
+        lists: list[tuple[str, Iterable[str]]] = [
+            ("allowed_request_headers", section.allowed_request_headers),
+            ("check_headers", section.check_headers),
+            ("allowed_upstream_headers", section.allowed_upstream_headers),
+        ]
+        for key, names in lists:
+            for name in names:
+                if header_key(name) in managed:
+                    raise ValueError(
+                        f"ext_authz.{key}: {name} is an identity header the edge writes "
+                        "(auth.identity)"
+                    )
         return self
 
     @model_validator(mode="after")

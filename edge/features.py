@@ -7,6 +7,7 @@ from edge.cache.feature import CacheFeature
 from edge.compression.feature import CompressionFeature
 from edge.config import EdgeConfig
 from edge.cors.feature import CorsFeature
+from edge.ext_authz.feature import ExtAuthzFeature
 from edge.faults.feature import FaultsFeature
 from edge.feature import EdgeContext, EdgeFeature
 from edge.gateway import config_routes
@@ -27,7 +28,15 @@ def build_features(config: EdgeConfig, ctx: EdgeContext) -> list[EdgeFeature]:
     # Before auth: a browser's preflight carries no credentials.
     features.append(CorsFeature(config, ctx.registry))
     # Always on: identity headers are stripped from every request, auth configured or not.
-    features.append(AuthFeature(config.auth, ctx, workers=config.workers))
+    auth = AuthFeature(config.auth, ctx, workers=config.workers)
+    features.append(auth)
+    # After auth: the check carries the identity the edge verified, so the authorization
+    # service can decide on roles. Before the limits (as Kong runs its auth plugins before
+    # rate limiting): a request the service refuses spends none of its caller's tokens,
+    # and limits counting by a header see the one the service set. The price: a flood
+    # that the limits would refuse costs a check each; protect the service with its own
+    # limits (its sidecar's inbound cap). Always built, so that a reload can turn it on.
+    features.append(ExtAuthzFeature(config, ctx, auth.signer))
     if config.rate_limits.enabled:
         # After auth: limits are per caller, so the identity must be known.
         features.append(
@@ -42,7 +51,7 @@ def build_features(config: EdgeConfig, ctx: EdgeContext) -> list[EdgeFeature]:
     features.append(CompressionFeature(config, ctx.registry))
     # Last after routing: auth and limits see the client's headers, not the changed ones.
     features.append(HeadersFeature(config))
-    # Next to last: its filter runs right before the mirror's and the proxy (Envoy's
+    # Late: its filter runs right before the cache's, the mirror's and the proxy (Envoy's
     # fault filter comes before the router), so only requests every other filter let
     # through are delayed or aborted, and an aborted request is never copied.
     features.append(FaultsFeature(config, ctx.registry))

@@ -48,6 +48,7 @@ _ROUTING_KEYS = {
     "hash_policy",
     "retries",
     "cache",
+    "ext_authz",
 }
 
 
@@ -71,6 +72,7 @@ def config_routes(config: EdgeConfig) -> list[Route]:
             hash_policy=hash_policy(r.hash_policy),
             retries=r.retries.policy() if r.retries is not None else None,
             cache=r.cache.policy() if r.cache is not None else None,
+            ext_authz=r.ext_authz.check() if r.ext_authz is not None else None,
         )
         for r in config.routes
     ]

@@ -25,6 +25,7 @@ from typing import Any
 from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
 
 from edge.cache.policy import CachePolicy
+from edge.ext_authz.policy import RouteCheck
 from edge.mirror.policy import MirrorPolicy
 from edge.route_match import NO_PARAMS, Condition, Conditions, parse_query
 from mesh.canary import Canary
@@ -64,6 +65,9 @@ class Route:
     None: only a failed connect moves on."""
     cache: CachePolicy | None = None
     """Answers stored and served at the edge (:mod:`edge.cache`); None: never."""
+    ext_authz: RouteCheck | None = None
+    """The route's own external authorization setting (:mod:`edge.ext_authz`); None: the
+    edge-wide ``ext_authz.check_by_default`` decides (always so for Consul-meta routes)."""
     options: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
     """Per-route settings of the features (``auth``, ``rate_limits``, ...), as configured."""
 
@@ -107,6 +111,7 @@ class Route:
             "hash_policy": None if self.hash_policy is None else self.hash_policy.describe(),
             "retries": None if self.retries is None else self.retries.describe(),
             "cache": None if self.cache is None else self.cache.describe(),
+            "ext_authz": None if self.ext_authz is None else self.ext_authz.describe(),
         }
 
 
@@ -129,6 +134,7 @@ def make_route(
     hash_policy: HashPolicy | None = None,
     retries: RouteRetryPolicy | None = None,
     cache: CachePolicy | None = None,
+    ext_authz: RouteCheck | None = None,
 ) -> Route:
     norm = prefix.rstrip("/") or "/"
     rewrite = "/" if strip_prefix else prefix_rewrite
@@ -149,6 +155,7 @@ def make_route(
         hash_policy=hash_policy,
         retries=retries,
         cache=cache,
+        ext_authz=ext_authz,
     )
 
 

@@ -4,6 +4,12 @@ The token (see :mod:`mesh.identity.token`) carries the subject, the roles, the
 request id and the exact identity headers just set, so a sidecar can refuse
 identity headers the edge did not sign. Anonymous requests carry none (any
 client copy was stripped before routing).
+
+A filter before it that needed the token already (the external authorization check,
+:mod:`edge.filters.ext_authz`, sends it to an authorization service that may sit
+behind a sidecar requiring it) leaves it in ``ex.attrs[SIGNED_TOKEN_ATTR]`` with the
+identity headers it signed; it is sent again when those are exactly the headers set
+now, rather than signed twice (an ECDSA signature each).
 """
 
 from __future__ import annotations
@@ -15,6 +21,10 @@ from mesh.chain import Handler
 from mesh.exchange import Exchange
 from mesh.identity.token import IdentitySigner
 
+SIGNED_TOKEN_ATTR = "identity_token"
+"""``ex.attrs`` key of ``(identity header pairs, token)``: the token signed for this
+request over exactly those pairs, by a filter before this one."""
+
 
 class IdentityTokenFilter:
     def __init__(self, signer: IdentitySigner, header: str) -> None:
@@ -22,13 +32,20 @@ class IdentityTokenFilter:
         self._header = header
 
     async def __call__(self, ex: Exchange, next_handler: Handler) -> web.StreamResponse:
-        identity: Identity | None = ex.attrs.get("identity")
+        attrs = ex.attrs
+        identity: Identity | None = attrs.get("identity")
         if identity is not None:
-            ex.upstream_headers[self._header] = self._signer.sign(
-                subject=identity.subject,
-                roles=identity.roles,
-                request_id=ex.request_id,
-                method=identity.method,
-                headers=ex.attrs.get("identity_headers", ()),
-            )
+            pairs = attrs.get("identity_headers", ())
+            signed = attrs.get(SIGNED_TOKEN_ATTR)
+            if signed is not None and signed[0] == pairs:
+                token = signed[1]
+            else:
+                token = self._signer.sign(
+                    subject=identity.subject,
+                    roles=identity.roles,
+                    request_id=ex.request_id,
+                    method=identity.method,
+                    headers=pairs,
+                )
+            ex.upstream_headers[self._header] = token
         return await next_handler(ex)

@@ -28,7 +28,10 @@ with W3C formats only (the default), through the SDK's propagators with B3.
 Helpers for other parts of the proxy (auth, rate limiting, resilience):
 
 * :func:`add_event` puts an event on the request's SERVER span;
-* :func:`child_span` opens a child span (e.g. a Redis round trip, a JWKS fetch).
+* :func:`child_span` opens a child span (e.g. a Redis round trip, a JWKS fetch);
+* :func:`side_call` starts the CLIENT span of a call made for the request besides
+  its upstream attempts (the edge's external authorization check) and gives the
+  headers that carry its context to the callee.
 
 Both are no-ops, and nearly free, when the request is not sampled or not
 traced. Never pass a secret (token, API key, password) as an attribute.
@@ -59,6 +62,7 @@ import random
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Final
 
+from multidict import CIMultiDict
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
@@ -113,6 +117,12 @@ EVENT_AUTH_FAILED: Final = "meshgate.auth.failed"
 """Authentication failed (401/403); attributes name the reason, never the credential."""
 EVENT_FAULT_INJECTED: Final = "meshgate.fault.injected"
 """Fault injection delayed or aborted the request (:mod:`mesh.faults`)."""
+EVENT_EXT_AUTHZ_REFUSED: Final = "meshgate.ext_authz.refused"
+"""The edge's external authorization refused the request: the service denied it, or could
+not be asked and ``failure_mode`` is ``deny`` (:mod:`edge.ext_authz`)."""
+EVENT_EXT_AUTHZ_FAILED_OPEN: Final = "meshgate.ext_authz.failed_open"
+"""The external authorization service could not be asked and ``failure_mode: allow`` let
+the request through."""
 
 _METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
@@ -450,6 +460,27 @@ class RequestTrace:
             tracing.propagation.inject(out, context)
         return span
 
+    def side_call(
+        self, ex: Exchange, name: str, attributes: dict[str, AttributeValue]
+    ) -> tuple[RecordedSpan | None, list[tuple[str, str]]]:
+        """See :func:`side_call`."""
+        tracing = self._tracing
+        server = self.span
+        headers: CIMultiDict[str] = CIMultiDict()
+        if server is None:
+            # Not sampled, and not W3C only: a fresh span id, sampled flag 0.
+            span_id = _draw_ids(64)[1]
+            tracing.propagation.write_unsampled(headers, self.trace_id_hex, span_id, self.flags)
+            return None, list(headers.items())
+        span = server.child(name, _CLIENT, _new_span_id(), attributes)
+        if tracing.w3c_only:
+            span_hex = span.span_id.to_bytes(8, "big").hex()
+            value = format_traceparent(self.trace_id_hex, span_hex, self.flags)
+            return span, [(TRACEPARENT, value)]
+        context = trace.set_span_in_context(span, self._incoming or Context())
+        tracing.propagation.inject(headers, context)
+        return span, list(headers.items())
+
     def end_server(
         self, ex: Exchange, status: int, error: str | None, http_route: str | None
     ) -> None:
@@ -505,6 +536,19 @@ class UnsampledTrace:
             line = ex.attempt_header_block
             # "traceparent: 00-<trace id>-<span id>-<flags>": the span id is [-19:-3].
             ex.attempt_header_block = f"{line[:-19]}{_draw_ids(64)[1]}{line[-3:]}"
+
+    def side_call(
+        self, ex: Exchange, name: str, attributes: dict[str, AttributeValue]
+    ) -> tuple[None, list[tuple[str, str]]]:
+        """A ``traceparent`` in the request's trace with a fresh span id (sampled flag
+        0), from the first attempt's line written at the start; nothing recorded."""
+        line = ex.attempt_header_block
+        prefix = f"{TRACEPARENT}: "
+        if not line.startswith(prefix):  # not written (not reached: start_request does)
+            return None, []
+        value = line[len(prefix) :]
+        # "00-<trace id>-<span id>-<flags>": the span id is [-19:-3].
+        return None, [(TRACEPARENT, f"{value[:-19]}{_draw_ids(64)[1]}{value[-3:]}")]
 
     def end_server(
         self, ex: Exchange, status: int, error: str | None, http_route: str | None
@@ -597,6 +641,27 @@ def set_server_attribute(ex: Exchange, name: str, value: AttributeValue) -> None
     trace_ = ex.trace
     if trace_ is not None and trace_.span is not None:
         trace_.span.set_attribute(name, value)
+
+
+def side_call(
+    ex: Exchange, name: str, attributes: dict[str, AttributeValue]
+) -> tuple[RecordedSpan | None, list[tuple[str, str]]]:
+    """Start the CLIENT span of a call made for the request besides its upstream attempts
+    (the edge's external authorization check), a child of the request's SERVER span, and
+    return it with the headers that carry its context to the callee, so the callee's
+    SERVER span is its child.
+
+    ``attributes`` (values exactly ``str`` or ``int``, as :meth:`RecordedSpan.put` wants)
+    start the span; finish it with :func:`end_client`. Not sampled: no span (None), and
+    the headers name a fresh span id in the request's trace with the sampled flag 0, so
+    the callee follows the request's decision. Not traced: (None, []). The headers are
+    the configured formats' (``traceparent`` with W3C only; B3 too when configured);
+    ``tracestate`` and ``baggage`` are not among them with W3C only: they travel as
+    received, in the request's own headers, for the caller to copy."""
+    trace_ = ex.trace
+    if trace_ is None:
+        return None, []
+    return trace_.side_call(ex, name, attributes)
 
 
 @contextlib.contextmanager

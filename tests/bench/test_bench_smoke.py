@@ -322,3 +322,16 @@ def test_connection_setup_measures_every_target(tmp_path: Path) -> None:
         assert figures["connections_per_sec"] > 0, name
         assert figures["cpu_us_per_connection"] > 0, name
     assert "meshgate-mtls-sniffing" in done.stdout
+
+
+def test_ext_authz_scenario_runs_clean(tmp_path: Path) -> None:
+    """edge+extauthz for 1 s: its authorization service (the upstream, registered again)
+    allows every request, so every answer is the upstream's (a failed check would be a
+    503, counted as an error), and its cost is reported against the edge."""
+    out, done = _run_one_second(tmp_path, "edge,edge+extauthz", timeout=180)
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    rows = {row["name"]: row for row in json.loads(out.read_text())["scenarios"]}
+    row = rows["edge+extauthz"]
+    assert row["ok"], row["failure"]
+    assert row["requests"] > 0 and row["error_count"] == 0
+    assert row["cost"]["against"] == "edge"

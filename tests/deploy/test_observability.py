@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from edge.cache.metrics import CacheMetrics
 from edge.compression.feature import CompressionFeature
 from edge.config import EdgeConfig
+from edge.ext_authz.metrics import ExtAuthzMetrics
 from edge.ip_access.feature import IpAccessFeature
 from edge.mirror.metrics import MirrorMetrics
 from edge.outliers.metrics import OutlierMetrics
@@ -60,6 +61,7 @@ def exported_series() -> set[str]:
     FaultMetrics(registry)
     MirrorMetrics(registry)
     CacheMetrics(registry)
+    ExtAuthzMetrics(registry)
     names: set[str] = set()
     for family in registry.collect():
         names.update(family.name + suffix for suffix in _SUFFIXES[family.type])
@@ -115,6 +117,8 @@ def test_every_dashboard_query_names_an_exported_series() -> None:
         "meshgate_cache_bytes",
         "meshgate_cache_entries",
         "meshgate_cache_evictions_total",
+        "meshgate_ext_authz_requests_total",
+        "meshgate_ext_authz_duration_seconds_bucket",
     ):
         assert wanted in used, wanted
 

@@ -211,6 +211,7 @@ def test_describe() -> None:
         "hash_policy": None,
         "retries": None,
         "cache": None,
+        "ext_authz": None,
     }
 
 

@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from demo.processes import free_port, http_ok, meshgate_argv, port_open, wait_until
-from tests.integration.harness import descendants, pid_alive
+from tests.integration.harness import descendants, http, pid_alive
 
 
 def test_demo_serves_through_sidecars_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
@@ -44,6 +44,10 @@ def test_demo_serves_through_sidecars_and_ctrl_c_leaves_nothing(tmp_path: Path) 
         headers = {k.lower(): v for k, v in body["headers"]}
         # Two hops appended X-Forwarded-For: the edge (client) and the sidecar (edge).
         assert len(headers["x-forwarded-for"].split(",")) == 2
+        # /api/admin is the demo authz service's to decide: alice is no admin.
+        admin_url = f"http://127.0.0.1:{port}/api/admin/echo"
+        status, admin_headers, _ = http(admin_url, {"Authorization": f"Bearer {token}"})
+        assert (status, admin_headers["x-authz-reason"]) == (403, "role admin required")
         children = descendants(proc.pid)
         assert len(children) >= 7  # consul, redis, 2 apps, 2 sidecars, edge
         proc.send_signal(signal.SIGINT)

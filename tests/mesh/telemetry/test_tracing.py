@@ -29,6 +29,7 @@ from mesh.telemetry.tracing import (
     add_event,
     child_span,
     end_client,
+    side_call,
 )
 from mesh.telemetry.tracing_settings import resolve_tracing
 from tests.mesh.telemetry.support import Recorder, headers_sent, make_exchange
@@ -455,3 +456,70 @@ def test_attribute_limits_from_the_environment_still_apply(monkeypatch: pytest.M
     _one_sampled_request(r)
     for span in r.spans:
         assert len(span.attributes or {}) == 3 and span.dropped_attributes > 0
+
+
+# --- a call besides the upstream attempts (side_call) ----------------------------------
+
+
+def test_a_side_call_of_a_sampled_request_is_a_client_span_under_the_server_span() -> None:
+    r = Recorder(sampler_ratio=1.0)
+    ex = make_exchange()
+    trace = r.tracing.start_request(ex)
+    span, headers = side_call(ex, "ext_authz", {"server.address": "10.0.0.9"})
+    assert span is not None
+    [(name, value)] = headers
+    sent = parse_traceparent(value)
+    assert name == "traceparent" and sent is not None and sent.sampled
+    assert (sent.trace_id, sent.span_id) == (trace.trace_id, span.get_span_context().span_id)
+    end_client(span, 403, None)
+    trace.end_server(ex, 403, None, None)
+    server, check = r.named("GET"), r.named("ext_authz")
+    assert check.kind is SpanKind.CLIENT and check.parent is not None
+    assert check.parent.span_id == server.context.span_id
+    assert dict(check.attributes or {}) == {
+        "server.address": "10.0.0.9",
+        "http.response.status_code": 403,
+    }
+    # The request's own first attempt is untouched by it.
+    assert "traceparent" not in ex.upstream_headers
+
+
+def test_a_side_call_of_an_unsampled_request_carries_a_fresh_span_id_unsampled() -> None:
+    r = Recorder(sampler_ratio=0.0)
+    ex = make_exchange()
+    r.tracing.start_request(ex)
+    first = ex.attempt_header_block
+    span, [(name, value)] = side_call(ex, "ext_authz", {})
+    sent = parse_traceparent(value)
+    attempt = parse_traceparent(first.split(": ", 1)[1])
+    assert span is None and name == "traceparent"
+    assert sent is not None and attempt is not None
+    assert sent.trace_id == attempt.trace_id == int(ex.trace_id or "0", 16)
+    assert not sent.sampled and sent.flags == attempt.flags
+    assert sent.span_id != attempt.span_id
+    assert ex.attempt_header_block == first  # the request's first attempt keeps its own
+    assert r.spans == ()
+
+
+def test_a_side_call_with_b3_writes_every_configured_format() -> None:
+    r = Recorder(sampler_ratio=1.0, propagators=["tracecontext", "b3"])
+    ex = make_exchange()
+    trace = r.tracing.start_request(ex)
+    span, headers = side_call(ex, "ext_authz", {})
+    assert span is not None
+    own = f"{span.get_span_context().span_id:016x}"
+    sent = dict(headers)
+    assert sent["b3"] == f"{trace.trace_id_hex}-{own}-1"
+    assert sent["traceparent"].split("-")[2] == own
+
+    unsampled = Recorder(sampler_ratio=0.0, propagators=["tracecontext", "b3"])
+    ex = make_exchange()
+    trace = unsampled.tracing.start_request(ex)
+    span, headers = side_call(ex, "ext_authz", {})
+    sent = dict(headers)
+    assert span is None and sent["b3"].startswith(f"{trace.trace_id_hex}-")
+    assert sent["b3"].endswith("-0") and sent["traceparent"].endswith("-02")
+
+
+def test_a_side_call_of_an_untraced_request_carries_nothing() -> None:
+    assert side_call(make_exchange(), "ext_authz", {}) == (None, [])
