@@ -59,20 +59,9 @@ _OUTCOMES = {
 }
 """The ``rate_limit`` field's quoted value, for the outcomes :func:`rate_limit_outcome` gives."""
 
-_CACHE_RESULTS = {
-    result: _quote(result)
-    for result in (
-        "hit",
-        "collapsed",
-        "stale",
-        "stale_if_error",
-        "revalidated",
-        "miss",
-        "uncacheable",
-        "bypass",
-    )
-}
-"""The ``cache`` field's quoted value, for the edge cache's results."""
+_CACHE_RESULTS: dict[str, str] = {}
+"""The ``cache`` field's quoted value per result of the edge cache (a handful, each quoted
+once, when first seen: the results are the cache's to name, see edge.cache.metrics)."""
 
 _MAX_SUBJECTS = 4096
 """Identities whose quoted subject a log keeps; past that it starts over."""
@@ -226,7 +215,10 @@ class AccessLog:
             text = rate_limit_outcome(limit)
             outcome = "null" if text is None else _OUTCOMES.get(text) or _quote(text)
         cached = attrs.get("cache")
-        cache = "null" if cached is None else _CACHE_RESULTS.get(cached) or _quote(cached)
+        if cached is None:
+            cache = "null"
+        else:
+            cache = _CACHE_RESULTS.get(cached) or _CACHE_RESULTS.setdefault(cached, _quote(cached))
         return (
             f'{self._line_start}{_MILLIS[int((now - second) * 1000)]}Z","role":{self._role},'
             f'"request_id":{_quote(ex.request_id)},'
