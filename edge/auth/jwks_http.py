@@ -16,6 +16,7 @@ import aiohttp
 from edge.auth.endpoint import EndpointSource, call_endpoint
 from edge.auth.http_body import BodyTooLarge
 from edge.auth.jwks import JwksDocument
+from mesh.http.cache_control import digits, directives
 
 _ACCEPT = {"Accept": "application/jwk-set+json, application/json"}
 
@@ -33,20 +34,14 @@ def parse_max_age(cache_control: str | None, age: str | None = None) -> float | 
     """
     if not cache_control:
         return None
-    max_age: float | None = None
-    for directive in cache_control.split(","):
-        name, _, value = directive.strip().partition("=")
-        name = name.strip().lower()
-        if name in ("no-store", "no-cache"):
-            return 0.0
-        if name == "max-age":
-            value = value.strip().strip('"')
-            if not (value.isascii() and value.isdigit()):
-                return None
-            max_age = float(value)
-    if max_age is None:
+    found = directives([cache_control])
+    if "no-store" in found or "no-cache" in found:
+        return 0.0
+    value = found.get("max-age")
+    if value is None or not digits(value):
         return None
-    if age is not None and age.strip().isascii() and age.strip().isdigit():
+    max_age = float(value)
+    if age is not None and digits(age.strip()):
         max_age = max(0.0, max_age - float(age.strip()))
     return max_age
 

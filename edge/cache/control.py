@@ -1,12 +1,13 @@
-"""``Cache-Control`` and HTTP dates, read as a shared cache reads them (RFC 9111 §5.2; pure).
+"""``Cache-Control``, read as a shared cache reads it (RFC 9111 §5.2; pure).
 
 Only the response directives a shared cache acts on are kept
 (:class:`ResponseControl`); of the request's, only ``no-store`` (the edge does
 not let a client's ``no-cache`` or ``max-age=0`` send its requests past the
 cache: any client could then send every request to the service).
 
-Parsing is forgiving, as RFC 9111 asks: names are case-insensitive, values
-may be quoted, a directive given twice counts once (its first value), a
+The directives are split by :mod:`mesh.http.cache_control` (forgiving, as RFC
+9111 asks: names are case-insensitive, values may be quoted, a directive given
+twice counts once, its first value); here a
 qualified ``private="Set-Cookie"`` or ``no-cache="..."`` is taken as the
 unqualified directive, and a delta-seconds argument that cannot be read makes
 the response stale (``max-age=abc`` is ``max-age=0``) rather than fresh.
@@ -16,74 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC
-from email.utils import parsedate_to_datetime
 
-MAX_DELTA_SECONDS = 2147483648
-"""What a larger delta-seconds value counts as (RFC 9111 §1.2.2)."""
-
-
-def directives(values: Iterable[str]) -> dict[str, str | None]:
-    """The directives of ``Cache-Control`` field values (several lines are one list):
-    lower-cased name → its argument, unquoted (None: no argument). A name given again
-    keeps its first argument."""
-    found: dict[str, str | None] = {}
-    for value in values:
-        for name, argument in _items(value):
-            found.setdefault(name, argument)
-    return found
-
-
-def _items(value: str) -> Iterable[tuple[str, str | None]]:
-    """``name[=token|"quoted"]`` items of one field value; commas inside quotes kept."""
-    i, n = 0, len(value)
-    while i < n:
-        while i < n and value[i] in " \t,":
-            i += 1
-        start = i
-        while i < n and value[i] not in "=, \t":
-            i += 1
-        name = value[start:i].lower()
-        while i < n and value[i] in " \t":
-            i += 1
-        argument: str | None = None
-        if i < n and value[i] == "=":
-            i += 1
-            while i < n and value[i] in " \t":
-                i += 1
-            if i < n and value[i] == '"':
-                i += 1
-                chars: list[str] = []
-                while i < n and value[i] != '"':
-                    if value[i] == "\\" and i + 1 < n:
-                        i += 1
-                    chars.append(value[i])
-                    i += 1
-                i += 1  # the closing quote
-                argument = "".join(chars)
-            else:
-                start = i
-                while i < n and value[i] != ",":
-                    i += 1
-                argument = value[start:i].strip()
-        while i < n and value[i] != ",":
-            i += 1  # anything after a directive's argument, up to the next comma
-        if name:
-            yield name, argument
-
-
-def delta_seconds(argument: str | None) -> int:
-    """A delta-seconds argument; 0 (stale) when absent or unreadable, capped at
-    :data:`MAX_DELTA_SECONDS`."""
-    if argument is None or not argument.isdigit():
-        return 0
-    return min(int(argument), MAX_DELTA_SECONDS)
+from mesh.http.cache_control import MAX_DELTA_SECONDS, delta_seconds, digits, directives
 
 
 def _optional_seconds(argument: str | None, present: bool) -> int | None:
     """An extension's delta-seconds (``stale-while-revalidate=N``): None when absent or
     unreadable (the extension is then ignored, not taken as 0)."""
-    if not present or argument is None or not argument.isdigit():
+    if not present or argument is None or not digits(argument):
         return None
     return min(int(argument), MAX_DELTA_SECONDS)
 
@@ -148,17 +89,3 @@ _NONE = ResponseControl()
 def request_no_store(values: Iterable[str]) -> bool:
     """Whether a request's ``Cache-Control`` says ``no-store`` (its answer is not stored)."""
     return "no-store" in directives(values)
-
-
-def http_date(value: str | None) -> float | None:
-    """Seconds since the epoch of an HTTP date (IMF-fixdate, or the obsolete RFC 850 and
-    asctime forms); None when absent or unreadable. A date without a zone is UTC."""
-    if not value:
-        return None
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:  # asctime has no zone: HTTP dates are in GMT
-        when = when.replace(tzinfo=UTC)
-    return when.timestamp()

@@ -23,7 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from edge.cache.control import ResponseControl, http_date
+from edge.cache.control import ResponseControl
+from mesh.http.cache_control import digits
+from mesh.http.dates import http_date
 
 
 class State(Enum):
@@ -118,7 +120,7 @@ def initial_age(
     age_value = 0.0
     if age_field is not None:
         first = age_field.split(",")[0].strip()
-        if first.isdigit():
+        if digits(first):
             age_value = float(first)
     corrected = age_value + max(0.0, received - requested)
     return max(apparent, corrected)

@@ -26,10 +26,12 @@ from dataclasses import dataclass
 
 from multidict import CIMultiDict
 
-from edge.cache.control import ResponseControl, http_date, response_control
+from edge.cache.control import ResponseControl, response_control
 from edge.cache.freshness import Timing, explicit_lifetime, initial_age, stale_windows
 from edge.cache.policy import CachePolicy
 from edge.cache.vary import vary_names
+from mesh.http.cache_control import digits
+from mesh.http.dates import http_date
 
 CACHEABLE_STATUSES = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})
 """Statuses RFC 9110 §15.1 calls heuristically cacheable: stored with explicit freshness
@@ -81,7 +83,7 @@ def verdict(
     if names is None:
         return Verdict("vary-star")
     length = headers.get("Content-Length")
-    if length is not None and length.isdigit() and int(length) > policy.max_body_size:
+    if length is not None and digits(length) and int(length) > policy.max_body_size:
         return Verdict("too-large")
     found = timing(control, headers, policy, requested, received)
     if found is None:

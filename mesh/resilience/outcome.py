@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC
-from email.utils import parsedate_to_datetime
 from enum import StrEnum
+
+from mesh.http.dates import http_date
 
 #: Statuses that mean "slow down" when they carry a ``Retry-After`` header.
 BACKPRESSURE_STATUSES = frozenset({429, 503})
@@ -120,10 +120,5 @@ def parse_retry_after(value: str | None, now_epoch: float) -> float | None:
     if text.isascii() and text.isdigit():
         seconds = float(text)
         return seconds if math.isfinite(seconds) else None
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - now_epoch)
+    when = http_date(text)
+    return None if when is None else max(0.0, when - now_epoch)

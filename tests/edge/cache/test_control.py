@@ -1,40 +1,11 @@
-"""Cache-Control and HTTP dates as a shared cache reads them."""
+"""Cache-Control as a shared cache reads it."""
 
 from __future__ import annotations
 
 import pytest
 
-from edge.cache.control import (
-    MAX_DELTA_SECONDS,
-    ResponseControl,
-    directives,
-    http_date,
-    request_no_store,
-    response_control,
-)
-
-
-@pytest.mark.parametrize(
-    ("values", "expected"),
-    [
-        ([], {}),
-        (["max-age=60"], {"max-age": "60"}),
-        (["Public, MAX-AGE=60"], {"public": None, "max-age": "60"}),
-        (["max-age = 60 , no-cache"], {"max-age": "60", "no-cache": None}),
-        # Several lines are one list; the first value of a directive wins.
-        (["max-age=60", "max-age=5, s-maxage=7"], {"max-age": "60", "s-maxage": "7"}),
-        # Quoted arguments: unquoted, commas and escapes inside them kept.
-        (
-            ['private="Set-Cookie, X-Foo", max-age=1'],
-            {"private": "Set-Cookie, X-Foo", "max-age": "1"},
-        ),
-        (['no-cache="a\\"b"'], {"no-cache": 'a"b'}),
-        ([" , ,max-age=3,, "], {"max-age": "3"}),
-        (['max-age="30"'], {"max-age": "30"}),
-    ],
-)
-def test_directives(values: list[str], expected: dict[str, str | None]) -> None:
-    assert directives(values) == expected
+from edge.cache.control import ResponseControl, request_no_store, response_control
+from mesh.http.cache_control import MAX_DELTA_SECONDS
 
 
 def test_response_control_reads_every_directive_it_acts_on() -> None:
@@ -65,7 +36,7 @@ def test_nothing_said_is_all_defaults() -> None:
 
 @pytest.mark.parametrize(
     ("value", "max_age"),
-    [("max-age=abc", 0), ("max-age", 0), ("max-age=-5", 0), ("max-age=1.5", 0)],
+    [("max-age=abc", 0), ("max-age", 0), ("max-age=-5", 0), ("max-age=1.5", 0), ("max-age=²", 0)],
 )
 def test_an_unreadable_max_age_makes_the_response_stale(value: str, max_age: int) -> None:
     assert response_control([value]).max_age == max_age
@@ -118,22 +89,3 @@ def test_request_no_store() -> None:
     assert request_no_store(["max-age=0", "No-Store"])
     assert not request_no_store(["no-cache, max-age=0"])
     assert not request_no_store([])
-
-
-@pytest.mark.parametrize(
-    "value",
-    [
-        "Sun, 06 Nov 1994 08:49:37 GMT",  # IMF-fixdate
-        "Sunday, 06-Nov-94 08:49:37 GMT",  # RFC 850
-        "Sun Nov  6 08:49:37 1994",  # asctime, no zone: GMT
-    ],
-)
-def test_http_dates_in_every_form(value: str) -> None:
-    assert http_date(value) == 784111777.0
-
-
-@pytest.mark.parametrize(
-    "value", [None, "", "0", "-1", "yesterday", "Sun, 99 Nov 1994 08:49:37 GMT"]
-)
-def test_unreadable_dates_are_none(value: str | None) -> None:
-    assert http_date(value) is None

@@ -42,6 +42,7 @@ def test_initial_age_is_the_larger_of_apparent_and_corrected_age() -> None:
     assert initial_age(None, date=None, requested=100.0, received=100.5) == 0.5
     # A Date from the future (clock skew) is no negative age; an unreadable Age is 0.
     assert initial_age("abc", date=200.0, requested=100.0, received=100.0) == 0.0
+    assert initial_age("²", date=None, requested=100.0, received=100.0) == 0.0
     assert initial_age("7, 9", date=None, requested=100.0, received=100.0) == 7.0
 
 

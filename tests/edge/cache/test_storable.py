@@ -63,6 +63,10 @@ def judge(
         ({"Cache-Control": "max-age=10", "Age": "20"}, 200, {}, "expired"),  # stale on arrival
         ({"Cache-Control": "max-age=60"}, 404, {}, None),  # negative caching when asked
         ({"Expires": "0"}, 200, {}, "expired"),
+        # Digits int() refuses (str.isdigit takes them): read as unknown, not a crash.
+        ({"Cache-Control": "max-age=²"}, 200, {}, "expired"),
+        ({"Cache-Control": "max-age=60", "Content-Length": "²"}, 200, {}, None),
+        ({"Cache-Control": "max-age=60", "Age": "²"}, 200, {}, None),
     ],
 )
 def test_verdict(
