@@ -17,7 +17,8 @@ JsonView = Callable[[], Mapping[str, Any]]
 AdminHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
+def json_response(data: Any, status: int = 200) -> web.Response:
+    """``data`` as indented JSON, keys sorted (what every admin view answers)."""
     return web.Response(
         body=json.dumps(data, indent=2, sort_keys=True, default=str).encode(),
         status=status,
@@ -51,11 +52,11 @@ def build_admin_app(
     app = web.Application()
 
     async def healthz(_: web.Request) -> web.Response:
-        return _json({"status": "alive"})
+        return json_response({"status": "alive"})
 
     async def readyz(_: web.Request) -> web.Response:
         ok, details = ready()
-        return _json({"ready": ok, **details}, 200 if ok else 503)
+        return json_response({"ready": ok, **details}, 200 if ok else 503)
 
     async def metrics(_: web.Request) -> web.Response:
         body = registry() if callable(registry) else generate_latest(registry)
@@ -77,6 +78,6 @@ def build_admin_app(
 
 def _view_handler(view: JsonView) -> Callable[[web.Request], Any]:
     async def handle(_: web.Request) -> web.Response:
-        return _json(view())
+        return json_response(view())
 
     return handle

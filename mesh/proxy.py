@@ -251,10 +251,7 @@ class Proxy:
                 if upstream.status == 101:  # only ever to a request that asked to switch
                     idle = self._settings.tunnel_idle_timeout
                     return await run_tunnel(ex, upstream, idle, self._telemetry.tunnel(ex))
-                respond = ex.responder
-                if respond is not None:
-                    return await respond(ex, upstream)
-                return await stream_response(ex, upstream)
+                return await (ex.responder or stream_response)(ex, upstream)
             finally:
                 attempt.end()
                 in_flight.release(instance.id)
@@ -368,10 +365,7 @@ class Proxy:
                     wait = self._retry(ex, policy, verdict, number, idempotent, replayable)
                     if wait is None:
                         _count_attempts(ex, policy, number)
-                        respond = ex.responder
-                        if respond is not None:
-                            return await respond(ex, upstream)
-                        return await stream_response(ex, upstream)
+                        return await (ex.responder or stream_response)(ex, upstream)
                     upstream.release()  # not read: the connection is closed
             finally:
                 attempt.end()

@@ -27,6 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from edge.cache.serving import EdgeCache
+from mesh.admin import json_response
 from mesh.http.problem import problem_response
 
 MAX_LISTED = 1000
@@ -83,7 +84,7 @@ class CacheAdmin:
         return view
 
     async def handle_view(self, request: web.Request) -> web.Response:
-        return _json(self.view(request.query.get("route")))
+        return json_response(self.view(request.query.get("route")))
 
     async def handle_purge(self, request: web.Request) -> web.Response:
         try:
@@ -107,13 +108,7 @@ class CacheAdmin:
         if not everything and route is None and prefix is None:
             return _bad('give {"route": ...}, {"prefix": ...}, both, or {"all": true}')
         purged = self._cache.store.purge(route, prefix)
-        return _json({"purged": purged, "pid": os.getpid()})
-
-
-def _json(data: Any) -> web.Response:
-    return web.Response(
-        body=json.dumps(data, indent=2, sort_keys=True).encode(), content_type="application/json"
-    )
+        return json_response({"purged": purged, "pid": os.getpid()})
 
 
 def _bad(detail: str) -> web.Response:

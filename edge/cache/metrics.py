@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -25,17 +25,6 @@ Result = Literal[
   ``detail``);
 * ``bypass``: not a request the cache answers (a method other than GET or HEAD, a
   range, a body, a WebSocket handshake)."""
-
-RESULTS: Final[tuple[Result, ...]] = (
-    "hit",
-    "collapsed",
-    "stale",
-    "stale_if_error",
-    "revalidated",
-    "miss",
-    "uncacheable",
-    "bypass",
-)
 
 
 class CacheMetrics:

@@ -58,7 +58,7 @@ from edge.cache.responses import stored_response
 from edge.cache.storable import verdict
 from edge.cache.store import CacheStore, Entry
 from edge.cache.vary import Lookup, variant
-from edge.cache.writer import EntryHead, EntryWriter
+from edge.cache.writer import EntryWriter
 from mesh.chain import Handler
 from mesh.exchange import Exchange
 from mesh.http.headers import end_to_end, header_block_items
@@ -490,7 +490,7 @@ class _Fetch:
             if stale is not None and code < 500:
                 cache.store.remove(stale)  # replaced by an answer that may not be kept
             return await self._relay(ex, upstream, headers, "uncacheable", detail=found.reason)
-        head = EntryHead(
+        head = Entry(
             key=self._key,
             route=self._route,
             host=_host(ex),
@@ -499,6 +499,7 @@ class _Fetch:
             reason=upstream.reason,
             headers=_stored_headers(headers),
             variant=variant(found.vary, self._lookup),
+            body=b"",
             timing=found.timing,
             shared=found.shared,
         )

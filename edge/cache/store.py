@@ -151,10 +151,9 @@ class CacheStore:
         stored) when it alone is larger than ``max_bytes``."""
         if entry.size > self.max_bytes:
             return False
-        variants = self._variants.setdefault(entry.key, [])
-        for old in variants:
+        for old in self._variants.get(entry.key, ()):
             if old.variant == entry.variant:
-                self._unlink(old)
+                self._unlink(old)  # drops the key's list when it was the only one
                 break
         variants = self._variants.setdefault(entry.key, [])
         variants.insert(0, entry)

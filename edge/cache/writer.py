@@ -17,14 +17,10 @@ waiting for this fetch go on.
 from __future__ import annotations
 
 from collections.abc import Callable
-
-from multidict import CIMultiDict
+from dataclasses import replace
 
 from edge.cache.flights import Flight
-from edge.cache.freshness import Timing
-from edge.cache.key import PrimaryKey
 from edge.cache.store import CacheStore, Entry
-from edge.cache.vary import Variant
 
 
 class EntryWriter:
@@ -44,12 +40,14 @@ class EntryWriter:
     def __init__(
         self,
         store: CacheStore,
-        head: EntryHead,
+        head: Entry,
         limit: int,
         flight: Flight | None,
         on_drop: Callable[[str, str], None],
     ) -> None:
-        """``on_drop(route, why)`` is told of a copy dropped (``too-large``, ``incomplete``)."""
+        """``head``: the new entry, known when the response head came, but for its body
+        (empty until the body is whole). ``on_drop(route, why)`` is told of a copy
+        dropped (``too-large``, ``incomplete``)."""
         self._store = store
         self._head = head
         self._limit = limit
@@ -74,7 +72,7 @@ class EntryWriter:
         self._done = True
         body = b"".join(self._parts)
         self._parts = []
-        self._store.put(self._head.entry(body))
+        self._store.put(replace(self._head, body=body, size=0))  # size: measured anew
         self._end_flight()
 
     def abort(self) -> None:
@@ -90,60 +88,3 @@ class EntryWriter:
     def _end_flight(self) -> None:
         if self._flight is not None:
             self._flight.end()
-
-
-class EntryHead:
-    """Everything of a new entry but its body: known when the response head comes."""
-
-    __slots__ = (
-        "headers",
-        "host",
-        "key",
-        "path",
-        "reason",
-        "route",
-        "shared",
-        "status",
-        "timing",
-        "variant",
-    )
-
-    def __init__(
-        self,
-        *,
-        key: PrimaryKey,
-        route: str,
-        host: str,
-        path: str,
-        status: int,
-        reason: str | None,
-        headers: CIMultiDict[str],
-        variant: Variant,
-        timing: Timing,
-        shared: bool,
-    ) -> None:
-        self.key = key
-        self.route = route
-        self.host = host
-        self.path = path
-        self.status = status
-        self.reason = reason
-        self.headers = headers
-        self.variant = variant
-        self.timing = timing
-        self.shared = shared
-
-    def entry(self, body: bytes) -> Entry:
-        return Entry(
-            key=self.key,
-            route=self.route,
-            host=self.host,
-            path=self.path,
-            status=self.status,
-            reason=self.reason,
-            headers=self.headers,
-            body=body,
-            variant=self.variant,
-            timing=self.timing,
-            shared=self.shared,
-        )

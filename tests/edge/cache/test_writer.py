@@ -6,12 +6,12 @@ from multidict import CIMultiDict
 
 from edge.cache.flights import Flights
 from edge.cache.freshness import Timing
-from edge.cache.store import CacheStore
-from edge.cache.writer import EntryHead, EntryWriter
+from edge.cache.store import CacheStore, Entry
+from edge.cache.writer import EntryWriter
 
 
-def head() -> EntryHead:
-    return EntryHead(
+def head() -> Entry:
+    return Entry(
         key=("r", "h", "/a", ""),
         route="r",
         host="h",
@@ -19,6 +19,7 @@ def head() -> EntryHead:
         status=200,
         reason="OK",
         headers=CIMultiDict({"ETag": '"v"'}),
+        body=b"",
         variant=(),
         timing=Timing(lifetime=60, initial_age=0, received=0),
         shared=True,
