@@ -19,7 +19,8 @@ Every service serves:
 * ``POST /admin/health`` ``{"healthy": false}``; ``GET /admin/stats``: requests
   counted per method and path, per ``X-Test-Seq``, and the most ever in progress;
 * ``GET /admin/received``: the last 100 requests the echo answered, each with its
-  method, path, headers and the SHA-256 of its body (e.g. what a mirror sent);
+  method, path, headers, and the SHA-256 and length of its body (e.g. what a mirror
+  sent);
 * ``/<name>/cached/<anything>``: an answer whose caching headers the query asks for
   (to try a cache in front: see :func:`cached_answer`); counted per path in
   ``/admin/stats`` like every request, and numbered in its body.
@@ -149,6 +150,18 @@ async def cached_answer(request: web.Request, instance: str, n: int) -> web.Stre
     return response
 
 
+def _received(request: web.Request, body: bytes) -> dict[str, Any]:
+    """What ``/admin/received`` keeps of a request: method, path, headers, the body's
+    SHA-256 and length."""
+    return {
+        "method": request.method,
+        "path": request.raw_path,
+        "headers": [[k, v] for k, v in request.headers.items()],
+        "body_sha256": hashlib.sha256(body).hexdigest(),
+        "body_bytes": len(body),
+    }
+
+
 def create_app(name: str, instance: str, outbound: str | None = None) -> web.Application:
     state = State()
 
@@ -183,14 +196,7 @@ def create_app(name: str, instance: str, outbound: str | None = None) -> web.App
 
     async def echo(request: web.Request) -> web.Response:
         body = await request.read()
-        state.received.append(
-            {
-                "method": request.method,
-                "path": request.raw_path,
-                "headers": [[k, v] for k, v in request.headers.items()],
-                "body_sha256": hashlib.sha256(body).hexdigest(),
-            }
-        )
+        state.received.append(_received(request, body))
         return web.json_response(
             {
                 "service": name,
@@ -303,15 +309,7 @@ def create_app(name: str, instance: str, outbound: str | None = None) -> web.App
 
     async def check(request: web.Request) -> web.Response:
         body = await request.read()
-        state.received.append(
-            {
-                "method": request.method,
-                "path": request.raw_path,
-                "headers": [[k, v] for k, v in request.headers.items()],
-                "body_sha256": hashlib.sha256(body).hexdigest(),
-                "body_bytes": len(body),
-            }
-        )
+        state.received.append(_received(request, body))
         asked = request.path.removeprefix(CHECK_PREFIX) or "/"
         decision = decide(request.method, asked, request.headers)
         if decision.body is None:

@@ -485,15 +485,21 @@ def _answered(upstream: UpstreamResponse, started: float) -> CallOutcome:
     return outcome
 
 
-async def read_body_whole(ex: Exchange, body_timeout: float | None) -> bytes:
+async def read_body_whole(
+    ex: Exchange, body_timeout: float | None, limit: int | None = None
+) -> bytes:
     """The request's body, read whole once and kept as ``ex.body``, which every send of
     the request then takes instead of the client's stream (the edge's mirror sends it
-    to a shadow too, a route's retries send it again). Read as a streamed body is: at
-    most ``body_timeout`` waiting for each piece, at most the exchange's
-    ``max_body_size`` in all; ClientBodyError (for :func:`client_body_problem`) when
-    the client's body fails."""
+    to a shadow too, a route's retries send it again, the external authorization check
+    sends it first). Read as a streamed body is: at most ``body_timeout`` waiting for
+    each piece, at most the exchange's ``max_body_size`` (and ``limit``, when given) in
+    all; ClientBodyError (for :func:`client_body_problem`) when the client's body
+    fails."""
     if ex.body is None:
-        body = ClientBody(ex.request.content, body_timeout, ex.max_body_size)
+        most = ex.max_body_size
+        if limit is not None and (most is None or limit < most):
+            most = limit
+        body = ClientBody(ex.request.content, body_timeout, most)
         ex.body = b"".join([piece async for piece in body.pieces()])
     return ex.body
 

@@ -30,10 +30,11 @@ from dataclasses import dataclass
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from edge.auth.http_body import read_limited
+from edge.auth.http_body import BodyTooLarge, read_limited
 from mesh.mtls.contexts import MeshTls
 from mesh.snapshot import Instance
 from mesh.transport.base import (
+    PeerTls,
     UpstreamRequest,
     UpstreamResponse,
     UpstreamTimeout,
@@ -48,6 +49,15 @@ class InstanceAnswer:
     status: int
     headers: CIMultiDictProxy[str]
     body: bytes
+
+
+class AnswerTooLarge(BodyTooLarge):
+    """The answer's body passed the caller's limit: its status and headers, no body."""
+
+    def __init__(self, status: int, headers: CIMultiDictProxy[str], max_bytes: int) -> None:
+        super().__init__(f"body over {max_bytes} bytes")
+        self.status = status
+        self.headers = headers
 
 
 async def fetch_from_instance(
@@ -65,6 +75,38 @@ async def fetch_from_instance(
     """Send ``method target`` (path and query) with ``headers`` and ``body`` to
     ``instance``, and return its answer; see the module docstring for the contract."""
     tls = mesh_tls.for_instance(instance) if mesh_tls is not None else None
+    return await fetch(
+        transport,
+        instance.address,
+        instance.port,
+        tls,
+        where=instance.id,
+        method=method,
+        target=target,
+        headers=headers,
+        body=body,
+        timeout_s=timeout_s,
+        max_body_bytes=max_body_bytes,
+    )
+
+
+async def fetch(
+    transport: UpstreamTransport,
+    host: str,
+    port: int,
+    tls: PeerTls | None,
+    *,
+    where: str,
+    method: str,
+    target: str,
+    headers: Mapping[str, str],
+    body: bytes | None = None,
+    timeout_s: float,
+    max_body_bytes: int,
+) -> InstanceAnswer:
+    """:func:`fetch_from_instance` to ``host:port`` with ``tls`` as given (None: plain
+    HTTP), named ``where`` in errors; a body past ``max_body_bytes`` raises
+    :class:`AnswerTooLarge`, which still tells the answer's status and headers."""
     request = UpstreamRequest(
         method=method,
         target=target,
@@ -75,15 +117,17 @@ async def fetch_from_instance(
     )
     try:
         async with asyncio.timeout(timeout_s):
-            response = await transport.send(instance.address, instance.port, request, tls)
+            response = await transport.send(host, port, request, tls)
             try:
                 content = await read_limited(
                     response.chunks(), _declared_length(response), max_body_bytes
                 )
+            except BodyTooLarge:
+                raise AnswerTooLarge(response.status, response.headers, max_body_bytes) from None
             finally:
                 response.release()
     except TimeoutError as exc:
-        raise UpstreamTimeout(f"{instance.id} gave no whole answer within {timeout_s:g}s") from exc
+        raise UpstreamTimeout(f"{where} gave no whole answer within {timeout_s:g}s") from exc
     return InstanceAnswer(response.status, response.headers, content)
 
 

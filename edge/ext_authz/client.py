@@ -21,9 +21,8 @@ an answer is a :class:`CheckFailed` naming why, never anything else.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
@@ -31,6 +30,9 @@ from urllib.parse import urlsplit
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from edge.auth.http_body import BodyTooLarge, read_bounded
+from edge.auth.service_fetch import AnswerTooLarge, fetch
+from edge.auth.service_url import NoHealthyInstance, ServiceUrl
 from edge.ext_authz.policy import MAX_ANSWER_BYTES
 from mesh.mtls.contexts import MeshTls
 from mesh.snapshot import Snapshot
@@ -38,7 +40,6 @@ from mesh.transport.base import (
     PeerTls,
     UpstreamConnectError,
     UpstreamError,
-    UpstreamRequest,
     UpstreamTimeout,
     UpstreamTransport,
 )
@@ -124,9 +125,10 @@ class TransportClient:
             raise ValueError("give a service and a snapshot, or an address")
         self._transport = transport
         self._service = service
-        self._snapshot = snapshot
+        self._endpoint = None
+        if service is not None and snapshot is not None:
+            self._endpoint = ServiceUrl(snapshot, service, "")
         self._mesh_tls = mesh_tls
-        self._turn = itertools.count()
         self._fixed = None
         if address is not None:
             host, port = address
@@ -136,12 +138,11 @@ class TransportClient:
         fixed = self._fixed
         if fixed is not None:
             return fixed
-        assert self._snapshot is not None and self._service is not None  # see __init__
-        entry = self._snapshot().service(self._service)
-        healthy = entry.healthy if entry is not None else ()
-        if not healthy:
-            raise CheckFailed("no_instance", f"no healthy instance of {self._service!r}")
-        instance = healthy[next(self._turn) % len(healthy)]
+        assert self._endpoint is not None  # see __init__
+        try:
+            instance = self._endpoint.instance()
+        except NoHealthyInstance as exc:
+            raise CheckFailed("no_instance", str(exc)) from None
         tls = self._mesh_tls.for_instance(instance) if self._mesh_tls is not None else None
         return Destination("http", instance.address, instance.port, instance.id, tls)
 
@@ -154,25 +155,24 @@ class TransportClient:
         body: bytes | None,
         timeout_s: float,
     ) -> Answer:
-        request = UpstreamRequest(
-            method=method,
-            target=target,
-            headers=headers,
-            body=body,
-            connect_timeout=timeout_s,
-            response_timeout=timeout_s,
-        )
         where = destination.name
         try:
-            async with asyncio.timeout(timeout_s):
-                response = await self._transport.send(
-                    destination.host, destination.port, request, destination.tls
-                )
-                try:
-                    content = await _read_bounded(response.chunks())
-                finally:
-                    response.release()
-        except (TimeoutError, UpstreamTimeout):
+            found = await fetch(
+                self._transport,
+                destination.host,
+                destination.port,
+                destination.tls,
+                where=where,
+                method=method,
+                target=target,
+                headers=headers,
+                body=body,
+                timeout_s=timeout_s,
+                max_body_bytes=MAX_ANSWER_BYTES,
+            )
+        except AnswerTooLarge as exc:
+            return Answer(exc.status, exc.headers, None)
+        except UpstreamTimeout:
             raise CheckFailed(
                 "timeout", f"{where} gave no whole answer within {timeout_s:g}s"
             ) from None
@@ -180,7 +180,7 @@ class TransportClient:
             raise CheckFailed("unreachable", f"cannot reach {where}: {exc}") from None
         except UpstreamError as exc:
             raise CheckFailed("broken", f"the exchange with {where} failed: {exc}") from None
-        return Answer(response.status, response.headers, content)
+        return Answer(found.status, found.headers, found.body)
 
     def describe(self) -> str:
         if self._fixed is not None:
@@ -248,7 +248,10 @@ class HttpsClient:
                     timeout=aiohttp.ClientTimeout(total=None),
                 ) as response,
             ):
-                content = await _read_bounded(response.content.iter_chunked(16 * 1024))
+                try:
+                    content: bytes | None = await read_bounded(response, MAX_ANSWER_BYTES)
+                except BodyTooLarge:
+                    content = None  # not kept: the answer all the same
                 return Answer(response.status, response.headers, content)
         except TimeoutError:
             raise CheckFailed(
@@ -261,14 +264,3 @@ class HttpsClient:
 
     def describe(self) -> str:
         return self._base
-
-
-async def _read_bounded(chunks: AsyncIterator[bytes]) -> bytes | None:
-    """The body from ``chunks``, or None once it passes :data:`MAX_ANSWER_BYTES` (reading
-    stops there; the caller's release then closes the connection)."""
-    body = bytearray()
-    async for chunk in chunks:
-        body += chunk
-        if len(body) > MAX_ANSWER_BYTES:
-            return None
-    return bytes(body)

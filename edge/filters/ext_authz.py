@@ -33,27 +33,27 @@ from edge.ext_authz.policy import (
     take_upstream_headers,
     verdict,
 )
-from edge.filters.identity_token import SIGNED_TOKEN_ATTR
+from edge.filters.identity_token import SIGNED_TOKEN_ATTR, sign_identity
 from edge.object_memo import ObjectMemo
 from mesh.chain import Handler
 from mesh.exchange import Exchange
 from mesh.identity.token import IdentitySigner
-from mesh.proxy import client_body_problem
+from mesh.proxy import client_body_problem, read_body_whole
 from mesh.telemetry.tracing import (
     EVENT_EXT_AUTHZ_FAILED_OPEN,
     EVENT_EXT_AUTHZ_REFUSED,
+    KNOWN_METHODS,
     add_event,
     end_client,
     side_call,
 )
-from mesh.transport.base import ClientBody, ClientBodyError, RequestBodyTooLarge
+from mesh.transport.base import ClientBodyError, RequestBodyTooLarge
 
 log = logging.getLogger("meshgate.edge.ext_authz")
 
 RETRY_AFTER_S: Final = 5
 """``Retry-After`` of a 503 refusal when the service could not be asked."""
 _SPAN_NAME: Final = "ext_authz"
-_HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "TRACE", "PATCH"})
 _TITLES = {401: "Unauthorized", 403: "Forbidden"}
 
 Pairs = tuple[tuple[str, str], ...]
@@ -222,13 +222,7 @@ class ExtAuthzFilter:
         signer = self._signer
         if signer is None:
             return pairs
-        token = signer.sign(
-            subject=identity.subject,
-            roles=identity.roles,
-            request_id=ex.request_id,
-            method=identity.method,
-            headers=pairs,
-        )
+        token = sign_identity(signer, ex, identity, pairs)
         ex.attrs[SIGNED_TOKEN_ATTR] = (pairs, token)
         return (*pairs, (self._token_header, token))
 
@@ -236,18 +230,13 @@ class ExtAuthzFilter:
         """The request body, read whole (within the listener's ``body_timeout``, and at
         most ``max_bytes`` and the route's ``max_body_size``) and kept in ``ex.body`` for
         the proxy to send; RequestBodyTooLarge at once when its declared length says so."""
-        if ex.body is not None:
-            return ex.body
         declared = ex.request.content_length
         if declared is not None and declared > max_bytes:
             raise RequestBodyTooLarge(
                 f"the request body ({declared} bytes) is longer than the {max_bytes} bytes "
                 "the authorization check takes"
             )
-        limit = max_bytes if ex.max_body_size is None else min(max_bytes, ex.max_body_size)
-        reader = ClientBody(ex.request.content, self._body_timeout, limit)
-        ex.body = b"".join([piece async for piece in reader.pieces()])
-        return ex.body
+        return await read_body_whole(ex, self._body_timeout, max_bytes)
 
     def _denial(self, ex: Exchange, answer: Answer) -> web.Response:
         """The client's answer to a denial: the service's status as :func:`denial_status`
@@ -291,7 +280,7 @@ def _span_attributes(
     """The check's CLIENT span's attributes (values ``str`` or ``int``: see side_call)."""
     method = ex.method
     return {
-        "http.request.method": method if method in _HTTP_METHODS else "_OTHER",
+        "http.request.method": method if method in KNOWN_METHODS else "_OTHER",
         "server.address": destination.host,
         "server.port": destination.port,
         "url.full": f"{destination.scheme}://{destination.authority}{settings.path_prefix}{ex.path}",

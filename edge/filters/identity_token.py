@@ -26,6 +26,20 @@ SIGNED_TOKEN_ATTR = "identity_token"
 request over exactly those pairs, by a filter before this one."""
 
 
+def sign_identity(
+    signer: IdentitySigner, ex: Exchange, identity: Identity, pairs: tuple[tuple[str, str], ...]
+) -> str:
+    """The identity token of ``ex``'s caller ``identity``, over the identity header
+    ``pairs`` sent with it."""
+    return signer.sign(
+        subject=identity.subject,
+        roles=identity.roles,
+        request_id=ex.request_id,
+        method=identity.method,
+        headers=pairs,
+    )
+
+
 class IdentityTokenFilter:
     def __init__(self, signer: IdentitySigner, header: str) -> None:
         self._signer = signer
@@ -40,12 +54,6 @@ class IdentityTokenFilter:
             if signed is not None and signed[0] == pairs:
                 token = signed[1]
             else:
-                token = self._signer.sign(
-                    subject=identity.subject,
-                    roles=identity.roles,
-                    request_id=ex.request_id,
-                    method=identity.method,
-                    headers=pairs,
-                )
+                token = sign_identity(self._signer, ex, identity, pairs)
             ex.upstream_headers[self._header] = token
         return await next_handler(ex)

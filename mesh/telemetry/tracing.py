@@ -124,9 +124,10 @@ EVENT_EXT_AUTHZ_FAILED_OPEN: Final = "meshgate.ext_authz.failed_open"
 """The external authorization service could not be asked and ``failure_mode: allow`` let
 the request through."""
 
-_METHODS = frozenset(
+KNOWN_METHODS: Final = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
 )
+"""The methods the HTTP semantic conventions name; spans say ``_OTHER`` for any other."""
 _getrandbits = random.getrandbits
 _SERVER: Final = SpanKind.SERVER
 _CLIENT: Final = SpanKind.CLIENT
@@ -439,7 +440,7 @@ class RequestTrace:
             tracing.propagation.write_unsampled(out, self.trace_id_hex, span_id, self.flags)
             return None
         method = ex.method
-        known = method in _METHODS
+        known = method in KNOWN_METHODS
         attributes: dict[str, AttributeValue] = {
             "http.request.method": method if known else "_OTHER",
             "server.address": instance.address,
@@ -452,9 +453,7 @@ class RequestTrace:
             attributes["http.request.resend_count"] = attempt - 1
         span = server.child(method if known else "HTTP", _CLIENT, _new_span_id(), attributes)
         if tracing.w3c_only:
-            span_hex = span.span_id.to_bytes(8, "big").hex()
-            traceparent = format_traceparent(self.trace_id_hex, span_hex, self.flags)
-            ex.attempt_header_block = f"{TRACEPARENT}: {traceparent}"
+            ex.attempt_header_block = f"{TRACEPARENT}: {self._traceparent(span)}"
         else:
             context = trace.set_span_in_context(span, self._incoming or Context())
             tracing.propagation.inject(out, context)
@@ -474,12 +473,15 @@ class RequestTrace:
             return None, list(headers.items())
         span = server.child(name, _CLIENT, _new_span_id(), attributes)
         if tracing.w3c_only:
-            span_hex = span.span_id.to_bytes(8, "big").hex()
-            value = format_traceparent(self.trace_id_hex, span_hex, self.flags)
-            return span, [(TRACEPARENT, value)]
+            return span, [(TRACEPARENT, self._traceparent(span))]
         context = trace.set_span_in_context(span, self._incoming or Context())
         tracing.propagation.inject(headers, context)
         return span, list(headers.items())
+
+    def _traceparent(self, span: RecordedSpan) -> str:
+        """The ``traceparent`` value naming ``span``, a CLIENT span of this trace."""
+        span_hex = span.span_id.to_bytes(8, "big").hex()
+        return format_traceparent(self.trace_id_hex, span_hex, self.flags)
 
     def end_server(
         self, ex: Exchange, status: int, error: str | None, http_route: str | None
@@ -506,7 +508,7 @@ class RequestTrace:
             span.fail()
         span.put(attributes)
         method = ex.method
-        name = method if method in _METHODS else "HTTP"
+        name = method if method in KNOWN_METHODS else "HTTP"
         target = http_route or ex.route
         span.update_name(f"{name} {target}" if target else name)
         span.end()
@@ -533,9 +535,7 @@ class UnsampledTrace:
         """Attempt number ``attempt``'s context: the first one's is written already; a
         retry sends it again with a fresh span id."""
         if attempt > 1:
-            line = ex.attempt_header_block
-            # "traceparent: 00-<trace id>-<span id>-<flags>": the span id is [-19:-3].
-            ex.attempt_header_block = f"{line[:-19]}{_draw_ids(64)[1]}{line[-3:]}"
+            ex.attempt_header_block = _with_new_span_id(ex.attempt_header_block)
 
     def side_call(
         self, ex: Exchange, name: str, attributes: dict[str, AttributeValue]
@@ -546,14 +546,18 @@ class UnsampledTrace:
         prefix = f"{TRACEPARENT}: "
         if not line.startswith(prefix):  # not written (not reached: start_request does)
             return None, []
-        value = line[len(prefix) :]
-        # "00-<trace id>-<span id>-<flags>": the span id is [-19:-3].
-        return None, [(TRACEPARENT, f"{value[:-19]}{_draw_ids(64)[1]}{value[-3:]}")]
+        return None, [(TRACEPARENT, _with_new_span_id(line)[len(prefix) :])]
 
     def end_server(
         self, ex: Exchange, status: int, error: str | None, http_route: str | None
     ) -> None:
         """Nothing to end: there is no span."""
+
+
+def _with_new_span_id(traceparent: str) -> str:
+    """A ``traceparent`` value (or its header line) naming a fresh span id: in
+    "00-<trace id>-<span id>-<flags>" the span id is [-19:-3], whatever comes before."""
+    return f"{traceparent[:-19]}{_draw_ids(64)[1]}{traceparent[-3:]}"
 
 
 HopTrace = RequestTrace | UnsampledTrace
@@ -571,7 +575,7 @@ def _server_attributes(ex: Exchange) -> dict[str, AttributeValue]:
     the trace id alone). Few on purpose: each costs the exporter time.
     """
     method = ex.method
-    known = method in _METHODS
+    known = method in KNOWN_METHODS
     request = ex.request
     address, port = _host_and_port(request.headers.get("Host", ""))
     attributes: dict[str, AttributeValue] = {

@@ -135,6 +135,9 @@ async def test_a_service_round_robin_and_a_plain_url(plain_server: TestServer) -
         assert fixed.pick().name == f"127.0.0.1:{port}"
         answer = await fixed.send(fixed.pick(), "DELETE", "/check/z", PROBE, None, 5.0)
         assert answer.body == b"DELETE /check/z 1"
+        # A longer body than the edge keeps: no body, the answer all the same.
+        big = await fixed.send(fixed.pick(), "GET", "/check/big", PROBE, None, 5.0)
+        assert (big.status, big.body) == (403, None)
         with pytest.raises(CheckFailed) as caught:
             await fixed.send(fixed.pick(), "GET", "/check/hang", PROBE, None, 0.2)
         assert caught.value.reason == "timeout"
