@@ -324,16 +324,28 @@ class EdgeConfig(Frozen):
 
     @model_validator(mode="after")
     def _identity_headers_untouched(self) -> EdgeConfig:
+        """No request header change, and no ext_authz header list, names an identity
+        header the edge writes (in any case or ``_`` spelling, as the ingress strips them)."""
         identity = self.auth.identity
-        managed = (*identity.headers, identity.token.header)
-        places = [("headers", self.headers)]
-        places += [(f"routes[{i}].headers", r.headers) for i, r in enumerate(self.routes)]
-        for where, changes in places:
-            name = changes.touches(managed) if changes is not None else None
-            if name is not None:
-                raise ValueError(
-                    f"{where}.request: {name} is an identity header the edge writes (auth.identity)"
-                )
+        managed = header_keys((*identity.headers, identity.token.header))
+        changes = [("headers", self.headers)]
+        changes += [(f"routes[{i}].headers", r.headers) for i, r in enumerate(self.routes)]
+        places: list[tuple[str, Iterable[str]]] = [
+            (f"{where}.request", c.request.names()) for where, c in changes if c is not None
+        ]
+        section = self.ext_authz
+        if section is not None:
+            places += [
+                ("ext_authz.allowed_request_headers", section.allowed_request_headers),
+                ("ext_authz.check_headers", section.check_headers),
+                ("ext_authz.allowed_upstream_headers", section.allowed_upstream_headers),
+            ]
+        for where, names in places:
+            for name in names:
+                if header_key(name) in managed:
+                    raise ValueError(
+                        f"{where}: {name} is an identity header the edge writes (auth.identity)"
+                    )
         return self
 
     @model_validator(mode="after")
@@ -348,29 +360,13 @@ class EdgeConfig(Frozen):
         return self
 
     @model_validator(mode="after")
-    def _ext_authz_coherent(self) -> EdgeConfig:
-        section = self.ext_authz
-        if section is None:
+    def _ext_authz_routes_have_a_section(self) -> EdgeConfig:
+        if self.ext_authz is None:
             for i, route in enumerate(self.routes):
                 if route.ext_authz is not None and not route.ext_authz.disabled:
                     raise ValueError(
                         f"routes[{i}].ext_authz: there is no ext_authz section to check "
                         "with (add one, or remove the key)"
-                    )
-            return self
-        identity = self.auth.identity
-        managed = header_keys((*identity.headers, identity.token.header))
-        lists: list[tuple[str, Iterable[str]]] = [
-            ("allowed_request_headers", section.allowed_request_headers),
-            ("check_headers", section.check_headers),
-            ("allowed_upstream_headers", section.allowed_upstream_headers),
-        ]
-        for key, names in lists:
-            for name in names:
-                if header_key(name) in managed:
-                    raise ValueError(
-                        f"ext_authz.{key}: {name} is an identity header the edge writes "
-                        "(auth.identity)"
                     )
         return self
 

@@ -86,9 +86,3 @@ class HeadersConfig(Frozen):
                 "own); set it instead, e.g. set: {Server: gateway}"
             )
         return self
-
-    def touches(self, names: Iterable[str]) -> str | None:
-        """The first request header in ``names`` (any case) these changes would set or
-        remove, or None."""
-        lowered = {n.lower() for n in names}
-        return next((n for n in self.request.names() if n.lower() in lowered), None)
