@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry
 
 from discovery.settings import ConsulSettings
 from mesh.admin import AdminHandler
+from mesh.admin_workers import AdminWorkers
 from mesh.chain import Filter
 from mesh.config.reload import Reload
 from mesh.mtls.contexts import MeshTls
@@ -53,6 +54,9 @@ class EdgeContext:
     mesh_tls: MeshTls | None = None
     """The edge's mesh TLS when on: how to reach an instance (see
     :meth:`mesh.mtls.contexts.MeshTls.for_instance`)."""
+    workers: AdminWorkers = field(default_factory=lambda: AdminWorkers(None))
+    """This process among the edge's workers: an admin endpoint acting on state each
+    worker holds wraps itself in :meth:`AdminWorkers.across` to reach them all."""
 
 
 class EdgeFeature(Protocol):

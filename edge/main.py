@@ -20,6 +20,7 @@ from edge.outliers.detection import OutlierDetection
 from edge.registration import EdgeRegistration
 from edge.tls import ServerTls
 from mesh.admin import build_admin_app, readiness
+from mesh.admin_workers import AdminWorkers
 from mesh.balancing import Balancer
 from mesh.config.reload import ConfigReloader, LoggingLevel, Reloadable
 from mesh.deadline import HEADER as DEADLINE_HEADER
@@ -34,6 +35,7 @@ from mesh.telemetry.metrics import ProxyMetrics
 from mesh.telemetry.route_retries import RouteRetryMetrics
 from mesh.telemetry.upstream import UpstreamTelemetry
 from mesh.transport import make_transport
+from mesh.workers import this_worker
 
 log = logging.getLogger("meshgate.edge")
 
@@ -66,12 +68,14 @@ async def run_edge(
     outliers.serve(proxy)
     # Several workers share the ports (mesh.workers); one alone keeps them exclusive.
     reuse_port = config.workers > 1
+    workers = AdminWorkers(this_worker())
     ctx = EdgeContext(
         store=store,
         registry=registry,
         consul=config.consul,
         transport=transport,
         mesh_tls=connect.mesh_tls if connect is not None else None,
+        workers=workers,
     )
     features = build_features(config, ctx)
     gateway = EdgeGateway(config, store, proxy, metrics, features)
@@ -114,10 +118,12 @@ async def run_edge(
             endpoints={
                 route: handler for f in features for route, handler in f.admin_endpoints().items()
             },
+            across=workers.across,
         ),
         config.admin.host,
         config.admin.port,
         reuse_port=reuse_port,
+        unix_path=workers.socket_path,
     )
     # The client's claims of a deadline, or of a client certificate (only a sidecar
     # with mesh TLS says who called), and whatever the features manage.

@@ -45,10 +45,15 @@ def build_admin_app(
     registry: CollectorRegistry | Callable[[], bytes],
     handlers: Mapping[str, AdminHandler] = {},
     endpoints: Mapping[tuple[str, str], AdminHandler] = {},
+    across: Callable[[AdminHandler], AdminHandler] = lambda handler: handler,
 ) -> web.Application:
     """``ready`` returns (is_ready, details); each view is served as JSON at its path,
     each of ``handlers`` answers GET at its own, and each of ``endpoints`` answers its
-    (method, path), e.g. ``("POST", "/cache/purge")``."""
+    (method, path), e.g. ``("POST", "/cache/purge")``.
+
+    ``across`` wraps every view's and GET handler's (the edge's workers answer
+    ``?workers=all`` with it: :meth:`mesh.admin_workers.AdminWorkers.across`); other
+    endpoints are left as given, their owners knowing whether they act on every worker."""
     app = web.Application()
 
     async def healthz(_: web.Request) -> web.Response:
@@ -68,16 +73,16 @@ def build_admin_app(
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     for path, view in views.items():
-        app.router.add_get(path, _view_handler(view))
+        app.router.add_get(path, across(_view_handler(view)))
     for path, handler in handlers.items():
-        app.router.add_get(path, handler)
+        app.router.add_get(path, across(handler))
     for (method, path), handler in endpoints.items():
-        app.router.add_route(method, path, handler)
+        app.router.add_route(method, path, across(handler) if method == "GET" else handler)
     return app
 
 
-def _view_handler(view: JsonView) -> Callable[[web.Request], Any]:
-    async def handle(_: web.Request) -> web.Response:
+def _view_handler(view: JsonView) -> AdminHandler:
+    async def handle(_: web.Request) -> web.StreamResponse:
         return json_response(view())
 
     return handle

@@ -44,6 +44,7 @@ class Listener:
         connection_observer: ConnectionObserver | None = None,
         plain_too: bool = False,
         on_connection: Callable[[str], None] | None = None,
+        unix_path: str | None = None,
     ) -> None:
         """``max_field_size``: longest header value accepted (aiohttp's default); longer
         ones get a 400 from the HTTP parser before any handler runs.
@@ -55,7 +56,10 @@ class Listener:
 
         ``plain_too`` (with ``ssl_context``): plain-HTTP connections are served on the
         same port, each connection's first byte deciding (see
-        :mod:`mesh.sniffing_site`, which tells ``on_connection`` what each became)."""
+        :mod:`mesh.sniffing_site`, which tells ``on_connection`` what each became).
+
+        ``unix_path``: the same handler also answers on this Unix socket (an edge
+        worker's admin listener, for the other workers: :mod:`mesh.admin_workers`)."""
         self.name = name
         self.host = host
         self.port = port
@@ -63,6 +67,7 @@ class Listener:
         self._reuse_port = reuse_port
         self._plain_too = plain_too and ssl_context is not None
         self._on_connection = on_connection
+        self._unix_path = unix_path
         runner: web.BaseRunner
         if isinstance(handler, web.Application):
             runner = web.AppRunner(
@@ -115,6 +120,8 @@ class Listener:
         await site.start()
         if self.port == 0 and self._runner.addresses:
             self.port = int(self._runner.addresses[0][1])
+        if self._unix_path is not None:
+            await web.UnixSite(self._runner, self._unix_path).start()
         self._listening = True
         log.info("%s listening on %s:%s", self.name, self.host, self.port)
 

@@ -20,6 +20,12 @@ multiprocess mode at a fresh temporary directory, removed at exit; every
 worker's admin listener (also on ``reuse_port``) answers ``/metrics`` with
 all workers' values aggregated (see :mod:`mesh.telemetry.exposition`).
 
+Admin: the admin port is shared too, so a request reaches one worker. Each
+worker learns its :class:`WorkerSeat` (:func:`this_worker`): its index and the
+private directory (mode 0700, beside the metrics one) where every worker's
+admin listener also answers on a Unix socket of its own, so that a worker can
+ask the others (:mod:`mesh.admin_workers`: a cache purge reaches every store).
+
 Fork before any thread or event loop exists: call this from the command
 line entry point, not from async code.
 """
@@ -34,6 +40,7 @@ import shutil
 import signal
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import FrameType
 
 from mesh.telemetry.exposition import enable_multiprocess
@@ -41,6 +48,33 @@ from mesh.telemetry.exposition import enable_multiprocess
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class WorkerSeat:
+    """One worker's place in the set: ``index`` of ``count``, and the directory of
+    the workers' admin sockets."""
+
+    index: int
+    count: int
+    directory: str
+
+    def socket_path(self, index: int) -> str:
+        """Where worker ``index``'s admin listener answers (a Unix socket)."""
+        return os.path.join(self.directory, f"admin-{index}.sock")
+
+    @property
+    def others(self) -> list[int]:
+        """The other workers' indexes, in order."""
+        return [i for i in range(self.count) if i != self.index]
+
+
+_seat: WorkerSeat | None = None
+
+
+def this_worker() -> WorkerSeat | None:
+    """This process's seat when :func:`run_workers` forked it; None in a single process."""
+    return _seat
 
 
 def _die_with_parent() -> None:
@@ -55,7 +89,12 @@ def _exit_status(status: int) -> int:
 
 def run_workers(count: int, work: Callable[[int], int], name: str = "worker") -> int:
     """Run ``work(index)`` in ``count`` forked processes until they stop; return an exit code."""
-    metrics_dir = tempfile.mkdtemp(prefix="meshgate-metrics-")
+    global _seat
+    run_dir = tempfile.mkdtemp(prefix="meshgate-workers-")  # mode 0700: this user's only
+    metrics_dir = os.path.join(run_dir, "metrics")
+    admin_dir = os.path.join(run_dir, "admin")
+    os.mkdir(metrics_dir)
+    os.mkdir(admin_dir)
     enable_multiprocess(metrics_dir)
     workers: dict[int, int] = {}
     stopping = False
@@ -93,6 +132,7 @@ def run_workers(count: int, work: Callable[[int], int], name: str = "worker") ->
                     signal.signal(signal.SIGHUP, signal.SIG_IGN)
                     os.setpgid(0, 0)
                     _die_with_parent()
+                    _seat = WorkerSeat(index, count, admin_dir)
                     code = work(index)
                 except BaseException:
                     log.exception("%s %d failed", name, index)
@@ -121,5 +161,5 @@ def run_workers(count: int, work: Callable[[int], int], name: str = "worker") ->
         for s, handler in previous.items():
             signal.signal(s, handler)
         stop_all()
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
     return 1 if failed else 0

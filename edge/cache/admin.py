@@ -1,9 +1,9 @@
 """The cache on the edge's admin listener: ``GET /cache`` and ``POST /cache/purge``.
 
 Both act on the store of the edge process that answers: with ``--workers N``
-each worker has its own store and the admin port is shared, so a purge
-reaches one worker (the answer names it by ``pid``); repeat it, or let the
-entries expire.
+each worker has its own store and the admin port is shared, so the feature
+sends a purge to every worker (:func:`purged_total` sums their answers) and
+``GET /cache?workers=all`` lists each worker's view (:mod:`mesh.admin_workers`).
 
 ``GET /cache``: the store's bounds and totals, and per route its entries,
 bytes and the requests by what the cache did; ``?route=<name>`` lists that
@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
 
 from edge.cache.serving import EdgeCache
 from mesh.admin import json_response
+from mesh.admin_workers import WorkerAnswer
 from mesh.http.problem import problem_response
 
 MAX_LISTED = 1000
@@ -109,6 +111,11 @@ class CacheAdmin:
             return _bad('give {"route": ...}, {"prefix": ...}, both, or {"all": true}')
         purged = self._cache.store.purge(route, prefix)
         return json_response({"purged": purged, "pid": os.getpid()})
+
+
+def purged_total(answers: Sequence[WorkerAnswer]) -> dict[str, int]:
+    """A purge's total over the workers that answered it."""
+    return {"purged": sum(int(a.answer["purged"]) for a in answers if a.ok)}
 
 
 def _bad(detail: str) -> web.Response:

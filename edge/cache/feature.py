@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
-from edge.cache.admin import CacheAdmin
+from edge.cache.admin import CacheAdmin, purged_total
 from edge.cache.metrics import CacheMetrics
 from edge.cache.policy import CachePolicy
 from edge.cache.serving import EdgeCache
@@ -42,6 +42,10 @@ class CacheFeature(BaseFeature):
         store = CacheStore(bounds.max_bytes, bounds.max_entries, metrics)
         self.cache = EdgeCache(store, metrics, clock)
         self._admin = CacheAdmin(self.cache)
+        # A purge is for every worker's store (each edge worker has its own).
+        self._purge = ctx.workers.across(
+            self._admin.handle_purge, every_worker=True, summary=purged_total
+        )
         self._policies = _policies(config)
         self._filters = self._filters_for(self._policies)
 
@@ -54,7 +58,7 @@ class CacheFeature(BaseFeature):
     def admin_endpoints(self) -> Mapping[tuple[str, str], AdminHandler]:
         return {
             ("GET", "/cache"): self._admin.handle_view,
-            ("POST", "/cache/purge"): self._admin.handle_purge,
+            ("POST", "/cache/purge"): self._purge,
         }
 
     def prepare_reload(self, config: EdgeConfig) -> Reload:

@@ -14,6 +14,7 @@ import json
 import socket
 import ssl
 import threading
+import urllib.request
 from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
@@ -198,6 +199,13 @@ def test_every_worker_reloads_on_the_supervisors_sighup(mesh: Mesh) -> None:
     wait_until(lambda: len(descendants(edge.process.pid)) == 2, 10, "two workers")
     rewrite(edge, routes=[USERS_V2])
     hang_up(edge, "applied", 2)  # one per worker, counted across both
+    # Each worker's own outcome, whichever worker the admin call reaches.
+    with urllib.request.urlopen(f"http://127.0.0.1:{edge.admin}/config?workers=all") as resp:
+        answers = json.loads(resp.read())["workers"]
+    assert [(w["worker"], w["answer"]["last_reload"]["outcome"]) for w in answers] == [
+        (0, "applied"),
+        (1, "applied"),
+    ]
     # urllib opens a connection per request: SO_REUSEPORT spreads them over both workers.
     assert {http(f"{edge.url}/v2/users/echo")[0] for _ in range(20)} == {200}
     assert {http(f"{edge.url}/api/users/echo")[0] for _ in range(20)} == {404}

@@ -16,7 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from demo.processes import wait_until
-from tests.integration.harness import App, Edge, Mesh, Sidecar, hang_up, http, metrics, rewrite
+from tests.integration.harness import (
+    App,
+    Edge,
+    Mesh,
+    Sidecar,
+    descendants,
+    hang_up,
+    http,
+    metrics,
+    rewrite,
+)
 from tests.integration.test_auth import start_auth_mesh
 
 USERS = {"prefix": "/api/users", "service": "users", "prefix_rewrite": "/users"}
@@ -184,6 +194,39 @@ def test_authenticated_callers_get_only_shareable_answers_and_their_own_variants
     # A client claiming to be alice is anonymous to the edge: not alice's variant.
     assert seen_user({"X-User-Id": "alice"}) is None
     assert served(am.users, "me") == 3
+
+
+def test_with_two_workers_a_purge_empties_every_workers_store(mesh: Mesh) -> None:
+    users, edge = cached_mesh(mesh, {}, {"workers": 2})  # the harness's ports are fixed ones
+    wait_until(lambda: len(descendants(edge.process.pid)) == 2, 10, "two workers")
+    url = f"{edge.url}/api/users/cached/w?cc=max-age=60"
+
+    def entries() -> list[int]:
+        """Each worker's entries, in worker order, whichever worker the admin call reached."""
+        view = admin(edge, "/cache?workers=all")
+        assert [w["worker"] for w in view["workers"]] == [0, 1]
+        return [w["answer"]["entries"] for w in view["workers"]]
+
+    def fill() -> None:
+        # urllib opens a connection per request: SO_REUSEPORT spreads them over both workers.
+        wait_until(lambda: http(url)[0] == 200 and entries() == [1, 1], 20, "an entry in each")
+
+    fill()
+    pids = {w["answer"]["pid"] for w in admin(edge, "/cache?workers=all")["workers"]}
+    assert pids == descendants(edge.process.pid)
+    assert served(users, "w") == 2  # one miss per worker's store
+
+    answer = admin(edge, "/cache/purge", {"prefix": "/api/users/cached/w"})
+    assert answer["purged"] == 2
+    assert [(w["worker"], w["answer"]["purged"]) for w in answer["workers"]] == [(0, 1), (1, 1)]
+    assert entries() == [0, 0]
+    fill()
+    assert served(users, "w") == 4  # neither worker answered from what was purged
+
+    # workers=this: the one worker that answers, as a single process would.
+    answer = admin(edge, "/cache/purge?workers=this", {"all": True})
+    assert answer["purged"] == 1 and answer["pid"] in pids
+    assert sorted(entries()) == [0, 1]
 
 
 def test_stale_if_error_large_bodies_and_purges(mesh: Mesh) -> None:

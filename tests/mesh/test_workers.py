@@ -16,13 +16,15 @@ SCRIPT = textwrap.dedent(
     """
     import os, signal, sys, time
     from pathlib import Path
-    from mesh.workers import run_workers
+    from mesh.workers import run_workers, this_worker
 
     out = Path(sys.argv[1])
 
     def work(index):
         stop = []
         signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+        seat = this_worker()
+        (out / f"seat-{index}").write_text(f"{seat.index} {seat.count} {seat.directory}")
         (out / f"worker-{index}").write_text(
             f"{os.getpid()} {os.getpgid(0)} {os.environ['PROMETHEUS_MULTIPROC_DIR']}"
         )
@@ -66,6 +68,19 @@ def test_sigterm_stops_every_worker_and_exits_0(tmp_path: Path) -> None:
     assert proc.wait(15) == 0
     assert not any(alive(pid) for pid in pids)
     assert not os.path.exists(metrics_dir)  # removed on the way out
+
+
+def test_each_worker_knows_its_seat_and_the_admin_directory(tmp_path: Path) -> None:
+    proc, _ = start(tmp_path)
+    seats = [(tmp_path / f"seat-{i}").read_text().split() for i in range(2)]
+    assert [(int(index), int(count)) for index, count, _ in seats] == [(0, 2), (1, 2)]
+    directory = seats[0][2]
+    assert seats[1][2] == directory and os.path.isdir(directory)
+    # Only this user may reach the workers' admin sockets.
+    assert os.stat(os.path.dirname(directory)).st_mode & 0o777 == 0o700
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(15) == 0
+    assert not os.path.exists(directory)
 
 
 def test_a_worker_dying_stops_the_others_and_exits_1(tmp_path: Path) -> None:
