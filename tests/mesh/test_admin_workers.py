@@ -59,15 +59,12 @@ def dropped_total(answers: Sequence[WorkerAnswer]) -> dict[str, int]:
     return {"dropped": sum(a.answer["dropped"] for a in answers if a.ok)}
 
 
-Start = Callable[..., "asyncio.Future[list[Worker]]"]
-
-
 @pytest.fixture
 async def workers(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     started: list[Worker] = []
 
     async def start(
-        count: int, things: Sequence[int], absent: Sequence[int] = (), timeout: float = 5.0,
+        count: int, things: Sequence[int], absent: Sequence[int] = (), within: float = 5.0,
         delays: dict[int, float] | None = None,
     ) -> list[Worker]:  # fmt: skip
         for index in range(count):
@@ -75,7 +72,7 @@ async def workers(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
                 continue
             seat = WorkerSeat(index, count, str(tmp_path))
             worker = Worker(
-                AdminWorkers(seat, timeout), index, things[index], (delays or {}).get(index, 0)
+                AdminWorkers(seat, within), index, things[index], (delays or {}).get(index, 0)
             )
             await worker.listener.start()
             started.append(worker)
@@ -155,7 +152,7 @@ async def test_a_worker_not_listening_makes_a_503_with_what_the_others_answered(
 async def test_a_worker_slower_than_the_timeout_is_reported_not_waited_for(
     workers: Any,
 ) -> None:
-    first, _ = await workers(2, [3, 5], timeout=0.2, delays={1: 2.0})
+    first, _ = await workers(2, [3, 5], within=0.2, delays={1: 2.0})
     started = asyncio.get_running_loop().time()
     status, _, body = await call(first, "POST", "/things/drop", 1)
     assert asyncio.get_running_loop().time() - started < 1.5
