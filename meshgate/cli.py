@@ -17,6 +17,11 @@ if TYPE_CHECKING:
     from edge.config import EdgeConfig
 
 EXIT_CONFIG = 2
+CHECK_HELP = (
+    "check the configuration and the files it names (certificates, keys, the static "
+    "catalog, the access log's directory), then exit: 0 if it would start, 2 with the "
+    "problem if not; nothing is contacted or bound"
+)
 
 
 def _configure_logging(level: str) -> None:
@@ -43,6 +48,11 @@ def _cmd_edge(args: argparse.Namespace) -> int:
     from edge.main import run_edge
 
     config = _load_edge(args)
+    if args.check:
+        from meshgate.check_command import check_edge
+
+        print(check_edge(config, args.config))
+        return 0
     _configure_logging(config.logging.level)
     install_fast_loop()
 
@@ -66,6 +76,11 @@ def _cmd_sidecar(args: argparse.Namespace) -> int:
     from sidecar.main import run_sidecar
 
     config = load_sidecar_config(args.config)
+    if args.check:
+        from meshgate.check_command import check_sidecar
+
+        print(check_sidecar(config, args.config))
+        return 0
     _configure_logging(config.logging.level)
     install_fast_loop()
     asyncio.run(run_sidecar(config, lambda: load_sidecar_config(args.config), args.config))
@@ -134,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="processes serving the same ports with SO_REUSEPORT, metrics aggregated "
         "(default: the config's workers, 1)",
     )
+    edge.add_argument(
+        "--check",
+        action="store_true",
+        help=CHECK_HELP,
+    )
     edge.set_defaults(func=_cmd_edge)
 
     sidecar = sub.add_parser(
@@ -150,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         metavar="FILE",
         help="sidecar configuration (YAML); see deploy/examples/sidecar.yaml",
+    )
+    sidecar.add_argument(
+        "--check",
+        action="store_true",
+        help=CHECK_HELP,
     )
     sidecar.set_defaults(func=_cmd_sidecar)
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import json
 import os
 import time
@@ -169,11 +170,7 @@ class AccessLog:
             try:
                 fd = os.open(config.path, flags, 0o644)
             except OSError as exc:
-                raise ConfigError(
-                    config.path,
-                    f"cannot open the access log: {exc.strerror or exc}",
-                    "telemetry.access_log.path",
-                ) from None
+                raise _cannot_open(config.path, exc.strerror or str(exc)) from None
         return cls(
             fd,
             role,
@@ -181,6 +178,26 @@ class AccessLog:
             flush_interval=config.flush_interval,
             owns_fd=owns,
         )
+
+    @staticmethod
+    def check(config: AccessLogConfig) -> bool:
+        """Raise the ConfigError :meth:`open` would for a file it could not open, without
+        opening or creating anything (``meshgate edge --check``); False when the log
+        is off or goes to standard output or error (nothing to check)."""
+        if not config.enabled or config.path in ("-", "stdout", "stderr"):
+            return False
+        path = config.path
+        directory = os.path.dirname(path) or "."
+        if os.path.isdir(path):
+            raise _cannot_open(path, os.strerror(errno.EISDIR))
+        if os.path.exists(path):
+            if not os.access(path, os.W_OK):
+                raise _cannot_open(path, os.strerror(errno.EACCES))
+        elif not os.path.isdir(directory):
+            raise _cannot_open(path, os.strerror(errno.ENOENT))
+        elif not os.access(directory, os.W_OK | os.X_OK):
+            raise _cannot_open(path, os.strerror(errno.EACCES))
+        return True
 
     def format(self, ex: Exchange, status: int) -> str:
         """The line (with its newline) for ``ex`` answered with ``status``, ending now."""
@@ -287,3 +304,7 @@ class AccessLog:
             self._timer = None
         if self._owns_fd:
             os.close(self._fd)
+
+
+def _cannot_open(path: str, reason: str) -> ConfigError:
+    return ConfigError(path, f"cannot open the access log: {reason}", "telemetry.access_log.path")

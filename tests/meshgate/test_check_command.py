@@ -1,0 +1,145 @@
+"""``meshgate edge --check`` / ``meshgate sidecar --check`` (meshgate/check_command.py):
+exit 0 naming what was checked, or 2 with the line a start prints; nothing contacted,
+bound or written. Run as the real command, as a deploy pipeline would."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import trustme
+import yaml
+
+from demo.processes import PROJECT_ROOT, meshgate_argv
+from mesh.identity.keys import generate_signing_key, public_key_pem, signing_key_pem
+
+# Consul and Redis on ports where nothing listens: a check must not need them.
+UNREACHABLE = "consul: {address: 127.0.0.1:1}\n"
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        meshgate_argv(*args), capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT
+    )
+
+
+def check(role: str, config: Path) -> subprocess.CompletedProcess[str]:
+    return run(role, "--config", str(config), "--check")
+
+
+def one_line(result: subprocess.CompletedProcess[str], stream: str) -> str:
+    lines = getattr(result, stream).strip().splitlines()
+    assert len(lines) == 1, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    return str(lines[0])
+
+
+@pytest.mark.parametrize(
+    ("role", "example", "named"),
+    [
+        ("edge", "edge.yaml", "(3 routes)"),
+        ("edge", "edge-static.yaml", "(1 route, the static catalog (2 services))"),
+        ("sidecar", "sidecar.yaml", "(service orders)"),
+    ],
+)
+def test_the_shipped_examples_are_valid(role: str, example: str, named: str) -> None:
+    config = PROJECT_ROOT / "deploy" / "examples" / example
+    result = check(role, config)
+    assert result.returncode == 0
+    assert one_line(result, "stdout") == (
+        f"meshgate: {config}: the {role} configuration is valid {named}"
+    )
+
+
+def test_the_files_named_are_read_and_listed(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("edge.example")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "edge.pem"))
+    (tmp_path / "identity.pem").write_bytes(signing_key_pem(generate_signing_key("ES256")))
+    log = tmp_path / "logs" / "access.jsonl"
+    log.parent.mkdir()
+    config = tmp_path / "edge.yaml"
+    config.write_text(
+        UNREACHABLE
+        + f"tls: {{cert_file: {tmp_path}/edge.pem, key_file: {tmp_path}/edge.pem}}\n"
+        + f"auth: {{identity: {{token: {{signing_key_file: {tmp_path}/identity.pem}}}}}}\n"
+        + f"telemetry: {{access_log: {{path: {log}}}}}\n"
+    )
+    result = check("edge", config)
+    assert result.returncode == 0, result.stderr
+    assert one_line(result, "stdout").endswith(
+        "(0 routes, the TLS certificate and key, the identity signing key, "
+        f"the access log file {log})"
+    )
+    assert not log.exists()  # checked, not created
+
+
+@pytest.mark.parametrize(
+    ("text", "named", "problem"),
+    [
+        ("tls: {cert_file: {d}/none.pem, key_file: {d}/none.pem}\n", "{d}/none.pem",
+         "TLS file not found"),
+        ("tls: {cert_file: {d}/junk.pem, key_file: {d}/junk.pem}\n", "{d}/junk.pem",
+         "cannot load the TLS certificate and key"),
+        ("auth: {identity: {token: {signing_key_file: {d}/junk.pem}}}\n", "{d}/junk.pem",
+         "identity signing key"),
+        ("telemetry: {access_log: {path: {d}/no/such/dir/access.log}}\n",
+         "{d}/no/such/dir/access.log: telemetry.access_log.path",
+         "cannot open the access log: No such file or directory"),
+        ("telemetry: {access_log: {path: {d}}}\n", "{d}: telemetry.access_log.path",
+         "cannot open the access log: Is a directory"),
+        ("discovery: {provider: static, static_file: {d}/catalog.yaml}\n",
+         "{d}/catalog.yaml: services.users[0].port", "less than or equal to 65535"),
+    ],
+)  # fmt: skip
+def test_a_file_that_would_stop_the_start_exits_2_naming_it(
+    tmp_path: Path, text: str, named: str, problem: str
+) -> None:
+    (tmp_path / "junk.pem").write_text("not a PEM file\n")
+    (tmp_path / "catalog.yaml").write_text("services:\n  users:\n    - {address: a, port: 70000}\n")
+    config = tmp_path / "edge.yaml"
+    config.write_text(UNREACHABLE + text.replace("{d}", str(tmp_path)))
+    result = check("edge", config)
+    assert result.returncode == 2
+    line = one_line(result, "stderr")
+    assert line.startswith(
+        f"meshgate: invalid configuration in {named.replace('{d}', str(tmp_path))}"
+    )
+    assert problem in line
+    assert result.stdout == ""
+
+
+def test_a_bad_file_gets_the_same_line_as_a_start(tmp_path: Path) -> None:
+    config = tmp_path / "edge.yaml"
+    config.write_text("routes:\n  - prefix: api\n    service: users\n")
+    checked, started = check("edge", config), run("edge", "--config", str(config))
+    assert checked.returncode == started.returncode == 2
+    assert one_line(checked, "stderr") == one_line(started, "stderr")
+    assert "routes[0].prefix: must start with '/'" in checked.stderr
+
+
+def test_workers_need_fixed_ports_and_a_shared_signing_key(tmp_path: Path) -> None:
+    config = tmp_path / "edge.yaml"
+    config.write_text("listen: {port: 0}\n")
+    result = run("edge", "--config", str(config), "--workers", "2", "--check")
+    assert result.returncode == 2
+    assert "several workers need fixed ports" in one_line(result, "stderr")
+
+
+def test_a_sidecar_checks_the_edges_public_key(tmp_path: Path) -> None:
+    example = yaml.safe_load((PROJECT_ROOT / "deploy" / "examples" / "sidecar.yaml").read_text())
+    example["identity"]["edge_public_key_file"] = f"{tmp_path}/edge.pub"
+    key = generate_signing_key("ES256")
+    (tmp_path / "edge.pub").write_bytes(public_key_pem(key.public_key()))
+    config = tmp_path / "sidecar.yaml"
+    config.write_text(yaml.safe_dump(example))
+    result = check("sidecar", config)
+    assert result.returncode == 0, result.stderr
+    assert one_line(result, "stdout").endswith("(service orders, the edge's public key)")
+
+    (tmp_path / "edge.pub").write_text("not a key\n")
+    result = check("sidecar", config)
+    assert result.returncode == 2
+    line = one_line(result, "stderr")
+    assert line.startswith(f"meshgate: invalid configuration in {tmp_path}/edge.pub: edge public")
