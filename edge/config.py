@@ -32,6 +32,7 @@ from edge.route_match import (
 )
 from edge.routes import HTTP_METHODS
 from edge.tls import TlsConfig
+from edge.upstream_limits.config import UpstreamLimitsConfig
 from mesh.canary import Canary
 from mesh.config.loader import load_config
 from mesh.config.sections import AdminConfig, LoggingConfig, ProxyConfig, ShutdownConfig
@@ -288,6 +289,8 @@ class EdgeConfig(Frozen):
     """Mutual TLS to the services' sidecars, with a certificate from Consul Connect."""
     outlier_detection: OutlierDetectionConfig = OutlierDetectionConfig()
     """Eject instances that keep failing the edge's requests (passive health checks)."""
+    upstream_limits: UpstreamLimitsConfig = UpstreamLimitsConfig()
+    """At most so many requests in flight per service (a bulkhead); off by default."""
     cache: CacheStoreConfig = CacheStoreConfig()
     """The response cache's store, per edge process (routes opt in with their ``cache``)."""
     ext_authz: ExtAuthzConfig | None = None

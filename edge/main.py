@@ -19,6 +19,7 @@ from edge.https_redirect import HttpsRedirect
 from edge.outliers.detection import OutlierDetection
 from edge.registration import EdgeRegistration
 from edge.tls import ServerTls
+from edge.upstream_limits.limits import UpstreamLimits
 from mesh.admin import build_admin_app, readiness
 from mesh.admin_workers import AdminWorkers
 from mesh.balancing import Balancer
@@ -54,6 +55,7 @@ async def run_edge(
     m = config.mesh_tls
     connect = ConnectMeshTls(config.consul, m.service, m, registry, "edge") if m.enabled else None
     outliers = OutlierDetection(config.outlier_detection, store, registry)
+    limits = UpstreamLimits(config.upstream_limits, registry)
     proxy = Proxy(
         transport,
         lambda: store.current,
@@ -64,8 +66,10 @@ async def run_edge(
         outliers=outliers.detector,
         locality=locality_router(config.discovery.locality, store, registry),
         retry_metrics=RouteRetryMetrics(registry),
+        concurrency=limits.concurrency,
     )
     outliers.serve(proxy)
+    limits.serve(proxy)
     # Several workers share the ports (mesh.workers); one alone keeps them exclusive.
     reuse_port = config.workers > 1
     workers = AdminWorkers(this_worker())
@@ -88,6 +92,7 @@ async def run_edge(
             *([tls] if tls else []),
             *([connect] if connect is not None else []),
             outliers,
+            limits,
             *features,
             gateway,
         ]
@@ -101,7 +106,7 @@ async def run_edge(
 
     # Gauges set from the process's state (time-dependent ones included).
     refreshes = [metrics.refresh, *([connect.refresh_metrics] if connect is not None else [])]
-    refreshes.append(outliers.refresh_metrics)
+    refreshes += [outliers.refresh_metrics, limits.refresh_metrics]
 
     admin = Listener(
         "admin",
@@ -112,6 +117,7 @@ async def run_edge(
                 **({"/config": reloader.view} if reloader is not None else {}),
                 **({"/mesh-tls": connect.mesh_tls.view} if connect is not None else {}),
                 "/outliers": outliers.view,
+                "/upstream-limits": limits.view,
                 **{path: view for f in features for path, view in f.admin_views().items()},
             },
             registry=exposition(registry, refreshes),

@@ -48,13 +48,19 @@ from mesh.http.headers import end_to_end
 from mesh.locality import LocalityRouter
 from mesh.mtls.contexts import MeshTls
 from mesh.resilience.breaker import CircuitBreaker, Permit
+from mesh.resilience.concurrency import ServiceConcurrency
 from mesh.resilience.outcome import CallError, CallOutcome, parse_retry_after
 from mesh.resilience.outliers import OutlierDetector
 from mesh.resilience.retry_policy import is_idempotent
 from mesh.resilience.route_retries import RouteRetryPolicy, fits_before, reason
 from mesh.snapshot import Instance, Snapshot
 from mesh.telemetry.route_retries import RouteRetryMetrics
-from mesh.telemetry.tracing import EVENT_BREAKER_OPENED, EVENT_RETRY, add_event
+from mesh.telemetry.tracing import (
+    EVENT_BREAKER_OPENED,
+    EVENT_RETRY,
+    EVENT_UPSTREAM_OVERFLOW,
+    add_event,
+)
 from mesh.telemetry.upstream import UpstreamTelemetry
 from mesh.transport.base import (
     ClientBody,
@@ -130,12 +136,16 @@ class Proxy:
         outliers: OutlierDetector | None = None,
         locality: LocalityRouter | None = None,
         retry_metrics: RouteRetryMetrics | None = None,
+        concurrency: ServiceConcurrency | None = None,
     ) -> None:
         """``telemetry`` records each attempt (CLIENT span, upstream histogram);
         ``mesh_tls`` says how to reach each instance (None: plain HTTP to every one);
         ``outliers`` ejects failing instances (None: every healthy one is called);
         ``locality`` prefers instances near this proxy (None: all alike);
-        ``retry_metrics`` counts routes' retries (None: not counted)."""
+        ``retry_metrics`` counts routes' retries (None: not counted);
+        ``concurrency`` bounds each service's requests in flight (None: unbounded)."""
+        self.concurrency = concurrency
+        """May be replaced at any time (a reload): a request leaves the one it entered."""
         self._retry_metrics = retry_metrics
         self._mesh_tls = mesh_tls
         self._locality = locality
@@ -167,7 +177,16 @@ class Proxy:
             instances = locality.narrow(service, healthy, instances)
         if not instances:
             return no_healthy_instance(ex, self._settings.no_instance_retry_after)
-        return await self.forward(ex, instances, outliers)
+        concurrency = self.concurrency
+        if concurrency is None:
+            return await self.forward(ex, instances, outliers)
+        limit = concurrency.enter(service)
+        if limit is not None:
+            return overloaded(ex, limit)
+        try:  # forward returns once the response is written to the end (or a tunnel closed)
+            return await self.forward(ex, instances, outliers)
+        finally:
+            concurrency.leave(service)
 
     async def forward(
         self,
@@ -693,6 +712,21 @@ def no_healthy_instance(ex: Exchange, retry_after: int) -> web.Response:
         slug="no-healthy-instance",
         extra={"service": ex.service},
         headers={"Retry-After": str(retry_after)},
+    )
+
+
+def overloaded(ex: Exchange, limit: int) -> web.Response:
+    """503 at once: the service already has ``limit`` requests in flight from this process."""
+    add_event(
+        ex, EVENT_UPSTREAM_OVERFLOW, {"meshgate.service": ex.service or "", "meshgate.limit": limit}
+    )
+    return ex.problem(
+        503,
+        "Service overloaded",
+        f"service {ex.service!r} has {limit} requests in flight from this proxy, its limit",
+        slug="upstream-overloaded",
+        extra={"service": ex.service, "limit": limit},
+        headers={"Retry-After": "1"},
     )
 
 

@@ -23,6 +23,7 @@ from edge.ip_access.feature import IpAccessFeature
 from edge.mirror.metrics import MirrorMetrics
 from edge.outliers.metrics import OutlierMetrics
 from edge.ratelimit.prometheus import PrometheusObserver
+from edge.upstream_limits.metrics import UpstreamLimitMetrics
 from mesh.config.reload import ConfigReloader
 from mesh.faults.metrics import FaultMetrics
 from mesh.mtls.contexts import MeshTls
@@ -62,6 +63,7 @@ def exported_series() -> set[str]:
     MirrorMetrics(registry)
     CacheMetrics(registry)
     ExtAuthzMetrics(registry)
+    UpstreamLimitMetrics(registry)
     names: set[str] = set()
     for family in registry.collect():
         names.update(family.name + suffix for suffix in _SUFFIXES[family.type])

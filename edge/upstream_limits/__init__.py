@@ -1,0 +1,1 @@
+"""The edge's ``upstream_limits``: a bound on each service's requests in flight."""

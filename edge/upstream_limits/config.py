@@ -1,0 +1,25 @@
+"""The edge's ``upstream_limits`` section: requests in flight per service (off by default)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from mesh.config.types import Frozen
+
+
+class UpstreamLimitsConfig(Frozen):
+    """Each service may have at most ``max_requests`` requests in flight from one edge
+    process (Envoy's cluster ``max_requests``); one more is answered 503 at once, with
+    ``Retry-After: 1``. A request is in flight from its pick of an instance until its
+    answer is written to the end (a WebSocket until it closes)."""
+
+    max_requests: int | None = Field(default=None, ge=1)
+    """Every service's limit; null: none (services listed below keep theirs)."""
+    services: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
+    """Services with a limit of their own, e.g. ``legacy: 50``."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_requests is not None or bool(self.services)
