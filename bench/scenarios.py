@@ -354,6 +354,13 @@ SCENARIOS: dict[str, Scenario] = {
             "the key read and hashed, the instance looked up in a Maglev table",
         ),
         EdgeScenario(
+            "edge+limits",
+            compare_with="edge",
+            extra_config={"upstream_limits": {"max_requests": 1024}},
+            description="edge with upstream_limits on, never reached (64 connections, 1,024 "
+            "allowed): each request counted in and out of its service's requests in flight",
+        ),
+        EdgeScenario(
             "edge+locality",
             compare_with="edge",
             extra_config=LOCALITY,

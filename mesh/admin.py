@@ -51,9 +51,10 @@ def build_admin_app(
     each of ``handlers`` answers GET at its own, and each of ``endpoints`` answers its
     (method, path), e.g. ``("POST", "/cache/purge")``.
 
-    ``across`` wraps every view's and GET handler's (the edge's workers answer
-    ``?workers=all`` with it: :meth:`mesh.admin_workers.AdminWorkers.across`); other
-    endpoints are left as given, their owners knowing whether they act on every worker."""
+    ``across`` wraps the handler of every view and every GET (the edge's workers
+    answer ``?workers=all`` with it: :meth:`mesh.admin_workers.AdminWorkers.across`);
+    other endpoints are left as given, their owners knowing whether they act on every
+    worker."""
     app = web.Application()
 
     async def healthz(_: web.Request) -> web.Response:
