@@ -30,6 +30,7 @@ second.
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import tempfile
@@ -106,13 +107,43 @@ def edge_config(
     }
 
 
+OWN_SERVICE = "hello"
+"""The name of the user's own service, for which the demo writes a sidecar file."""
+OWN_ROUTE = "/api/hello"
+OWN_META = {"meshgate-route": OWN_ROUTE, "meshgate-route-strip-prefix": "true"}
+"""Its route at the edge, declared in its Consul meta: /api/hello/x reaches the app as /x."""
+
+
+def own_registration(app_port: int) -> str:
+    """The Consul registration (JSON) of the user's own app without a sidecar: plain HTTP
+    from the edge, its health checked by Consul, its route in its meta."""
+    return json.dumps(
+        {
+            "ID": f"{OWN_SERVICE}-direct",
+            "Name": OWN_SERVICE,
+            "Address": "127.0.0.1",
+            "Port": app_port,
+            "Meta": OWN_META,
+            "Check": {"HTTP": f"http://127.0.0.1:{app_port}/", "Interval": "2s"},
+        },
+        separators=(",", ":"),
+    )
+
+
 def sidecar_config(
-    name: str, consul: str, ports: SidecarPorts, identity: dict[str, Any] | None = None
+    name: str,
+    consul: str,
+    ports: SidecarPorts,
+    identity: dict[str, Any] | None = None,
+    *,
+    meta: dict[str, str] | None = None,
+    health_path: str = "/health",
 ) -> dict[str, Any]:
-    meta: dict[str, str] = {"version": "demo"}
-    if name == "orders":
-        # orders exposes itself: registering in Consul is enough for the edge.
-        meta.update({"meshgate-route": "/api/orders", "meshgate-route-rewrite": "/orders"})
+    if meta is None:
+        meta = {"version": "demo"}
+        if name == "orders":
+            # orders exposes itself: registering in Consul is enough for the edge.
+            meta.update({"meshgate-route": "/api/orders", "meshgate-route-rewrite": "/orders"})
     return {
         "service": {
             "name": name,
@@ -121,7 +152,7 @@ def sidecar_config(
             "tags": ["demo"],
             "meta": meta,
         },
-        "app": {"address": f"127.0.0.1:{ports.app}", "health_path": "/health"},
+        "app": {"address": f"127.0.0.1:{ports.app}", "health_path": health_path},
         "inbound": {"host": "127.0.0.1", "port": ports.inbound},
         "outbound": {"host": "127.0.0.1", "port": ports.outbound},
         "admin": {"host": "127.0.0.1", "port": ports.admin},
@@ -146,6 +177,9 @@ class DemoMesh:
         self.processes: list[ManagedProcess] = []
         self.sidecars: dict[str, SidecarPorts] = {}
         self.auth = DemoAuth.prepare(workdir)
+        self.own = SidecarPorts(_pick(9300), free_port(), free_port(), free_port())
+        """The ports of the user's own service and of the sidecar the demo writes for it."""
+        self.own_config = workdir / f"sidecar-{OWN_SERVICE}.yaml"
 
     def _spawn(self, name: str, argv: list[str]) -> ManagedProcess:
         env = otel_env(self.otlp_endpoint) if self.otlp_endpoint else None
@@ -197,6 +231,16 @@ class DemoMesh:
             ),
         )
         self._spawn("edge", meshgate_argv("edge", "--config", str(cfg)))
+        # Not started: the user's own app and its sidecar, to try (see describe()).
+        own = sidecar_config(
+            OWN_SERVICE,
+            self.consul.address,
+            self.own,
+            self.auth.sidecar_identity(),
+            meta=OWN_META,
+            health_path="/",
+        )
+        self._write(self.own_config.name, own)
         for proc in self.processes:
             if not proc.alive():
                 raise RuntimeError(f"{proc.name} exited at start:\n{proc.log_tail()}")
@@ -277,6 +321,16 @@ class DemoMesh:
                 if self.otlp_endpoint
                 else []
             ),
+            f"Your own service in the mesh: run any HTTP app on :{self.own.app}, give it "
+            "the sidecar written for it, call it through the edge:",
+            f"  python3 -m http.server {self.own.app} &",
+            f"  meshgate sidecar --config {self.own_config}"
+            f"   # registers {OWN_SERVICE!r} with the route {OWN_ROUTE}",
+            f'  curl -H "Authorization: Bearer $TOKEN" {base}{OWN_ROUTE}/',
+            f"  # or, without a sidecar: register it in Consul yourself ({self.consul.url}/ui)",
+            f"  curl -X PUT {self.consul.url}/v1/agent/service/register -d "
+            f"'{own_registration(self.own.app)}'",
+            "",
             *describe_rate_limits(
                 base, f"http://127.0.0.1:{self.admin_port}", self.redis.url, str(key)
             ),

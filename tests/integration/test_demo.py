@@ -5,13 +5,71 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import yaml
+
 from demo.processes import free_port, http_ok, meshgate_argv, port_open, wait_until
 from tests.integration.harness import descendants, http, pid_alive
+
+
+def your_own_service(
+    tmp_path: Path, port: int, token: str, started: list[subprocess.Popen[bytes]]
+) -> None:
+    """What the demo prints under "Your own service in the mesh", done: an app, the
+    sidecar file the demo wrote for it, its route at the edge; then the same app
+    registered in Consul without a sidecar. The processes it starts go in ``started``."""
+    printed = (tmp_path / "demo.out").read_text()
+    workdir = tmp_path / "demo"
+    own_config = workdir / "sidecar-hello.yaml"
+    assert f"meshgate sidecar --config {own_config}" in printed
+    own = yaml.safe_load(own_config.read_text())
+    app_port = int(own["app"]["address"].rsplit(":", 1)[1])
+    assert f"python3 -m http.server {app_port} &" in printed
+    consul = yaml.safe_load((workdir / "edge.yaml").read_text())["consul"]["address"]
+    register = f"curl -X PUT http://{consul}/v1/agent/service/register -d "
+    [registration] = [line for line in printed.splitlines() if register in line]
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "hello.txt").write_text("hello from my own app\n")
+    app = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(app_port), "--bind", "127.0.0.1"],
+        cwd=site,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    started.append(app)
+    sidecar = subprocess.Popen(
+        meshgate_argv("sidecar", "--config", str(own_config)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    started.append(sidecar)
+    auth = {"Authorization": f"Bearer {token}"}
+    url = f"http://127.0.0.1:{port}/api/hello/hello.txt"
+
+    def answer() -> tuple[int, bytes]:
+        status, _, body = http(url, auth)
+        return status, body
+
+    wait_until(lambda: answer()[0] == 200, 30, "/api/hello through the sidecar written for it")
+    assert answer() == (200, b"hello from my own app\n")
+    sidecar.send_signal(signal.SIGTERM)  # deregisters: no instance declares the route
+    assert sidecar.wait(30) == 0
+    wait_until(lambda: answer()[0] == 404, 15, "the route to go with its last instance")
+
+    body = registration.split(" -d ", 1)[1].strip("'").encode()
+    put = urllib.request.Request(
+        f"http://{consul}/v1/agent/service/register", data=body, method="PUT"
+    )
+    with urllib.request.urlopen(put, timeout=5) as resp:
+        assert resp.status == 200
+    wait_until(lambda: answer()[0] == 200, 30, "/api/hello registered without a sidecar")
+    assert answer() == (200, b"hello from my own app\n")
 
 
 def test_demo_serves_through_sidecars_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
@@ -23,6 +81,7 @@ def test_demo_serves_through_sidecars_and_ctrl_c_leaves_nothing(tmp_path: Path) 
         stderr=subprocess.STDOUT,
     )
     children: set[int] = set()
+    yours: list[subprocess.Popen[bytes]] = []
     try:
         url = f"http://127.0.0.1:{port}/api/users/echo"
         wait_until(
@@ -48,6 +107,7 @@ def test_demo_serves_through_sidecars_and_ctrl_c_leaves_nothing(tmp_path: Path) 
         admin_url = f"http://127.0.0.1:{port}/api/admin/echo"
         status, admin_headers, _ = http(admin_url, {"Authorization": f"Bearer {token}"})
         assert (status, admin_headers["x-authz-reason"]) == (403, "role admin required")
+        your_own_service(tmp_path, port, token, yours)
         children = descendants(proc.pid)
         assert len(children) >= 7  # consul, redis, 2 apps, 2 sidecars, edge
         proc.send_signal(signal.SIGINT)
@@ -58,6 +118,9 @@ def test_demo_serves_through_sidecars_and_ctrl_c_leaves_nothing(tmp_path: Path) 
         left = [p for p in children if pid_alive(p)]
         assert not left, f"processes left behind: {left}"
     finally:
+        for own in yours:
+            own.kill()
+            own.wait()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
