@@ -56,11 +56,12 @@ def your_own_service(
         status, _, body = http(url, auth)
         return status, body
 
-    wait_until(lambda: answer()[0] == 200, 30, "/api/hello through the sidecar written for it")
+    # Polled gently: alice's requests are rate limited (5/s, burst 10) like anyone's.
+    wait_until(lambda: answer()[0] == 200, 30, "/api/hello through its sidecar", interval=0.3)
     assert answer() == (200, b"hello from my own app\n")
     sidecar.send_signal(signal.SIGTERM)  # deregisters: no instance declares the route
     assert sidecar.wait(30) == 0
-    wait_until(lambda: answer()[0] == 404, 15, "the route to go with its last instance")
+    wait_until(lambda: answer()[0] == 404, 15, "the route to go with its instance", interval=0.3)
 
     body = registration.split(" -d ", 1)[1].strip("'").encode()
     put = urllib.request.Request(
@@ -68,7 +69,9 @@ def your_own_service(
     )
     with urllib.request.urlopen(put, timeout=5) as resp:
         assert resp.status == 200
-    wait_until(lambda: answer()[0] == 200, 30, "/api/hello registered without a sidecar")
+    wait_until(
+        lambda: answer()[0] == 200, 30, "/api/hello registered without a sidecar", interval=0.3
+    )
     assert answer() == (200, b"hello from my own app\n")
 
 
