@@ -33,6 +33,7 @@ from mesh.deadline import HEADER as DEADLINE_HEADER
 from mesh.deadline import format_remaining
 from mesh.exchange import Exchange
 from mesh.mtls.contexts import MeshTls
+from mesh.resilience.concurrency import Slots
 from mesh.snapshot import Instance, Snapshot
 from mesh.telemetry.metrics import status_class
 from mesh.telemetry.tracing import end_client
@@ -59,7 +60,7 @@ class Mirrors:
         self._connect_timeout = connect_timeout
         self._mesh_tls = mesh_tls
         self._selectors: dict[str, RoundRobin] = {}
-        self._in_flight: dict[str, int] = {}
+        self._in_flight = Slots()
         """Copies (or slots reserved for one) per route name; survives reloads."""
         self._tasks: set[asyncio.Task[None]] = set()
         """Strong references: the event loop keeps only weak ones to its tasks."""
@@ -69,7 +70,7 @@ class Mirrors:
         return self._metrics
 
     def in_flight(self, route: str) -> int:
-        return self._in_flight.get(route, 0)
+        return self._in_flight.taken.get(route, 0)
 
     def pick(self, service: str) -> Instance | None:
         """A healthy instance of ``service`` in the current snapshot (None: none)."""
@@ -83,19 +84,11 @@ class Mirrors:
 
     def reserve(self, route: str, policy: MirrorPolicy) -> bool:
         """Take one of ``route``'s slots; False when they are all taken (drop the copy)."""
-        taken = self._in_flight.get(route, 0)
-        if taken >= policy.max_in_flight:
-            return False
-        self._in_flight[route] = taken + 1
-        return True
+        return self._in_flight.take(route, policy.max_in_flight)
 
     def release(self, route: str) -> None:
         """Give back a slot taken by :meth:`reserve` for a copy never sent."""
-        left = self._in_flight[route] - 1
-        if left:
-            self._in_flight[route] = left
-        else:
-            del self._in_flight[route]
+        self._in_flight.give_back(route)
 
     def send(
         self, ex: Exchange, route: str, policy: MirrorPolicy, instance: Instance, body: bytes | None

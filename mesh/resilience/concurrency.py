@@ -18,6 +18,32 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 
+class Slots:
+    """Slots taken per key, at most a limit each: requests in flight per service, a
+    route's mirrored copies in flight. A key with none taken is absent from :attr:`taken`."""
+
+    __slots__ = ("taken",)
+
+    def __init__(self) -> None:
+        self.taken: dict[str, int] = {}
+
+    def take(self, key: str, limit: int | None) -> bool:
+        """Take one of ``key``'s slots (None: no limit); False when all ``limit`` are taken."""
+        taken = self.taken.get(key, 0)
+        if limit is not None and taken >= limit:
+            return False
+        self.taken[key] = taken + 1
+        return True
+
+    def give_back(self, key: str) -> None:
+        """Give back a slot :meth:`take` gave."""
+        left = self.taken[key] - 1
+        if left:
+            self.taken[key] = left
+        else:
+            del self.taken[key]
+
+
 class ServiceConcurrency:
     """Counts requests in flight per service and refuses those over a service's limit.
 
@@ -26,7 +52,7 @@ class ServiceConcurrency:
     so a reload never forgets requests in flight.
     """
 
-    __slots__ = ("_default", "_limits", "_on_overflow", "active", "overflows")
+    __slots__ = ("_default", "_limits", "_on_overflow", "_slots", "active", "overflows")
 
     def __init__(
         self,
@@ -38,7 +64,8 @@ class ServiceConcurrency:
         self._default = default
         self._limits: Mapping[str, int] = dict(limits or {})
         self._on_overflow = on_overflow
-        self.active: dict[str, int] = {}
+        self._slots = Slots()
+        self.active: dict[str, int] = self._slots.taken
         """Requests in flight per service (a service with none is absent)."""
         self.overflows: dict[str, int] = {}
         """Requests refused per service since start."""
@@ -57,23 +84,18 @@ class ServiceConcurrency:
         """Admit one more request to ``service`` (counted: :meth:`leave` must follow) and
         return None; or, when it already has its limit in flight, count the refusal and
         return that limit (the request must not be sent, nor left)."""
-        active = self.active.get(service, 0)
         limit = self._limits.get(service, self._default)
-        if limit is not None and active >= limit:
-            self.overflows[service] = self.overflows.get(service, 0) + 1
-            if self._on_overflow is not None:
-                self._on_overflow(service)
-            return limit
-        self.active[service] = active + 1
-        return None
+        if self._slots.take(service, limit):
+            return None
+        assert limit is not None  # only a limit refuses
+        self.overflows[service] = self.overflows.get(service, 0) + 1
+        if self._on_overflow is not None:
+            self._on_overflow(service)
+        return limit
 
     def leave(self, service: str) -> None:
         """An admitted request to ``service`` is over."""
-        left = self.active[service] - 1
-        if left:
-            self.active[service] = left
-        else:
-            del self.active[service]
+        self._slots.give_back(service)
 
     def view(self) -> dict[str, Any]:
         """Per service with a limit, requests in flight or refusals: each of the three."""
