@@ -250,6 +250,10 @@ class ConsulAgent:
     http_port: int = field(default_factory=free_port)
     data_dir: str | None = None
     """Where its config file goes; without one, a temporary directory that ``stop()`` removes."""
+    https_port: int = -1
+    """Its HTTPS API's port (-1: none); ``extra_config`` must then name its certificate."""
+    extra_config: str = ""
+    """More HCL for its config file (e.g. ``cert_file``, ``key_file``, ``ca_file``)."""
     process: ManagedProcess | None = field(default=None, init=False)
     _own_dir: bool = field(default=False, init=False, repr=False)
 
@@ -267,6 +271,7 @@ class ConsulAgent:
             self._own_dir = True
         ports = {
             "http": self.http_port,
+            "https": self.https_port,
             "dns": free_port(),
             "serf_lan": free_port(),
             "serf_wan": free_port(),
@@ -276,7 +281,7 @@ class ConsulAgent:
         config = (
             "ports { " + " ".join(f"{k} = {v}" for k, v in ports.items()) + " }\n"
             # Quick leader election and check reaping keep tests fast.
-            "performance { raft_multiplier = 1 }\n"
+            "performance { raft_multiplier = 1 }\n" + self.extra_config
         )
         config_file = Path(self.data_dir) / "ports.hcl"
         config_file.write_text(config)

@@ -19,6 +19,14 @@ def _env_token() -> str:
     return os.environ.get("CONSUL_HTTP_TOKEN", "")
 
 
+def _env_file(name: str) -> str | None:
+    return os.environ.get(name) or None
+
+
+def _env_verify() -> bool:
+    return os.environ.get("CONSUL_HTTP_SSL_VERIFY", "true").strip().lower() != "false"
+
+
 class ConsulSettings(Frozen):
     """Where Consul is. Defaults follow Consul's own CLI: CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN."""
 
@@ -28,6 +36,30 @@ class ConsulSettings(Frozen):
     datacenter: str | None = None
     wait: Duration = 30.0
     """How long one blocking query may wait for a change."""
+    ca_file: str | None = Field(default_factory=lambda: _env_file("CONSUL_CACERT"))
+    """With ``https://``: the CA (PEM) that signed the agent's certificate, instead of the
+    system's CAs (Consul's ``CONSUL_CACERT``)."""
+    cert_file: str | None = Field(default_factory=lambda: _env_file("CONSUL_CLIENT_CERT"))
+    """With ``https://``: this process's client certificate (PEM), for an agent with
+    ``verify_incoming_https`` (Consul's ``CONSUL_CLIENT_CERT``); with ``key_file``."""
+    key_file: str | None = Field(default_factory=lambda: _env_file("CONSUL_CLIENT_KEY"))
+    """The client certificate's private key (PEM; Consul's ``CONSUL_CLIENT_KEY``)."""
+    tls_verify: bool = Field(default_factory=_env_verify)
+    """With ``https://``: check the agent's certificate and name (Consul's
+    ``CONSUL_HTTP_SSL_VERIFY``). Off only to try things out: anyone on the path could
+    then answer for Consul."""
+
+    @field_validator("ca_file", "cert_file", "key_file", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        # ${CONSUL_CACERT:-} in a file gives "": no file.
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _key_with_cert(self) -> ConsulSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together: set both, or neither")
+        return self
 
     @field_validator("address")
     @classmethod

@@ -4,10 +4,11 @@ As ``nginx -t`` and ``haproxy -c``, for a deploy pipeline or before a SIGHUP. Th
 file is read and validated as at start (the same loader, the same one-line
 messages), and the files it names are read as at start: the TLS certificate and
 key, the identity token's signing key (edge) or the edge's public key (sidecar),
-the static catalog; the access log's file is checked for writing without being
-created. Nothing is contacted (Consul, Redis, the auth service), no port is bound
-and nothing is written: what only a running process can learn (a port in use,
-Consul unreachable) is not checked.
+the static catalog, the CA and client certificate for Consul over HTTPS; the
+access log's file is checked for writing without being created. Nothing is
+contacted (Consul, Redis, the auth service), no port is bound and nothing is
+written: what only a running process can learn (a port in use, Consul
+unreachable) is not checked.
 
 Exit 0 with one line on stdout naming the file and what was checked; a problem
 exits 2 with the line a start would print (``meshgate.cli`` prints ConfigError).
@@ -18,7 +19,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from discovery.settings import DiscoverySettings
+from discovery.consul_client import check_consul_tls
+from discovery.settings import ConsulSettings, DiscoverySettings
 from discovery.static_provider import StaticCatalog
 from mesh.config.errors import ConfigError
 from mesh.config.loader import load_config
@@ -46,7 +48,7 @@ def check_edge(config: EdgeConfig, file: str) -> str:
     if token.enabled and token.signing_key_file is not None:
         load_identity_signer(config.auth, time.time)
         checked.append("the identity signing key")
-    checked += _shared(config.discovery, config.telemetry.access_log)
+    checked += _shared(config.consul, config.discovery, config.telemetry.access_log)
     return _ok("edge", file, checked)
 
 
@@ -59,12 +61,17 @@ def check_sidecar(config: SidecarConfig, file: str) -> str:
     if key_file is not None:
         FileEdgeKeys(key_file)
         checked.append("the edge's public key")
-    checked += _shared(config.discovery, config.telemetry.access_log)
+    checked += _shared(config.consul, config.discovery, config.telemetry.access_log)
     return _ok("sidecar", file, checked)
 
 
-def _shared(discovery: DiscoverySettings, access_log: AccessLogConfig) -> list[str]:
+def _shared(
+    consul: ConsulSettings, discovery: DiscoverySettings, access_log: AccessLogConfig
+) -> list[str]:
     checked = []
+    if consul.scheme == "https" and (consul.ca_file or consul.cert_file):
+        check_consul_tls(consul)
+        checked.append("the Consul CA and client certificate")
     if discovery.static_file is not None:
         catalog = load_config(discovery.static_file, StaticCatalog)
         checked.append(f"the static catalog ({_count(len(catalog.services), 'service')})")

@@ -143,3 +143,21 @@ def test_a_sidecar_checks_the_edges_public_key(tmp_path: Path) -> None:
     assert result.returncode == 2
     line = one_line(result, "stderr")
     assert line.startswith(f"meshgate: invalid configuration in {tmp_path}/edge.pub: edge public")
+
+
+def test_consul_over_https_needs_a_ca_and_certificate_that_load(tmp_path: Path) -> None:
+    (tmp_path / "junk.pem").write_text("not a PEM file\n")
+    config = tmp_path / "edge.yaml"
+    config.write_text(f"consul: {{address: 'https://127.0.0.1:1', ca_file: {tmp_path}/junk.pem}}\n")
+    result = check("edge", config)
+    assert result.returncode == 2
+    assert one_line(result, "stderr").startswith(
+        f"meshgate: invalid configuration in {tmp_path}/junk.pem: "
+        "consul.ca_file: cannot load the CA"
+    )
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    config.write_text(f"consul: {{address: 'https://127.0.0.1:1', ca_file: {tmp_path}/ca.pem}}\n")
+    result = check("edge", config)
+    assert result.returncode == 0, result.stderr
+    assert one_line(result, "stdout").endswith("(0 routes, the Consul CA and client certificate)")
