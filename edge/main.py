@@ -19,7 +19,7 @@ from edge.https_redirect import HttpsRedirect
 from edge.outliers.detection import OutlierDetection
 from edge.registration import EdgeRegistration
 from edge.tls import ServerTls
-from edge.upstream_limits.limits import UpstreamLimits
+from edge.upstream_limits.limits import EdgeUpstreamLimits
 from mesh.admin import build_admin_app, readiness
 from mesh.admin_workers import AdminWorkers
 from mesh.balancing import Balancer
@@ -55,7 +55,7 @@ async def run_edge(
     m = config.mesh_tls
     connect = ConnectMeshTls(config.consul, m.service, m, registry, "edge") if m.enabled else None
     outliers = OutlierDetection(config.outlier_detection, store, registry)
-    limits = UpstreamLimits(config.upstream_limits, registry)
+    limits = EdgeUpstreamLimits(config.upstream_limits, registry)
     proxy = Proxy(
         transport,
         lambda: store.current,

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -180,13 +180,9 @@ class Proxy:
         concurrency = self.concurrency
         if concurrency is None:
             return await self.forward(ex, instances, outliers)
-        limit = concurrency.enter(service)
-        if limit is not None:
-            return overloaded(ex, limit)
-        try:  # forward returns once the response is written to the end (or a tunnel closed)
-            return await self.forward(ex, instances, outliers)
-        finally:
-            concurrency.leave(service)
+        return await bounded(
+            concurrency, ex, service, lambda: self.forward(ex, instances, outliers)
+        )
 
     async def forward(
         self,
@@ -713,6 +709,24 @@ def no_healthy_instance(ex: Exchange, retry_after: int) -> web.Response:
         extra={"service": ex.service},
         headers={"Retry-After": str(retry_after)},
     )
+
+
+async def bounded(
+    concurrency: ServiceConcurrency,
+    ex: Exchange,
+    service: str,
+    send: Callable[[], Awaitable[web.StreamResponse]],
+) -> web.StreamResponse:
+    """``send()`` counted among ``service``'s requests in flight until it returns (the
+    response written to the end, or a tunnel closed); refused at once (503) when the
+    service has its limit in flight."""
+    limit = concurrency.enter(service)
+    if limit is not None:
+        return overloaded(ex, limit)
+    try:
+        return await send()
+    finally:
+        concurrency.leave(service)
 
 
 def overloaded(ex: Exchange, limit: int) -> web.Response:

@@ -42,6 +42,7 @@ from mesh.telemetry.metrics import ProxyMetrics
 from mesh.telemetry.upstream import UpstreamTelemetry
 from mesh.transport import make_transport
 from mesh.transport.h1_head import authority
+from mesh.upstream_limits import UpstreamLimits
 from sidecar.app_health import PATH as APP_HEALTH_PATH
 from sidecar.app_health import AppHealth
 from sidecar.config import SidecarConfig
@@ -115,6 +116,8 @@ async def run_sidecar(
         connect.watcher.follow_intentions(intentions.replace, default_allow)
     transitions = BreakerTransitions()
     guards = GuardRegistry(config.resilience, on_transition=transitions)
+    resilience = config.resilience
+    limits = UpstreamLimits(resilience.defaults.max_requests, resilience.max_requests(), registry)
     registry.register(ResilienceCollector(guards, transitions))
     registration: Registration | None = None
     inbound_limit = InboundLimitFilter(config.inbound.limit)
@@ -124,7 +127,7 @@ async def run_sidecar(
         parts: list[Reloadable[SidecarConfig]] = [
             LoggingLevel(),
             RegistrationReload(lambda: registration),
-            ResilienceReload(guards),
+            ResilienceReload(guards, limits),
             InboundLimitReload(inbound_limit),
             OutboundFaultsReload(faults),
             *([connect] if connect is not None else []),
@@ -141,7 +144,9 @@ async def run_sidecar(
         telemetry=upstream_telemetry,
         mesh_tls=connect.mesh_tls if connect is not None else None,
         locality=locality_router(config.discovery.locality, store, registry),
+        concurrency=limits.concurrency,
     )
+    limits.serve(outbound_proxy)
     telemetry = SidecarTelemetry(config)
     metrics_filter = MetricsFilter(in_metrics)
     deadline_filter = DeadlineFilter()
@@ -242,6 +247,7 @@ async def run_sidecar(
             views={
                 "/routes": upstreams_view,
                 "/breakers": guards.view,
+                "/upstream-limits": limits.view,
                 **({"/config": reloader.view} if reloader is not None else {}),
                 **({"/identity": identity.view} if identity else {}),
                 **(
@@ -251,7 +257,12 @@ async def run_sidecar(
                 ),
             },
             registry=exposition(
-                registry, [in_metrics.refresh, *([connect.refresh_metrics] if connect else [])]
+                registry,
+                [
+                    in_metrics.refresh,
+                    limits.refresh_metrics,
+                    *([connect.refresh_metrics] if connect else []),
+                ],
             ),
             handlers={APP_HEALTH_PATH: app_health.handle},
         ),

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from discovery.registration import Registration
 from mesh.config.reload import Reload
+from mesh.upstream_limits import UpstreamLimits
 from sidecar.config import SidecarConfig
 from sidecar.filters.faults import OutboundFaults
 from sidecar.filters.inbound_limit import InboundLimitFilter
@@ -47,15 +48,18 @@ class RegistrationReload:
 
 
 class ResilienceReload:
-    """``resilience``: new policies; the upstreams whose policy changed start afresh."""
+    """``resilience``: new policies; the upstreams whose policy changed start afresh, and
+    new ``max_requests`` apply from the next call (calls in flight stay counted)."""
 
-    def __init__(self, guards: GuardRegistry) -> None:
+    def __init__(self, guards: GuardRegistry, limits: UpstreamLimits) -> None:
         self._guards = guards
+        self._limits = limits
 
     def prepare_reload(self, config: SidecarConfig) -> Reload:
         resilience = config.resilience
 
         def commit() -> None:
+            self._limits.configure(resilience.defaults.max_requests, resilience.max_requests())
             replaced = self._guards.reconfigure(resilience)
             if replaced:
                 log.info(

@@ -31,6 +31,9 @@ class UpstreamPolicy(Frozen):
     breaker: BreakerConfig = BreakerConfig()
     retries: RetryConfig = RetryConfig()
     outlier: OutlierConfig = OutlierConfig()
+    max_requests: int | None = Field(default=None, ge=1)
+    """The app's calls to the service that may be in flight at once (a bulkhead: Envoy's
+    cluster ``max_requests``); one more is answered 503 at once. None: no limit."""
 
 
 class ResilienceConfig(Frozen):
@@ -45,6 +48,10 @@ class ResilienceConfig(Frozen):
 
     def policy_for(self, service: str) -> UpstreamPolicy:
         return policy_for(self.defaults, self.services.get(service))
+
+    def max_requests(self) -> dict[str, int | None]:
+        """Each overridden service's ``max_requests`` (the others have the defaults')."""
+        return {name: self.policy_for(name).max_requests for name in self.services}
 
 
 class InboundLimitConfig(Frozen):

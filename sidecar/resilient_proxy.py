@@ -38,6 +38,7 @@ from mesh.proxy import (
     ATTEMPTS_HEADER,
     ProxySettings,
     bad_gateway,
+    bounded,
     client_body_problem,
     gateway_timeout,
     no_healthy_instance,
@@ -46,6 +47,7 @@ from mesh.proxy import (
 )
 from mesh.resilience.backoff import wait_full_jitter
 from mesh.resilience.breaker import CircuitBreaker, Permit
+from mesh.resilience.concurrency import ServiceConcurrency
 from mesh.resilience.ejection import MAX_AVOIDANCE_S, select_eligible
 from mesh.resilience.outcome import CallError, CallOutcome, parse_retry_after
 from mesh.resilience.retry_policy import is_idempotent, retry_if_outcome
@@ -125,11 +127,16 @@ class ResilientProxy:
         telemetry: UpstreamTelemetry | None = None,
         mesh_tls: MeshTls | None = None,
         locality: LocalityRouter | None = None,
+        concurrency: ServiceConcurrency | None = None,
     ) -> None:
         """``telemetry`` records each attempt (CLIENT span, upstream histogram);
         ``mesh_tls`` says how to reach each instance (None: plain HTTP to every one);
         ``locality`` narrows the healthy instances to those near this sidecar (None:
-        all alike), before ejection and balancing pick among them."""
+        all alike), before ejection and balancing pick among them; ``concurrency``
+        bounds each service's calls in flight (None: unbounded), checked before the
+        breaker, so that a refusal takes no trial call of a half-open one."""
+        self.concurrency = concurrency
+        """May be replaced at any time (a reload): a call leaves the one it entered."""
         self._mesh_tls = mesh_tls
         self._locality = locality
         self._transport = transport
@@ -150,6 +157,17 @@ class ResilientProxy:
             instances = locality.narrow(service, instances, instances)
         if not instances:
             return no_healthy_instance(ex, self._settings.no_instance_retry_after)
+        concurrency = self.concurrency
+        if concurrency is None:
+            return await self._guarded(ex, service, instances)
+        return await bounded(
+            concurrency, ex, service, lambda: self._guarded(ex, service, instances)
+        )
+
+    async def _guarded(
+        self, ex: Exchange, service: str, instances: tuple[Instance, ...]
+    ) -> web.StreamResponse:
+        """The call through the service's breaker, with retries, its answer streamed."""
         guard = self._guards.for_service(service)
         permit = guard.breaker.acquire()
         if permit is None:

@@ -48,8 +48,9 @@ class ServiceConcurrency:
     """Counts requests in flight per service and refuses those over a service's limit.
 
     ``default`` is every service's limit (None: no limit) unless ``limits`` gives
-    the service its own. :meth:`configure` changes the limits and keeps the counts,
-    so a reload never forgets requests in flight.
+    the service its own (None there: that service has no limit). :meth:`configure`
+    changes the limits and keeps the counts, so a reload never forgets requests in
+    flight.
     """
 
     __slots__ = ("_default", "_limits", "_on_overflow", "_slots", "active", "overflows")
@@ -57,12 +58,12 @@ class ServiceConcurrency:
     def __init__(
         self,
         default: int | None = None,
-        limits: Mapping[str, int] | None = None,
+        limits: Mapping[str, int | None] | None = None,
         on_overflow: Callable[[str], None] | None = None,
     ) -> None:
         """``on_overflow(service)`` is told of each request refused (a metric)."""
         self._default = default
-        self._limits: Mapping[str, int] = dict(limits or {})
+        self._limits: Mapping[str, int | None] = dict(limits or {})
         self._on_overflow = on_overflow
         self._slots = Slots()
         self.active: dict[str, int] = self._slots.taken
@@ -70,7 +71,7 @@ class ServiceConcurrency:
         self.overflows: dict[str, int] = {}
         """Requests refused per service since start."""
 
-    def configure(self, default: int | None, limits: Mapping[str, int]) -> None:
+    def configure(self, default: int | None, limits: Mapping[str, int | None]) -> None:
         """New limits, from the next request on; requests in flight stay counted (a
         service now over its limit refuses until enough of them are over)."""
         self._default = default

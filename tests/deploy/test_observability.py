@@ -23,12 +23,12 @@ from edge.ip_access.feature import IpAccessFeature
 from edge.mirror.metrics import MirrorMetrics
 from edge.outliers.metrics import OutlierMetrics
 from edge.ratelimit.prometheus import PrometheusObserver
-from edge.upstream_limits.metrics import UpstreamLimitMetrics
 from mesh.config.reload import ConfigReloader
 from mesh.faults.metrics import FaultMetrics
 from mesh.mtls.contexts import MeshTls
 from mesh.mtls.metrics import MeshTlsMetrics
 from mesh.telemetry.metrics import ProxyMetrics, RefreshMetrics
+from mesh.telemetry.upstream_limits import UpstreamLimitMetrics
 from sidecar.filters.intentions import IntentionFilter
 from sidecar.guards import GuardRegistry
 from sidecar.resilience_config import ResilienceConfig

@@ -403,3 +403,33 @@ async def test_a_callers_broken_body_is_its_400_and_never_the_services_failure(
         if labels.get("service") == "backend"
     ]
     assert sum(opened) == 0
+
+
+async def test_calls_over_a_services_max_requests_are_refused_before_its_breaker(
+    mesh: Mesh,
+) -> None:
+    [(app, _)] = backends(mesh, 1)
+    limited = {"defaults": {"breaker": FAST_BREAKER}, "services": {"backend": {"max_requests": 2}}}
+    caller = client(mesh, {"resilience": limited})
+    url = f"http://127.0.0.1:{caller.outbound}/backend/backend/echo"
+    app.faults(latency_ms=1500)
+    async with aiohttp.ClientSession() as s:
+        await wait_for_instances(s, caller, 1)
+        before = app.stats()["total"]
+        answers = await asyncio.gather(*(get(s, url) for _ in range(5)))
+        assert sorted(status for status, _, _ in answers) == [200, 200, 503, 503, 503]
+        for status, headers, body in answers:
+            if status == 503:
+                assert body["type"].endswith("/upstream-overloaded")
+                assert (body["service"], body["limit"]) == ("backend", 2)
+                assert headers["Retry-After"] == "1"
+        assert app.stats()["total"] == before + 2  # the refused calls never left the sidecar
+        async with s.get(f"http://127.0.0.1:{caller.admin}/upstream-limits") as resp:
+            view = await resp.json()
+        assert view["services"]["backend"] == {"limit": 2, "active": 0, "overflows": 3}
+        async with s.get(f"http://127.0.0.1:{caller.admin}/breakers") as resp:
+            breaker = (await resp.json())["backend"]
+        # No failure counted: a refusal is the caller's own bound, not the service failing.
+        assert breaker["state"] == "closed" and breaker["window"]["failures"] == 0
+    refused = metrics(caller.admin)["meshgate_upstream_overflow_total"]
+    assert refused == [({"service": "backend"}, 3.0)]

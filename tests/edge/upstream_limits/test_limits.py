@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from edge.config import EdgeConfig
-from edge.upstream_limits.limits import UpstreamLimits
+from edge.upstream_limits.limits import EdgeUpstreamLimits as UpstreamLimits
 from mesh.balancing import Balancer
 from mesh.config.errors import ConfigError
 from mesh.config.loader import load_config

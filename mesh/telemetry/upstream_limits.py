@@ -14,21 +14,22 @@ class UpstreamLimitMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.overflows = Counter(
             "meshgate_upstream_overflow",
-            "Requests the edge refused at once (503) because their service had its "
-            "upstream_limits.max_requests in flight, by service.",
+            "Requests refused at once (503) because their service had its limit of "
+            "requests in flight (the edge's upstream_limits, a sidecar's "
+            "resilience max_requests), by service.",
             ["service"],
             registry=registry,
         )
         self.active = Gauge(
             "meshgate_upstream_requests_active",
-            "Requests in flight to a service, counted where upstream_limits is on.",
+            "Requests in flight to a service, counted where a limit is set.",
             ["service"],
             registry=registry,
             multiprocess_mode="livesum",
         )
         self.limit = Gauge(
             "meshgate_upstream_requests_limit",
-            "A service's upstream_limits.max_requests, per edge process.",
+            "A service's limit of requests in flight, per process.",
             ["service"],
             registry=registry,
             multiprocess_mode="livemax",
