@@ -17,6 +17,7 @@ from edge.features import build_features
 from edge.gateway import EdgeGateway
 from edge.https_redirect import HttpsRedirect
 from edge.outliers.detection import OutlierDetection
+from edge.outliers.sharing import PATH as EJECTIONS_PATH
 from edge.registration import EdgeRegistration
 from edge.tls import ServerTls
 from edge.upstream_limits.limits import EdgeUpstreamLimits
@@ -54,7 +55,8 @@ async def run_edge(
     p = config.proxy
     m = config.mesh_tls
     connect = ConnectMeshTls(config.consul, m.service, m, registry, "edge") if m.enabled else None
-    outliers = OutlierDetection(config.outlier_detection, store, registry)
+    workers = AdminWorkers(this_worker())
+    outliers = OutlierDetection(config.outlier_detection, store, registry, workers)
     limits = EdgeUpstreamLimits(config.upstream_limits, registry)
     proxy = Proxy(
         transport,
@@ -72,7 +74,6 @@ async def run_edge(
     limits.serve(proxy)
     # Several workers share the ports (mesh.workers); one alone keeps them exclusive.
     reuse_port = config.workers > 1
-    workers = AdminWorkers(this_worker())
     ctx = EdgeContext(
         store=store,
         registry=registry,
@@ -122,7 +123,11 @@ async def run_edge(
             },
             registry=exposition(registry, refreshes),
             endpoints={
-                route: handler for f in features for route, handler in f.admin_endpoints().items()
+                # An operator's ejection is for every worker (each has its own detector).
+                ("POST", EJECTIONS_PATH): workers.across(
+                    outliers.sharing.handle, every_worker=True
+                ),
+                **{r: handler for f in features for r, handler in f.admin_endpoints().items()},
             },
             across=workers.across,
         ),

@@ -127,12 +127,17 @@ class AdminWorkers:
         return handle
 
     async def _ask_others(self, request: web.Request) -> list[WorkerAnswer]:
+        target = request.rel_url.update_query({QUERY: THIS})
+        return await self.ask_others(request.method, str(target), await request.read())
+
+    async def ask_others(self, method: str, target: str, body: bytes) -> list[WorkerAnswer]:
+        """Every other worker's answer to ``method`` ``target`` (a path and query, which
+        should say ``workers=this``) with ``body``, in worker order; none in a single
+        process."""
         seat = self._seat
         if seat is None:
             return []
-        body = await request.read()
-        target = str(request.rel_url.update_query({QUERY: THIS}))
-        asks = (self._ask(seat, i, request.method, target, body) for i in seat.others)
+        asks = (self._ask(seat, i, method, target, body) for i in seat.others)
         return list(await asyncio.gather(*asks))
 
     async def _ask(

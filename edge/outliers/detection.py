@@ -10,6 +10,8 @@ from prometheus_client import CollectorRegistry
 
 from edge.outliers.config import OutlierDetectionConfig
 from edge.outliers.metrics import OutlierMetrics
+from edge.outliers.sharing import EjectionSharing
+from mesh.admin_workers import AdminWorkers
 from mesh.config.reload import Reload
 from mesh.resilience.breaker import BreakerState
 from mesh.resilience.outliers import OutlierDetector
@@ -34,10 +36,17 @@ class OutlierDetection:
     """
 
     def __init__(
-        self, config: OutlierDetectionConfig, store: SnapshotStore, registry: CollectorRegistry
+        self,
+        config: OutlierDetectionConfig,
+        store: SnapshotStore,
+        registry: CollectorRegistry,
+        workers: AdminWorkers | None = None,
     ) -> None:
+        """``workers``: the edge's other workers, told of each ejection (None: alone)."""
         self._config = config
         self._metrics = OutlierMetrics(registry)
+        self.sharing = EjectionSharing(workers or AdminWorkers(None), lambda: self.detector)
+        """Ejections told to and by the other workers, and ``POST /outliers/ejections``."""
         self.detector = self._detector_for(config)
         self._metrics.follow(self.detector)
         self._proxy: Proxy | None = None
@@ -87,6 +96,8 @@ class OutlierDetection:
     ) -> None:
         if new is BreakerState.OPEN:
             log.warning("instance %s of %s ejected after failed requests", instance, service)
+            if self.detector is not None:
+                self.sharing.announce(service, instance, self.detector.open_for(service, instance))
         elif new is BreakerState.CLOSED:
             log.info("instance %s of %s back in rotation", instance, service)
         self._metrics.transition(service, instance, old, new)

@@ -23,6 +23,13 @@ at most :data:`~mesh.resilience.ejection.MAX_AVOIDANCE_S`), as a sidecar avoids
 it, without counting against it. Avoidance is not capped by the share, only
 overridden when nothing would be left.
 
+An instance may also be ejected from outside (:meth:`OutlierDetector.eject_for`):
+another edge worker ejected it, or an operator did. It is then out for the time
+given (at most :data:`~mesh.resilience.ejection.MAX_AVOIDANCE_S`), counted
+against the share like an ejection of this detector's own, with no trial calls
+of its own: when the time is over it is back in rotation, and this detector's
+breaker judges it again.
+
 The per-request cost when nothing is ejected is a count looked up per service
 (:meth:`OutlierDetector.eligible` hands the instances back as they are), and a
 breaker's admission and record per attempt.
@@ -98,12 +105,14 @@ class OutlierDetector:
         """Per service, how many times one of its instances was ejected (breaker opened)."""
         self._avoid_until: dict[str, dict[str, float]] = {}
         """Per service, instances that answered with backpressure, and until when."""
+        self._told: dict[str, dict[str, tuple[float, float]]] = {}
+        """Per service, instances ejected from outside: (when told, until when)."""
 
     def eligible(self, service: str, instances: tuple[Instance, ...]) -> tuple[Instance, ...]:
         """``instances`` without the ejected ones (in the same order); all of them when
         none is, or when none would be left."""
         avoided = self._avoid_until.get(service)
-        if not self._suspects.get(service) and avoided is None:
+        if not self._suspects.get(service) and avoided is None and service not in self._told:
             return instances
         now = self._clock()
         if avoided is not None:
@@ -142,6 +151,23 @@ class OutlierDetector:
             breaker = breakers[instance_id] = self._new_breaker(service, instance_id)
         return breaker, breaker.acquire()
 
+    def open_for(self, service: str, instance_id: str) -> float:
+        """Seconds the instance's breaker stays open from now (0: not open)."""
+        breaker = self._breakers.get(service, {}).get(instance_id)
+        if breaker is None or breaker.state is not BreakerState.OPEN:
+            return 0.0
+        return breaker.retry_after()
+
+    def eject_for(self, service: str, instance_id: str, seconds: float) -> None:
+        """Eject the instance for ``seconds`` (at most
+        :data:`~mesh.resilience.ejection.MAX_AVOIDANCE_S`) on another's word: another
+        worker's breaker opened, or an operator asked. Counted against the share."""
+        now = self._clock()
+        self._told.setdefault(service, {})[instance_id] = (
+            now,
+            now + min(seconds, MAX_AVOIDANCE_S),
+        )
+
     def avoid(self, service: str, instance_id: str, seconds: float) -> None:
         """Leave the instance out of rotation for ``seconds`` (at most
         :data:`~mesh.resilience.ejection.MAX_AVOIDANCE_S`): it asked for less load."""
@@ -160,12 +186,8 @@ class OutlierDetector:
                     self._suspects[service] -= 1
             if not breakers:
                 del self._breakers[service]
-        for service, avoided in list(self._avoid_until.items()):
-            keep = ids.get(service, set())
-            for gone in [iid for iid in avoided if iid not in keep]:
-                del avoided[gone]
-            if not avoided:
-                del self._avoid_until[service]
+        _forget_gone(self._avoid_until, ids)
+        _forget_gone(self._told, ids)
 
     def view(self) -> dict[str, Any]:
         """The admin listener's ``/outliers``: per service, its instances not in good
@@ -195,20 +217,39 @@ class OutlierDetector:
             entry["avoided"] = {
                 iid: round(until - now, 3) for iid, until in sorted(avoided.items()) if until > now
             }
+        for service, told in sorted(self._told.items()):
+            entry = out.setdefault(service, {"ejections": 0, "instances": {}, "avoided": {}})
+            entry["ejected_when_told"] = {
+                iid: round(until - now, 3)
+                for iid, (_, until) in sorted(told.items())
+                if until > now
+            }
         return dict(sorted(out.items()))
 
     def ejected_count(self, service: str) -> int:
-        """Instances of ``service`` whose breaker is open now (before the share cap)."""
-        return len(self._ejected_at(service)) if self._suspects.get(service) else 0
+        """Instances of ``service`` ejected now, by their breaker or when told (before the
+        share cap)."""
+        if not self._suspects.get(service) and service not in self._told:
+            return 0
+        return len(self._ejected_at(service))
 
     def services(self) -> list[str]:
-        return sorted(self._breakers)
+        return sorted(set(self._breakers) | set(self._told))
 
     def _ejected_at(self, service: str) -> dict[str, float]:
+        """Instances ejected now, with when: their breaker's trip, or when told."""
         out: dict[str, float] = {}
+        told = self._told.get(service)
+        if told is not None:
+            now = self._clock()
+            for instance_id in [i for i, (_, until) in told.items() if until <= now]:
+                del told[instance_id]
+            if not told:
+                del self._told[service]
+            out.update((instance_id, at) for instance_id, (at, _) in told.items())
         for instance_id, breaker in self._breakers.get(service, {}).items():
             if breaker.state is BreakerState.OPEN and breaker.tripped_at is not None:
-                out[instance_id] = breaker.tripped_at
+                out[instance_id] = min(breaker.tripped_at, out.get(instance_id, breaker.tripped_at))
         return out
 
     def _new_breaker(self, service: str, instance_id: str) -> CircuitBreaker:
@@ -231,3 +272,13 @@ class OutlierDetector:
 
     def _policy(self, service: str) -> OutlierPolicy:
         return self._policies.get(service, self._default)
+
+
+def _forget_gone(table: dict[str, dict[str, Any]], live: Mapping[str, set[str]]) -> None:
+    """Drop from ``table`` (per service, per instance id) the instances not in ``live``."""
+    for service, entries in list(table.items()):
+        keep = live.get(service, set())
+        for gone in [iid for iid in entries if iid not in keep]:
+            del entries[gone]
+        if not entries:
+            del table[service]

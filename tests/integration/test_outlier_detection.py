@@ -22,6 +22,7 @@ from tests.integration.harness import (
     Edge,
     Mesh,
     consul_api,
+    descendants,
     hang_up,
     http,
     metrics,
@@ -30,20 +31,16 @@ from tests.integration.harness import (
 )
 
 ROUTES = [{"prefix": "/api/users", "service": "users", "prefix_rewrite": "/users"}]
-OUTLIERS = {
-    "outlier_detection": {
-        "enabled": True,
-        # Three failures in a row eject for 3 s (no jitter, so the test knows when;
-        # long enough for the checks made while it is out, on a slow machine too).
-        "breaker": {
-            "consecutive_failures": 3,
-            "open_base": "3s",
-            "open_max": "3s",
-            "open_jitter": 0,
-            "half_open_trials": 1,
-        },
-    }
+# Three failures in a row eject for 3 s (no jitter, so the test knows when; long
+# enough for the checks made while it is out, on a slow machine too).
+BREAKER: dict[str, Any] = {
+    "consecutive_failures": 3,
+    "open_base": "3s",
+    "open_max": "3s",
+    "open_jitter": 0,
+    "half_open_trials": 1,
 }
+OUTLIERS: dict[str, Any] = {"outlier_detection": {"enabled": True, "breaker": BREAKER}}
 
 
 def register(mesh: Mesh, app: App) -> None:
@@ -206,3 +203,69 @@ def test_without_outlier_detection_the_broken_instance_keeps_its_share_until_a_r
     assert metrics(edge.admin)["meshgate_outlier_ejected_instances"] == [
         ({"service": "users"}, 0.0)
     ]
+
+
+def workers_view(edge: Edge, method: str = "GET", body: Any = None) -> list[dict[str, Any]]:
+    """Each worker's answer (``?workers=all``) to ``/outliers`` or, with a body, to a
+    POST of ``/outliers/ejections``."""
+    path = "/outliers" if body is None else "/outliers/ejections"
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{edge.admin}{path}?workers=all", data=data, method=method
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        answered: list[dict[str, Any]] = json.loads(resp.read())["workers"]
+    assert [w["worker"] for w in answered] == [0, 1]
+    return answered
+
+
+def users_of(worker: dict[str, Any]) -> dict[str, Any]:
+    """A worker's ``/outliers`` entry for users."""
+    users: dict[str, Any] = worker["answer"]["services"].get("users", {})
+    return users
+
+
+def ejected_in(worker: dict[str, Any]) -> set[str]:
+    """The instances of users a worker leaves out now: its breaker's, or told."""
+    users = users_of(worker)
+    own = {i for i, state in users.get("instances", {}).items() if state["ejected"]}
+    return own | set(users.get("ejected_when_told", {}))
+
+
+def test_with_two_workers_one_workers_ejection_reaches_the_other(mesh: Mesh) -> None:
+    # Ejected for 10 s: time enough for the checks below on a slow machine.
+    breaker = {**BREAKER, "open_base": "10s", "open_max": "10s"}
+    detection = {"outlier_detection": {"enabled": True, "breaker": breaker}, "workers": 2}
+    bad, edge, url = two_instances(mesh, detection)
+    wait_until(lambda: len(descendants(edge.process.pid)) == 2, 10, "two workers")
+
+    def ejections() -> float:
+        return sum(v for _, v in metrics(edge.admin).get("meshgate_outlier_ejections_total", []))
+
+    # Requests on new connections, spread over both workers, until one worker's breaker
+    # opens (three failures in a row there); then both leave the instance out.
+    wait_until(lambda: http(url)[0] > 0 and ejections() >= 1, 30, "a first ejection")
+    wait_until(
+        lambda: all(ejected_in(w) == {"users-bad"} for w in workers_view(edge)),
+        5,
+        "every worker to leave users-bad out",
+    )
+    # A worker whose breaker opened told the other: one told per ejection.
+    told = [w for w in workers_view(edge) if "ejected_when_told" in users_of(w)]
+    assert len(told) == ejections()
+    served = bad.stats()["total"]
+    assert {s for s, _ in answers(url, 20)} == {200}
+    assert bad.stats()["total"] == served  # neither worker sent it another request
+
+
+def test_an_operator_ejects_an_instance_from_every_worker(mesh: Mesh) -> None:
+    bad, edge, url = two_instances(mesh, {**OUTLIERS, "workers": 2})
+    bad.faults(error_rate=0.0)  # healthy: only the operator takes it out
+    wait_until(lambda: len(descendants(edge.process.pid)) == 2, 10, "two workers")
+    body = {"service": "users", "instance": "users-bad", "seconds": 60}
+    answered = workers_view(edge, "POST", body)
+    assert [w["answer"] for w in answered] == [body, body]
+    assert all(ejected_in(w) == {"users-bad"} for w in workers_view(edge))
+    served = bad.stats()["total"]
+    assert {i for _, i in answers(url, 20)} == {"users-good"}
+    assert bad.stats()["total"] == served

@@ -221,3 +221,43 @@ def test_a_service_may_have_a_policy_of_its_own_or_none() -> None:
         BreakerSettings(slow_call_threshold_s=1.0, slow_call_rate_threshold=0.5), 0.5
     )
     assert OutlierDetector(SETTINGS, 0.5, services={"orders": slow}).timed
+
+
+def test_an_ejection_told_keeps_the_instance_out_for_its_time_then_lets_it_back() -> None:
+    outliers, clock, seen = detector()
+    pool = instances("a", "b", "c", "d")
+    outliers.eject_for("users", "b", 5.0)
+    assert outliers.eligible("users", pool) == (pool[0], pool[2], pool[3])
+    assert outliers.ejected_count("users") == 1
+    assert outliers.view()["users"]["ejected_when_told"] == {"b": 5.0}
+    assert seen == []  # no breaker of this detector's moved
+    clock.now += 4.9
+    assert pool[1] not in outliers.eligible("users", pool)
+    clock.now += 0.1
+    assert outliers.eligible("users", pool) == pool  # back, with no trial of its own
+    assert outliers.ejected_count("users") == 0
+
+
+def test_ejections_told_count_against_the_share_with_the_detectors_own() -> None:
+    outliers, clock, _ = detector(share=0.5)
+    pool = instances("a", "b", "c", "d")
+    outliers.eject_for("users", "a", 30.0)
+    clock.now += 1
+    for _ in range(3):  # c's breaker opens: a second ejection, within 2 of 4
+        call(outliers, "c", ERROR)
+    assert outliers.eligible("users", pool) == (pool[1], pool[3])
+    clock.now += 1
+    outliers.eject_for("users", "d", 30.0)  # a third would pass the share: the latest waits
+    assert outliers.eligible("users", pool) == (pool[1], pool[3])
+
+
+def test_an_ejection_told_is_capped_and_forgotten_with_its_instance() -> None:
+    outliers, clock, _ = detector()
+    pool = instances("a", "b")
+    outliers.eject_for("users", "a", 10 * MAX_AVOIDANCE_S)
+    clock.now += MAX_AVOIDANCE_S
+    assert outliers.eligible("users", pool) == pool
+    outliers.eject_for("users", "a", 60.0)
+    outliers.forget(pool[1:])  # a left the catalog
+    assert outliers.ejected_count("users") == 0
+    assert "users" not in outliers.view()
