@@ -69,9 +69,11 @@ def _shared(
     consul: ConsulSettings, discovery: DiscoverySettings, access_log: AccessLogConfig
 ) -> list[str]:
     checked = []
-    if consul.scheme == "https" and (consul.ca_file or consul.cert_file):
+    tls_files = {"CA": consul.ca_file, "client certificate": consul.cert_file}
+    named = [name for name, path in tls_files.items() if path is not None]
+    if consul.scheme == "https" and named:
         check_consul_tls(consul)
-        checked.append("the Consul CA and client certificate")
+        checked.append(f"Consul's {' and '.join(named)}")
     if discovery.static_file is not None:
         catalog = load_config(discovery.static_file, StaticCatalog)
         checked.append(f"the static catalog ({_count(len(catalog.services), 'service')})")

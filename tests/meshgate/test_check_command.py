@@ -160,4 +160,4 @@ def test_consul_over_https_needs_a_ca_and_certificate_that_load(tmp_path: Path) 
     config.write_text(f"consul: {{address: 'https://127.0.0.1:1', ca_file: {tmp_path}/ca.pem}}\n")
     result = check("edge", config)
     assert result.returncode == 0, result.stderr
-    assert one_line(result, "stdout").endswith("(0 routes, the Consul CA and client certificate)")
+    assert one_line(result, "stdout").endswith("(0 routes, Consul's CA)")
