@@ -637,14 +637,16 @@ def test_demo_exports_every_process_spans_to_the_otlp_endpoint(
         trace_id, _, sampled = parse_traceresponse(answered[0]["traceresponse"])
         assert sampled  # the demo samples every request
         expected = {"meshgate-edge", "orders-sidecar", "orders", "inventory-sidecar", "inventory"}
-        # Each process exports on its own schedule: wait for every one of them,
-        # not for a span count that some processes could reach alone.
-        receiver.wait_for(
-            lambda: expected <= {s.service for s in receiver.trace(trace_id)},
-            f"spans of {trace_id} from {sorted(expected)}",
-            20,
-        )
-        assert len(receiver.trace(trace_id)) >= 11
+
+        # Each process exports on its own schedule, a span at a time as each ends (one
+        # process's SERVER span may come a batch before its CLIENT span): wait for
+        # spans from every one of them and for the count, not for a count that some
+        # processes could reach alone.
+        def complete() -> bool:
+            spans = receiver.trace(trace_id)
+            return expected <= {s.service for s in spans} and len(spans) >= 11
+
+        receiver.wait_for(complete, f"11 spans of {trace_id} from {sorted(expected)}", 20)
         assert token.encode() not in b"".join(receiver.bodies)
     finally:
         proc.send_signal(signal.SIGINT)
