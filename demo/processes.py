@@ -89,37 +89,73 @@ def redis_cli(port: int, *args: str, timeout: float = 10.0) -> str:
     return done.stdout
 
 
-FREE_PORT_RANGE: Sequence[int] = range(20000, 32768)
+PORT_RANGE_ENV = "MESHGATE_PORT_RANGE"
+"""``LOW-HIGH`` (both included): where :func:`free_port` looks instead of
+:data:`DEFAULT_PORT_RANGE`. The test suite gives each of its parallel workers a share
+of its own (:func:`port_share`); the processes a worker starts inherit it."""
+DEFAULT_PORT_RANGE = range(20000, 32768)
 """Where :func:`free_port` looks: below Linux's default ephemeral range (32768-60999)."""
-_handed_out: set[int] = set()
+_next: dict[range, int] = {}
+"""Per range, the index of the next port :func:`free_port` tries."""
+
+
+def port_range() -> range:
+    """Where :func:`free_port` looks: :data:`PORT_RANGE_ENV` when set, else
+    :data:`DEFAULT_PORT_RANGE`. Raises ValueError naming the variable when its value is
+    not ``LOW-HIGH`` with 1024 <= LOW <= HIGH <= 65535."""
+    value = os.environ.get(PORT_RANGE_ENV)
+    if not value:
+        return DEFAULT_PORT_RANGE
+    low, _, high = value.partition("-")
+    if low.strip().isdigit() and high.strip().isdigit() and 1024 <= int(low) <= int(high) <= 65535:
+        return range(int(low), int(high) + 1)
+    raise ValueError(f"{PORT_RANGE_ENV}={value!r}: expected LOW-HIGH within 1024-65535")
+
+
+def port_share(ports: range, index: int, count: int) -> range:
+    """The ``index``-th of ``count`` disjoint, contiguous shares of ``ports`` (as even as
+    they can be; together they are all of it)."""
+    if not 0 <= index < count:
+        raise ValueError(f"share {index} of {count}")
+    size = len(ports)
+    return ports[index * size // count : (index + 1) * size // count]
+
+
+def format_port_range(ports: range) -> str:
+    """``ports`` as :data:`PORT_RANGE_ENV` writes it."""
+    return f"{ports.start}-{ports.stop - 1}"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free now and that this process has not handed out before.
+    """A TCP port that is free now, and the one this process handed out longest ago.
 
     The port is only reserved by convention: the caller binds it a moment
-    later. Two things make that window safe enough for a test suite that
-    starts hundreds of processes. The port is taken from
-    :data:`FREE_PORT_RANGE`, outside the range the kernel picks from for
-    ``bind(0)`` and for the source port of every outgoing connection, so the
-    kernel never gives "our" port to somebody else's connection in between
-    (the bind-to-0 trick picks from that very range, and lost that race).
-    And a port is never handed out twice by one process, so two services of
-    one test cannot be given the same port before either has bound it.
+    later. Three things make that window safe enough for a test suite that
+    starts thousands of processes. The port is taken from :func:`port_range`,
+    outside the range the kernel picks from for ``bind(0)`` and for the source
+    port of every outgoing connection, so the kernel never gives "our" port to
+    somebody else's connection in between (the bind-to-0 trick picks from that
+    very range, and lost that race). A process hands its range's ports out in
+    turn, from a random first one, so one comes back only after every other has
+    been handed out (never twice within a test). And parallel test workers each
+    look in a share of their own (:data:`PORT_RANGE_ENV`), so two of them never
+    pick the same port before either has bound it.
     """
-    start = random.randrange(len(FREE_PORT_RANGE))
-    for i in range(len(FREE_PORT_RANGE)):
-        port = FREE_PORT_RANGE[(start + i) % len(FREE_PORT_RANGE)]
-        if port in _handed_out:
-            continue
+    ports = port_range()
+    start = _next.get(ports)
+    if start is None:
+        start = random.randrange(len(ports))
+    for i in range(len(ports)):
+        index = (start + i) % len(ports)
+        port = ports[index]
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
                 s.bind((host, port))
             except OSError:
                 continue
-        _handed_out.add(port)
+        _next[ports] = index + 1
         return port
-    raise RuntimeError(f"no free TCP port left in {FREE_PORT_RANGE} on {host}")
+    raise RuntimeError(f"no free TCP port left in {format_port_range(ports)} on {host}")
 
 
 def _die_with_parent() -> None:

@@ -56,6 +56,7 @@ from demo.processes import (
     free_port,
     meshgate_argv,
     port_open,
+    port_range,
     stop_all,
     wait_until,
 )
@@ -392,6 +393,11 @@ def run_demo(
     if port_open("127.0.0.1", edge_port):
         print(f"meshgate demo: port {edge_port} is in use; pass --edge-port", file=sys.stderr)
         return 1
+    try:
+        port_range()
+    except ValueError as exc:
+        print(f"meshgate demo: {exc}", file=sys.stderr)
+        return 2
     mesh = DemoMesh(wd, edge_port, otlp_endpoint)
     with _stop_on_signals() as stop:
         try:

@@ -1,15 +1,26 @@
-"""free_port: ports the kernel does not hand to others, never the same one twice; the
-temporary files and directories the managed processes make are removed when they stop."""
+"""free_port: ports the kernel does not hand to others, in turn, from a share of their own
+per test worker; the temporary files and directories the managed processes make are
+removed when they stop."""
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
 import pytest
 
 import demo.processes as processes
-from demo.processes import FREE_PORT_RANGE, ConsulAgent, ManagedProcess, free_port
+from demo.processes import (
+    DEFAULT_PORT_RANGE,
+    PORT_RANGE_ENV,
+    ConsulAgent,
+    ManagedProcess,
+    format_port_range,
+    free_port,
+    port_range,
+    port_share,
+)
 
 
 def _ephemeral_range() -> range:
@@ -17,10 +28,11 @@ def _ephemeral_range() -> range:
     return range(int(low), int(high) + 1)
 
 
-def test_ports_are_outside_the_kernels_ephemeral_range() -> None:
+def test_ports_are_outside_the_kernels_ephemeral_range(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(PORT_RANGE_ENV, raising=False)
     ephemeral = _ephemeral_range()
     ports = [free_port() for _ in range(50)]
-    assert all(p in FREE_PORT_RANGE for p in ports)
+    assert all(p in DEFAULT_PORT_RANGE for p in ports)
     assert not any(p in ephemeral for p in ports)
 
 
@@ -29,18 +41,85 @@ def test_a_port_is_never_handed_out_twice_even_when_nobody_bound_it() -> None:
     assert len(set(ports)) == len(ports)
 
 
+def test_ports_are_handed_out_in_turn_and_come_back_only_after_all_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    base = free_port()
+    monkeypatch.setenv(PORT_RANGE_ENV, f"{base}-{base + 2}")
+    monkeypatch.setattr(processes, "_next", {})
+    first = [free_port() for _ in range(3)]
+    assert sorted(first) == [base, base + 1, base + 2]
+    assert [free_port() for _ in range(3)] == first  # the same turn again
+
+
 def test_a_port_someone_listens_on_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
-    taken, spare = free_port(), free_port()
-    # A fresh process would not know these were handed out: only the bind check protects them.
-    monkeypatch.setattr(processes, "_handed_out", set())
-    monkeypatch.setattr(processes, "FREE_PORT_RANGE", (taken, spare))
+    taken = free_port()
+    # A fresh process would not know this was handed out: only the bind check protects it.
+    monkeypatch.setenv(PORT_RANGE_ENV, f"{taken}-{taken + 1}")
+    monkeypatch.setattr(processes, "_next", {})
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", taken))
         listener.listen()
-        assert free_port() == spare
-        with pytest.raises(RuntimeError, match="no free TCP port"):
-            free_port()
+        assert {free_port() for _ in range(3)} == {taken + 1}
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as other:
+            other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            other.bind(("127.0.0.1", taken + 1))
+            other.listen()
+            with pytest.raises(RuntimeError, match=f"no free TCP port left in {taken}-{taken + 1}"):
+                free_port()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, DEFAULT_PORT_RANGE),
+        ("", DEFAULT_PORT_RANGE),
+        ("20000-20999", range(20000, 21000)),
+        ("30000-30000", range(30000, 30001)),
+    ],
+)
+def test_the_range_comes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, expected: range
+) -> None:
+    if value is None:
+        monkeypatch.delenv(PORT_RANGE_ENV, raising=False)
+    else:
+        monkeypatch.setenv(PORT_RANGE_ENV, value)
+    assert port_range() == expected
+
+
+@pytest.mark.parametrize("value", ["20000", "b-c", "21000-20000", "80-90", "20000-70000", "-5"])
+def test_a_bad_range_names_the_variable(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv(PORT_RANGE_ENV, value)
+    with pytest.raises(ValueError, match=f"{PORT_RANGE_ENV}={value!r}: expected LOW-HIGH"):
+        port_range()
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 7])
+def test_shares_are_disjoint_contiguous_and_cover_the_range(count: int) -> None:
+    shares = [port_share(DEFAULT_PORT_RANGE, i, count) for i in range(count)]
+    assert [p for share in shares for p in share] == list(DEFAULT_PORT_RANGE)
+    assert max(map(len, shares)) - min(map(len, shares)) <= 1
+    assert all(port_range_of(share) == share for share in shares)
+    with pytest.raises(ValueError):
+        port_share(DEFAULT_PORT_RANGE, count, count)
+
+
+def port_range_of(share: range) -> range:
+    """``share`` written as the variable says it and read back."""
+    low, high = format_port_range(share).split("-")
+    return range(int(low), int(high) + 1)
+
+
+def test_this_test_worker_looks_in_its_own_share() -> None:
+    """The suite's conftest gives each parallel worker its share (none when run alone)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:
+        assert port_range() == DEFAULT_PORT_RANGE
+    else:
+        count = int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+        assert port_range() == port_share(DEFAULT_PORT_RANGE, int(worker[2:]), count)
 
 
 def test_a_log_file_of_its_own_is_removed_when_the_process_stops() -> None:

@@ -1,4 +1,5 @@
-"""How ``meshgate demo`` notices Ctrl-C and SIGTERM (real signals to this process)."""
+"""How ``meshgate demo`` notices Ctrl-C and SIGTERM (real signals to this process), and
+refuses a bad port range before starting anything."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from demo.runner import _stop_on_signals
+from demo.processes import PORT_RANGE_ENV, free_port
+from demo.runner import _stop_on_signals, run_demo
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -43,3 +46,15 @@ def test_a_storm_of_signals_never_blocks_the_main_loop() -> None:
             stop.wait(0.0001)
             assert time.monotonic() < deadline
         assert stop.requested
+
+
+def test_a_bad_port_range_is_named_before_anything_starts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    edge_port = free_port()
+    monkeypatch.setenv(PORT_RANGE_ENV, "9000")
+    assert run_demo(edge_port=edge_port, workdir=str(tmp_path)) == 2
+    assert capsys.readouterr().err == (
+        f"meshgate demo: {PORT_RANGE_ENV}='9000': expected LOW-HIGH within 1024-65535\n"
+    )
+    assert list(tmp_path.iterdir()) == []  # nothing was written, nothing started
