@@ -89,14 +89,17 @@ class State:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+TAGS = "Surrogate-Key"
+"""The header naming an answer's tags for a cache in front (``edge.cache.tags``)."""
 
 
 async def cached_answer(request: web.Request, instance: str, n: int) -> web.StreamResponse:
     """The answer of ``/<name>/cached/...``, the ``n``-th of its path, as its query asks:
 
-    * ``cc``, ``expires``, ``vary``, ``etag`` (quoted for you), ``lm`` (an HTTP date):
-      the ``Cache-Control``, ``Expires``, ``Vary``, ``ETag`` and ``Last-Modified``
-      headers; a conditional request that the ``etag`` (or ``lm``) meets gets 304;
+    * ``cc``, ``expires``, ``vary``, ``tags``, ``etag`` (quoted for you), ``lm`` (an HTTP
+      date): the ``Cache-Control``, ``Expires``, ``Vary``, ``Surrogate-Key``, ``ETag``
+      and ``Last-Modified`` headers; a conditional request that the ``etag`` (or ``lm``)
+      meets gets 304 (with these headers too);
     * ``cookie=1``: a ``Set-Cookie``; ``status``: the status (default 200);
     * ``bytes=N``: a body of N bytes instead of JSON; with ``stream=1`` sent in 64 KiB
       pieces without a ``Content-Length``; ``ms``: wait that long first.
@@ -110,7 +113,8 @@ async def cached_answer(request: web.Request, instance: str, n: int) -> web.Stre
     if request.method not in ("GET", "HEAD"):
         return web.json_response({"changed": True, "instance": instance, "n": n})
     headers: dict[str, str] = {"X-Served": str(n)}
-    for key, name in (("cc", "Cache-Control"), ("expires", "Expires"), ("vary", "Vary")):
+    named = (("cc", "Cache-Control"), ("expires", "Expires"), ("vary", "Vary"), ("tags", TAGS))
+    for key, name in named:
         if key in query:
             headers[name] = query[key]
     etag = f'"{query["etag"]}"' if "etag" in query else None

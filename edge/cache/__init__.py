@@ -4,7 +4,8 @@
 * pure decisions, with an injected clock: :mod:`edge.cache.control` (``Cache-Control``,
   dates), :mod:`edge.cache.freshness` (lifetime, age, stale windows),
   :mod:`edge.cache.storable` (what may be stored), :mod:`edge.cache.vary`,
-  :mod:`edge.cache.key`, :mod:`edge.cache.conditional` (304s),
+  :mod:`edge.cache.key`, :mod:`edge.cache.tags` (surrogate keys),
+  :mod:`edge.cache.conditional` (304s),
   :mod:`edge.cache.status` (``Cache-Status``), :mod:`edge.cache.store` (the bounded
   LRU store);
 * the I/O around them: :mod:`edge.cache.flights` (collapsing concurrent misses),

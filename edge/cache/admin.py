@@ -13,9 +13,10 @@ may hold credentials), at most :data:`MAX_LISTED`.
 
 ``POST /cache/purge`` with a JSON body naming what goes: ``{"route": "<name>"}``,
 ``{"prefix": "/api/users/7"}`` (that path and those under it, on a segment
-boundary), both (entries of the route under the prefix), or ``{"all": true}``.
-Answers ``{"purged": n, "pid": ...}``; a body that says none of these, or
-anything else, gets a 400 problem.
+boundary), ``{"tags": ["user-7", ...]}`` (entries whose answer named any of these
+tags, :mod:`edge.cache.tags`), any of these together (entries that meet each), or
+``{"all": true}``. Answers ``{"purged": n, "pid": ...}``; a body that says none of
+these, or anything else, gets a 400 problem.
 """
 
 from __future__ import annotations
@@ -28,12 +29,16 @@ from typing import Any
 from aiohttp import web
 
 from edge.cache.serving import EdgeCache
+from edge.cache.tags import tag_problem
 from mesh.admin import json_response
 from mesh.admin_workers import WorkerAnswer
 from mesh.http.problem import problem_response
 
 MAX_LISTED = 1000
-_PURGE_KEYS = frozenset({"route", "prefix", "all"})
+MAX_PURGED_TAGS = 1000
+"""Most tags one purge may name."""
+_PURGE_KEYS = frozenset({"route", "prefix", "tags", "all"})
+_SAY_WHAT = 'give {"route": ...}, {"prefix": ...}, {"tags": [...]}, some of these, or {"all": true}'
 
 
 class CacheAdmin:
@@ -60,6 +65,7 @@ class CacheAdmin:
             "bytes": store.size,
             "entries": len(store),
             "evictions": store.evictions,
+            "tags": store.tag_count(),
             "fetches_in_flight": len(cache.flights),
             "routes": routes,
         }
@@ -77,6 +83,7 @@ class CacheAdmin:
                         "ttl": round(entry.timing.ttl(now), 3),
                         "hits": entry.hits,
                         "vary": [name for name, _ in entry.variant],
+                        "tags": list(entry.tags),
                         "shared": entry.shared,
                     }
                 )
@@ -94,28 +101,47 @@ class CacheAdmin:
         except ValueError:
             return _bad("the body is not JSON")
         if not isinstance(body, dict) or not body:
-            return _bad('give {"route": ...}, {"prefix": ...}, both, or {"all": true}')
+            return _bad(_SAY_WHAT)
         unknown = sorted(set(body) - _PURGE_KEYS)
         if unknown:
-            return _bad(f"unknown key {unknown[0]!r} (route, prefix, all)")
+            return _bad(f"unknown key {unknown[0]!r} (route, prefix, tags, all)")
         route, prefix, everything = body.get("route"), body.get("prefix"), body.get("all")
+        tags = body.get("tags")
         if route is not None and (not isinstance(route, str) or not route):
             return _bad("route: a route's name, as /routes shows it")
         if prefix is not None and (not isinstance(prefix, str) or not prefix.startswith("/")):
             return _bad("prefix: a path starting with '/'")
+        if tags is not None:
+            problem = _tags_problem(tags)
+            if problem is not None:
+                return _bad(f"tags: {problem}")
         if everything is not None and everything is not True:
             return _bad("all: only true")
-        if everything and (route is not None or prefix is not None):
-            return _bad("all: not with route or prefix")
-        if not everything and route is None and prefix is None:
-            return _bad('give {"route": ...}, {"prefix": ...}, both, or {"all": true}')
-        purged = self._cache.store.purge(route, prefix)
+        narrowed = route is not None or prefix is not None or tags is not None
+        if everything and narrowed:
+            return _bad("all: not with route, prefix or tags")
+        if not everything and not narrowed:
+            return _bad(_SAY_WHAT)
+        purged = self._cache.store.purge(route, prefix, tags)
         return json_response({"purged": purged, "pid": os.getpid()})
 
 
 def purged_total(answers: Sequence[WorkerAnswer]) -> dict[str, int]:
     """A purge's total over the workers that answered it."""
     return {"purged": sum(int(a.answer["purged"]) for a in answers if a.ok)}
+
+
+def _tags_problem(tags: object) -> str | None:
+    """Why a purge's ``tags`` is not a list of tags; None when it is."""
+    if not isinstance(tags, list) or not tags:
+        return "a non-empty list of tags"
+    if len(tags) > MAX_PURGED_TAGS:
+        return f"at most {MAX_PURGED_TAGS} in one purge"
+    for tag in tags:
+        problem = tag_problem(tag)
+        if problem is not None:
+            return problem
+    return None
 
 
 def _bad(detail: str) -> web.Response:

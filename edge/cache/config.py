@@ -6,6 +6,7 @@ from pydantic import Field, field_validator
 
 from edge.cache.key import KeySpec, QueryRule
 from edge.cache.policy import CachePolicy
+from edge.cache.tags import DEFAULT_HEADER as DEFAULT_TAG_HEADER
 from mesh.config.types import ByteSize, Duration, Frozen, HeaderName, PositiveDuration
 
 CACHED_METHODS = ("GET", "HEAD")
@@ -76,6 +77,10 @@ class RouteCacheConfig(Frozen):
     """Concurrent misses of one key wait for a single fetch to the service."""
     lock_timeout: PositiveDuration = 5.0
     """Longest a miss waits for another's fetch before fetching for itself."""
+    tag_header: HeaderName | None = DEFAULT_TAG_HEADER
+    """The response header naming an answer's tags, by which ``POST /cache/purge
+    {"tags": [...]}`` removes entries (:mod:`edge.cache.tags`); taken out of every
+    answer of the route; null: answers are not tagged and the header goes through."""
 
     @field_validator("methods")
     @classmethod
@@ -98,4 +103,5 @@ class RouteCacheConfig(Frozen):
             stale_if_error=self.stale_if_error,
             lock=self.lock,
             lock_timeout=self.lock_timeout,
+            tag_header=self.tag_header.lower() if self.tag_header is not None else None,
         )

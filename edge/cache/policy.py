@@ -30,6 +30,9 @@ class CachePolicy:
     """Concurrent misses of one key wait for a single fetch."""
     lock_timeout: float = 5.0
     """Longest a waiting miss waits before fetching for itself."""
+    tag_header: str | None = "surrogate-key"
+    """Lower-cased name of the response header whose tags an entry keeps (and which the
+    client never sees, :mod:`edge.cache.tags`); None: answers are not tagged."""
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -41,4 +44,5 @@ class CachePolicy:
             "stale_if_error": self.stale_if_error,
             "lock": self.lock,
             "lock_timeout": self.lock_timeout,
+            "tag_header": self.tag_header,
         }

@@ -28,6 +28,10 @@ switch pass the cache by; an unsafe method (POST, PUT, PATCH, DELETE, ...)
 whose answer is not an error removes every entry stored for its host and path
 (RFC 9111 §4.4).
 
+The route's tag header (``Surrogate-Key`` unless set otherwise) is taken out of
+every answer of a cached route, relayed or stored; an entry keeps the tags it
+named, for purges by tag (:mod:`edge.cache.tags`).
+
 Each request's outcome is counted (``meshgate_cache_requests_total``), set
 on the request's SERVER span (``meshgate.cache.result``) and in
 ``ex.attrs["cache"]`` (the access log's ``cache`` field), and its answer says
@@ -124,24 +128,25 @@ class EdgeCache:
         method = ex.method
         if method == "GET" or (method == "HEAD" and policy.head):
             if _passes(ex):
-                return await self._pass(ex, route, next_handler, "bypass")
+                return await self._pass(ex, route, policy, next_handler, "bypass")
             return await self._lookup(ex, route, policy, next_handler)
         if method in SAFE_METHODS:
-            return await self._pass(ex, route, next_handler, "method")
-        return await self._pass(ex, route, next_handler, "method", invalidates=True)
+            return await self._pass(ex, route, policy, next_handler, "method")
+        return await self._pass(ex, route, policy, next_handler, "method", invalidates=True)
 
     def invalidating(self, ex: Exchange, next_handler: Handler) -> Awaitable[web.StreamResponse]:
         """Send on an unsafe request of a route without a cache: the cache is the edge's,
         so an answer without an error still removes its URI's entries (RFC 9111 §4.4; a
         route with conditions may take the writes of another's reads). Not counted."""
         if len(self.store):
-            ex.responder = _Passed(self.store, None, (_host(ex), ex.path))
+            ex.responder = _Passed(self.store, None, None, (_host(ex), ex.path))
         return next_handler(ex)
 
     async def _pass(
         self,
         ex: Exchange,
         route: str,
+        policy: CachePolicy,
         next_handler: Handler,
         fwd: str,
         invalidates: bool = False,
@@ -150,7 +155,7 @@ class EdgeCache:
         error removes its URI's entries."""
         self.outcome(ex, route, "bypass")
         uri = (_host(ex), ex.path) if invalidates else None
-        ex.responder = _Passed(self.store, status.forwarded(fwd), uri)
+        ex.responder = _Passed(self.store, status.forwarded(fwd), policy.tag_header, uri)
         return await next_handler(ex)
 
     async def _lookup(
@@ -356,9 +361,11 @@ class EdgeCache:
             received=received,
         )
         timing = found.timing or Timing(lifetime=0.0, initial_age=0.0, received=received)
+        retagged = policy.tag_header is not None and policy.tag_header in headers
         fresh = replace(
             stale,
-            headers=_stored_headers(merged),
+            headers=_stored_headers(merged, policy.tag_header),
+            tags=found.tags if retagged else stale.tags,
             timing=timing,
             shared=found.shared,
             gzipped=None,
@@ -376,11 +383,19 @@ class _Passed:
     None: nothing said, the route has no cache), and for an unsafe request (``uri``)
     answered without an error, that URI's entries removed."""
 
-    __slots__ = ("_member", "_store", "_uri")
+    __slots__ = ("_member", "_store", "_tag_header", "_uri")
 
-    def __init__(self, store: CacheStore, member: str | None, uri: tuple[str, str] | None) -> None:
+    def __init__(
+        self,
+        store: CacheStore,
+        member: str | None,
+        tag_header: str | None,
+        uri: tuple[str, str] | None,
+    ) -> None:
+        """``tag_header``: the header taken out of a cached route's answer."""
         self._store = store
         self._member = member
+        self._tag_header = tag_header
         self._uri = uri
 
     async def __call__(self, ex: Exchange, upstream: UpstreamResponse) -> web.StreamResponse:
@@ -390,6 +405,7 @@ class _Passed:
         if self._member is None:
             return await stream_response(ex, upstream)
         headers = end_to_end(upstream.headers)
+        _untag(headers, self._tag_header)
         _say(ex, headers, self._member)
         return await stream_response(ex, upstream, None, headers)
 
@@ -497,11 +513,12 @@ class _Fetch:
             path=ex.path,
             status=code,
             reason=upstream.reason,
-            headers=_stored_headers(headers),
+            headers=_stored_headers(headers, self._policy.tag_header),
             variant=variant(found.vary, self._lookup),
             body=b"",
             timing=found.timing,
             shared=found.shared,
+            tags=found.tags,
         )
         writer = EntryWriter(
             cache.store, head, self._policy.max_body_size, self._flight, cache.dropped
@@ -509,6 +526,7 @@ class _Fetch:
         if self.background:
             return await _read_into(upstream, writer)
         cache.outcome(ex, self._route, "miss")
+        _untag(headers, self._policy.tag_header)
         _say(ex, headers, status.forwarded(self.fwd, stored=True))
         return await stream_response(ex, upstream, writer, headers)
 
@@ -528,6 +546,7 @@ class _Fetch:
             upstream.release()
             return _NOBODY
         self._cache.outcome(ex, self._route, result)
+        _untag(headers, self._policy.tag_header)
         _say(ex, headers, status.forwarded(self.fwd, status=code, detail=detail))
         return await stream_response(ex, upstream, None, headers)
 
@@ -604,9 +623,21 @@ def _validate_with(headers: CIMultiDict[str], entry: Entry) -> None:
         headers["If-Modified-Since"] = modified
 
 
-def _stored_headers(headers: CIMultiDict[str]) -> CIMultiDict[str]:
-    """The headers an entry keeps of an answer's end-to-end ones."""
-    return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in _NOT_STORED)
+def _stored_headers(headers: CIMultiDict[str], tag_header: str | None) -> CIMultiDict[str]:
+    """The headers an entry keeps of an answer's end-to-end ones (its tags are kept apart,
+    never in its headers)."""
+    return CIMultiDict(
+        (k, v)
+        for k, v in headers.items()
+        if (lower := k.lower()) not in _NOT_STORED and lower != tag_header
+    )
+
+
+def _untag(headers: CIMultiDict[str], tag_header: str | None) -> None:
+    """Take the tags out of an answer of a cached route: they are for the cache (as a
+    CDN's ``Surrogate-Key``), so a client sees the same headers on a hit and a miss."""
+    if tag_header is not None:
+        headers.popall(tag_header, None)
 
 
 def _say(ex: Exchange, headers: CIMultiDict[str], member: str) -> None:

@@ -38,6 +38,7 @@ REASONS: Final = (
     "authorization",
     "set-cookie",
     "vary-star",
+    "tags",
     "too-large",
     "no-freshness",
     "expired",
@@ -46,8 +47,9 @@ REASONS: Final = (
 """Why a fetched response was not stored: the client's request said ``no-store``; a
 status not stored; ``no-store``; ``private``; a request with credentials answered
 without ``public``, ``s-maxage`` or ``must-revalidate``; ``Set-Cookie``; ``Vary: *``;
-a body larger than ``max_body_size``; no freshness given and no ``ttl``; stale on
-arrival with nothing to revalidate it by; a HEAD request (only GET fills the cache)."""
+more tags than an entry keeps, or one too long (:mod:`edge.cache.tags`); a body
+larger than ``max_body_size``; no freshness given and no ``ttl``; stale on arrival
+with nothing to revalidate it by; a HEAD request (only GET fills the cache)."""
 
 
 def hit(ttl: float, detail: str | None = None) -> str:

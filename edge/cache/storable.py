@@ -12,10 +12,11 @@ fails is the reason given, see :data:`edge.cache.status.REASONS`):
    ``public``, ``s-maxage`` or ``must-revalidate`` (RFC 9111 §3.5);
 5. it sets no cookie (``Set-Cookie``), as nginx does not cache such answers;
 6. it does not say ``Vary: *``;
-7. its declared body is at most the route's ``max_body_size``;
-8. it gives its freshness (``s-maxage``, ``max-age``, ``Expires``, or
+7. its tags (the route's ``tag_header``) can all be kept (:mod:`edge.cache.tags`);
+8. its declared body is at most the route's ``max_body_size``;
+9. it gives its freshness (``s-maxage``, ``max-age``, ``Expires``, or
    ``no-cache``: validated before every use) or the route has a ``ttl``;
-9. it can serve some later request: fresh on arrival, or with a validator
+10. it can serve some later request: fresh on arrival, or with a validator
    (``ETag``, ``Last-Modified``) to revalidate it by, or in a
    ``stale-if-error`` window.
 """
@@ -29,6 +30,7 @@ from multidict import CIMultiDict
 from edge.cache.control import ResponseControl, response_control
 from edge.cache.freshness import Timing, explicit_lifetime, initial_age, stale_windows
 from edge.cache.policy import CachePolicy
+from edge.cache.tags import parse_tags
 from edge.cache.vary import vary_names
 from mesh.http.cache_control import digits
 from mesh.http.dates import http_date
@@ -48,6 +50,8 @@ class Verdict:
     """It may serve requests with credentials (``public``, ``s-maxage``, ``must-revalidate``)."""
     vary: tuple[str, ...] = ()
     """Lower-cased names of the request headers it varies on."""
+    tags: tuple[str, ...] = ()
+    """Its tags (:mod:`edge.cache.tags`)."""
 
     @property
     def stored(self) -> bool:
@@ -82,6 +86,12 @@ def verdict(
     names = vary_names(headers.getall("Vary", ()))
     if names is None:
         return Verdict("vary-star")
+    tags: tuple[str, ...] = ()
+    if policy.tag_header is not None:
+        named = parse_tags(headers.getall(policy.tag_header, ()))
+        if named is None:
+            return Verdict("tags")
+        tags = named
     length = headers.get("Content-Length")
     if length is not None and digits(length) and int(length) > policy.max_body_size:
         return Verdict("too-large")
@@ -91,7 +101,7 @@ def verdict(
     validated = "ETag" in headers or "Last-Modified" in headers
     if not found.useful(received, validated):
         return Verdict("expired")
-    return Verdict(None, found, control.shared, names)
+    return Verdict(None, found, control.shared, names, tags)
 
 
 def timing(

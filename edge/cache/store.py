@@ -15,7 +15,7 @@ One event loop uses a store; it is not thread-safe.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -32,6 +32,8 @@ ENTRY_OVERHEAD = 512
 """Bytes counted per entry beyond its body and headers: the objects holding them."""
 _HEADER_OVERHEAD = 64
 """Bytes counted per stored header line beyond its name and value."""
+_TAG_OVERHEAD = 64
+"""Bytes counted per tag beyond its own: its place in the entry and in the tag index."""
 
 
 @dataclass(slots=True, eq=False)
@@ -54,6 +56,8 @@ class Entry:
     timing: Timing
     shared: bool
     """May serve requests with credentials (see :mod:`edge.cache.storable`)."""
+    tags: tuple[str, ...] = ()
+    """The tags its answer named (:mod:`edge.cache.tags`), for purges by tag."""
     hits: int = 0
     gzipped: tuple[int, bytes] | None = None
     """The body gzipped at a zlib level, once a client took it so: (level, bytes)."""
@@ -61,7 +65,7 @@ class Entry:
 
     def __post_init__(self) -> None:
         if not self.size:
-            self.size = measure(self.headers, self.body)
+            self.size = measure(self.headers, self.body, self.tags)
 
     @property
     def etag(self) -> str | None:
@@ -77,10 +81,11 @@ class Entry:
         return "ETag" in self.headers or "Last-Modified" in self.headers
 
 
-def measure(headers: CIMultiDict[str], body: bytes) -> int:
-    """The size counted for an entry of these headers and body."""
+def measure(headers: CIMultiDict[str], body: bytes, tags: tuple[str, ...] = ()) -> int:
+    """The size counted for an entry of these headers, body and tags."""
     lines = sum(len(k) + len(v) + _HEADER_OVERHEAD for k, v in headers.items())
-    return ENTRY_OVERHEAD + lines + len(body)
+    labels = sum(len(tag) + _TAG_OVERHEAD for tag in tags)
+    return ENTRY_OVERHEAD + lines + labels + len(body)
 
 
 class StoreObserver(Protocol):
@@ -114,6 +119,8 @@ class CacheStore:
         """A key's entries, newest first."""
         self._by_uri: dict[tuple[str, str], list[Entry]] = {}
         """Entries by (host, path), for invalidations."""
+        self._by_tag: dict[str, dict[Entry, None]] = {}
+        """Entries by tag, for purges by tag (insertion-ordered sets)."""
         self._routes: dict[str, list[int]] = {}
         """Per route: [entries, bytes]."""
         self.size = 0
@@ -162,6 +169,8 @@ class CacheStore:
             self._count_evictions(1)
         self._lru[entry] = None
         self._by_uri.setdefault((entry.host, entry.path), []).append(entry)
+        for tag in entry.tags:
+            self._by_tag.setdefault(tag, {})[entry] = None
         self._account(entry.route, 1, entry.size)
         self._evict()
         self._changed()
@@ -186,12 +195,19 @@ class CacheStore:
         self._evict()
         self._changed()
 
-    def purge(self, route: str | None = None, prefix: str | None = None) -> int:
+    def purge(
+        self,
+        route: str | None = None,
+        prefix: str | None = None,
+        tags: Collection[str] | None = None,
+    ) -> int:
         """Remove the entries of ``route`` (None: any) whose path is ``prefix`` or under it
-        on a segment boundary (None: any); how many went."""
+        on a segment boundary (None: any) and that carry any of ``tags`` (None: whatever
+        their tags); how many went."""
+        candidates: Iterable[Entry] = self._lru if tags is None else self._tagged(tags)
         doomed = [
             e
-            for e in self._lru
+            for e in candidates
             if (route is None or e.route == route) and (prefix is None or _under(e.path, prefix))
         ]
         for entry in doomed:
@@ -217,11 +233,22 @@ class CacheStore:
         self._evict()
         self._changed()
 
+    def tag_count(self) -> int:
+        """How many distinct tags the stored entries carry."""
+        return len(self._by_tag)
+
     def route_totals(self) -> dict[str, tuple[int, int]]:
         """Per route: (entries, bytes)."""
         return {route: (n, size) for route, (n, size) in self._routes.items()}
 
     # -- internals --------------------------------------------------------------
+
+    def _tagged(self, tags: Collection[str]) -> list[Entry]:
+        """The entries carrying any of ``tags``, each once."""
+        found: dict[Entry, None] = {}
+        for tag in tags:
+            found.update(self._by_tag.get(tag, {}))
+        return list(found)
 
     def _evict(self) -> None:
         evicted = 0
@@ -247,6 +274,11 @@ class CacheStore:
         same.remove(entry)
         if not same:
             del self._by_uri[uri]
+        for tag in entry.tags:
+            tagged = self._by_tag[tag]
+            del tagged[entry]
+            if not tagged:
+                del self._by_tag[tag]
         self._account(entry.route, -1, -entry.size)
 
     def _account(self, route: str, entries: int, size: int) -> None:

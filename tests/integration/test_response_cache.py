@@ -229,6 +229,51 @@ def test_with_two_workers_a_purge_empties_every_workers_store(mesh: Mesh) -> Non
     assert sorted(entries()) == [0, 1]
 
 
+def test_a_purge_by_tag_takes_what_named_it_and_clients_never_see_the_tags(mesh: Mesh) -> None:
+    users, edge = cached_mesh(mesh, {"stale_while_revalidate": "0s"})
+    cached = f"{edge.url}/api/users/cached"
+    tagged = {
+        "u7": "user-7",
+        "u7-teams": "user-7%20team-3",  # two tags, space-separated
+        "u8": "user-8",
+        "rev": "rev-1",
+    }
+    for name, tags in tagged.items():
+        cc = "max-age=1&etag=r1" if name == "rev" else "max-age=60"
+        status, headers, _ = http(f"{cached}/{name}?cc={cc}&tags={tags}")
+        assert (status, headers["cache-status"]) == (200, "meshgate; fwd=miss; stored")
+        assert "surrogate-key" not in headers  # the cache's, never the client's
+        status, headers, _ = http(f"{cached}/{name}?cc={cc}&tags={tags}")
+        assert headers["cache-status"].startswith("meshgate; hit")
+        assert "surrogate-key" not in headers
+    listed = {e["path"]: e["tags"] for e in admin(edge, f"/cache?route={ROUTE}")["listed"]}
+    assert listed["/api/users/cached/u7-teams"] == ["user-7", "team-3"]
+    assert admin(edge, "/cache")["tags"] == 4
+
+    answer = admin(edge, "/cache/purge", {"tags": ["user-7"]})
+    assert answer["purged"] == 2
+    for name, tags in tagged.items():
+        if name != "rev":
+            http(f"{cached}/{name}?cc=max-age=60&tags={tags}")
+    # The purged paths went back to the app; user-8's did not.
+    assert [served(users, n) for n in ("u7", "u7-teams", "u8")] == [2, 2, 1]
+
+    # A revalidated entry (the app's 304) is still found by its tag.
+    time.sleep(1.5)
+    status, headers, _ = http(f"{cached}/rev?cc=max-age=1&etag=r1&tags=rev-1")
+    assert headers["cache-status"].startswith("meshgate; fwd=stale; fwd-status=304")
+    assert "surrogate-key" not in headers
+    assert admin(edge, "/cache/purge", {"tags": ["rev-1"]})["purged"] == 1
+
+    # An answer naming more tags than an entry keeps is relayed, never stored.
+    many = "%20".join(f"t{i}" for i in range(300))
+    for _ in range(2):
+        status, headers, _ = http(f"{cached}/many?cc=max-age=60&tags={many}")
+        assert (status, headers["cache-status"]) == (200, "meshgate; fwd=miss; detail=tags")
+        assert "surrogate-key" not in headers
+    assert served(users, "many") == 2
+
+
 def test_stale_if_error_large_bodies_and_purges(mesh: Mesh) -> None:
     users, sidecar, edge = cached_mesh_with_sidecar(
         mesh, {"stale_if_error": "5m", "max_body_size": "64KiB"}

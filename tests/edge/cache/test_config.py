@@ -27,7 +27,9 @@ def test_defaults() -> None:
         stale_if_error=0.0,
         lock=True,
         lock_timeout=5.0,
+        tag_header="surrogate-key",
     )
+    assert RouteCacheConfig(tag_header=None).policy().tag_header is None
     assert EdgeConfig().cache == CacheStoreConfig()
 
 
@@ -47,6 +49,7 @@ def test_a_route_cache_becomes_the_route_policy() -> None:
                         "stale_if_error": "5m",
                         "lock": False,
                         "lock_timeout": "250ms",
+                        "tag_header": "Cache-Tag",
                     },
                 },
                 {"prefix": "/api/orders", "service": "orders"},
@@ -64,6 +67,7 @@ def test_a_route_cache_becomes_the_route_policy() -> None:
         stale_if_error=300.0,
         lock=False,
         lock_timeout=0.25,
+        tag_header="cache-tag",
     )
     assert "cache" not in cached.options  # a routing key: the route's own field
     assert cached.describe()["cache"] == {
@@ -75,6 +79,7 @@ def test_a_route_cache_becomes_the_route_policy() -> None:
         "stale_if_error": 300.0,
         "lock": False,
         "lock_timeout": 0.25,
+        "tag_header": "cache-tag",
     }
 
 

@@ -38,7 +38,13 @@ def feature_for(edge: EdgeConfig, clock: float = 1000.0) -> CacheFeature:
     return CacheFeature(edge, ctx, clock=lambda: clock)
 
 
-def stored(feature: CacheFeature, route: str, path: str, received: float = 1000.0) -> Entry:
+def stored(
+    feature: CacheFeature,
+    route: str,
+    path: str,
+    received: float = 1000.0,
+    tags: tuple[str, ...] = (),
+) -> Entry:
     entry = Entry(
         key=(route, "h", path, ""),
         route=route,
@@ -51,6 +57,7 @@ def stored(feature: CacheFeature, route: str, path: str, received: float = 1000.
         variant=(("accept-language", "en"),),
         timing=Timing(lifetime=60, initial_age=0, received=received),
         shared=False,
+        tags=tags,
     )
     assert feature.cache.store.put(entry)
     return entry
@@ -123,7 +130,7 @@ async def call(url: str, method: str = "GET", body: bytes | None = None) -> tupl
 
 async def test_the_cache_view(admin: tuple[str, CacheFeature]) -> None:
     url, feature = admin
-    entry = stored(feature, "users:/api/users", "/api/users/1")
+    entry = stored(feature, "users:/api/users", "/api/users/1", tags=("user-1",))
     entry.hits = 3
     stored(feature, "orders:/api/orders", "/api/orders/1")
     feature.cache.results["users:/api/users"] = Counter({"hit": 3, "miss": 1})
@@ -131,6 +138,7 @@ async def test_the_cache_view(admin: tuple[str, CacheFeature]) -> None:
     assert status == 200
     assert view["entries"] == 2 and view["bytes"] == feature.cache.store.size > 0
     assert (view["max_entries"], view["max_bytes"], view["evictions"]) == (10_000, 64 * 1024**2, 0)
+    assert view["tags"] == 1
     assert view["routes"]["users:/api/users"] == {
         "entries": 1,
         "bytes": entry.size,
@@ -147,6 +155,7 @@ async def test_the_cache_view(admin: tuple[str, CacheFeature]) -> None:
             "ttl": 50.0,
             "hits": 3,
             "vary": ["accept-language"],  # names only, never the values
+            "tags": ["user-1"],
             "shared": False,
         }
     ]
@@ -167,6 +176,20 @@ async def test_purge_by_route_prefix_or_all(admin: tuple[str, CacheFeature]) -> 
     assert len(feature.cache.store) == 0
 
 
+async def test_purge_by_tags(admin: tuple[str, CacheFeature]) -> None:
+    url, feature = admin
+    stored(feature, "users:/api/users", "/api/users/7", tags=("user-7",))
+    stored(feature, "users:/api/users", "/api/users/7/teams", tags=("user-7", "team-3"))
+    stored(feature, "orders:/api/orders", "/api/orders/1", tags=("user-7", "order-1"))
+    stored(feature, "orders:/api/orders", "/api/orders/2", tags=("order-2",))
+    purge = f"{url}/cache/purge"
+    body = b'{"tags": ["user-7"], "route": "orders:/api/orders"}'
+    assert (await call(purge, "POST", body))[1]["purged"] == 1
+    assert (await call(purge, "POST", b'{"tags": ["team-3", "user-7"]}'))[1]["purged"] == 2
+    assert (await call(purge, "POST", b'{"tags": ["user-7"]}'))[1]["purged"] == 0
+    assert [e.path for e in feature.cache.store] == ["/api/orders/2"]
+
+
 @pytest.mark.parametrize(
     ("body", "detail"),
     [
@@ -179,6 +202,12 @@ async def test_purge_by_route_prefix_or_all(admin: tuple[str, CacheFeature]) -> 
         (b'{"route": 7}', "route:"),
         (b'{"all": false}', "only true"),
         (b'{"all": true, "route": "r"}', "not with route"),
+        (b'{"all": true, "tags": ["t"]}', "not with route, prefix or tags"),
+        (b'{"tags": "user-7"}', "tags: a non-empty list"),
+        (b'{"tags": []}', "tags: a non-empty list"),
+        (b'{"tags": ["a b"]}', "no space or comma"),
+        (b'{"tags": [7]}', "non-empty string"),
+        (b'{"tags": [' + b'"t",' * 1000 + b'"t"]}', "at most 1000"),
     ],
 )
 async def test_a_bad_purge_is_a_400_problem(

@@ -9,6 +9,7 @@ from multidict import CIMultiDict
 
 from edge.cache.policy import CachePolicy
 from edge.cache.storable import CACHEABLE_STATUSES, verdict
+from edge.cache.tags import MAX_TAGS
 
 NOW = 1_000_000.0
 
@@ -114,3 +115,18 @@ def test_route_stale_windows_reach_the_timing() -> None:
     _, found = judge({"Cache-Control": "max-age=30"}, policy=policy)
     assert (found.timing.while_revalidate, found.timing.if_error) == (10.0, 60.0)
     assert not found.shared
+
+
+def test_an_answers_tags_are_read_from_the_routes_tag_header() -> None:
+    fresh = {"Cache-Control": "max-age=60"}
+    reason, found = judge({**fresh, "Surrogate-Key": "user-7 team-3"})
+    assert reason is None and found.tags == ("user-7", "team-3")
+    reason, found = judge({**fresh, "Cache-Tag": "a,b"}, policy=CachePolicy(tag_header="cache-tag"))
+    assert reason is None and found.tags == ("a", "b")
+    reason, found = judge({**fresh, "Surrogate-Key": "x"}, policy=CachePolicy(tag_header=None))
+    assert reason is None and found.tags == ()
+
+
+def test_an_answer_with_tags_that_cannot_all_be_kept_is_not_stored() -> None:
+    many = " ".join(f"t{i}" for i in range(MAX_TAGS + 1))
+    assert judge({"Cache-Control": "max-age=60", "Surrogate-Key": many})[0] == "tags"

@@ -34,6 +34,7 @@ def entry(
     body: bytes = b"x" * 100,
     variant: Variant = (),
     query: str = "",
+    tags: tuple[str, ...] = (),
 ) -> Entry:
     return Entry(
         key=(route, host, path, query),
@@ -47,6 +48,7 @@ def entry(
         variant=variant,
         timing=TIMING,
         shared=False,
+        tags=tags,
     )
 
 
@@ -149,6 +151,48 @@ def test_purge_by_route_and_path_prefix_on_segment_boundaries() -> None:
     assert store.purge() == 0 and len(store) == 0
 
 
+def test_tags_count_in_an_entrys_size() -> None:
+    plain, tagged = entry(), entry(tags=("user-7", "team-3"))
+    assert tagged.size == plain.size + len("user-7") + len("team-3") + 2 * 64
+    assert tagged.size == measure(tagged.headers, tagged.body, tagged.tags)
+
+
+def test_purge_by_tag_takes_every_entry_naming_any_of_them() -> None:
+    store = CacheStore(10**9, 100)
+    a = entry("/users/7", tags=("user-7",))
+    b = entry("/teams/3", tags=("team-3", "user-7"))
+    c = entry("/teams/3", route="s", tags=("team-3",))
+    d = entry("/other")
+    for e in (a, b, c, d):
+        store.put(e)
+    assert store.tag_count() == 2
+    assert store.purge(tags=["nobody"]) == 0
+    assert store.purge(route="s", tags=["user-7"]) == 0  # s's entry does not name user-7
+    assert store.purge(tags=["user-7", "team-3"]) == 3  # b named both: counted once
+    assert list(store) == [d] and store.tag_count() == 0
+
+
+def test_purge_by_tag_with_route_and_prefix_takes_what_meets_each() -> None:
+    store = CacheStore(10**9, 100)
+    for path, route in [("/u/7", "r"), ("/u/7/x", "s"), ("/v", "r")]:
+        store.put(entry(path, route=route, tags=("t",)))
+    assert store.purge(route="r", prefix="/u", tags=["t"]) == 1
+    assert {(e.path, e.route) for e in store} == {("/u/7/x", "s"), ("/v", "r")}
+    assert store.tag_count() == 1
+
+
+def test_a_replaced_or_evicted_entry_leaves_the_tag_index() -> None:
+    store = CacheStore(10**9, 2)
+    store.put(entry("/a", tags=("old",)))
+    store.put(entry("/a", tags=("new",)))  # same key and variant: replaces
+    assert store.tag_count() == 1 and store.purge(tags=["old"]) == 0
+    store.put(entry("/b", tags=("b",)))
+    store.put(entry("/c", tags=("c",)))  # past max_entries: /a goes
+    assert store.tag_count() == 2 and store.purge(tags=["new"]) == 0
+    store.invalidate("h", "/b")
+    assert store.tag_count() == 1
+
+
 def test_purge_everything_under_the_root() -> None:
     store = CacheStore(10**9, 100)
     for p in ("/a", "/b/c"):
@@ -196,8 +240,11 @@ def test_resize_evicts_at_once() -> None:
 def test_accounting_stays_exact_through_churn(count: int) -> None:
     store = CacheStore(20 * entry().size, 15)
     for i in range(500):
-        store.put(entry(f"/{i % (count + 7)}", variant=(("v", str(i % 3)),)))
+        store.put(entry(f"/{i % (count + 7)}", variant=(("v", str(i % 3)),), tags=(str(i % 4),)))
         if i % 11 == 0:
             store.purge(prefix=f"/{i % 5}")
+        if i % 17 == 0:
+            store.purge(tags=[str(i % 4)])
     assert store.size == sum(e.size for e in store)
+    assert store.tag_count() == len({tag for e in store for tag in e.tags})
     assert sum(n for n, _ in store.route_totals().values()) == len(store) <= 15
