@@ -5,6 +5,7 @@
   dates), :mod:`edge.cache.freshness` (lifetime, age, stale windows),
   :mod:`edge.cache.storable` (what may be stored), :mod:`edge.cache.vary`,
   :mod:`edge.cache.key`, :mod:`edge.cache.tags` (surrogate keys),
+  :mod:`edge.cache.ranges` (byte ranges),
   :mod:`edge.cache.conditional` (304s),
   :mod:`edge.cache.status` (``Cache-Status``), :mod:`edge.cache.store` (the bounded
   LRU store);

@@ -24,7 +24,7 @@ Result = Literal[
 * ``uncacheable``: sent on, and the answer may not be stored (see ``Cache-Status``'s
   ``detail``);
 * ``bypass``: not a request the cache answers (a method other than GET or HEAD, a
-  range, a body, a WebSocket handshake)."""
+  precondition, a body, a WebSocket handshake, a range no fresh entry holds)."""
 
 
 class CacheMetrics:

@@ -11,6 +11,10 @@ first time a client takes it, so later hits do not compress it again.
 A client's ``If-None-Match`` / ``If-Modified-Since`` that the stored 2xx meets
 is answered 304 with the headers RFC 9110 §15.4.5 asks for (those a 200 would
 have had: ``Vary`` and a weak ``ETag`` when the 200 would be gzipped).
+
+A GET with a ``Range`` of a stored 200 gets a 206 of that range, a 416, or the
+whole answer (:mod:`edge.cache.ranges`); a part is sent as stored, never gzipped
+(its ``Content-Range`` counts the stored bytes).
 """
 
 from __future__ import annotations
@@ -19,6 +23,13 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from edge.cache.conditional import not_modified
+from edge.cache.ranges import (
+    UNSATISFIABLE,
+    content_range,
+    if_range_holds,
+    requested_range,
+    unsatisfied_range,
+)
 from edge.cache.status import HEADER, appended
 from edge.cache.store import CacheStore, Entry
 from mesh.exchange import Exchange
@@ -72,6 +83,42 @@ def stored_response(
         response = web.Response(
             status=entry.status, reason=entry.reason, body=body, headers=headers
         )
+    ex.apply_response_headers(response)
+    return response
+
+
+def ranged_response(
+    ex: Exchange, entry: Entry, now: float, member: str, store: CacheStore
+) -> web.Response:
+    """The answer to ``ex``, a GET with a ``Range``, from ``entry``, a stored 200 (see
+    :func:`stored_response` for the rest)."""
+    request = ex.request
+    field = request.headers.get("Range", "")
+    length = len(entry.body)
+    wanted = requested_range(field, length)
+    if (
+        wanted is None
+        or not if_range_holds(request.headers.get("If-Range"), entry.etag, entry.last_modified)
+        or not_modified(request.headers, entry.status, entry.etag, entry.last_modified)
+    ):
+        return stored_response(ex, entry, now, member, store)
+    if wanted == UNSATISFIABLE:
+        response = ex.problem(
+            416,
+            "Range not satisfiable",
+            f"{field.strip()!r} holds no byte of the {length} there are",
+            slug="range-not-satisfiable",
+            headers={"Content-Range": unsatisfied_range(length), HEADER: member},
+        )
+    else:
+        first, last = wanted
+        headers = CIMultiDict(entry.headers)
+        headers.popall("Content-Range", None)
+        headers["Age"] = str(int(entry.timing.age(now)))
+        headers[HEADER] = appended(headers.get(HEADER), member)
+        headers["Content-Range"] = content_range(first, last, length)
+        body = entry.body[first : last + 1]
+        response = web.Response(status=206, body=body, headers=headers)
     ex.apply_response_headers(response)
     return response
 

@@ -22,9 +22,10 @@ and, by its freshness (:mod:`edge.cache.freshness`) at that moment:
 A request with credentials (``Authorization``, ``X-API-Key``, ``Cookie``, or a
 caller the edge authenticated) is answered only from entries whose answer said
 ``public``, ``s-maxage`` or ``must-revalidate``, and its answer is stored only
-when it says so. Other safe methods, requests with a ``Range``, a precondition
-(``If-Match``, ``If-Unmodified-Since``, ``If-Range``), a body, or a protocol
-switch pass the cache by; an unsafe method (POST, PUT, PATCH, DELETE, ...)
+when it says so. A GET with a ``Range`` is answered from a fresh stored 200
+(:mod:`edge.cache.ranges`) and otherwise passes the cache by. Other safe
+methods, requests with a precondition (``If-Match``, ``If-Unmodified-Since``), a
+body, or a protocol switch pass the cache by; an unsafe method (POST, PUT, PATCH, DELETE, ...)
 whose answer is not an error removes every entry stored for its host and path
 (RFC 9111 §4.4).
 
@@ -58,7 +59,7 @@ from edge.cache.freshness import State, Timing
 from edge.cache.key import PrimaryKey
 from edge.cache.metrics import CacheMetrics, Result
 from edge.cache.policy import CachePolicy
-from edge.cache.responses import stored_response
+from edge.cache.responses import ranged_response, stored_response
 from edge.cache.storable import verdict
 from edge.cache.store import CacheStore, Entry
 from edge.cache.vary import Lookup, variant
@@ -77,11 +78,10 @@ RESULT_ATTR = "cache"
 SPAN_ATTRIBUTE = "meshgate.cache.result"
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-_PASSING = frozenset(
-    istr(name.lower()) for name in ("Range", "If-Range", "If-Match", "If-Unmodified-Since")
-)
-"""Request headers that make a GET pass the cache by (no ranges, no preconditions); as
+_PASSING = frozenset(istr(name.lower()) for name in ("If-Match", "If-Unmodified-Since"))
+"""Request headers that make a GET pass the cache by (preconditions); as
 :class:`multidict.istr`, which the request's headers compare in C, case-insensitively."""
+_RANGE = istr("range")
 _VALIDATORS = ("If-None-Match", "If-Modified-Since")
 _CREDENTIALS = frozenset(istr(name.lower()) for name in ("Authorization", API_KEY_HEADER, "Cookie"))
 _IDENTITY_ATTR = "identity"
@@ -129,6 +129,8 @@ class EdgeCache:
         if method == "GET" or (method == "HEAD" and policy.head):
             if _passes(ex):
                 return await self._pass(ex, route, policy, next_handler, "bypass")
+            if method == "GET" and _RANGE in ex.request.headers:
+                return await self._ranged(ex, route, policy, next_handler)
             return await self._lookup(ex, route, policy, next_handler)
         if method in SAFE_METHODS:
             return await self._pass(ex, route, policy, next_handler, "method")
@@ -157,6 +159,27 @@ class EdgeCache:
         uri = (_host(ex), ex.path) if invalidates else None
         ex.responder = _Passed(self.store, status.forwarded(fwd), policy.tag_header, uri)
         return await next_handler(ex)
+
+    async def _ranged(
+        self, ex: Exchange, route: str, policy: CachePolicy, next_handler: Handler
+    ) -> web.StreamResponse:
+        """A GET with a ``Range``: answered from a fresh stored 200 the request may use
+        (:func:`edge.cache.responses.ranged_response`); otherwise it passes the cache by,
+        its ``Range`` with it, and its answer (a part, most likely) is not stored."""
+        lookup = sent_upstream(ex)
+        key = policy.key.primary(route, _host(ex), ex.path, ex.query, lookup)
+        entry = self.store.find(key, lookup)
+        now = self.clock()
+        if (
+            entry is None
+            or entry.status != 200
+            or (not entry.shared and _credentialed(ex))
+            or entry.timing.state(now) is not State.FRESH
+        ):
+            return await self._pass(ex, route, policy, next_handler, "bypass")
+        entry.hits += 1
+        self.outcome(ex, route, "hit")
+        return ranged_response(ex, entry, now, status.hit(entry.timing.ttl(now)), self.store)
 
     async def _lookup(
         self, ex: Exchange, route: str, policy: CachePolicy, next_handler: Handler
@@ -589,8 +612,8 @@ def sent_upstream(ex: Exchange) -> Lookup:
 
 
 def _passes(ex: Exchange) -> bool:
-    """Whether a GET or HEAD passes the cache by: a protocol switch, a body, a range or a
-    precondition."""
+    """Whether a GET or HEAD passes the cache by: a protocol switch, a body or a
+    precondition (``If-Match``, ``If-Unmodified-Since``)."""
     if ex.upgrade is not None:
         return True
     request = ex.request

@@ -94,7 +94,8 @@ class AuthMesh:
         )
 
     def auth_view(self) -> dict[str, Any]:
-        return get_json(f"http://127.0.0.1:{self.edge.admin}/auth")
+        view: dict[str, Any] = get_json(f"http://127.0.0.1:{self.edge.admin}/auth")
+        return view
 
 
 def get_json(url: str) -> Any:

@@ -274,6 +274,24 @@ def test_a_purge_by_tag_takes_what_named_it_and_clients_never_see_the_tags(mesh:
     assert served(users, "many") == 2
 
 
+def test_a_range_is_cut_from_the_stored_answer(mesh: Mesh) -> None:
+    users, edge = cached_mesh(mesh, {})
+    url = f"{edge.url}/api/users/cached/video?cc=max-age=60&bytes=100000"
+    _, _, whole = http(url)
+    assert len(whole) == 100_000
+    status, headers, part = http(url, {"Range": "bytes=70000-70999"})
+    assert (status, part, headers["content-range"]) == (
+        206,
+        whole[70_000:71_000],
+        "bytes 70000-70999/100000",
+    )
+    assert headers["cache-status"].startswith("meshgate; hit")
+    status, headers, body = http(url, {"Range": "bytes=100000-"})
+    assert (status, headers["content-range"]) == (416, "bytes */100000")
+    assert json.loads(body)["type"].endswith("/range-not-satisfiable")
+    assert served(users, "video") == 1
+
+
 def test_stale_if_error_large_bodies_and_purges(mesh: Mesh) -> None:
     users, sidecar, edge = cached_mesh_with_sidecar(
         mesh, {"stale_if_error": "5m", "max_body_size": "64KiB"}

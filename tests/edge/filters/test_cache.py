@@ -540,13 +540,12 @@ async def test_an_unsafe_request_of_a_route_without_a_cache_invalidates_too(rig:
 @pytest.mark.parametrize(
     ("headers", "method"),
     [
-        ({"Range": "bytes=0-1"}, "GET"),
         ({"If-Match": '"v"'}, "GET"),
         ({"If-Unmodified-Since": "Sun, 06 Nov 1994 08:49:37 GMT"}, "GET"),
         ({}, "OPTIONS"),
     ],
 )
-async def test_ranges_preconditions_and_other_methods_pass(
+async def test_preconditions_and_other_methods_pass(
     rig: Rig, headers: dict[str, str], method: str
 ) -> None:
     url = f"{rig.url}/c/b?cc=max-age=60"
@@ -555,6 +554,73 @@ async def test_ranges_preconditions_and_other_methods_pass(
     assert answer.cache_status.startswith("meshgate; fwd=")
     assert rig.served("/c/b") == 2
     assert rig.results()["bypass"] == 1.0
+
+
+# -- ranges -----------------------------------------------------------------------------
+
+
+async def test_a_range_of_a_fresh_entry_is_served_from_it(rig: Rig) -> None:
+    url = f"{rig.url}/c/r?cc=max-age=60&etag=r1&bytes=1000&gzip"
+    whole = (await get(url)).body
+    assert len(whole) == 1007 and whole.startswith(b'{"n":1}')
+
+    part = await get(url, {"Range": "bytes=0-6", "Accept-Encoding": "gzip"})
+    assert (part.status, part.body) == (206, b'{"n":1}')  # a part is never gzipped
+    assert part.headers["Content-Range"] == "bytes 0-6/1007"
+    assert "Content-Encoding" not in part.headers and part.headers["ETag"] == '"r1"'
+    assert part.cache_status == "meshgate; hit; ttl=60"
+    tail = await get(url, {"Range": "bytes=-3"})
+    assert (tail.status, tail.body, tail.headers["Content-Range"]) == (
+        206,
+        b"   ",
+        "bytes 1004-1006/1007",
+    )
+    after = await get(url, {"Range": "bytes=1000-"})
+    assert (after.status, after.body) == (206, whole[1000:])
+
+    beyond = await get(url, {"Range": "bytes=5000-"})
+    assert beyond.status == 416 and beyond.headers["Content-Range"] == "bytes */1007"
+    assert beyond.headers["Content-Type"] == "application/problem+json"
+    assert b"range-not-satisfiable" in beyond.body
+
+    # The whole answer: several ranges, an If-Range the entry does not meet.
+    for headers in (
+        {"Range": "bytes=0-1,5-6"},
+        {"Range": "bytes=0-6", "If-Range": '"other"'},
+        {"Range": "bytes=0-6", "If-Range": 'W/"r1"'},
+    ):
+        answer = await get(url, headers)
+        assert (answer.status, answer.body) == (200, whole), headers
+    answer = await get(url, {"Range": "bytes=0-6", "If-Range": '"r1"'})
+    assert (answer.status, answer.body) == (206, b'{"n":1}')
+    # If-None-Match comes first (RFC 9110 §13.2.2): met, it is a 304.
+    assert (await get(url, {"Range": "bytes=0-6", "If-None-Match": '"r1"'})).status == 304
+
+    assert rig.served("/c/r") == 1
+    assert rig.results() == {"miss": 1.0, "hit": 9.0}
+
+
+async def test_a_range_nothing_fresh_answers_passes_by_and_stores_nothing(rig: Rig) -> None:
+    ranged = {"Range": "bytes=0-1"}
+    miss = await get(f"{rig.url}/c/m?cc=max-age=60", ranged)
+    assert (miss.status, miss.cache_status) == (200, "meshgate; fwd=bypass")
+    assert rig.upstream.seen[-1]["Range"] == "bytes=0-1"  # sent on with its Range
+    assert len(rig.cache.store) == 0
+
+    url = f"{rig.url}/c/s?cc=max-age=60"
+    await get(url)
+    rig.clock.now += 61  # stale
+    assert (await get(url, ranged)).cache_status == "meshgate; fwd=bypass"
+    not_found = f"{rig.url}/c/n?cc=max-age=60&status=404"
+    await get(not_found)
+    assert (await get(not_found, ranged)).cache_status == "meshgate; fwd=bypass"
+    private = f"{rig.url}/c/p?cc=max-age=60"
+    await get(private)
+    answer = await get(private, {**ranged, "X-Test-Identity": "u1"})
+    assert answer.cache_status == "meshgate; fwd=bypass"  # not shared: not for a caller
+    assert rig.served("/c/s") == rig.served("/c/n") == rig.served("/c/p") == 2
+    # A HEAD ignores its Range: answered from the GET's entry.
+    assert (await get(private, ranged, "HEAD")).cache_status.startswith("meshgate; hit")
 
 
 async def test_head_passes_when_only_get_is_cached(rig: Rig) -> None:
