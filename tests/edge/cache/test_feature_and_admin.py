@@ -10,7 +10,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from multidict import CIMultiDict
 from prometheus_client import CollectorRegistry
 
 from discovery.settings import ConsulSettings
@@ -23,6 +22,7 @@ from edge.filters.cache import CacheFilter
 from mesh.admin import build_admin_app
 from mesh.server import Listener
 from mesh.snapshot import SnapshotStore
+from tests.edge.cache.entries import make_entry
 from tests.mesh.telemetry.support import Recorder, make_exchange
 
 USERS = {"prefix": "/api/users", "service": "users"}
@@ -45,18 +45,13 @@ def stored(
     received: float = 1000.0,
     tags: tuple[str, ...] = (),
 ) -> Entry:
-    entry = Entry(
-        key=(route, "h", path, ""),
+    entry = make_entry(
+        path,
         route=route,
-        host="h",
-        path=path,
-        status=200,
-        reason="OK",
-        headers=CIMultiDict({"ETag": '"v"'}),
+        headers={"ETag": '"v"'},
         body=b"body",
         variant=(("accept-language", "en"),),
         timing=Timing(lifetime=60, initial_age=0, received=received),
-        shared=False,
         tags=tags,
     )
     assert feature.cache.store.put(entry)

@@ -10,24 +10,17 @@ from edge.cache.metrics import CacheMetrics
 from edge.cache.policy import CachePolicy
 from edge.cache.serving import EdgeCache
 from edge.cache.store import CacheStore, Entry
+from tests.edge.cache.entries import make_entry
 
 NOW = 1_000_000.0
 
 
 def cache_with(tags: tuple[str, ...]) -> tuple[EdgeCache, Entry]:
     cache = EdgeCache(CacheStore(10**9, 100), CacheMetrics(CollectorRegistry()), lambda: NOW)
-    stale = Entry(
-        key=("r", "h", "/a", ""),
-        route="r",
-        host="h",
-        path="/a",
-        status=200,
-        reason="OK",
-        headers=CIMultiDict({"Cache-Control": "max-age=1", "ETag": '"v"'}),
+    stale = make_entry(
+        headers={"Cache-Control": "max-age=1", "ETag": '"v"'},
         body=b"body",
-        variant=(),
         timing=Timing(lifetime=1, initial_age=0, received=NOW - 10),
-        shared=False,
         tags=tags,
     )
     assert cache.store.put(stale)

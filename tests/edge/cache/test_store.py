@@ -5,13 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
-from multidict import CIMultiDict
 
-from edge.cache.freshness import Timing
 from edge.cache.store import ENTRY_OVERHEAD, MAX_VARIANTS, CacheStore, Entry, measure
 from edge.cache.vary import Variant
-
-TIMING = Timing(lifetime=60, initial_age=0, received=0)
+from tests.edge.cache.entries import make_entry
 
 
 @dataclass
@@ -36,18 +33,14 @@ def entry(
     query: str = "",
     tags: tuple[str, ...] = (),
 ) -> Entry:
-    return Entry(
-        key=(route, host, path, query),
+    return make_entry(
+        path,
         route=route,
         host=host,
-        path=path,
-        status=200,
-        reason="OK",
-        headers=CIMultiDict({"Content-Type": "text/plain"}),
+        query=query,
+        headers={"Content-Type": "text/plain"},
         body=body,
         variant=variant,
-        timing=TIMING,
-        shared=False,
         tags=tags,
     )
 

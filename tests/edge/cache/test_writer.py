@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-from multidict import CIMultiDict
-
 from edge.cache.flights import Flights
-from edge.cache.freshness import Timing
 from edge.cache.store import CacheStore, Entry
 from edge.cache.writer import EntryWriter
+from tests.edge.cache.entries import make_entry
 
 
 def head() -> Entry:
-    return Entry(
-        key=("r", "h", "/a", ""),
-        route="r",
-        host="h",
-        path="/a",
-        status=200,
-        reason="OK",
-        headers=CIMultiDict({"ETag": '"v"'}),
-        body=b"",
-        variant=(),
-        timing=Timing(lifetime=60, initial_age=0, received=0),
-        shared=True,
-    )
+    return make_entry(headers={"ETag": '"v"'}, shared=True)
 
 
 def rig(limit: int = 100) -> tuple[CacheStore, Flights, list[tuple[str, str]], EntryWriter]:
