@@ -15,7 +15,6 @@ from edge.cache.config import CacheStoreConfig, RouteCacheConfig
 from edge.compression.config import CompressionConfig
 from edge.cors.config import CorsConfig
 from edge.ext_authz.config import ExtAuthzConfig, RouteExtAuthzConfig
-from edge.hash_policy import HashSourceConfig
 from edge.headers.config import HeadersConfig
 from edge.ip_access.config import IpAccessConfig
 from edge.mirror.config import MirrorConfig
@@ -39,6 +38,7 @@ from mesh.config.sections import AdminConfig, LoggingConfig, ProxyConfig, Shutdo
 from mesh.config.types import ByteSize, Duration, Frozen, HeaderName, Port, PositiveDuration
 from mesh.connections import ConnectionLimits
 from mesh.faults.config import FaultConfig
+from mesh.hash_policy_config import HashSourceConfig
 from mesh.identity.headers import header_key, header_keys
 from mesh.mtls.config import EdgeMeshTlsConfig, mesh_tls_problem
 from mesh.telemetry.config import TelemetryConfig

@@ -19,12 +19,12 @@ from typing import Any, ClassVar
 from edge.config import EdgeConfig
 from edge.feature import EdgeFeature
 from edge.filters.routing import RoutingFilter
-from edge.hash_policy import hash_policy
 from edge.meta_routes import MetaProblem, all_meta_routes
 from edge.routes import Route, RouteTable, make_route
 from mesh.chain import Filter, Handler, build_chain, fuse_adjacent
 from mesh.config.reload import Reload
 from mesh.filters.metrics import MetricsFilter
+from mesh.hash_policy_config import hash_policy
 from mesh.proxy import Proxy
 from mesh.snapshot import Snapshot, SnapshotStore
 from mesh.telemetry.metrics import ProxyMetrics

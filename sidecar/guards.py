@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from mesh.hash_policy_config import hash_policy
 from mesh.resilience.breaker import BreakerState, CircuitBreaker
 from mesh.resilience.retry_budget import RetryBudget
 from sidecar.resilience_config import ResilienceConfig, UpstreamPolicy
@@ -41,6 +42,8 @@ class ServiceGuard:
             on_transition=lambda old, new: on_transition(service, None, old, new),
         )
         self.budget = RetryBudget(policy.retries.budget(), clock=clock)
+        self.hash_policy = hash_policy(policy.hash_policy)
+        """Which part of a call is its hash key (None: calls are balanced alone)."""
         self.instance_breakers: dict[str, CircuitBreaker] = {}
         self.avoid_until: dict[str, float] = {}
         """Instances that answered with backpressure, and until when to leave them alone."""
@@ -84,6 +87,7 @@ class ServiceGuard:
             "retry_after_s": round(self.breaker.retry_after(), 3),
             "consecutive_trips": self.breaker.consecutive_trips,
             "window": self.breaker.window_totals()._asdict(),
+            "hash_policy": None if self.hash_policy is None else self.hash_policy.describe(),
             "retry_budget": {
                 "available": self.budget.available(),
                 "retries_total": self.budget.retries_total,

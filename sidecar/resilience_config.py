@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 
 from mesh.config.overrides import check_overrides, policy_for
 from mesh.config.types import Duration, Frozen
+from mesh.hash_policy_config import HashSourceConfig
 from mesh.resilience.breaker_config import BreakerConfig
 from mesh.resilience.retry_config import RetryKeys
 
@@ -34,6 +35,12 @@ class UpstreamPolicy(Frozen):
     max_requests: int | None = Field(default=None, ge=1)
     """The app's calls to the service that may be in flight at once (a bulkhead: Envoy's
     cluster ``max_requests``); one more is answered 503 at once. None: no limit."""
+    hash_policy: tuple[HashSourceConfig, ...] | None = Field(default=None, min_length=1)
+    """Session affinity for the app's calls to the service, as an edge route's
+    (:mod:`mesh.hash_policy`): calls with the same key go to the same instance, by
+    Maglev. The first source a call carries gives its key (``source_ip`` is the app's
+    own address: every call of this sidecar to one instance); a call carrying none is
+    balanced as any other. None: no affinity."""
 
 
 class ResilienceConfig(Frozen):

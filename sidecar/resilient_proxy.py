@@ -7,8 +7,10 @@ Per request:
    otherwise streamed and never replayed;
 3. tenacity runs the attempts: each picks an eligible instance (open instance
    breakers ejected, up to the configured share; instances that sent
-   backpressure avoided), preferring one not tried yet, bounded by the per-try
-   timeout and by the request's deadline;
+   backpressure avoided), preferring one not tried yet (a call with a hash key,
+   the service's ``hash_policy``: the one Maglev maps the key to, then the
+   next in its table), bounded by the per-try timeout and by the request's
+   deadline;
 4. :func:`~mesh.resilience.retry_policy.retry_if_outcome` decides retries:
    connect failures for any method, timeouts/resets/502/503/504 only for
    idempotent requests with a replayable body, each retry spending the budget;
@@ -28,7 +30,7 @@ from aiohttp import StreamReader, web
 from aiohttp.http_exceptions import BadHttpMessage
 from tenacity import AsyncRetrying, RetryCallState, stop_never
 
-from mesh.balancing import Balancer
+from mesh.balancing import Balancer, Selector
 from mesh.deadline import HEADER as DEADLINE_HEADER
 from mesh.deadline import format_remaining
 from mesh.exchange import Exchange
@@ -231,13 +233,14 @@ class ResilientProxy:
             stream_body = request.content
             replayable = False
         idempotent = is_idempotent(request.method, request.headers)
+        selector = self._selector(ex, guard)
         tried: set[str] = set()
         attempts = 0
 
         async def attempt() -> _Answer:
             nonlocal attempts
             attempts += 1
-            instance, breaker, permit = self._pick(guard, instances, tried)
+            instance, breaker, permit = self._pick(guard, selector, instances, tried)
             ex.instance = instance
             return await self._send(
                 ex, guard, instance, breaker, permit, body if replayable else stream_body, attempts
@@ -298,8 +301,22 @@ class ResilientProxy:
                 ex.response_headers.append((ATTEMPTS_HEADER, str(attempts)))
         return answer
 
+    def _selector(self, ex: Exchange, guard: ServiceGuard) -> Selector:
+        """How the call's attempts pick: by its hash key when the service's policy gives
+        it one, else by the balancer."""
+        policy = guard.hash_policy
+        if policy is not None:
+            key = policy.key(ex)
+            if key is not None:
+                return self._balancer.hashed(guard.service, key)
+        return self._balancer.selector(guard.service)
+
     def _pick(
-        self, guard: ServiceGuard, instances: tuple[Instance, ...], tried: set[str]
+        self,
+        guard: ServiceGuard,
+        selector: Selector,
+        instances: tuple[Instance, ...],
+        tried: set[str],
     ) -> tuple[Instance, CircuitBreaker | None, Permit | None]:
         """An eligible instance, not tried yet if possible, with its breaker's permit.
 
@@ -316,7 +333,6 @@ class ResilientProxy:
         )
         allowed = set(eligibility.eligible)
         candidates = [i for i in instances if i.id in allowed]
-        selector = self._balancer.selector(guard.service)
         use_breakers = guard.policy.outlier.instance_breakers
         skipped: set[str] = set()
         while True:

@@ -202,3 +202,30 @@ async def test_a_key_whose_instance_refuses_connections_goes_to_the_next_slot_on
                 assert await instance_of(session, url, {"X-User-Id": key}) == onward.id, key
     # The walk onward spreads the dead instance's keys over the others (not all to one).
     assert set(taken_over) == set(live), taken_over
+
+
+async def test_a_sidecars_calls_with_a_hash_key_stick_to_its_instance(mesh: Mesh) -> None:
+    for instance_id in IDS:
+        register(mesh, instance_id)
+    orders = mesh.app("orders", "orders-1")
+    affinity = {"hash_policy": [{"header": "X-User-Id"}]}
+    sidecar = mesh.sidecar(orders, "orders-1", {"resilience": {"services": {"users": affinity}}})
+    url = f"http://127.0.0.1:{sidecar.outbound}/users/users/echo"
+    owners = {key: expected_owner(key, IDS) for key in KEYS}
+    async with aiohttp.ClientSession() as session:
+
+        async def reached() -> set[str]:
+            return {await instance_of(session, url) for _ in range(12)}
+
+        deadline = time.monotonic() + 10
+        while await reached() != set(IDS):  # until the sidecar's catalog holds all three
+            assert time.monotonic() < deadline, "the sidecar never reached all three"
+        for key in KEYS:
+            for _ in range(3):
+                assert await instance_of(session, url, {"X-User-Id": key}) == owners[key]
+        # No key: balanced as usual.
+        assert await reached() == set(IDS)
+
+    status, _, raw = http(f"http://127.0.0.1:{sidecar.admin}/breakers")
+    assert status == 200
+    assert json.loads(raw)["users"]["hash_policy"] == [{"header": "X-User-Id"}]

@@ -1,12 +1,15 @@
-"""A sidecar's ``max_requests`` per upstream service (sidecar/resilience_config.py): the
-defaults' limit, overridden per service, and what the counts make of it."""
+"""A sidecar's ``max_requests`` and ``hash_policy`` per upstream service
+(sidecar/resilience_config.py): the defaults', overridden per service, and what the
+guards make of them."""
 
 from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
 
+from mesh.hash_policy import HashPolicy, HashSource
 from mesh.resilience.concurrency import ServiceConcurrency
+from sidecar.guards import GuardRegistry
 from sidecar.resilience_config import ResilienceConfig
 
 
@@ -32,3 +35,31 @@ def test_off_by_default_and_at_least_one() -> None:
     assert ResilienceConfig().defaults.max_requests is None
     with pytest.raises(ValidationError, match=r"services\.inventory\.max_requests"):
         ResilienceConfig.model_validate({"services": {"inventory": {"max_requests": 0}}})
+
+
+def test_a_services_hash_policy_reaches_its_guard_and_its_view() -> None:
+    config = ResilienceConfig.model_validate(
+        {"services": {"carts": {"hash_policy": [{"header": "X-User-Id"}, {"source_ip": True}]}}}
+    )
+    guards = GuardRegistry(config)
+    carts = guards.for_service("carts")
+    assert carts.hash_policy == HashPolicy(
+        (HashSource("header", "X-User-Id"), HashSource("source_ip"))
+    )
+    assert carts.view()["hash_policy"] == [{"header": "X-User-Id"}, {"source_ip": True}]
+    orders = guards.for_service("orders")
+    assert orders.hash_policy is None and orders.view()["hash_policy"] is None
+
+
+@pytest.mark.parametrize(
+    ("policy", "problem"),
+    [
+        ([], "at least 1 item"),
+        ([{"header": "X-A", "cookie": "c"}], "exactly one of header, cookie, query"),
+        ([{"header": "bad header"}], "header"),
+    ],
+)
+def test_a_bad_hash_policy_is_refused_naming_the_service(policy: object, problem: str) -> None:
+    with pytest.raises(ValidationError, match=r"services\.carts\.hash_policy") as refused:
+        ResilienceConfig.model_validate({"services": {"carts": {"hash_policy": policy}}})
+    assert problem in str(refused.value)

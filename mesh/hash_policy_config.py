@@ -1,4 +1,5 @@
-"""The ``hash_policy`` key of an edge route: its schema (see :mod:`mesh.hash_policy`)."""
+"""The ``hash_policy`` key, of an edge route or of a service a sidecar's app calls
+(``resilience``): its schema (see :mod:`mesh.hash_policy`)."""
 
 from __future__ import annotations
 
@@ -42,5 +43,5 @@ class HashSourceConfig(Frozen):
 
 
 def hash_policy(sources: tuple[HashSourceConfig, ...] | None) -> HashPolicy | None:
-    """The policy a route's ``hash_policy`` list gives (None: none, or an empty list)."""
+    """The policy a ``hash_policy`` list gives (None: none, or an empty list)."""
     return HashPolicy(tuple(s.source() for s in sources)) if sources else None
