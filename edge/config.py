@@ -32,7 +32,7 @@ from edge.route_match import (
 from edge.routes import HTTP_METHODS
 from edge.tls import TlsConfig
 from edge.upstream_limits.config import UpstreamLimitsConfig
-from mesh.canary import Canary
+from mesh.canary_config import CanaryConfig
 from mesh.config.loader import load_config
 from mesh.config.sections import AdminConfig, LoggingConfig, ProxyConfig, ShutdownConfig
 from mesh.config.types import ByteSize, Duration, Frozen, HeaderName, Port, PositiveDuration
@@ -42,21 +42,6 @@ from mesh.hash_policy_config import HashSourceConfig
 from mesh.identity.headers import header_key, header_keys
 from mesh.mtls.config import EdgeMeshTlsConfig, mesh_tls_problem
 from mesh.telemetry.config import TelemetryConfig
-
-
-class CanaryConfig(Frozen):
-    """A canary release on a route: see :mod:`mesh.canary`."""
-
-    tag: str = Field(min_length=1)
-    """Instances with this Consul tag are the canary (``service.tags`` of their sidecar)."""
-    weight: float = Field(ge=0, le=100)
-    """Percent of the route's requests sent to the canary."""
-    header: str | None = None
-    """A request header that picks the side: ``always`` the canary, ``never`` the
-    others; null (the default): clients cannot choose."""
-
-    def canary(self) -> Canary:
-        return Canary(self.tag, self.weight, self.header)
 
 
 class ValueMatchConfig(Frozen):

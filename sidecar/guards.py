@@ -44,6 +44,8 @@ class ServiceGuard:
         self.budget = RetryBudget(policy.retries.budget(), clock=clock)
         self.hash_policy = hash_policy(policy.hash_policy)
         """Which part of a call is its hash key (None: calls are balanced alone)."""
+        self.canary = policy.canary.canary() if policy.canary is not None else None
+        """The service's canary release for this app's calls (None: none)."""
         self.instance_breakers: dict[str, CircuitBreaker] = {}
         self.avoid_until: dict[str, float] = {}
         """Instances that answered with backpressure, and until when to leave them alone."""
@@ -88,6 +90,7 @@ class ServiceGuard:
             "consecutive_trips": self.breaker.consecutive_trips,
             "window": self.breaker.window_totals()._asdict(),
             "hash_policy": None if self.hash_policy is None else self.hash_policy.describe(),
+            "canary": None if self.policy.canary is None else self.policy.canary.model_dump(),
             "retry_budget": {
                 "available": self.budget.available(),
                 "retries_total": self.budget.retries_total,

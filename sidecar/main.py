@@ -145,6 +145,7 @@ async def run_sidecar(
         mesh_tls=connect.mesh_tls if connect is not None else None,
         locality=locality_router(config.discovery.locality, store, registry),
         concurrency=limits.concurrency,
+        on_canary=in_metrics.count_canary,
     )
     limits.serve(outbound_proxy)
     telemetry = SidecarTelemetry(config)

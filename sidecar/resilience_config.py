@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
+from mesh.canary_config import CanaryConfig
 from mesh.config.overrides import check_overrides, policy_for
 from mesh.config.types import Duration, Frozen
 from mesh.hash_policy_config import HashSourceConfig
@@ -41,6 +42,11 @@ class UpstreamPolicy(Frozen):
     Maglev. The first source a call carries gives its key (``source_ip`` is the app's
     own address: every call of this sidecar to one instance); a call carrying none is
     balanced as any other. None: no affinity."""
+    canary: CanaryConfig | None = None
+    """A canary release of the service, for the app's calls, as an edge route's
+    (:mod:`mesh.canary`): ``weight`` percent of the calls go to its instances tagged
+    ``tag``, the rest to the others (a side with no healthy instance sends its share to
+    the other); ``header`` lets a call pick its side. None: every healthy instance."""
 
 
 class ResilienceConfig(Frozen):

@@ -2,6 +2,8 @@
 
 Per request:
 
+0. with a canary for the service (its ``canary`` policy), the call's side is drawn
+   and it goes to that side's healthy instances (the other's when it has none);
 1. the service breaker may answer at once (503, ``Retry-After`` = time left open);
 2. the body is buffered when small enough to be sent again (``replay_limit``),
    otherwise streamed and never replayed;
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -130,13 +133,19 @@ class ResilientProxy:
         mesh_tls: MeshTls | None = None,
         locality: LocalityRouter | None = None,
         concurrency: ServiceConcurrency | None = None,
+        on_canary: Callable[[str, str], None] | None = None,
+        roll: Callable[[], float] = random.random,
     ) -> None:
         """``telemetry`` records each attempt (CLIENT span, upstream histogram);
         ``mesh_tls`` says how to reach each instance (None: plain HTTP to every one);
         ``locality`` narrows the healthy instances to those near this sidecar (None:
         all alike), before ejection and balancing pick among them; ``concurrency``
         bounds each service's calls in flight (None: unbounded), checked before the
-        breaker, so that a refusal takes no trial call of a half-open one."""
+        breaker, so that a refusal takes no trial call of a half-open one;
+        ``on_canary(route, side)`` is told the side of each call to a service with a
+        canary (metrics), whose chance ``roll`` draws (uniform in [0, 1))."""
+        self._on_canary = on_canary
+        self._roll = roll
         self.concurrency = concurrency
         """May be replaced at any time (a reload): a call leaves the one it entered."""
         self._mesh_tls = mesh_tls
@@ -153,10 +162,19 @@ class ResilientProxy:
     async def __call__(self, ex: Exchange) -> web.StreamResponse:
         service = ex.service or ""
         entry = self._snapshot().service(service)
-        instances = entry.healthy if entry is not None else ()
+        healthy = entry.healthy if entry is not None else ()
+        instances = healthy
+        # A service without healthy instances gets no guard (and no row at /breakers).
+        canary = self._guards.for_service(service).canary if healthy else None
+        if canary is not None:
+            asked = ex.request.headers.get(canary.header) if canary.header else None
+            ex.canary = choice = canary.choose(asked, self._roll())
+            if self._on_canary is not None:
+                self._on_canary(ex.route or service, choice.side)
+            instances = choice.instances(healthy)
         locality = self._locality
         if locality is not None:
-            instances = locality.narrow(service, instances, instances)
+            instances = locality.narrow(service, healthy, instances)
         if not instances:
             return no_healthy_instance(ex, self._settings.no_instance_retry_after)
         concurrency = self.concurrency

@@ -17,20 +17,31 @@ import pytest
 from demo.processes import ConsulAgent, free_port, wait_until
 from mesh.maglev import MaglevTable, key_hash
 from mesh.snapshot import Instance
-from tests.integration.harness import Edge, Mesh, consul_api, descendants, http, passing_ids
+from tests.integration.harness import (
+    Edge,
+    Mesh,
+    consul_api,
+    descendants,
+    http,
+    metrics,
+    passing_ids,
+)
 
 ROUTE = {"prefix": "/api/users", "service": "users", "prefix_rewrite": "/users"}
 
 
-def register(mesh: Mesh, instance_id: str, weight: int | None = None) -> None:
+def register(
+    mesh: Mesh, instance_id: str, weight: int | None = None, tags: tuple[str, ...] = ()
+) -> None:
     """Start an app and register it in Consul as it is (no sidecar), with ``weight`` as
-    its ``Weights.Passing`` (None: Consul's default)."""
+    its ``Weights.Passing`` (None: Consul's default) and ``tags``."""
     app = mesh.app("users", instance_id)
     body: dict[str, Any] = {
         "Name": "users",
         "ID": instance_id,
         "Address": "127.0.0.1",
         "Port": app.port,
+        "Tags": list(tags),
     }
     if weight is not None:
         body["Weights"] = {"Passing": weight, "Warning": 1}
@@ -229,3 +240,51 @@ async def test_a_sidecars_calls_with_a_hash_key_stick_to_its_instance(mesh: Mesh
     status, _, raw = http(f"http://127.0.0.1:{sidecar.admin}/breakers")
     assert status == 200
     assert json.loads(raw)["users"]["hash_policy"] == [{"header": "X-User-Id"}]
+
+
+async def test_a_sidecars_calls_follow_a_canary_by_tag_and_header(mesh: Mesh) -> None:
+    register(mesh, "users-a", tags=("canary",))
+    for instance_id in ("users-b", "users-c"):
+        register(mesh, instance_id)
+    orders = mesh.app("orders", "orders-1")
+    canary = {"canary": {"tag": "canary", "weight": 25, "header": "X-Canary"}}
+    sidecar = mesh.sidecar(orders, "orders-1", {"resilience": {"services": {"users": canary}}})
+    url = f"http://127.0.0.1:{sidecar.outbound}/users/users/echo"
+    async with aiohttp.ClientSession() as session:
+        deadline = time.monotonic() + 10
+        seen: set[str] = set()
+        while seen != set(IDS):  # until the sidecar's catalog holds all three
+            assert time.monotonic() < deadline, f"the sidecar reached only {seen}"
+            seen.add(await instance_of(session, url, {"X-Canary": "always"}))
+            # Twice: one round-robin counter serves both sides, so one call a turn
+            # would meet the stable side at the same place every time.
+            for _ in range(2):
+                seen.add(await instance_of(session, url, {"X-Canary": "never"}))
+        for _ in range(5):
+            assert await instance_of(session, url, {"X-Canary": "always"}) == "users-a"
+            assert await instance_of(session, url, {"X-Canary": "never"}) != "users-a"
+        before = canary_sides(sidecar.admin)
+        drawn = Counter([await instance_of(session, url) for _ in range(200)])
+    # 25 % of 200: 50 expected, standard deviation about 6; these bounds are 4 wide.
+    assert 25 <= drawn["users-a"] <= 75, drawn
+    assert drawn["users-b"] > 0 and drawn["users-c"] > 0, drawn
+    after = canary_sides(sidecar.admin)
+    counted = {side: after.get(side, 0) - before.get(side, 0) for side in ("canary", "stable")}
+    assert counted == {"canary": drawn["users-a"], "stable": 200 - drawn["users-a"]}
+
+    status, _, raw = http(f"http://127.0.0.1:{sidecar.admin}/breakers")
+    assert status == 200
+    assert json.loads(raw)["users"]["canary"] == {
+        "tag": "canary",
+        "weight": 25.0,
+        "header": "X-Canary",
+    }
+
+
+def canary_sides(admin: int) -> dict[str, float]:
+    """The sidecar's calls to users by canary side, from its /metrics."""
+    return {
+        labels["side"]: value
+        for labels, value in metrics(admin).get("meshgate_canary_requests_total", [])
+        if labels["role"] == "sidecar" and labels["route"] == "outbound:users"
+    }

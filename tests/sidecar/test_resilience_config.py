@@ -1,4 +1,4 @@
-"""A sidecar's ``max_requests`` and ``hash_policy`` per upstream service
+"""A sidecar's ``max_requests``, ``hash_policy`` and ``canary`` per upstream service
 (sidecar/resilience_config.py): the defaults', overridden per service, and what the
 guards make of them."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from mesh.canary import Canary
 from mesh.hash_policy import HashPolicy, HashSource
 from mesh.resilience.concurrency import ServiceConcurrency
 from sidecar.guards import GuardRegistry
@@ -63,3 +64,27 @@ def test_a_bad_hash_policy_is_refused_naming_the_service(policy: object, problem
     with pytest.raises(ValidationError, match=r"services\.carts\.hash_policy") as refused:
         ResilienceConfig.model_validate({"services": {"carts": {"hash_policy": policy}}})
     assert problem in str(refused.value)
+
+
+def test_a_services_canary_reaches_its_guard_and_its_view() -> None:
+    config = ResilienceConfig.model_validate(
+        {"services": {"carts": {"canary": {"tag": "v2", "weight": 10}}}}
+    )
+    guards = GuardRegistry(config)
+    carts = guards.for_service("carts")
+    assert carts.canary == Canary("v2", 10.0, None)
+    assert carts.view()["canary"] == {"tag": "v2", "weight": 10.0, "header": None}
+    assert guards.for_service("orders").canary is None
+
+
+@pytest.mark.parametrize(
+    ("canary", "key"),
+    [
+        ({"tag": "v2", "weight": 101}, "weight"),
+        ({"tag": "", "weight": 10}, "tag"),
+        ({"weight": 10}, "tag"),
+    ],
+)
+def test_a_bad_canary_is_refused_naming_the_key(canary: object, key: str) -> None:
+    with pytest.raises(ValidationError, match=rf"services\.carts\.canary\.{key}"):
+        ResilienceConfig.model_validate({"services": {"carts": {"canary": canary}}})
