@@ -46,7 +46,7 @@ if __package__ in (None, ""):  # run as ``python bench/instructions.py``
 
 from bench.context import BenchContext
 from bench.proxies import start_upstream
-from bench.scenarios import report_unknown, warmed_edge
+from bench.scenarios import report_unknown, warmed_proxy
 from bench.wrk import WrkOptions
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "instructions.json"
@@ -201,7 +201,7 @@ def measure(
     seen: set[str] = set()
     idle: Counter[str] = Counter()
     idle_elapsed = 1.0
-    with warmed_edge(ctx, name, valgrind, connections, warmup) as (target, pid):
+    with warmed_proxy(ctx, name, valgrind, connections, warmup) as (target, pid):
         subprocess.run(["callgrind_control", "-i", "on", str(pid)], check=True, capture_output=True)
         time.sleep(settle_seconds)  # the warm-up's deferred work (span exports) is done
         if idle_seconds > 0:
@@ -260,7 +260,9 @@ def _print_model_table(rows: list[dict[str, object]], baseline: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__)
-    parser.add_argument("scenarios", nargs="+", help="edge scenarios; the first is the baseline")
+    parser.add_argument(
+        "scenarios", nargs="+", help="edge or sidecar-outbound scenarios; the first is the baseline"
+    )
     parser.add_argument("--seconds", type=float, default=12.0, help="measured window (12)")
     parser.add_argument("--connections", type=int, default=64, help="wrk -c (64)")
     parser.add_argument(

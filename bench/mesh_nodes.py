@@ -43,14 +43,23 @@ def wait_ready(ctx: BenchContext, node: Node) -> None:
     )
 
 
+@dataclass(frozen=True)
+class SidecarNode:
+    """A running sidecar: the service it registered, its outbound port and process."""
+
+    service: str
+    outbound: int
+    process: ManagedProcess
+
+
 def start_sidecar(
     ctx: BenchContext, extra: Mapping[str, Any] | None = None, service: str = SIDECAR_SERVICE
-) -> str:
+) -> SidecarNode:
     """A sidecar for the upstream nginx, registered in Consul as ``service``.
 
-    Returns once it is ready and its instance passes in Consul; returns the service name.
-    Two scenarios up at once (``bench.ab``) need a service each: an edge would otherwise
-    balance over both scenarios' sidecars.
+    Returns once it is ready and its instance passes in Consul. Two scenarios up at once
+    (``bench.ab``) need a service each: an edge would otherwise balance over both
+    scenarios' sidecars.
     """
     inbound, outbound, admin = free_port(), free_port(), free_port()
     instance_id = f"{service}-{inbound}"
@@ -75,7 +84,7 @@ def start_sidecar(
         f"{instance_id} passing in Consul",
         [proc],
     )
-    return service
+    return SidecarNode(service, outbound, proc)
 
 
 def start_edge(

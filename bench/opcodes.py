@@ -38,7 +38,7 @@ if __package__ in (None, ""):  # run as ``python bench/opcodes.py``
 
 from bench.context import BenchContext
 from bench.proxies import start_upstream
-from bench.scenarios import report_unknown, warmed_edge
+from bench.scenarios import report_unknown, warmed_proxy
 from bench.wrk import WrkOptions
 
 PROBE_DIR = Path(__file__).resolve().parent / "opcode_probe"
@@ -98,7 +98,7 @@ def measure(
     out_dir.mkdir(exist_ok=True)
     path = os.pathsep.join(p for p in (str(PROBE_DIR), os.environ.get("PYTHONPATH")) if p)
     probe = ["env", f"PYTHONPATH={path}", f"MESHGATE_OPCODE_PROBE={out_dir}"]
-    with warmed_edge(ctx, name, probe, connections, warmup) as (target, pid):
+    with warmed_proxy(ctx, name, probe, connections, warmup) as (target, pid):
         os.kill(pid, signal.SIGUSR1)
         window = WrkOptions(1, connections, seconds, timeout=10.0)
         result, _ = target.wrk(window)
@@ -123,7 +123,9 @@ def _counts(row: dict[str, object]) -> Counts:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.opcodes", description=__doc__)
-    parser.add_argument("scenarios", nargs="+", help="edge scenarios; the first is the baseline")
+    parser.add_argument(
+        "scenarios", nargs="+", help="edge or sidecar-outbound scenarios; the first is the baseline"
+    )
     parser.add_argument("--seconds", type=float, default=6.0, help="counted window (6)")
     parser.add_argument("--connections", type=int, default=16, help="wrk -c (16)")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds of load first (5)")

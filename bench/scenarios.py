@@ -267,7 +267,7 @@ class EdgeScenario(Scenario):
         if self.via_sidecar:
             # A service of its own (bench-edge-sidecar-mtls for edge+sidecar+mtls).
             own = "bench-" + re.sub(r"[^A-Za-z0-9]+", "-", self.name)
-            service = start_sidecar(ctx, _resolve(self.sidecar_config, ctx), own)
+            service = start_sidecar(ctx, _resolve(self.sidecar_config, ctx), own).service
         else:
             service = register_upstream(ctx)
         route = {"prefix": "/", "service": service, **_resolve(self.route, ctx)}
@@ -280,6 +280,30 @@ class EdgeScenario(Scenario):
         if self.cache_status is not None:
             require_header(url, headers, "Cache-Status", self.cache_status)
         return Target(url, headers, self.script(ctx) if self.script is not None else None)
+
+
+@dataclass(frozen=True)
+class OutboundScenario(Scenario):
+    """A meshgate sidecar's outbound listener, as its app calls another service: wrk →
+    the sidecar (``/<service>/``) → the upstream, found in Consul. The sidecar's own
+    service is a name of the scenario's own, its ``resilience`` for the upstream
+    service ``upstream`` (merged under ``resilience.services.<upstream service>``)."""
+
+    name: str
+    description: str = ""
+    compare_with: str | None = None
+    upstream: FromContext[Mapping[str, Any]] = field(default_factory=dict)
+    headers: FromContext[Mapping[str, str]] = field(default_factory=dict)
+
+    def start(self, ctx: BenchContext) -> Target:
+        called = register_upstream(ctx)
+        own = "bench-" + re.sub(r"[^A-Za-z0-9]+", "-", self.name)
+        resilience = {"resilience": {"services": {called: dict(_resolve(self.upstream, ctx))}}}
+        sidecar = start_sidecar(ctx, resilience, own)
+        headers = dict(_resolve(self.headers, ctx))
+        url = f"http://127.0.0.1:{sidecar.outbound}/{called}/"
+        ctx.wait_serving(url, [sidecar.process], headers)
+        return Target(url, headers)
 
 
 MESH_TLS = {"mesh_tls": {"enabled": True, "require": True}}
@@ -400,6 +424,27 @@ SCENARIOS: dict[str, Scenario] = {
             "Connect CA, the sidecar applying intentions",
             via_sidecar=True,
             sidecar_config=MESH_TLS,
+        ),
+        OutboundScenario(
+            "sidecar-out",
+            compare_with="edge",
+            description="a meshgate sidecar's outbound listener, as its app calls another "
+            "service: wrk → sidecar (breakers, retry budget, per-try timeout) → upstream",
+        ),
+        OutboundScenario(
+            "sidecar-out+hash",
+            compare_with="sidecar-out",
+            upstream={"hash_policy": [{"header": "X-User-Id"}]},
+            headers={"X-User-Id": "user-7"},
+            description="sidecar-out with session affinity for the called service "
+            "(hash_policy on a header every call carries: Maglev picks)",
+        ),
+        OutboundScenario(
+            "sidecar-out+canary",
+            compare_with="sidecar-out",
+            upstream={"canary": {"tag": "canary", "weight": 10}},
+            description="sidecar-out with a canary of the called service (10 %; no "
+            "instance carries the tag, so every call's drawn side falls back to stable)",
         ),
         nginx_pair,
         nginx_pair_mtls,
@@ -550,38 +595,41 @@ def report_unknown(names: Sequence[str]) -> bool:
 
 
 @contextlib.contextmanager
-def warmed_edge(
+def warmed_proxy(
     ctx: BenchContext, name: str, prefix: Sequence[str], connections: int, warmup: float
 ) -> Iterator[tuple[Target, int]]:
-    """Edge scenario ``name`` started with its edge's command behind ``prefix`` (a tool
-    that runs it, or ``env`` with variables), loaded for ``warmup`` seconds (longer if the
-    scenario needs more requests, see :func:`warm_up`); yields its target and the edge's
-    process id, and stops the scenario on leaving.
+    """Scenario ``name`` started with the command of the meshgate process it measures
+    (the edge of an edge scenario, the sidecar of an outbound one) behind ``prefix`` (a
+    tool that runs it, or ``env`` with variables), loaded for ``warmup`` seconds (longer
+    if the scenario needs more requests, see :func:`warm_up`); yields its target and
+    that process's id, and stops the scenario on leaving.
 
     What :mod:`bench.instructions` (``valgrind``) and :mod:`bench.opcodes` (a probe
     on ``PYTHONPATH``) measure in, each in its own window.
     """
     scenario = SCENARIOS[name]
-    if not isinstance(scenario, EdgeScenario):
-        raise SystemExit(f"{name} is not an edge scenario")
-    ctx.meshgate_prefix["edge"] = list(prefix)
+    if isinstance(scenario, EdgeScenario):
+        role, warm_requests = "edge", scenario.warm_requests
+    elif isinstance(scenario, OutboundScenario):
+        role, warm_requests = "sidecar", 0
+    else:
+        raise SystemExit(f"{name} is not an edge or sidecar scenario")
+    ctx.meshgate_prefix[role] = list(prefix)
     try:
         with ctx.scenario_scope():
             target = scenario.start(ctx)
-            pid = _edge_pid(ctx)
-            warm_up(
-                target, WrkOptions(1, connections, warmup, timeout=10.0), scenario.warm_requests
-            )
+            pid = _meshgate_pid(ctx, role)
+            warm_up(target, WrkOptions(1, connections, warmup, timeout=10.0), warm_requests)
             yield target, pid
     finally:
-        ctx.meshgate_prefix.pop("edge", None)
+        ctx.meshgate_prefix.pop(role, None)
 
 
-def _edge_pid(ctx: BenchContext) -> int:
-    """The process id of the edge the current scope started (``meshgate edge`` in its
-    command line, behind whatever prefix)."""
+def _meshgate_pid(ctx: BenchContext, role: str) -> int:
+    """The process id of the ``meshgate <role>`` the current scope started (behind
+    whatever prefix)."""
     for pid in ctx.scope_pids:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        if b"meshgate" in argv and b"edge" in argv:
+        if b"meshgate" in argv and role.encode() in argv:
             return pid
-    raise RuntimeError("the scenario started no edge (not an edge scenario?)")
+    raise RuntimeError(f"the scenario started no {role}")

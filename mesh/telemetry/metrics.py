@@ -285,6 +285,8 @@ class ProxyMetrics:
             ["role", "route", "side"],
             registry=registry,
         )
+        # A canary's every request counts: its increment found once per (route, side).
+        self._canary_counted = ChildFunctions(self.canary_requests, adder)
         self.malformed_requests = Counter(
             "meshgate_malformed_requests",
             "Requests the HTTP parser refused (a bad request line, header or framing; "
@@ -295,7 +297,7 @@ class ProxyMetrics:
 
     def count_canary(self, route: str, side: str) -> None:
         """One request to ``route`` sent to ``side`` of its canary."""
-        self.canary_requests.labels(self.role, route, side).inc()
+        self._canary_counted(self.role, route, side)()
 
     def tunnel_observer(self, service: str) -> TunnelMetrics:
         """What counts one tunnel to ``service`` (a :class:`mesh.tunnel.TunnelObserver`);

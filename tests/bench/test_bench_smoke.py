@@ -335,3 +335,49 @@ def test_ext_authz_scenario_runs_clean(tmp_path: Path) -> None:
     assert row["ok"], row["failure"]
     assert row["requests"] > 0 and row["error_count"] == 0
     assert row["cost"]["against"] == "edge"
+
+
+def test_sidecar_outbound_scenarios_run_clean(tmp_path: Path) -> None:
+    """sidecar-out and its affinity and canary variants for 1 s each: every call goes
+    through the sidecar's outbound listener to the upstream (a refused or misrouted call
+    would be a 404 or 503, counted as an error), each variant's cost reported against
+    sidecar-out, and sidecar-out's against the edge."""
+    names = "edge,sidecar-out,sidecar-out+hash,sidecar-out+canary"
+    out, done = _run_one_second(tmp_path, names, timeout=240)
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    rows = {row["name"]: row for row in json.loads(out.read_text())["scenarios"]}
+    for name in names.split(",")[1:]:
+        row = rows[name]
+        assert row["ok"], row["failure"]
+        assert row["requests"] > 0 and row["error_count"] == 0
+    assert rows["sidecar-out"]["cost"]["against"] == "edge"
+    assert rows["sidecar-out+hash"]["cost"]["against"] == "sidecar-out"
+    assert rows["sidecar-out+canary"]["cost"]["against"] == "sidecar-out"
+
+
+def test_the_instructions_of_a_sidecar_outbound_run_are_the_sidecars(tmp_path: Path) -> None:
+    """bench.instructions measures an outbound scenario's sidecar (its process under
+    valgrind), not the edge it has none of."""
+    out = tmp_path / "instructions.json"
+    done = _bench(
+        "instructions",
+        "--seconds",
+        "2",
+        "--warmup",
+        "1",
+        "--connections",
+        "4",
+        "--idle-seconds",
+        "0",
+        "--settle-seconds",
+        "1",
+        "--json-out",
+        str(out),
+        "sidecar-out",
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    [row] = json.loads(out.read_text())["scenarios"]
+    assert row["name"] == "sidecar-out"
+    assert row["requests"] > 0 and row["errors"] == 0
+    assert 50_000 < row["instructions_per_request"] < 50_000_000
