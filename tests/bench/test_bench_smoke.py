@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,6 +39,26 @@ def _bench(module: str, *args: str, timeout: float) -> subprocess.CompletedProce
         timeout=timeout,
         check=False,
     )
+
+
+def _short_count(
+    tmp_path: Path, module: str, scenario: str, *extra: str
+) -> tuple[dict[str, Any], subprocess.CompletedProcess[str]]:
+    """``bench.<module>`` (instructions or opcodes) of ``scenario`` for a 2 s window after
+    1 s of warm-up at 4 connections, ``extra`` arguments added: its one row and run."""
+    out = tmp_path / f"{module}.json"
+    done = _bench(
+        module,
+        *("--seconds", "2", "--warmup", "1", "--connections", "4"),
+        *extra,
+        *("--json-out", str(out), scenario),
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    [row] = json.loads(out.read_text())["scenarios"]
+    assert row["name"] == scenario
+    assert row["requests"] > 0 and row["errors"] == 0
+    return row, done
 
 
 def _run_one_second(
@@ -75,31 +96,13 @@ def test_one_second_upstream_run_writes_parseable_results(tmp_path: Path) -> Non
     reason="valgrind is not installed (apt-get install valgrind)",
 )
 def test_instruction_count_of_a_short_edge_run(tmp_path: Path) -> None:
-    out = tmp_path / "instructions.json"
-    done = _bench(
+    row, _ = _short_count(
+        tmp_path,
         "instructions",
-        "--seconds",
-        "2",
-        "--warmup",
-        "1",
-        "--connections",
-        "4",
-        "--idle-seconds",
-        "1",
-        "--settle-seconds",
-        "1",
-        "--branch-sim",
-        "--keep",
-        str(tmp_path / "kept"),
-        "--json-out",
-        str(out),
         "edge+notrace",
-        timeout=300,
+        *("--idle-seconds", "1", "--settle-seconds", "1", "--branch-sim"),
+        *("--keep", str(tmp_path / "kept")),
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-    [row] = json.loads(out.read_text())["scenarios"]
-    assert row["name"] == "edge+notrace"
-    assert row["requests"] > 0 and row["errors"] == 0
     # A proxied request is hundreds of thousands of interpreter instructions, never a handful.
     assert 50_000 < row["instructions_per_request"] < 50_000_000
     # Background work was counted in the idle window and taken out, not added.
@@ -117,24 +120,7 @@ def test_instruction_count_of_a_short_edge_run(tmp_path: Path) -> None:
 
 
 def test_bytecode_count_of_a_short_edge_run(tmp_path: Path) -> None:
-    out = tmp_path / "opcodes.json"
-    done = _bench(
-        "opcodes",
-        "--seconds",
-        "2",
-        "--warmup",
-        "1",
-        "--connections",
-        "4",
-        "--json-out",
-        str(out),
-        "edge+notrace",
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    [row] = json.loads(out.read_text())["scenarios"]
-    assert row["name"] == "edge+notrace"
-    assert row["requests"] > 0 and row["errors"] == 0
+    row, done = _short_count(tmp_path, "opcodes", "edge+notrace")
     # A proxied request is thousands of bytecodes in meshgate and aiohttp, never a handful.
     assert 500 < row["bytecodes_per_request"] < 100_000
     # Every request passes through the ingress (a coroutine: entered at least once).
@@ -358,26 +344,7 @@ def test_sidecar_outbound_scenarios_run_clean(tmp_path: Path) -> None:
 def test_the_instructions_of_a_sidecar_outbound_run_are_the_sidecars(tmp_path: Path) -> None:
     """bench.instructions measures an outbound scenario's sidecar (its process under
     valgrind), not the edge it has none of."""
-    out = tmp_path / "instructions.json"
-    done = _bench(
-        "instructions",
-        "--seconds",
-        "2",
-        "--warmup",
-        "1",
-        "--connections",
-        "4",
-        "--idle-seconds",
-        "0",
-        "--settle-seconds",
-        "1",
-        "--json-out",
-        str(out),
-        "sidecar-out",
-        timeout=300,
+    row, _ = _short_count(
+        tmp_path, "instructions", "sidecar-out", "--idle-seconds", "0", "--settle-seconds", "1"
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-    [row] = json.loads(out.read_text())["scenarios"]
-    assert row["name"] == "sidecar-out"
-    assert row["requests"] > 0 and row["errors"] == 0
     assert 50_000 < row["instructions_per_request"] < 50_000_000
