@@ -313,7 +313,9 @@ class ResilientProxy:
             before_sleep=before_sleep,
         )
         try:
-            answer = await retrying.wraps(attempt)()
+            # Called, not wrapped: .wraps() would copy the retrier and copy the function's
+            # metadata onto a wrapper, per call, for nothing this one-off retrier needs.
+            answer: _Answer = await retrying(attempt)
         finally:
             if policy.attempts_header:
                 ex.response_headers.append((ATTEMPTS_HEADER, str(attempts)))
