@@ -265,8 +265,7 @@ class EdgeScenario(Scenario):
 
     def start(self, ctx: BenchContext) -> Target:
         if self.via_sidecar:
-            # A service of its own (bench-edge-sidecar-mtls for edge+sidecar+mtls).
-            own = "bench-" + re.sub(r"[^A-Za-z0-9]+", "-", self.name)
+            own = _own_service(self.name)
             service = start_sidecar(ctx, _resolve(self.sidecar_config, ctx), own).service
         else:
             service = register_upstream(ctx)
@@ -280,6 +279,12 @@ class EdgeScenario(Scenario):
         if self.cache_status is not None:
             require_header(url, headers, "Cache-Status", self.cache_status)
         return Target(url, headers, self.script(ctx) if self.script is not None else None)
+
+
+def _own_service(scenario: str) -> str:
+    """The Consul service name of a scenario's own sidecar (``bench-edge-sidecar-mtls``
+    for ``edge+sidecar+mtls``): two scenarios up at once never share one."""
+    return "bench-" + re.sub(r"[^A-Za-z0-9]+", "-", scenario)
 
 
 @dataclass(frozen=True)
@@ -297,7 +302,7 @@ class OutboundScenario(Scenario):
 
     def start(self, ctx: BenchContext) -> Target:
         called = register_upstream(ctx)
-        own = "bench-" + re.sub(r"[^A-Za-z0-9]+", "-", self.name)
+        own = _own_service(self.name)
         resilience = {"resilience": {"services": {called: dict(_resolve(self.upstream, ctx))}}}
         sidecar = start_sidecar(ctx, resilience, own)
         headers = dict(_resolve(self.headers, ctx))

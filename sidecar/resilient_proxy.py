@@ -163,9 +163,11 @@ class ResilientProxy:
         service = ex.service or ""
         entry = self._snapshot().service(service)
         healthy = entry.healthy if entry is not None else ()
+        if not healthy:  # no guard made (and no row at /breakers) for such a service
+            return no_healthy_instance(ex, self._settings.no_instance_retry_after)
+        guard = self._guards.for_service(service)
         instances = healthy
-        # A service without healthy instances gets no guard (and no row at /breakers).
-        canary = self._guards.for_service(service).canary if healthy else None
+        canary = guard.canary
         if canary is not None:
             asked = ex.request.headers.get(canary.header) if canary.header else None
             ex.canary = choice = canary.choose(asked, self._roll())
@@ -174,21 +176,18 @@ class ResilientProxy:
             instances = choice.instances(healthy)
         locality = self._locality
         if locality is not None:
+            # Never empty: a canary's side falls back to the other, a tier to all.
             instances = locality.narrow(service, healthy, instances)
-        if not instances:
-            return no_healthy_instance(ex, self._settings.no_instance_retry_after)
         concurrency = self.concurrency
         if concurrency is None:
-            return await self._guarded(ex, service, instances)
-        return await bounded(
-            concurrency, ex, service, lambda: self._guarded(ex, service, instances)
-        )
+            return await self._guarded(ex, guard, instances)
+        return await bounded(concurrency, ex, service, lambda: self._guarded(ex, guard, instances))
 
     async def _guarded(
-        self, ex: Exchange, service: str, instances: tuple[Instance, ...]
+        self, ex: Exchange, guard: ServiceGuard, instances: tuple[Instance, ...]
     ) -> web.StreamResponse:
         """The call through the service's breaker, with retries, its answer streamed."""
-        guard = self._guards.for_service(service)
+        service = guard.service
         permit = guard.breaker.acquire()
         if permit is None:
             add_event(

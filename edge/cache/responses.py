@@ -57,9 +57,7 @@ def stored_response(
 ) -> web.Response:
     """The answer to ``ex`` from ``entry`` at ``now`` (wall clock), its ``Cache-Status``
     member ``member``; ``store`` keeps the gzipped body with the entry."""
-    headers = CIMultiDict(entry.headers)
-    headers["Age"] = str(int(entry.timing.age(now)))
-    headers[HEADER] = appended(headers.get(HEADER), member)
+    headers = _answer_headers(entry, now, member)
     request = ex.request
     body = entry.body
     unmodified = not_modified(request.headers, entry.status, entry.etag, entry.last_modified)
@@ -112,15 +110,22 @@ def ranged_response(
         )
     else:
         first, last = wanted
-        headers = CIMultiDict(entry.headers)
+        headers = _answer_headers(entry, now, member)
         headers.popall("Content-Range", None)
-        headers["Age"] = str(int(entry.timing.age(now)))
-        headers[HEADER] = appended(headers.get(HEADER), member)
         headers["Content-Range"] = content_range(first, last, length)
         body = entry.body[first : last + 1]
         response = web.Response(status=206, body=body, headers=headers)
     ex.apply_response_headers(response)
     return response
+
+
+def _answer_headers(entry: Entry, now: float, member: str) -> CIMultiDict[str]:
+    """An answer's headers from ``entry`` at ``now``: as stored, with ``Age`` and the
+    cache's ``Cache-Status`` member."""
+    headers = CIMultiDict(entry.headers)
+    headers["Age"] = str(int(entry.timing.age(now)))
+    headers[HEADER] = appended(headers.get(HEADER), member)
+    return headers
 
 
 def _gzipped(entry: Entry, gzip: ResponseCompression, store: CacheStore) -> bytes:

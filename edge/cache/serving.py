@@ -160,15 +160,22 @@ class EdgeCache:
         ex.responder = _Passed(self.store, status.forwarded(fwd), policy.tag_header, uri)
         return await next_handler(ex)
 
+    def _find(
+        self, ex: Exchange, route: str, policy: CachePolicy
+    ) -> tuple[Lookup, PrimaryKey, Entry | None]:
+        """``ex``'s view of the headers it is sent with, its primary key, and the stored
+        entry of that key its variant matches (made the most recently used), if any."""
+        lookup = sent_upstream(ex)
+        key = policy.key.primary(route, _host(ex), ex.path, ex.query, lookup)
+        return lookup, key, self.store.find(key, lookup)
+
     async def _ranged(
         self, ex: Exchange, route: str, policy: CachePolicy, next_handler: Handler
     ) -> web.StreamResponse:
         """A GET with a ``Range``: answered from a fresh stored 200 the request may use
         (:func:`edge.cache.responses.ranged_response`); otherwise it passes the cache by,
         its ``Range`` with it, and its answer (a part, most likely) is not stored."""
-        lookup = sent_upstream(ex)
-        key = policy.key.primary(route, _host(ex), ex.path, ex.query, lookup)
-        entry = self.store.find(key, lookup)
+        _, _, entry = self._find(ex, route, policy)
         now = self.clock()
         if (
             entry is None
@@ -184,12 +191,10 @@ class EdgeCache:
     async def _lookup(
         self, ex: Exchange, route: str, policy: CachePolicy, next_handler: Handler
     ) -> web.StreamResponse:
-        lookup = sent_upstream(ex)
-        key = policy.key.primary(route, _host(ex), ex.path, ex.query, lookup)
+        lookup, key, entry = self._find(ex, route, policy)
         credentialed = _credentialed(ex)
         now = self.clock()
         store = self.store
-        entry = store.find(key, lookup)
         fwd = "miss"
         if entry is not None and credentialed and not entry.shared:
             entry, fwd = None, "request"  # RFC 9111 §3.5
