@@ -224,6 +224,58 @@ async def test_kill_9_during_posts_never_sends_one_twice(mesh: Mesh) -> None:
             assert counts.get(seq) == 1
 
 
+async def test_a_failed_first_attempt_is_retried_once_and_never_sent_twice(mesh: Mesh) -> None:
+    # The sidecar makes a call's first attempt itself and hands tenacity its outcome
+    # when it may be retried: that attempt must count as tenacity's first, not be sent
+    # again, and each retry must go to the other instance.
+    (failing, _), (healthy, _) = backends(mesh, 2)
+    caller = client(
+        mesh,
+        resilience(
+            NO_BREAKER, budget_ratio=1.0, max_attempts=3, backoff_base="1ms", backoff_max="5ms"
+        ),
+    )
+    failing.faults(error_rate=1.0, error_status=503)
+    url = f"http://127.0.0.1:{caller.outbound}/backend/backend/echo"
+    n = 30
+    attempts: list[int] = []
+    async with aiohttp.ClientSession() as s:
+        await wait_for_instances(s, caller, 2)
+        for _ in range(n):
+            status, headers, body = await get(s, url)
+            assert status == 200
+            assert body["instance"] == "backend-1"
+            attempts.append(int(headers["X-Mesh-Attempts"]))
+    assert set(attempts) <= {1, 2}, attempts
+    retried = attempts.count(2)
+    assert retried > 0, "no call's first attempt went to the failing instance"
+    assert failing.stats()["total"] == retried
+    assert healthy.stats()["total"] == n
+
+
+async def test_a_call_to_failing_instances_makes_exactly_its_max_attempts(mesh: Mesh) -> None:
+    # The first attempt, made before tenacity is involved, is tenacity's attempt 1:
+    # a call makes max_attempts attempts in all, not one more.
+    pairs = backends(mesh, 2)
+    caller = client(
+        mesh,
+        resilience(
+            NO_BREAKER, budget_ratio=1.0, max_attempts=3, backoff_base="1ms", backoff_max="5ms"
+        ),
+    )
+    for app, _ in pairs:
+        app.faults(error_rate=1.0, error_status=503)
+    url = f"http://127.0.0.1:{caller.outbound}/backend/backend/echo"
+    n = 10
+    async with aiohttp.ClientSession() as s:
+        await wait_for_instances(s, caller, 2)
+        for _ in range(n):
+            status, headers, _ = await get(s, url)
+            assert status == 503
+            assert headers["X-Mesh-Attempts"] == "3"
+    assert sum(app.stats()["total"] for app, _ in pairs) == 3 * n
+
+
 async def test_when_every_instance_fails_attempts_stay_within_the_budget(mesh: Mesh) -> None:
     pairs = backends(mesh, 2)
     caller = client(
