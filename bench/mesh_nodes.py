@@ -45,9 +45,10 @@ def wait_ready(ctx: BenchContext, node: Node) -> None:
 
 @dataclass(frozen=True)
 class SidecarNode:
-    """A running sidecar: the service it registered, its outbound port and process."""
+    """A running sidecar: the service it registered, its ports and process."""
 
     service: str
+    inbound: int
     outbound: int
     process: ManagedProcess
 
@@ -84,7 +85,7 @@ def start_sidecar(
         f"{instance_id} passing in Consul",
         [proc],
     )
-    return SidecarNode(service, outbound, proc)
+    return SidecarNode(service, inbound, outbound, proc)
 
 
 def start_edge(

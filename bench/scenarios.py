@@ -311,6 +311,23 @@ class OutboundScenario(Scenario):
         return Target(url, headers)
 
 
+@dataclass(frozen=True)
+class InboundScenario(Scenario):
+    """A meshgate sidecar's inbound listener, as the edge or a peer's sidecar reaches its
+    service: wrk → the sidecar's inbound port → its app (the upstream nginx). The hop
+    every request into a service takes, measured without the edge in front."""
+
+    name: str
+    description: str = ""
+    compare_with: str | None = None
+
+    def start(self, ctx: BenchContext) -> Target:
+        sidecar = start_sidecar(ctx, None, _own_service(self.name))
+        url = f"http://127.0.0.1:{sidecar.inbound}/"
+        ctx.wait_serving(url, [sidecar.process])
+        return Target(url, {})
+
+
 MESH_TLS = {"mesh_tls": {"enabled": True, "require": True}}
 """Mesh TLS on both sides; ``require``, so a plain-HTTP hop can never be measured instead."""
 
@@ -450,6 +467,12 @@ SCENARIOS: dict[str, Scenario] = {
             upstream={"canary": {"tag": "canary", "weight": 10}},
             description="sidecar-out with a canary of the called service (10 %; no "
             "instance carries the tag, so every call's drawn side falls back to stable)",
+        ),
+        InboundScenario(
+            "sidecar-in",
+            compare_with="edge",
+            description="a meshgate sidecar's inbound listener, as a request reaches its "
+            "service: wrk → sidecar (inbound cap, deadline, identity) → the app",
         ),
         nginx_pair,
         nginx_pair_mtls,
@@ -615,7 +638,7 @@ def warmed_proxy(
     scenario = SCENARIOS[name]
     if isinstance(scenario, EdgeScenario):
         role, warm_requests = "edge", scenario.warm_requests
-    elif isinstance(scenario, OutboundScenario):
+    elif isinstance(scenario, OutboundScenario | InboundScenario):
         role, warm_requests = "sidecar", 0
     else:
         raise SystemExit(f"{name} is not an edge or sidecar scenario")

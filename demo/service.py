@@ -96,9 +96,10 @@ TAGS = "Surrogate-Key"
 async def cached_answer(request: web.Request, instance: str, n: int) -> web.StreamResponse:
     """The answer of ``/<name>/cached/...``, the ``n``-th of its path, as its query asks:
 
-    * ``cc``, ``expires``, ``vary``, ``tags``, ``etag`` (quoted for you), ``lm`` (an HTTP
-      date): the ``Cache-Control``, ``Expires``, ``Vary``, ``Surrogate-Key``, ``ETag``
-      and ``Last-Modified`` headers; a conditional request that the ``etag`` (or ``lm``)
+    * ``cc``, ``mcc``, ``cdn``, ``expires``, ``vary``, ``tags``, ``etag`` (quoted for
+      you), ``lm`` (an HTTP date): the ``Cache-Control``, ``Meshgate-Cache-Control``,
+      ``CDN-Cache-Control``, ``Expires``, ``Vary``, ``Surrogate-Key``, ``ETag`` and
+      ``Last-Modified`` headers; a conditional request that the ``etag`` (or ``lm``)
       meets gets 304 (with these headers too);
     * ``cookie=1``: a ``Set-Cookie``; ``status``: the status (default 200);
     * ``bytes=N``: a body of N bytes instead of JSON; with ``stream=1`` sent in 64 KiB
@@ -113,7 +114,14 @@ async def cached_answer(request: web.Request, instance: str, n: int) -> web.Stre
     if request.method not in ("GET", "HEAD"):
         return web.json_response({"changed": True, "instance": instance, "n": n})
     headers: dict[str, str] = {"X-Served": str(n)}
-    named = (("cc", "Cache-Control"), ("expires", "Expires"), ("vary", "Vary"), ("tags", TAGS))
+    named = (
+        ("cc", "Cache-Control"),
+        ("mcc", "Meshgate-Cache-Control"),
+        ("cdn", "CDN-Cache-Control"),
+        ("expires", "Expires"),
+        ("vary", "Vary"),
+        ("tags", TAGS),
+    )
     for key, name in named:
         if key in query:
             headers[name] = query[key]

@@ -7,6 +7,7 @@ from pydantic import Field, field_validator
 from edge.cache.key import KeySpec, QueryRule
 from edge.cache.policy import CachePolicy
 from edge.cache.tags import DEFAULT_HEADER as DEFAULT_TAG_HEADER
+from edge.cache.targeted import DEFAULT_FIELDS as DEFAULT_TARGETED_FIELDS
 from mesh.config.types import ByteSize, Duration, Frozen, HeaderName, PositiveDuration
 
 CACHED_METHODS = ("GET", "HEAD")
@@ -81,6 +82,27 @@ class RouteCacheConfig(Frozen):
     """The response header naming an answer's tags, by which ``POST /cache/purge
     {"tags": [...]}`` removes entries (:mod:`edge.cache.tags`); taken out of every
     answer of the route; null: answers are not tagged and the header goes through."""
+    targeted_fields: tuple[HeaderName, ...] = DEFAULT_TARGETED_FIELDS
+    """Targeted cache-control fields (RFC 9213) this cache obeys, most specific first:
+    the first an answer carries with a valid value sets its caching policy, and its
+    ``Cache-Control`` and ``Expires`` are then ignored (:mod:`edge.cache.targeted`);
+    ``[]``: ``Cache-Control`` alone. Add ``CDN-Cache-Control`` to obey what services
+    tell CDNs."""
+
+    @field_validator("targeted_fields")
+    @classmethod
+    def _targeted(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        seen: set[str] = set()
+        for name in value:
+            lower = name.lower()
+            if lower == "cache-control":
+                raise ValueError(
+                    "Cache-Control is what a targeted field overrides, not one of them"
+                )
+            if lower in seen:
+                raise ValueError(f"{name!r} is listed twice")
+            seen.add(lower)
+        return value
 
     @field_validator("methods")
     @classmethod
@@ -104,4 +126,5 @@ class RouteCacheConfig(Frozen):
             lock=self.lock,
             lock_timeout=self.lock_timeout,
             tag_header=self.tag_header.lower() if self.tag_header is not None else None,
+            targeted=tuple(name.lower() for name in self.targeted_fields),
         )

@@ -33,6 +33,9 @@ class CachePolicy:
     tag_header: str | None = "surrogate-key"
     """Lower-cased name of the response header whose tags an entry keeps (and which the
     client never sees, :mod:`edge.cache.tags`); None: answers are not tagged."""
+    targeted: tuple[str, ...] = ("meshgate-cache-control",)
+    """Lower-cased names of the targeted cache-control fields this cache obeys, first
+    first (:mod:`edge.cache.targeted`); empty: ``Cache-Control`` alone."""
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -45,4 +48,5 @@ class CachePolicy:
             "lock": self.lock,
             "lock_timeout": self.lock_timeout,
             "tag_header": self.tag_header,
+            "targeted_fields": list(self.targeted),
         }

@@ -19,6 +19,11 @@ fails is the reason given, see :data:`edge.cache.status.REASONS`):
 10. it can serve some later request: fresh on arrival, or with a validator
    (``ETag``, ``Last-Modified``) to revalidate it by, or in a
    ``stale-if-error`` window.
+
+Its directives (3, 4, 9, 10) are those of the first field on the route's target list
+(``targeted_fields``, e.g. ``Meshgate-Cache-Control``) that it carries with a valid
+value, and then ``Cache-Control`` and ``Expires`` are ignored; else those of
+``Cache-Control`` (:mod:`edge.cache.targeted`).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from edge.cache.control import ResponseControl, response_control
 from edge.cache.freshness import Timing, explicit_lifetime, initial_age, stale_windows
 from edge.cache.policy import CachePolicy
 from edge.cache.tags import parse_tags
+from edge.cache.targeted import targeted_control
 from edge.cache.vary import vary_names
 from mesh.http.cache_control import digits
 from mesh.http.dates import http_date
@@ -74,7 +80,11 @@ def verdict(
         return Verdict("request-no-store")
     if status not in CACHEABLE_STATUSES:
         return Verdict("status")
-    control = response_control(headers.getall("Cache-Control", ()))
+    control = targeted_control(headers, policy.targeted) if policy.targeted else None
+    expires: str | None = None  # a targeted field sets the policy alone (RFC 9213 §2.2)
+    if control is None:
+        control = response_control(headers.getall("Cache-Control", ()))
+        expires = headers.get("Expires")
     if control.no_store:
         return Verdict("no-store")
     if control.private:
@@ -95,7 +105,7 @@ def verdict(
     length = headers.get("Content-Length")
     if length is not None and digits(length) and int(length) > policy.max_body_size:
         return Verdict("too-large")
-    found = timing(control, headers, policy, requested, received)
+    found = timing(control, expires, headers, policy, requested, received)
     if found is None:
         return Verdict("no-freshness")
     validated = "ETag" in headers or "Last-Modified" in headers
@@ -106,15 +116,17 @@ def verdict(
 
 def timing(
     control: ResponseControl,
+    expires: str | None,
     headers: CIMultiDict[str],
     policy: CachePolicy,
     requested: float,
     received: float,
 ) -> Timing | None:
-    """The :class:`Timing` of a response with these headers, or None when neither it nor
-    the route gives a freshness lifetime."""
+    """The :class:`Timing` of a response with these headers, its directives ``control``
+    and ``expires`` its ``Expires`` as it counts (None: absent or ignored), or None when
+    neither it nor the route gives a freshness lifetime."""
     date = http_date(headers.get("Date"))
-    lifetime = explicit_lifetime(control, headers.get("Expires"), date, received)
+    lifetime = explicit_lifetime(control, expires, date, received)
     if lifetime is None:
         if policy.ttl is not None:
             lifetime = policy.ttl

@@ -323,12 +323,13 @@ def test_ext_authz_scenario_runs_clean(tmp_path: Path) -> None:
     assert row["cost"]["against"] == "edge"
 
 
-def test_sidecar_outbound_scenarios_run_clean(tmp_path: Path) -> None:
-    """sidecar-out and its affinity and canary variants for 1 s each: every call goes
-    through the sidecar's outbound listener to the upstream (a refused or misrouted call
-    would be a 404 or 503, counted as an error), each variant's cost reported against
-    sidecar-out, and sidecar-out's against the edge."""
-    names = "edge,sidecar-out,sidecar-out+hash,sidecar-out+canary"
+def test_sidecar_scenarios_run_clean(tmp_path: Path) -> None:
+    """sidecar-out and its affinity and canary variants, and sidecar-in, for 1 s each:
+    every call goes through the sidecar's outbound listener to the upstream, or through
+    its inbound one to its app (a refused or misrouted call would be a 404 or 503,
+    counted as an error), each variant's cost reported against sidecar-out, and
+    sidecar-out's and sidecar-in's against the edge."""
+    names = "edge,sidecar-out,sidecar-out+hash,sidecar-out+canary,sidecar-in"
     out, done = _run_one_second(tmp_path, names, timeout=240)
     assert done.returncode in (0, 1), done.stdout + done.stderr
     rows = {row["name"]: row for row in json.loads(out.read_text())["scenarios"]}
@@ -339,6 +340,7 @@ def test_sidecar_outbound_scenarios_run_clean(tmp_path: Path) -> None:
     assert rows["sidecar-out"]["cost"]["against"] == "edge"
     assert rows["sidecar-out+hash"]["cost"]["against"] == "sidecar-out"
     assert rows["sidecar-out+canary"]["cost"]["against"] == "sidecar-out"
+    assert rows["sidecar-in"]["cost"]["against"] == "edge"
 
 
 def test_the_instructions_of_a_sidecar_outbound_run_are_the_sidecars(tmp_path: Path) -> None:

@@ -274,6 +274,35 @@ def test_a_purge_by_tag_takes_what_named_it_and_clients_never_see_the_tags(mesh:
     assert served(users, "many") == 2
 
 
+def test_a_targeted_field_caches_here_what_cache_control_keeps_from_others(mesh: Mesh) -> None:
+    users, edge = cached_mesh(mesh, {"targeted_fields": ["Meshgate-Cache-Control"]})
+    # Browsers must not keep it; the edge may, for a minute.
+    url = f"{edge.url}/api/users/cached/t?cc=no-store&mcc=max-age=60"
+    status, headers, body = http(url)
+    assert (status, headers["cache-status"]) == (200, "meshgate; fwd=miss; stored")
+    status, headers, again = http(url)
+    assert (status, again) == (200, body)
+    assert headers["cache-status"].startswith("meshgate; hit")
+    # The client gets both fields as the service sent them.
+    assert headers["cache-control"] == "no-store"
+    assert headers["meshgate-cache-control"] == "max-age=60"
+    assert served(users, "t") == 1
+    # The other way round: Cache-Control allows it, the field for this cache does not.
+    kept_out = f"{edge.url}/api/users/cached/u?cc=max-age=60&mcc=no-store"
+    for _ in range(2):
+        assert "stored" not in http(kept_out)[1]["cache-status"]
+    assert served(users, "u") == 2
+    # A field that is not a valid Structured Field is passed over: Cache-Control decides.
+    invalid = f"{edge.url}/api/users/cached/v?cc=max-age=60&mcc=Max-Age=0"
+    http(invalid)
+    assert http(invalid)[1]["cache-status"].startswith("meshgate; hit")
+    # A field not on the route's list changes nothing.
+    other = f"{edge.url}/api/users/cached/w?cc=no-store&cdn=max-age=60"
+    for _ in range(2):
+        assert "stored" not in http(other)[1]["cache-status"]
+    assert served(users, "w") == 2
+
+
 def test_a_range_is_cut_from_the_stored_answer(mesh: Mesh) -> None:
     users, edge = cached_mesh(mesh, {})
     url = f"{edge.url}/api/users/cached/video?cc=max-age=60&bytes=100000"

@@ -28,8 +28,10 @@ def test_defaults() -> None:
         lock=True,
         lock_timeout=5.0,
         tag_header="surrogate-key",
+        targeted=("meshgate-cache-control",),
     )
     assert RouteCacheConfig(tag_header=None).policy().tag_header is None
+    assert RouteCacheConfig(targeted_fields=[]).policy().targeted == ()
     assert EdgeConfig().cache == CacheStoreConfig()
 
 
@@ -50,6 +52,7 @@ def test_a_route_cache_becomes_the_route_policy() -> None:
                         "lock": False,
                         "lock_timeout": "250ms",
                         "tag_header": "Cache-Tag",
+                        "targeted_fields": ["Acme-Cache-Control", "CDN-Cache-Control"],
                     },
                 },
                 {"prefix": "/api/orders", "service": "orders"},
@@ -68,6 +71,7 @@ def test_a_route_cache_becomes_the_route_policy() -> None:
         lock=False,
         lock_timeout=0.25,
         tag_header="cache-tag",
+        targeted=("acme-cache-control", "cdn-cache-control"),
     )
     assert "cache" not in cached.options  # a routing key: the route's own field
     assert cached.describe()["cache"] == {
@@ -80,6 +84,7 @@ def test_a_route_cache_becomes_the_route_policy() -> None:
         "lock": False,
         "lock_timeout": 0.25,
         "tag_header": "cache-tag",
+        "targeted_fields": ["acme-cache-control", "cdn-cache-control"],
     }
 
 
@@ -98,6 +103,13 @@ def test_a_route_cache_becomes_the_route_policy() -> None:
         ("{key: {query: [page, '']}}", "routes[0].cache.key.query", "not a query parameter"),
         ("{key: {headers: ['Bad Name']}}", "routes[0].cache.key.headers[0]", "header name"),
         ("{tll: 5s}", "routes[0].cache.tll", "unknown key"),
+        ("{targeted_fields: [Cache-Control]}", "routes[0].cache.targeted_fields", "overrides"),
+        (
+            "{targeted_fields: [CDN-Cache-Control, cdn-cache-control]}",
+            "routes[0].cache.targeted_fields",
+            "listed twice",
+        ),
+        ("{targeted_fields: ['a b']}", "routes[0].cache.targeted_fields[0]", "header name"),
     ],
 )
 def test_bad_route_cache_is_refused_naming_the_key(

@@ -130,3 +130,38 @@ def test_an_answers_tags_are_read_from_the_routes_tag_header() -> None:
 def test_an_answer_with_tags_that_cannot_all_be_kept_is_not_stored() -> None:
     many = " ".join(f"t{i}" for i in range(MAX_TAGS + 1))
     assert judge({"Cache-Control": "max-age=60", "Surrogate-Key": many})[0] == "tags"
+
+
+def test_a_targeted_field_sets_the_policy_and_cache_control_and_expires_are_ignored() -> None:
+    mine = "Meshgate-Cache-Control"
+    # For browsers: not stored; for this cache: a minute.
+    reason, found = judge({"Cache-Control": "no-store", mine: "max-age=60"})
+    assert reason is None and found.timing.lifetime == 60.0
+    # And the other way round: what Cache-Control allows, the targeted field forbids.
+    assert judge({"Cache-Control": "max-age=60", mine: "private"})[0] == "private"
+    assert judge({"Cache-Control": "max-age=60", mine: "no-store"})[0] == "no-store"
+    # Expires belongs to Cache-Control's policy, set aside with it.
+    expires = "Sun, 06 Nov 2094 08:49:37 GMT"
+    assert judge({mine: "public", "Expires": expires})[0] == "no-freshness"
+    assert judge({"Expires": expires})[0] is None
+    # Credentialed requests: the targeted field's public, not Cache-Control's.
+    shared = {"Cache-Control": "private", mine: "public, max-age=60"}
+    assert judge(shared, credentialed=True)[0] is None
+    unshared = {"Cache-Control": "public, max-age=60", mine: "max-age=60"}
+    assert judge(unshared, credentialed=True)[0] == "authorization"
+    # Its stale windows, too.
+    _, found = judge({"Cache-Control": "max-age=5", mine: "max-age=30, stale-if-error=300"})
+    assert (found.timing.lifetime, found.timing.if_error) == (30.0, 300.0)
+
+
+def test_an_invalid_targeted_field_or_an_empty_target_list_leaves_cache_control() -> None:
+    mine = "Meshgate-Cache-Control"
+    reason, found = judge({"Cache-Control": "max-age=60", mine: "Max-Age=5"})
+    assert reason is None and found.timing.lifetime == 60.0
+    plain = CachePolicy(targeted=())
+    assert judge({"Cache-Control": "no-store", mine: "max-age=60"}, policy=plain)[0] == "no-store"
+    cdn = CachePolicy(targeted=("cdn-cache-control",))
+    reason, found = judge(
+        {"Cache-Control": "no-store", "CDN-Cache-Control": "max-age=9"}, policy=cdn
+    )
+    assert reason is None and found.timing.lifetime == 9.0
