@@ -16,7 +16,9 @@ may hold credentials), at most :data:`MAX_LISTED`.
 boundary), ``{"tags": ["user-7", ...]}`` (entries whose answer named any of these
 tags, :mod:`edge.cache.tags`), any of these together (entries that meet each), or
 ``{"all": true}``. Answers ``{"purged": n, "pid": ...}``; a body that says none of
-these, or anything else, gets a 400 problem.
+these, or anything else, gets a 400 problem. With ``cache.shared_purges`` the purge
+is then passed on to the other edges (:mod:`edge.cache.shared_purges`, wired in
+:mod:`edge.cache.feature`), and the answer says whether it was.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -100,30 +103,61 @@ class CacheAdmin:
             body = json.loads(await request.read() or b"null")
         except ValueError:
             return _bad("the body is not JSON")
-        if not isinstance(body, dict) or not body:
-            return _bad(_SAY_WHAT)
-        unknown = sorted(set(body) - _PURGE_KEYS)
-        if unknown:
-            return _bad(f"unknown key {unknown[0]!r} (route, prefix, tags, all)")
-        route, prefix, everything = body.get("route"), body.get("prefix"), body.get("all")
-        tags = body.get("tags")
-        if route is not None and (not isinstance(route, str) or not route):
-            return _bad("route: a route's name, as /routes shows it")
-        if prefix is not None and (not isinstance(prefix, str) or not prefix.startswith("/")):
-            return _bad("prefix: a path starting with '/'")
-        if tags is not None:
-            problem = _tags_problem(tags)
-            if problem is not None:
-                return _bad(f"tags: {problem}")
-        if everything is not None and everything is not True:
-            return _bad("all: only true")
-        narrowed = route is not None or prefix is not None or tags is not None
-        if everything and narrowed:
-            return _bad("all: not with route, prefix or tags")
-        if not everything and not narrowed:
-            return _bad(_SAY_WHAT)
-        purged = self._cache.store.purge(route, prefix, tags)
-        return json_response({"purged": purged, "pid": os.getpid()})
+        purge = parse_purge(body)
+        if isinstance(purge, str):
+            return _bad(purge)
+        return json_response({"purged": self.apply(purge), "pid": os.getpid()})
+
+    def apply(self, purge: Purge) -> int:
+        """Carry ``purge`` out on this process's store; how many entries went."""
+        return self._cache.store.purge(purge.route, purge.prefix, purge.tags)
+
+
+@dataclass(frozen=True)
+class Purge:
+    """What one purge removes: the entries meeting every one of these given (none given:
+    every entry, which only ``{"all": true}`` says)."""
+
+    route: str | None = None
+    prefix: str | None = None
+    tags: tuple[str, ...] | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The body of ``POST /cache/purge`` that says this purge."""
+        said: dict[str, Any] = {
+            "route": self.route,
+            "prefix": self.prefix,
+            "tags": None if self.tags is None else list(self.tags),
+        }
+        said = {key: value for key, value in said.items() if value is not None}
+        return said or {"all": True}
+
+
+def parse_purge(body: object) -> Purge | str:
+    """The purge a ``POST /cache/purge`` body (decoded JSON) says, or why it says none."""
+    if not isinstance(body, dict) or not body:
+        return _SAY_WHAT
+    unknown = sorted(set(body) - _PURGE_KEYS)
+    if unknown:
+        return f"unknown key {unknown[0]!r} (route, prefix, tags, all)"
+    route, prefix, everything = body.get("route"), body.get("prefix"), body.get("all")
+    tags = body.get("tags")
+    if route is not None and (not isinstance(route, str) or not route):
+        return "route: a route's name, as /routes shows it"
+    if prefix is not None and (not isinstance(prefix, str) or not prefix.startswith("/")):
+        return "prefix: a path starting with '/'"
+    if tags is not None:
+        problem = _tags_problem(tags)
+        if problem is not None:
+            return f"tags: {problem}"
+    if everything is not None and everything is not True:
+        return "all: only true"
+    narrowed = route is not None or prefix is not None or tags is not None
+    if everything and narrowed:
+        return "all: not with route, prefix or tags"
+    if not everything and not narrowed:
+        return _SAY_WHAT
+    return Purge(route, prefix, None if tags is None else tuple(tags))
 
 
 def purged_total(answers: Sequence[WorkerAnswer]) -> dict[str, int]:

@@ -13,6 +13,30 @@ from mesh.config.types import ByteSize, Duration, Frozen, HeaderName, PositiveDu
 CACHED_METHODS = ("GET", "HEAD")
 
 
+class SharedPurgesConfig(Frozen):
+    """``cache.shared_purges``: purges shared with every edge reading the same Redis
+    stream (:mod:`edge.cache.shared_purges`). Read at start; a change waits for a
+    restart."""
+
+    url: str = "redis://127.0.0.1:6379/0"
+    """``redis://[user:password@]host:port[/db]`` (``rediss://`` for TLS)."""
+    stream: str = Field(default="meshgate:cache:purges", min_length=1)
+    """The stream's key: the same on every edge that shares purges."""
+    max_length: int = Field(default=10_000, ge=1)
+    """About how many purges the stream keeps (``XADD MAXLEN ~``): how far back an edge
+    cut off from Redis can catch up."""
+    timeout: PositiveDuration = 1.0
+    """Longest appending a purge may take before the admin answer says it was not
+    shared."""
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://")):
+            raise ValueError("must start with redis:// or rediss://")
+        return value
+
+
 class CacheStoreConfig(Frozen):
     """``cache:`` at the top of the edge's file: the store every cached route shares, one
     per edge process (each of ``--workers N`` has its own)."""
@@ -22,6 +46,9 @@ class CacheStoreConfig(Frozen):
     it the least recently used go."""
     max_entries: int = Field(default=10_000, ge=1)
     """Most stored responses per process; past it the least recently used go."""
+    shared_purges: SharedPurgesConfig | None = None
+    """Share purges with other edges through Redis; null (default): a purge is this
+    edge's alone."""
 
 
 class CacheKeyConfig(Frozen):

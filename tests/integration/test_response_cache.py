@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from demo.processes import wait_until
+from demo.processes import RedisServer, wait_until
 from tests.integration.harness import (
     App,
     Edge,
@@ -301,6 +302,62 @@ def test_a_targeted_field_caches_here_what_cache_control_keeps_from_others(mesh:
     for _ in range(2):
         assert "stored" not in http(other)[1]["cache-status"]
     assert served(users, "w") == 2
+
+
+def test_a_purge_on_one_edge_reaches_the_others_through_redis(
+    mesh: Mesh, redis_server: RedisServer
+) -> None:
+    shared = {"cache": {"shared_purges": {"url": redis_server.url, "timeout": "500ms"}}}
+    users, first = cached_mesh(mesh, {}, shared)
+    second = mesh.edge([{**USERS, "cache": {}}], {**shared, "workers": 2})
+    url = "/api/users/cached/p?cc=max-age=600&tags=user-7"
+    for edge in (first, second):
+        http(f"{edge.url}{url}")
+        assert http(f"{edge.url}{url}")[1]["cache-status"].startswith("meshgate; hit")
+    assert admin(second, "/cache?workers=all")["workers"]  # both workers answer
+
+    answer = admin(first, "/cache/purge", {"tags": ["user-7"]})
+    assert answer["purged"] == 1
+    assert answer["shared"]["published"] is True and answer["shared"]["id"]
+
+    def purged_on_the_second() -> bool:
+        views = admin(second, "/cache?workers=all")["workers"]
+        return all(view["answer"]["entries"] == 0 for view in views)
+
+    wait_until(purged_on_the_second, 10, "the purge carried out on the second edge")
+    status, headers, _ = http(f"{second.url}{url}")
+    assert (status, headers["cache-status"]) == (200, "meshgate; fwd=miss; stored")
+    applied = sum(
+        value
+        for labels, value in metrics(second.admin).get("meshgate_cache_shared_purges_total", [])
+        if labels["outcome"] == "applied"
+    )
+    assert applied == 2  # once by each worker of the second edge
+    # The first edge read its own entry back and left it.
+    assert http(f"{first.url}{url}")[1]["cache-status"] == "meshgate; fwd=miss; stored"
+    assert http(f"{first.url}{url}")[1]["cache-status"].startswith("meshgate; hit")
+
+    # Redis gone: the purge is carried out here, and the answer says it went no further.
+    redis_server.stop()
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{first.admin}/cache/purge", data=b'{"tags": ["user-7"]}'
+    )
+    try:
+        urllib.request.urlopen(req, timeout=5)
+        raise AssertionError("a purge Redis did not take was answered 200")
+    except urllib.error.HTTPError as refused:
+        assert refused.code == 503
+        problem = json.loads(refused.read())
+    assert problem["purged"] == 1
+    assert problem["shared"]["published"] is False and "Redis" in problem["shared"]["error"]
+    assert http(f"{first.url}{url}")[1]["cache-status"] == "meshgate; fwd=miss; stored"
+    unpublished = [
+        value
+        for labels, value in metrics(first.admin).get("meshgate_cache_shared_purges_total", [])
+        if labels["outcome"] == "unpublished"
+    ]
+    assert unpublished == [1.0]
+    assert served(users, "p") == 5
 
 
 def test_a_range_is_cut_from_the_stored_answer(mesh: Mesh) -> None:

@@ -132,6 +132,10 @@ def test_a_body_limit_the_store_cannot_hold_is_refused(tmp_path: Path) -> None:
     [
         ("{max_bytes: 0}", "cache.max_bytes", "at least 1 byte"),
         ("{max_entries: 0}", "cache.max_entries", "greater than or equal to 1"),
+        ("{shared_purges: {url: 'http://r:6379'}}", "cache.shared_purges.url", "redis://"),
+        ("{shared_purges: {max_length: 0}}", "cache.shared_purges.max_length", "or equal to 1"),
+        ("{shared_purges: {stream: ''}}", "cache.shared_purges.stream", "at least 1 character"),
+        ("{shared_purges: {timeout: 0}}", "cache.shared_purges.timeout", "longer than 0"),
     ],
 )
 def test_bad_store_bounds_are_refused(

@@ -1,0 +1,197 @@
+"""Purges shared between edges through a Redis stream (``cache.shared_purges``).
+
+Each edge keeps its own store, so a purge made on one edge's admin listener would
+leave the others serving what was purged. With ``shared_purges`` configured, a purge
+made for every worker of an edge (``POST /cache/purge``) is also appended to a Redis
+stream (``XADD``, the stream capped at about ``max_length`` entries), and every worker
+of every edge reads that stream (``XREAD``, blocking) and carries out the purges other
+edges appended. One edge's purge thus reaches every edge sharing the stream, the way
+Fastly's and Varnish farms' purges do.
+
+Why a stream rather than publish/subscribe: a reader keeps the id of the last entry
+it read and goes on from there after losing its connection, so a purge appended while
+an edge was cut off from Redis is still carried out when it is back (as long as the
+stream still holds it: ``max_length`` entries). A reader that never reached Redis
+since it started begins at the stream's end when it first does (its store then holds
+only what it stored meanwhile).
+
+A purge that cannot be appended (Redis down, slower than ``timeout``) has still been
+carried out on this edge; the admin answer is then a 503 problem that says so, with
+the local count, so whoever purged knows the other edges were not told and can ask
+again. Entries each edge appended itself are skipped when read back (its workers
+carried the purge out already). Entries that do not say a purge are counted and
+skipped, never raised: another program may write to the stream.
+
+Metrics: ``meshgate_cache_shared_purges_total{outcome}``: ``published``,
+``unpublished`` (the append failed), ``applied`` (another edge's, carried out),
+``invalid``; ``meshgate_cache_shared_purge_read_errors_total``: failed reads (each
+followed by a pause and a new attempt).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter
+from redis import asyncio as aioredis
+from redis.exceptions import RedisError
+
+from edge.cache.admin import Purge, parse_purge
+
+log = logging.getLogger(__name__)
+
+FIELD_PURGE = "purge"
+"""The entry's field holding the purge, as the JSON body of ``POST /cache/purge``."""
+FIELD_ORIGIN = "origin"
+"""The entry's field naming the edge that appended it (:func:`node_id`)."""
+READ_BLOCK_MS = 2000
+"""How long one ``XREAD`` waits for new entries before asking again."""
+READ_COUNT = 100
+RETRY_PAUSES = (0.1, 0.25, 0.5, 1.0, 2.0)
+"""Pauses after consecutive failed reads; the last repeats."""
+
+
+class PurgeNotShared(Exception):
+    """The purge could not be appended to the stream (its message says why)."""
+
+
+def node_id(several_workers: bool) -> str:
+    """This edge's name in the entries it appends: host and the process that owns its
+    workers (their supervisor, whose child every worker is), or this process alone."""
+    owner = os.getppid() if several_workers else os.getpid()
+    return f"{socket.gethostname()}/{owner}"
+
+
+class SharedPurgeMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.purges = Counter(
+            "meshgate_cache_shared_purges",
+            "Purges shared through the Redis stream, by outcome: published (appended), "
+            "unpublished (the append failed), applied (another edge's, carried out), "
+            "invalid (an entry that says no purge).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.read_errors = Counter(
+            "meshgate_cache_shared_purge_read_errors",
+            "Reads of the purge stream that failed (each retried after a pause).",
+            registry=registry,
+        )
+
+
+class SharedPurges:
+    """One worker's end of the purge stream: :meth:`publish` appends, :meth:`start`
+    reads and carries out the other edges' purges with ``apply``."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        stream: str,
+        max_length: int,
+        timeout: float,
+        node: str,
+        apply: Callable[[Purge], int],
+        metrics: SharedPurgeMetrics,
+    ) -> None:
+        self._client = client
+        self._stream = stream
+        self._max_length = max_length
+        self._timeout = timeout
+        self._node = node
+        self._apply = apply
+        self._metrics = metrics
+        self.last_id: str | None = None
+        """The id of the last entry read (None: the stream not reached yet)."""
+        self._task: asyncio.Task[None] | None = None
+
+    async def publish(self, purge: Purge) -> str:
+        """Append ``purge``; the entry's id. Raises :class:`PurgeNotShared`."""
+        fields: dict[Any, Any] = {
+            FIELD_PURGE: json.dumps(purge.as_json()),
+            FIELD_ORIGIN: self._node,
+        }
+        try:
+            async with asyncio.timeout(self._timeout):
+                entry = await self._client.xadd(
+                    self._stream, fields, maxlen=self._max_length, approximate=True
+                )
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._metrics.purges.labels("unpublished").inc()
+            reason = "no answer in time" if isinstance(exc, TimeoutError) else str(exc)
+            raise PurgeNotShared(f"Redis: {reason or type(exc).__name__}") from None
+        self._metrics.purges.labels("published").inc()
+        return entry.decode() if isinstance(entry, bytes) else str(entry)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._read_forever())
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._client.aclose()
+
+    async def _read_forever(self) -> None:
+        failures = 0
+        while True:
+            try:
+                await self._read_once()
+                failures = 0
+            except (RedisError, OSError) as exc:
+                self._metrics.read_errors.inc()
+                if failures == 0:
+                    log.warning("cache: cannot read the purge stream %s: %s", self._stream, exc)
+                pause = RETRY_PAUSES[min(failures, len(RETRY_PAUSES) - 1)]
+                failures += 1
+                await asyncio.sleep(pause)
+
+    async def _read_once(self) -> None:
+        if self.last_id is None:
+            # First contact: from the stream's end (what is there was for stores as
+            # they were before this one started).
+            newest: Any = await self._client.xrevrange(self._stream, count=1)
+            self.last_id = _text(newest[0][0]) if newest else "0-0"
+        # [[stream, [(id, {field: value}), ...]]], or nothing when the block ran out.
+        answer: Any = await self._client.xread(
+            {self._stream: self.last_id}, count=READ_COUNT, block=READ_BLOCK_MS
+        )
+        for _, entries in answer or ():
+            for entry_id, fields in entries:
+                self.take(_text(entry_id), fields)
+
+    def take(self, entry_id: str, fields: Mapping[Any, Any]) -> None:
+        """Carry out entry ``entry_id`` unless this edge appended it or it says no purge;
+        either way it counts as read."""
+        self.last_id = entry_id
+        said = {_text(name): _text(value) for name, value in fields.items()}
+        if said.get(FIELD_ORIGIN) == self._node:
+            return
+        try:
+            purge = parse_purge(json.loads(said.get(FIELD_PURGE, "")))
+        except ValueError:
+            purge = "not JSON"
+        if isinstance(purge, str):
+            self._metrics.purges.labels("invalid").inc()
+            log.warning("cache: purge stream entry %s skipped: %s", entry_id, purge)
+            return
+        purged = self._apply(purge)
+        self._metrics.purges.labels("applied").inc()
+        log.info(
+            "cache: purge from %s (entry %s) removed %d entries",
+            said.get(FIELD_ORIGIN, "?"),
+            entry_id,
+            purged,
+        )
+
+
+def _text(value: object) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

@@ -1,0 +1,109 @@
+"""Purges shared through a Redis stream: what a reader carries out, against a real
+redis-server (no edge), and what an entry read back must say."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from prometheus_client import CollectorRegistry
+from redis import asyncio as aioredis
+
+from demo.processes import RedisServer
+from edge.cache.admin import Purge
+from edge.cache.shared_purges import (
+    FIELD_ORIGIN,
+    FIELD_PURGE,
+    PurgeNotShared,
+    SharedPurgeMetrics,
+    SharedPurges,
+)
+
+STREAM = "test:purges"
+
+
+def reader(
+    url: str, node: str, applied: list[Purge], timeout: float = 1.0
+) -> tuple[SharedPurges, CollectorRegistry]:
+    registry = CollectorRegistry()
+
+    def apply(purge: Purge) -> int:
+        applied.append(purge)
+        return 1
+
+    shared = SharedPurges(
+        aioredis.from_url(url, socket_connect_timeout=timeout),
+        STREAM,
+        100,
+        timeout,
+        node,
+        apply,
+        SharedPurgeMetrics(registry),
+    )
+    return shared, registry
+
+
+def counted(registry: CollectorRegistry, outcome: str) -> float:
+    value = registry.get_sample_value("meshgate_cache_shared_purges_total", {"outcome": outcome})
+    return value or 0.0
+
+
+def test_a_purge_says_itself_as_the_admin_body_would() -> None:
+    assert Purge(tags=("a", "b")).as_json() == {"tags": ["a", "b"]}
+    assert Purge(route="r", prefix="/x").as_json() == {"route": "r", "prefix": "/x"}
+    assert Purge().as_json() == {"all": True}
+
+
+def test_entries_are_carried_out_unless_this_edge_wrote_them_or_they_say_no_purge() -> None:
+    applied: list[Purge] = []
+    shared, registry = reader("redis://127.0.0.1:1/0", "edge-a", applied)  # never connects
+    shared.take("1-0", {b"purge": b'{"tags": ["t"]}', b"origin": b"edge-b"})
+    shared.take("2-0", {FIELD_PURGE: '{"tags": ["u"]}', FIELD_ORIGIN: "edge-a"})  # its own
+    shared.take("3-0", {FIELD_PURGE: "{not json", FIELD_ORIGIN: "edge-b"})
+    shared.take("4-0", {FIELD_PURGE: '{"tags": []}', FIELD_ORIGIN: "edge-b"})
+    shared.take("5-0", {FIELD_ORIGIN: "edge-b"})
+    shared.take("6-0", {FIELD_PURGE: '{"all": true}'})
+    assert applied == [Purge(tags=("t",)), Purge()]
+    assert shared.last_id == "6-0"  # every entry counts as read
+    assert counted(registry, "applied") == 2
+    assert counted(registry, "invalid") == 3
+
+
+async def test_a_reader_goes_on_from_the_last_entry_it_read(redis_server: RedisServer) -> None:
+    applied: list[Purge] = []
+    mine, _ = reader(redis_server.url, "edge-a", [])
+    other, _ = reader(redis_server.url, "edge-b", applied)
+    try:
+        await mine.publish(Purge(prefix="/before"))
+        await other._read_once()  # first contact: starts at the stream's end
+        assert applied == []
+        # Appended while the other edge was not reading: both come when it reads again.
+        first = await mine.publish(Purge(tags=("user-7",)))
+        await mine.publish(Purge(route="users:/api/users"))
+        await other._read_once()
+        assert applied == [Purge(tags=("user-7",)), Purge(route="users:/api/users")]
+        # Its own entries are read past, not carried out.
+        await other.publish(Purge(tags=("own",)))
+        await other._read_once()
+        assert len(applied) == 2
+        client = aioredis.from_url(redis_server.url)
+        entries = await client.xrange(STREAM)
+        await client.aclose()
+        assert [e[0].decode() for e in entries].index(first) == 1
+        assert json.loads(entries[1][1][b"purge"]) == {"tags": ["user-7"]}
+        assert entries[1][1][b"origin"] == b"edge-a"
+    finally:
+        await mine.stop()
+        await other.stop()
+
+
+async def test_a_purge_that_cannot_be_appended_says_why(redis_server: RedisServer) -> None:
+    shared, registry = reader(redis_server.url, "edge-a", [], timeout=0.5)
+    redis_server.stop()
+    try:
+        with pytest.raises(PurgeNotShared, match="Redis"):
+            await shared.publish(Purge(tags=("t",)))
+        assert counted(registry, "unpublished") == 1
+        assert counted(registry, "published") == 0
+    finally:
+        await shared.stop()
