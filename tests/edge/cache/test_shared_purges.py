@@ -4,6 +4,7 @@ redis-server (no edge), and what an entry read back must say."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -87,7 +88,7 @@ async def test_a_reader_goes_on_from_the_last_entry_it_read(redis_server: RedisS
         await other._read_once()
         assert len(applied) == 2
         client = aioredis.from_url(redis_server.url)
-        entries = await client.xrange(STREAM)
+        entries: Any = await client.xrange(STREAM)
         await client.aclose()
         assert [e[0].decode() for e in entries].index(first) == 1
         assert json.loads(entries[1][1][b"purge"]) == {"tags": ["user-7"]}
