@@ -8,7 +8,14 @@ from edge.cache.key import KeySpec, QueryRule
 from edge.cache.policy import CachePolicy
 from edge.cache.tags import DEFAULT_HEADER as DEFAULT_TAG_HEADER
 from edge.cache.targeted import DEFAULT_FIELDS as DEFAULT_TARGETED_FIELDS
-from mesh.config.types import ByteSize, Duration, Frozen, HeaderName, PositiveDuration
+from mesh.config.types import (
+    ByteSize,
+    Duration,
+    Frozen,
+    HeaderName,
+    PositiveDuration,
+    RedisUrl,
+)
 
 CACHED_METHODS = ("GET", "HEAD")
 
@@ -18,7 +25,7 @@ class SharedPurgesConfig(Frozen):
     stream (:mod:`edge.cache.shared_purges`). Read at start; a change waits for a
     restart."""
 
-    url: str = "redis://127.0.0.1:6379/0"
+    url: RedisUrl = "redis://127.0.0.1:6379/0"
     """``redis://[user:password@]host:port[/db]`` (``rediss://`` for TLS)."""
     stream: str = Field(default="meshgate:cache:purges", min_length=1)
     """The stream's key: the same on every edge that shares purges."""
@@ -28,13 +35,6 @@ class SharedPurgesConfig(Frozen):
     timeout: PositiveDuration = 1.0
     """Longest appending a purge may take before the admin answer says it was not
     shared."""
-
-    @field_validator("url")
-    @classmethod
-    def _scheme(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://")):
-            raise ValueError("must start with redis:// or rediss://")
-        return value
 
 
 class CacheStoreConfig(Frozen):

@@ -40,7 +40,7 @@ from edge.ratelimit.keys import DEFAULT_PREFIX, check_prefix
 from edge.ratelimit.limiter import FailureMode
 from edge.ratelimit.rate import Rate, parse_rate
 from edge.ratelimit.redis_limiter import RedisLimiterSettings
-from mesh.config.types import Frozen, PositiveDuration
+from mesh.config.types import Frozen, PositiveDuration, RedisUrl
 
 UNLIMITED = "unlimited"
 """Written instead of a rate: the policy does not limit these callers at all."""
@@ -119,7 +119,7 @@ def parse_dimension(text: str) -> str:
 class RedisConfig(Frozen):
     """Where the buckets live, and how long a request may wait for them."""
 
-    url: str = "redis://127.0.0.1:6379/0"
+    url: RedisUrl = "redis://127.0.0.1:6379/0"
     """``redis://[user:password@]host:port[/db]`` (``rediss://`` for TLS); for a
     cluster, any one node."""
     cluster: bool = False
@@ -140,13 +140,6 @@ class RedisConfig(Frozen):
     """Connections in the client's pool (per node on a cluster)."""
     key_prefix: str = DEFAULT_PREFIX
     """First part of every bucket key; share it between edges that share limits."""
-
-    @field_validator("url")
-    @classmethod
-    def _scheme(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://")):
-            raise ValueError("must start with redis:// or rediss://")
-        return value
 
     @field_validator("key_prefix")
     @classmethod

@@ -112,3 +112,13 @@ def split_host_port(value: str, default_port: int) -> tuple[str, int]:
     if not port.isdigit():
         raise ValueError(f"bad port in {value!r}")
     return host, int(port)
+
+
+def _redis_url(value: str) -> str:
+    if not value.startswith(("redis://", "rediss://")):
+        raise ValueError("must start with redis:// or rediss://")
+    return value
+
+
+RedisUrl = Annotated[str, AfterValidator(_redis_url)]
+"""``redis://[user:password@]host:port[/db]`` (``rediss://`` for TLS)."""

@@ -36,6 +36,13 @@ def resilience(breaker: dict[str, Any] | None = None, **retries: Any) -> dict[st
     return {"resilience": {"defaults": policy}}
 
 
+def quick_retries(**retries: Any) -> dict[str, Any]:
+    """No breaker in the way, three attempts, millisecond backoffs; ``retries`` on top."""
+    return resilience(
+        NO_BREAKER, **{"max_attempts": 3, "backoff_base": "1ms", "backoff_max": "5ms", **retries}
+    )
+
+
 def client(mesh: Mesh, extra: dict[str, Any]) -> Sidecar:
     """A sidecar for a caller that is not itself in the catalog (the test plays its app)."""
     app = mesh.app("client", "client-1")
@@ -229,12 +236,7 @@ async def test_a_failed_first_attempt_is_retried_once_and_never_sent_twice(mesh:
     # when it may be retried: that attempt must count as tenacity's first, not be sent
     # again, and each retry must go to the other instance.
     (failing, _), (healthy, _) = backends(mesh, 2)
-    caller = client(
-        mesh,
-        resilience(
-            NO_BREAKER, budget_ratio=1.0, max_attempts=3, backoff_base="1ms", backoff_max="5ms"
-        ),
-    )
+    caller = client(mesh, quick_retries(budget_ratio=1.0))
     failing.faults(error_rate=1.0, error_status=503)
     url = f"http://127.0.0.1:{caller.outbound}/backend/backend/echo"
     n = 30
@@ -257,12 +259,7 @@ async def test_a_call_to_failing_instances_makes_exactly_its_max_attempts(mesh: 
     # The first attempt, made before tenacity is involved, is tenacity's attempt 1:
     # a call makes max_attempts attempts in all, not one more.
     pairs = backends(mesh, 2)
-    caller = client(
-        mesh,
-        resilience(
-            NO_BREAKER, budget_ratio=1.0, max_attempts=3, backoff_base="1ms", backoff_max="5ms"
-        ),
-    )
+    caller = client(mesh, quick_retries(budget_ratio=1.0))
     for app, _ in pairs:
         app.faults(error_rate=1.0, error_status=503)
     url = f"http://127.0.0.1:{caller.outbound}/backend/backend/echo"
@@ -278,17 +275,7 @@ async def test_a_call_to_failing_instances_makes_exactly_its_max_attempts(mesh: 
 
 async def test_when_every_instance_fails_attempts_stay_within_the_budget(mesh: Mesh) -> None:
     pairs = backends(mesh, 2)
-    caller = client(
-        mesh,
-        resilience(
-            NO_BREAKER,
-            budget_ratio=0.2,
-            budget_min_per_second=0,
-            max_attempts=3,
-            backoff_base="1ms",
-            backoff_max="5ms",
-        ),
-    )
+    caller = client(mesh, quick_retries(budget_ratio=0.2, budget_min_per_second=0))
     for app, _ in pairs:
         app.faults(error_rate=1.0, error_status=503)
     url = f"http://127.0.0.1:{caller.outbound}/backend/backend/echo"
