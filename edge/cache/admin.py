@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +47,8 @@ _SAY_WHAT = 'give {"route": ...}, {"prefix": ...}, {"tags": [...]}, some of thes
 class CacheAdmin:
     def __init__(self, cache: EdgeCache) -> None:
         self._cache = cache
+        self.shared_view: Callable[[], dict[str, Any]] | None = None
+        """This worker's end of the shared purges, for ``/cache`` (None: not shared)."""
 
     def view(self, route: str | None = None) -> dict[str, Any]:
         cache = self._cache
@@ -71,6 +73,7 @@ class CacheAdmin:
             "tags": store.tag_count(),
             "fetches_in_flight": len(cache.flights),
             "routes": routes,
+            "shared_purges": None if self.shared_view is None else self.shared_view(),
         }
         if route is not None:
             listed = []

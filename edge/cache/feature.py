@@ -71,6 +71,7 @@ class CacheFeature(BaseFeature):
                 SharedPurgeMetrics(ctx.registry),
             )
             self._purge = self._sharing(self._purge, self.shared)
+            self._admin.shared_view = self.shared.view
         self._policies = _policies(config)
         self._filters = self._filters_for(self._policies)
 

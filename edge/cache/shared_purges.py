@@ -109,6 +109,8 @@ class SharedPurges:
         self._metrics = metrics
         self.last_id: str | None = None
         """The id of the last entry read (None: the stream not reached yet)."""
+        self.read_error: str | None = None
+        """Why the last read failed, until one succeeds (None: reading)."""
         self._task: asyncio.Task[None] | None = None
 
     async def publish(self, purge: Purge) -> str:
@@ -129,6 +131,16 @@ class SharedPurges:
         self._metrics.purges.labels("published").inc()
         return entry.decode() if isinstance(entry, bytes) else str(entry)
 
+    def view(self) -> dict[str, Any]:
+        """This worker's reader, for the admin listener's ``/cache``."""
+        return {
+            "stream": self._stream,
+            "node": self._node,
+            "last_id": self.last_id,
+            "reading": self._task is not None and self.read_error is None,
+            "read_error": self.read_error,
+        }
+
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._read_forever())
 
@@ -146,8 +158,10 @@ class SharedPurges:
             try:
                 await self._read_once()
                 failures = 0
+                self.read_error = None
             except (RedisError, OSError) as exc:
                 self._metrics.read_errors.inc()
+                self.read_error = str(exc) or type(exc).__name__
                 if failures == 0:
                     log.warning("cache: cannot read the purge stream %s: %s", self._stream, exc)
                 pause = RETRY_PAUSES[min(failures, len(RETRY_PAUSES) - 1)]

@@ -329,6 +329,10 @@ def test_a_purge_on_one_edge_reaches_the_others_through_redis(
     assert answer["shared"]["published"] is True and answer["shared"]["id"]
 
     wait_until(lambda: entries_on_the_second() == [0, 0], 10, "the purge on the second edge")
+    for view in admin(second, "/cache?workers=all")["workers"]:
+        reader = view["answer"]["shared_purges"]
+        assert reader["reading"] and reader["read_error"] is None
+        assert reader["last_id"] == answer["shared"]["id"]  # each worker read it
     status, headers, _ = http(f"{second.url}{url}")
     assert (status, headers["cache-status"]) == (200, "meshgate; fwd=miss; stored")
     applied = sum(
@@ -361,6 +365,12 @@ def test_a_purge_on_one_edge_reaches_the_others_through_redis(
         if labels["outcome"] == "unpublished"
     ]
     assert unpublished == [1.0]
+    # The readers say they cannot read, rather than wait in silence.
+    wait_until(
+        lambda: not admin(first, "/cache")["shared_purges"]["reading"], 10, "the reader's error"
+    )
+    assert admin(first, "/cache")["shared_purges"]["read_error"]
+    assert admin(first, "/cache")["shared_purges"]["stream"] == "meshgate:cache:purges"
 
 
 def test_a_range_is_cut_from_the_stored_answer(mesh: Mesh) -> None:

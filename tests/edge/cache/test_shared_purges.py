@@ -66,6 +66,13 @@ def test_entries_are_carried_out_unless_this_edge_wrote_them_or_they_say_no_purg
     shared.take("6-0", {FIELD_PURGE: '{"all": true}'})
     assert applied == [Purge(tags=("t",)), Purge()]
     assert shared.last_id == "6-0"  # every entry counts as read
+    assert shared.view() == {
+        "stream": STREAM,
+        "node": "edge-a",
+        "last_id": "6-0",
+        "reading": False,  # never started
+        "read_error": None,
+    }
     assert counted(registry, "applied") == 2
     assert counted(registry, "invalid") == 3
 
