@@ -16,6 +16,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from edge.cache.metrics import CacheMetrics
+from edge.cache.shared_purges import SharedPurgeMetrics
 from edge.compression.feature import CompressionFeature
 from edge.config import EdgeConfig
 from edge.ext_authz.metrics import ExtAuthzMetrics
@@ -62,6 +63,7 @@ def exported_series() -> set[str]:
     FaultMetrics(registry)
     MirrorMetrics(registry)
     CacheMetrics(registry)
+    SharedPurgeMetrics(registry)
     ExtAuthzMetrics(registry)
     UpstreamLimitMetrics(registry)
     names: set[str] = set()
