@@ -159,10 +159,12 @@ class SharedPurges:
                 await self._read_once()
                 failures = 0
                 self.read_error = None
-            except (RedisError, OSError) as exc:
+            except Exception as exc:  # the reader must outlive any one failure
                 self._metrics.read_errors.inc()
                 self.read_error = str(exc) or type(exc).__name__
-                if failures == 0:
+                if not isinstance(exc, RedisError | OSError):
+                    log.exception("cache: reading the purge stream %s failed", self._stream)
+                elif failures == 0:
                     log.warning("cache: cannot read the purge stream %s: %s", self._stream, exc)
                 pause = RETRY_PAUSES[min(failures, len(RETRY_PAUSES) - 1)]
                 failures += 1

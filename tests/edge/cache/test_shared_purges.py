@@ -3,7 +3,9 @@ redis-server (no edge), and what an entry read back must say."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -115,3 +117,45 @@ async def test_a_purge_that_cannot_be_appended_says_why(redis_server: RedisServe
         assert counted(registry, "published") == 0
     finally:
         await shared.stop()
+
+
+async def test_the_reader_outlives_a_failure_and_goes_on(redis_server: RedisServer) -> None:
+    applied: list[Purge] = []
+
+    def apply(purge: Purge) -> int:
+        if purge.tags == ("boom",):
+            raise RuntimeError("a store that failed")
+        applied.append(purge)
+        return 1
+
+    registry = CollectorRegistry()
+    shared = SharedPurges(
+        aioredis.from_url(redis_server.url),
+        STREAM,
+        100,
+        1.0,
+        "edge-b",
+        apply,
+        SharedPurgeMetrics(registry),
+    )
+    other, _ = reader(redis_server.url, "edge-a", [])
+    shared.start()
+    try:
+        await _until(lambda: shared.last_id is not None)  # first contact made
+        await other.publish(Purge(tags=("boom",)))
+        await other.publish(Purge(tags=("ok",)))
+        await _until(lambda: applied == [Purge(tags=("ok",))])
+        assert registry.get_sample_value("meshgate_cache_shared_purge_read_errors_total") == 1
+        assert shared.view()["reading"] is True  # the next read succeeded
+    finally:
+        await shared.stop()
+        await other.stop()
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Until ``condition`` holds, looked at every 20 ms; fails the test after 10 s."""
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the condition never held")
