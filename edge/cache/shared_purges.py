@@ -11,9 +11,11 @@ Fastly's and Varnish farms' purges do.
 Why a stream rather than publish/subscribe: a reader keeps the id of the last entry
 it read and goes on from there after losing its connection, so a purge appended while
 an edge was cut off from Redis is still carried out when it is back (as long as the
-stream still holds it: ``max_length`` entries). A reader that never reached Redis
-since it started begins at the stream's end when it first does (its store then holds
-only what it stored meanwhile).
+stream still holds it: ``max_length`` entries). A reader starts with the entries
+appended since its process started (stream ids are Redis's clock in milliseconds;
+:data:`CLOCK_MARGIN_MS` earlier, for clocks that differ), so an edge that could not
+reach Redis from its start carries out what was appended meanwhile too. An older
+purge read again costs a miss, never a stale answer.
 
 A purge that cannot be appended (Redis down, slower than ``timeout``) has still been
 carried out on this edge; the admin answer is then a 503 problem that says so, with
@@ -36,6 +38,7 @@ import json
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -54,6 +57,8 @@ FIELD_ORIGIN = "origin"
 READ_BLOCK_MS = 2000
 """How long one ``XREAD`` waits for new entries before asking again."""
 READ_COUNT = 100
+CLOCK_MARGIN_MS = 5000
+"""How much earlier than its start a reader begins (see the module docstring)."""
 RETRY_PAUSES = (0.1, 0.25, 0.5, 1.0, 2.0)
 """Pauses after consecutive failed reads; the last repeats."""
 
@@ -99,7 +104,10 @@ class SharedPurges:
         node: str,
         apply: Callable[[Purge], int],
         metrics: SharedPurgeMetrics,
+        since_ms: int | None = None,
     ) -> None:
+        """``since_ms``: entries appended before this time (milliseconds since the epoch)
+        are not carried out; default: :data:`CLOCK_MARGIN_MS` before now."""
         self._client = client
         self._stream = stream
         self._max_length = max_length
@@ -107,8 +115,10 @@ class SharedPurges:
         self._node = node
         self._apply = apply
         self._metrics = metrics
-        self.last_id: str | None = None
-        """The id of the last entry read (None: the stream not reached yet)."""
+        if since_ms is None:
+            since_ms = int(time.time() * 1000) - CLOCK_MARGIN_MS
+        self.last_id = f"{max(since_ms, 0)}-0"
+        """The id of the last entry read, or of where reading begins (no entry has it)."""
         self.read_error: str | None = None
         """Why the last read failed, until one succeeds (None: reading)."""
         self._task: asyncio.Task[None] | None = None
@@ -171,11 +181,6 @@ class SharedPurges:
                 await asyncio.sleep(pause)
 
     async def _read_once(self) -> None:
-        if self.last_id is None:
-            # First contact: from the stream's end (what is there was for stores as
-            # they were before this one started).
-            newest: Any = await self._client.xrevrange(self._stream, count=1)
-            self.last_id = _text(newest[0][0]) if newest else "0-0"
         # [[stream, [(id, {field: value}), ...]]], or nothing when the block ran out.
         answer: Any = await self._client.xread(
             {self._stream: self.last_id}, count=READ_COUNT, block=READ_BLOCK_MS

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +27,7 @@ STREAM = "test:purges"
 
 
 def reader(
-    url: str, node: str, applied: list[Purge], timeout: float = 1.0
+    url: str, node: str, applied: list[Purge], timeout: float = 1.0, since_ms: int | None = None
 ) -> tuple[SharedPurges, CollectorRegistry]:
     registry = CollectorRegistry()
 
@@ -42,6 +43,7 @@ def reader(
         node,
         apply,
         SharedPurgeMetrics(registry),
+        since_ms,
     )
     return shared, registry
 
@@ -82,10 +84,13 @@ def test_entries_are_carried_out_unless_this_edge_wrote_them_or_they_say_no_purg
 async def test_a_reader_goes_on_from_the_last_entry_it_read(redis_server: RedisServer) -> None:
     applied: list[Purge] = []
     mine, _ = reader(redis_server.url, "edge-a", [])
-    other, _ = reader(redis_server.url, "edge-b", applied)
+    client = aioredis.from_url(redis_server.url)
+    await mine.publish(Purge(prefix="/before"))
+    seconds, micros = await client.time()
+    # A reader that started after that purge (on Redis's clock) does not carry it out.
+    other, _ = reader(redis_server.url, "edge-b", applied, since_ms=seconds * 1000 + micros // 1000)
     try:
-        await mine.publish(Purge(prefix="/before"))
-        await other._read_once()  # first contact: starts at the stream's end
+        await other._read_once()
         assert applied == []
         # Appended while the other edge was not reading: both come when it reads again.
         first = await mine.publish(Purge(tags=("user-7",)))
@@ -96,15 +101,35 @@ async def test_a_reader_goes_on_from_the_last_entry_it_read(redis_server: RedisS
         await other.publish(Purge(tags=("own",)))
         await other._read_once()
         assert len(applied) == 2
-        client = aioredis.from_url(redis_server.url)
         entries: Any = await client.xrange(STREAM)
-        await client.aclose()
         assert [e[0].decode() for e in entries].index(first) == 1
         assert json.loads(entries[1][1][b"purge"]) == {"tags": ["user-7"]}
         assert entries[1][1][b"origin"] == b"edge-a"
     finally:
+        await client.aclose()
         await mine.stop()
         await other.stop()
+
+
+async def test_a_reader_begins_where_its_process_started(redis_server: RedisServer) -> None:
+    # An edge that could not reach Redis when it started still carries out what was
+    # appended since, and nothing from well before.
+    applied: list[Purge] = []
+    mine, _ = reader(redis_server.url, "edge-a", [])
+    try:
+        await mine.publish(Purge(prefix="/long-ago"))
+        await asyncio.sleep(0.05)
+        late, _ = reader(redis_server.url, "edge-b", applied, since_ms=int(time.time() * 1000))
+        await mine.publish(Purge(prefix="/since"))
+        await late._read_once()
+        assert applied == [Purge(prefix="/since")]
+        await late.stop()
+        default, _ = reader(redis_server.url, "edge-c", applied)  # since: a margin before now
+        await default._read_once()
+        assert applied[1:] == [Purge(prefix="/long-ago"), Purge(prefix="/since")]
+        await default.stop()
+    finally:
+        await mine.stop()
 
 
 async def test_a_purge_that_cannot_be_appended_says_why(redis_server: RedisServer) -> None:
@@ -141,7 +166,6 @@ async def test_the_reader_outlives_a_failure_and_goes_on(redis_server: RedisServ
     other, _ = reader(redis_server.url, "edge-a", [])
     shared.start()
     try:
-        await _until(lambda: shared.last_id is not None)  # first contact made
         await other.publish(Purge(tags=("boom",)))
         await other.publish(Purge(tags=("ok",)))
         await _until(lambda: applied == [Purge(tags=("ok",))])
