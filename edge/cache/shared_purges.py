@@ -4,7 +4,7 @@ Each edge keeps its own store, so a purge made on one edge's admin listener woul
 leave the others serving what was purged. With ``shared_purges`` configured, a purge
 made for every worker of an edge (``POST /cache/purge``) is also appended to a Redis
 stream (``XADD``, the stream capped at about ``max_length`` entries), and every worker
-of every edge reads that stream (``XREAD``, blocking) and carries out the purges other
+of every edge reads that stream (``XREAD``, every :data:`POLL_S`) and carries out the purges other
 edges appended. One edge's purge thus reaches every edge sharing the stream, the way
 Fastly's and Varnish farms' purges do.
 
@@ -54,8 +54,16 @@ FIELD_PURGE = "purge"
 """The entry's field holding the purge, as the JSON body of ``POST /cache/purge``."""
 FIELD_ORIGIN = "origin"
 """The entry's field naming the edge that appended it (:func:`node_id`)."""
-READ_BLOCK_MS = 2000
-"""How long one ``XREAD`` waits for new entries before asking again."""
+POLL_S = 0.25
+"""Pause between reads that found nothing new: how late a purge reaches the other edges
+at most, besides the round trips.
+
+Not a blocking ``XREAD``: redis-py does not reliably give up a blocking read when its
+task is cancelled (the task was seen to swallow the cancellation and wait on), so a
+worker could not stop. A read that returns at once, and a pause that :meth:`stop`
+cuts short, always can; four reads a second a worker are nothing to Redis."""
+STOP_TIMEOUT_S = 2.0
+"""Longest :meth:`SharedPurges.stop` waits for the reader to finish its read."""
 READ_COUNT = 100
 CLOCK_MARGIN_MS = 5000
 """How much earlier than its start a reader begins (see the module docstring)."""
@@ -122,6 +130,7 @@ class SharedPurges:
         self.read_error: str | None = None
         """Why the last read failed, until one succeeds (None: reading)."""
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     async def publish(self, purge: Purge) -> str:
         """Append ``purge``; the entry's id. Raises :class:`PurgeNotShared`."""
@@ -155,20 +164,25 @@ class SharedPurges:
         self._task = asyncio.get_running_loop().create_task(self._read_forever())
 
     async def stop(self) -> None:
+        """Stop reading (the read under way finishes, within :data:`STOP_TIMEOUT_S`) and
+        close the client."""
+        self._stopping.set()
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            try:
+                await asyncio.wait_for(asyncio.shield(task), STOP_TIMEOUT_S)
+            except TimeoutError:
+                task.cancel()  # a read that hangs: left to its cancellation
         await self._client.aclose()
 
     async def _read_forever(self) -> None:
         failures = 0
-        while True:
+        while not self._stopping.is_set():
             try:
-                await self._read_once()
+                full = await self._read_once()
                 failures = 0
                 self.read_error = None
+                pause = 0.0 if full else POLL_S
             except Exception as exc:  # the reader must outlive any one failure
                 self._metrics.read_errors.inc()
                 self.read_error = str(exc) or type(exc).__name__
@@ -178,16 +192,21 @@ class SharedPurges:
                     log.warning("cache: cannot read the purge stream %s: %s", self._stream, exc)
                 pause = RETRY_PAUSES[min(failures, len(RETRY_PAUSES) - 1)]
                 failures += 1
-                await asyncio.sleep(pause)
+            if pause:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), pause)
 
-    async def _read_once(self) -> None:
-        # [[stream, [(id, {field: value}), ...]]], or nothing when the block ran out.
-        answer: Any = await self._client.xread(
-            {self._stream: self.last_id}, count=READ_COUNT, block=READ_BLOCK_MS
-        )
+    async def _read_once(self) -> bool:
+        """Read and carry out what was appended since the last entry read; whether it was
+        a full batch (more may be waiting)."""
+        # [[stream, [(id, {field: value}), ...]]], or nothing new.
+        answer: Any = await self._client.xread({self._stream: self.last_id}, count=READ_COUNT)
+        read = 0
         for _, entries in answer or ():
             for entry_id, fields in entries:
+                read += 1
                 self.take(_text(entry_id), fields)
+        return read >= READ_COUNT
 
     def take(self, entry_id: str, fields: Mapping[Any, Any]) -> None:
         """Carry out entry ``entry_id`` unless this edge appended it or it says no purge;

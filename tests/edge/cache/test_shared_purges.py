@@ -171,6 +171,11 @@ async def test_the_reader_outlives_a_failure_and_goes_on(redis_server: RedisServ
         await _until(lambda: applied == [Purge(tags=("ok",))])
         assert registry.get_sample_value("meshgate_cache_shared_purge_read_errors_total") == 1
         assert shared.view()["reading"] is True  # the next read succeeded
+        # Stopping ends the reader between reads; it never has to be cancelled.
+        task = shared._task
+        await shared.stop()
+        assert task is not None and task.done() and not task.cancelled()
+        assert shared.view()["reading"] is False
     finally:
         await shared.stop()
         await other.stop()
