@@ -18,13 +18,18 @@ import time
 from collections.abc import Callable, Mapping
 
 from aiohttp import web
-from redis import asyncio as aioredis
 
 from edge.cache.admin import CacheAdmin, parse_purge, purged_total
 from edge.cache.metrics import CacheMetrics
 from edge.cache.policy import CachePolicy
 from edge.cache.serving import EdgeCache
-from edge.cache.shared_purges import PurgeNotShared, SharedPurgeMetrics, SharedPurges, node_id
+from edge.cache.shared_purges import (
+    PurgeNotShared,
+    SharedPurgeMetrics,
+    SharedPurges,
+    node_id,
+    redis_client,
+)
 from edge.cache.store import CacheStore
 from edge.config import EdgeConfig
 from edge.feature import BaseFeature, EdgeContext
@@ -62,7 +67,7 @@ class CacheFeature(BaseFeature):
         shared = bounds.shared_purges
         if shared is not None:
             self.shared = SharedPurges(
-                aioredis.from_url(shared.url, socket_connect_timeout=shared.timeout),
+                redis_client(shared.url, shared.timeout),
                 shared.stream,
                 shared.max_length,
                 shared.timeout,

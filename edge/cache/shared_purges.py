@@ -67,6 +67,8 @@ STOP_TIMEOUT_S = 2.0
 READ_COUNT = 100
 CLOCK_MARGIN_MS = 5000
 """How much earlier than its start a reader begins (see the module docstring)."""
+_LAST_SEQUENCE = 2**64 - 1
+"""The largest sequence number of a stream id (``<ms>-<sequence>``)."""
 RETRY_PAUSES = (0.1, 0.25, 0.5, 1.0, 2.0)
 """Pauses after consecutive failed reads; the last repeats."""
 
@@ -80,6 +82,13 @@ def node_id(several_workers: bool) -> str:
     workers (their supervisor, whose child every worker is), or this process alone."""
     owner = os.getppid() if several_workers else os.getpid()
     return f"{socket.gethostname()}/{owner}"
+
+
+def redis_client(url: str, timeout: float) -> aioredis.Redis:
+    """The client of a worker's purge stream. Socket timeouts of ``timeout``, so that a
+    Redis that hangs fails a call by itself: redis-py does not reliably give a command up
+    when its task is cancelled."""
+    return aioredis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
 
 
 class SharedPurgeMetrics:
@@ -114,8 +123,8 @@ class SharedPurges:
         metrics: SharedPurgeMetrics,
         since_ms: int | None = None,
     ) -> None:
-        """``since_ms``: entries appended before this time (milliseconds since the epoch)
-        are not carried out; default: :data:`CLOCK_MARGIN_MS` before now."""
+        """``since_ms``: entries appended before this time (milliseconds since the epoch,
+        Redis's clock) are not carried out; default: :data:`CLOCK_MARGIN_MS` before now."""
         self._client = client
         self._stream = stream
         self._max_length = max_length
@@ -125,8 +134,9 @@ class SharedPurges:
         self._metrics = metrics
         if since_ms is None:
             since_ms = int(time.time() * 1000) - CLOCK_MARGIN_MS
-        self.last_id = f"{max(since_ms, 0)}-0"
-        """The id of the last entry read, or of where reading begins (no entry has it)."""
+        # XREAD gives the entries after the id it is given: the last id of the ms before.
+        self.last_id = f"{max(since_ms - 1, 0)}-{_LAST_SEQUENCE}"
+        """The id of the last entry read, or the one reading begins after."""
         self.read_error: str | None = None
         """Why the last read failed, until one succeeds (None: reading)."""
         self._task: asyncio.Task[None] | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +22,7 @@ from edge.cache.shared_purges import (
     PurgeNotShared,
     SharedPurgeMetrics,
     SharedPurges,
+    redis_client,
 )
 
 STREAM = "test:purges"
@@ -36,7 +38,7 @@ def reader(
         return 1
 
     shared = SharedPurges(
-        aioredis.from_url(url, socket_connect_timeout=timeout),
+        redis_client(url, timeout),
         STREAM,
         100,
         timeout,
@@ -88,7 +90,8 @@ async def test_a_reader_goes_on_from_the_last_entry_it_read(redis_server: RedisS
     await mine.publish(Purge(prefix="/before"))
     seconds, micros = await client.time()
     # A reader that started after that purge (on Redis's clock) does not carry it out.
-    other, _ = reader(redis_server.url, "edge-b", applied, since_ms=seconds * 1000 + micros // 1000)
+    after = seconds * 1000 + micros // 1000 + 1  # the next millisecond
+    other, _ = reader(redis_server.url, "edge-b", applied, since_ms=after)
     try:
         await other._read_once()
         assert applied == []
@@ -132,6 +135,21 @@ async def test_a_reader_begins_where_its_process_started(redis_server: RedisServ
         await mine.stop()
 
 
+async def test_a_redis_that_hangs_fails_the_append_in_time(redis_server: RedisServer) -> None:
+    shared, registry = reader(redis_server.url, "edge-a", [], timeout=0.5)
+    await shared.publish(Purge(tags=("t",)))  # connected
+    assert redis_server.process is not None and redis_server.process.proc is not None
+    redis = redis_server.process.proc
+    redis.send_signal(signal.SIGSTOP)
+    try:
+        with pytest.raises(PurgeNotShared, match="Redis"):
+            await asyncio.wait_for(shared.publish(Purge(tags=("u",))), 5)
+        assert counted(registry, "unpublished") == 1
+    finally:
+        redis.send_signal(signal.SIGCONT)
+        await shared.stop()
+
+
 async def test_a_purge_that_cannot_be_appended_says_why(redis_server: RedisServer) -> None:
     shared, registry = reader(redis_server.url, "edge-a", [], timeout=0.5)
     redis_server.stop()
@@ -155,7 +173,7 @@ async def test_the_reader_outlives_a_failure_and_goes_on(redis_server: RedisServ
 
     registry = CollectorRegistry()
     shared = SharedPurges(
-        aioredis.from_url(redis_server.url),
+        redis_client(redis_server.url, 1.0),
         STREAM,
         100,
         1.0,
