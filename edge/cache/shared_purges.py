@@ -4,9 +4,9 @@ Each edge keeps its own store, so a purge made on one edge's admin listener woul
 leave the others serving what was purged. With ``shared_purges`` configured, a purge
 made for every worker of an edge (``POST /cache/purge``) is also appended to a Redis
 stream (``XADD``, the stream capped at about ``max_length`` entries), and every worker
-of every edge reads that stream (``XREAD``, every :data:`POLL_S`) and carries out the purges other
-edges appended. One edge's purge thus reaches every edge sharing the stream, the way
-Fastly's and Varnish farms' purges do.
+of every edge reads that stream (``XREAD``, every :data:`POLL_S` while nothing is new)
+and carries out the purges other edges appended. One edge's purge thus reaches every
+edge sharing the stream, the way Fastly's and Varnish farms' purges do.
 
 Why a stream rather than publish/subscribe: a reader keeps the id of the last entry
 it read and goes on from there after losing its connection, so a purge appended while
