@@ -13,34 +13,28 @@ made here for every worker is appended to it (:mod:`edge.cache.shared_purges`).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping
 
-from aiohttp import web
-
-from edge.cache.admin import CacheAdmin, parse_purge, purged_total
+from edge.cache.admin import CacheAdmin, purged_total
 from edge.cache.metrics import CacheMetrics
 from edge.cache.policy import CachePolicy
 from edge.cache.serving import EdgeCache
 from edge.cache.shared_purges import (
-    PurgeNotShared,
     SharedPurgeMetrics,
     SharedPurges,
     node_id,
     redis_client,
+    sharing,
 )
 from edge.cache.store import CacheStore
 from edge.config import EdgeConfig
 from edge.feature import BaseFeature, EdgeContext
 from edge.filters.cache import CacheFilter
 from edge.gateway import config_routes
-from mesh.admin import AdminHandler, json_response
-from mesh.admin_workers import QUERY as WORKERS_QUERY
-from mesh.admin_workers import THIS as THIS_WORKER
+from mesh.admin import AdminHandler
 from mesh.chain import Filter
 from mesh.config.reload import Reload
-from mesh.http.problem import problem_response
 
 
 def _policies(config: EdgeConfig) -> dict[str, CachePolicy]:
@@ -62,7 +56,6 @@ class CacheFeature(BaseFeature):
         self._purge: AdminHandler = ctx.workers.across(
             self._admin.handle_purge, every_worker=True, summary=purged_total
         )
-        self._several = ctx.workers.several
         self.shared: SharedPurges | None = None
         shared = bounds.shared_purges
         if shared is not None:
@@ -71,43 +64,14 @@ class CacheFeature(BaseFeature):
                 shared.stream,
                 shared.max_length,
                 shared.timeout,
-                node_id(self._several),
+                node_id(ctx.workers.several),
                 self._admin.apply,
                 SharedPurgeMetrics(ctx.registry),
             )
-            self._purge = self._sharing(self._purge, self.shared)
+            self._purge = sharing(self._purge, self.shared, ctx.workers.several)
             self._admin.shared_view = self.shared.view
         self._policies = _policies(config)
         self._filters = self._filters_for(self._policies)
-
-    def _sharing(self, purge: AdminHandler, shared: SharedPurges) -> AdminHandler:
-        """``purge``, then, when it was for every worker and done, the same purge appended
-        to the stream for the other edges: 200 with ``shared`` saying the entry's id, or a
-        503 problem with the local answer when it could not be appended."""
-
-        async def handle(request: web.Request) -> web.StreamResponse:
-            response = await purge(request)
-            only_this = self._several and request.query.get(WORKERS_QUERY) == THIS_WORKER
-            if response.status != 200 or only_this or not isinstance(response, web.Response):
-                return response
-            answer = json.loads(response.body) if isinstance(response.body, bytes) else {}
-            said = parse_purge(json.loads(await request.read()))
-            assert not isinstance(said, str)  # the purge answered 200: its body said one
-            try:
-                entry = await shared.publish(said)
-            except PurgeNotShared as exc:
-                return problem_response(
-                    503,
-                    "Purged here, not shared",
-                    f"the purge was carried out on this edge but not passed on to the "
-                    f"others: {exc}",
-                    None,
-                    slug="purge-not-shared",
-                    extra={**answer, "shared": {"published": False, "error": str(exc)}},
-                )
-            return json_response({**answer, "shared": {"published": True, "id": entry}})
-
-        return handle
 
     def _filters_for(self, policies: Mapping[str, CachePolicy]) -> list[Filter]:
         return [CacheFilter(self.cache)] if policies else []

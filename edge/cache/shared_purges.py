@@ -18,7 +18,8 @@ reach Redis from its start carries out what was appended meanwhile too. An older
 purge read again costs a miss, never a stale answer.
 
 A purge that cannot be appended (Redis down, slower than ``timeout``) has still been
-carried out on this edge; the admin answer is then a 503 problem that says so, with
+carried out on this edge; the admin answer (:func:`sharing`, wrapped around
+``POST /cache/purge``) is then a 503 problem that says so, with
 the local count, so whoever purged knows the other edges were not told and can ask
 again. Entries each edge appended itself are skipped when read back (its workers
 carried the purge out already). Entries that do not say a purge are counted and
@@ -42,11 +43,16 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
 from edge.cache.admin import Purge, parse_purge
+from mesh.admin import AdminHandler, json_response
+from mesh.admin_workers import QUERY as WORKERS_QUERY
+from mesh.admin_workers import THIS as THIS_WORKER
+from mesh.http.problem import problem_response
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +247,46 @@ class SharedPurges:
             entry_id,
             purged,
         )
+
+
+def sharing(purge: AdminHandler, shared: SharedPurges, several_workers: bool) -> AdminHandler:
+    """``POST /cache/purge``'s ``purge`` handler, then, when the purge was for every
+    worker of this edge and done, the same purge appended to the stream for the other
+    edges: 200 with ``shared`` saying the entry's id, or a 503 problem with the local
+    answer when it could not be appended. ``workers=this`` with several workers (a
+    purge of one worker, or another worker's share of this edge's purge) is not passed
+    on."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        response = await purge(request)
+        only_this = several_workers and request.query.get(WORKERS_QUERY) == THIS_WORKER
+        if (
+            response.status != 200
+            or only_this
+            or not isinstance(response, web.Response)
+            or not isinstance(response.body, bytes)
+        ):
+            return response
+        # The body was read, and said a purge, or the answer would not be a 200; aiohttp
+        # keeps what it read.
+        said = parse_purge(json.loads(await request.read()))
+        if isinstance(said, str):  # pragma: no cover - see above
+            return response
+        answer = json.loads(response.body)
+        try:
+            entry = await shared.publish(said)
+        except PurgeNotShared as exc:
+            return problem_response(
+                503,
+                "Purged here, not shared",
+                f"the purge was carried out on this edge but not passed on to the others: {exc}",
+                None,
+                slug="purge-not-shared",
+                extra={**answer, "shared": {"published": False, "error": str(exc)}},
+            )
+        return json_response({**answer, "shared": {"published": True, "id": entry}})
+
+    return handle
 
 
 def _text(value: object) -> str:

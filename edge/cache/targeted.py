@@ -80,24 +80,21 @@ def _flag(members: Mapping[str, object], name: str) -> bool:
     return value is True or (name in _QUALIFIABLE and isinstance(value, str))
 
 
-def _lifetime(members: Mapping[str, object], name: str) -> int | None:
-    """``max-age`` / ``s-maxage``: its seconds; 0 (stale) for a value that is not a
-    non-negative Integer; None when absent."""
-    if name not in members:
-        return None
-    value = members[name]
-    if type(value) is int and value >= 0:  # bool is an int: True is not a lifetime
-        return min(value, MAX_DELTA_SECONDS)
-    return 0
-
-
-def _window(members: Mapping[str, object], name: str) -> int | None:
-    """``stale-while-revalidate`` / ``stale-if-error``: its seconds; None when absent or
-    not a non-negative Integer (ignored)."""
-    value = members.get(name)
+def _seconds(value: object) -> int | None:
+    """A member's delta-seconds: a non-negative Integer, capped; None for anything else
+    (``True`` too, though a bool is an int)."""
     if type(value) is int and value >= 0:
         return min(value, MAX_DELTA_SECONDS)
     return None
+
+
+def _lifetime(members: Mapping[str, object], name: str) -> int | None:
+    """``max-age`` / ``s-maxage``: its seconds; 0 (stale) for a value that is not
+    delta-seconds; None when absent."""
+    if name not in members:
+        return None
+    seconds = _seconds(members[name])
+    return 0 if seconds is None else seconds
 
 
 def _control(members: Mapping[str, object]) -> ResponseControl:
@@ -113,6 +110,7 @@ def _control(members: Mapping[str, object]) -> ResponseControl:
         proxy_revalidate=proxy_revalidate,
         max_age=_lifetime(members, "max-age"),
         s_maxage=_lifetime(members, "s-maxage"),
-        stale_while_revalidate=_window(members, "stale-while-revalidate"),
-        stale_if_error=_window(members, "stale-if-error"),
+        # Not delta-seconds: the extension is ignored.
+        stale_while_revalidate=_seconds(members.get("stale-while-revalidate")),
+        stale_if_error=_seconds(members.get("stale-if-error")),
     )
