@@ -14,6 +14,7 @@ from edge.auth.config import AuthConfig, RouteAuthConfig
 from edge.cache.config import CacheStoreConfig, RouteCacheConfig
 from edge.compression.config import CompressionConfig
 from edge.cors.config import CorsConfig
+from edge.direct.config import DirectResponseConfig, RedirectConfig
 from edge.ext_authz.config import ExtAuthzConfig, RouteExtAuthzConfig
 from edge.headers.config import HeadersConfig
 from edge.ip_access.config import IpAccessConfig
@@ -132,7 +133,13 @@ class RouteConfig(Frozen):
     prefix: str
     """Path prefix, matched on segment boundaries: ``/api/users`` matches
     ``/api/users`` and ``/api/users/7``, not ``/api/usersX``."""
-    service: str
+    service: str | None = None
+    """Where the requests go. A route has exactly one of ``service``, ``redirect`` and
+    ``direct_response``."""
+    redirect: RedirectConfig | None = None
+    """The edge answers with a redirect (:mod:`edge.direct`) instead of proxying."""
+    direct_response: DirectResponseConfig | None = None
+    """The edge answers with this status and body instead of proxying."""
     name: str | None = None
     host: str | None = None
     methods: tuple[str, ...] | None = None
@@ -203,6 +210,24 @@ class RouteConfig(Frozen):
         return upper
 
     @model_validator(mode="after")
+    def _one_action(self) -> RouteConfig:
+        actions = [k for k in ("service", "redirect", "direct_response") if getattr(self, k)]
+        if len(actions) != 1:
+            found = " and ".join(actions) if actions else "none"
+            raise ValueError(
+                f"give exactly one of service, redirect and direct_response (found {found})"
+            )
+        if self.service is None:
+            # What only a proxied request has: the edge's own answer would ignore them.
+            proxied = [k for k in _PROXIED_ONLY if getattr(self, k) not in (None, False)]
+            if proxied:
+                raise ValueError(
+                    f"{proxied[0]}: a route with {actions[0]} is answered by the edge, "
+                    "no service; remove the key"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _one_rewrite(self) -> RouteConfig:
         if self.strip_prefix and self.prefix_rewrite is not None:
             raise ValueError("use either strip_prefix or prefix_rewrite, not both")
@@ -214,6 +239,19 @@ class RouteConfig(Frozen):
             # Every copy would go to the instances taking the request itself.
             raise ValueError(f"mirror.service: {self.service!r} is the route's own service")
         return self
+
+
+_PROXIED_ONLY = (
+    "strip_prefix",
+    "prefix_rewrite",
+    "timeout",
+    "canary",
+    "mirror",
+    "hash_policy",
+    "retries",
+    "cache",
+)
+"""Route keys about the service's side of a request, refused on a route without one."""
 
 
 class ListenConfig(Frozen):

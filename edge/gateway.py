@@ -16,7 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from edge.config import EdgeConfig
+from edge.config import EdgeConfig, RouteConfig
+from edge.direct.actions import DirectAction
+from edge.direct.terminal import DirectTerminal
 from edge.feature import EdgeFeature
 from edge.filters.routing import RoutingFilter
 from edge.meta_routes import MetaProblem, all_meta_routes
@@ -49,6 +51,8 @@ _ROUTING_KEYS = {
     "retries",
     "cache",
     "ext_authz",
+    "redirect",
+    "direct_response",
 }
 
 
@@ -73,9 +77,19 @@ def config_routes(config: EdgeConfig) -> list[Route]:
             retries=r.retries.policy() if r.retries is not None else None,
             cache=r.cache.policy() if r.cache is not None else None,
             ext_authz=r.ext_authz.check() if r.ext_authz is not None else None,
+            direct=direct_action(r),
         )
         for r in config.routes
     ]
+
+
+def direct_action(route: RouteConfig) -> DirectAction | None:
+    """The edge's own answer for a route's requests, or None for a proxied route."""
+    if route.redirect is not None:
+        return route.redirect.action()
+    if route.direct_response is not None:
+        return route.direct_response.action()
+    return None
 
 
 @dataclass(frozen=True)
@@ -161,7 +175,9 @@ class EdgeGateway:
             ),
             *after,
         ]
-        return build_chain(fuse_adjacent(filters), self._proxy)
+        # Only a table with routes the edge answers itself pays for the test of each request.
+        terminal = DirectTerminal(self._proxy) if table.answers_directly else self._proxy
+        return build_chain(fuse_adjacent(filters), terminal)
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:
         routes = list(self._routing.routes)

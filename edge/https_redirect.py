@@ -7,27 +7,20 @@ gets a 400, so the Location can never carry injected characters.
 
 from __future__ import annotations
 
-import re
-
 from aiohttp import web
 
+from edge.direct.location import location, split_authority
 from mesh.http import request_id
 from mesh.http.path import PathRejected, normalise_path, split_target
 from mesh.http.problem import problem_response
 
-_HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253})(?::\d{1,5})?\Z")
-
 
 def https_location(host: str, target: str, https_port: int) -> str | None:
     """The redirect target for ``Host: host`` and ``target``; None if host is unusable."""
-    if not _HOST.match(host):
+    authority = split_authority(host)
+    if authority is None:
         return None
-    if host.startswith("["):
-        name = host[: host.index("]") + 1]
-    else:
-        name = host.rsplit(":", 1)[0] if ":" in host else host
-    authority = name if https_port == 443 else f"{name}:{https_port}"
-    return f"https://{authority.lower()}{target}"
+    return location("https", authority[0], https_port, target)
 
 
 class HttpsRedirect:
@@ -43,12 +36,12 @@ class HttpsRedirect:
             target = normalise_path(raw_path) + (f"?{query}" if query else "")
         except PathRejected as exc:
             return problem_response(400, "Bad request path", exc.reason, rid, slug="bad-path")
-        location = https_location(request.headers.get("Host", ""), target, self._port)
-        if location is None:
+        url = https_location(request.headers.get("Host", ""), target, self._port)
+        if url is None:
             return problem_response(
                 400, "Bad request", "a valid Host header is required", rid, slug="bad-host"
             )
         return web.Response(
             status=308,
-            headers={"Location": location, request_id.HEADER: rid, "Connection": "close"},
+            headers={"Location": url, request_id.HEADER: rid, "Connection": "close"},
         )

@@ -25,6 +25,7 @@ from typing import Any
 from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
 
 from edge.cache.policy import CachePolicy
+from edge.direct.actions import DirectAction, rewrite_prefix
 from edge.ext_authz.policy import RouteCheck
 from edge.mirror.policy import MirrorPolicy
 from edge.route_match import NO_PARAMS, Condition, Conditions, parse_query
@@ -40,7 +41,8 @@ class Route:
     name: str
     prefix: str
     """Without a trailing slash (except the root route ``/``)."""
-    service: str
+    service: str | None
+    """Where the requests go; None for a route the edge answers itself (``direct``)."""
     source: str
     """``config`` or ``consul:<service>``."""
     host: str | None = None
@@ -68,6 +70,9 @@ class Route:
     ext_authz: RouteCheck | None = None
     """The route's own external authorization setting (:mod:`edge.ext_authz`); None: the
     edge-wide ``ext_authz.check_by_default`` decides (always so for Consul-meta routes)."""
+    direct: DirectAction | None = None
+    """The edge's own answer to this route's requests, a redirect or a fixed response
+    (:mod:`edge.direct`), for a route without a service; None: proxied."""
     options: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
     """Per-route settings of the features (``auth``, ``rate_limits``, ...), as configured."""
 
@@ -81,10 +86,7 @@ class Route:
         """Path to send upstream, or None when it is ``path`` unchanged."""
         if self.rewrite is None:
             return None
-        rest = path[len(self.prefix) :] if self.prefix != "/" else path
-        base = self.rewrite.rstrip("/")
-        out = base + rest
-        return out if out.startswith("/") else "/" + out
+        return rewrite_prefix(self.prefix, self.rewrite, path)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -112,13 +114,14 @@ class Route:
             "retries": None if self.retries is None else self.retries.describe(),
             "cache": None if self.cache is None else self.cache.describe(),
             "ext_authz": None if self.ext_authz is None else self.ext_authz.describe(),
+            **({} if self.direct is None else self.direct.describe()),
         }
 
 
 def make_route(
     *,
     prefix: str,
-    service: str,
+    service: str | None,
     source: str,
     name: str | None = None,
     host: str | None = None,
@@ -135,11 +138,16 @@ def make_route(
     retries: RouteRetryPolicy | None = None,
     cache: CachePolicy | None = None,
     ext_authz: RouteCheck | None = None,
+    direct: DirectAction | None = None,
 ) -> Route:
+    """A route; exactly one of ``service`` and ``direct`` (the edge's own answer)."""
+    if (service is None) == (direct is None):
+        raise ValueError("a route has either a service or a direct action")
     norm = prefix.rstrip("/") or "/"
     rewrite = "/" if strip_prefix else prefix_rewrite
+    label = direct.kind if direct is not None else str(service)
     return Route(
-        name=name or f"{service}:{norm}",
+        name=name or f"{label}:{norm}",
         prefix=norm,
         service=service,
         source=source,
@@ -156,6 +164,7 @@ def make_route(
         retries=retries,
         cache=cache,
         ext_authz=ext_authz,
+        direct=direct,
     )
 
 
@@ -235,12 +244,18 @@ class RouteTable:
         return Match(None)
 
     def services(self) -> set[str]:
-        return {r.service for r in self.routes}
+        return {r.service for r in self.routes if r.service is not None}
+
+    @property
+    def answers_directly(self) -> bool:
+        """Whether some route is answered by the edge itself (:mod:`edge.direct`)."""
+        return any(r.direct is not None for r in self.routes)
 
     def describe(self, instances: Mapping[str, list[dict[str, Any]]]) -> dict[str, Any]:
         return {
             "routes": [
-                {**r.describe(), "instances": instances.get(r.service, [])} for r in self.routes
+                {**r.describe(), "instances": instances.get(r.service or "", [])}
+                for r in self.routes
             ],
             "conflicts": list(self.conflicts),
         }
@@ -248,7 +263,7 @@ class RouteTable:
 
 def _precedence(route: Route) -> tuple[int, str, str]:
     """Which of two conflicting routes wins: the smaller."""
-    return (0 if route.source == "config" else 1, route.service, route.name)
+    return (0 if route.source == "config" else 1, route.service or "", route.name)
 
 
 def _trial_order(given: int, route: Route) -> tuple[bool, int, str, int, bool, int, str, str]:
@@ -259,7 +274,7 @@ def _trial_order(given: int, route: Route) -> tuple[bool, int, str, int, bool, i
     name."""
     n = len(route.conditions) if route.conditions is not None else 0
     consul = route.source != "config"
-    place = (0, route.service, route.name) if consul else (given, "", "")
+    place = (0, route.service or "", route.name) if consul else (given, "", "")
     return (route.host is None, -len(route.prefix), route.prefix, -n, consul, *place)
 
 

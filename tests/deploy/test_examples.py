@@ -165,7 +165,7 @@ def test_edge_example_values_are_the_defaults() -> None:
 
 def test_edge_example_routes() -> None:
     config = load_edge_config(EXAMPLES / "edge.yaml")
-    users, orders, orders_v2 = config.routes
+    users, orders, orders_v2, moved, robots = config.routes
     assert (users.prefix, users.service, users.prefix_rewrite) == ("/api/users", "users", "/users")
     assert orders.methods == ("GET", "POST")
     assert orders.timeout == 5.0
@@ -190,6 +190,13 @@ def test_edge_example_routes() -> None:
     table = RouteTable(config_routes(config))
     assert table.conflicts == ()
     assert [r.service for r in table.routes if r.prefix == "/api/orders"] == ["orders-v2", "orders"]
+    # The routes the edge answers itself.
+    assert moved.service is None and moved.redirect is not None
+    assert moved.redirect.action().location(
+        "http", "shop.example:8080", "/v1/orders", "/v1/orders/7", "x=1"
+    ) == ("http://shop.example:8080/api/orders/7?x=1")
+    assert robots.direct_response is not None
+    assert robots.direct_response.action().body == b"User-agent: *\nDisallow: /api/\n"
 
 
 def test_edge_example_rate_limit_policies() -> None:
@@ -200,7 +207,7 @@ def test_edge_example_rate_limit_policies() -> None:
     assert limits.policies["per-user"].count_by == ("user",)
     assert limits.policies["orders-writes"].count_by == ("user", "route")
     assert str(limits.policies["per-key"].by_plan["pro"]) == "100/s burst 200"
-    users, orders, _ = config.routes
+    users, orders, *_ = config.routes
     assert users.rate_limits is None  # the default policies
     assert orders.rate_limits == ("anonymous", "per-user", "per-key", "orders-writes")
 

@@ -38,7 +38,7 @@ def one_line(result: subprocess.CompletedProcess[str], stream: str) -> str:
 @pytest.mark.parametrize(
     ("role", "example", "named"),
     [
-        ("edge", "edge.yaml", "(3 routes)"),
+        ("edge", "edge.yaml", "(5 routes)"),
         ("edge", "edge-static.yaml", "(1 route, the static catalog (2 services))"),
         ("sidecar", "sidecar.yaml", "(service orders)"),
     ],

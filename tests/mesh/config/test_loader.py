@@ -392,8 +392,8 @@ def test_edge_config_empty_file_gives_defaults() -> None:
         ),
         pytest.param(
             "routes:\n  - prefix: /a",
-            "routes[0].service",
-            "required key is missing",
+            "routes[0]",
+            "give exactly one of service, redirect and direct_response (found none)",
             id="route-missing-service",
         ),
         pytest.param(
