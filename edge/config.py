@@ -130,9 +130,13 @@ class RouteMatchConfig(Frozen):
 
 
 class RouteConfig(Frozen):
-    prefix: str
+    prefix: str | None = None
     """Path prefix, matched on segment boundaries: ``/api/users`` matches
-    ``/api/users`` and ``/api/users/7``, not ``/api/usersX``."""
+    ``/api/users`` and ``/api/users/7``, not ``/api/usersX``. A route has exactly one of
+    ``prefix`` and ``path``."""
+    path: str | None = None
+    """Exactly this path (after normalisation; ``/docs`` is not ``/docs/``). Tried before
+    the prefix routes of its host (nginx's ``location =``)."""
     service: str | None = None
     """Where the requests go. A route has exactly one of ``service``, ``redirect`` and
     ``direct_response``."""
@@ -191,7 +195,7 @@ class RouteConfig(Frozen):
     checks it, ``true`` checks it, a block checks it with ``context`` (or says
     ``disabled``); null: as ``ext_authz.check_by_default`` says."""
 
-    @field_validator("prefix", "prefix_rewrite")
+    @field_validator("prefix", "path", "prefix_rewrite")
     @classmethod
     def _absolute(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith("/"):
@@ -208,6 +212,18 @@ class RouteConfig(Frozen):
         if unknown:
             raise ValueError(f"unknown HTTP method {unknown[0]!r}")
         return upper
+
+    @model_validator(mode="after")
+    def _prefix_or_path(self) -> RouteConfig:
+        if (self.prefix is None) == (self.path is None):
+            found = "both" if self.prefix is not None else "neither"
+            raise ValueError(f"give exactly one of prefix and path (found {found})")
+        return self
+
+    @property
+    def matched(self) -> str:
+        """The prefix or the exact path the route matches."""
+        return self.prefix if self.prefix is not None else str(self.path)
 
     @model_validator(mode="after")
     def _one_action(self) -> RouteConfig:

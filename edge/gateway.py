@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 # Route keys routing itself uses; everything else goes to the features as options.
 _ROUTING_KEYS = {
     "prefix",
+    "path",
     "service",
     "name",
     "host",
@@ -59,7 +60,8 @@ _ROUTING_KEYS = {
 def config_routes(config: EdgeConfig) -> list[Route]:
     return [
         make_route(
-            prefix=r.prefix,
+            prefix=r.matched,
+            exact=r.path is not None,
             service=r.service,
             source="config",
             name=r.name,

@@ -1,7 +1,8 @@
 """The edge's route table: compiled once per snapshot, matched per request (pure).
 
 Precedence when matching: routes for the request's host before host-less
-routes, then the longest prefix. Among routes with the same host and prefix,
+routes, then routes of an exact path (a config route's ``path``), then the
+longest prefix. Among routes with the same host and prefix,
 those with conditions on headers and query (:mod:`edge.route_match`) are tried
 before the one without; among them, more conditions first, then config
 routes in the order given before Consul-meta routes (by service name, then
@@ -10,7 +11,8 @@ candidate is tried, down to shorter prefixes and host-less routes. The first
 route that takes the request decides; if its methods exclude the request's,
 the answer is 405 (no other route is tried).
 
-Two routes with the same host, prefix and conditions (in any order) conflict;
+Two routes with the same host, prefix (or exact path) and conditions (in any order)
+conflict;
 the rule (shown at ``/routes``) is: a route from the edge config wins over one
 declared in Consul meta; between Consul routes, the service whose name sorts
 first wins.
@@ -40,13 +42,16 @@ HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTI
 class Route:
     name: str
     prefix: str
-    """Without a trailing slash (except the root route ``/``)."""
+    """Without a trailing slash (except the root route ``/``); for an ``exact`` route, its
+    path as given."""
     service: str | None
     """Where the requests go; None for a route the edge answers itself (``direct``)."""
     source: str
     """``config`` or ``consul:<service>``."""
     host: str | None = None
     methods: frozenset[str] | None = None
+    exact: bool = False
+    """Only the path ``prefix`` itself matches (a route's ``path``), none below it."""
     rewrite: str | None = None
     """Replacement for the matched prefix (``/`` for strip_prefix); None keeps the path."""
     timeout: float | None = None
@@ -78,6 +83,8 @@ class Route:
 
     def matches(self, path: str) -> bool:
         p = self.prefix
+        if self.exact:
+            return path == p
         if p == "/":
             return True
         return path.startswith(p) and (len(path) == len(p) or path[len(p)] == "/")
@@ -92,6 +99,7 @@ class Route:
         return {
             "name": self.name,
             "prefix": self.prefix,
+            "exact": self.exact,
             "service": self.service,
             "source": self.source,
             "host": self.host,
@@ -139,20 +147,24 @@ def make_route(
     cache: CachePolicy | None = None,
     ext_authz: RouteCheck | None = None,
     direct: DirectAction | None = None,
+    exact: bool = False,
 ) -> Route:
-    """A route; exactly one of ``service`` and ``direct`` (the edge's own answer)."""
+    """A route; exactly one of ``service`` and ``direct`` (the edge's own answer). With
+    ``exact``, ``prefix`` is the one path the route matches (its default name marks it
+    with ``=``, as nginx's exact locations are written)."""
     if (service is None) == (direct is None):
         raise ValueError("a route has either a service or a direct action")
-    norm = prefix.rstrip("/") or "/"
+    norm = prefix if exact else prefix.rstrip("/") or "/"
     rewrite = "/" if strip_prefix else prefix_rewrite
     label = direct.kind if direct is not None else str(service)
     return Route(
-        name=name or f"{label}:{norm}",
+        name=name or f"{label}:{'=' if exact else ''}{norm}",
         prefix=norm,
         service=service,
         source=source,
         host=_bare_host(host) if host else None,
         methods=frozenset(m.upper() for m in methods) if methods else None,
+        exact=exact,
         rewrite=rewrite,
         timeout=timeout,
         max_body_size=max_body_size,
@@ -176,7 +188,9 @@ class Match:
 
 _NO_HEADERS: MultiMapping[str] = CIMultiDictProxy(CIMultiDict())
 
-_ConflictKey = tuple[str | None, str, tuple[frozenset[Condition], frozenset[Condition]] | None]
+_ConflictKey = tuple[
+    str | None, bool, str, tuple[frozenset[Condition], frozenset[Condition]] | None
+]
 
 
 class RouteTable:
@@ -188,7 +202,12 @@ class RouteTable:
         conflicts: list[dict[str, Any]] = []
         for given, route in sorted(enumerate(routes), key=lambda item: _precedence(item[1])):
             conditions = route.conditions
-            key = (route.host, route.prefix, None if conditions is None else conditions.key)
+            key = (
+                route.host,
+                route.exact,
+                route.prefix,
+                None if conditions is None else conditions.key,
+            )
             found = chosen.get(key)
             if found is None:
                 chosen[key] = (given, route)
@@ -198,6 +217,7 @@ class RouteTable:
                     {
                         "host": route.host,
                         "prefix": route.prefix,
+                        "exact": route.exact,
                         "match": winner["match"],
                         "winner": winner,
                         "ignored": route.describe(),
@@ -266,16 +286,17 @@ def _precedence(route: Route) -> tuple[int, str, str]:
     return (0 if route.source == "config" else 1, route.service or "", route.name)
 
 
-def _trial_order(given: int, route: Route) -> tuple[bool, int, str, int, bool, int, str, str]:
+def _trial_order(given: int, route: Route) -> tuple[bool, bool, int, str, int, bool, int, str, str]:
     """Where ``route`` (``given``-th in the table's input) is tried, smaller first:
-    host-specific before host-less, longer prefixes first (equal lengths by prefix, so
-    one prefix's routes sit together); for one prefix, more conditions first (none
-    last); then config routes in the order given, then Consul routes by service and
-    name."""
+    host-specific before host-less; exact paths before prefixes; longer prefixes first
+    (equal lengths by prefix, so one prefix's routes sit together); for one prefix, more
+    conditions first (none last); then config routes in the order given, then Consul
+    routes by service and name."""
     n = len(route.conditions) if route.conditions is not None else 0
     consul = route.source != "config"
     place = (0, route.service or "", route.name) if consul else (given, "", "")
-    return (route.host is None, -len(route.prefix), route.prefix, -n, consul, *place)
+    prefix = route.prefix
+    return (route.host is None, not route.exact, -len(prefix), prefix, -n, consul, *place)
 
 
 def _bare_host(host: str) -> str:

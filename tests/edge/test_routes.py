@@ -198,6 +198,7 @@ def test_describe() -> None:
     assert route.describe() == {
         "name": "s:/a",
         "prefix": "/a",
+        "exact": False,
         "service": "s",
         "source": "consul:s",
         "host": "h",
@@ -774,3 +775,78 @@ def test_same_prefix_with_other_conditions_does_not_conflict(routes: list[Route]
     table = RouteTable(routes)
     assert table.conflicts == ()
     assert len(table.routes) == 2
+
+
+# --- exact paths --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "matches"),
+    [
+        ("/robots.txt", True),
+        ("/robots.txt/", False),
+        ("/robots.txt/x", False),
+        ("/robots", False),
+        ("/", False),
+    ],
+)
+def test_an_exact_route_matches_its_path_alone(path: str, matches: bool) -> None:
+    assert config_route("/robots.txt", "site", exact=True).matches(path) is matches
+
+
+def test_an_exact_route_keeps_its_trailing_slash_and_is_named_with_an_equals_sign() -> None:
+    root = config_route("/", "site", exact=True)
+    assert (root.prefix, root.name) == ("/", "site:=/")
+    assert root.matches("/") and not root.matches("/x")
+    docs = config_route("/docs/", "site", exact=True)
+    assert (docs.prefix, docs.name, docs.exact) == ("/docs/", "site:=/docs/", True)
+    assert docs.matches("/docs/") and not docs.matches("/docs")
+
+
+def test_an_exact_route_rewrites_its_whole_path() -> None:
+    assert config_route("/old", "s", exact=True, prefix_rewrite="/new").upstream_path("/old") == (
+        "/new"
+    )
+    assert config_route("/old", "s", exact=True, strip_prefix=True).upstream_path("/old") == "/"
+
+
+def test_exact_paths_are_tried_before_prefixes_of_their_host() -> None:
+    table = RouteTable(
+        [
+            config_route("/", "catch-all"),
+            config_route("/api/orders/export", "export"),
+            config_route("/api/orders", "orders-page", exact=True),
+            config_route("/api", "api"),
+            config_route("/api", "api-root", exact=True, host="shop.example"),
+            config_route("/", "home", exact=True),
+        ]
+    )
+
+    def service(host: str | None, path: str) -> str | None:
+        route = table.match(host, path, "GET").route
+        return None if route is None else route.service
+
+    assert service(None, "/api/orders") == "orders-page"  # exact beats the longer prefix
+    assert service(None, "/api/orders/7") == "api"
+    assert service(None, "/api/orders/export") == "export"
+    assert service(None, "/") == "home"  # exact beats the root prefix
+    assert service(None, "/x") == "catch-all"
+    # The host's exact route goes first for its host; host-less routes after it.
+    assert service("shop.example", "/api") == "api-root"
+    assert service("shop.example", "/api/orders") == "orders-page"
+    assert service("other.example", "/api") == "api"
+    assert [r.name for r in table.routes][:2] == ["api-root:=/api", "orders-page:=/api/orders"]
+
+
+def test_an_exact_path_and_a_prefix_of_the_same_text_do_not_conflict() -> None:
+    table = RouteTable(
+        [
+            config_route("/api", "a", exact=True),
+            config_route("/api", "b"),
+            config_route("/api", "c", exact=True),
+        ]
+    )
+    assert [r.service for r in table.routes] == ["a", "b"]
+    (conflict,) = table.conflicts
+    assert (conflict["prefix"], conflict["exact"]) == ("/api", True)
+    assert conflict["winner"]["service"] == "a" and conflict["ignored"]["service"] == "c"

@@ -18,7 +18,7 @@ DOCS = {
     "redirect": {"scheme": "https", "host": "docs.example", "path": "/", "strip_query": True},
 }
 HEALTH = {
-    "prefix": "/healthz",
+    "path": "/healthz",
     "methods": ["GET", "HEAD"],
     "direct_response": {"status": 200, "body": "ok\n"},
     "headers": {"response": {"set": {"Cache-Control": "no-store"}}},
@@ -52,12 +52,16 @@ def test_redirects_and_responses_beside_a_proxied_route(mesh: Mesh, tmp_path: Pa
         "prefix": "/shop",
         "direct_response": {"status": 503, "body_file": str(page), "content_type": "text/html"},
     }
-    edge = mesh.edge([ORDERS, MOVED, DOCS, HEALTH, CLOSED, maintenance])
+    # An exact path beside the prefix of the same text: it takes that path alone.
+    listing = {"path": "/api/orders", "service": "orders", "prefix_rewrite": "/orders/list"}
+    edge = mesh.edge([ORDERS, MOVED, DOCS, HEALTH, CLOSED, maintenance, listing])
     before = app.stats()
 
-    # The proxied route still reaches its service.
+    # The proxied routes still reach their service.
     status, _, body = fetch(edge, "/api/orders/echo")
     assert status == 200 and json.loads(body)["path"] == "/orders/echo"
+    status, _, body = fetch(edge, "/api/orders")
+    assert status == 200 and json.loads(body)["path"] == "/orders/list"
 
     # A redirect keeps the request's host, port and query, with the prefix replaced ...
     status, headers, body = fetch(edge, "/v1/orders/7?expand=items", "POST")
@@ -79,6 +83,8 @@ def test_redirects_and_responses_beside_a_proxied_route(mesh: Mesh, tmp_path: Pa
     assert headers["cache-control"] == "no-store"
     status, headers, body = fetch(edge, "/healthz", "HEAD")
     assert (status, headers["content-length"], body) == (200, "3", b"")
+    # An exact path: nothing below it.
+    assert fetch(edge, "/healthz/x")[0] == 404
     # The route's methods hold as for any route.
     status, headers, body = fetch(edge, "/healthz", "DELETE")
     assert status == 405 and headers["allow"] == "GET, HEAD"
@@ -94,7 +100,7 @@ def test_redirects_and_responses_beside_a_proxied_route(mesh: Mesh, tmp_path: Pa
 
     # No service was asked for any of these.
     after = app.stats()
-    assert after["total"] == before["total"] + 1, (before, after)
+    assert after["total"] == before["total"] + 2, (before, after)
 
     # /routes shows what each answers, with no instances; metrics count them by route.
     status, _, body = http(f"http://127.0.0.1:{edge.admin}/routes")
@@ -113,8 +119,9 @@ def test_redirects_and_responses_beside_a_proxied_route(mesh: Mesh, tmp_path: Pa
         if labels["role"] == "edge"
     }
     assert counted[("redirect:/v1/orders", "3xx")] == 2
-    assert counted[("response:/healthz", "2xx")] == 2
+    assert counted[("response:=/healthz", "2xx")] == 2
     assert counted[("orders:/api/orders", "2xx")] == 1
+    assert counted[("orders:=/api/orders", "2xx")] == 1
 
 
 def test_a_redirect_needs_a_host_it_can_use(mesh: Mesh) -> None:

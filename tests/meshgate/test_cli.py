@@ -30,7 +30,11 @@ EDGE_CASES = [
         "unknown key",
     ),
     ("routes:\n  - prefix: api\n    service: users\n", "routes[0].prefix", "must start with '/'"),
-    ("routes:\n  - service: users\n", "routes[0].prefix", "required key is missing"),
+    (
+        "routes:\n  - service: users\n",
+        "routes[0]",
+        "give exactly one of prefix and path (found neither)",
+    ),
     ("proxy:\n  connect_timeout: soon\n", "proxy.connect_timeout", "expected a duration"),
     ("listen:\n  port: 99999\n", "listen.port", "less than or equal to 65535"),
     (

@@ -397,6 +397,18 @@ def test_edge_config_empty_file_gives_defaults() -> None:
             id="route-missing-service",
         ),
         pytest.param(
+            "routes:\n  - prefix: /a\n    path: /a\n    service: s",
+            "routes[0]",
+            "give exactly one of prefix and path (found both)",
+            id="route-prefix-and-path",
+        ),
+        pytest.param(
+            "routes:\n  - path: robots.txt\n    service: s",
+            "routes[0].path",
+            "must start with '/'",
+            id="route-path-relative",
+        ),
+        pytest.param(
             "routes:\n  - prefix: /a\n    service: s\n    timeout: 5 minutes",
             "routes[0].timeout",
             "expected a duration",
