@@ -33,9 +33,9 @@ def test_defaults() -> None:
         targeted=("meshgate-cache-control",),
     )
     assert RouteCacheConfig(tag_header=None).policy().tag_header is None
-    assert RouteCacheConfig(targeted_fields=[]).policy().targeted == ()
+    assert RouteCacheConfig(targeted_fields=()).policy().targeted == ()
     # Without HEAD, no HEAD is converted, whatever the default says.
-    assert RouteCacheConfig(methods=["GET"]).policy().convert_head is False
+    assert RouteCacheConfig(methods=("GET",)).policy().convert_head is False
     off = RouteCacheConfig(convert_head=False, fill_on_range=False).policy()
     assert (off.head, off.convert_head, off.fill_on_range) == (True, False, False)
     assert EdgeConfig().cache == CacheStoreConfig()
