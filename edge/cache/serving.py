@@ -20,14 +20,15 @@ and, by its freshness (:mod:`edge.cache.freshness`) at that moment:
   fetch (:mod:`edge.cache.flights`).
 
 A HEAD that does not find a fresh entry goes on as a GET (the route's
-``convert_head``, as nginx's ``proxy_cache_convert_head``): its answer is
-stored by the rules of a GET's, and its client gets the head alone. A GET
-with a ``Range`` is answered from a fresh stored 200 (:mod:`edge.cache.ranges`);
-otherwise (the route's ``fill_on_range``) it goes on as a GET of the whole,
-without its ``Range`` and ``If-Range`` (as nginx and Varnish send it), and the
-range is cut from the entry it finds or stores, or the whole answer is relayed
-when none is stored (a server may ignore ``Range``, RFC 9110 §14.2). Either
-way the answer to store is read whole before its client's is made (at most
+``convert_head``, as nginx's ``proxy_cache_convert_head``; without ``Range``):
+its answer is stored by the rules of a GET's, and its client gets the head
+alone. A GET with a ``Range`` is answered from a fresh stored 200
+(:mod:`edge.cache.ranges`); otherwise (the route's ``fill_on_range``) it goes on
+as a GET of the whole, without its ``Range`` and ``If-Range`` (as nginx and
+Varnish send it), and the range is cut from the entry it finds or stores, or
+the whole answer is relayed when none is stored (a server may ignore
+``Range``, RFC 9110 §14.2). A HEAD's answer to be stored, and a range's 200,
+are read whole before their client's answer is made (at most
 ``max_body_size`` of it is held; past that it is relayed as it comes, unstored).
 
 A request with credentials (``Authorization``, ``X-API-Key``, ``Cookie``, or a
