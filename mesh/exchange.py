@@ -78,6 +78,10 @@ class Exchange:
     upgrade: str | None = None
     """The protocol the request asks to switch to and a listener allows (``Upgrade``,
     e.g. ``websocket``), set by the ingress; None for an ordinary request."""
+    upstream_method: str | None = None
+    """The method sent to the service when not the client's: the edge's response cache
+    sends a HEAD it would store on as a GET (its client gets the head alone). None: the
+    client's method."""
     response_headers: list[tuple[str, str]] = field(default_factory=list)
     """Headers to set on whatever response goes back (request id, rate limits, ...); one
     entry per name, each replacing any header of that name the upstream sent."""

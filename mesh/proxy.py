@@ -460,7 +460,7 @@ class Proxy:
         if body is None and req.body_exists:
             body = req.content
         return UpstreamRequest(
-            method=req.method,
+            method=ex.upstream_method or req.method,
             target=ex.target(),
             headers=ex.upstream_headers,
             body=body,

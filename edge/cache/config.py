@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from edge.cache.key import KeySpec, QueryRule
 from edge.cache.policy import CachePolicy
@@ -94,6 +94,16 @@ class RouteCacheConfig(Frozen):
     """Largest body stored; a larger one is relayed as it comes, unstored."""
     methods: tuple[str, ...] = CACHED_METHODS
     """Methods answered from the cache: GET, and HEAD from GET's entries."""
+    convert_head: bool = True
+    """A HEAD that finds nothing fresh goes to the service as a GET, so that its answer
+    can be stored (nginx's ``proxy_cache_convert_head``); its client gets the head alone.
+    false: sent on as a HEAD, its answer not stored. Only with HEAD in ``methods``."""
+    fill_on_range: bool = True
+    """A GET with a ``Range`` that no fresh stored 200 answers goes on whole (without
+    ``Range`` and ``If-Range``, as nginx and Varnish send it), its answer is stored as a
+    GET's, and the range is cut from it; an answer not stored goes to the client whole
+    (a 200). false: such a request passes the cache by with its ``Range``, and its
+    answer (a part) is not stored."""
     key: CacheKeyConfig = CacheKeyConfig()
     stale_while_revalidate: Duration = 0.0
     """Past freshness, how long an answer is served while revalidated in the background
@@ -142,11 +152,23 @@ class RouteCacheConfig(Frozen):
             raise ValueError("GET is required: HEAD is answered from GET's stored answers")
         return upper
 
+    @model_validator(mode="after")
+    def _head_to_convert(self) -> RouteCacheConfig:
+        if "convert_head" in self.model_fields_set and "HEAD" not in self.methods:
+            raise ValueError(
+                "convert_head is set, but methods leaves HEAD out: a HEAD passes the cache "
+                "by and is never sent on as a GET (add HEAD to methods, or remove the key)"
+            )
+        return self
+
     def policy(self) -> CachePolicy:
+        head = "HEAD" in self.methods
         return CachePolicy(
             ttl=self.ttl,
             max_body_size=self.max_body_size,
-            head="HEAD" in self.methods,
+            head=head,
+            convert_head=head and self.convert_head,
+            fill_on_range=self.fill_on_range,
             key=self.key.spec(),
             stale_while_revalidate=self.stale_while_revalidate,
             stale_if_error=self.stale_if_error,

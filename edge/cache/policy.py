@@ -19,6 +19,14 @@ class CachePolicy:
     """Largest body stored; a larger one streams to the client, unstored."""
     head: bool = True
     """HEAD requests are answered from the stored GET answers."""
+    convert_head: bool = True
+    """A HEAD that finds nothing fresh goes to the service as a GET, whose answer is
+    stored as a GET's would be (nginx's ``proxy_cache_convert_head``); False: sent on as
+    a HEAD, its answer not stored. Never True without ``head``."""
+    fill_on_range: bool = True
+    """A GET with a ``Range`` that no fresh stored 200 answers goes on whole (without
+    ``Range`` and ``If-Range``), as a GET miss, and its range is cut from the answer it
+    stores; False: it passes the cache by with its ``Range``, its answer not stored."""
     key: KeySpec = field(default_factory=KeySpec)
     stale_while_revalidate: float = 0.0
     """Seconds past freshness an answer is served while revalidated in the background,
@@ -42,6 +50,8 @@ class CachePolicy:
             "ttl": self.ttl,
             "max_body_size": self.max_body_size,
             "methods": ["GET", "HEAD"] if self.head else ["GET"],
+            "convert_head": self.convert_head,
+            "fill_on_range": self.fill_on_range,
             "key": self.key.describe(),
             "stale_while_revalidate": self.stale_while_revalidate,
             "stale_if_error": self.stale_if_error,

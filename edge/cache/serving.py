@@ -19,12 +19,23 @@ and, by its freshness (:mod:`edge.cache.freshness`) at that moment:
   (:mod:`edge.cache.writer`). Concurrent misses of one key wait for that one
   fetch (:mod:`edge.cache.flights`).
 
+A HEAD that does not find a fresh entry goes on as a GET (the route's
+``convert_head``, as nginx's ``proxy_cache_convert_head``; without ``Range``):
+its answer is stored by the rules of a GET's, and its client gets the head
+alone. A GET with a ``Range`` is answered from a fresh stored 200
+(:mod:`edge.cache.ranges`); otherwise (the route's ``fill_on_range``) it goes on
+as a GET of the whole, without its ``Range`` and ``If-Range`` (as nginx and
+Varnish send it), and the range is cut from the entry it finds or stores, or
+the whole answer is relayed when none is stored (a server may ignore
+``Range``, RFC 9110 §14.2). A HEAD's answer to be stored, and a range's 200,
+are read whole before their client's answer is made (at most
+``max_body_size`` of it is held; past that it is relayed as it comes, unstored).
+
 A request with credentials (``Authorization``, ``X-API-Key``, ``Cookie``, or a
 caller the edge authenticated) is answered only from entries whose answer said
 ``public``, ``s-maxage`` or ``must-revalidate``, and its answer is stored only
-when it says so. A GET with a ``Range`` is answered from a fresh stored 200
-(:mod:`edge.cache.ranges`) and otherwise passes the cache by. Other safe
-methods, requests with a precondition (``If-Match``, ``If-Unmodified-Since``), a
+when it says so; a range is cut only from an entry the request may use. Other
+safe methods, requests with a precondition (``If-Match``, ``If-Unmodified-Since``), a
 body, or a protocol switch pass the cache by; an unsafe method (POST, PUT, PATCH, DELETE, ...)
 whose answer is not an error removes every entry stored for its host and path
 (RFC 9111 §4.4).
@@ -45,7 +56,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 
 from aiohttp import web
@@ -67,9 +78,14 @@ from edge.cache.writer import EntryWriter
 from mesh.chain import Handler
 from mesh.exchange import Exchange
 from mesh.http.headers import end_to_end, header_block_items
-from mesh.proxy import stream_response
+from mesh.proxy import bad_gateway, gateway_timeout, stream_response
 from mesh.telemetry.tracing import set_server_attribute
-from mesh.transport.base import UpstreamError, UpstreamResponse
+from mesh.transport.base import (
+    SwitchedConnection,
+    UpstreamError,
+    UpstreamResponse,
+    UpstreamTimeout,
+)
 
 log = logging.getLogger("meshgate.edge.cache")
 
@@ -82,6 +98,10 @@ _PASSING = frozenset(istr(name.lower()) for name in ("If-Match", "If-Unmodified-
 """Request headers that make a GET pass the cache by (preconditions); as
 :class:`multidict.istr`, which the request's headers compare in C, case-insensitively."""
 _RANGE = istr("range")
+_WHOLE = ("Range", "If-Range")
+"""Request headers left out of a GET sent on for the whole answer (a converted HEAD's,
+or a range's miss): the cache cuts the range itself (a server must ignore ``Range``
+on a HEAD, RFC 9110 §14.2)."""
 _VALIDATORS = ("If-None-Match", "If-Modified-Since")
 _CREDENTIALS = frozenset(istr(name.lower()) for name in ("Authorization", API_KEY_HEADER, "Cookie"))
 _IDENTITY_ATTR = "identity"
@@ -173,28 +193,36 @@ class EdgeCache:
         self, ex: Exchange, route: str, policy: CachePolicy, next_handler: Handler
     ) -> web.StreamResponse:
         """A GET with a ``Range``: answered from a fresh stored 200 the request may use
-        (:func:`edge.cache.responses.ranged_response`); otherwise it passes the cache by,
-        its ``Range`` with it, and its answer (a part, most likely) is not stored."""
+        (:func:`edge.cache.responses.ranged_response`). Otherwise, with the route's
+        ``fill_on_range``, sent on as a GET of the whole, without ``Range`` and
+        ``If-Range``, by :meth:`_lookup`, which cuts the range from the entry it finds
+        or stores (or relays the whole answer); without, it passes the cache by, its
+        ``Range`` with it, and its answer (a part, most likely) is not stored."""
         _, _, entry = self._find(ex, route, policy)
         now = self.clock()
         if (
-            entry is None
-            or entry.status != 200
-            or (not entry.shared and _credentialed(ex))
-            or entry.timing.state(now) is not State.FRESH
+            entry is not None
+            and entry.status == 200
+            and (entry.shared or not _credentialed(ex))
+            and entry.timing.state(now) is State.FRESH
         ):
+            return self.answer(ex, route, entry, now, "hit", status.hit(entry.timing.ttl(now)))
+        if not policy.fill_on_range:
             return await self._pass(ex, route, policy, next_handler, "bypass")
-        entry.hits += 1
-        self.outcome(ex, route, "hit")
-        return ranged_response(ex, entry, now, status.hit(entry.timing.ttl(now)), self.store)
+        _ask_whole(ex)
+        return await self._lookup(ex, route, policy, next_handler)
 
     async def _lookup(
         self, ex: Exchange, route: str, policy: CachePolicy, next_handler: Handler
     ) -> web.StreamResponse:
+        """A GET or HEAD answered from its entry, or sent on (see the module docstring);
+        a GET with a ``Range`` comes here from :meth:`_ranged` (its range is cut from the
+        entry that answers it: :meth:`answer`)."""
         lookup, key, entry = self._find(ex, route, policy)
         credentialed = _credentialed(ex)
         now = self.clock()
         store = self.store
+        fills = ex.method == "GET" or policy.convert_head  # its answer may be stored
         fwd = "miss"
         if entry is not None and credentialed and not entry.shared:
             entry, fwd = None, "request"  # RFC 9111 §3.5
@@ -203,7 +231,7 @@ class EdgeCache:
             if state is State.FRESH:
                 return self.answer(ex, route, entry, now, "hit", status.hit(entry.timing.ttl(now)))
             if state is State.STALE_WHILE_REVALIDATE:
-                if ex.method == "GET":
+                if fills:
                     self._revalidate_in_background(
                         ex, route, policy, key, entry, credentialed, next_handler
                     )
@@ -212,9 +240,12 @@ class EdgeCache:
             fwd = "stale"
         elif fwd == "miss" and store.known(key):
             fwd = "vary-miss"
-        if ex.method == "HEAD":  # only GET fills the cache: sent on as it is
+        if not fills:  # a HEAD without convert_head: sent on as it is, not stored
             fetch = _Fetch(self, ex, route, policy, key, entry, fwd, credentialed, lookup)
             return await self._send(ex, route, fetch, next_handler)
+        if ex.method == "HEAD":  # fetched as a GET miss is, collapsed with them
+            ex.upstream_method = "GET"
+            _ask_whole(ex)
         flight: Flight | None = None
         if policy.lock:
             flight = self.flights.start(key)
@@ -265,10 +296,11 @@ class EdgeCache:
         self, ex: Exchange, route: str, entry: Entry, now: float, result: Result, member: str
     ) -> web.Response:
         """``ex`` answered from ``entry`` at ``now``, counted as ``result``, its
-        ``Cache-Status`` member ``member``."""
+        ``Cache-Status`` member ``member`` (a GET with a ``Range`` gets its range of a
+        200: :func:`_from_entry`)."""
         entry.hits += 1
         self.outcome(ex, route, result)
-        return stored_response(ex, entry, now, member, self.store)
+        return _from_entry(ex, entry, now, member, self.store)
 
     def outcome(self, ex: Exchange, route: str, result: Result) -> None:
         """Count what the cache did with ``ex`` and say so on its span and in its attrs."""
@@ -308,6 +340,7 @@ class EdgeCache:
             return
         copy = replace(
             ex,
+            upstream_method="GET",  # a HEAD's too (it comes here with convert_head only)
             started=time.monotonic(),
             upstream_headers=CIMultiDict(ex.upstream_headers),
             response_headers=[],
@@ -517,7 +550,7 @@ class _Fetch:
             member = status.forwarded("stale", status=code, ttl=ttl, detail="stale-if-error")
             return cache.answer(ex, self._route, stale, received, "stale_if_error", member)
         headers = end_to_end(upstream.headers)
-        if ex.method != "GET":
+        if ex.method != "GET" and ex.upstream_method != "GET":  # a HEAD sent on as it is
             return await self._relay(ex, upstream, headers, "miss", detail="head")
         if code == 304:  # the client's own conditional request, sent on as it was
             return await self._relay(ex, upstream, headers, "miss", code=304)
@@ -553,10 +586,61 @@ class _Fetch:
         )
         if self.background:
             return await _read_into(upstream, writer)
+        if ex.method == "HEAD" or (code == 200 and _wants_range(ex)):
+            return await self._answer_whole(ex, upstream, headers, writer)
         cache.outcome(ex, self._route, "miss")
         _untag(headers, self._policy.tag_header)
         _say(ex, headers, status.forwarded(self.fwd, stored=True))
         return await stream_response(ex, upstream, writer, headers)
+
+    async def _answer_whole(
+        self,
+        ex: Exchange,
+        upstream: UpstreamResponse,
+        headers: CIMultiDict[str],
+        writer: EntryWriter,
+    ) -> web.StreamResponse:
+        """A storable answer read whole into ``writer`` before the client is answered
+        from the entry it makes (:func:`_from_entry`): a HEAD sent on as a GET gets the
+        head alone (its ``Content-Length`` the whole body's), a GET with a ``Range`` its
+        range of the 200. A body that grows past ``max_body_size`` is relayed as it
+        comes (what was read first, then the rest), unstored: the edge holds at most
+        that much of it, as for any answer being stored. A body that fails before its
+        end is a 502 (504 for a timeout), nothing having been sent yet."""
+        cache = self._cache
+        pieces = upstream.chunks()
+        read: list[bytes] = []  # what came before a drop, to relay it (the writer's own go)
+        try:
+            async for piece in pieces:
+                read.append(piece)
+                writer.write(piece)
+                if not writer.copying:  # dropped: too large
+                    break
+            else:
+                writer.close()
+        except UpstreamError as exc:
+            upstream.release()
+            cache.outcome(ex, self._route, "miss")
+            failed = (
+                gateway_timeout(ex, str(exc))
+                if isinstance(exc, UpstreamTimeout)
+                else bad_gateway(ex, str(exc))
+            )
+            failed.headers[status.HEADER] = status.forwarded(self.fwd)
+            return failed
+        except BaseException:  # cancelled (the client went away): the rest is not read
+            upstream.release()
+            raise
+        finally:
+            writer.abort()  # nothing after close() or a drop; else the copy is incomplete
+        whole = writer.whole
+        if whole is None:
+            resumed = _Resumed(upstream, read, pieces)
+            return await self._relay(ex, resumed, headers, "uncacheable", detail="too-large")
+        upstream.release()  # read to its end: the connection goes back to the pool
+        cache.outcome(ex, self._route, "miss")
+        member = status.forwarded(self.fwd, stored=True)
+        return _from_entry(ex, whole, cache.clock(), member, cache.store)
 
     async def _relay(
         self,
@@ -568,7 +652,13 @@ class _Fetch:
         code: int | None = None,
         detail: str | None = None,
     ) -> web.StreamResponse:
-        """The answer relayed as it comes, not stored."""
+        """The answer relayed as it comes, not stored.
+
+        A HEAD's client gets the head alone: :func:`mesh.proxy.stream_response` does not
+        read the body of the GET a HEAD was sent on as, and releasing the response
+        unread closes its connection (:meth:`mesh.transport.base.UpstreamResponse.release`).
+        A new connection later costs less than reading a body of any size that nobody
+        wants, and nothing of it is held."""
         self._end_flight()
         if self.background:
             upstream.release()
@@ -585,6 +675,60 @@ class _Fetch:
 
 _NOBODY = web.Response(status=204)
 """What a background revalidation's pipeline returns: sent to no one."""
+
+
+class _Resumed:
+    """An upstream response whose first pieces of body were read already (``read``):
+    they come first, then the rest of ``pieces``, its body's iterator, as it arrives."""
+
+    __slots__ = ("_pieces", "_read", "_upstream", "headers", "reason", "status")
+
+    def __init__(
+        self, upstream: UpstreamResponse, read: list[bytes], pieces: AsyncIterator[bytes]
+    ) -> None:
+        self._upstream = upstream
+        self._read = read
+        self._pieces = pieces
+        self.status = upstream.status
+        self.reason = upstream.reason
+        self.headers = upstream.headers
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        read, self._read = self._read, []
+        for piece in read:
+            yield piece
+        async for piece in self._pieces:
+            yield piece
+
+    def release(self) -> None:
+        self._upstream.release()
+
+    def detach(self) -> SwitchedConnection:
+        return self._upstream.detach()
+
+
+def _from_entry(
+    ex: Exchange, entry: Entry, now: float, member: str, store: CacheStore
+) -> web.Response:
+    """``ex``'s answer from ``entry``: its range, for a GET with a ``Range`` of a stored
+    200 (:func:`edge.cache.responses.ranged_response`: a 206, a 416, or the whole when
+    ``If-Range`` says so), else the stored answer (a HEAD's without its body)."""
+    if entry.status == 200 and _wants_range(ex):
+        return ranged_response(ex, entry, now, member, store)
+    return stored_response(ex, entry, now, member, store)
+
+
+def _wants_range(ex: Exchange) -> bool:
+    """Whether ``ex`` is a GET with a ``Range`` (one that reaches the cache's lookup only
+    with the route's ``fill_on_range``, or answered from a fresh entry)."""
+    return ex.method == "GET" and _RANGE in ex.request.headers
+
+
+def _ask_whole(ex: Exchange) -> None:
+    """Send ``ex`` on for the whole answer: without ``Range`` and ``If-Range`` (:data:`_WHOLE`)."""
+    headers = ex.upstream_headers
+    for name in _WHOLE:
+        headers.popall(name, None)
 
 
 async def _read_into(upstream: UpstreamResponse, writer: EntryWriter) -> web.StreamResponse:

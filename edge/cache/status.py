@@ -49,7 +49,8 @@ status not stored; ``no-store``; ``private``; a request with credentials answere
 without ``public``, ``s-maxage`` or ``must-revalidate``; ``Set-Cookie``; ``Vary: *``;
 more tags than an entry keeps, or one too long (:mod:`edge.cache.tags`); a body
 larger than ``max_body_size``; no freshness given and no ``ttl``; stale on arrival
-with nothing to revalidate it by; a HEAD request (only GET fills the cache)."""
+with nothing to revalidate it by; a HEAD sent on as a HEAD (the route's ``convert_head``
+is off), whose answer has no body to store."""
 
 
 def hit(ttl: float, detail: str | None = None) -> str:

@@ -35,6 +35,7 @@ class EntryWriter:
         "_parts",
         "_size",
         "_store",
+        "whole",
     )
 
     def __init__(
@@ -56,6 +57,14 @@ class EntryWriter:
         self._parts: list[bytes] = []
         self._size = 0
         self._done = False
+        self.whole: Entry | None = None
+        """The whole answer, once :meth:`close` has stored it (in the store, unless it
+        alone is larger than the store's bound); None before, or when dropped."""
+
+    @property
+    def copying(self) -> bool:
+        """Neither stored nor dropped yet: the copy still takes pieces."""
+        return not self._done
 
     def write(self, piece: bytes) -> None:
         if self._done:
@@ -72,7 +81,8 @@ class EntryWriter:
         self._done = True
         body = b"".join(self._parts)
         self._parts = []
-        self._store.put(replace(self._head, body=body, size=0))  # size: measured anew
+        whole = self.whole = replace(self._head, body=body, size=0)  # size: measured anew
+        self._store.put(whole)
         self._end_flight()
 
     def abort(self) -> None:

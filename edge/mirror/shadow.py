@@ -111,7 +111,7 @@ class Mirrors:
         if trace_line:
             block = f"{block}\r\n{trace_line}" if block else trace_line
         request = UpstreamRequest(
-            method=ex.method,
+            method=ex.upstream_method or ex.method,  # as the service gets it
             target=ex.target(),
             headers=headers,
             body=body,

@@ -442,7 +442,7 @@ class RequestTrace:
             # Not W3C only (with W3C only an unsampled request has an UnsampledTrace).
             tracing.propagation.write_unsampled(out, self.trace_id_hex, span_id, self.flags)
             return None
-        method = ex.method
+        method = ex.upstream_method or ex.method  # the attempt's: what the service gets
         known = method in KNOWN_METHODS
         attributes: dict[str, AttributeValue] = {
             "http.request.method": method if known else "_OTHER",

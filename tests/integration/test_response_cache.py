@@ -391,6 +391,156 @@ def test_a_range_is_cut_from_the_stored_answer(mesh: Mesh) -> None:
     assert served(users, "video") == 1
 
 
+def seen_by_app(body: bytes) -> dict[str, str]:
+    """The request headers the app names in its JSON answer (``cached_answer``)."""
+    return dict(json.loads(body)["headers"])
+
+
+def test_a_head_miss_is_fetched_as_a_get_and_stored(mesh: Mesh) -> None:
+    users, edge = cached_mesh(mesh, {"max_body_size": "64KiB"})
+    url = f"{edge.url}/api/users/cached/h?cc=max-age=60&bytes=5000&tags=t1"
+    status, headers, body = http(url, method="HEAD")
+    assert (status, body, headers["content-length"]) == (200, b"", "5000")
+    assert headers["cache-status"] == "meshgate; fwd=miss; stored"
+    assert "surrogate-key" not in headers
+    status, headers, whole = http(url)
+    assert (status, len(whole)) == (200, 5000)
+    assert headers["cache-status"].startswith("meshgate; hit")
+    assert served(users, "h") == 1 and served(users, "h", "HEAD") == 0
+    assert http(url, method="HEAD")[1]["cache-status"].startswith("meshgate; hit")
+
+    # The app was asked for the whole of it: a GET without the HEAD's Range.
+    echo = f"{edge.url}/api/users/cached/hj?cc=max-age=60"
+    status, headers, body = http(echo, {"Range": "bytes=0-9"}, method="HEAD")
+    assert (status, body, headers["cache-status"]) == (200, b"", "meshgate; fwd=miss; stored")
+    status, _, whole = http(echo)
+    assert json.loads(whole)["method"] == "GET" and "Range" not in seen_by_app(whole)
+    assert headers["content-length"] == str(len(whole))
+    assert served(users, "hj") == 1 and served(users, "hj", "HEAD") == 0
+
+    # An answer not stored gets its head alone, its Content-Length the whole body's;
+    # its body is never sent (the upstream connection is closed instead), every time.
+    never = f"{edge.url}/api/users/cached/hn?cc=no-store&bytes=300000"
+    for _ in range(2):
+        status, headers, body = http(never, method="HEAD")
+        assert (status, body, headers["content-length"]) == (200, b"", "300000")
+        assert headers["cache-status"] == "meshgate; fwd=miss; detail=no-store"
+    assert served(users, "hn") == 2 and served(users, "hn", "HEAD") == 0
+    # A streamed body past max_body_size: headers only, dropped, not stored.
+    big = f"{edge.url}/api/users/cached/hb?cc=max-age=60&bytes=300000&stream=1"
+    status, headers, body = http(big, method="HEAD")
+    assert (status, body, headers["cache-status"]) == (
+        200,
+        b"",
+        "meshgate; fwd=miss; detail=too-large",
+    )
+    assert "content-length" not in headers
+    status, headers, body = http(big)
+    assert (status, len(body), headers["cache-status"]) == (
+        200,
+        300_000,
+        "meshgate; fwd=miss; stored",
+    )
+    assert served(users, "hb") == 2
+    requests = admin(edge, "/cache")["routes"][ROUTE]["requests"]
+    assert requests["dropped:too-large"] == 2 and requests["uncacheable"] == 3
+    assert http(f"{edge.url}/api/users/cached/after?cc=max-age=60")[0] == 200  # edge fine
+
+
+def test_with_convert_head_off_a_head_goes_on_as_it_is(mesh: Mesh) -> None:
+    users, edge = cached_mesh(mesh, {"convert_head": False})
+    url = f"{edge.url}/api/users/cached/hh?cc=max-age=60"
+    for _ in range(2):
+        status, headers, body = http(url, method="HEAD")
+        assert (status, body) == (200, b"")
+        assert headers["cache-status"] == "meshgate; fwd=miss; detail=head"
+    assert served(users, "hh", "HEAD") == 2 and served(users, "hh") == 0
+    assert http(url)[1]["cache-status"] == "meshgate; fwd=miss; stored"
+    assert http(url, method="HEAD")[1]["cache-status"].startswith("meshgate; hit")
+    assert served(users, "hh", "HEAD") == 2 and served(users, "hh") == 1
+    [route] = [r for r in admin(edge, "/routes")["routes"] if r["prefix"] == "/api/users"]
+    assert (route["cache"]["convert_head"], route["cache"]["fill_on_range"]) == (False, True)
+
+
+def test_a_range_miss_fetches_the_whole_and_cuts_the_range_from_it(mesh: Mesh) -> None:
+    users, edge = cached_mesh(mesh, {"max_body_size": "64KiB"})
+    url = f"{edge.url}/api/users/cached/r?cc=max-age=60&etag=r1"
+    status, headers, part = http(url, {"Range": "bytes=0-9", "If-Range": '"r1"'})
+    assert (status, headers["cache-status"]) == (206, "meshgate; fwd=miss; stored")
+    status, headers, whole = http(url)
+    assert (status, part) == (200, whole[:10])
+    assert headers["cache-status"].startswith("meshgate; hit")
+    seen = seen_by_app(whole)
+    assert "Range" not in seen and "If-Range" not in seen  # the app was asked for the whole
+    status, headers, last = http(url, {"Range": "bytes=-5"})
+    assert (status, last, headers["content-range"]) == (
+        206,
+        whole[-5:],
+        f"bytes {len(whole) - 5}-{len(whole) - 1}/{len(whole)}",
+    )
+    assert headers["cache-status"].startswith("meshgate; hit")
+    assert served(users, "r") == 1
+
+    # Bytes, and a range past the end: a 416 from the entry the miss stored.
+    video = f"{edge.url}/api/users/cached/video?cc=max-age=60&bytes=40000"
+    status, headers, part = http(video, {"Range": "bytes=30000-30999"})
+    assert (status, headers["content-range"]) == (206, "bytes 30000-30999/40000")
+    assert part == (bytes(range(256)) * 160)[30_000:31_000]
+    status, headers, _ = http(video, {"Range": "bytes=40000-"})
+    assert (status, headers["content-range"]) == (416, "bytes */40000")
+    assert headers["cache-status"].startswith("meshgate; hit")
+    # An If-Range the stored answer does not meet gets the whole of it.
+    status, _, body = http(video, {"Range": "bytes=0-9", "If-Range": '"other"'})
+    assert (status, len(body)) == (200, 40_000)
+    assert served(users, "video") == 1
+
+    # Not stored: the app's whole answer, a 200, as a server may answer a Range.
+    for name, query, detail in [
+        ("rn", "cc=no-store&bytes=1000", "no-store"),
+        ("rb", "cc=max-age=60&bytes=300000&stream=1", "too-large"),  # read on, relayed
+    ]:
+        status, headers, body = http(
+            f"{edge.url}/api/users/cached/{name}?{query}", {"Range": "bytes=0-9"}
+        )
+        assert (status, headers["cache-status"]) == (200, f"meshgate; fwd=miss; detail={detail}")
+        size = int(query.split("bytes=")[1].split("&")[0])
+        assert body == (bytes(range(256)) * (size // 256 + 1))[:size], name
+        assert "content-range" not in headers
+    assert served(users, "rn") == 1 and served(users, "rb") == 1
+
+
+def test_a_range_is_cut_only_from_an_entry_the_request_may_use(mesh: Mesh) -> None:
+    users, edge = cached_mesh(mesh, {})
+    cookie = {"Cookie": "session=1", "Range": "bytes=0-9"}  # a Cookie is a credential
+    mine = f"{edge.url}/api/users/cached/a?cc=max-age=60"
+    _, _, anonymous = http(mine)
+    status, headers, body = http(mine, cookie)
+    assert (status, headers["cache-status"]) == (200, "meshgate; fwd=request; detail=authorization")
+    assert seen_by_app(body)["Cookie"] == "session=1" and "Range" not in seen_by_app(body)
+    assert http(mine)[2] == anonymous  # the anonymous entry is still there, untouched
+    shared = f"{edge.url}/api/users/cached/p?cc=public,max-age=60"
+    _, _, whole = http(shared)
+    status, headers, part = http(shared, cookie)
+    assert (status, part) == (206, whole[:10])
+    assert headers["cache-status"].startswith("meshgate; hit")
+    assert served(users, "a") == 2 and served(users, "p") == 1
+
+
+def test_with_fill_on_range_off_a_range_miss_passes_by(mesh: Mesh) -> None:
+    users, edge = cached_mesh(mesh, {"fill_on_range": False})
+    url = f"{edge.url}/api/users/cached/r?cc=max-age=60"
+    for _ in range(2):
+        status, headers, body = http(url, {"Range": "bytes=0-9"})
+        assert headers["cache-status"] == "meshgate; fwd=bypass"
+        assert seen_by_app(body)["Range"] == "bytes=0-9"  # sent on with its Range
+    assert served(users, "r") == 2
+    _, headers, whole = http(url)
+    assert headers["cache-status"] == "meshgate; fwd=miss; stored"
+    status, headers, part = http(url, {"Range": "bytes=0-9"})  # a fresh 200 still answers
+    assert (status, part, headers["cache-status"][:13]) == (206, whole[:10], "meshgate; hit")
+    assert served(users, "r") == 3
+
+
 def test_stale_if_error_large_bodies_and_purges(mesh: Mesh) -> None:
     users, sidecar, edge = cached_mesh_with_sidecar(
         mesh, {"stale_if_error": "5m", "max_body_size": "64KiB"}

@@ -22,6 +22,8 @@ def test_defaults() -> None:
         ttl=None,
         max_body_size=1024**2,
         head=True,
+        convert_head=True,
+        fill_on_range=True,
         key=KeySpec((), "all"),
         stale_while_revalidate=0.0,
         stale_if_error=0.0,
@@ -31,7 +33,11 @@ def test_defaults() -> None:
         targeted=("meshgate-cache-control",),
     )
     assert RouteCacheConfig(tag_header=None).policy().tag_header is None
-    assert RouteCacheConfig(targeted_fields=[]).policy().targeted == ()
+    assert RouteCacheConfig(targeted_fields=()).policy().targeted == ()
+    # Without HEAD, no HEAD is converted, whatever the default says.
+    assert RouteCacheConfig(methods=("GET",)).policy().convert_head is False
+    off = RouteCacheConfig(convert_head=False, fill_on_range=False).policy()
+    assert (off.head, off.convert_head, off.fill_on_range) == (True, False, False)
     assert EdgeConfig().cache == CacheStoreConfig()
 
 
@@ -46,6 +52,7 @@ def test_a_route_cache_becomes_the_route_policy() -> None:
                         "ttl": "30s",
                         "max_body_size": "64KiB",
                         "methods": ["get"],
+                        "fill_on_range": False,
                         "key": {"headers": ["Accept-Language"], "query": ["page", "lang"]},
                         "stale_while_revalidate": "10s",
                         "stale_if_error": "5m",
@@ -65,6 +72,8 @@ def test_a_route_cache_becomes_the_route_policy() -> None:
         ttl=30.0,
         max_body_size=65536,
         head=False,
+        convert_head=False,
+        fill_on_range=False,
         key=KeySpec(("accept-language",), ("page", "lang")),
         stale_while_revalidate=10.0,
         stale_if_error=300.0,
@@ -78,6 +87,8 @@ def test_a_route_cache_becomes_the_route_policy() -> None:
         "ttl": 30.0,
         "max_body_size": 65536,
         "methods": ["GET"],
+        "convert_head": False,
+        "fill_on_range": False,
         "key": {"headers": ["accept-language"], "query": ["page", "lang"]},
         "stale_while_revalidate": 10.0,
         "stale_if_error": 300.0,
@@ -110,6 +121,10 @@ def test_a_route_cache_becomes_the_route_policy() -> None:
             "listed twice",
         ),
         ("{targeted_fields: ['a b']}", "routes[0].cache.targeted_fields[0]", "header name"),
+        ("{methods: [GET], convert_head: true}", "routes[0].cache", "methods leaves HEAD out"),
+        ("{methods: [GET], convert_head: false}", "routes[0].cache", "methods leaves HEAD out"),
+        ("{convert_head: maybe}", "routes[0].cache.convert_head", "bool"),
+        ("{fill_on_range: 2}", "routes[0].cache.fill_on_range", "bool"),
     ],
 )
 def test_bad_route_cache_is_refused_naming_the_key(

@@ -27,8 +27,10 @@ def test_a_whole_body_is_stored_and_the_flight_ends() -> None:
     writer.write(b"hello ")
     writer.write(b"world")
     assert len(store) == 0 and flights.get("k") is not None  # not before the end
+    assert (writer.copying, writer.whole) == (True, None)
     writer.close()
     [entry] = list(store)
+    assert writer.whole is entry and not writer.copying
     assert (entry.body, entry.status, entry.etag, entry.shared) == (
         b"hello world",
         200,
@@ -46,6 +48,7 @@ def test_past_the_limit_the_copy_is_dropped_at_once() -> None:
     assert flights.get("k") is not None
     writer.write(b"y")
     assert dropped == [("r", "too-large")] and flights.get("k") is None
+    assert (writer.copying, writer.whole) == (False, None)
     writer.write(b"z" * 100)  # ignored
     writer.close()
     writer.abort()

@@ -13,7 +13,7 @@ import asyncio
 import gzip
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import formatdate
 
 import aiohttp
@@ -55,12 +55,14 @@ class Upstream:
     clock: Clock
     served: Counter[str] = field(default_factory=Counter)
     seen: list[CIMultiDict[str]] = field(default_factory=list)
+    methods: list[str] = field(default_factory=list)
     fail: int | None = None
     """Answer every request with this status (no caching headers) while set."""
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.served[request.path] += 1
         self.seen.append(CIMultiDict(request.headers))
+        self.methods.append(request.method)
         query = request.query
         if "ms" in query:
             await asyncio.sleep(int(query["ms"]) / 1000)
@@ -600,7 +602,8 @@ async def test_a_range_of_a_fresh_entry_is_served_from_it(rig: Rig) -> None:
     assert rig.results() == {"miss": 1.0, "hit": 9.0}
 
 
-async def test_a_range_nothing_fresh_answers_passes_by_and_stores_nothing(rig: Rig) -> None:
+async def test_without_fill_on_range_a_range_nothing_fresh_answers_passes_by(rig: Rig) -> None:
+    rig.routes["cached"] = route_for("cached", replace(POLICY, fill_on_range=False))
     ranged = {"Range": "bytes=0-1"}
     miss = await get(f"{rig.url}/c/m?cc=max-age=60", ranged)
     assert (miss.status, miss.cache_status) == (200, "meshgate; fwd=bypass")
@@ -631,11 +634,155 @@ async def test_head_passes_when_only_get_is_cached(rig: Rig) -> None:
     assert rig.served("/c/h") == 2
 
 
-async def test_a_head_miss_is_sent_on_and_fills_nothing(rig: Rig) -> None:
+async def test_without_convert_head_a_head_miss_is_sent_on_and_fills_nothing(rig: Rig) -> None:
+    rig.routes["cached"] = route_for("cached", replace(POLICY, convert_head=False))
     url = f"{rig.url}/c/hm?cc=max-age=60"
     answer = await get(url, method="HEAD")
     assert answer.cache_status == "meshgate; fwd=miss; detail=head"
+    assert len(rig.cache.store) == 0 and rig.upstream.methods == ["HEAD"]
+
+
+# -- HEAD and range misses fill the cache ------------------------------------------------
+
+
+async def test_a_head_miss_is_fetched_as_a_get_stored_and_answered_with_its_head(
+    rig: Rig,
+) -> None:
+    url = f"{rig.url}/c/h?cc=max-age=60&bytes=100000&gzip"
+    head = await get(url, {"Range": "bytes=0-1", "Accept-Encoding": "gzip"}, "HEAD")
+    assert (head.status, head.body, head.cache_status) == (200, b"", "meshgate; fwd=miss; stored")
+    assert head.headers["Content-Length"] == "100007" and "Content-Encoding" not in head.headers
+    assert rig.upstream.methods == ["GET"] and "Range" not in rig.upstream.seen[-1]
+    whole = await get(url)
+    assert (len(whole.body), whole.cache_status) == (100_007, "meshgate; hit; ttl=60")
+    [entry] = list(rig.cache.store)
+    assert entry.hits == 1  # the HEAD's own answer is not a hit
+    assert rig.results() == {"miss": 1.0, "hit": 1.0}
+
+    # Stale: revalidated with a GET carrying the validators; the 304 refreshes the entry.
+    tagged = f"{rig.url}/c/hv?cc=max-age=10&etag=v1"
+    await get(tagged, method="HEAD")
+    rig.clock.now += 11
+    again = await get(tagged, method="HEAD")
+    assert again.cache_status == "meshgate; fwd=stale; fwd-status=304; ttl=10"
+    assert rig.upstream.methods[-1] == "GET" and rig.upstream.seen[-1]["If-None-Match"] == '"v1"'
+
+
+async def test_a_stale_head_within_stale_while_revalidate_is_refreshed_by_a_get(
+    rig: Rig,
+) -> None:
+    url = f"{rig.url}/c/w?cc=max-age=10&etag=v1&route=swr"
+    await get(url, method="HEAD")
+    rig.clock.now += 12
+    stale = await get(url, method="HEAD")
+    assert stale.cache_status == "meshgate; hit; ttl=-2; detail=stale-while-revalidate"
+    for _ in range(100):  # the background revalidation
+        if rig.served("/c/w") == 2 and not rig.cache.flights.get(next(iter(rig.cache.store)).key):
+            break
+        await asyncio.sleep(0.01)
+    assert rig.upstream.methods == ["GET", "GET"]
+    assert rig.upstream.seen[-1]["If-None-Match"] == '"v1"'
+    fresh = await get(url, method="HEAD")
+    assert fresh.cache_status == "meshgate; hit; ttl=10"
+
+
+async def test_a_head_miss_not_stored_gets_the_head_and_the_body_is_never_read(
+    rig: Rig,
+) -> None:
+    for name, query, detail in [
+        ("ns", "cc=no-store&bytes=2000000&stream=1", "no-store"),
+        ("big", "cc=max-age=60&bytes=2000000&stream=1", "too-large"),
+        ("err", "cc=max-age=60&status=500", "status"),
+    ]:
+        answer = await get(f"{rig.url}/c/{name}?{query}", method="HEAD")
+        assert (answer.status, answer.body) == (500 if name == "err" else 200, b"")
+        assert answer.cache_status == f"meshgate; fwd=miss; detail={detail}", name
+    assert len(rig.cache.store) == 0 and rig.upstream.methods == ["GET"] * 3
+    assert rig.cache.results["cached"]["dropped:too-large"] == 1
+    # The edge goes on answering (the connections not read to the end were closed).
+    assert (await get(f"{rig.url}/c/after?cc=max-age=60")).status == 200
+
+
+async def test_a_head_and_gets_of_one_key_make_one_request(rig: Rig) -> None:
+    url = f"{rig.url}/c/k?cc=max-age=60&ms=200"
+    answers = await asyncio.gather(get(url, method="HEAD"), *(get(url) for _ in range(3)))
+    assert rig.served("/c/k") == 1 and rig.upstream.methods == ["GET"]
+    kinds = sorted(a.cache_status.split("; ttl")[0] for a in answers)
+    assert kinds == ["meshgate; fwd=miss; collapsed"] * 3 + ["meshgate; fwd=miss; stored"]
+    assert {a.body for a in answers[1:]} == {b'{"n":1}'} and answers[0].body == b""
+
+
+async def test_a_range_miss_fetches_the_whole_stores_it_and_cuts_the_range(rig: Rig) -> None:
+    url = f"{rig.url}/c/r?cc=max-age=60&etag=r1&bytes=1000"
+    part = await get(url, {"Range": "bytes=2-6", "If-Range": '"r1"'})
+    assert (part.status, part.body, part.headers["Content-Range"]) == (
+        206,
+        b'n":1}',
+        "bytes 2-6/1007",
+    )
+    assert part.cache_status == "meshgate; fwd=miss; stored"
+    sent = rig.upstream.seen[-1]
+    assert "Range" not in sent and "If-Range" not in sent
+    assert (await get(url, {"Range": "bytes=-2"})).cache_status == "meshgate; hit; ttl=60"
+    # Unsatisfiable, or an If-Range the new answer does not meet: from the entry stored.
+    beyond = await get(f"{rig.url}/c/r2?cc=max-age=60", {"Range": "bytes=500-"})
+    assert (beyond.status, beyond.headers["Content-Range"]) == (416, "bytes */7")
+    assert beyond.cache_status == "meshgate; fwd=miss; stored"
+    other = await get(
+        f"{rig.url}/c/r3?cc=max-age=60&etag=new", {"Range": "bytes=0-1", "If-Range": '"old"'}
+    )
+    assert (other.status, other.body) == (200, b'{"n":1}')
+    assert rig.served("/c/r") == rig.served("/c/r2") == rig.served("/c/r3") == 1
+    assert rig.results() == {"miss": 3.0, "hit": 1.0}
+
+
+async def test_a_range_miss_not_stored_gets_the_whole_answer(rig: Rig) -> None:
+    ranged = {"Range": "bytes=0-1"}
+    for name, query, detail, size in [
+        ("ns", "cc=no-store&bytes=100", "no-store", 107),
+        ("big", "cc=max-age=60&bytes=2000000&stream=1", "too-large", 2_000_007),
+        ("st", "cc=max-age=60&status=500", "status", 7),
+    ]:
+        answer = await get(f"{rig.url}/c/{name}?{query}", ranged)
+        assert answer.cache_status == f"meshgate; fwd=miss; detail={detail}", name
+        assert answer.status == (500 if name == "st" else 200) and len(answer.body) == size
+        assert answer.body.startswith(b'{"n":1}') and "Content-Range" not in answer.headers
     assert len(rig.cache.store) == 0
+
+
+async def test_a_range_of_an_entry_not_fresh_or_not_the_requests_goes_on_whole(
+    rig: Rig,
+) -> None:
+    ranged = {"Range": "bytes=0-4"}
+    # Stale: revalidated, and the range cut from the refreshed entry.
+    url = f"{rig.url}/c/s?cc=max-age=10&etag=s1"
+    await get(url)
+    rig.clock.now += 11
+    answer = await get(url, ranged)
+    assert (answer.status, answer.body) == (206, b'{"n":')
+    assert answer.cache_status == "meshgate; fwd=stale; fwd-status=304; ttl=10"
+    assert rig.upstream.seen[-1]["If-None-Match"] == '"s1"' and "Range" not in rig.upstream.seen[-1]
+    # A fresh stored 404 answers whole (a range is of a 200).
+    not_found = f"{rig.url}/c/n?cc=max-age=60&status=404"
+    await get(not_found)
+    answer = await get(not_found, ranged)
+    assert (answer.status, answer.body) == (404, b'{"n":1}')
+    assert answer.cache_status.startswith("meshgate; hit")
+    # Not shared: an authenticated caller's range is not cut from the anonymous entry;
+    # its own answer, not storable for it, comes whole.
+    private = f"{rig.url}/c/p?cc=max-age=60"
+    await get(private)
+    answer = await get(private, {**ranged, "X-Test-Identity": "u1"})
+    assert (answer.status, answer.body) == (200, b'{"n":2}')
+    assert answer.cache_status == "meshgate; fwd=request; detail=authorization"
+    assert (await get(private, ranged)).body == b'{"n":'  # the anonymous one, still
+    # Shared, it may be: and a caller's public answer is stored and cut at once.
+    public = f"{rig.url}/c/q?cc=public,max-age=60"
+    answer = await get(public, {**ranged, "X-Test-Identity": "u1"})
+    assert (answer.status, answer.cache_status) == (206, "meshgate; fwd=miss; stored")
+    assert (await get(public, {"Range": "bytes=0-1"})).cache_status.startswith("meshgate; hit")
+    assert rig.served("/c/s") == rig.served("/c/p") == 2
+    assert rig.served("/c/n") == rig.served("/c/q") == 1
 
 
 async def test_gzip_applies_to_misses_and_hits_and_the_entry_keeps_the_service_bytes(
