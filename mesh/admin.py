@@ -11,7 +11,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
+
+from mesh.telemetry.exposition import Render, exposition
 
 JsonView = Callable[[], Mapping[str, Any]]
 AdminHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -42,7 +44,7 @@ def build_admin_app(
     *,
     ready: Callable[[], tuple[bool, Mapping[str, Any]]],
     views: Mapping[str, JsonView],
-    registry: CollectorRegistry | Callable[[], bytes],
+    registry: CollectorRegistry | Render,
     handlers: Mapping[str, AdminHandler] = {},
     endpoints: Mapping[tuple[str, str], AdminHandler] = {},
     across: Callable[[AdminHandler], AdminHandler] = lambda handler: handler,
@@ -64,10 +66,12 @@ def build_admin_app(
         ok, details = ready()
         return json_response({"ready": ok, **details}, 200 if ok else 503)
 
-    async def metrics(_: web.Request) -> web.Response:
-        body = registry() if callable(registry) else generate_latest(registry)
+    render = exposition(registry) if isinstance(registry, CollectorRegistry) else registry
+
+    async def metrics(request: web.Request) -> web.Response:
+        body, content_type = render(request.headers.get("Accept", ""))
         resp = web.Response(body=body)
-        resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        resp.headers["Content-Type"] = content_type
         return resp
 
     app.router.add_get("/healthz", healthz)

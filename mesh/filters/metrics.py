@@ -1,6 +1,7 @@
 """Outermost filter: counts every request and times it, whoever answered it (a request
 switched to another protocol, 101, is counted but not timed: its handler lasts as long
-as the tunnel)."""
+as the tunnel). A sampled request's time carries its trace as an exemplar (trace and
+SERVER span id), so a latency bucket in Grafana links to a trace in Jaeger."""
 
 from __future__ import annotations
 
@@ -30,4 +31,10 @@ class MetricsFilter:
             m = self._m
             m.count_request(self._role, route, service, status_class(status))()
             if status != 101:  # a switched connection lasts as long as its tunnel: not a latency
-                m.observe_duration(self._role, route, service)(time.monotonic() - ex.started)
+                elapsed = time.monotonic() - ex.started
+                trace = ex.trace
+                if trace is None or trace.span is None:  # not sampled (nearly every request)
+                    m.observe_duration(self._role, route, service)(elapsed)
+                else:
+                    exemplar = {"trace_id": trace.trace_id_hex, "span_id": trace.span_id_hex}
+                    m.observe_duration_traced(self._role, route, service)(elapsed, exemplar)

@@ -10,7 +10,13 @@ created (the supervisor calls it before it forks the workers).
 Limits of multiprocess mode (prometheus-client's): only values stored by
 counters, gauges and histograms are aggregated; custom collectors and
 ``Gauge.set_function`` are not, which is why meshgate's time-dependent gauges
-are set by refresh callbacks instead.
+are set by refresh callbacks instead; and exemplars are not kept.
+
+The format follows the scraper's ``Accept``, as prometheus-client's own
+handlers do (:func:`prometheus_client.exposition.choose_encoder`): Prometheus
+asks for OpenMetrics, the only format that carries exemplars (the trace of a
+sampled request, on the duration histograms' buckets: :mod:`mesh.filters.metrics`);
+a client that asks for nothing in particular gets the classic text format.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, generate_latest, values
+from prometheus_client import CollectorRegistry, values
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -35,10 +42,12 @@ def multiprocess_enabled() -> bool:
     return bool(getattr(values.ValueClass, "_multiprocess", False))
 
 
-def exposition(
-    registry: CollectorRegistry, refresh: Iterable[Callable[[], None]] = ()
-) -> Callable[[], bytes]:
-    """A ``/metrics`` body renderer for the admin listener.
+Render = Callable[[str], tuple[bytes, str]]
+"""``render(accept)``: the ``/metrics`` body for a request's ``Accept``, and its type."""
+
+
+def exposition(registry: CollectorRegistry, refresh: Iterable[Callable[[], None]] = ()) -> Render:
+    """A ``/metrics`` renderer for the admin listener.
 
     Each ``refresh`` callback runs first (setting gauges whose value depends
     on time). In multiprocess mode the body aggregates every process's
@@ -46,13 +55,14 @@ def exposition(
     """
     callbacks = tuple(refresh)
 
-    def render() -> bytes:
+    def render(accept: str) -> tuple[bytes, str]:
         for callback in callbacks:
             callback()
+        encode, content_type = choose_encoder(accept)
         if multiprocess_enabled():
             aggregate = CollectorRegistry()
             MultiProcessCollector(aggregate)  # type: ignore[no-untyped-call]
-            return generate_latest(aggregate)
-        return generate_latest(registry)
+            return encode(aggregate), content_type
+        return encode(registry), content_type
 
     return render

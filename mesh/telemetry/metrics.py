@@ -180,6 +180,28 @@ def observer(child: Histogram) -> Callable[[float], None]:
     return observe
 
 
+TracedObserve = Callable[[float, dict[str, str]], None]
+
+
+def exemplar_observer(child: Histogram) -> TracedObserve:
+    """``child.observe`` with an exemplar: the labels (``trace_id`` and ``span_id``,
+    as Grafana links them to a trace) that the amount's bucket keeps, the latest
+    one per bucket, and OpenMetrics exposes beside it.
+
+    prometheus-client's own ``observe``, lock and bucket walk included: it is for
+    the requests whose trace is sampled (one in ten by default), and it counts the
+    amount as :func:`observer` does, so one series takes both. Multiprocess values
+    keep no exemplar (prometheus-client's limit): there it only counts.
+    """
+    return child.observe
+
+
+def trace_exemplar(trace_id: int, span_id: int) -> dict[str, str]:
+    """The exemplar naming a span: its trace id and span id, as hex (what Jaeger's search
+    and Grafana's trace links take)."""
+    return {"trace_id": f"{trace_id:032x}", "span_id": f"{span_id:016x}"}
+
+
 class ProxyMetrics:
     """The series every meshgate process has, labelled with its ``role``."""
 
@@ -222,6 +244,13 @@ class ProxyMetrics:
         """``observe_duration(role, route, service)(seconds)``: see :func:`observer`."""
         self.observe_upstream_duration = ChildFunctions(self.upstream_duration, observer)
         """``observe_upstream_duration(role, service, outcome)(seconds)``."""
+        self.observe_duration_traced = ChildFunctions(self.duration, exemplar_observer)
+        """``observe_duration_traced(role, route, service)(seconds, exemplar)``: for a
+        sampled request, its trace kept on the bucket (see :func:`exemplar_observer`)."""
+        self.observe_upstream_duration_traced = ChildFunctions(
+            self.upstream_duration, exemplar_observer
+        )
+        """``observe_upstream_duration_traced(role, service, outcome)(seconds, exemplar)``."""
         self.catalog_age = Gauge(
             "meshgate_catalog_age_seconds",
             "Seconds since the catalog was last in sync with its source (0 while in sync; "

@@ -17,7 +17,7 @@ from opentelemetry.trace import Span
 
 from mesh.exchange import Exchange
 from mesh.snapshot import Instance
-from mesh.telemetry.metrics import ProxyMetrics, status_class
+from mesh.telemetry.metrics import ProxyMetrics, status_class, trace_exemplar
 from mesh.telemetry.tracing import end_client
 from mesh.tunnel import TunnelObserver
 
@@ -44,9 +44,19 @@ class UpstreamTelemetry:
             return _UNCOUNTED
         return self._metrics.tunnel_observer(ex.service or "none")
 
-    def _observe(self, service: str, outcome: str, seconds: float) -> None:
-        if self._metrics is not None:
-            self._metrics.observe_upstream_duration(self._role, service, outcome)(seconds)
+    def _observe(self, service: str, outcome: str, seconds: float, span: Span | None) -> None:
+        """The attempt's duration; a sampled one's CLIENT span as its exemplar."""
+        metrics = self._metrics
+        if metrics is None:
+            return
+        if span is None:
+            metrics.observe_upstream_duration(self._role, service, outcome)(seconds)
+        else:
+            context = span.get_span_context()
+            exemplar = trace_exemplar(context.trace_id, context.span_id)
+            metrics.observe_upstream_duration_traced(self._role, service, outcome)(
+                seconds, exemplar
+            )
 
 
 class _Uncounted:
@@ -78,12 +88,14 @@ class UpstreamAttempt:
     def responded(self, status: int) -> None:
         """The response headers arrived with ``status``."""
         self._status = status
-        self._owner._observe(self._service, status_class(status), time.monotonic() - self._started)
+        elapsed = time.monotonic() - self._started
+        self._owner._observe(self._service, status_class(status), elapsed, self._span)
 
     def failed(self, error_type: str) -> None:
         """No usable response: ``error_type`` is e.g. ``connect_error``, ``timeout``, ``reset``."""
         self._error = error_type
-        self._owner._observe(self._service, error_type, time.monotonic() - self._started)
+        elapsed = time.monotonic() - self._started
+        self._owner._observe(self._service, error_type, elapsed, self._span)
 
     def end(self) -> None:
         """Close the CLIENT span (once); an attempt never reported counts as aborted."""

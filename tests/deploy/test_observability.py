@@ -193,3 +193,29 @@ def test_grafana_is_provisioned_with_the_dashboard() -> None:
         (ROOT / "deploy/grafana/provisioning/datasources/prometheus.yaml").read_text()
     )
     assert datasource["datasources"][0]["uid"] == "prometheus"
+
+
+def test_exemplars_are_stored_and_open_their_trace() -> None:
+    # Prometheus keeps exemplars only with the feature on (its own arguments kept too).
+    command = SERVICES["prometheus"]["command"]
+    assert "--enable-feature=exemplar-storage" in command
+    assert "--config.file=/etc/prometheus/prometheus.yml" in command
+    # Grafana links an exemplar's trace_id (what meshgate writes) to the Jaeger source.
+    sources = yaml.safe_load(
+        (ROOT / "deploy/grafana/provisioning/datasources/prometheus.yaml").read_text()
+    )["datasources"]
+    by_uid = {s["uid"]: s for s in sources}
+    (link,) = by_uid["prometheus"]["jsonData"]["exemplarTraceIdDestinations"]
+    assert link["name"] == "trace_id"
+    jaeger = by_uid[link["datasourceUid"]]
+    assert (jaeger["type"], jaeger["url"]) == ("jaeger", "http://jaeger:16686")
+    assert "jaeger" in SERVICES["grafana"]["depends_on"]
+    # The latency panels ask for them.
+    asking = {
+        panel["title"]
+        for panel in DASHBOARD["panels"]
+        for target in panel.get("targets", [])
+        if target.get("exemplar")
+    }
+    assert "Request latency at the edge" in asking
+    assert len(asking) == 3

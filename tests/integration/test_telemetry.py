@@ -23,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
 
 from demo.processes import RedisServer, free_port, meshgate_argv, wait_until
 from mesh.telemetry.tracing import (
@@ -525,6 +528,71 @@ def test_metrics_count_every_request_by_status_class(mesh: Mesh, receiver: OtlpR
     )
 
 
+def exemplars(admin: int, name: str) -> list[dict[str, str]]:
+    """The exemplars on ``name``'s samples in ``/metrics`` as Prometheus scrapes it
+    (OpenMetrics, asked for by ``Accept``), read by prometheus-client's own parser:
+    each one's labels, with its sample's ``le`` added."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{admin}/metrics",
+        headers={"Accept": "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+        text = response.read().decode()
+    found = []
+    for family in openmetrics_families(text):  # type: ignore[no-untyped-call]
+        for sample in family.samples:
+            if sample.name == name and sample.exemplar is not None:
+                found.append({**sample.exemplar.labels, "le": sample.labels["le"]})
+    return found
+
+
+def test_exemplars_link_latency_buckets_to_sampled_traces(
+    mesh: Mesh, receiver: OtlpReceiver
+) -> None:
+    m = orders_mesh(mesh)  # sampling at its default (10 %): the caller decides below
+    edge, orders_sidecar = m.edge, m.orders_sidecar
+    unsampled = new_trace_id()
+    for n in range(3):
+        headers = {"traceparent": traceparent(unsampled, sampled=False)}
+        assert http(f"{edge.url}/api/orders/{n}", headers)[0] == 200
+    sampled = new_trace_id()
+    status, headers, _ = http(f"{edge.url}/api/orders/7", {"traceparent": traceparent(sampled)})
+    assert status == 200
+    _, edge_span_id, _ = parse_traceresponse(headers["traceresponse"])
+    spans = receiver.wait_for_trace(sampled, 11)
+    client_spans = {(s.service, s.span_id) for s in spans if s.kind == "CLIENT"}
+
+    # The edge's request duration: the sampled request's SERVER span on its bucket, and
+    # no unsampled request's trace anywhere (Jaeger would not have it).
+    request = exemplars(edge.admin, "meshgate_request_duration_seconds_bucket")
+    assert {"trace_id": sampled, "span_id": edge_span_id} in [
+        {k: v for k, v in e.items() if k != "le"} for e in request
+    ], request
+    # Each attempt's duration names its CLIENT span, at the edge and at the orders
+    # sidecar (its outbound call to inventory).
+    for admin, service in ((edge.admin, "meshgate-edge"), (orders_sidecar.admin, "orders-sidecar")):
+        upstream = exemplars(admin, "meshgate_upstream_duration_seconds_bucket")
+        ours = [e for e in upstream if e["trace_id"] == sampled]
+        assert ours, upstream
+        assert all((service, e["span_id"]) in client_spans for e in ours), (ours, client_spans)
+    everything = [
+        e["trace_id"]
+        for admin in (edge.admin, orders_sidecar.admin)
+        for name in (
+            "meshgate_request_duration_seconds_bucket",
+            "meshgate_upstream_duration_seconds_bucket",
+        )
+        for e in exemplars(admin, name)
+    ]
+    assert unsampled not in everything
+
+    # The classic text format (what a client asking for nothing gets) carries none.
+    status, response_headers, body = http(f"http://127.0.0.1:{edge.admin}/metrics")
+    assert response_headers["content-type"].startswith("text/plain")
+    assert sampled.encode() not in body
+
+
 def test_two_edge_workers_add_up(mesh: Mesh, receiver: OtlpReceiver) -> None:
     app = mesh.app("users", "users-1")
     mesh.sidecar(app, "users-1")
@@ -577,7 +645,11 @@ def test_no_token_or_api_key_in_any_span_or_log_line(mesh: Mesh, receiver: OtlpR
         status, reply, _ = http(f"{edge.url}/api/orders/7?api_key={query_key}", headers)
         sent.append((status, parse_traceresponse(reply["traceresponse"])[0]))
     for _, trace_id in sent:
-        receiver.wait_for(lambda t=trace_id: len(receiver.trace(t)) >= 1, f"spans of {trace_id}")
+
+        def exported(t: str = trace_id) -> bool:
+            return len(receiver.trace(t)) >= 1
+
+        receiver.wait_for(exported, f"spans of {trace_id}")
     time.sleep(1.0)  # the later spans of each trace, and the access logs
     payloads = b"".join(receiver.bodies)
     logs = b"".join(p.read_bytes() for p in mesh.workdir.glob("*.log"))

@@ -7,6 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -35,7 +36,7 @@ SCRIPT = textwrap.dedent(
         children.append(pid)
     for pid in children:
         os.waitpid(pid, 0)
-    sys.stdout.write(exposition(CollectorRegistry())().decode())
+    sys.stdout.write(exposition(CollectorRegistry())("")[0].decode())
     """
 )
 
@@ -64,6 +65,30 @@ def test_single_process_mode_renders_the_registry() -> None:
     registry = CollectorRegistry()
     Counter("meshgate_single", "s", registry=registry).inc()
     calls: list[int] = []
-    body = exposition(registry, [lambda: calls.append(1)])().decode()
+    body = exposition(registry, [lambda: calls.append(1)])("")[0].decode()
     assert "meshgate_single_total 1.0" in body
     assert calls == [1]
+
+
+@pytest.mark.parametrize(
+    ("accept", "openmetrics"),
+    [
+        ("", False),
+        ("*/*", False),
+        ("text/plain", False),
+        ("application/openmetrics-text", True),
+        # What Prometheus sends: OpenMetrics first.
+        (
+            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+            "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+            True,
+        ),
+    ],
+)
+def test_the_format_follows_accept(accept: str, openmetrics: bool) -> None:
+    registry = CollectorRegistry()
+    Counter("meshgate_single", "s", registry=registry).inc()
+    body, content_type = exposition(registry)(accept)
+    assert content_type.startswith("application/openmetrics-text" if openmetrics else "text/plain")
+    assert body.decode().endswith("# EOF\n") is openmetrics
+    assert "meshgate_single_total 1.0" in body.decode()

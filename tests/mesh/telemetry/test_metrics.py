@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from mesh.connections import REFUSED_PER_ADDRESS, REFUSED_TOTAL
@@ -22,6 +25,7 @@ from mesh.telemetry.metrics import (
     adder,
     observer,
     status_class,
+    trace_exemplar,
 )
 from mesh.telemetry.upstream import UpstreamTelemetry
 from tests.mesh.telemetry.support import Recorder, headers_sent, make_exchange
@@ -34,7 +38,7 @@ def samples(
     registry: CollectorRegistry, metrics: ProxyMetrics | None = None
 ) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """What /metrics shows (refreshing ``metrics`` first, as the admin listener does)."""
-    text = exposition(registry, [metrics.refresh] if metrics else [])().decode()
+    text = exposition(registry, [metrics.refresh] if metrics else [])("")[0].decode()
     out = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
@@ -126,6 +130,54 @@ def test_an_attempt_observes_the_upstream_histogram_and_ends_its_span() -> None:
         "aborted",
     ]
     assert clients[0].status.status_code is StatusCode.UNSET
+
+
+def openmetrics_exemplars(registry: CollectorRegistry, name: str) -> dict[str, dict[str, str]]:
+    """The exemplars of ``name``'s samples in the OpenMetrics exposition, by ``le``."""
+    body, content_type = exposition(registry)("application/openmetrics-text")
+    assert content_type.startswith("application/openmetrics-text")
+    return {
+        sample.labels["le"]: dict(sample.exemplar.labels)
+        for family in openmetrics_families(body.decode())  # type: ignore[no-untyped-call]
+        for sample in family.samples
+        if sample.name == name and sample.exemplar is not None
+    }
+
+
+def test_a_sampled_attempt_names_its_client_span_on_its_bucket() -> None:
+    registry = CollectorRegistry()
+    telemetry = UpstreamTelemetry(ProxyMetrics(registry, "edge"))
+    r = Recorder(sampler_ratio=1.0)
+    ex = make_exchange()
+    ex.service = "orders"
+    ex.trace = r.tracing.start_request(ex)
+    attempt = telemetry.attempt(ex, INSTANCE, 1)
+    attempt.responded(200)
+    attempt.end()
+    (client,) = [s for s in r.spans if s.kind is SpanKind.CLIENT]
+    context = client.get_span_context()
+    assert context is not None
+    assert list(
+        openmetrics_exemplars(registry, "meshgate_upstream_duration_seconds_bucket").values()
+    ) == [{"trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}"}]
+    # Counted once, as an unsampled attempt is.
+    key = (("outcome", "2xx"), ("role", "edge"), ("service", "orders"))
+    assert samples(registry)[("meshgate_upstream_duration_seconds_count", key)] == 1
+
+
+def test_an_unsampled_attempt_leaves_no_exemplar() -> None:
+    registry = CollectorRegistry()
+    telemetry = UpstreamTelemetry(ProxyMetrics(registry, "edge"))
+    r = Recorder(sampler_ratio=0.0)
+    ex = make_exchange()
+    ex.service = "orders"
+    ex.trace = r.tracing.start_request(ex)
+    attempt = telemetry.attempt(ex, INSTANCE, 1)
+    attempt.responded(200)
+    attempt.end()
+    assert openmetrics_exemplars(registry, "meshgate_upstream_duration_seconds_bucket") == {}
+    key = (("outcome", "2xx"), ("role", "edge"), ("service", "orders"))
+    assert samples(registry)[("meshgate_upstream_duration_seconds_count", key)] == 1
 
 
 def test_without_metrics_or_trace_an_attempt_costs_nothing_visible() -> None:
@@ -246,6 +298,31 @@ def test_observers_make_each_label_tuple_once_and_observe_into_its_series() -> N
     assert got[("meshgate_request_duration_seconds_sum", series)] == 0.003
 
 
+def test_exemplar_observer_counts_as_observer_does_and_keeps_the_latest_per_bucket() -> None:
+    registry = CollectorRegistry()
+    metrics = ProxyMetrics(registry, "edge")
+    metrics.observe_duration("edge", "r", "svc")(0.003)
+    traced = metrics.observe_duration_traced("edge", "r", "svc")
+    assert metrics.observe_duration_traced("edge", "r", "svc") is traced
+    traced(0.004, trace_exemplar(1, 2))
+    traced(0.0045, trace_exemplar(3, 4))  # the same bucket: the later one is kept
+    traced(0.2, trace_exemplar(5, 6))
+    got = samples(registry)
+    series = (("role", "edge"), ("route", "r"), ("service", "svc"))
+    assert got[("meshgate_request_duration_seconds_count", series)] == 4
+    assert got[("meshgate_request_duration_seconds_bucket", (("le", "0.005"), *series))] == 3
+    assert got[("meshgate_request_duration_seconds_sum", series)] == pytest.approx(0.2115)
+    kept = openmetrics_exemplars(registry, "meshgate_request_duration_seconds_bucket")
+    assert kept == {
+        "0.005": {"trace_id": f"{3:032x}", "span_id": f"{4:016x}"},
+        "0.25": {"trace_id": f"{5:032x}", "span_id": f"{6:016x}"},
+    }
+
+
+def test_trace_exemplar_is_hex_of_fixed_width() -> None:
+    assert trace_exemplar(0xABC, 0x1) == {"trace_id": "0" * 29 + "abc", "span_id": "0" * 15 + "1"}
+
+
 def test_observer_of_a_histogram_with_labels_unset_is_refused_as_observe_is() -> None:
     histogram = Histogram("h", "h", ["k"], registry=CollectorRegistry())
     with pytest.raises(ValueError, match="missing label values"):
@@ -265,7 +342,7 @@ def test_observer_of_a_histogram_it_does_not_know_is_its_observe() -> None:
 def test_counters_of_a_counter_it_does_not_know_add_through_its_inc() -> None:
     counter = Counter("c", "c", ["k"], registry=CollectorRegistry())
     child = counter.labels("v")
-    child._value = None  # type: ignore[assignment]  # not a value class it knows
+    child._value = None  # not a value class it knows
     assert adder(child) == child.inc
 
 
