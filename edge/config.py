@@ -227,7 +227,9 @@ class RouteConfig(Frozen):
 
     @model_validator(mode="after")
     def _one_action(self) -> RouteConfig:
-        actions = [k for k in ("service", "redirect", "direct_response") if getattr(self, k)]
+        actions = [
+            k for k in ("service", "redirect", "direct_response") if getattr(self, k) is not None
+        ]
         if len(actions) != 1:
             found = " and ".join(actions) if actions else "none"
             raise ValueError(
