@@ -44,6 +44,7 @@ class RoutingFilter:
         route = match.route
         if route is None:
             return ex.problem(404, "No route", f"no route matches {ex.path}", slug="no-route")
+        ex.route = route.name  # a 405 is the route's answer too (metrics, access log)
         if not match.method_allowed:
             allow = ", ".join(sorted(route.methods or ()))
             return ex.problem(
@@ -53,7 +54,6 @@ class RoutingFilter:
                 slug="method-not-allowed",
                 headers={"Allow": allow},
             )
-        ex.route = route.name
         ex.attrs["route"] = route
         ex.service = route.service
         ex.upstream_path = route.upstream_path(ex.path)

@@ -120,6 +120,7 @@ def test_redirects_and_responses_beside_a_proxied_route(mesh: Mesh, tmp_path: Pa
     }
     assert counted[("redirect:/v1/orders", "3xx")] == 2
     assert counted[("response:=/healthz", "2xx")] == 2
+    assert counted[("response:=/healthz", "4xx")] == 1  # the 405
     assert counted[("orders:/api/orders", "2xx")] == 1
     assert counted[("orders:=/api/orders", "2xx")] == 1
 

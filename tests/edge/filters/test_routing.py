@@ -45,6 +45,18 @@ async def test_a_declared_body_over_the_routes_limit_gets_413_and_a_closed_conne
     assert "101 bytes is longer than the 100 allowed" in problem["detail"]
 
 
+async def test_a_405_is_the_routes_answer_and_a_404_nobodys() -> None:
+    table = RouteTable([make_route(prefix="/read", service="r", source="config", methods=["GET"])])
+    routing = RoutingFilter(table, 5.0)
+    ex = make_exchange({}, path="/read/x", method="POST")
+    response = await routing(ex, _passed)
+    assert (response.status, response.headers["Allow"]) == (405, "GET")
+    assert ex.route == "r:/read"  # counted and logged under its route
+    missing = make_exchange({}, path="/elsewhere", method="GET")
+    assert (await routing(missing, _passed)).status == 404
+    assert missing.route is None
+
+
 async def test_a_body_within_the_limit_and_a_route_without_one_pass() -> None:
     routing = RoutingFilter(TABLE, 5.0, default_max_body_size=None)
     assert (await _route(routing, "/small/x", {"Content-Length": "100"})).text == "passed"
