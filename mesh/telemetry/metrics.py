@@ -14,10 +14,11 @@ import math
 import time
 from bisect import bisect_left
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.samples import Exemplar
 from prometheus_client.values import MutexValue
 
 from mesh.connections import REFUSAL_REASONS
@@ -150,27 +151,18 @@ def observer(child: Histogram) -> Callable[[float], None]:
     ``_sum`` as prometheus-client 0.2x's histogram children do (a parent
     with its labels unset keeps none), this is ``child.observe`` itself.
     """
-    bounds = getattr(child, "_upper_bounds", None)
-    buckets = getattr(child, "_buckets", None)
-    total = getattr(child, "_sum", None)
-    if (
-        type(bounds) is not list
-        or type(buckets) is not list
-        or not bounds
-        or len(bounds) != len(buckets)
-        or bounds[-1] != math.inf
-        or bounds != sorted(bounds)
-        or not callable(getattr(total, "inc", None))
-    ):
+    known = _histogram_fields(child)
+    if known is None:
         return child.observe
+    bounds, buckets, total = known
     if _in_place(total, *buckets):
 
         def observe_in_place(amount: float) -> None:
-            total._value += amount  # type: ignore[union-attr]
+            total._value += amount
             buckets[bisect_left(bounds, amount)]._value += 1
 
         return observe_in_place
-    inc_total = total.inc  # type: ignore[union-attr]
+    inc_total = total.inc
     incs = [bucket.inc for bucket in buckets]
 
     def observe(amount: float) -> None:
@@ -184,16 +176,59 @@ TracedObserve = Callable[[float, dict[str, str]], None]
 
 
 def exemplar_observer(child: Histogram) -> TracedObserve:
-    """``child.observe`` with an exemplar: the labels (``trace_id`` and ``span_id``,
-    as Grafana links them to a trace) that the amount's bucket keeps, the latest
-    one per bucket, and OpenMetrics exposes beside it.
+    """``child.observe`` with an exemplar: labels (``trace_id`` and ``span_id``, as
+    Grafana links them to a trace) that the amount's bucket keeps, the latest one
+    per bucket, and OpenMetrics exposes beside it. It counts the amount as
+    :func:`observer` does, so one series takes both.
 
-    prometheus-client's own ``observe``, lock and bucket walk included: it is for
-    the requests whose trace is sampled (one in ten by default), and it counts the
-    amount as :func:`observer` does, so one series takes both. Multiprocess values
-    keep no exemplar (prometheus-client's limit): there it only counts.
+    With single-process values, in place as :func:`observer` (the exemplar too),
+    and without prometheus-client's check of the labels, which costs a sampled
+    request (one in ten by default) more than the rest of its observation: the
+    callers' labels are two hex ids, valid names and 48 characters of values,
+    within OpenMetrics' 128. Multiprocess values keep no exemplar (a limit of
+    prometheus-client): there it counts through :func:`observer`. A child it
+    does not know gets ``child.observe(amount, exemplar)`` itself.
     """
-    return child.observe
+    known = _histogram_fields(child)
+    if known is None:
+        return child.observe
+    bounds, buckets, total = known
+    if not _in_place(total, *buckets):
+        plain = observer(child)
+
+        def observe_without_exemplar(amount: float, exemplar: dict[str, str]) -> None:
+            plain(amount)
+
+        return observe_without_exemplar
+
+    def observe_in_place(amount: float, exemplar: dict[str, str]) -> None:
+        total._value += amount
+        bucket = buckets[bisect_left(bounds, amount)]
+        bucket._value += 1
+        bucket._exemplar = Exemplar(exemplar, amount, time.time())
+
+    return observe_in_place
+
+
+def _histogram_fields(child: Histogram) -> tuple[list[float], list[Any], Any] | None:
+    """A histogram child's bounds, bucket values and sum value, when it keeps them as
+    prometheus-client 0.2x's children do (sorted bounds ending at +Inf, one bucket
+    each, a sum with ``inc``); None otherwise (a parent with its labels unset keeps
+    none)."""
+    bounds = getattr(child, "_upper_bounds", None)
+    buckets = getattr(child, "_buckets", None)
+    total = getattr(child, "_sum", None)
+    if (
+        type(bounds) is not list
+        or type(buckets) is not list
+        or not bounds
+        or len(bounds) != len(buckets)
+        or bounds[-1] != math.inf
+        or bounds != sorted(bounds)
+        or not callable(getattr(total, "inc", None))
+    ):
+        return None
+    return bounds, buckets, total
 
 
 def trace_exemplar(trace_id: int, span_id: int) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ from mesh.telemetry.metrics import (
     ProxyMetrics,
     RefreshMetrics,
     adder,
+    exemplar_observer,
     observer,
     status_class,
     trace_exemplar,
@@ -273,6 +275,29 @@ def test_observer_counts_every_amount_where_histogram_observe_does() -> None:
     assert fast[("_count", (("k", "v"),))] == len(AMOUNTS)
 
 
+def test_exemplar_observer_counts_and_keeps_exemplars_where_histogram_observe_does() -> None:
+    registry = CollectorRegistry()
+    by_library = Histogram("lib", "h", ["k"], buckets=LATENCY_BUCKETS, registry=registry)
+    by_observer = Histogram("fast", "h", ["k"], buckets=LATENCY_BUCKETS, registry=registry)
+    observe = exemplar_observer(by_observer.labels("v"))
+    assert observe != by_observer.labels("v").observe  # in place, not the fallback
+    for n, amount in enumerate(AMOUNTS):
+        if math.isnan(amount):
+            continue  # observe counts NaN in no bucket; the callers never pass one
+        exemplar = trace_exemplar(n + 1, n + 2)
+        by_library.labels("v").observe(amount, exemplar)
+        observe(amount, exemplar)
+    got = samples(registry)
+    library = {
+        (n[3:], lb): v for (n, lb), v in got.items() if n[:3] == "lib" and "created" not in n
+    }
+    fast = {(n[4:], lb): v for (n, lb), v in got.items() if n[:4] == "fast" and "created" not in n}
+    assert fast == library
+    kept_by_library = openmetrics_exemplars(registry, "lib_bucket")
+    assert kept_by_library  # every bucket that took an amount keeps its latest
+    assert openmetrics_exemplars(registry, "fast_bucket") == kept_by_library
+
+
 def test_observers_make_each_label_tuple_once_and_observe_into_its_series() -> None:
     registry = CollectorRegistry()
     metrics = ProxyMetrics(registry, "edge")
@@ -355,16 +380,18 @@ MULTIPROCESS_SCRIPT = """
 import json, sys
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.multiprocess import MultiProcessCollector
-from mesh.telemetry.metrics import LATENCY_BUCKETS, adder, observer
+from mesh.telemetry.metrics import LATENCY_BUCKETS, adder, exemplar_observer, observer
 amounts = json.loads(sys.argv[1])
 lib = Histogram("lib", "h", ["k"], buckets=LATENCY_BUCKETS)
 fast = Histogram("fast", "h", ["k"], buckets=LATENCY_BUCKETS)
 observe = observer(fast.labels("v"))
+traced = exemplar_observer(Histogram("traced", "h", ["k"], buckets=LATENCY_BUCKETS).labels("v"))
 libc = Counter("libc", "c", ["k"])
 add = adder(Counter("fastc", "c", ["k"]).labels("v"))
 for amount in amounts:
     lib.labels("v").observe(amount)
     observe(amount)
+    traced(amount, {"trace_id": "ab" * 16, "span_id": "cd" * 8})
     libc.labels("v").inc()
     add()
 registry = CollectorRegistry()
@@ -389,7 +416,9 @@ def test_multiprocess_values_see_what_observe_and_inc_write(tmp_path: Path) -> N
         got[name, json.dumps(labels)] = value
     library = {(n[3:], labels): v for (n, labels), v in got.items() if n.startswith("lib_")}
     fast = {(n[4:], labels): v for (n, labels), v in got.items() if n.startswith("fast_")}
+    traced = {(n[6:], labels): v for (n, labels), v in got.items() if n.startswith("traced_")}
     assert library and fast == library
+    assert traced == library  # counted, its exemplars dropped (multiprocess keeps none)
     assert fast[("_count", json.dumps([["k", "v"]]))] == len(AMOUNTS)
     assert got["fastc_total", json.dumps([["k", "v"]])] == len(AMOUNTS)
     assert got["libc_total", json.dumps([["k", "v"]])] == len(AMOUNTS)
