@@ -67,6 +67,18 @@ DEMO_SERVICES = ("users", "orders", "inventory", AUTHZ_SERVICE)
 MESH_TLS = {"enabled": True}
 """Every hop between meshgate processes is mutual TLS with Consul Connect certificates."""
 
+WELCOME_ROUTE: dict[str, Any] = {
+    "path": "/",
+    "methods": ["GET", "HEAD"],
+    "auth": "none",
+    "direct_response": {
+        "status": 200,
+        "body_file": str(Path(__file__).with_name("welcome.txt")),
+    },
+}
+"""``GET /``: where to start, answered by the edge itself (the compose edge mounts the
+same file)."""
+
 
 @dataclass
 class SidecarPorts:
@@ -92,6 +104,7 @@ def edge_config(
         "admin": {"host": "127.0.0.1", "port": admin_port},
         "consul": {"address": consul},
         "routes": [
+            WELCOME_ROUTE,
             {"prefix": "/api/users", "service": "users", "prefix_rewrite": "/users"},
             AUTH_ROUTE,
             PUBLIC_ROUTE,
@@ -292,7 +305,9 @@ class DemoMesh:
         key = self.auth.auth_key
         lines += [
             "",
-            "Every route needs a token (or an API key), except /auth/*. Get one:",
+            f"Where to start: curl {base}/",
+            "",
+            "Every route needs a token (or an API key), except /auth/* and /. Get one:",
             f"  TOKEN=$(curl -s {base}/auth/token -d grant_type=password -d username=alice "
             "-d password=wonderland | python3 -c 'import json,sys; "
             'print(json.load(sys.stdin)["access_token"])\')',

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel
 
 from demo.ratelimit_setup import edge_rate_limits
+from demo.runner import WELCOME_ROUTE
 from discovery.static_provider import StaticCatalog, StaticInstance, catalog_to_snapshot
 from edge.config import EdgeConfig, RouteConfig, load_edge_config
 from edge.gateway import config_routes
@@ -289,6 +290,8 @@ def test_static_catalog_example_shows_every_instance_key() -> None:
 
 # --- the compose stack's files --------------------------------------------------
 
+WELCOME_FILE = Path(WELCOME_ROUTE["direct_response"]["body_file"])
+
 
 def test_compose_edge_config() -> None:
     config = load_edge_config(COMPOSE_CONFIGS / "edge.yaml")
@@ -296,10 +299,16 @@ def test_compose_edge_config() -> None:
     # Published by compose, so it must listen beyond the container's loopback.
     assert (config.admin.host, config.admin.port) == ("0.0.0.0", 9901)
     assert config.consul.address == "consul:8500"
-    assert [(r.prefix, r.service, r.prefix_rewrite) for r in config.routes] == [
+    assert [(r.matched, r.service, r.prefix_rewrite) for r in config.routes] == [
         ("/api/users", "users", "/users"),
         ("/auth", "auth", None),
+        ("/", None, None),
     ]
+    # GET / is answered by the edge, with the text `meshgate demo` serves.
+    welcome = config.routes[2]
+    assert welcome.path == "/" and welcome.direct_response is not None
+    assert welcome.direct_response.action().body == WELCOME_FILE.read_bytes()
+    assert welcome.auth is not None and welcome.auth.policy == "none"
     assert config.consul_routes
     # Every route needs a caller except the auth service's own, found in Consul.
     assert config.auth.effective_default_route().policy == "required"

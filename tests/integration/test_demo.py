@@ -91,6 +91,10 @@ def test_demo_serves_through_sidecars_and_ctrl_c_leaves_nothing(tmp_path: Path) 
             lambda: "Press Ctrl-C" in (tmp_path / "demo.out").read_text(), 90, "the demo mesh"
         )
         assert not http_ok(url), "demo routes require a token"
+        # GET / says where to start, with no token: the edge answers it itself.
+        status, _, welcome = http(f"http://127.0.0.1:{port}/")
+        assert status == 200 and welcome.startswith(b"meshgate demo\n")
+        assert b"/auth/token" in welcome
         # /auth/* is public: the README's way to get a token.
         login = urllib.parse.urlencode(
             {"grant_type": "password", "username": "alice", "password": "wonderland"}
