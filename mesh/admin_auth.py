@@ -123,6 +123,12 @@ class AdminAuth:
         policy = self._policy(config.admin)
 
         def commit() -> None:
+            # Said here: the reloader lists changed keys, and a token rotated in place
+            # changes none (the file's path is the same).
+            if policy.token is None and self.policy.token is not None:
+                log.warning("admin listener: no token any more, open to whoever reaches it")
+            elif policy.token is not None and policy.token != self.policy.token:
+                log.info("admin listener: a new token, from %s", policy.token.origin)
             self.policy = policy
 
         return Reload(RELOAD_KEYS, commit)
