@@ -74,6 +74,11 @@ class EdgeFeature(Protocol):
         """Handlers of the admin listener that take the request: by (method, path)."""
         ...
 
+    def open_admin_paths(self) -> set[str]:
+        """Paths of this feature's admin views served without the admin token
+        (:mod:`mesh.admin_auth`): only what is public by nature, e.g. public keys."""
+        ...
+
     def strip_headers(self) -> set[str]:
         """Lower-case header names the ingress removes from every request."""
         ...
@@ -106,6 +111,9 @@ class BaseFeature:
 
     def admin_endpoints(self) -> Mapping[tuple[str, str], AdminHandler]:
         return {}
+
+    def open_admin_paths(self) -> set[str]:
+        return set()
 
     def strip_headers(self) -> set[str]:
         return set()

@@ -22,6 +22,7 @@ from edge.registration import EdgeRegistration
 from edge.tls import ServerTls
 from edge.upstream_limits.limits import EdgeUpstreamLimits
 from mesh.admin import build_admin_app, readiness
+from mesh.admin_auth import AdminAuth
 from mesh.admin_workers import AdminWorkers
 from mesh.balancing import Balancer
 from mesh.config.reload import ConfigReloader, LoggingLevel, Reloadable
@@ -85,11 +86,14 @@ async def run_edge(
     features = build_features(config, ctx)
     gateway = EdgeGateway(config, store, proxy, metrics, features)
     tls = ServerTls(config.tls) if config.tls is not None else None
+    open_paths = {path for f in features for path in f.open_admin_paths()}
+    admin_auth = AdminAuth(config.admin, registry, open_paths)
     reloader = None
     if reload is not None:
         # The pipeline last: it is rebuilt from the features' new filters.
         parts: list[Reloadable[EdgeConfig]] = [
             LoggingLevel(),
+            admin_auth,
             *([tls] if tls else []),
             *([connect] if connect is not None else []),
             outliers,
@@ -130,6 +134,7 @@ async def run_edge(
                 **{r: handler for f in features for r, handler in f.admin_endpoints().items()},
             },
             across=workers.across,
+            auth=admin_auth,
         ),
         config.admin.host,
         config.admin.port,

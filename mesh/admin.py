@@ -1,7 +1,9 @@
 """The admin listener shared by edge and sidecar: health, readiness, routes, metrics.
 
 It runs on its own port so that probes and scrapes never compete with, or get
-rate-limited like, user traffic.
+rate-limited like, user traffic. With an admin token configured, whoever
+reaches the port also needs the token for anything but the probes
+(:mod:`mesh.admin_auth`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from mesh.admin_auth import AdminAuth
 from mesh.telemetry.exposition import Render, exposition
 
 JsonView = Callable[[], Mapping[str, Any]]
@@ -48,6 +51,7 @@ def build_admin_app(
     handlers: Mapping[str, AdminHandler] = {},
     endpoints: Mapping[tuple[str, str], AdminHandler] = {},
     across: Callable[[AdminHandler], AdminHandler] = lambda handler: handler,
+    auth: AdminAuth | None = None,
 ) -> web.Application:
     """``ready`` returns (is_ready, details); each view is served as JSON at its path,
     each of ``handlers`` answers GET at its own, and each of ``endpoints`` answers its
@@ -56,8 +60,11 @@ def build_admin_app(
     ``across`` wraps the handler of every view and every GET (the edge's workers
     answer ``?workers=all`` with it: :meth:`mesh.admin_workers.AdminWorkers.across`);
     other endpoints are left as given, their owners knowing whether they act on every
-    worker."""
-    app = web.Application()
+    worker.
+
+    ``auth`` decides, before any handler runs, which requests need the admin token
+    (None: every request is served, as without a token)."""
+    app = web.Application(middlewares=[auth.middleware] if auth is not None else [])
 
     async def healthz(_: web.Request) -> web.Response:
         return json_response({"status": "alive"})

@@ -4,7 +4,8 @@ As ``nginx -t`` and ``haproxy -c``, for a deploy pipeline or before a SIGHUP. Th
 file is read and validated as at start (the same loader, the same one-line
 messages), and the files it names are read as at start: the TLS certificate and
 key, the identity token's signing key (edge) or the edge's public key (sidecar),
-the static catalog, the CA and client certificate for Consul over HTTPS; the
+the static catalog, the CA and client certificate for Consul over HTTPS, the
+admin token's file or variable (read by the loader, as at start); the
 access log's file is checked for writing without being created. Nothing is
 contacted (Consul, Redis, the auth service), no port is bound and nothing is
 written: what only a running process can learn (a port in use, Consul
@@ -24,6 +25,7 @@ from discovery.settings import ConsulSettings, DiscoverySettings
 from discovery.static_provider import StaticCatalog
 from mesh.config.errors import ConfigError
 from mesh.config.loader import load_config
+from mesh.config.sections import AdminConfig
 from mesh.telemetry.access_log import AccessLog
 from mesh.telemetry.config import AccessLogConfig
 
@@ -48,7 +50,7 @@ def check_edge(config: EdgeConfig, file: str) -> str:
     if token.enabled and token.signing_key_file is not None:
         load_identity_signer(config.auth, time.time)
         checked.append("the identity signing key")
-    checked += _shared(config.consul, config.discovery, config.telemetry.access_log)
+    checked += _shared(config.consul, config.discovery, config.telemetry.access_log, config.admin)
     return _ok("edge", file, checked)
 
 
@@ -61,14 +63,19 @@ def check_sidecar(config: SidecarConfig, file: str) -> str:
     if key_file is not None:
         FileEdgeKeys(key_file)
         checked.append("the edge's public key")
-    checked += _shared(config.consul, config.discovery, config.telemetry.access_log)
+    checked += _shared(config.consul, config.discovery, config.telemetry.access_log, config.admin)
     return _ok("sidecar", file, checked)
 
 
 def _shared(
-    consul: ConsulSettings, discovery: DiscoverySettings, access_log: AccessLogConfig
+    consul: ConsulSettings,
+    discovery: DiscoverySettings,
+    access_log: AccessLogConfig,
+    admin: AdminConfig,
 ) -> list[str]:
     checked = []
+    if admin.token is not None:  # loading the file read it: it is there, and a valid token
+        checked.append("the admin token")
     tls_files = {"CA": consul.ca_file, "client certificate": consul.cert_file}
     named = [name for name, path in tls_files.items() if path is not None]
     if consul.scheme == "https" and named:

@@ -25,6 +25,7 @@ from discovery.consul_client import make_consul
 from discovery.provider import make_provider, wait_for_first_catalog
 from discovery.registration import Registration, RegistrationSpec
 from mesh.admin import build_admin_app, readiness
+from mesh.admin_auth import AdminAuth
 from mesh.balancing import Balancer
 from mesh.chain import Handler, build_chain
 from mesh.config.reload import ConfigReloader, LoggingLevel, Reloadable
@@ -122,10 +123,13 @@ async def run_sidecar(
     registration: Registration | None = None
     inbound_limit = InboundLimitFilter(config.inbound.limit)
     faults = OutboundFaults(config.outbound.faults, FaultInjection(FaultMetrics(registry)))
+    # Consul's check calls /health/app (with mesh TLS) and cannot send the admin token.
+    admin_auth = AdminAuth(config.admin, registry, open_paths={APP_HEALTH_PATH})
     reloader = None
     if reload is not None:
         parts: list[Reloadable[SidecarConfig]] = [
             LoggingLevel(),
+            admin_auth,
             RegistrationReload(lambda: registration),
             ResilienceReload(guards, limits),
             InboundLimitReload(inbound_limit),
@@ -266,6 +270,7 @@ async def run_sidecar(
                 ],
             ),
             handlers={APP_HEALTH_PATH: app_health.handle},
+            auth=admin_auth,
         ),
         config.admin.host,
         config.admin.port,

@@ -6,7 +6,8 @@
   :class:`edge.filters.identity_headers.IdentityHeadersFilter`, then (unless
   disabled) :class:`edge.filters.identity_token.IdentityTokenFilter`;
 - admin views: ``/auth`` (keys, caches, counters) and ``/identity/jwks.json``
-  (the public key sidecars check the identity token with);
+  (the public key sidecars check the identity token with, open without the admin
+  token: :meth:`AuthFeature.open_admin_paths`);
 - ``start``: HTTP session and JWKS cache, introspection client, Redis for API
   keys, and a first JWKS fetch in the background once the catalog is loaded
   (and, when the JWKS comes through mesh TLS, the edge's certificate is in;
@@ -65,6 +66,8 @@ from mesh.mtls.contexts import MeshTls
 log = logging.getLogger(__name__)
 
 FIRST_FETCH_MAX_DELAY_S = 5.0
+JWKS_PATH = "/identity/jwks.json"
+"""Where the admin listener publishes the identity token's public keys."""
 
 
 def load_identity_signer(config: AuthConfig, clock: Callable[[], float]) -> IdentitySigner:
@@ -172,8 +175,12 @@ class AuthFeature(BaseFeature):
         views: dict[str, JsonView] = {"/auth": self.view}
         signer = self.signer
         if signer is not None:
-            views["/identity/jwks.json"] = signer.jwks
+            views[JWKS_PATH] = signer.jwks
         return views
+
+    def open_admin_paths(self) -> set[str]:
+        # Public keys, which sidecars fetch (identity.edge_jwks_url) without the admin token.
+        return {JWKS_PATH} if self.signer is not None else set()
 
     # -- lifecycle ---------------------------------------------------------------
 

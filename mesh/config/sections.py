@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, PrivateAttr, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
+from mesh.admin_token import ENV_NAME, AdminToken, TokenUnavailable, read_token_env, read_token_file
 from mesh.config.overrides import check_overrides, policy_for
 from mesh.config.types import Duration, Frozen, Port, PositiveDuration
 from mesh.http.upgrade import DEFAULT_PROTOCOLS, allowed_protocols
@@ -34,8 +36,45 @@ class ProxyConfig(Frozen):
 
 
 class AdminConfig(Frozen):
+    """The admin listener, and the bearer token that guards it (:mod:`mesh.admin_auth`)."""
+
     host: str = "127.0.0.1"
     port: Port = 9901
+    token_file: str | None = None
+    """A file holding the token every admin request must carry (``Authorization: Bearer``)
+    except the probes (and ``/metrics`` unless ``protect_metrics``); read at load, so at
+    start and on each reload. null: no token, the listener open to whoever reaches it."""
+    token_env: str | None = Field(default=None, pattern=ENV_NAME)
+    """Or the name of an environment variable holding the token (never the token: it does
+    not belong in this file). Not both."""
+    protect_metrics: bool = False
+    """``/metrics`` needs the token too (Prometheus sends it with ``authorization:
+    {credentials_file: ...}``); needs a token."""
+    _token: AdminToken | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _read_token(self) -> AdminConfig:
+        if self.token_file is not None and self.token_env is not None:
+            raise ValueError("set either token_file or token_env, not both")
+        try:
+            if self.token_file is not None:
+                self._token = read_token_file(self.token_file)
+            elif self.token_env is not None:
+                self._token = read_token_env(self.token_env)
+        except TokenUnavailable as exc:
+            # Raised as a ValidationError of its own so that the key path is the key's
+            # (admin.token_file), not the section's: pydantic prefixes the section's path.
+            error = PydanticCustomError("admin_token", "{problem}", {"problem": exc.problem})
+            details = InitErrorDetails(type=error, loc=(exc.key,), input=getattr(self, exc.key))
+            raise ValidationError.from_exception_data(type(self).__name__, [details]) from None
+        if self.protect_metrics and self._token is None:
+            raise ValueError("protect_metrics needs a token (token_file or token_env)")
+        return self
+
+    @property
+    def token(self) -> AdminToken | None:
+        """The token read from ``token_file`` or ``token_env``; None when neither is set."""
+        return self._token
 
 
 class ShutdownConfig(Frozen):

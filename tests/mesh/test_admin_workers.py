@@ -17,7 +17,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from mesh.admin import build_admin_app, json_response
+from mesh.admin_auth import AdminAuth
 from mesh.admin_workers import AdminWorkers, WorkerAnswer, combined
+from mesh.config.sections import AdminConfig
 from mesh.server import Listener
 from mesh.workers import WorkerSeat, this_worker
 
@@ -25,7 +27,14 @@ from mesh.workers import WorkerSeat, this_worker
 class Worker:
     """One worker's admin listener and the state it holds (a count of things)."""
 
-    def __init__(self, workers: AdminWorkers, index: int, things: int, delay: float = 0) -> None:
+    def __init__(
+        self,
+        workers: AdminWorkers,
+        index: int,
+        things: int,
+        delay: float = 0,
+        auth: AdminAuth | None = None,
+    ) -> None:
         self.index = index
         self.things = things
         self.delay = delay
@@ -39,6 +48,7 @@ class Worker:
                 )
             },
             across=workers.across,
+            auth=auth,
         )
         self.listener = Listener(
             f"admin-{index}", app, "127.0.0.1", 0, shutdown_timeout=0.2,
@@ -65,15 +75,17 @@ async def workers(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
 
     async def start(
         count: int, things: Sequence[int], absent: Sequence[int] = (), within: float = 5.0,
-        delays: dict[int, float] | None = None,
+        delays: dict[int, float] | None = None, admin: AdminConfig | None = None,
     ) -> list[Worker]:  # fmt: skip
         for index in range(count):
             if index in absent:
                 continue
             seat = WorkerSeat(index, count, str(tmp_path))
+            auth = AdminAuth(admin, CollectorRegistry()) if admin is not None else None
             worker = Worker(
-                AdminWorkers(seat, within), index, things[index], (delays or {}).get(index, 0)
-            )
+                AdminWorkers(seat, within), index, things[index], (delays or {}).get(index, 0),
+                auth,
+            )  # fmt: skip
             await worker.listener.start()
             started.append(worker)
         return list(started)
@@ -84,12 +96,14 @@ async def workers(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
 
 
 async def call(
-    worker: Worker, method: str, path: str, body: Any = None
+    worker: Worker, method: str, path: str, body: Any = None, token: str | None = None
 ) -> tuple[int, str, dict[str, Any]]:
     data = json.dumps(body).encode() if body is not None else None
+    url = f"http://127.0.0.1:{worker.listener.port}{path}"
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
     async with (
         aiohttp.ClientSession() as session,
-        session.request(method, f"http://127.0.0.1:{worker.listener.port}{path}", data=data) as r,
+        session.request(method, url, data=data, headers=headers) as r,
     ):
         return r.status, r.content_type, await r.json(content_type=None)
 
@@ -122,6 +136,26 @@ async def test_an_action_for_every_worker_reaches_each_ones_state(workers: Any) 
     # workers=this: only the worker that answers.
     status, _, body = await call(second, "POST", "/things/drop?workers=this", 1)
     assert (status, body, first.things, second.things) == (200, {"dropped": 1}, 0, 0)
+
+
+async def test_with_a_token_the_client_needs_it_and_the_workers_ask_one_another_without(
+    workers: Any, tmp_path: Path
+) -> None:
+    token = "3f9a1c0e5b7d2a4f6e8c0b1d3a5f7e9c"
+    secret = tmp_path / "admin-token"
+    secret.write_text(token)
+    first, second = await workers(2, [3, 5], admin=AdminConfig(token_file=str(secret)))
+    # Refused before anything runs: no worker's state is touched, no worker asked.
+    status, _, body = await call(first, "POST", "/things/drop", 4)
+    assert (status, body["status"], first.things, second.things) == (401, 401, 3, 5)
+    assert (await call(second, "GET", "/things?workers=all", token="x" * 32))[0] == 401
+    # With the token, the worker asked forwards over the others' Unix sockets (which
+    # need none) and every worker answers.
+    status, _, body = await call(second, "GET", "/things?workers=all", token=token)
+    assert status == 200
+    assert [(w["worker"], w["status"]) for w in body["workers"]] == [(0, 200), (1, 200)]
+    status, _, body = await call(first, "POST", "/things/drop", 4, token=token)
+    assert (status, body["dropped"], first.things, second.things) == (200, 7, 0, 1)
 
 
 async def test_a_request_this_worker_refuses_is_answered_once_and_sent_nowhere(

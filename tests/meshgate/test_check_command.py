@@ -110,6 +110,32 @@ def test_a_file_that_would_stop_the_start_exits_2_naming_it(
     assert result.stdout == ""
 
 
+def test_the_admin_token_is_read_and_listed(tmp_path: Path) -> None:
+    token = tmp_path / "admin-token"
+    token.write_text("3f9a1c0e5b7d2a4f6e8c0b1d3a5f7e9c\n")
+    config = tmp_path / "edge.yaml"
+    config.write_text(UNREACHABLE + f"admin: {{token_file: {token}}}\n")
+    result = check("edge", config)
+    assert result.returncode == 0, result.stderr
+    assert one_line(result, "stdout").endswith("(0 routes, the admin token)")
+    sidecar = tmp_path / "sidecar.yaml"
+    sidecar.write_text(
+        UNREACHABLE + "service: {name: users}\nadmin: {token_env: MESHGATE_TEST_ADMIN_TOKEN}\n"
+    )
+    result = check("sidecar", sidecar)
+    assert result.returncode == 2  # the variable is not set
+    assert one_line(result, "stderr") == (
+        f"meshgate: invalid configuration in {sidecar}: admin.token_env: "
+        "the environment variable MESHGATE_TEST_ADMIN_TOKEN is not set"
+    )
+    token.write_text("")
+    result = check("edge", config)
+    assert result.returncode == 2
+    assert one_line(result, "stderr") == (
+        f"meshgate: invalid configuration in {config}: admin.token_file: the file {token} is empty"
+    )
+
+
 def test_a_bad_file_gets_the_same_line_as_a_start(tmp_path: Path) -> None:
     config = tmp_path / "edge.yaml"
     config.write_text("routes:\n  - prefix: api\n    service: users\n")
