@@ -22,10 +22,10 @@ to do, and cancels the attempts left once it has an answer):
   (attempts in flight plus ended) and takes one retry from the budget. A hedge
   the budget refuses is not made, nor any later hedge of the call: the attempts
   in flight run on to their end (``until``).
-- Nothing starts at or after ``until``: the call's end, its deadline or, without
-  one, ``max_attempts * per_try_timeout`` after it began (the longest a call
-  without hedging waits for answers, its backoffs aside), which also bounds
-  each attempt's wait for its answer.
+- Nothing starts at or after ``until``, the call's end, which also bounds each
+  attempt's wait for its answer: the call's deadline (how long its caller will
+  wait) or, without one, ``max_attempts * per_try_timeout`` after it began (the
+  longest a call without hedging waits for answers, its backoffs aside).
 """
 
 from __future__ import annotations

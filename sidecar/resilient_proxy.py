@@ -415,7 +415,7 @@ class ResilientProxy:
         is in flight; once none is, it is retried as any failure would be (after the
         backoff, within ``max_attempts`` and the budget) or is the call's outcome.
         Every attempt waits for its answer until the call's end: its deadline, or
-        ``max_attempts * per_try_timeout`` after it began.
+        without one ``max_attempts * per_try_timeout`` after it began.
 
         Guaranteed on return or raise (cancellation included): every other attempt
         has been cancelled and has finished unwinding (its connection closed, its
@@ -429,10 +429,11 @@ class ResilientProxy:
         clock = self._clock
         max_attempts = policy.max_attempts
         per_try = policy.per_try_timeout
-        until = clock() + max_attempts * per_try
+        # The attempts are not cut at per_try: they run to the deadline, which says how
+        # long the caller will wait; without one, no longer than the attempts of a call
+        # without hedging could have waited for their answers.
         deadline = ex.deadline
-        if deadline is not None and deadline < until:
-            until = deadline
+        until = clock() + max_attempts * per_try if deadline is None else deadline
         call = HedgedCall(
             per_try_timeout=per_try,
             max_attempts=max_attempts,
