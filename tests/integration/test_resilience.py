@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.integration.harness import App, Mesh, Sidecar, metrics
+from tests.integration.harness import App, Mesh, Sidecar, http, metrics
 
 FAST_BREAKER = {
     "min_calls": 5,
@@ -503,6 +503,12 @@ def counted(
     )
 
 
+def breakers(sidecar: Sidecar) -> dict[str, Any]:
+    """The sidecar's ``/breakers`` view."""
+    view: dict[str, Any] = json.loads(http(f"http://127.0.0.1:{sidecar.admin}/breakers")[2])
+    return view
+
+
 async def _calls_to_slow_and_fast(
     mesh: Mesh,
     caller_extra: dict[str, Any],
@@ -557,6 +563,9 @@ async def test_a_slow_instance_is_hedged_and_the_fast_answer_wins(mesh: Mesh) ->
     # The slow attempts were cancelled when the hedge won, not timed out.
     timeouts = "meshgate_upstream_duration_seconds_count"
     assert counted(scraped, timeouts, service="backend", outcome="timeout") == 0
+    # ... and their instance's breaker counted nothing for them: losing is no failure.
+    slow_window = breakers(caller)["backend"]["instances"]["backend-0"]["window"]
+    assert slow_window["failures"] == 0, slow_window
 
 
 async def test_without_hedging_the_slow_attempt_is_abandoned_and_retried(mesh: Mesh) -> None:
@@ -575,6 +584,8 @@ async def test_without_hedging_the_slow_attempt_is_abandoned_and_retried(mesh: M
     # Each slow first attempt timed out at its per-try timeout, then was retried.
     timeouts = "meshgate_upstream_duration_seconds_count"
     assert counted(scraped, timeouts, service="backend", outcome="timeout") == len(retried)
+    slow_window = breakers(caller)["backend"]["instances"]["backend-0"]["window"]
+    assert slow_window["failures"] == len(retried), slow_window
     assert counted(scraped, "meshgate_retries_total", service="backend") == len(retried)
 
 
