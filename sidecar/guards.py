@@ -49,6 +49,10 @@ class ServiceGuard:
         self.instance_breakers: dict[str, CircuitBreaker] = {}
         self.avoid_until: dict[str, float] = {}
         """Instances that answered with backpressure, and until when to leave them alone."""
+        self.hedges_won = 0
+        """Hedges (``hedge_on_per_try_timeout``) whose answer was the call's."""
+        self.hedges_lost = 0
+        """Hedges that were not: an earlier attempt answered first, or the call failed."""
 
     def instance_breaker(self, instance_id: str) -> CircuitBreaker:
         breaker = self.instance_breakers.get(instance_id)

@@ -21,6 +21,11 @@ from mesh.resilience.retry_config import RetryKeys
 class RetryConfig(RetryKeys):
     per_try_timeout: Duration = 2.0
     """Longest one attempt waits for its answer (and no longer than the deadline)."""
+    hedge_on_per_try_timeout: bool = False
+    """Hedge instead of abandoning: an idempotent call with a replayable body whose
+    attempt has no answer after ``per_try_timeout`` starts another attempt on another
+    instance while the first runs on, and takes the first usable answer
+    (:mod:`sidecar.hedging`). Each hedge is an attempt and spends the retry budget."""
 
 
 class OutlierConfig(Frozen):

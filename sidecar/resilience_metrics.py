@@ -8,7 +8,11 @@ now (an OPEN breaker whose open period has passed reads as half-open):
   2 open; ``instance_id=""`` is the service-wide breaker;
 - ``meshgate_retries_total{service}``: retries granted by the budget;
 - ``meshgate_retry_budget_exhausted_total{service}``: retries the budget refused;
-- ``meshgate_retry_budget_available{service}``: retries the budget would grant now.
+- ``meshgate_retry_budget_available{service}``: retries the budget would grant now;
+- ``meshgate_hedges_total{service, outcome}``: hedges started
+  (``hedge_on_per_try_timeout``), counted once their call ended: ``outcome="won"``
+  when the hedge's answer was the call's, ``"lost"`` otherwise. Each hedge also took
+  one retry from the budget, so it is in ``meshgate_retries_total`` too.
 
 Counted as they happen (:class:`BreakerTransitions`, the guards'
 ``on_transition`` callback) and reported by the same collector, after the
@@ -72,6 +76,12 @@ class ResilienceCollector(Collector):
             "Retries the budget would grant now.",
             labels=["service"],
         )
+        hedges = CounterMetricFamily(
+            "meshgate_hedges",
+            "Hedged attempts started on a per-try timeout, by whether their answer was "
+            "the call's (won) or not (lost).",
+            labels=["service", "outcome"],
+        )
         for guard in self._guards.guards():
             service = guard.service
             state.add_metric([service, ""], STATE_VALUES[guard.breaker.state])
@@ -80,6 +90,14 @@ class ResilienceCollector(Collector):
             retries.add_metric([service], guard.budget.retries_total)
             exhausted.add_metric([service], guard.budget.exhausted_total)
             available.add_metric([service], guard.budget.available())
+            # Series for the services that hedge (from zero), not for every service.
+            if (
+                guard.policy.retries.hedge_on_per_try_timeout
+                or guard.hedges_won
+                or guard.hedges_lost
+            ):
+                hedges.add_metric([service, "won"], guard.hedges_won)
+                hedges.add_metric([service, "lost"], guard.hedges_lost)
         transitions = CounterMetricFamily(
             "meshgate_breaker_transitions",
             "Circuit breaker state changes, by the state entered.",
@@ -87,4 +105,4 @@ class ResilienceCollector(Collector):
         )
         for labels, count in sorted(self._transitions.counts.items()):
             transitions.add_metric(list(labels), count)
-        yield from (state, retries, exhausted, available, transitions)
+        yield from (state, retries, exhausted, available, hedges, transitions)

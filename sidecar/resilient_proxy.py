@@ -18,17 +18,25 @@ Per request:
    connect failures for any method, timeouts/resets/502/503/504 only for
    idempotent requests with a replayable body, each retry spending the budget;
 5. backpressure (429/503 with ``Retry-After``) is passed back to the caller,
-   that instance is avoided for the stated time, no breaker counts it.
+   that instance is avoided for the stated time, no breaker counts it;
+6. with the service's ``hedge_on_per_try_timeout``, an idempotent call with a
+   replayable body is hedged instead (:meth:`ResilientProxy._hedged`, the rules in
+   :mod:`sidecar.hedging`): an attempt without an answer at its per-try timeout runs
+   on while another starts, and the first usable answer wins.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import StreamReader, web
 from aiohttp.http_exceptions import BadHttpMessage
@@ -51,7 +59,7 @@ from mesh.proxy import (
     record_outcome,
     stream_response,
 )
-from mesh.resilience.backoff import wait_full_jitter
+from mesh.resilience.backoff import full_jitter_backoff, wait_full_jitter
 from mesh.resilience.breaker import CircuitBreaker, Permit
 from mesh.resilience.concurrency import ServiceConcurrency
 from mesh.resilience.ejection import MAX_AVOIDANCE_S, select_eligible
@@ -60,6 +68,7 @@ from mesh.resilience.retry_policy import is_idempotent, retry_if_outcome, should
 from mesh.snapshot import Instance, Snapshot
 from mesh.telemetry.tracing import (
     EVENT_BREAKER_REJECTED,
+    EVENT_HEDGE,
     EVENT_RETRY,
     add_event,
 )
@@ -76,10 +85,21 @@ from mesh.transport.base import (
 )
 from mesh.tunnel import run_tunnel
 from sidecar.guards import GuardRegistry, ServiceGuard
+from sidecar.hedging import HedgedCall, Step
 
 log = logging.getLogger(__name__)
 
 _BACKPRESSURE = frozenset({429, 503})
+
+HEDGE_LOST = "hedge_lost"
+"""``error.type`` of the CLIENT span of an attempt dropped because another attempt of its
+hedged call answered first."""
+
+_LOST_TO_HEDGE: ContextVar[bool] = ContextVar("meshgate_lost_to_hedge", default=False)
+"""Set in an attempt task's own context just before the task is cancelled because
+another attempt won: :meth:`ResilientProxy._send`, unwinding, reads it to end the
+attempt as :data:`HEDGE_LOST` rather than aborted. A context variable, so that
+nothing is added to an attempt that is not cancelled (the path every call takes)."""
 
 
 @dataclass(slots=True)
@@ -256,14 +276,24 @@ class ResilientProxy:
         tried: set[str] = set()
         attempts = 0
 
-        async def attempt() -> _Answer:
+        async def attempt(wait: float = policy.per_try_timeout) -> _Answer:
+            """The next attempt, waiting at most ``wait`` for its answer (and no longer
+            than the deadline)."""
             nonlocal attempts
             attempts += 1
             instance, breaker, permit = self._pick(guard, selector, instances, tried)
             ex.instance = instance
-            return await self._send(ex, guard, instance, breaker, permit, sent, attempts)
+            return await self._send(ex, guard, instance, breaker, permit, sent, attempts, wait)
 
         try:
+            # One attribute test when hedging is off (the default): nothing more.
+            if (
+                policy.hedge_on_per_try_timeout
+                and idempotent
+                and replayable
+                and policy.max_attempts > 1
+            ):
+                return await self._hedged(ex, guard, attempt)
             # The first attempt is made here, and tenacity comes in only when it failed
             # in a way that may be retried: most calls take one attempt, and making and
             # running a retrier for each of them was about a third of the sidecar's
@@ -322,25 +352,7 @@ class ResilientProxy:
                 if not isinstance(error, _AttemptFailed):  # pragma: no cover
                     return
                 result_outcome = error.outcome
-            log.info(
-                "retrying %s %s to %s (attempt %d failed: %s)",
-                ex.method,
-                ex.path,
-                guard.service,
-                state.attempt_number,
-                result_outcome.error or result_outcome.status,
-            )
-            add_event(
-                ex,
-                EVENT_RETRY,
-                {
-                    "meshgate.service": guard.service,
-                    "meshgate.attempt": state.attempt_number,
-                    "meshgate.retry.reason": str(result_outcome.error or result_outcome.status),
-                },
-            )
-            if self._on_retry is not None:
-                self._on_retry(RetryEvent(guard.service, state.attempt_number, result_outcome))
+            self._retrying(ex, guard, state.attempt_number, result_outcome)
 
         retrying = AsyncRetrying(
             retry=retry_if_outcome(
@@ -359,6 +371,141 @@ class ResilientProxy:
         # metadata onto a wrapper, for nothing this one-off retrier needs.
         answer: _Answer = await retrying(from_first)
         return answer
+
+    def _retrying(
+        self, ex: Exchange, guard: ServiceGuard, failed: int, outcome: CallOutcome
+    ) -> None:
+        """Attempt number ``failed`` ended in ``outcome`` and the call tries again: the
+        log line, the SERVER span's retry event, ``on_retry``."""
+        reason = outcome.error or outcome.status
+        log.info(
+            "retrying %s %s to %s (attempt %d failed: %s)",
+            ex.method,
+            ex.path,
+            guard.service,
+            failed,
+            reason,
+        )
+        add_event(
+            ex,
+            EVENT_RETRY,
+            {
+                "meshgate.service": guard.service,
+                "meshgate.attempt": failed,
+                "meshgate.retry.reason": str(reason),
+            },
+        )
+        if self._on_retry is not None:
+            self._on_retry(RetryEvent(guard.service, failed, outcome))
+
+    async def _hedged(
+        self,
+        ex: Exchange,
+        guard: ServiceGuard,
+        attempt: Callable[[float], Coroutine[Any, Any, _Answer]],
+    ) -> _Answer:
+        """The call hedged on its per-try timeout (only for an idempotent request with a
+        replayable body): ``attempt(wait)`` makes each attempt, as a task of its own.
+
+        Rules (:mod:`sidecar.hedging`): when ``per_try_timeout`` has passed since the
+        latest attempt started with no usable answer, a hedge starts on an instance
+        not tried yet (if the call has attempts left and the budget grants a retry)
+        while the others run on; the first usable answer (one that would not be
+        retried) is returned. A retryable failure is set aside while another attempt
+        is in flight; once none is, it is retried as any failure would be (after the
+        backoff, within ``max_attempts`` and the budget) or is the call's outcome.
+        Every attempt waits for its answer until the call's end: its deadline, or
+        without one ``max_attempts * per_try_timeout`` after it began.
+
+        Guaranteed on return or raise (cancellation included): every other attempt
+        has been cancelled and has finished unwinding (its connection closed, its
+        instance's permit released with no outcome recorded, its CLIENT span ended as
+        ``hedge_lost`` when another attempt won); an answer that came too late was
+        released unread; each hedge is counted won or lost on the guard. Raises
+        _AttemptFailed (no usable answer), _DeadlineExceeded, or whatever an attempt
+        raised otherwise (a ClientBodyError).
+        """
+        policy = guard.policy.retries
+        clock = self._clock
+        max_attempts = policy.max_attempts
+        per_try = policy.per_try_timeout
+        # The attempts are not cut at per_try: they run to the deadline, which says how
+        # long the caller will wait; without one, no longer than the attempts of a call
+        # without hedging could have waited for their answers.
+        deadline = ex.deadline
+        until = clock() + max_attempts * per_try if deadline is None else deadline
+        call = HedgedCall(
+            per_try_timeout=per_try,
+            max_attempts=max_attempts,
+            until=until,
+            try_acquire_retry=guard.budget.try_acquire_retry,
+            clock=clock,
+        )
+        running: dict[asyncio.Task[_Answer], contextvars.Context] = {}
+        numbers: dict[asyncio.Task[_Answer], int] = {}
+        hedges: list[asyncio.Task[_Answer]] = []
+        winner: asyncio.Task[_Answer] | None = None
+
+        def launch() -> asyncio.Task[_Answer]:
+            number = call.start()
+            # Its own context, so that only this attempt reads _LOST_TO_HEDGE as set.
+            context = contextvars.copy_context()
+            task = asyncio.create_task(attempt(call.time_left()), context=context)
+            running[task] = context
+            numbers[task] = number
+            return task
+
+        launch()
+        try:
+            while True:
+                done, _ = await asyncio.wait(
+                    running, timeout=call.hedge_in(), return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:  # a per-try timeout passed with no usable answer
+                    if call.may_hedge():
+                        hedges.append(launch())
+                        add_event(
+                            ex,
+                            EVENT_HEDGE,
+                            {"meshgate.service": guard.service, "meshgate.attempt": call.started},
+                        )
+                    continue
+                retry: tuple[int, CallOutcome] | None = None
+                for task in done:
+                    del running[task]
+                    try:
+                        made: _Answer | _AttemptFailed = task.result()
+                    except _AttemptFailed as failed:
+                        made = failed
+                    if winner is not None:  # answered together: the first one taken wins
+                        _drop(made)
+                        continue
+                    step = call.ended(made.outcome)
+                    if step is Step.ANSWER:
+                        if isinstance(made, _AttemptFailed):  # the last in flight: no more
+                            raise made
+                        winner = task
+                        continue
+                    _drop(made)
+                    if step is Step.RETRY:
+                        retry = (numbers[task], made.outcome)
+                if winner is not None:
+                    return winner.result()
+                if retry is not None:
+                    self._retrying(ex, guard, *retry)
+                    await asyncio.sleep(
+                        full_jitter_backoff(
+                            call.started, policy.backoff_base, policy.backoff_max, random.random
+                        )
+                    )
+                    launch()
+        finally:
+            await _cancel_losers(running, lost=winner is not None)
+            for hedge in hedges:
+                if hedge is winner:
+                    guard.hedges_won += 1
+                else:
+                    guard.hedges_lost += 1
 
     def _selector(self, ex: Exchange, guard: ServiceGuard) -> Selector:
         """How the call's attempts pick: by its hash key when the service's policy gives
@@ -428,10 +575,11 @@ class ResilientProxy:
         permit: Permit | None,
         body: bytes | StreamReader | None,
         number: int,
+        per_try: float,
     ) -> _Answer:
-        """Attempt ``number`` (from 1): one request to ``instance``, one CLIENT span."""
-        policy = guard.policy.retries
-        per_try = policy.per_try_timeout
+        """Attempt ``number`` (from 1): one request to ``instance``, one CLIENT span,
+        waiting at most ``per_try`` seconds for the answer (less when the deadline is
+        nearer)."""
         deadline = ex.deadline
         if deadline is not None:
             left = deadline - self._clock()
@@ -484,6 +632,9 @@ class ResilientProxy:
             self._failed(ex, attempt, "reset", guard, instance, breaker, permit, outcome)
             raise _AttemptFailed(instance, outcome, str(exc)) from exc
         except BaseException:
+            # Cancelled: the caller went, or (a hedged call) another attempt won.
+            if _LOST_TO_HEDGE.get():
+                attempt.abandoned(HEDGE_LOST)
             self._abandon(attempt, breaker, permit)
             raise
         finally:
@@ -536,6 +687,39 @@ class ResilientProxy:
     ) -> None:
         if breaker is not None and permit is not None:
             record_outcome(ex, breaker, permit, outcome, guard.service, instance.id)
+
+
+def _drop(made: _Answer | _AttemptFailed) -> None:
+    """An attempt's result the call does not use: a response is released unread (its
+    connection closed) and its CLIENT span ended; a failure has ended its span already."""
+    if isinstance(made, _Answer):
+        made.response.release()
+        made.attempt.end()
+
+
+async def _cancel_losers(
+    running: dict[asyncio.Task[_Answer], contextvars.Context], lost: bool
+) -> None:
+    """Cancel the attempts of a hedged call still ``running`` and wait until each has
+    unwound (connection closed, permit released, span ended: as :data:`HEDGE_LOST` when
+    ``lost``, another attempt having answered). One that finished meanwhile has its
+    answer dropped; what any of them raised is retrieved, never left unread."""
+    if not running:
+        return
+    for task, context in running.items():
+        if lost:
+            context.run(_LOST_TO_HEDGE.set, True)
+        task.cancel()
+    await asyncio.wait(running)
+    for task in running:
+        if task.cancelled():
+            continue
+        error = task.exception()
+        if error is None:
+            answer = task.result()
+            if lost:
+                answer.attempt.abandoned(HEDGE_LOST)
+            _drop(answer)
 
 
 def _breaker_open(ex: Exchange, guard: ServiceGuard) -> web.Response:

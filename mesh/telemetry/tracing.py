@@ -107,6 +107,9 @@ INSTRUMENTATION = "meshgate"
 # Span events other parts of the proxy add (see add_event).
 EVENT_RETRY: Final = "meshgate.retry"
 """An attempt failed and the request is tried again."""
+EVENT_HEDGE: Final = "meshgate.hedge"
+"""An attempt had no answer within its per-try timeout and another one (a hedge, attempt
+``meshgate.attempt``) started beside it (the sidecar's ``hedge_on_per_try_timeout``)."""
 EVENT_BREAKER_OPENED: Final = "meshgate.breaker.opened"
 """This request's outcome opened a circuit breaker."""
 EVENT_BREAKER_REJECTED: Final = "meshgate.breaker.rejected"

@@ -6,7 +6,8 @@ because opening it writes the attempt's trace context, which the request
 carries (:meth:`mesh.exchange.Exchange.header_block`). They then report exactly one of
 :meth:`~UpstreamAttempt.responded` or :meth:`~UpstreamAttempt.failed`, and
 call :meth:`~UpstreamAttempt.end` once the response has been streamed (or
-dropped). ``end`` is idempotent, so a ``finally`` may call it too.
+dropped). ``end`` is idempotent, so a ``finally`` may call it too. An attempt dropped
+unused (a hedged call's loser) is marked :meth:`~UpstreamAttempt.abandoned` before it ends.
 """
 
 from __future__ import annotations
@@ -96,6 +97,13 @@ class UpstreamAttempt:
         self._error = error_type
         elapsed = time.monotonic() - self._started
         self._owner._observe(self._service, error_type, elapsed, self._span)
+
+    def abandoned(self, error_type: str) -> None:
+        """Dropped before its answer was used, for ``error_type`` (e.g. ``hedge_lost``:
+        another attempt of the call answered first): the CLIENT span's error type when
+        it ends, in place of any other. Records no duration: the attempt did not finish
+        (or, having answered, was already recorded)."""
+        self._error = error_type
 
     def end(self) -> None:
         """Close the CLIENT span (once); an attempt never reported counts as aborted."""

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.integration.harness import App, Mesh, Sidecar, metrics
+from tests.integration.harness import App, Mesh, Sidecar, http, metrics
 
 FAST_BREAKER = {
     "min_calls": 5,
@@ -472,3 +472,163 @@ async def test_calls_over_a_services_max_requests_are_refused_before_its_breaker
         assert breaker["state"] == "closed" and breaker["window"]["failures"] == 0
     refused = metrics(caller.admin)["meshgate_upstream_overflow_total"]
     assert refused == [({"service": "backend"}, 3.0)]
+
+
+# -- hedging (retries.hedge_on_per_try_timeout) -------------------------------------------
+
+SLOW_S = 1.5
+"""The slow instance's delay; a hedged call must answer well within it."""
+
+
+def hedging(**retries: Any) -> dict[str, Any]:
+    """Quick retries with a 200 ms per-try timeout, a generous budget, hedging on."""
+    return quick_retries(
+        **{
+            "per_try_timeout": "200ms",
+            "budget_ratio": 1.0,
+            "hedge_on_per_try_timeout": True,
+            **retries,
+        }
+    )
+
+
+def counted(
+    scraped: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str
+) -> float:
+    """The sum of the samples ``name`` whose labels include ``labels``."""
+    return sum(
+        value
+        for sample_labels, value in scraped.get(name, [])
+        if all(sample_labels.get(k) == v for k, v in labels.items())
+    )
+
+
+def breakers(sidecar: Sidecar) -> dict[str, Any]:
+    """The sidecar's ``/breakers`` view."""
+    view: dict[str, Any] = json.loads(http(f"http://127.0.0.1:{sidecar.admin}/breakers")[2])
+    return view
+
+
+async def _calls_to_slow_and_fast(
+    mesh: Mesh,
+    caller_extra: dict[str, Any],
+    n: int = 8,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    **kw: Any,
+) -> tuple[App, App, Sidecar, list[tuple[str, int, Any, Any, float]]]:
+    """Two backend instances, backend-0 slow (``SLOW_S``), backend-1 fast; ``n`` calls
+    through a caller's sidecar with ``caller_extra``, one after another (round robin
+    sends every other one to the slow instance first). Each call carries its own
+    ``X-Test-Seq``; returns both apps, the caller, and (seq, status, headers, body,
+    seconds) per call; ``headers`` go with each call too."""
+    (slow, _), (fast, _) = backends(mesh, 2)
+    caller = client(mesh, caller_extra)
+    slow.faults(latency_ms=int(SLOW_S * 1000))
+    url = f"http://127.0.0.1:{caller.outbound}/backend/backend/echo"
+    calls = []
+    async with aiohttp.ClientSession() as s:
+        await wait_for_instances(s, caller, 2)
+        for i in range(n):
+            seq = f"{method.lower()}-{i}"
+            started = time.monotonic()
+            sent = {"X-Test-Seq": seq, **(headers or {})}
+            async with s.request(method, url, headers=sent, **kw) as resp:
+                body = await resp.json(content_type=None)
+                calls.append((seq, resp.status, resp.headers, body, time.monotonic() - started))
+    return slow, fast, caller, calls
+
+
+async def test_a_slow_instance_is_hedged_and_the_fast_answer_wins(mesh: Mesh) -> None:
+    slow, fast, caller, calls = await _calls_to_slow_and_fast(mesh, hedging())
+    hedged = [seq for seq, _, headers, _, _ in calls if headers["X-Mesh-Attempts"] == "2"]
+    assert hedged, "no call's first attempt went to the slow instance"
+    for seq, status, headers, body, seconds in calls:
+        assert status == 200 and body["instance"] == "backend-1", (seq, status, body)
+        assert headers["X-Mesh-Attempts"] in ("1", "2")
+        # The fast answer, not the slow one: well under the slow delay (a loaded
+        # machine's margin; a hedged call takes the 200 ms per-try timeout and a bit).
+        assert seconds < SLOW_S * 0.8, (seq, seconds)
+    # Each app saw each request at most once: the slow one each hedged call's first
+    # attempt, the fast one every call (its hedge, or its only attempt).
+    assert slow.stats()["by_seq"] == {seq: 1 for seq in hedged}
+    assert fast.stats()["by_seq"] == {seq: 1 for seq, *_ in calls}
+    scraped = metrics(caller.admin)
+    assert counted(scraped, "meshgate_hedges_total", service="backend", outcome="won") == len(
+        hedged
+    )
+    assert counted(scraped, "meshgate_hedges_total", service="backend", outcome="lost") == 0
+    # A hedge is a retry for the budget.
+    assert counted(scraped, "meshgate_retries_total", service="backend") == len(hedged)
+    # The slow attempts were cancelled when the hedge won, not timed out.
+    timeouts = "meshgate_upstream_duration_seconds_count"
+    assert counted(scraped, timeouts, service="backend", outcome="timeout") == 0
+    # ... and their instance's breaker counted nothing for them: losing is no failure.
+    slow_window = breakers(caller)["backend"]["instances"]["backend-0"]["window"]
+    assert slow_window["failures"] == 0, slow_window
+
+
+async def test_without_hedging_the_slow_attempt_is_abandoned_and_retried(mesh: Mesh) -> None:
+    slow, fast, caller, calls = await _calls_to_slow_and_fast(
+        mesh, quick_retries(per_try_timeout="200ms", budget_ratio=1.0)
+    )
+    retried = [seq for seq, _, headers, _, _ in calls if headers["X-Mesh-Attempts"] == "2"]
+    assert retried, "no call's first attempt went to the slow instance"
+    for seq, status, _, body, seconds in calls:
+        assert status == 200 and body["instance"] == "backend-1", (seq, status, body)
+        assert seconds < SLOW_S * 0.8, (seq, seconds)
+    assert slow.stats()["by_seq"] == {seq: 1 for seq in retried}
+    assert fast.stats()["by_seq"] == {seq: 1 for seq, *_ in calls}
+    scraped = metrics(caller.admin)
+    assert "meshgate_hedges_total" not in scraped
+    # Each slow first attempt timed out at its per-try timeout, then was retried.
+    timeouts = "meshgate_upstream_duration_seconds_count"
+    assert counted(scraped, timeouts, service="backend", outcome="timeout") == len(retried)
+    slow_window = breakers(caller)["backend"]["instances"]["backend-0"]["window"]
+    assert slow_window["failures"] == len(retried), slow_window
+    assert counted(scraped, "meshgate_retries_total", service="backend") == len(retried)
+
+
+async def test_a_post_is_never_hedged(mesh: Mesh) -> None:
+    slow, fast, caller, calls = await _calls_to_slow_and_fast(
+        mesh, hedging(), method="POST", data=b"order"
+    )
+    timed_out = [seq for seq, status, *_ in calls if status == 504]
+    assert timed_out, "no call's first attempt went to the slow instance"
+    for seq, status, headers, body, _ in calls:
+        # Sent once: answered by the fast instance, or 504 at the slow one's per-try
+        # timeout (a POST that may have reached the app is neither hedged nor retried).
+        assert headers["X-Mesh-Attempts"] == "1", (seq, status, body)
+        assert status == 504 or (status == 200 and body["instance"] == "backend-1")
+    counts: dict[str, int] = {}
+    for app in (slow, fast):
+        for seq, n in app.stats()["by_seq"].items():
+            counts[seq] = counts.get(seq, 0) + n
+    assert counts == {seq: 1 for seq, *_ in calls}
+    assert slow.stats()["by_seq"] == {seq: 1 for seq in timed_out}
+    scraped = metrics(caller.admin)
+    assert counted(scraped, "meshgate_hedges_total", service="backend") == 0
+
+
+async def test_with_the_budget_spent_the_first_attempt_runs_on_to_the_deadline(
+    mesh: Mesh,
+) -> None:
+    # No retry in the budget: no hedge; and the slow first attempt is not abandoned at
+    # its 200 ms per-try timeout either: it answers, within the call's 5 s deadline.
+    slow, fast, caller, calls = await _calls_to_slow_and_fast(
+        mesh,
+        hedging(budget_ratio=0.0, budget_min_per_second=0.0),
+        n=2,
+        headers={"X-Mesh-Deadline-Ms": "5000"},
+    )
+    answered_by = sorted(body["instance"] for _, _, _, body, _ in calls)
+    assert answered_by == ["backend-0", "backend-1"], calls
+    for seq, status, headers, body, seconds in calls:
+        assert status == 200 and headers["X-Mesh-Attempts"] == "1", (seq, status, body)
+        if body["instance"] == "backend-0":
+            assert seconds >= SLOW_S, seconds  # it waited for the slow answer
+    # Each instance saw its one call once: nothing was sent again.
+    assert sum(slow.stats()["by_seq"].values()) == sum(fast.stats()["by_seq"].values()) == 1
+    scraped = metrics(caller.admin)
+    assert counted(scraped, "meshgate_hedges_total", service="backend") == 0
+    assert counted(scraped, "meshgate_retry_budget_exhausted_total", service="backend") == 1

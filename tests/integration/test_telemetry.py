@@ -31,6 +31,7 @@ from demo.processes import RedisServer, free_port, meshgate_argv, wait_until
 from mesh.telemetry.tracing import (
     EVENT_BREAKER_OPENED,
     EVENT_BREAKER_REJECTED,
+    EVENT_HEDGE,
     EVENT_RATE_LIMITED,
     EVENT_RETRY,
 )
@@ -373,6 +374,64 @@ def test_an_edge_routes_retries_show_one_client_span_per_attempt(
     retried = events(server, EVENT_RETRY)
     assert [r["meshgate.attempt"] for r in retried] == [1, 2]
     assert {r["meshgate.retry.reason"] for r in retried} == {"503"}
+
+
+def test_a_hedged_call_shows_the_hedge_and_the_losers_span_ends_hedge_lost(
+    mesh: Mesh, receiver: OtlpReceiver
+) -> None:
+    slow = mesh.app("backend", "backend-0")
+    mesh.sidecar(slow, "backend-0")
+    fast = mesh.app("backend", "backend-1")
+    mesh.sidecar(fast, "backend-1")
+    caller_app = mesh.app("client", "client-1")
+    retries = {"per_try_timeout": "200ms", "hedge_on_per_try_timeout": True}
+    caller = mesh.sidecar(
+        caller_app,
+        "client-1",
+        extra={
+            "registration": {"enabled": False},
+            "resilience": {"defaults": {"retries": retries}},
+        },
+    )
+    url = f"http://127.0.0.1:{caller.outbound}/backend/backend/echo"
+    wait_until(lambda: _both_seen(caller.admin), 20, "the caller to see both backends")
+    slow.faults(latency_ms=1500)
+    # Round robin: one of two calls goes to the slow instance first and is hedged.
+    for _ in range(2):
+        trace_id = new_trace_id()
+        status, headers, body = http(url, {"traceparent": traceparent(trace_id)})
+        assert status == 200 and json.loads(body)["instance"] == "backend-1"
+        if headers["x-mesh-attempts"] == "2":
+            break
+    else:
+        pytest.fail("no call was hedged")
+
+    def caller_spans() -> list[ReceivedSpan]:
+        spans = receiver.trace(trace_id)
+        servers = [s for s in spans if s.parent_id == "00f067aa0ba902b7"]
+        ids = {s.span_id for s in servers}
+        return servers + [s for s in spans if s.parent_id in ids]
+
+    receiver.wait_for(lambda: len(caller_spans()) == 3, "the caller's three spans")
+    spans = caller_spans()
+    [server] = [s for s in spans if s.parent_id == "00f067aa0ba902b7"]
+    first, hedge = sorted(
+        (s for s in spans if s.parent_id == server.span_id),
+        key=lambda s: s.attributes["meshgate.attempt"],
+    )
+    assert (first.kind, first.attributes["meshgate.instance"]) == ("CLIENT", "backend-0")
+    assert first.error and first.attributes["error.type"] == "hedge_lost"
+    assert (hedge.kind, hedge.attributes["meshgate.instance"]) == ("CLIENT", "backend-1")
+    assert not hedge.error and hedge.attributes["http.response.status_code"] == 200
+    assert [h["meshgate.attempt"] for h in events(server, EVENT_HEDGE)] == [2]
+    assert events(server, EVENT_RETRY) == []
+
+
+def _both_seen(admin: int) -> bool:
+    """Whether the sidecar at ``admin`` sees two healthy backend instances."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/routes", timeout=5) as resp:
+        data = json.loads(resp.read())
+    return len([i for i in data["upstreams"].get("backend", []) if i["healthy"]]) == 2
 
 
 def test_breaker_opening_and_refusing_are_span_events(mesh: Mesh, receiver: OtlpReceiver) -> None:
