@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from discovery.settings import ConsulSettings, DiscoverySettings
 from mesh.config.loader import load_config
+from mesh.config.overrides import policy_for
 from mesh.config.sections import AdminConfig, LoggingConfig, ProxyConfig, ShutdownConfig
 from mesh.config.types import Duration, Frozen, Port, split_host_port
 from mesh.faults.config import FaultConfig
@@ -119,6 +120,28 @@ class SidecarConfig(Frozen):
         problem = mesh_tls_problem(self.mesh_tls, self.discovery.provider, self.proxy.transport)
         if problem is not None:
             raise ValueError(problem)
+        return self
+
+    @model_validator(mode="after")
+    def _hedging_possible(self) -> SidecarConfig:
+        # The attempts of a hedged call run at once and write their trace context and
+        # deadline on the call's one set of headers; the fast transport renders its
+        # request head before it first waits, the aiohttp client only once connected,
+        # by which time a hedge may have written its own.
+        if self.proxy.transport == "fast":
+            return self
+        resilience = self.resilience
+        policies = {"defaults": resilience.defaults} | {
+            f"services.{name}": policy_for(resilience.defaults, override)
+            for name, override in resilience.services.items()
+        }
+        for where, policy in policies.items():
+            if policy.retries.hedge_on_per_try_timeout:
+                raise ValueError(
+                    f"resilience.{where}.retries.hedge_on_per_try_timeout needs "
+                    "proxy.transport: fast (the aiohttp client sends a hedged call's "
+                    "attempts with each other's trace context)"
+                )
         return self
 
     def instance_id(self, inbound_port: int) -> str:

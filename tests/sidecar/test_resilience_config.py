@@ -4,12 +4,18 @@ guards make of them."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from mesh.canary import Canary
+from mesh.config.errors import ConfigError
 from mesh.hash_policy import HashPolicy, HashSource
 from mesh.resilience.concurrency import ServiceConcurrency
+from sidecar.config import load_sidecar_config
 from sidecar.guards import GuardRegistry
 from sidecar.resilience_config import ResilienceConfig
 
@@ -88,3 +94,33 @@ def test_a_services_canary_reaches_its_guard_and_its_view() -> None:
 def test_a_bad_canary_is_refused_naming_the_key(canary: object, key: str) -> None:
     with pytest.raises(ValidationError, match=rf"services\.carts\.canary\.{key}"):
         ResilienceConfig.model_validate({"services": {"carts": {"canary": canary}}})
+
+
+@pytest.mark.parametrize(
+    ("resilience", "where"),
+    [
+        ({"defaults": {"retries": {"hedge_on_per_try_timeout": True}}}, "defaults"),
+        (
+            {"services": {"inventory": {"retries": {"hedge_on_per_try_timeout": True}}}},
+            "services.inventory",
+        ),
+    ],
+)
+def test_hedging_needs_the_fast_transport(
+    tmp_path: Path, resilience: dict[str, Any], where: str
+) -> None:
+    config = {"service": {"name": "orders"}, "resilience": resilience}
+    path = tmp_path / "sidecar.yaml"
+    path.write_text(yaml.safe_dump(config))
+    load_sidecar_config(path)  # the fast transport, the default: hedging allowed
+    path.write_text(yaml.safe_dump({**config, "proxy": {"transport": "aiohttp"}}))
+    with pytest.raises(ConfigError) as caught:
+        load_sidecar_config(path)
+    assert f"resilience.{where}.retries.hedge_on_per_try_timeout needs proxy.transport: fast" in (
+        str(caught.value)
+    )
+    # Without hedging, the aiohttp transport is as welcome as ever.
+    path.write_text(
+        yaml.safe_dump({"service": {"name": "orders"}, "proxy": {"transport": "aiohttp"}})
+    )
+    load_sidecar_config(path)
