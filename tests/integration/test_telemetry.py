@@ -128,6 +128,15 @@ def access_lines(log: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in log.read_text().splitlines() if line.startswith('{"ts"')]
 
 
+def first_hop(receiver: OtlpReceiver, trace_id: str) -> list[ReceivedSpan]:
+    """The spans of ``trace_id``'s first hop: its SERVER span, the child of the caller's
+    span in :func:`traceparent` (``00f067aa0ba902b7``), and that span's children."""
+    spans = receiver.trace(trace_id)
+    servers = [s for s in spans if s.parent_id == "00f067aa0ba902b7"]
+    ids = {s.span_id for s in servers}
+    return servers + [s for s in spans if s.parent_id in ids]
+
+
 def events(span: ReceivedSpan, name: str) -> list[dict[str, Any]]:
     return [e.attributes for e in span.events if e.name == name]
 
@@ -353,14 +362,8 @@ def test_an_edge_routes_retries_show_one_client_span_per_attempt(
 
     # The edge's SERVER span (a child of the caller's) and its three CLIENT spans; the
     # sidecar's and the app's spans come in their own time, in any order.
-    def edge_spans() -> list[ReceivedSpan]:
-        spans = receiver.trace(trace_id)
-        servers = [s for s in spans if s.parent_id == "00f067aa0ba902b7"]
-        ids = {s.span_id for s in servers}
-        return servers + [s for s in spans if s.parent_id in ids]
-
-    receiver.wait_for(lambda: len(edge_spans()) == 4, "the edge's four spans")
-    spans = edge_spans()
+    receiver.wait_for(lambda: len(first_hop(receiver, trace_id)) == 4, "the edge's four spans")
+    spans = first_hop(receiver, trace_id)
     [server] = [s for s in spans if s.parent_id == "00f067aa0ba902b7"]
     attempts = sorted(
         (s for s in spans if s.parent_id == server.span_id),
@@ -406,14 +409,8 @@ def test_a_hedged_call_shows_the_hedge_and_the_losers_span_ends_hedge_lost(
     else:
         pytest.fail("no call was hedged")
 
-    def caller_spans() -> list[ReceivedSpan]:
-        spans = receiver.trace(trace_id)
-        servers = [s for s in spans if s.parent_id == "00f067aa0ba902b7"]
-        ids = {s.span_id for s in servers}
-        return servers + [s for s in spans if s.parent_id in ids]
-
-    receiver.wait_for(lambda: len(caller_spans()) == 3, "the caller's three spans")
-    spans = caller_spans()
+    receiver.wait_for(lambda: len(first_hop(receiver, trace_id)) == 3, "the caller's spans")
+    spans = first_hop(receiver, trace_id)
     [server] = [s for s in spans if s.parent_id == "00f067aa0ba902b7"]
     first, hedge = sorted(
         (s for s in spans if s.parent_id == server.span_id),
