@@ -114,8 +114,7 @@ class NameTable(Generic[T]):
                 _add(exact, wildcard, name, claim.value)
         for claim in fallback_claims:
             for name in claim.names:
-                if name not in owners:
-                    _add(exact, wildcard, name, claim.value)
+                _add(exact, wildcard, name, claim.value)  # keeps a claim's value for a name
         self._exact: Mapping[str, T] = exact
         self._wildcard: Mapping[str, T] = wildcard
 
@@ -139,6 +138,7 @@ class NameTable(Generic[T]):
 
 
 def _add(exact: dict[str, T], wildcard: dict[str, T], name: str, value: T) -> None:
+    """``value`` for ``name`` unless one is there already (the first added wins)."""
     if name.startswith("*."):
         wildcard.setdefault(name[2:], value)
     else:
