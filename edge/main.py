@@ -19,7 +19,8 @@ from edge.https_redirect import HttpsRedirect
 from edge.outliers.detection import OutlierDetection
 from edge.outliers.sharing import PATH as EJECTIONS_PATH
 from edge.registration import EdgeRegistration
-from edge.tls import ServerTls
+from edge.tls_metrics import TlsCertificateMetrics
+from edge.tls_server import ServerTls
 from edge.upstream_limits.limits import EdgeUpstreamLimits
 from mesh.admin import build_admin_app, readiness
 from mesh.admin_auth import AdminAuth
@@ -85,7 +86,7 @@ async def run_edge(
     )
     features = build_features(config, ctx)
     gateway = EdgeGateway(config, store, proxy, metrics, features)
-    tls = ServerTls(config.tls) if config.tls is not None else None
+    tls = ServerTls(config.tls, TlsCertificateMetrics(registry)) if config.tls is not None else None
     open_paths = {path for f in features for path in f.open_admin_paths()}
     admin_auth = AdminAuth(config.admin, registry, open_paths)
     reloader = None
@@ -120,6 +121,7 @@ async def run_edge(
             views={
                 "/routes": gateway.routes_view,
                 **({"/config": reloader.view} if reloader is not None else {}),
+                **({"/tls": tls.view} if tls is not None else {}),
                 **({"/mesh-tls": connect.mesh_tls.view} if connect is not None else {}),
                 "/outliers": outliers.view,
                 "/upstream-limits": limits.view,

@@ -4,22 +4,27 @@ With ``tls`` set, the edge's listener speaks HTTPS only (TLS 1.2 or newer,
 the certificate chain and key from files) and tells services
 ``X-Forwarded-Proto: https``. ``redirect_http`` adds a plain-HTTP listener that
 answers every request with a 308 to the same path on HTTPS
-(:mod:`edge.https_redirect`). :class:`ServerTls` lets a reload replace the
-certificate and key while the listener serves (see :mod:`mesh.config.reload`).
+(:mod:`edge.https_redirect`).
+
+``cert_file``/``key_file`` are the default certificate; ``certificates`` adds
+more on the same listener, each chosen by the server name the client asks for
+(SNI): :mod:`edge.tls_names` matches the names, :mod:`edge.tls_certificates`
+loads the files, :class:`edge.tls_server.ServerTls` serves them and lets a
+reload replace them all at once.
 """
 
 from __future__ import annotations
 
 import ssl
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
+from pydantic import field_validator
+
+from edge.tls_names import normalise, server_name_problem
 from mesh.config.errors import ConfigError
-from mesh.config.reload import Reload
 from mesh.config.types import Frozen, Port
-from mesh.server_tls import SwappableServerContext
 
-if TYPE_CHECKING:
-    from edge.config import EdgeConfig
+MinVersion = Literal["TLS1.2", "TLS1.3"]
 
 _MIN_VERSION = {"TLS1.2": ssl.TLSVersion.TLSv1_2, "TLS1.3": ssl.TLSVersion.TLSv1_3}
 
@@ -34,56 +39,85 @@ class RedirectHttpConfig(Frozen):
     e.g. 443 when a load balancer publishes the edge's 8443 there."""
 
 
-class TlsConfig(Frozen):
-    """Terminate TLS on the edge's listener."""
+class TlsCertificateConfig(Frozen):
+    """One more certificate on the listener, served to clients asking for its names."""
 
     cert_file: str
     """PEM certificate chain: the server certificate first, then intermediates."""
     key_file: str
     """PEM private key of the certificate (unencrypted)."""
-    min_version: Literal["TLS1.2", "TLS1.3"] = "TLS1.2"
+    server_names: tuple[str, ...] | None = None
+    """The server names (SNI) it answers: exact (``api.example.com``) or one leading
+    wildcard label (``*.example.com``), any case. Null: the certificate's own
+    subjectAltName DNS names."""
+
+    @field_validator("server_names")
+    @classmethod
+    def _names_can_match(cls, names: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if names is None:
+            return None
+        if not names:
+            raise ValueError("list at least one name, or leave the key out (null)")
+        normalised = tuple(dict.fromkeys(normalise(name) for name in names))
+        for name in normalised:
+            problem = server_name_problem(name)
+            if problem is not None:
+                raise ValueError(problem)
+        return normalised
+
+
+class TlsConfig(Frozen):
+    """Terminate TLS on the edge's listener."""
+
+    cert_file: str
+    """PEM certificate chain of the default certificate: the server certificate first,
+    then intermediates. Served when no certificate of ``certificates`` has the name the
+    client asks for, or when it names none."""
+    key_file: str
+    """PEM private key of the default certificate (unencrypted)."""
+    min_version: MinVersion = "TLS1.2"
     redirect_http: RedirectHttpConfig | None = None
     """Also listen for plain HTTP and redirect (308) to HTTPS; null: no such listener."""
+    certificates: tuple[TlsCertificateConfig, ...] = ()
+    """More certificates, each chosen by the client's server name (SNI)."""
+
+    @field_validator("certificates")
+    @classmethod
+    def _no_name_listed_twice(
+        cls, certificates: tuple[TlsCertificateConfig, ...]
+    ) -> tuple[TlsCertificateConfig, ...]:
+        # Names read from the files are checked when the files are loaded
+        # (edge.tls_certificates); those written here can be refused with the file.
+        owners: dict[str, int] = {}
+        for i, certificate in enumerate(certificates):
+            for name in certificate.server_names or ():
+                if name in owners:
+                    first = owners[name]
+                    raise ValueError(
+                        f"{name} is listed by both certificates[{first}] "
+                        f"({certificates[first].cert_file}) and certificates[{i}] "
+                        f"({certificate.cert_file})"
+                    )
+                owners[name] = i
+        return certificates
 
 
-def server_ssl_context(config: TlsConfig) -> ssl.SSLContext:
-    """A server context with the certificate loaded and TLS below ``min_version`` refused.
+def server_ssl_context(cert_file: str, key_file: str, min_version: MinVersion) -> ssl.SSLContext:
+    """A server context with one certificate and key loaded and TLS below ``min_version``
+    refused: every certificate the listener serves gets one built here, so that all
+    have the same settings (OpenSSL keeps some from the context a handshake started on).
 
     Uses Python's secure defaults (no compression, modern AEAD ciphers for
     TLS 1.2, server cipher preference). Offers ``http/1.1`` by ALPN. Raises
     ConfigError naming the file when the certificate or key cannot be loaded.
     """
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = _MIN_VERSION[config.min_version]
+    context.minimum_version = _MIN_VERSION[min_version]
     context.set_alpn_protocols(["http/1.1"])
     try:
-        context.load_cert_chain(config.cert_file, config.key_file)
+        context.load_cert_chain(cert_file, key_file)
     except FileNotFoundError as exc:
-        raise ConfigError(exc.filename or config.cert_file, "TLS file not found") from None
+        raise ConfigError(exc.filename or cert_file, "TLS file not found") from None
     except (ssl.SSLError, OSError) as exc:
-        raise ConfigError(
-            config.cert_file, f"cannot load the TLS certificate and key: {exc}"
-        ) from None
+        raise ConfigError(cert_file, f"cannot load the TLS certificate and key: {exc}") from None
     return context
-
-
-class ServerTls(SwappableServerContext):
-    """The listener's SSL context, whose certificate and key a reload can replace
-    (each new handshake gets the files loaded last: see the base class)."""
-
-    def __init__(self, config: TlsConfig) -> None:
-        self._config = config
-        super().__init__(server_ssl_context(config))
-
-    def prepare_reload(self, config: EdgeConfig) -> Reload | None:
-        """The certificate and key read again (also when their paths are unchanged: that
-        is how a renewed certificate is picked up). None when the file turns TLS off;
-        ``min_version`` and ``redirect_http``, like turning TLS on or off, wait for a
-        restart. Raises ConfigError naming the file that cannot be loaded."""
-        if config.tls is None:
-            return None
-        fresh = server_ssl_context(
-            config.tls.model_copy(update={"min_version": self._config.min_version})
-        )
-
-        return Reload(("tls.cert_file", "tls.key_file"), lambda: self.swap(fresh))

@@ -1,15 +1,15 @@
 """``meshgate edge --check`` and ``meshgate sidecar --check``: would this file start?
 
-As ``nginx -t`` and ``haproxy -c``, for a deploy pipeline or before a SIGHUP. The
-file is read and validated as at start (the same loader, the same one-line
-messages), and the files it names are read as at start: the TLS certificate and
-key, the identity token's signing key (edge) or the edge's public key (sidecar),
-the static catalog, the CA and client certificate for Consul over HTTPS, the
-admin token's file or variable (read by the loader, as at start); the
-access log's file is checked for writing without being created. Nothing is
-contacted (Consul, Redis, the auth service), no port is bound and nothing is
-written: what only a running process can learn (a port in use, Consul
-unreachable) is not checked.
+As ``nginx -t`` and ``haproxy -c``, for a deploy pipeline or before a SIGHUP.
+The file is read and validated as at start (the same loader, the same one-line
+messages), and the files it names are read as at start: the TLS certificates and
+keys (and the names each is chosen for), the identity token's signing key (edge)
+or the edge's public key (sidecar), the static catalog, the CA and client
+certificate for Consul over HTTPS, the admin token's file or variable (read by
+the loader, as at start); the access log's file is checked for writing without
+being created. Nothing is contacted (Consul, Redis, the auth service), no port
+is bound and nothing is written: what only a running process can learn (a port
+in use, Consul unreachable) is not checked.
 
 Exit 0 with one line on stdout naming the file and what was checked; a problem
 exits 2 with the line a start would print (``meshgate.cli`` prints ConfigError).
@@ -37,15 +37,16 @@ if TYPE_CHECKING:
 def check_edge(config: EdgeConfig, file: str) -> str:
     """What was checked in the edge's ``config`` (read from ``file``); raises ConfigError."""
     from edge.auth.feature import load_identity_signer
-    from edge.tls import server_ssl_context
+    from edge.tls_certificates import load_certificates
 
     checked = [_count(len(config.routes), "route")]
     problem = config.auth.workers_problem(config.workers)
     if problem is not None:
         raise ConfigError(file, problem)
     if config.tls is not None:
-        server_ssl_context(config.tls)
-        checked.append("the TLS certificate and key")
+        load_certificates(config.tls)
+        pairs = 1 + len(config.tls.certificates)
+        checked.append("the TLS certificate and key" if pairs == 1 else f"{pairs} TLS certificates")
     token = config.auth.identity.token
     if token.enabled and token.signing_key_file is not None:
         load_identity_signer(config.auth, time.time)

@@ -26,6 +26,7 @@ from edge.gateway import config_routes
 from edge.meta_routes import routes_from_meta
 from edge.ratelimit.config import RateLimitsConfig
 from edge.routes import RouteTable
+from edge.tls import TlsConfig
 from mesh.config.loader import load_config
 from mesh.config.sections import LocalityConfig
 from mesh.config.types import split_host_port
@@ -369,3 +370,22 @@ def test_commented_locality_example_is_valid_and_complete(file: str) -> None:
     config = LocalityConfig.model_validate(shown)
     assert set(shown) == set(LocalityConfig.model_fields)
     assert config.service_policies()["billing"] is None
+
+
+def test_commented_tls_example_is_valid_and_complete() -> None:
+    """``tls`` is null in the edge's example (plain HTTP by default); its commented block
+    shows every key, certificates' included, and must validate as it is shown."""
+    lines = (EXAMPLES / "edge.yaml").read_text().splitlines()
+    start = lines.index("#   tls:")
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("#   "):
+            break
+        block.append(line.removeprefix("#"))
+    shown = yaml.safe_load(textwrap.dedent("\n".join(block)))
+    assert _undocumented(TlsConfig, shown["tls"], "tls") == []
+    tls = TlsConfig.model_validate(shown["tls"])
+    # The values shown beside "default" are the defaults.
+    assert tls.min_version == TlsConfig.model_fields["min_version"].default
+    assert tls.certificates[0].server_names is None
+    assert tls.certificates[1].server_names == ("shop.example.org", "*.shop.example.org")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 from pathlib import Path
 
@@ -11,10 +10,10 @@ import trustme
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from edge.config import EdgeConfig
 from edge.https_redirect import HttpsRedirect, https_location
-from edge.tls import ServerTls, TlsConfig, server_ssl_context
+from edge.tls import MinVersion, TlsConfig, server_ssl_context
 from mesh.config.errors import ConfigError
+from tests.edge.refused_config import assert_refused
 
 
 @pytest.fixture(scope="module")
@@ -33,25 +32,73 @@ def cert_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     [("TLS1.2", ssl.TLSVersion.TLSv1_2), ("TLS1.3", ssl.TLSVersion.TLSv1_3)],
 )
 def test_context_refuses_older_protocols(
-    cert_files: tuple[Path, Path], min_version: str, expected: ssl.TLSVersion
+    cert_files: tuple[Path, Path], min_version: MinVersion, expected: ssl.TLSVersion
 ) -> None:
     cert, key = cert_files
-    config = TlsConfig.model_validate(
-        {"cert_file": str(cert), "key_file": str(key), "min_version": min_version}
-    )
-    context = server_ssl_context(config)
+    context = server_ssl_context(str(cert), str(key), min_version)
     assert context.minimum_version == expected
     assert context.verify_mode == ssl.CERT_NONE  # no client certificates asked for
 
 
 def test_unloadable_files_are_config_errors(cert_files: tuple[Path, Path], tmp_path: Path) -> None:
     cert, key = cert_files
-    missing = TlsConfig(cert_file=str(tmp_path / "nope.pem"), key_file=str(key))
     with pytest.raises(ConfigError, match="TLS file not found"):
-        server_ssl_context(missing)
-    mismatched = TlsConfig(cert_file=str(cert), key_file=str(cert))
-    with pytest.raises(ConfigError, match="cannot load the TLS certificate"):
-        server_ssl_context(mismatched)
+        server_ssl_context(str(tmp_path / "nope.pem"), str(key), "TLS1.2")
+    with pytest.raises(ConfigError, match="cannot load the TLS certificate") as caught:
+        server_ssl_context(str(cert), str(cert), "TLS1.2")
+    assert caught.value.file == str(cert)
+
+
+def test_certificates_default_to_none_and_names_are_normalised() -> None:
+    config = TlsConfig.model_validate(
+        {
+            "cert_file": "d.pem",
+            "key_file": "d.key",
+            "certificates": [
+                {"cert_file": "a.pem", "key_file": "a.key"},
+                {
+                    "cert_file": "b.pem",
+                    "key_file": "b.key",
+                    "server_names": ["Shop.Example.ORG", "*.shop.example.org.", "shop.example.org"],
+                },
+            ],
+        }
+    )
+    assert TlsConfig(cert_file="d.pem", key_file="d.key").certificates == ()
+    assert config.certificates[0].server_names is None  # from the certificate's SAN
+    assert config.certificates[1].server_names == ("shop.example.org", "*.shop.example.org")
+
+
+_TLS = "tls:\n  cert_file: d.pem\n  key_file: d.key\n  certificates:\n"
+
+
+@pytest.mark.parametrize(
+    ("certificates", "key_path", "problem"),
+    [
+        ("    - {cert_file: a.pem}", "tls.certificates[0].key_file", "required key is missing"),
+        ("    - {cert_file: a.pem, key_file: a.key, names: [a.test]}",
+         "tls.certificates[0].names", "unknown key"),
+        ("    - {cert_file: a.pem, key_file: a.key, server_names: []}",
+         "tls.certificates[0].server_names", "list at least one name"),
+        ("    - {cert_file: a.pem, key_file: a.key, server_names: [a.test]}\n"
+         "    - {cert_file: b.pem, key_file: b.key, server_names: ['a*.test']}",
+         "tls.certificates[1].server_names", "a wildcard may only be the whole first label"),
+        ("    - {cert_file: a.pem, key_file: a.key, server_names: [10.0.0.1]}",
+         "tls.certificates[0].server_names", "an IP address"),
+        ("    - {cert_file: a.pem, key_file: a.key, server_names: [a.test, '*.b.test']}\n"
+         "    - {cert_file: b.pem, key_file: b.key, server_names: [c.test, '*.B.test']}",
+         "tls.certificates",
+         "*.b.test is listed by both certificates[0] (a.pem) and certificates[1] (b.pem)"),
+        ("    - {cert_file: a.pem, key_file: a.key, server_names: [A.test]}\n"
+         "    - {cert_file: b.pem, key_file: b.key, server_names: [a.TEST]}",
+         "tls.certificates",
+         "a.test is listed by both certificates[0] (a.pem) and certificates[1] (b.pem)"),
+    ],
+)  # fmt: skip
+def test_bad_certificates_are_refused_naming_the_key(
+    tmp_path: Path, certificates: str, key_path: str, problem: str
+) -> None:
+    assert_refused(tmp_path, _TLS + certificates, key_path, problem)
 
 
 @pytest.mark.parametrize(
@@ -82,58 +129,3 @@ async def test_redirect_handler() -> None:
     assert response.headers["X-Request-Id"]
     bad = await handler(make_mocked_request("GET", "/", headers={"Host": "bad host"}))
     assert bad.status == 400
-
-
-# -- ServerTls: the certificate replaced while serving -----------------------------------
-
-
-def _issue(ca: trustme.CA, cert_file: Path, key_file: Path) -> bytes:
-    """A new certificate for 127.0.0.1 written to the files; its DER form."""
-    cert = ca.issue_cert("127.0.0.1")
-    cert_file.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
-    cert.private_key_pem.write_to_path(str(key_file))
-    return ssl.PEM_cert_to_DER_cert(cert.cert_chain_pems[0].bytes().decode())
-
-
-async def _served(port: int, client: ssl.SSLContext) -> bytes:
-    # An IP address as the name: Python sends no SNI, so this also shows the switch
-    # happens for clients that name no server.
-    _, writer = await asyncio.open_connection(
-        "127.0.0.1", port, ssl=client, server_hostname="127.0.0.1"
-    )
-    der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
-    writer.close()
-    return bytes(der)
-
-
-async def test_server_tls_serves_the_reloaded_certificate_to_new_handshakes(
-    tmp_path: Path,
-) -> None:
-    ca = trustme.CA()
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    first = _issue(ca, cert_file, key_file)
-    config = EdgeConfig(tls=TlsConfig(cert_file=str(cert_file), key_file=str(key_file)))
-    assert config.tls is not None
-    tls = ServerTls(config.tls)
-    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0, ssl=tls.context)
-    port = server.sockets[0].getsockname()[1]
-    client = ssl.create_default_context()
-    ca.configure_trust(client)
-    try:
-        assert await _served(port, client) == first
-        second = _issue(ca, cert_file, key_file)
-        reload = tls.prepare_reload(config)
-        assert reload is not None and reload.keys == ("tls.cert_file", "tls.key_file")
-        assert await _served(port, client) == first  # prepared, not committed
-        reload.commit()
-        assert await _served(port, client) == second
-
-        # A key of another certificate: refused whole, the served pair untouched.
-        key_file.write_bytes(ca.issue_cert("other").private_key_pem.bytes())
-        with pytest.raises(ConfigError, match="cannot load the TLS certificate"):
-            tls.prepare_reload(config)
-        assert await _served(port, client) == second
-        assert tls.prepare_reload(EdgeConfig()) is None  # TLS off waits for a restart
-    finally:
-        server.close()
-        await server.wait_closed()

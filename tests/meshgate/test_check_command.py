@@ -75,6 +75,31 @@ def test_the_files_named_are_read_and_listed(tmp_path: Path) -> None:
     assert not log.exists()  # checked, not created
 
 
+def test_every_tls_certificate_is_loaded_and_their_names_checked(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    for stem, name in [("edge", "edge.test"), ("api", "api.test"), ("twin", "api.test")]:
+        ca.issue_cert(name).private_key_and_cert_chain_pem.write_to_path(f"{tmp_path}/{stem}.pem")
+    config = tmp_path / "edge.yaml"
+
+    def tls(*stems: str) -> str:
+        listed = ", ".join(f"{{cert_file: {tmp_path}/{s}.pem, key_file: {tmp_path}/{s}.pem}}"
+                           for s in stems)  # fmt: skip
+        pair = f"cert_file: {tmp_path}/edge.pem, key_file: {tmp_path}/edge.pem"
+        return f"{UNREACHABLE}tls: {{{pair}, certificates: [{listed}]}}\n"
+
+    config.write_text(tls("api"))
+    result = check("edge", config)
+    assert result.returncode == 0, result.stderr
+    assert "(0 routes, 2 TLS certificates)" in one_line(result, "stdout")
+    config.write_text(tls("api", "twin"))  # two certificates for api.test
+    result = check("edge", config)
+    assert result.returncode == 2
+    assert one_line(result, "stderr") == (
+        f"meshgate: invalid configuration in {tmp_path}/twin.pem: the certificate is chosen "
+        f"for api.test, as {tmp_path}/api.pem is: give one of them server_names without it"
+    )
+
+
 @pytest.mark.parametrize(
     ("text", "named", "problem"),
     [
