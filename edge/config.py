@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from edge.tls import TlsConfig
 from edge.upstream_limits.config import UpstreamLimitsConfig
 from mesh.canary_config import CanaryConfig
 from mesh.config.loader import load_config
+from mesh.config.safe_regex import RegexSyntaxError, compile_safe_regex
 from mesh.config.sections import AdminConfig, LoggingConfig, ProxyConfig, ShutdownConfig
 from mesh.config.types import ByteSize, Duration, Frozen, HeaderName, Port, PositiveDuration
 from mesh.connections import ConnectionLimits
@@ -56,7 +56,8 @@ class ValueMatchConfig(Frozen):
     prefix: str | None = None
     """A value starting with this (case-sensitive)."""
     regex: str | None = None
-    """A Python regular expression a value matches in full."""
+    """A regular expression a value matches in full, in RE2 syntax (linear time; no
+    backreferences or lookaround: refused at load)."""
     present: bool | None = None
     """true: sent, with any value (even empty); false: not sent at all."""
 
@@ -74,8 +75,8 @@ class ValueMatchConfig(Frozen):
     def _compiles(cls, value: str | None) -> str | None:
         if value is not None:
             try:
-                re.compile(value)
-            except re.error as exc:
+                compile_safe_regex(value)
+            except RegexSyntaxError as exc:
                 raise ValueError(f"not a valid regular expression: {exc}") from None
         return value
 

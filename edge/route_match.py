@@ -6,8 +6,10 @@ and asks for one of:
 
 - ``exact``: a value equal to the text (case-sensitive);
 - ``prefix``: a value starting with the text (case-sensitive);
-- ``regex``: a value the Python regular expression matches in full
-  (``re.fullmatch``), compiled once when the route is made;
+- ``regex``: a value the regular expression matches in full, in RE2 syntax
+  and matched by RE2 in time linear in the value (:mod:`mesh.config.safe_regex`:
+  a client's value cannot make a pattern backtrack), compiled once when the
+  route is made;
 - ``present``: at least one value, of any content, even empty;
 - ``absent``: no value at all.
 
@@ -21,13 +23,14 @@ both carry ``debug`` with the value "".
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
 from multidict import MultiMapping
+
+from mesh.config.safe_regex import SafeRegex, compile_safe_regex
 
 MatchKind = Literal["exact", "prefix", "regex", "present", "absent"]
 
@@ -46,7 +49,7 @@ class Condition:
     text: str = ""
     """The value for ``exact``, the prefix for ``prefix``, the pattern for ``regex``;
     "" for ``present`` and ``absent``."""
-    compiled: re.Pattern[str] | None = field(default=None, compare=False, hash=False, repr=False)
+    compiled: SafeRegex | None = field(default=None, compare=False, hash=False, repr=False)
     """``text`` compiled, for ``regex`` (two conditions are equal by their text)."""
 
     def accepts(self, values: Sequence[str]) -> bool:
@@ -61,7 +64,7 @@ class Condition:
         if kind == "regex":
             assert self.compiled is not None  # set by _condition for every regex
             fullmatch = self.compiled.fullmatch
-            return any(fullmatch(v) is not None for v in values)
+            return any(fullmatch(v) for v in values)
         if kind == "present":
             return len(values) > 0
         return len(values) == 0
@@ -74,20 +77,21 @@ class Condition:
 
 
 def header_condition(name: str, kind: MatchKind, text: str = "") -> Condition:
-    """A condition on the header ``name`` (any case). Raises re.error for a bad regex."""
+    """A condition on the header ``name`` (any case). Raises
+    :class:`~mesh.config.safe_regex.RegexSyntaxError` for a regex RE2 refuses."""
     return _condition(name.lower(), kind, text)
 
 
 def query_condition(name: str, kind: MatchKind, text: str = "") -> Condition:
-    """A condition on the query parameter ``name`` (case-sensitive). Raises re.error for
-    a bad regex."""
+    """A condition on the query parameter ``name`` (case-sensitive). Raises
+    :class:`~mesh.config.safe_regex.RegexSyntaxError` for a regex RE2 refuses."""
     return _condition(name, kind, text)
 
 
 def _condition(name: str, kind: MatchKind, text: str) -> Condition:
     if kind in ("present", "absent"):
         text = ""
-    compiled = re.compile(text) if kind == "regex" else None
+    compiled = compile_safe_regex(text) if kind == "regex" else None
     return Condition(name, kind, text, compiled)
 
 

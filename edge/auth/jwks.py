@@ -26,15 +26,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
 from edge.auth.jws_header import DEFAULT_KID_PATTERN
 from edge.auth.keys import KeysUnavailable, UnusableKey, VerificationKey, verification_key_from_jwk
+from mesh.config.safe_regex import RegexSyntaxError, SafeRegex, compile_safe_regex
 
 log = logging.getLogger(__name__)
+
+_DEFAULT_KID = compile_safe_regex(DEFAULT_KID_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,18 +72,17 @@ class KeySet:
     rejected: tuple[RejectedKey, ...] = ()
 
 
-def parse_jwks(
-    body: object, *, kid_pattern: re.Pattern[str] | None = None, max_keys: int = 64
-) -> KeySet:
+def parse_jwks(body: object, *, kid_pattern: SafeRegex | None = None, max_keys: int = 64) -> KeySet:
     """Parse a decoded JWKS document (RFC 7517 §5) into a KeySet.
 
     Members that cannot be used are skipped and recorded with a reason: not an
     object, missing or malformed kid, duplicate kid (the first usable one wins,
     so a later member cannot shadow it), anything :func:`verification_key_from_jwk`
-    refuses, and members past ``max_keys``. Raises JwksError if the document
-    is not ``{"keys": [...]}`` or has no usable key at all.
+    refuses, and members past ``max_keys``. A kid must fully match ``kid_pattern``
+    (default :data:`~edge.auth.jws_header.DEFAULT_KID_PATTERN`). Raises JwksError if
+    the document is not ``{"keys": [...]}`` or has no usable key at all.
     """
-    pattern = kid_pattern or re.compile(DEFAULT_KID_PATTERN)
+    pattern = kid_pattern or _DEFAULT_KID
     if not isinstance(body, dict) or not isinstance(body.get("keys"), list):
         raise JwksError("not a JWK set")
     keys: dict[str, VerificationKey] = {}
@@ -126,7 +127,8 @@ class JwksCacheSettings:
     - ``max_stale_s``: how long past its max-age a set may serve while
       refreshes fail; None means indefinitely (availability over revocation).
     - ``fetch_timeout_s``: a fetch that takes longer counts as failed.
-    - ``kid_pattern``: members whose kid does not fully match are skipped.
+    - ``kid_pattern``: members whose kid does not fully match are skipped (RE2
+      syntax, :mod:`mesh.config.safe_regex`).
     """
 
     cooldown_s: float = 30.0
@@ -149,9 +151,9 @@ class JwksCacheSettings:
         if self.fetch_timeout_s <= 0:
             raise ValueError("fetch_timeout_s must be positive")
         try:
-            re.compile(self.kid_pattern)
-        except re.error as exc:
-            raise ValueError(f"kid_pattern is not a regular expression: {exc}") from exc
+            compile_safe_regex(self.kid_pattern)
+        except RegexSyntaxError as exc:
+            raise ValueError(f"kid_pattern is not a valid regular expression: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +195,7 @@ class JwksCache:
         self._fetch_document = fetch
         self._clock = clock
         self._settings = settings or JwksCacheSettings()
-        self._kid_pattern = re.compile(self._settings.kid_pattern)
+        self._kid_pattern = compile_safe_regex(self._settings.kid_pattern)
         self._keyset: KeySet | None = None
         self._fetched_at: float | None = None
         self._expires_at = 0.0

@@ -21,6 +21,7 @@ from types import MappingProxyType
 from typing import Any
 
 from edge.auth.errors import AuthError
+from mesh.config.safe_regex import SafeRegex
 
 DEFAULT_KID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
 """A kid is a short opaque label; anything else (paths, URLs, SQL, 10 KB blobs) is refused."""
@@ -92,7 +93,7 @@ def parse_jws_header(
     token: str,
     *,
     allowed_algorithms: Collection[str],
-    kid_pattern: re.Pattern[str],
+    kid_pattern: SafeRegex,
     refuse_key_locating_headers: bool = True,
 ) -> JwsHeader:
     """Check the compact serialization of ``token`` and return its header.

@@ -16,7 +16,6 @@ The order of checks is the security argument, cheapest and most hostile first:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +28,7 @@ from edge.auth.errors import AuthError
 from edge.auth.jws_header import DEFAULT_KID_PATTERN, parse_jws_header
 from edge.auth.keys import SUPPORTED_ALGORITHMS, KeySource
 from edge.auth.token_cache import TokenCache
+from mesh.config.safe_regex import RegexSyntaxError, compile_safe_regex
 
 DEFAULT_ALGORITHMS = frozenset({"ES256", "RS256", "EdDSA"})
 """The edge accepts these unless configured otherwise: asymmetric only, one per key type."""
@@ -65,7 +65,9 @@ class JwtSettings:
     - ``leeway_s``: clock-skew allowance for exp/nbf/iat, 0 to 60 s (default 30).
     - ``max_token_bytes``: longer tokens are refused before decoding (default 8 KiB).
     - ``cache_max_entries``: bound of the verified-claims LRU (default 10,000).
-    - ``kid_pattern``: a kid must fully match it (default ``[A-Za-z0-9_-]{1,64}``).
+    - ``kid_pattern``: a kid must fully match it (default ``[A-Za-z0-9_-]{1,64}``);
+      RE2 syntax, matched in linear time (:mod:`mesh.config.safe_regex`), since the
+      kid is the client's.
     - ``refuse_key_locating_headers``: refuse tokens carrying jku/x5u/jwk/x5c
       (default True); when False they are ignored. Never used to find a key.
     """
@@ -100,9 +102,9 @@ class JwtSettings:
         if self.cache_max_entries < 1:
             raise ValueError("cache_max_entries must be at least 1")
         try:
-            re.compile(self.kid_pattern)
-        except re.error as exc:
-            raise ValueError(f"kid_pattern is not a regular expression: {exc}") from exc
+            compile_safe_regex(self.kid_pattern)
+        except RegexSyntaxError as exc:
+            raise ValueError(f"kid_pattern is not a valid regular expression: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +147,7 @@ class JwtVerifier:
         self._settings = settings
         self._key_source = key_source
         self._clock = clock
-        self._kid_pattern = re.compile(settings.kid_pattern)
+        self._kid_pattern = compile_safe_regex(settings.kid_pattern)
         self._cache: TokenCache[Claims] = TokenCache(settings.cache_max_entries, clock)
         # Read on every request (cached()): one attribute rather than two.
         self._max_token_bytes = settings.max_token_bytes

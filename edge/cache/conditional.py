@@ -14,7 +14,10 @@ from collections.abc import Mapping
 
 from mesh.http.dates import http_date
 
-_ENTITY_TAG = re.compile(r'\s*(?:W/)?("[^"]*")\s*(?:,|$)')
+# No leading \s*: finditer would retry it from every blank of a run and rescan the
+# run each time, quadratic in a client's If-None-Match (1.3 s for 8 KB of blanks);
+# the search skips blanks anyway, and the tags found are the same.
+_ENTITY_TAG = re.compile(r'(?:W/)?("[^"]*")\s*(?:,|$)')
 
 
 def opaque_tags(field: str) -> list[str] | None:

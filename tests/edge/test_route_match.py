@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ from edge.route_match import (
     parse_query,
     query_condition,
 )
+from mesh.config.safe_regex import RegexSyntaxError, SafeRegex
 from tests.edge.refused_config import assert_refused
 
 # --- one condition --------------------------------------------------------------------------
@@ -47,6 +48,8 @@ from tests.edge.refused_config import assert_refused
         pytest.param("regex", "[0-9]+", ["x", "42"], True, id="regex-any-of-several"),
         pytest.param("regex", ".*", [], False, id="regex-absent"),
         pytest.param("regex", ".*", [""], True, id="regex-empty-value"),
+        pytest.param("regex", "(?P<v>v[0-9]+)", ["v12"], True, id="regex-named-group"),
+        pytest.param("regex", ".+", ["caf\udce9"], True, id="regex-non-utf8-header-byte"),
         pytest.param("present", "", ["anything"], True, id="present"),
         pytest.param("present", "", [""], True, id="present-empty-value"),
         pytest.param("present", "", [], False, id="present-absent"),
@@ -74,11 +77,32 @@ def test_a_regex_is_compiled_once_and_conditions_compare_by_its_text() -> None:
         header_condition("X-A", "regex", "v[0-9]"),
         header_condition("x-a", "regex", "v[0-9]"),
     )
-    assert isinstance(one.compiled, re.Pattern)
+    assert isinstance(one.compiled, SafeRegex)  # RE2, not Python's backtracking re
     assert one == two and hash(one) == hash(two)
     assert one != header_condition("X-A", "regex", "v[0-8]")
-    with pytest.raises(re.error):
+    with pytest.raises(RegexSyntaxError, match="RE2 syntax is required"):
         header_condition("X-A", "regex", "(")
+    with pytest.raises(RegexSyntaxError, match="RE2 syntax is required"):
+        query_condition("q", "regex", "(?=v)v")
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        pytest.param(header_condition("X-A", "regex", "(a+)+$"), id="header-nested-plus"),
+        pytest.param(query_condition("q", "regex", "(x+x+)+y"), id="query-nested-plus"),
+    ],
+)
+def test_a_regex_condition_takes_linear_time_on_a_hostile_client_value(
+    condition: Condition,
+) -> None:
+    # An 8 KB header value (aiohttp's limit) that Python's re would backtrack on for ever;
+    # the type is checked first so that a regression fails rather than hangs.
+    assert isinstance(condition.compiled, SafeRegex)
+    hostile = ["a" * 8190 + "!", "x" * 8190]
+    started = time.monotonic()
+    assert condition.accepts(hostile) is False
+    assert time.monotonic() - started < 5.0  # generous: it takes about a millisecond
 
 
 @pytest.mark.parametrize(
@@ -230,14 +254,51 @@ def _route_with(match: str) -> str:
         pytest.param(
             "{headers: [{name: X-A, regex: '(v2'}]}",
             "routes[1].match.headers[0].regex",
-            "not a valid regular expression: missing ), unterminated subpattern",
+            "not a valid regular expression: RE2 syntax is required (linear-time matching: "
+            "no backreferences, lookaround or possessive quantifiers): missing ): (v2",
             id="bad-regex",
         ),
         pytest.param(
             "{query: [{name: q, regex: '*'}]}",
             "routes[1].match.query[0].regex",
-            "not a valid regular expression: nothing to repeat",
+            "not a valid regular expression: RE2 syntax is required (linear-time matching: "
+            "no backreferences, lookaround or possessive quantifiers): "
+            "no argument for repetition operator: *",
             id="bad-query-regex",
+        ),
+        pytest.param(
+            r"{headers: [{name: X-A, regex: '(a)\1'}]}",
+            "routes[1].match.headers[0].regex",
+            "RE2 syntax is required (linear-time matching: no backreferences, lookaround "
+            r"or possessive quantifiers): invalid escape sequence: \1",
+            id="re2-no-backreference",
+        ),
+        pytest.param(
+            "{headers: [{name: X-A, regex: 'v(?!1)[0-9]'}]}",
+            "routes[1].match.headers[0].regex",
+            "RE2 syntax is required (linear-time matching: no backreferences, lookaround "
+            "or possessive quantifiers): invalid perl operator: (?!",
+            id="re2-no-lookahead",
+        ),
+        pytest.param(
+            "{query: [{name: q, regex: '(?<=x)y'}]}",
+            "routes[1].match.query[0].regex",
+            "RE2 syntax is required (linear-time matching: no backreferences, lookaround "
+            "or possessive quantifiers): invalid perl operator: (?<=",
+            id="re2-no-lookbehind",
+        ),
+        pytest.param(
+            "{query: [{name: q, regex: 'a++'}]}",
+            "routes[1].match.query[0].regex",
+            "RE2 syntax is required (linear-time matching: no backreferences, lookaround "
+            "or possessive quantifiers): bad repetition operator: ++",
+            id="re2-no-possessive",
+        ),
+        pytest.param(
+            r"{headers: [{name: X-A, regex: 'v[0-9]\Z'}]}",
+            "routes[1].match.headers[0].regex",
+            r"invalid escape sequence: \Z (Python's \Z is written \z in RE2)",
+            id="re2-python-end-of-text",
         ),
         pytest.param(
             "{headers: [{name: 'X Api', exact: '2'}]}",

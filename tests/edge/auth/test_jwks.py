@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from edge.auth.errors import AuthError
 from edge.auth.jwks import JwksCache, JwksCacheSettings, JwksDocument, JwksError, parse_jwks
 from edge.auth.jwt_verifier import JwtSettings, JwtVerifier
 from edge.auth.keys import KeysUnavailable
+from mesh.config.safe_regex import compile_safe_regex
 
 ISSUER = "https://auth.test"
 AUDIENCE = "meshgate"
@@ -138,6 +140,25 @@ def test_parse_jwks_bounds_the_number_of_keys(ec_jwk: dict[str, Any]) -> None:
 def test_cache_settings_are_validated(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         JwksCacheSettings(**kwargs)
+
+
+def test_a_kid_pattern_re2_cannot_run_is_refused_saying_so() -> None:
+    with pytest.raises(ValueError) as caught:
+        JwksCacheSettings(kid_pattern="(?<=k)[0-9]+")
+    assert str(caught.value) == (
+        "kid_pattern is not a valid regular expression: RE2 syntax is required (linear-time "
+        "matching: no backreferences, lookaround or possessive quantifiers): "
+        "invalid perl operator: (?<="
+    )
+
+
+def test_parse_jwks_matches_kids_with_the_given_re2_pattern(ec_jwk: dict[str, Any]) -> None:
+    members = [{**ec_jwk, "kid": "a" * 4096 + "!"}, {**ec_jwk, "kid": "aaa"}]
+    started = time.monotonic()
+    keyset = parse_jwks({"keys": members}, kid_pattern=compile_safe_regex("(a+)+$"))
+    assert time.monotonic() - started < 5.0  # Python's re would not return on the first kid
+    assert list(keyset.keys) == ["aaa"]
+    assert [(r.kid, r.reason) for r in keyset.rejected] == [(None, "invalid kid")]
 
 
 # ---------------------------------------------------------------- single flight and cooldown

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -662,3 +663,42 @@ async def test_cached_header_lookup_answers_only_the_plain_bearer_value(
         assert get(other) is None, other
     assert verifier.stats().cache_hits == 0
     assert get(f"Bearer {token}") is claims
+
+
+# --- kid_pattern: RE2, since the kid is the client's ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pattern", "detail"),
+    [
+        pytest.param(r"(ec)-\1", r"invalid escape sequence: \1", id="backreference"),
+        pytest.param("(?!x)[a-z0-9-]+", "invalid perl operator: (?!", id="lookahead"),
+        pytest.param("[a-z]++", "bad repetition operator: ++", id="possessive"),
+    ],
+)
+def test_a_kid_pattern_re2_cannot_run_is_refused(pattern: str, detail: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        JwtSettings(issuer=ISSUER, audience=AUDIENCE, kid_pattern=pattern)
+    message = str(caught.value)
+    assert message.startswith("kid_pattern is not a valid regular expression: RE2 syntax is")
+    assert message.endswith(detail), message
+
+
+async def test_a_kid_pattern_in_re2_syntax_with_a_python_named_group_works(
+    ctx: Ctx, key_source: Any, clock: Any
+) -> None:
+    verifier = make_verifier(key_source, clock, kid_pattern="(?P<type>ec|rsa)-[0-9]+")
+    assert (await verifier.verify(ctx.es())).subject == "alice"
+    with pytest.raises(AuthError, match="invalid kid"):
+        await verifier.verify(ctx.es("ed-1"))
+
+
+async def test_a_hostile_kid_against_a_backtracking_prone_pattern_is_refused_at_once(
+    ctx: Ctx, key_source: Any, clock: Any
+) -> None:
+    # With Python's re, (a+)+$ on 4 KB of a's and a "!" would never return.
+    verifier = make_verifier(key_source, clock, kid_pattern="(a+)+$")
+    started = time.monotonic()
+    with pytest.raises(AuthError, match="invalid kid"):
+        await verifier.verify(ctx.es("a" * 4096 + "!"))
+    assert time.monotonic() - started < 5.0  # generous: it takes milliseconds
