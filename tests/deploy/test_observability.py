@@ -24,7 +24,10 @@ from edge.ip_access.feature import IpAccessFeature
 from edge.mirror.metrics import MirrorMetrics
 from edge.outliers.metrics import OutlierMetrics
 from edge.ratelimit.prometheus import PrometheusObserver
+from edge.tls_metrics import TlsCertificateMetrics
+from mesh.admin_auth import AdminAuth
 from mesh.config.reload import ConfigReloader
+from mesh.config.sections import AdminConfig
 from mesh.faults.metrics import FaultMetrics
 from mesh.mtls.contexts import MeshTls
 from mesh.mtls.metrics import MeshTlsMetrics
@@ -66,6 +69,8 @@ def exported_series() -> set[str]:
     SharedPurgeMetrics(registry)
     ExtAuthzMetrics(registry)
     UpstreamLimitMetrics(registry)
+    TlsCertificateMetrics(registry)
+    AdminAuth(AdminConfig(), registry)
     names: set[str] = set()
     for family in registry.collect():
         names.update(family.name + suffix for suffix in _SUFFIXES[family.type])
@@ -123,6 +128,9 @@ def test_every_dashboard_query_names_an_exported_series() -> None:
         "meshgate_cache_evictions_total",
         "meshgate_ext_authz_requests_total",
         "meshgate_ext_authz_duration_seconds_bucket",
+        "meshgate_hedges_total",
+        "meshgate_tls_certificate_expiry_timestamp_seconds",
+        "meshgate_admin_refusals_total",
     ):
         assert wanted in used, wanted
 
