@@ -50,6 +50,7 @@ def test_without_methods_only_stripping_runs() -> None:
         "x-user-email",
         "x-consumer-id",
         "x-auth-method",
+        "x-auth-provider",
         "x-mesh-identity",
     }
     assert set(feature.admin_views()) == {"/auth", "/identity/jwks.json"}
