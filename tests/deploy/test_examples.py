@@ -156,7 +156,7 @@ def test_edge_example_values_are_the_defaults() -> None:
     config = load_edge_config(EXAMPLES / "edge.yaml")
     # Like routes, the rate-limit policies and auth providers are an example
     # (the default is none).
-    example = {
+    example: Any = {
         "routes": True,
         "rate_limits": {"policies": True, "default_policies": True},
         "auth": {"providers": True},
