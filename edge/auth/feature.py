@@ -8,11 +8,11 @@
 - admin views: ``/auth`` (keys, caches, counters) and ``/identity/jwks.json``
   (the public key sidecars check the identity token with, open without the admin
   token: :meth:`AuthFeature.open_admin_paths`);
-- ``start``: HTTP session and, per JWT provider (``auth.jwt_providers()``), a
-  JWKS cache and verifier (several behind an :class:`edge.auth.issuer_router.IssuerRouter`),
-  introspection client, Redis for API
-  keys, and a first fetch of each JWKS in the background once the catalog is loaded
-  (and, when the JWKS comes through mesh TLS, the edge's certificate is in;
+- ``start``: HTTP session; per JWT provider (:meth:`AuthConfig.jwt_providers`) a
+  JWKS cache and verifier (several behind an
+  :class:`edge.auth.issuer_router.IssuerRouter`); introspection client, Redis
+  for API keys, and a first fetch of each JWKS in the background once the
+  catalog is loaded (and, when the JWKS comes through mesh TLS, the edge's certificate is in;
   retried until it succeeds);
   ``stop`` closes them.
 

@@ -38,6 +38,7 @@ class IssuerRouter:
         self._by_issuer = dict(verifiers)
         self._max_token_bytes = max_token_bytes
         self._refused = 0
+        self._lookup = self._header_lookup()
 
     async def verify(self, token: str) -> Claims:
         """The claims of a valid token, verified by the provider its ``iss`` names.
@@ -69,13 +70,16 @@ class IssuerRouter:
         """
         if len(token) > self._max_token_bytes:
             return None
-        return self.cached_header_lookup()[1](BEARER_PREFIX + token)
+        return self._lookup[1](BEARER_PREFIX + token)
 
     def cached_header_lookup(self) -> tuple[int, Callable[[str], Claims | None]]:
         """:meth:`edge.auth.jwt_verifier.JwtVerifier.cached_header_lookup` over every
         provider: ``get(value)`` asks each provider's cache in turn. At most one
         can hold the token (see the module docstring), so the order is irrelevant.
         """
+        return self._lookup
+
+    def _header_lookup(self) -> tuple[int, Callable[[str], Claims | None]]:
         lookups = [v.cached_header_lookup() for v in self._by_issuer.values()]
         max_len = min(n for n, _ in lookups)
         gets = tuple(get for _, get in lookups)
