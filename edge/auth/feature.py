@@ -12,7 +12,8 @@
   JWKS cache and verifier (several behind an
   :class:`edge.auth.issuer_router.IssuerRouter`); introspection client, Redis
   for API keys, and a first fetch of each JWKS in the background once the
-  catalog is loaded (and, when the JWKS comes through mesh TLS, the edge's certificate is in;
+  catalog is loaded (counted in ``meshgate_jwks_refreshes_total{provider,outcome}``)
+  (and, when the JWKS comes through mesh TLS, the edge's certificate is in;
   retried until it succeeds);
   ``stop`` closes them.
 
@@ -65,6 +66,7 @@ from mesh.config.reload import Reload, ReloadRefused
 from mesh.identity.keys import IdentityKeyError, generate_signing_key, load_signing_key
 from mesh.identity.token import IdentitySigner
 from mesh.mtls.contexts import MeshTls
+from mesh.telemetry.metrics import RefreshMetrics
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +134,7 @@ class AuthFeature(BaseFeature):
         self.introspection: IntrospectionVerifier | None = None
         self.api_keys: ApiKeyVerifier | None = None
         self._warm: list[asyncio.Task[None]] = []
+        self._jwks_metrics: RefreshMetrics | None = None
 
     # -- the pipeline ------------------------------------------------------------
 
@@ -193,7 +196,10 @@ class AuthFeature(BaseFeature):
         config = self._config
         self._session = aiohttp.ClientSession()
         verifiers: dict[str, JwtVerifier] = {}
-        for provider in config.jwt_providers().values():
+        providers = config.jwt_providers()
+        if providers:
+            self._jwks_metrics = RefreshMetrics(self._ctx.registry, "jwks", ("provider",))
+        for provider in providers.values():
             verifiers[provider.issuer] = self._start_provider(provider)
         if len(verifiers) == 1:
             # One provider verifies exactly as before providers existed (no iss routing).
@@ -254,6 +260,7 @@ class AuthFeature(BaseFeature):
                 max_stale_s=jwks.max_stale,
                 fetch_timeout_s=jwks.fetch_timeout,
             ),
+            on_fetch=self._jwks_metrics.recorder(provider.name) if self._jwks_metrics else None,
         )
         verifier = JwtVerifier(
             JwtSettings(

@@ -257,7 +257,8 @@ async def test_two_providers_each_with_its_own_key_set() -> None:
         }
     )
     store = SnapshotStore()
-    feature = AuthFeature(config, context(store))
+    ctx = context(store)
+    feature = AuthFeature(config, ctx)
     await feature.start()
     try:
         store.publish(make_snapshot({}, "test"))  # the first fetches wait for the catalog
@@ -290,6 +291,11 @@ async def test_two_providers_each_with_its_own_key_set() -> None:
         assert view["providers"]["staff"]["issuer"] == staff_issuer
         assert view["providers"]["staff"]["jwt"]["verified"] == 1
         assert view["jwt"]["verified"] == 2 and view["jwt"]["refused"] == 1
+        # Each key set's fetches are counted under its provider's name.
+        for provider in ("default", "staff"):
+            labels = {"provider": provider, "outcome": "success"}
+            count = ctx.registry.get_sample_value("meshgate_jwks_refreshes_total", labels)
+            assert count is not None and count >= 1
     finally:
         await feature.stop()
         for server in servers:
