@@ -18,6 +18,7 @@ from edge.auth.credentials import API_KEY_KEY, AUTHORIZATION_KEY, METHOD_OF_KIND
 from edge.auth.errors import AuthError
 from edge.auth.identity import Identity, identity_from_api_key, identity_from_claims
 from edge.auth.introspection import IntrospectionUnavailable
+from edge.auth.issuer_router import IssuerRouter
 from edge.auth.jwt_verifier import JwtVerifier
 from edge.auth.keys import KeysUnavailable
 from edge.auth.policy import RoutePolicy
@@ -69,8 +70,9 @@ class Authenticator:
     def install(self, verifiers: Verifiers) -> None:
         """Use these verifiers from now on."""
         self._verifiers = verifiers
-        # Only JwtVerifier's cache guarantees the token shape cached() relies on.
-        if isinstance(verifiers.jwt, JwtVerifier):
+        # Only JwtVerifier's cache (alone or one per provider) guarantees the token
+        # shape cached() relies on.
+        if isinstance(verifiers.jwt, JwtVerifier | IssuerRouter):
             self._jwt_max_len, self._jwt_claims = verifiers.jwt.cached_header_lookup()
         else:
             self._jwt_max_len, self._jwt_claims = 0, None
@@ -118,6 +120,8 @@ class Authenticator:
                 claims = claims_of(value)
                 if claims is not None:
                     identity = self._jwt_identity(id(claims)) or self._from_jwt(claims)
+                    if policy.providers is not None and identity.provider not in policy.providers:
+                        raise _provider_not_accepted()
                     if policy.roles and not identity.has_any_role(policy.roles):
                         raise _missing_role(policy)
                     return identity
@@ -161,6 +165,12 @@ class Authenticator:
         if METHOD_OF_KIND[credential.kind] not in policy.methods:
             raise AuthError(None, _NOT_ACCEPTED[credential.kind])
         identity = await self._identify(credential, policy)
+        if (
+            policy.providers is not None
+            and identity.method == "jwt"
+            and identity.provider not in policy.providers
+        ):
+            raise _provider_not_accepted()
         if policy.roles and not identity.has_any_role(policy.roles):
             raise _missing_role(policy)
         return identity
@@ -178,6 +188,11 @@ class Authenticator:
         if v.jwt is None:
             raise KeysUnavailable("JWT verification is not ready")
         return self._from_jwt(await v.jwt.verify(credential.secret))
+
+
+def _provider_not_accepted() -> AuthError:
+    # Fixed text: neither the token's issuer nor the provider's name is reflected.
+    return AuthError.invalid_token("token issuer not accepted on this route")
 
 
 def _missing_role(policy: RoutePolicy) -> AuthError:

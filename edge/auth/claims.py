@@ -24,6 +24,9 @@ class Claims:
     copied into a header without further checks. ``expires_at`` is a Unix time,
     None only for an introspection answer without ``exp``. ``raw`` is the whole
     verified payload, shared between cache hits: treat it as read-only.
+    ``provider`` names the configured JWT provider whose keys, issuer and
+    audience verified the token (None for introspection answers, and for a
+    verifier not told its provider's name).
     """
 
     subject: str
@@ -36,6 +39,7 @@ class Claims:
     email: str | None = None
     client_id: str | None = None
     token_id: str | None = None
+    provider: str | None = None
     raw: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False)
 
     def has_role(self, role: str) -> bool:
@@ -103,7 +107,10 @@ def audience_of(payload: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def claims_from_payload(
-    payload: Mapping[str, Any], *, subject_fallback_claim: str | None = None
+    payload: Mapping[str, Any],
+    *,
+    subject_fallback_claim: str | None = None,
+    provider: str | None = None,
 ) -> Claims:
     """Build Claims from a verified payload (JWT claims or an introspection answer).
 
@@ -111,7 +118,7 @@ def claims_from_payload(
     is absent (introspection uses ``client_id`` for machine clients). ``scope``
     is the RFC 8693 space-separated string, ``roles`` an array of strings.
     Raises AuthError ``missing sub`` or ``invalid <claim>`` for a claim of the
-    wrong shape.
+    wrong shape. ``provider`` is copied into :attr:`Claims.provider` as it is.
     """
     subject = _text(payload, "sub")
     if subject is None and subject_fallback_claim is not None:
@@ -130,5 +137,6 @@ def claims_from_payload(
         email=_text(payload, "email"),
         client_id=_text(payload, "client_id"),
         token_id=_text(payload, "jti"),
+        provider=provider,
         raw=MappingProxyType(dict(payload)),
     )

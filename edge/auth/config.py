@@ -11,7 +11,9 @@ stripped from every request either way.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -35,9 +37,21 @@ AuthPolicy = Literal["required", "optional", "none"]
 
 MAX_LEEWAY_S = 60.0
 
-IDENTITY_SOURCES = ("sub", "roles", "email", "consumer", "method", "plan", "client_id")
+IDENTITY_SOURCES = (
+    "sub",
+    "roles",
+    "email",
+    "consumer",
+    "method",
+    "plan",
+    "client_id",
+    "provider",
+)
 """Names the claim-to-header map reads from the caller's identity; any other name
 is read from the token's own claims (and is absent for API keys)."""
+
+DEFAULT_PROVIDER = "default"
+"""The name of the provider the top-level ``issuer``, ``audience`` and ``jwks`` make."""
 
 DEFAULT_CLAIM_HEADERS: dict[str, str] = {
     "X-User-Id": "sub",
@@ -45,7 +59,28 @@ DEFAULT_CLAIM_HEADERS: dict[str, str] = {
     "X-User-Email": "email",
     "X-Consumer-Id": "consumer",
     "X-Auth-Method": "method",
+    "X-Auth-Provider": "provider",
 }
+
+
+_PROVIDER_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
+
+
+def _asymmetric_algorithms(value: tuple[str, ...]) -> tuple[str, ...]:
+    if not value:
+        raise ValueError("must list at least one algorithm")
+    for alg in value:
+        if alg not in SUPPORTED_ALGORITHMS:
+            raise ValueError(
+                f"{alg!r} is not allowed; choose from {', '.join(sorted(SUPPORTED_ALGORITHMS))}"
+            )
+    return value
+
+
+def _bounded_leeway(value: float) -> float:
+    if value > MAX_LEEWAY_S:
+        raise ValueError(f"must be at most {MAX_LEEWAY_S:g} seconds")
+    return value
 
 
 def _http_url(value: str | None) -> str | None:
@@ -77,6 +112,10 @@ class RouteAuthConfig(Frozen):
     """The caller needs at least one of these roles (403 otherwise); default: any caller."""
     mode: BearerMode | None = None
     """How bearer tokens are verified on this route; default: ``auth.mode``."""
+    providers: tuple[str, ...] | None = None
+    """Names of the JWT providers (``auth.providers``, ``default`` for the top-level
+    issuer) whose tokens this route accepts; default: every configured one. A
+    verified token of another provider is refused with 401 ``invalid_token``."""
 
     @model_validator(mode="before")
     @classmethod
@@ -92,6 +131,13 @@ class RouteAuthConfig(Frozen):
             raise ValueError("must name at least one method (or be null for all)")
         return tuple(dict.fromkeys(value)) if value is not None else None
 
+    @field_validator("providers")
+    @classmethod
+    def _some_providers(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None and not value:
+            raise ValueError("must name at least one provider (or be null for all)")
+        return tuple(dict.fromkeys(value)) if value is not None else None
+
     @field_validator("roles")
     @classmethod
     def _printable_roles(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -104,8 +150,10 @@ class RouteAuthConfig(Frozen):
     def _coherent(self) -> RouteAuthConfig:
         if self.policy != "required" and self.roles:
             raise ValueError("roles need policy: required")
-        if self.policy == "none" and (self.methods is not None or self.mode is not None):
-            raise ValueError("methods and mode make no sense with policy: none")
+        if self.policy == "none" and (
+            self.methods is not None or self.mode is not None or self.providers is not None
+        ):
+            raise ValueError("methods, mode and providers make no sense with policy: none")
         return self
 
 
@@ -154,6 +202,54 @@ class JwksConfig(ServiceEndpoint):
     """How long past its max-age a key set keeps serving while fetches fail;
     null: as long as fetches fail."""
     fetch_timeout: PositiveDuration = 5.0
+
+
+class JwtProviderConfig(Frozen):
+    """One identity provider whose JWTs are verified locally (``auth.providers.<name>``).
+
+    A token's ``iss`` picks its provider; it is then verified exactly as with the
+    top-level settings, with this provider's keys, audience, algorithms and leeway.
+    """
+
+    issuer: str = Field(min_length=1)
+    """The ``iss`` this provider's tokens carry (exact match); unique among providers."""
+    audience: str = Field(min_length=1)
+    """Required ``aud`` (exact match)."""
+    jwks: JwksConfig
+    """The provider's key set: ``url`` or ``service`` is required."""
+    algorithms: tuple[str, ...] | None = None
+    """Allowed signature algorithms; null: ``auth.algorithms``."""
+    leeway: Duration | None = None
+    """Clock skew allowed for exp/nbf/iat, at most 60 s; null: ``auth.leeway``."""
+
+    @field_validator("algorithms")
+    @classmethod
+    def _asymmetric(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return None if value is None else _asymmetric_algorithms(value)
+
+    @field_validator("leeway")
+    @classmethod
+    def _leeway(cls, value: float | None) -> float | None:
+        return None if value is None else _bounded_leeway(value)
+
+    @field_validator("jwks")
+    @classmethod
+    def _jwks_source(cls, value: JwksConfig) -> JwksConfig:
+        if not value.configured:
+            raise ValueError("url or service is required")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class JwtProvider:
+    """A provider with its settings resolved (nothing left to the global defaults)."""
+
+    name: str
+    issuer: str
+    audience: str
+    jwks: JwksConfig
+    algorithms: tuple[str, ...]
+    leeway: float
 
 
 class IntrospectionConfig(ServiceEndpoint):
@@ -276,6 +372,10 @@ class AuthConfig(Frozen):
     """Pass the caller's Authorization / X-API-Key on to the service once verified
     (default: removed; the service gets the identity headers and token instead)."""
     jwks: JwksConfig = JwksConfig()
+    providers: dict[str, JwtProviderConfig] = Field(default_factory=dict)
+    """More identity providers, by name, beside the top-level ``issuer``/``jwks``
+    (which are the provider named ``default`` when ``jwks`` is set). A token's
+    ``iss`` picks the provider (exact match), so issuers must be unique."""
     introspection: IntrospectionConfig = IntrospectionConfig()
     api_keys: ApiKeysConfig = ApiKeysConfig()
     identity: IdentityConfig = IdentityConfig()
@@ -286,26 +386,46 @@ class AuthConfig(Frozen):
     @field_validator("algorithms")
     @classmethod
     def _asymmetric(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if not value:
-            raise ValueError("must list at least one algorithm")
-        for alg in value:
-            if alg not in SUPPORTED_ALGORITHMS:
-                raise ValueError(
-                    f"{alg!r} is not allowed; choose from {', '.join(sorted(SUPPORTED_ALGORITHMS))}"
-                )
-        return value
+        return _asymmetric_algorithms(value)
 
     @field_validator("leeway")
     @classmethod
     def _leeway(cls, value: float) -> float:
-        if value > MAX_LEEWAY_S:
-            raise ValueError(f"must be at most {MAX_LEEWAY_S:g} seconds")
+        return _bounded_leeway(value)
+
+    @field_validator("providers")
+    @classmethod
+    def _distinct_providers(
+        cls, value: Mapping[str, JwtProviderConfig]
+    ) -> Mapping[str, JwtProviderConfig]:
+        seen: dict[str, str] = {}
+        for name, provider in value.items():
+            if not _PROVIDER_NAME.match(name):
+                raise ValueError(f"{name!r}: names are 1 to 64 of A-Z a-z 0-9 _ . -")
+            if provider.issuer in seen:
+                raise ValueError(
+                    f"{name}.issuer: provider {seen[provider.issuer]} has the same issuer "
+                    "(a token's iss must pick one provider)"
+                )
+            seen[provider.issuer] = name
         return value
 
     @model_validator(mode="after")
     def _usable(self) -> AuthConfig:
         if self.jwks.configured and (not self.issuer or not self.audience):
             raise ValueError("issuer and audience are required to verify JWTs (auth.jwks is set)")
+        if self.jwks.configured:
+            if DEFAULT_PROVIDER in self.providers:
+                raise ValueError(
+                    f"providers.{DEFAULT_PROVIDER}: the name is taken by the top-level "
+                    "issuer and jwks"
+                )
+            for name, provider in self.providers.items():
+                if provider.issuer == self.issuer:
+                    raise ValueError(
+                        f"providers.{name}.issuer: the top-level issuer is the same "
+                        "(a token's iss must pick one provider)"
+                    )
         if self.mode == "introspect" and not self.introspection.configured:
             raise ValueError("mode introspect needs introspection.url or introspection.service")
         if self.default_route is not None:
@@ -314,9 +434,37 @@ class AuthConfig(Frozen):
                 raise ValueError(f"default_route: {problem}")
         return self
 
+    def jwt_providers(self) -> dict[str, JwtProvider]:
+        """Every provider whose tokens are verified locally, by name, settings resolved:
+        ``default`` (the top-level ``issuer``, ``audience`` and ``jwks``) first when
+        ``jwks`` is set, then ``providers`` in their order. Issuers are distinct."""
+        found: dict[str, JwtProvider] = {}
+        if self.jwks.configured:
+            assert self.issuer is not None and self.audience is not None  # validated
+            found[DEFAULT_PROVIDER] = JwtProvider(
+                DEFAULT_PROVIDER,
+                self.issuer,
+                self.audience,
+                self.jwks,
+                self.algorithms,
+                self.leeway,
+            )
+        for name, p in self.providers.items():
+            found[name] = JwtProvider(
+                name,
+                p.issuer,
+                p.audience,
+                p.jwks,
+                p.algorithms if p.algorithms is not None else self.algorithms,
+                p.leeway if p.leeway is not None else self.leeway,
+            )
+        return found
+
     def bearer_available(self, mode: BearerMode) -> bool:
         """True if bearer tokens can be verified in ``mode``."""
-        return self.jwks.configured if mode == "jwt" else self.introspection.configured
+        if mode == "jwt":
+            return self.jwks.configured or bool(self.providers)
+        return self.introspection.configured
 
     def available_methods(self, mode: BearerMode | None = None) -> tuple[AuthMethod, ...]:
         """The methods that work (for bearer tokens verified in ``mode``, default ``self.mode``)."""
@@ -377,10 +525,28 @@ class AuthConfig(Frozen):
         if not available:
             return (
                 f"policy {policy.policy} needs an authentication method, and none is "
-                "configured (auth.jwks, auth.introspection or auth.api_keys)"
+                "configured (auth.jwks, auth.providers, auth.introspection or auth.api_keys)"
             )
+        if policy.providers is not None:
+            return self._providers_problem(policy.providers, mode, policy.methods)
+        return None
+
+    def _providers_problem(
+        self, names: tuple[str, ...], mode: BearerMode, methods: tuple[AuthMethod, ...] | None
+    ) -> str | None:
+        if mode != "jwt":
+            return "providers need mode jwt (introspected tokens have no provider)"
+        if methods is not None and "jwt" not in methods:
+            return "providers need method jwt"
+        configured = self.jwt_providers()
+        for name in names:
+            if name not in configured:
+                known = ", ".join(configured) or "none"
+                return f"provider {name} is not configured (auth.providers; configured: {known})"
         return None
 
 
 def _bearer_keys(mode: BearerMode) -> str:
-    return "auth.jwks.url or .service" if mode == "jwt" else "auth.introspection.url or .service"
+    if mode == "jwt":
+        return "auth.jwks.url or .service, or auth.providers"
+    return "auth.introspection.url or .service"

@@ -8,8 +8,11 @@
 - admin views: ``/auth`` (keys, caches, counters) and ``/identity/jwks.json``
   (the public key sidecars check the identity token with, open without the admin
   token: :meth:`AuthFeature.open_admin_paths`);
-- ``start``: HTTP session and JWKS cache, introspection client, Redis for API
-  keys, and a first JWKS fetch in the background once the catalog is loaded
+- ``start``: HTTP session; per JWT provider (:meth:`AuthConfig.jwt_providers`) a
+  JWKS cache and verifier (several behind an
+  :class:`edge.auth.issuer_router.IssuerRouter`); introspection client, Redis
+  for API keys, and a first fetch of each JWKS in the background once the
+  catalog is loaded (counted in ``meshgate_jwks_refreshes_total{provider,outcome}``)
   (and, when the JWKS comes through mesh TLS, the edge's certificate is in;
   retried until it succeeds);
   ``stop`` closes them.
@@ -31,7 +34,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +44,11 @@ from redis.asyncio import Redis
 from edge.auth.apikey_verifier import ApiKeyVerifier
 from edge.auth.apikeys import ApiKeyStore
 from edge.auth.authenticator import Authenticator, Verifiers
-from edge.auth.config import AuthConfig
+from edge.auth.config import AuthConfig, JwtProvider
 from edge.auth.identity import IdentityHeaders
 from edge.auth.introspection import IntrospectionSettings, IntrospectionVerifier
 from edge.auth.introspection_http import HttpIntrospector
+from edge.auth.issuer_router import IssuerRouter
 from edge.auth.jwks import JwksCache, JwksCacheSettings
 from edge.auth.jwks_http import HttpJwksFetcher
 from edge.auth.jwt_verifier import JwtSettings, JwtVerifier
@@ -62,6 +66,7 @@ from mesh.config.reload import Reload, ReloadRefused
 from mesh.identity.keys import IdentityKeyError, generate_signing_key, load_signing_key
 from mesh.identity.token import IdentitySigner
 from mesh.mtls.contexts import MeshTls
+from mesh.telemetry.metrics import RefreshMetrics
 
 log = logging.getLogger(__name__)
 
@@ -122,11 +127,14 @@ class AuthFeature(BaseFeature):
         self._session: aiohttp.ClientSession | None = None
         self._redis: Redis | None = None
         self.jwks: JwksCache | None = None
-        self._jwks_source = "none"
-        self.jwt: JwtVerifier | None = None
+        """The first provider's key set (``default``'s when the top-level jwks is set)."""
+        self._providers: dict[str, _ProviderState] = {}
+        self.jwt: JwtVerifier | IssuerRouter | None = None
+        """One provider's verifier, or with several the router over theirs."""
         self.introspection: IntrospectionVerifier | None = None
         self.api_keys: ApiKeyVerifier | None = None
-        self._warm: asyncio.Task[None] | None = None
+        self._warm: list[asyncio.Task[None]] = []
+        self._jwks_metrics: RefreshMetrics | None = None
 
     # -- the pipeline ------------------------------------------------------------
 
@@ -187,38 +195,17 @@ class AuthFeature(BaseFeature):
     async def start(self) -> None:
         config = self._config
         self._session = aiohttp.ClientSession()
-        if config.jwks.configured:
-            jwks = config.jwks
-            url = self._url_source(jwks.url, jwks.service, jwks.path)
-            fetcher = HttpJwksFetcher(url, self._session, timeout_s=jwks.fetch_timeout)
-            mesh_tls = url.mesh_tls if isinstance(url, ServiceCall) else None
-            self.jwks = JwksCache(
-                fetcher,
-                self._clock,
-                JwksCacheSettings(
-                    cooldown_s=jwks.cooldown,
-                    default_max_age_s=jwks.default_max_age,
-                    max_stale_s=jwks.max_stale,
-                    fetch_timeout_s=jwks.fetch_timeout,
-                ),
-            )
-            self._jwks_source = url if isinstance(url, str) else url.describe()
-            assert config.issuer is not None and config.audience is not None  # validated
-            self.jwt = JwtVerifier(
-                JwtSettings(
-                    issuer=config.issuer,
-                    audience=config.audience,
-                    algorithms=frozenset(config.algorithms),
-                    leeway_s=config.leeway,
-                    max_token_bytes=config.max_token_bytes,
-                    cache_max_entries=config.cache_max_entries,
-                ),
-                self.jwks,
-                self._clock,
-            )
-            self._warm = asyncio.get_running_loop().create_task(
-                self._first_fetch(self.jwks, mesh_tls)
-            )
+        verifiers: dict[str, JwtVerifier] = {}
+        providers = config.jwt_providers()
+        if providers:
+            self._jwks_metrics = RefreshMetrics(self._ctx.registry, "jwks", ("provider",))
+        for provider in providers.values():
+            verifiers[provider.issuer] = self._start_provider(provider)
+        if len(verifiers) == 1:
+            # One provider verifies exactly as before providers existed (no iss routing).
+            (self.jwt,) = verifiers.values()
+        elif verifiers:
+            self.jwt = IssuerRouter(verifiers, config.max_token_bytes)
         if config.introspection.configured:
             i = config.introspection
             call = HttpIntrospector(
@@ -256,13 +243,54 @@ class AuthFeature(BaseFeature):
             )
         self._authenticator.install(Verifiers(self.jwt, self.introspection, self.api_keys))
 
+    def _start_provider(self, provider: JwtProvider) -> JwtVerifier:
+        """The verifier of ``provider`` over its own JWKS cache, whose first fetch
+        starts in the background."""
+        assert self._session is not None
+        jwks = provider.jwks
+        url = self._url_source(jwks.url, jwks.service, jwks.path)
+        fetcher = HttpJwksFetcher(url, self._session, timeout_s=jwks.fetch_timeout)
+        mesh_tls = url.mesh_tls if isinstance(url, ServiceCall) else None
+        cache = JwksCache(
+            fetcher,
+            self._clock,
+            JwksCacheSettings(
+                cooldown_s=jwks.cooldown,
+                default_max_age_s=jwks.default_max_age,
+                max_stale_s=jwks.max_stale,
+                fetch_timeout_s=jwks.fetch_timeout,
+            ),
+            on_fetch=self._jwks_metrics.recorder(provider.name) if self._jwks_metrics else None,
+        )
+        verifier = JwtVerifier(
+            JwtSettings(
+                issuer=provider.issuer,
+                audience=provider.audience,
+                algorithms=frozenset(provider.algorithms),
+                leeway_s=provider.leeway,
+                max_token_bytes=self._config.max_token_bytes,
+                cache_max_entries=self._config.cache_max_entries,
+                provider=provider.name,
+            ),
+            cache,
+            self._clock,
+        )
+        self._providers[provider.name] = _ProviderState(
+            provider.issuer, cache, url if isinstance(url, str) else url.describe(), verifier
+        )
+        if self.jwks is None:
+            self.jwks = cache
+        loop = asyncio.get_running_loop()
+        self._warm.append(loop.create_task(self._first_fetch(cache, mesh_tls)))
+        return verifier
+
     async def stop(self) -> None:
-        if self._warm is not None:
-            self._warm.cancel()
+        for task in self._warm:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._warm
-        if self.jwks is not None:
-            await self.jwks.aclose()
+                await task
+        for state in self._providers.values():
+            await state.jwks.aclose()
         if self._session is not None:
             await self._session.close()
         if self._redis is not None:
@@ -309,10 +337,20 @@ class AuthFeature(BaseFeature):
             "default_route": _describe_policy(self._policies.default),
             "managed_headers": list(self._managed),
         }
-        if self.jwks is not None:
-            out["jwks"] = {"source": self._jwks_source, **asdict(self.jwks.stats())}
+        first = next(iter(self._providers.values()), None)
+        if first is not None:
+            out["jwks"] = {"source": first.source, **asdict(first.jwks.stats())}
         if self.jwt is not None:
             out["jwt"] = asdict(self.jwt.stats())
+        if self._providers:
+            out["providers"] = {
+                name: {
+                    "issuer": state.issuer,
+                    "jwks": {"source": state.source, **asdict(state.jwks.stats())},
+                    "jwt": asdict(state.verifier.stats()),
+                }
+                for name, state in self._providers.items()
+            }
         if self.introspection is not None:
             out["introspection"] = asdict(self.introspection.stats())
         if self.api_keys is not None:
@@ -329,10 +367,21 @@ class AuthFeature(BaseFeature):
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class _ProviderState:
+    """What runs for one JWT provider: its key set (and where from) and verifier."""
+
+    issuer: str
+    jwks: JwksCache
+    source: str
+    verifier: JwtVerifier
+
+
 def _describe_policy(policy: RoutePolicy) -> dict[str, Any]:
     return {
         "policy": policy.policy,
         "methods": sorted(policy.methods),
         "roles": list(policy.roles),
         "mode": policy.mode,
+        "providers": sorted(policy.providers) if policy.providers is not None else None,
     }

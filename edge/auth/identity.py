@@ -31,8 +31,9 @@ class Identity:
 
     ``subject`` is the token's ``sub`` or the API key's consumer; ``consumer``
     is the API key's consumer or a machine client's ``client_id``; ``plan`` and
-    ``key_id`` are set for API keys only; ``claims`` is the verified token
-    payload (empty for API keys), read-only.
+    ``key_id`` are set for API keys only; ``provider`` names the JWT provider
+    that verified the token (None for API keys and introspected tokens);
+    ``claims`` is the verified token payload (empty for API keys), read-only.
     """
 
     method: IdentityMethod
@@ -43,6 +44,7 @@ class Identity:
     client_id: str | None = None
     plan: str | None = None
     key_id: str | None = None
+    provider: str | None = None
     claims: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, repr=False)
 
     def has_any_role(self, roles: Iterable[str]) -> bool:
@@ -59,6 +61,7 @@ def identity_from_claims(claims: Claims, method: IdentityMethod) -> Identity:
         email=claims.email,
         consumer=claims.client_id,
         client_id=claims.client_id,
+        provider=claims.provider,
         claims=claims.raw,
     )
 
@@ -83,6 +86,7 @@ _FIELDS = {
     "method": "method",
     "plan": "plan",
     "client_id": "client_id",
+    "provider": "provider",
 }
 """Claim-map sources that name an Identity field; any other source is a raw claim."""
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -183,7 +184,9 @@ class JwksCache:
 
     Create it inside the event loop that will use it. Call :meth:`refresh` at
     start-up to fail fast (optional: the first lookup fetches anyway) and
-    :meth:`aclose` on shutdown to cancel a fetch in flight.
+    :meth:`aclose` on shutdown to cancel a fetch in flight. ``on_fetch(ok,
+    seconds)``, when given, is called once per fetch that ends (not one that is
+    cancelled), e.g. to count it in metrics; it must not raise.
     """
 
     def __init__(
@@ -191,8 +194,11 @@ class JwksCache:
         fetch: JwksFetch,
         clock: Callable[[], float],
         settings: JwksCacheSettings | None = None,
+        *,
+        on_fetch: Callable[[bool, float], None] | None = None,
     ) -> None:
         self._fetch_document = fetch
+        self._on_fetch = on_fetch
         self._clock = clock
         self._settings = settings or JwksCacheSettings()
         self._kid_pattern = compile_safe_regex(self._settings.kid_pattern)
@@ -303,6 +309,8 @@ class JwksCache:
     async def _fetch_and_install(self) -> None:
         """Never raises (except on cancellation): failures keep the old set."""
         self._fetches += 1
+        # A duration, so the monotonic clock (the injected one is for expiry).
+        started = time.monotonic()
         try:
             async with asyncio.timeout(self._settings.fetch_timeout_s):
                 document = await self._fetch_document()
@@ -311,10 +319,14 @@ class JwksCache:
             self._failures += 1
             self._last_error = _describe(exc)
             log.warning("JWKS fetch failed, serving previous keys: %s", self._last_error)
+            if self._on_fetch is not None:
+                self._on_fetch(False, time.monotonic() - started)
             return
         finally:
             self._inflight = None
         self._install(keyset, document.max_age_s)
+        if self._on_fetch is not None:
+            self._on_fetch(True, time.monotonic() - started)
 
     def _install(self, keyset: KeySet, max_age_s: float | None) -> None:
         settings = self._settings

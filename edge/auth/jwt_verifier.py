@@ -70,6 +70,9 @@ class JwtSettings:
       kid is the client's.
     - ``refuse_key_locating_headers``: refuse tokens carrying jku/x5u/jwk/x5c
       (default True); when False they are ignored. Never used to find a key.
+    - ``provider``: the name of the configured provider these settings are
+      (``auth.providers``), stamped on every Claims this verifier returns
+      (:attr:`edge.auth.claims.Claims.provider`); default None.
     """
 
     issuer: str
@@ -80,6 +83,7 @@ class JwtSettings:
     cache_max_entries: int = 10_000
     kid_pattern: str = DEFAULT_KID_PATTERN
     refuse_key_locating_headers: bool = True
+    provider: str | None = None
 
     def __post_init__(self) -> None:
         if not self.issuer:
@@ -269,4 +273,4 @@ class JwtVerifier:
             now=self._clock(),
             leeway_s=settings.leeway_s,
         )
-        return claims_from_payload(payload)
+        return claims_from_payload(payload, provider=settings.provider)

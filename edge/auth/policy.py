@@ -23,7 +23,10 @@ _MAX_CACHED = 4096
 class RoutePolicy:
     """What a route requires. ``methods`` is never empty unless ``policy`` is ``none``.
 
-    The flags after the four fields are derived from them once, at construction,
+    ``providers``: the names of the JWT providers whose tokens the route accepts;
+    None: every configured one.
+
+    The flags after the five fields are derived from them once, at construction,
     because every request reads them.
     """
 
@@ -31,6 +34,7 @@ class RoutePolicy:
     methods: frozenset[AuthMethod]
     roles: tuple[str, ...]
     mode: BearerMode
+    providers: frozenset[str] | None = None
     enforced: bool = field(init=False, repr=False, compare=False)
     """False for ``none``: the request passes untouched."""
     local_jwt: bool = field(init=False, repr=False, compare=False)
@@ -85,4 +89,5 @@ class RoutePolicies:
         mode = route.mode or self._config.mode
         available = self._config.available_methods(mode)
         methods = frozenset(route.methods) if route.methods is not None else frozenset(available)
-        return RoutePolicy(route.policy, methods, route.roles, mode)
+        providers = frozenset(route.providers) if route.providers is not None else None
+        return RoutePolicy(route.policy, methods, route.roles, mode, providers)

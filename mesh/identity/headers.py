@@ -21,6 +21,7 @@ DEFAULT_IDENTITY_HEADERS: tuple[str, ...] = (
     "X-User-Email",
     "X-Consumer-Id",
     "X-Auth-Method",
+    "X-Auth-Provider",
 )
 """The managed identity headers unless configured otherwise."""
 

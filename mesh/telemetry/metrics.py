@@ -467,25 +467,51 @@ class RefreshMetrics:
 
     ``RefreshMetrics(registry, "jwks")`` gives ``meshgate_jwks_refreshes_total{outcome}``
     (``success`` or ``failure``) and ``meshgate_jwks_refresh_duration_seconds``.
-    Call :meth:`record` once per fetch, however it ended; it never raises.
+    With ``labels`` (e.g. ``("provider",)``) both series carry those labels first,
+    and each source records through its own :meth:`recorder`; without, through
+    :meth:`record`. Either way, call it once per fetch, however it ended; it never
+    raises.
     """
 
-    def __init__(self, registry: CollectorRegistry, what: str) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, what: str, labels: tuple[str, ...] = ()
+    ) -> None:
+        self._labels = labels
         self.refreshes = Counter(
             f"meshgate_{what}_refreshes",
             f"Fetches of the {what}, by outcome (success, failure).",
-            ["outcome"],
+            [*labels, "outcome"],
             registry=registry,
         )
         self.duration = Histogram(
             f"meshgate_{what}_refresh_duration_seconds",
             f"Time of one fetch of the {what}.",
+            labels,
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
-        for outcome in ("success", "failure"):
-            self.refreshes.labels(outcome)  # both series exist from the start
+        if not labels:
+            for outcome in ("success", "failure"):
+                self.refreshes.labels(outcome)  # both series exist from the start
 
     def record(self, ok: bool, seconds: float) -> None:
+        """Count one fetch (only without ``labels``: else use :meth:`recorder`)."""
         self.refreshes.labels("success" if ok else "failure").inc()
         self.duration.observe(seconds)
+
+    def recorder(self, *values: str) -> Callable[[bool, float], None]:
+        """:meth:`record` for the source with these label ``values`` (one per label);
+        its success and failure series exist from this call on."""
+        if len(values) != len(self._labels):
+            raise ValueError(f"expected values for {self._labels}, got {values}")
+        counts = {
+            ok: self.refreshes.labels(*values, "success" if ok else "failure")
+            for ok in (True, False)
+        }
+        duration = self.duration.labels(*values)
+
+        def record(ok: bool, seconds: float) -> None:
+            counts[ok].inc()
+            duration.observe(seconds)
+
+        return record

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from demo.ratelimit_setup import edge_rate_limits
 from demo.runner import WELCOME_ROUTE
 from discovery.static_provider import StaticCatalog, StaticInstance, catalog_to_snapshot
+from edge.auth.config import JwksConfig
 from edge.config import EdgeConfig, RouteConfig, load_edge_config
 from edge.gateway import config_routes
 from edge.meta_routes import routes_from_meta
@@ -153,8 +154,13 @@ def test_route_keys_are_all_shown() -> None:
 
 def test_edge_example_values_are_the_defaults() -> None:
     config = load_edge_config(EXAMPLES / "edge.yaml")
-    # Like routes, the rate-limit policies are an example (the default is none).
-    example = {"routes": True, "rate_limits": {"policies": True, "default_policies": True}}
+    # Like routes, the rate-limit policies and auth providers are an example
+    # (the default is none).
+    example: Any = {
+        "routes": True,
+        "rate_limits": {"policies": True, "default_policies": True},
+        "auth": {"providers": True},
+    }
     assert config.model_dump(exclude=example) == EdgeConfig().model_dump(exclude=example)
     # Spelled out, for the values a reader looks for first.
     assert (config.listen.host, config.listen.port) == ("0.0.0.0", 8080)
@@ -212,6 +218,20 @@ def test_edge_example_rate_limit_policies() -> None:
     users, orders, *_ = config.routes
     assert users.rate_limits is None  # the default policies
     assert orders.rate_limits == ("anonymous", "per-user", "per-key", "orders-writes")
+
+
+def test_edge_example_auth_providers() -> None:
+    auth = load_edge_config(EXAMPLES / "edge.yaml").auth
+    assert EdgeConfig().auth.providers == {}  # the example's providers are no default
+    providers = auth.jwt_providers()
+    assert list(providers) == ["staff", "customers"]  # no top-level jwks: no `default`
+    staff, customers = providers.values()
+    # Left null, a provider takes the global algorithms and leeway.
+    assert (customers.algorithms, customers.leeway) == (auth.algorithms, auth.leeway)
+    assert (staff.algorithms, staff.leeway) == (("RS256",), 10.0)
+    assert staff.jwks.service == "staff-sso"
+    # Every jwks key shown for `customers` is JwksConfig's default except its url.
+    assert customers.jwks.model_dump(exclude={"url"}) == JwksConfig().model_dump(exclude={"url"})
 
 
 def test_sidecar_example_values_are_the_defaults_outside_service() -> None:

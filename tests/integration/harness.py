@@ -133,16 +133,24 @@ class Mesh:
         wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/health"), 15, f"app {instance}")
         return App(name, port, instance, proc, outbound)
 
-    def auth_service(self, key_file: Path, *args: str, name: str = "auth") -> App:
+    def auth_service(
+        self,
+        key_file: Path,
+        *args: str,
+        name: str = "auth",
+        issuer: str = "http://auth.demo",
+        audience: str = "meshgate",
+    ) -> App:
         """The demo auth service (``demo.auth_service``) signing with ``key_file``.
 
         ``args`` go to its command line (e.g. ``--token-ttl 60``); its issuer is
-        ``http://auth.demo`` and audience ``meshgate``. Returned as an App, so a
-        sidecar can front it; ``App.stats()`` reads its request counters.
+        ``issuer`` and audience ``audience`` (by default ``http://auth.demo`` and
+        ``meshgate``). Returned as an App, so a sidecar can front it;
+        ``App.stats()`` reads its request counters.
         """
         port = free_port()
         argv = [sys.executable, "-m", "demo.auth_service", "--port", str(port)]
-        argv += ["--issuer", "http://auth.demo", "--audience", "meshgate"]
+        argv += ["--issuer", issuer, "--audience", audience]
         argv += ["--key-file", str(key_file), *args]
         proc = self._spawn(f"{name}-{port}", argv)
         wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/health"), 15, f"{name} service")

@@ -26,6 +26,7 @@ def test_defaults_configure_no_method_and_require_nothing() -> None:
         "X-User-Email",
         "X-Consumer-Id",
         "X-Auth-Method",
+        "X-Auth-Provider",
     )
     assert config.identity.token.header == "X-Mesh-Identity"
     assert config.api_keys.cache_ttl == 5.0

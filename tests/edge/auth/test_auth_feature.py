@@ -17,6 +17,8 @@ from demo.auth_service import AuthServiceSettings, create_app, mint_token, new_s
 from discovery.settings import ConsulSettings
 from edge.auth.config import AuthConfig
 from edge.auth.feature import AuthFeature
+from edge.auth.issuer_router import IssuerRouter
+from edge.auth.jwt_verifier import JwtVerifier
 from edge.feature import EdgeContext
 from edge.filters.strip_identity import StripIdentityFilter
 from edge.routes import make_route
@@ -50,6 +52,7 @@ def test_without_methods_only_stripping_runs() -> None:
         "x-user-email",
         "x-consumer-id",
         "x-auth-method",
+        "x-auth-provider",
         "x-mesh-identity",
     }
     assert set(feature.admin_views()) == {"/auth", "/identity/jwks.json"}
@@ -227,3 +230,90 @@ async def test_with_mesh_tls_the_jwks_comes_through_the_transport_over_mutual_tl
         await feature.stop()
         await transport.close()
         await server.close()
+
+
+async def test_two_providers_each_with_its_own_key_set() -> None:
+    staff_issuer = "http://sso.staff"
+    keys = [new_signing_key("ES256"), new_signing_key("ES256")]
+    settings = [AuthServiceSettings(ISSUER, AUDIENCE), AuthServiceSettings(staff_issuer, "staff")]
+    servers = [
+        TestServer(create_app(s, signing_key=k), host="127.0.0.1")
+        for s, k in zip(settings, keys, strict=True)
+    ]
+    for server in servers:
+        await server.start_server()
+    config = AuthConfig.model_validate(
+        {
+            "issuer": ISSUER,
+            "audience": AUDIENCE,
+            "jwks": {"url": str(servers[0].make_url("/.well-known/jwks.json"))},
+            "providers": {
+                "staff": {
+                    "issuer": staff_issuer,
+                    "audience": "staff",
+                    "jwks": {"url": str(servers[1].make_url("/.well-known/jwks.json"))},
+                }
+            },
+        }
+    )
+    store = SnapshotStore()
+    ctx = context(store)
+    feature = AuthFeature(config, ctx)
+    await feature.start()
+    try:
+        store.publish(make_snapshot({}, "test"))  # the first fetches wait for the catalog
+        assert isinstance(feature.jwt, IssuerRouter)
+        for _ in range(200):
+            fetched = feature.view()["providers"]
+            if all(p["jwks"]["keys"] for p in fetched.values()):
+                break
+            await asyncio.sleep(0.02)
+        alice = mint_token(keys[0].private_key, keys[0].kid, "alice", [], ISSUER, AUDIENCE, 60)
+        carol = mint_token(keys[1].private_key, keys[1].kid, "carol", [], staff_issuer, "staff", 60)
+        status, headers = await run_through(feature, [("Authorization", f"Bearer {alice}")])
+        assert (status, headers["X-User-Id"], headers["X-Auth-Provider"]) == (
+            200,
+            "alice",
+            "default",
+        )
+        status, headers = await run_through(feature, [("Authorization", f"Bearer {carol}")])
+        assert (status, headers["X-User-Id"], headers["X-Auth-Provider"]) == (
+            200,
+            "carol",
+            "staff",
+        )
+        # The staff key cannot stand in for the default provider's.
+        forged = mint_token(keys[1].private_key, keys[1].kid, "eve", [], ISSUER, AUDIENCE, 60)
+        status, _ = await run_through(feature, [("Authorization", f"Bearer {forged}")])
+        assert status == 401
+        view = feature.view()
+        assert set(view["providers"]) == {"default", "staff"}
+        assert view["providers"]["staff"]["issuer"] == staff_issuer
+        assert view["providers"]["staff"]["jwt"]["verified"] == 1
+        assert view["jwt"]["verified"] == 2 and view["jwt"]["refused"] == 1
+        # Each key set's fetches are counted under its provider's name.
+        for provider in ("default", "staff"):
+            labels = {"provider": provider, "outcome": "success"}
+            count = ctx.registry.get_sample_value("meshgate_jwks_refreshes_total", labels)
+            assert count is not None and count >= 1
+    finally:
+        await feature.stop()
+        for server in servers:
+            await server.close()
+
+
+async def test_one_provider_is_verified_without_routing_by_iss() -> None:
+    config = AuthConfig.model_validate(
+        {
+            "providers": {
+                "only": {"issuer": ISSUER, "audience": AUDIENCE, "jwks": {"url": "http://a/"}}
+            }
+        }
+    )
+    feature = AuthFeature(config, context())
+    await feature.start()
+    try:
+        assert isinstance(feature.jwt, JwtVerifier)
+        assert feature.jwks is not None
+    finally:
+        await feature.stop()

@@ -18,7 +18,7 @@ from edge.auth.keys import KeysUnavailable
 from edge.auth.policy import RoutePolicy
 from tests.edge.auth.conftest import AUDIENCE, ISSUER, CountingKeySource, FakeClock, TokenFactory
 
-ALICE = Claims(subject="alice", roles=("user",))
+ALICE = Claims(subject="alice", roles=("user",), provider="customers")
 BOB = Claims(subject="bob", roles=("admin",))
 KEY, KEY_ID = generate_key()
 
@@ -54,8 +54,10 @@ def policy(
     methods: tuple[str, ...] = ("jwt", "apikey"),
     roles: tuple[str, ...] = (),
     mode: str = "jwt",
+    providers: tuple[str, ...] | None = None,
 ) -> RoutePolicy:
-    return RoutePolicy(policy, frozenset(methods), roles, mode)  # type: ignore[arg-type]
+    accepted = frozenset(providers) if providers is not None else None
+    return RoutePolicy(policy, frozenset(methods), roles, mode, accepted)  # type: ignore[arg-type]
 
 
 BEARER_ALICE = Credential("bearer", "alice")
@@ -72,6 +74,9 @@ API_KEY = Credential("apikey", KEY)
         (BEARER_ALICE, policy("optional"), ("jwt", "alice")),
         (Credential("bearer", "bob"), policy(roles=("admin", "ops")), ("jwt", "bob")),
         (API_KEY, policy(roles=("partner",), methods=("apikey",)), ("apikey", "acme")),
+        (BEARER_ALICE, policy(providers=("staff", "customers")), ("jwt", "alice")),
+        # A provider restriction concerns bearer tokens only.
+        (API_KEY, policy(providers=("staff",)), ("apikey", "acme")),
     ],
 )
 async def test_accepted(credential: Credential | None, route: RoutePolicy, expected: Any) -> None:
@@ -108,6 +113,28 @@ async def test_accepted(credential: Credential | None, route: RoutePolicy, expec
             "missing required role",
         ),
         (Credential("apikey", "mgk_x"), policy(), 401, "invalid_token", "malformed api key"),
+        (
+            BEARER_ALICE,
+            policy(providers=("staff",)),
+            401,
+            "invalid_token",
+            "token issuer not accepted on this route",
+        ),
+        # Before the role check: the token is not acceptable here at all.
+        (
+            BEARER_ALICE,
+            policy(providers=("staff",), roles=("admin",)),
+            401,
+            "invalid_token",
+            "token issuer not accepted on this route",
+        ),
+        (
+            BEARER_ALICE,
+            policy("optional", providers=("staff",)),
+            401,
+            "invalid_token",
+            "token issuer not accepted on this route",
+        ),
     ],
 )
 async def test_refused(
@@ -142,7 +169,8 @@ async def test_not_started_means_unavailable_not_invalid() -> None:
 
 
 def with_jwt_verifier(key_source: CountingKeySource, clock: FakeClock) -> Authenticator:
-    jwt = JwtVerifier(JwtSettings(issuer=ISSUER, audience=AUDIENCE), key_source, clock)
+    settings = JwtSettings(issuer=ISSUER, audience=AUDIENCE, provider="default")
+    jwt = JwtVerifier(settings, key_source, clock)
     return Authenticator(
         Verifiers(
             jwt=jwt, introspection=Tokens("introspect"), api_keys=ApiKeyVerifier(lookup, clock)
@@ -184,6 +212,9 @@ ROUTES = [
     policy(methods=("jwt",)),
     policy(methods=("apikey",)),
     policy(mode="introspect"),
+    policy(providers=("default",)),
+    policy(providers=("other",)),
+    policy(providers=("other",), roles=("user",)),
 ]
 
 

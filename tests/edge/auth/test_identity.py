@@ -36,6 +36,18 @@ def test_identity_from_claims_and_default_headers() -> None:
     assert custom.render(identity) == (("X-Tenant", "acme"), ("X-Level", "3"))
 
 
+def test_the_verifying_provider_is_a_header() -> None:
+    claims = Claims(subject="carol", provider="staff", raw=MappingProxyType({"provider": "x"}))
+    identity = identity_from_claims(claims, "jwt")
+    assert identity.provider == "staff"
+    # From the verification, never from a claim of that name in the token.
+    assert dict(IdentityHeaders(DEFAULT_CLAIM_HEADERS).render(identity)) == {
+        "X-User-Id": "carol",
+        "X-Auth-Method": "jwt",
+        "X-Auth-Provider": "staff",
+    }
+
+
 def test_machine_client_token_sets_the_consumer() -> None:
     claims = Claims(subject="reporting", client_id="reporting", roles=("service",))
     identity = identity_from_claims(claims, "introspect")

@@ -441,3 +441,22 @@ async def test_age_is_none_before_the_first_fetch_and_aclose_cancels(
     await cache.aclose()
     with pytest.raises(asyncio.CancelledError):
         await waiter
+
+
+async def test_on_fetch_hears_every_fetch_that_ends_with_its_outcome(
+    endpoint: FakeJwksEndpoint, clock: Any
+) -> None:
+    heard: list[tuple[bool, float]] = []
+    cache = JwksCache(endpoint, clock, on_fetch=lambda ok, s: heard.append((ok, s)))
+    assert await cache.refresh()
+    endpoint.failure = ConnectionError("auth service down")
+    assert not await cache.refresh()
+    endpoint.failure = None
+    endpoint.gate = asyncio.Event()  # never opened: this fetch is cancelled, not heard
+    task = asyncio.get_running_loop().create_task(cache.refresh())
+    await asyncio.sleep(0)
+    await cache.aclose()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert [ok for ok, _ in heard] == [True, False]
+    assert all(0 <= seconds < 5 for _, seconds in heard)

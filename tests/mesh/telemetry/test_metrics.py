@@ -193,6 +193,35 @@ def test_refresh_metrics_count_by_outcome() -> None:
     assert got[("meshgate_jwks_refresh_duration_seconds_count", ())] == 3
 
 
+def test_refresh_metrics_with_labels_count_per_source() -> None:
+    registry = CollectorRegistry()
+    jwks = RefreshMetrics(registry, "jwks", ("provider",))
+    staff = jwks.recorder("staff")
+    # A source's two series exist once it has a recorder.
+    assert (
+        samples(registry)[
+            ("meshgate_jwks_refreshes_total", (("outcome", "failure"), ("provider", "staff")))
+        ]
+        == 0
+    )
+    staff(True, 0.02)
+    staff(False, 0.5)
+    jwks.recorder("default")(True, 0.01)
+    got = samples(registry)
+    for provider, outcome, count in [
+        ("staff", "success", 1),
+        ("staff", "failure", 1),
+        ("default", "success", 1),
+        ("default", "failure", 0),
+    ]:
+        key = (("outcome", outcome), ("provider", provider))
+        assert got[("meshgate_jwks_refreshes_total", key)] == count
+    staff_count = (("provider", "staff"),)
+    assert got[("meshgate_jwks_refresh_duration_seconds_count", staff_count)] == 2
+    with pytest.raises(ValueError):
+        jwks.recorder()
+
+
 def test_connection_observer_counts_connections_refusals_and_malformed_requests() -> None:
     registry = CollectorRegistry()
     observer_ = ProxyMetrics(registry, "edge").connection_observer("edge")
