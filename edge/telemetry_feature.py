@@ -57,13 +57,14 @@ class TelemetryFeature(BaseFeature):
             Tracing(settings, install_global=install_global) if settings.enabled else None
         )
         self.access_log = AccessLog.open(config.access_log, "edge")
+        self._log_selection = config.access_log.selection()
 
     def before_routing(self) -> list[Filter]:
         filters: list[Filter] = []
         if self.tracing is not None:
             filters.append(TracingFilter(self.tracing, traceresponse=True, http_route=route_prefix))
         if self.access_log is not None:
-            filters.append(AccessLogFilter(self.access_log))
+            filters.append(AccessLogFilter(self.access_log, self._log_selection))
         return filters
 
     async def start(self) -> None:

@@ -41,6 +41,7 @@ class SidecarTelemetry:
             Tracing(settings, install_global=install_global) if settings.enabled else None
         )
         self.access_log = AccessLog.open(t.access_log, "sidecar")
+        self._log_selection = t.access_log.selection()
         self._health_path = config.app.health_path
 
     def _filters(self, untraced: tuple[str, ...]) -> list[Filter]:
@@ -48,7 +49,7 @@ class SidecarTelemetry:
         if self.tracing is not None:
             filters.append(TracingFilter(self.tracing, untraced_paths=untraced))
         if self.access_log is not None:
-            filters.append(AccessLogFilter(self.access_log))
+            filters.append(AccessLogFilter(self.access_log, self._log_selection))
         return filters
 
     def inbound_filters(self) -> list[Filter]:

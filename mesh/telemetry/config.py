@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from mesh.config.types import Duration, Frozen
+from mesh.telemetry.log_selection import LogSelection, log_selection
 
 SamplerName = Literal[
     "always_on",
@@ -65,6 +66,19 @@ class AccessLogConfig(Frozen):
     """Lines are written once this much is pending (0: every line at once)."""
     flush_interval: Duration = 1.0
     """Pending lines are written at least this often."""
+    sample: float = Field(default=1.0, ge=0.0, le=1.0)
+    """The share of requests logged, of those ``keep_status_from`` and ``keep_slower_than``
+    do not keep (1: every request; 0: only those they keep)."""
+    keep_status_from: int | None = Field(default=None, ge=100, le=599)
+    """Every answer with this status or above is logged, whatever ``sample`` says (e.g.
+    400: every refusal and failure). null: no such rule."""
+    keep_slower_than: Duration | None = None
+    """Every request that took this long or longer is logged, whatever ``sample`` says.
+    null: no such rule."""
+
+    def selection(self) -> LogSelection | None:
+        """Which requests get a line; None: every one."""
+        return log_selection(self.sample, self.keep_status_from, self.keep_slower_than)
 
 
 class TelemetryConfig(Frozen):

@@ -649,6 +649,39 @@ def test_exemplars_link_latency_buckets_to_sampled_traces(
     assert sampled.encode() not in body
 
 
+def test_a_selective_access_log_keeps_the_failures_and_a_sample_of_none_else(
+    mesh: Mesh, tmp_path: Path
+) -> None:
+    app = mesh.app("users", "users-1")
+    mesh.sidecar(app, "users-1")
+    log = tmp_path / "access.jsonl"
+    selective = {"path": str(log), "flush_interval": "100ms", "sample": 0.0}
+    users = {"prefix": "/api/users", "service": "users", "prefix_rewrite": "/users"}
+    read_only = {**users, "prefix": "/api/read", "methods": ["GET"]}
+    edge = mesh.edge(
+        [users, read_only],
+        extra={"telemetry": {"access_log": {**selective, "keep_status_from": 400}}},
+    )
+    sent: dict[str, int] = {}
+    for method, path in (
+        ("GET", "/api/users/echo"),
+        ("GET", "/nowhere"),
+        ("GET", "/api/read/echo"),
+        ("DELETE", "/api/read/echo"),
+    ):
+        status, headers, _ = http(f"{edge.url}{path}", method=method)
+        sent[headers["x-request-id"]] = status
+    failed = {rid for rid, status in sent.items() if status >= 400}
+    assert sorted(sent.values()) == [200, 200, 404, 405]
+    wait_until(
+        lambda: log.exists() and len(access_lines(log)) >= len(failed), 5, "the access log lines"
+    )
+    time.sleep(0.3)  # a flush more: nothing else may come
+    lines = access_lines(log)
+    assert {line["request_id"] for line in lines} == failed
+    assert sorted(line["status"] for line in lines) == [404, 405]
+
+
 def test_two_edge_workers_add_up(mesh: Mesh, receiver: OtlpReceiver) -> None:
     app = mesh.app("users", "users-1")
     mesh.sidecar(app, "users-1")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -195,6 +195,34 @@ async def test_filter_logs_what_was_answered_even_on_errors(pipe: Pipe) -> None:
     with pytest.raises(RuntimeError):
         await flt(make_exchange(), broken)
     assert [json.loads(x)["status"] for x in pipe.lines()] == [418, 500]
+
+
+async def test_filter_logs_only_what_its_selection_keeps(pipe: Pipe) -> None:
+    # Nothing sampled: only the refusals and failures (status 400 and above).
+    selection = AccessLogConfig(sample=0.0, keep_status_from=400).selection()
+    assert selection is not None
+    flt = AccessLogFilter(AccessLog(pipe.write_fd, "edge", buffer_bytes=0), selection)
+
+    def answering(status: int) -> Callable[[Exchange], Awaitable[web.StreamResponse]]:
+        async def answer(_: Exchange) -> web.StreamResponse:
+            return web.Response(status=status)
+
+        return answer
+
+    for status in (200, 404, 204, 503, 302):
+        await flt(make_exchange(), answering(status))
+    assert [json.loads(x)["status"] for x in pipe.lines()] == [404, 503]
+
+
+def test_every_request_needs_no_selection() -> None:
+    assert AccessLogConfig().selection() is None
+    # A sample of 1 logs everything, whatever the rules say.
+    assert AccessLogConfig(keep_status_from=500, keep_slower_than=1.0).selection() is None
+    chosen = AccessLogConfig.model_validate(
+        {"sample": 0.25, "keep_slower_than": "500ms"}
+    ).selection()
+    assert chosen is not None
+    assert (chosen.sample, chosen.keep_status_from, chosen.keep_slower_than) == (0.25, None, 0.5)
 
 
 def test_the_timestamp_follows_the_clock_across_seconds(pipe: Pipe) -> None:
