@@ -17,6 +17,7 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from mesh.connections import REFUSED_PER_ADDRESS, REFUSED_TOTAL
+from mesh.exchange import Exchange
 from mesh.snapshot import Instance, ServiceEntry, SnapshotStore, make_snapshot
 from mesh.telemetry.exposition import exposition
 from mesh.telemetry.metrics import (
@@ -99,13 +100,22 @@ def test_catalog_gauges_follow_the_store_and_drop_vanished_services() -> None:
     assert got[("meshgate_catalog_updates_total", (("role", "edge"),))] == 2
 
 
-def test_an_attempt_observes_the_upstream_histogram_and_ends_its_span() -> None:
+def traced_orders_call(
+    role: str, sampler_ratio: float
+) -> tuple[CollectorRegistry, UpstreamTelemetry, Recorder, Exchange]:
+    """A registry, upstream telemetry of ``role`` over it, a span recorder sampling
+    ``sampler_ratio`` of traces, and a call to ``orders`` whose trace has started."""
     registry = CollectorRegistry()
-    telemetry = UpstreamTelemetry(ProxyMetrics(registry, "sidecar"))
-    r = Recorder(sampler_ratio=1.0)
+    telemetry = UpstreamTelemetry(ProxyMetrics(registry, role))
+    r = Recorder(sampler_ratio=sampler_ratio)
     ex = make_exchange()
     ex.service = "orders"
     ex.trace = r.tracing.start_request(ex)
+    return registry, telemetry, r, ex
+
+
+def test_an_attempt_observes_the_upstream_histogram_and_ends_its_span() -> None:
+    registry, telemetry, r, ex = traced_orders_call("sidecar", 1.0)
 
     ok = telemetry.attempt(ex, INSTANCE, 1)
     ok.responded(200)
@@ -148,12 +158,7 @@ def openmetrics_exemplars(registry: CollectorRegistry, name: str) -> dict[str, d
 
 @pytest.mark.parametrize("sampled", [True, False])
 def test_a_sampled_attempt_names_its_client_span_on_its_bucket(sampled: bool) -> None:
-    registry = CollectorRegistry()
-    telemetry = UpstreamTelemetry(ProxyMetrics(registry, "edge"))
-    r = Recorder(sampler_ratio=1.0 if sampled else 0.0)
-    ex = make_exchange()
-    ex.service = "orders"
-    ex.trace = r.tracing.start_request(ex)
+    registry, telemetry, r, ex = traced_orders_call("edge", 1.0 if sampled else 0.0)
     attempt = telemetry.attempt(ex, INSTANCE, 1)
     attempt.responded(200)
     attempt.end()
